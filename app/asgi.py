@@ -1,0 +1,142 @@
+"""The ASGI application: Starlette routes, lifespan, and the process-wide objects.
+
+`create_app()` is the only factory; uvicorn, the CLI and the tests all use it. The lifespan
+opens the database (embedded when DATABASE_URL is unset), the event bus and the enrichment
+readers, and optionally runs the outbox worker in the same process for one-command use.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route, WebSocketRoute
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from app.database import close_database, connection, init_database
+from app.eventbus import EventBus
+from app.graphql import PulsegraphGraphQL
+from app.ratelimit import RateLimiter
+from app.services.enrichment import GeoLocator
+from app.settings import Settings, get_settings
+from resolvers.ingestion import track_batch_endpoint, track_endpoint
+from schema import build_schema
+
+log = logging.getLogger("pulsegraph.app")
+
+
+class BodySizeLimit:
+    """Refuse request bodies over the limit before anything parses them."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            await self._refuse(scope, receive, send)
+            return
+        received = 0
+
+        async def limited_receive() -> dict:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.max_bytes:
+                raise _BodyTooLarge()
+            return message
+
+        try:
+            await self.app(scope, limited_receive, send)
+        except _BodyTooLarge:
+            await self._refuse(scope, receive, send)
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = JSONResponse(
+            {"errors": [{"message": f"request body exceeds {self.max_bytes} bytes", "extensions": {"code": "PAYLOAD_TOO_LARGE"}}]},
+            status_code=413,
+        )
+        await response(scope, receive, send)
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+async def health(request: Request) -> JSONResponse:
+    """Liveness plus the two dependencies that matter: database and event bus."""
+    database_ok = True
+    try:
+        async with connection() as conn:
+            await conn.fetchval("SELECT 1")
+    except Exception:  # noqa: BLE001 - health reports, it does not raise
+        database_ok = False
+    bus: EventBus = request.app.state.bus
+    body = {"status": "ok" if database_ok else "degraded", "database": database_ok, "broadcast": bus.connected}
+    return JSONResponse(body, status_code=200 if database_ok else 503)
+
+
+def create_app(settings: Settings | None = None, *, with_worker: bool = False, seed_demo: bool = False) -> Starlette:
+    settings = settings or get_settings()
+    graphql = PulsegraphGraphQL(build_schema(_extensions(settings)), keep_alive=True, keep_alive_interval=15)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await init_database(settings)
+        app.state.bus = EventBus(settings.broadcast_url, queue_size=settings.subscriber_queue_size)
+        await app.state.bus.connect()
+        app.state.geo = GeoLocator(settings.geoip_city_db, settings.geoip_asn_db)
+        worker_task = None
+        try:
+            if seed_demo:
+                from app.services.demo import ensure_demo
+
+                await ensure_demo(settings)
+            if with_worker:
+                worker_task = await _start_worker(app, settings)
+            yield
+        finally:
+            if worker_task is not None:
+                await app.state.worker.stop()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await worker_task
+            await app.state.bus.disconnect()
+            app.state.geo.close()
+            await close_database()
+
+    app = Starlette(
+        routes=[
+            Route("/graphql", graphql, methods=["GET", "POST"]),
+            WebSocketRoute("/graphql", graphql),
+            Route("/track", track_endpoint, methods=["POST"]),
+            Route("/track/batch", track_batch_endpoint, methods=["POST"]),
+            Route("/healthz", health, methods=["GET"]),
+        ],
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.rate_limiter = RateLimiter(settings.ingest_rate_per_second, settings.ingest_rate_burst)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    return app
+
+
+def _extensions(settings: Settings) -> list:
+    from app.graphql import schema_extensions
+
+    return schema_extensions(settings)
+
+
+async def _start_worker(app: Starlette, settings: Settings) -> asyncio.Task:
+    from workers.outbox import OutboxWorker
+
+    app.state.worker = OutboxWorker(bus=app.state.bus, settings=settings, name="in-process")
+    return asyncio.create_task(app.state.worker.run(), name="pulsegraph-worker")

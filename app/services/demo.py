@@ -1,0 +1,197 @@
+"""The demo dataset: a marketplace with providers and 30 days of realistic traffic.
+
+It goes through the real ingestion service (enrichment, sessions, outbox), so the demo
+shows exactly what production data looks like. The same seed gives the same events.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from app.auth import Role, Viewer, issue_token
+from app.settings import Settings
+
+log = logging.getLogger("pulsegraph.demo")
+
+DEMO_SLUG = "demo"
+DEMO_PROVIDERS = [
+    "Alina Morgan", "Bruno Castell", "Chen Wei", "Dana Okafor", "Elif Yilmaz",
+    "Farah Haddad", "Gus Lindqvist", "Hana Sato",
+]
+USER_AGENTS = [
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36",
+    "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/18.1 Safari/605.1.15",
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 18_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/18.1 Mobile/15E148 Safari/604.1",
+    "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Mobile Safari/537.36",
+    "Mozilla/5.0 (iPad; CPU OS 17_6 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.6 Mobile/15E148 Safari/604.1",
+    "Mozilla/5.0 (X11; Ubuntu; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0",
+    "Mozilla/5.0 (Linux; Android 13; SM-X200) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/130.0.0.0 Safari/537.36",
+]
+UA_WEIGHTS = [30, 14, 26, 18, 4, 5, 3]
+REFERRERS = [
+    (None, 40), ("https://www.google.com/", 25), ("https://www.instagram.com/", 12),
+    ("https://t.co/abc", 6), ("https://www.reddit.com/r/local/", 5), ("https://news.ycombinator.com/", 2),
+    ("https://duckduckgo.com/", 4), ("https://www.facebook.com/", 6),
+]
+CAMPAIGNS = [
+    ("", 70), ("?utm_source=newsletter&utm_medium=email&utm_campaign=spring", 12),
+    ("?utm_source=instagram&utm_medium=social&utm_campaign=stories", 10),
+    ("?utm_source=google&utm_medium=cpc&utm_campaign=brand&utm_term=massage", 8),
+]
+
+
+def _pick(rng: random.Random, weighted: list[tuple[Any, int]]) -> Any:
+    return rng.choices([v for v, _ in weighted], [w for _, w in weighted])[0]
+
+
+def _ip(rng: random.Random) -> str:
+    if rng.random() < 0.15:
+        return f"2001:db8:{rng.randrange(65536):x}::{rng.randrange(65536):x}"
+    return f"{rng.choice([81, 85, 92, 176, 203])}.{rng.randrange(256)}.{rng.randrange(256)}.{rng.randrange(1, 255)}"
+
+
+@dataclass(frozen=True)
+class Visit:
+    visitor: str
+    ip: str
+    user_agent: str
+
+
+def generate_events(
+    *, profile_ids: list[str], days: int = 30, visits: int = 6000, seed: int = 7, now: datetime | None = None, host: str = "https://demo.example"
+) -> Iterator[dict[str, Any]]:
+    """Visits spread over `days`, Zipf-weighted across profiles, busier in the evening.
+
+    A visit views a profile (sometimes two), may send an inquiry, occasionally books or
+    sends a gift, and ends with a page-leave engagement beacon.
+    """
+    rng = random.Random(seed)
+    now = now or datetime.now(UTC)
+    weights = [1 / (rank + 1) ** 1.1 for rank in range(len(profile_ids))]
+    visitors = [Visit(f"anon-{i}", _ip(rng), rng.choices(USER_AGENTS, UA_WEIGHTS)[0]) for i in range(visits // 3)]
+    for n in range(visits):
+        visit = rng.choice(visitors)
+        day_offset = rng.random() ** 1.3 * days
+        hour_bias = timedelta(hours=rng.triangular(0, 24, 20) - 12)
+        start = now - timedelta(days=day_offset) + hour_bias
+        start = min(start, now - timedelta(seconds=rng.randrange(5, 600)))
+        profile = rng.choices(profile_ids, weights)[0]
+        referrer = _pick(rng, REFERRERS)
+        context = {
+            "ip": visit.ip, "user_agent": visit.user_agent, "referrer": referrer,
+            "url": f"{host}/p/{profile[:8]}{_pick(rng, CAMPAIGNS)}",
+        }
+        base = {"profile_id": profile, "anonymous_id": visit.visitor, "context": context}
+        yield {**base, "type": "profile.viewed", "event_id": f"demo-{seed}-{n}-v", "occurred_at": start}
+        if rng.random() < 0.11:
+            yield {**base, "type": "profile.inquiry", "event_id": f"demo-{seed}-{n}-i", "occurred_at": start + timedelta(seconds=rng.randrange(20, 400))}
+            if rng.random() < 0.35:
+                yield {**base, "type": "booking.completed", "event_id": f"demo-{seed}-{n}-b", "occurred_at": start + timedelta(seconds=rng.randrange(400, 900)),
+                       "amount_minor": rng.choice([8000, 12000, 15000, 20000]), "currency": "EUR"}
+        if rng.random() < 0.03:
+            yield {**base, "type": "gift.purchased", "event_id": f"demo-{seed}-{n}-g", "occurred_at": start + timedelta(seconds=rng.randrange(30, 300)),
+                   "amount_minor": rng.choice([500, 1000, 2500]), "currency": "EUR"}
+        yield {**base, "type": "profile.engaged", "event_id": f"demo-{seed}-{n}-e", "occurred_at": start + timedelta(seconds=rng.randrange(30, 240)),
+               "engagement_ms": int(rng.lognormvariate(10.5, 0.8))}
+
+
+@dataclass
+class DemoInfo:
+    organization: str
+    provider_profile: str
+    profile_id: str
+    admin_token: str
+    org_admin_token: str
+    provider_token: str
+    ingestion_key: str
+    created: bool
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+async def ensure_demo(settings: Settings, *, drain: bool = False, announce: bool = True) -> DemoInfo:
+    """Seed once (idempotent by organization slug), then print fresh tokens every start."""
+    from app.services import organizations as orgs
+    from models.organizations import Organization, Profile
+
+    org = await Organization.get_or_none(slug=DEMO_SLUG)
+    created = org is None
+    key_file = settings.data_dir / "demo-ingestion-key.json"
+    if org is None:
+        org = await orgs.create_organization(name="Demo Marketplace", timezone="Europe/Berlin", currency="EUR", slug=DEMO_SLUG)
+        profiles = [await orgs.create_profile(organization=org, name=name) for name in DEMO_PROVIDERS]
+        key = await orgs.create_ingestion_key(organization=org, name="demo beacon")
+        key_file.write_text(json.dumps({"key": key.raw}))
+        await _seed_events(settings, org, [str(p.id) for p in profiles])
+    profile = await Profile.filter(organization_id=org.id).order_by("name").first()
+    if drain:
+        await _drain(settings)
+    raw_key = json.loads(key_file.read_text())["key"] if key_file.exists() else (await orgs.create_ingestion_key(organization=org, name="demo beacon")).raw
+    info = DemoInfo(
+        organization=org.slug,
+        provider_profile=profile.slug,
+        profile_id=str(profile.id),
+        admin_token=issue_token(role=Role.ADMIN, organization_id=None, settings=settings),
+        org_admin_token=issue_token(role=Role.ORG_ADMIN, organization_id=org.id, settings=settings),
+        provider_token=issue_token(role=Role.PROVIDER, organization_id=org.id, profile_id=profile.id, settings=settings),
+        ingestion_key=raw_key,
+        created=created,
+    )
+    if announce:
+        print(_banner(info), flush=True)
+    return info
+
+
+async def _seed_events(settings: Settings, org: Any, profile_ids: list[str]) -> None:
+    from app.services.enrichment import GeoLocator
+    from app.services.ingestion import track_events
+
+    viewer = Viewer(subject="demo-seed", role=Role.SERVICE, organization_id=org.id)
+    geo = GeoLocator(settings.geoip_city_db, settings.geoip_asn_db)
+    batch: list[dict[str, Any]] = []
+    total = 0
+    try:
+        for event in generate_events(profile_ids=profile_ids):
+            batch.append(event)
+            if len(batch) == settings.max_batch_size:
+                total += (await track_events(viewer=viewer, events=batch, geo=geo, settings=settings)).accepted
+                batch = []
+        if batch:
+            total += (await track_events(viewer=viewer, events=batch, geo=geo, settings=settings)).accepted
+    finally:
+        geo.close()
+    log.info("demo: seeded %d events for %d profiles", total, len(profile_ids))
+
+
+async def _drain(settings: Settings) -> None:
+    from app.eventbus import EventBus
+    from workers.outbox import OutboxWorker
+
+    bus = EventBus("memory://")
+    await bus.connect()
+    try:
+        await OutboxWorker(bus=bus, settings=settings, name="demo").drain()
+    finally:
+        await bus.disconnect()
+
+
+def _banner(info: DemoInfo) -> str:
+    return "\n".join([
+        "",
+        "pulsegraph is ready: open http://127.0.0.1:8000/graphql",
+        f"  demo organization : {info.organization}   provider profile: {info.provider_profile} ({info.profile_id})",
+        f"  admin token       : {info.admin_token}",
+        f"  org admin token   : {info.org_admin_token}",
+        f"  provider token    : {info.provider_token}",
+        f"  ingestion key     : {info.ingestion_key}",
+        "  (paste a token into GraphiQL's headers as {\"Authorization\": \"Bearer <token>\"})",
+        "",
+    ])

@@ -1,0 +1,113 @@
+"""Tenants, profiles, ingestion keys: creation for operators, scoped listing for viewers."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
+
+from app.auth import Role, Viewer, new_ingestion_key, require_reader
+from app.errors import BadInput, NotFound
+from models.organizations import IngestionKey, Organization, Profile
+
+SLUG_RE = re.compile(r"[^a-z0-9]+")
+
+
+def slugify(name: str) -> str:
+    slug = SLUG_RE.sub("-", name.lower()).strip("-")
+    return slug[:64] or "org"
+
+
+def validate_timezone(tz: str) -> str:
+    """IANA names only: reports bucket days by this zone, so a typo would shift every day."""
+    try:
+        ZoneInfo(tz)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise BadInput(f"timezone {tz!r} is not an IANA time zone (e.g. Europe/Berlin)", field="timezone") from exc
+    if tz not in available_timezones() and tz != "UTC":
+        raise BadInput(f"timezone {tz!r} is not an IANA time zone (e.g. Europe/Berlin)", field="timezone")
+    return tz
+
+
+async def create_organization(*, name: str, timezone: str = "UTC", currency: str = "USD", slug: str | None = None) -> Organization:
+    """Create a tenant; the slug defaults to the name and must be unique."""
+    if not name.strip():
+        raise BadInput("name must not be empty", field="name")
+    if not re.fullmatch(r"[A-Z]{3}", currency):
+        raise BadInput(f"currency {currency!r} is not an ISO 4217 code", field="currency")
+    slug = slug or slugify(name)
+    if await Organization.exists(slug=slug):
+        raise BadInput(f"an organization with slug {slug!r} already exists", field="name")
+    return await Organization.create(
+        id=uuid.uuid4(), slug=slug, name=name.strip(), timezone=validate_timezone(timezone), currency=currency
+    )
+
+
+async def find_organization(ref: str) -> Organization:
+    """By slug or id, as operators type it on the command line."""
+    org = await Organization.get_or_none(slug=ref)
+    if org is None:
+        try:
+            org = await Organization.get_or_none(id=uuid.UUID(ref))
+        except ValueError:
+            org = None
+    if org is None:
+        raise NotFound(f"organization {ref!r} not found", field="org")
+    return org
+
+
+async def create_profile(*, organization: Organization, name: str, slug: str | None = None) -> Profile:
+    if not name.strip():
+        raise BadInput("name must not be empty", field="name")
+    slug = slug or slugify(name)[:128]
+    if await Profile.exists(organization_id=organization.id, slug=slug):
+        raise BadInput(f"a profile with slug {slug!r} already exists in {organization.slug}", field="name")
+    return await Profile.create(id=uuid.uuid4(), organization=organization, slug=slug, name=name.strip())
+
+
+async def find_profile(organization: Organization, ref: str) -> Profile:
+    profile = await Profile.get_or_none(organization_id=organization.id, slug=ref)
+    if profile is None:
+        try:
+            profile = await Profile.get_or_none(organization_id=organization.id, id=uuid.UUID(ref))
+        except ValueError:
+            profile = None
+    if profile is None:
+        raise NotFound(f"profile {ref!r} not found in organization {organization.slug}", field="profile")
+    return profile
+
+
+@dataclass(frozen=True)
+class NewIngestionKey:
+    key: IngestionKey
+    raw: str  # shown once; only its hash is stored
+
+
+async def create_ingestion_key(*, organization: Organization, name: str = "") -> NewIngestionKey:
+    raw, prefix, key_hash = new_ingestion_key()
+    key = await IngestionKey.create(
+        id=uuid.uuid4(), organization=organization, name=name, prefix=prefix, key_hash=key_hash
+    )
+    return NewIngestionKey(key=key, raw=raw)
+
+
+async def visible_organizations(*, viewer: Viewer) -> list[Organization]:
+    """Admins see every tenant, everyone else their own."""
+    require_reader(viewer)
+    if viewer.role is Role.ADMIN:
+        return await Organization.all().order_by("name")
+    return await Organization.filter(id=viewer.organization_id).order_by("name")
+
+
+async def visible_profiles(*, viewer: Viewer, organization_id: uuid.UUID | None = None, limit: int = 100) -> list[Profile]:
+    """Providers see their profile, org admins their tenant's, admins any tenant's."""
+    require_reader(viewer)
+    query = Profile.all()
+    if viewer.role is Role.PROVIDER:
+        query = query.filter(id=viewer.profile_id, organization_id=viewer.organization_id)
+    elif viewer.role is Role.ORG_ADMIN:
+        query = query.filter(organization_id=viewer.organization_id)
+    if organization_id is not None:
+        query = query.filter(organization_id=organization_id)
+    return await query.order_by("name").limit(min(max(limit, 1), 500))

@@ -1,0 +1,862 @@
+"""Profile analytics: the worker's effects on a batch of events, and the reports.
+
+Writing (`apply_events`, called inside the worker's claiming transaction): each profile
+event is inserted once into `profile_events` (keyed by its event id); only the events that
+insert update the hourly and daily rollups, so reprocessing a batch changes nothing. Unique
+visitors and inquirers are HyperLogLog sketches, merged in Python under row locks taken in
+one global order, so any number of workers can run at once.
+
+Reading (one query-runner class per report, PostHog style: validate, plan, fetch,
+compute): a range is split by `plan_segments` into
+  * the open part (at or after the start of the current local hour): raw `events`, which
+    also counts events the worker has not processed yet;
+  * whole local days before it: 'day' rollups;
+  * the remaining whole local hours: 'hour' rollups;
+  * partial-hour edges of custom ranges: raw `events`.
+Counters add up; unique visitors are the estimate of the union of every sketch in the
+range plus the raw visitor ids, never a sum.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import lru_cache
+from typing import Any
+
+import asyncpg
+from datasketches import hll_sketch, hll_union, tgt_hll_type
+
+from app.auth import Viewer, readable_profile
+from app.database import connection
+from app.errors import BadInput
+from app.timebuckets import (
+    BucketIndex,
+    Grain,
+    RangeSpec,
+    TimeRange,
+    bucket_starts,
+    day_ceil,
+    day_start,
+    hour_ceil,
+    hour_start,
+    resolve_range,
+    utcnow,
+)
+from app.vocabulary import (
+    BOOKING_COMPLETED,
+    MONEY_EVENT_TYPES,
+    PROFILE_EVENT_KIND,
+    PROFILE_INQUIRY,
+    PROFILE_VIEWED,
+    REVENUE_SOURCE,
+)
+
+log = logging.getLogger("pulsegraph.profile_analytics")
+
+# lg_k=14: ~0.8% relative standard error for a union (2% is 2.5 sigma); small sets stay in
+# the sketch's exact list/set modes, a dense sketch is 16 KiB.
+HLL_LG_K = 14
+HLL_TYPE = tgt_hll_type.HLL_8
+DIRECT = "direct"
+TOP_REFERRERS = 10
+MAX_SERIES_BUCKETS = 1500  # ~62 days of hours; a year of days or weeks or months is fine
+MAX_RECENT_VIEWS = 200
+PROFILE_TYPES = sorted(PROFILE_EVENT_KIND)
+MONEY_TYPES = sorted(MONEY_EVENT_TYPES)
+GRAINS = ("hour", "day")
+
+# -- sketches -----------------------------------------------------------------------------
+
+
+def new_sketch() -> hll_sketch:
+    return hll_sketch(HLL_LG_K, HLL_TYPE)
+
+
+class Uniques:
+    """A union of stored sketches and raw ids; `estimate()` is the distinct count."""
+
+    def __init__(self) -> None:
+        self._union: hll_union | None = None
+        self._raw: hll_sketch | None = None
+
+    def add_sketch(self, data: bytes | None) -> None:
+        if data:
+            if self._union is None:
+                self._union = hll_union(HLL_LG_K)
+            self._union.update(hll_sketch.deserialize(data))
+
+    def add_ids(self, ids: Iterable[str] | None) -> None:
+        for visitor in ids or ():
+            if self._raw is None:
+                self._raw = new_sketch()
+            self._raw.update(visitor)
+
+    def estimate(self) -> int:
+        if self._raw is not None:
+            if self._union is None:
+                return round(self._raw.get_estimate())
+            self._union.update(self._raw)
+            self._raw = None
+        return round(self._union.get_estimate()) if self._union is not None else 0
+
+
+def conversion_rate(inquirers: int, visitors: int) -> float:
+    if visitors <= 0:
+        return 0.0
+    return min(1.0, inquirers / visitors)
+
+
+# == writing: the worker's effects ==========================================================
+
+
+@dataclass
+class AppliedBatch:
+    """What a batch changed: the profile events that were new (duplicates are left out)
+    and the time zones of their organizations."""
+
+    events: list[dict[str, Any]] = field(default_factory=list)
+    timezones: dict[uuid.UUID, str] = field(default_factory=dict)
+
+    @property
+    def views(self) -> list[dict[str, Any]]:
+        return [e for e in self.events if e["kind"] == "view"]
+
+    @property
+    def touched_profiles(self) -> list[tuple[uuid.UUID, uuid.UUID]]:
+        return sorted({(e["organization_id"], e["profile_id"]) for e in self.events})
+
+
+_known_partitions: set[tuple[int, int]] = set()
+
+PROFILE_EVENT_COLUMNS = (
+    ("organization_id", "uuid"),
+    ("profile_id", "uuid"),
+    ("occurred_at", "timestamptz"),
+    ("event_id", "text"),
+    ("kind", "text"),
+    ("visitor_id", "text"),
+    ("session_id", "text"),
+    ("country", "text"),
+    ("city", "text"),
+    ("device_type", "text"),
+    ("browser", "text"),
+    ("os", "text"),
+    ("referrer_domain", "text"),
+    ("utm_source", "text"),
+    ("amount_minor", "bigint"),
+    ("currency", "text"),
+    ("engagement_ms", "integer"),
+)
+_names = ", ".join(name for name, _ in PROFILE_EVENT_COLUMNS)
+_arrays = ", ".join(f"${i}::{kind}[]" for i, (_, kind) in enumerate(PROFILE_EVENT_COLUMNS, start=1))
+INSERT_PROFILE_EVENTS = f"""
+INSERT INTO profile_events ({_names})
+SELECT * FROM unnest({_arrays})
+ON CONFLICT DO NOTHING
+RETURNING organization_id, profile_id, occurred_at, event_id
+"""
+
+ENSURE_ROLLUP_KEYS = """
+INSERT INTO profile_rollups (organization_id, profile_id, grain, bucket_start)
+SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::timestamptz[])
+ORDER BY 1, 2, 3, 4
+ON CONFLICT DO NOTHING
+"""
+
+LOCK_ROLLUPS = """
+SELECT r.organization_id, r.profile_id, r.grain, r.bucket_start, r.visitors_hll, r.inquirers_hll
+FROM profile_rollups r
+JOIN unnest($1::uuid[], $2::uuid[], $3::text[], $4::timestamptz[]) AS k(o, p, g, b)
+  ON r.organization_id = k.o AND r.profile_id = k.p AND r.grain = k.g AND r.bucket_start = k.b
+ORDER BY r.organization_id, r.profile_id, r.grain, r.bucket_start
+FOR UPDATE OF r
+"""
+
+UPDATE_ROLLUPS = """
+UPDATE profile_rollups r SET
+    views = r.views + u.views,
+    inquiries = r.inquiries + u.inquiries,
+    conversions = r.conversions + u.conversions,
+    engagement_ms = r.engagement_ms + u.engagement_ms,
+    visitors_hll = COALESCE(u.visitors_hll, r.visitors_hll),
+    inquirers_hll = COALESCE(u.inquirers_hll, r.inquirers_hll),
+    updated_at = now()
+FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::timestamptz[], $5::bigint[], $6::bigint[],
+            $7::bigint[], $8::bigint[], $9::bytea[], $10::bytea[])
+     AS u(o, p, g, b, views, inquiries, conversions, engagement_ms, visitors_hll, inquirers_hll)
+WHERE r.organization_id = u.o AND r.profile_id = u.p AND r.grain = u.g AND r.bucket_start = u.b
+"""
+
+UPSERT_REFERRERS = """
+INSERT INTO profile_referrer_rollups AS r (organization_id, profile_id, grain, bucket_start, referrer, views)
+SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::timestamptz[], $5::text[], $6::bigint[])
+ORDER BY 1, 2, 3, 4, 5
+ON CONFLICT (organization_id, profile_id, grain, bucket_start, referrer)
+DO UPDATE SET views = r.views + EXCLUDED.views
+"""
+
+UPSERT_REVENUE = """
+INSERT INTO profile_revenue_rollups AS r
+    (organization_id, profile_id, grain, bucket_start, source, currency, amount_minor, transactions)
+SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::timestamptz[], $5::text[], $6::text[],
+                     $7::bigint[], $8::bigint[])
+ORDER BY 1, 2, 3, 4, 5, 6
+ON CONFLICT (organization_id, profile_id, grain, bucket_start, source, currency)
+DO UPDATE SET amount_minor = r.amount_minor + EXCLUDED.amount_minor,
+              transactions = r.transactions + EXCLUDED.transactions
+"""
+
+
+async def apply_events(conn: asyncpg.Connection, rows: Sequence[Mapping[str, Any]]) -> AppliedBatch:
+    """Apply a batch of claimed events (rows of `events`) inside the caller's transaction.
+
+    One statement per table: profile events, rollup keys, rollup locks, rollup update,
+    referrers, revenue. Events already in `profile_events` are skipped entirely.
+    """
+    candidates = [_profile_event(r) for r in rows if r["profile_id"] is not None and r["type"] in PROFILE_EVENT_KIND]
+    if not candidates:
+        return AppliedBatch()
+    timezones = await _timezones(conn, {e["organization_id"] for e in candidates})
+    candidates = [e for e in candidates if e["organization_id"] in timezones]  # org deleted: nothing to roll up
+    await _ensure_partitions(conn, {(e["occurred_at"].year, e["occurred_at"].month) for e in candidates})
+    columns = [[e[name] for e in candidates] for name, _ in PROFILE_EVENT_COLUMNS]
+    inserted = await conn.fetch(INSERT_PROFILE_EVENTS, *columns)
+    fresh = {(r["organization_id"], r["event_id"]) for r in inserted}
+    events = [e for e in candidates if (e["organization_id"], e["event_id"]) in fresh]
+    if events:
+        await _apply_rollups(conn, _RollupDelta.of(events, timezones))
+    return AppliedBatch(events=events, timezones=timezones)
+
+
+def _profile_event(row: Mapping[str, Any]) -> dict[str, Any]:
+    event = {name: row[name] for name, _ in PROFILE_EVENT_COLUMNS if name != "kind"}
+    event["kind"] = PROFILE_EVENT_KIND[row["type"]]
+    event["type"] = row["type"]
+    event["occurred_at"] = row["occurred_at"].astimezone(UTC)
+    event["is_gov"] = False  # set later by the safety checks
+    return event
+
+
+async def _timezones(conn: asyncpg.Connection, org_ids: set[uuid.UUID]) -> dict[uuid.UUID, str]:
+    rows = await conn.fetch("SELECT id, timezone FROM organizations WHERE id = ANY($1::uuid[])", list(org_ids))
+    return {r["id"]: r["timezone"] for r in rows}
+
+
+async def _ensure_partitions(conn: asyncpg.Connection, months: set[tuple[int, int]]) -> None:
+    """profile_events partitions for late or back-filled events (once per month per process)."""
+    for year, month in sorted(months - _known_partitions):
+        await conn.execute(
+            "SELECT pulsegraph_ensure_month_partition('profile_events', $1)", datetime(year, month, 1, tzinfo=UTC)
+        )
+        _known_partitions.add((year, month))
+
+
+def forget_partitions() -> None:
+    """After a rollback (which may have undone a partition this process created) or when
+    retention dropped one: check again next time."""
+    _known_partitions.clear()
+
+
+class _RollupDelta:
+    """What a batch adds to each rollup row, keyed like the tables' primary keys."""
+
+    def __init__(self) -> None:
+        self.counters: dict[tuple, list[int]] = defaultdict(lambda: [0, 0, 0, 0])
+        self.visitors: dict[tuple, set[str]] = defaultdict(set)
+        self.inquirers: dict[tuple, set[str]] = defaultdict(set)
+        self.referrers: Counter[tuple] = Counter()
+        self.revenue: dict[tuple, list[int]] = defaultdict(lambda: [0, 0])
+
+    @classmethod
+    def of(cls, events: Iterable[Mapping[str, Any]], timezones: Mapping[uuid.UUID, str]) -> _RollupDelta:
+        delta = cls()
+        for event in events:
+            hour, day = _rollup_buckets(timezones[event["organization_id"]], _quarter_hour(event["occurred_at"]))
+            for grain, bucket in (("hour", hour), ("day", day)):
+                delta._add(event, (event["organization_id"], event["profile_id"], grain, bucket))
+        return delta
+
+    def _add(self, event: Mapping[str, Any], key: tuple) -> None:
+        event_type = event["type"]
+        if event_type == PROFILE_VIEWED:
+            self.counters[key][0] += 1
+            if event["visitor_id"]:
+                self.visitors[key].add(event["visitor_id"])
+            self.referrers[(*key, event["referrer_domain"] or DIRECT)] += 1
+        elif event_type == PROFILE_INQUIRY:
+            self.counters[key][1] += 1
+            if event["visitor_id"]:
+                self.inquirers[key].add(event["visitor_id"])
+        elif event_type == BOOKING_COMPLETED:
+            self.counters[key][2] += 1
+        if event["engagement_ms"]:
+            self.counters[key][3] += event["engagement_ms"]
+        if event_type in MONEY_EVENT_TYPES and event["amount_minor"] is not None and event["currency"]:
+            money = self.revenue[(*key, REVENUE_SOURCE[event_type], event["currency"])]
+            money[0] += event["amount_minor"]
+            money[1] += 1
+
+
+def _quarter_hour(instant: datetime) -> datetime:
+    return instant.replace(minute=instant.minute - instant.minute % 15, second=0, microsecond=0)
+
+
+@lru_cache(maxsize=65_536)
+def _rollup_buckets(timezone: str, quarter: datetime) -> tuple[datetime, datetime]:
+    """(local hour start, local day start) of every instant in [quarter, quarter + 15 min).
+
+    UTC offsets and DST transitions of current zones fall on quarter hours, so no local
+    hour or day boundary lies strictly inside a UTC quarter hour; caching per quarter
+    keeps the zone arithmetic out of the per-event loop.
+    """
+    return hour_start(quarter, timezone), day_start(quarter, timezone)
+
+
+def _columns(keys: Sequence[tuple], width: int) -> list[list[Any]]:
+    return [[k[i] for k in keys] for i in range(width)]
+
+
+async def _apply_rollups(conn: asyncpg.Connection, delta: _RollupDelta) -> None:
+    keys = sorted(delta.counters)
+    if keys:
+        key_columns = _columns(keys, 4)
+        # Create missing rows, then lock them all in primary-key order, so concurrent
+        # workers touching the same buckets queue up instead of deadlocking.
+        await conn.execute(ENSURE_ROLLUP_KEYS, *key_columns)
+        locked = await conn.fetch(LOCK_ROLLUPS, *key_columns)
+        stored = {(r["organization_id"], r["profile_id"], r["grain"], r["bucket_start"]): r for r in locked}
+        visitors_hll: list[bytes | None] = []
+        inquirers_hll: list[bytes | None] = []
+        for key in keys:
+            row = stored[key]
+            visitors_hll.append(_merged(row["visitors_hll"], delta.visitors.get(key)))
+            inquirers_hll.append(_merged(row["inquirers_hll"], delta.inquirers.get(key)))
+        counters = [delta.counters[k] for k in keys]
+        await conn.execute(
+            UPDATE_ROLLUPS,
+            *key_columns,
+            *_columns(counters, 4),
+            visitors_hll,
+            inquirers_hll,
+        )
+    if delta.referrers:
+        items = sorted(delta.referrers.items())
+        await conn.execute(UPSERT_REFERRERS, *_columns([k for k, _ in items], 5), [v for _, v in items])
+    if delta.revenue:
+        items = sorted(delta.revenue.items())
+        await conn.execute(
+            UPSERT_REVENUE,
+            *_columns([k for k, _ in items], 6),
+            [v[0] for _, v in items],
+            [v[1] for _, v in items],
+        )
+
+
+def _merged(stored: bytes | None, ids: set[str] | None) -> bytes | None:
+    """The stored sketch with `ids` added; None means "unchanged"."""
+    if not ids:
+        return None
+    sketch = hll_sketch.deserialize(stored) if stored else new_sketch()
+    for visitor in ids:
+        sketch.update(visitor)
+    return sketch.serialize_compact()
+
+
+# -- live payloads (published by the worker after commit) ---------------------------------
+
+
+def view_payload(event: Mapping[str, Any]) -> dict[str, Any]:
+    """A processed view as the `profileViews` subscription sends it (camelCase)."""
+    return {
+        "eventId": event["event_id"],
+        "profileId": str(event["profile_id"]),
+        "occurredAt": event["occurred_at"].astimezone(UTC).isoformat(),
+        "country": _strip(event.get("country")),
+        "city": event.get("city"),
+        "deviceType": event.get("device_type"),
+        "browser": event.get("browser"),
+        "os": event.get("os"),
+        "referrer": event.get("referrer_domain"),
+        "utmSource": event.get("utm_source"),
+        "isGov": bool(event.get("is_gov")),
+    }
+
+
+def _strip(value: str | None) -> str | None:
+    return value.strip() if value else value
+
+
+TODAY_ROLLUPS = """
+SELECT k.o AS organization_id, k.p AS profile_id, k.b AS since,
+       r.views, r.inquiries, r.visitors_hll, r.inquirers_hll
+FROM unnest($1::uuid[], $2::uuid[], $3::timestamptz[]) AS k(o, p, b)
+LEFT JOIN profile_rollups r
+  ON r.organization_id = k.o AND r.profile_id = k.p AND r.grain = 'day' AND r.bucket_start = k.b
+"""
+
+
+async def engagement_snapshots(
+    conn: asyncpg.Connection,
+    profiles: Sequence[tuple[uuid.UUID, uuid.UUID]],
+    timezones: Mapping[uuid.UUID, str],
+    *,
+    now: datetime | None = None,
+) -> list[dict[str, Any]]:
+    """Today's totals (organization time zone) of each profile, from its day rollup."""
+    if not profiles:
+        return []
+    now = now or utcnow()
+    since = [day_start(now, timezones[org]) for org, _ in profiles]
+    rows = await conn.fetch(TODAY_ROLLUPS, [o for o, _ in profiles], [p for _, p in profiles], since)
+    snapshots = []
+    for row in rows:
+        visitors, inquirers = Uniques(), Uniques()
+        visitors.add_sketch(row["visitors_hll"])
+        inquirers.add_sketch(row["inquirers_hll"])
+        unique_visitors = visitors.estimate()
+        snapshots.append(
+            {
+                "profileId": str(row["profile_id"]),
+                "since": row["since"].astimezone(UTC).isoformat(),
+                "views": int(row["views"] or 0),
+                "uniqueVisitors": unique_visitors,
+                "inquiries": int(row["inquiries"] or 0),
+                "conversionRate": conversion_rate(inquirers.estimate(), unique_visitors),
+                "updatedAt": now.astimezone(UTC).isoformat(),
+            }
+        )
+    return snapshots
+
+
+# == reading: the planner ===================================================================
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A piece of a range answered by one source: 'day' or 'hour' rollups, or 'raw' events."""
+
+    source: str
+    start: datetime
+    end: datetime
+
+
+def plan_segments(time_range: TimeRange, *, now: datetime, whole_days: bool = True) -> list[Segment]:
+    """Split [start, end) so that every instant is read from exactly one source.
+
+    The open local hour (at or after the current hour start) and partial-hour edges come
+    from raw events; whole local days from 'day' rollups (unless `whole_days` is off, as for
+    hourly series); the remaining whole local hours from 'hour' rollups.
+    """
+    tz = time_range.zone
+    cutoff = hour_start(now, tz)
+    segments: list[Segment] = []
+    closed_end = min(time_range.end, cutoff)
+    if time_range.start < closed_end:
+        a, b = time_range.start, closed_end
+        a_hour, b_hour = hour_ceil(a, tz), hour_start(b, tz)
+        if a_hour >= b_hour:
+            segments.append(Segment("raw", a, b))
+        else:
+            if a < a_hour:
+                segments.append(Segment("raw", a, a_hour))
+            d_a, d_b = day_ceil(a_hour, tz), day_start(b_hour, tz)
+            if whole_days and d_a < d_b:
+                if a_hour < d_a:
+                    segments.append(Segment("hour", a_hour, d_a))
+                segments.append(Segment("day", d_a, d_b))
+                if d_b < b_hour:
+                    segments.append(Segment("hour", d_b, b_hour))
+            else:
+                segments.append(Segment("hour", a_hour, b_hour))
+            if b_hour < b:
+                segments.append(Segment("raw", b_hour, b))
+    open_start = max(time_range.start, cutoff)
+    if open_start < time_range.end:
+        segments.append(Segment("raw", open_start, time_range.end))
+    return segments
+
+
+class _Params:
+    """Positional parameters of a statement built from a segment plan."""
+
+    def __init__(self, *values: Any) -> None:
+        self.values = list(values)
+
+    def add(self, value: Any) -> str:
+        self.values.append(value)
+        return f"${len(self.values)}"
+
+
+def _rollup_filter(params: _Params, segments: Sequence[Segment], alias: str = "r") -> str | None:
+    """`(grain = .. AND bucket_start in [lo, hi)) OR ...`: one primary-key range scan each
+    (a join against unnest() would read every rollup row of the profile)."""
+    parts = [
+        f"({alias}.grain = {params.add(s.source)} AND {alias}.bucket_start >= {params.add(s.start)}"
+        f" AND {alias}.bucket_start < {params.add(s.end)})"
+        for s in segments
+        if s.source != "raw"
+    ]
+    return " OR ".join(parts) or None
+
+
+def _raw_filter(params: _Params, segments: Sequence[Segment], alias: str = "e") -> str | None:
+    parts = [
+        f"({alias}.occurred_at >= {params.add(s.start)} AND {alias}.occurred_at < {params.add(s.end)})"
+        for s in segments
+        if s.source == "raw"
+    ]
+    return " OR ".join(parts) or None
+
+
+ROLLUP_ROWS = """
+SELECT r.grain, r.bucket_start, r.views, r.inquiries, r.conversions, r.engagement_ms,
+       r.visitors_hll, r.inquirers_hll
+FROM profile_rollups r
+WHERE r.organization_id = $1 AND r.profile_id = $2 AND ({segments})
+"""
+
+# Raw events grouped by local hour start: the same shape as an hour rollup row. The local
+# hour start is the instant minus the local minutes and seconds (see timebuckets.hour_start).
+RAW_HOURS = """
+SELECT e.occurred_at - ((e.occurred_at AT TIME ZONE $3) - date_trunc('hour', e.occurred_at AT TIME ZONE $3))
+           AS bucket_start,
+       count(*) FILTER (WHERE e.type = $5) AS views,
+       count(*) FILTER (WHERE e.type = $6) AS inquiries,
+       count(*) FILTER (WHERE e.type = $7) AS conversions,
+       COALESCE(sum(e.engagement_ms), 0) AS engagement_ms,
+       array_agg(DISTINCT e.visitor_id) FILTER (WHERE e.type = $5 AND e.visitor_id IS NOT NULL) AS visitors,
+       array_agg(DISTINCT e.visitor_id) FILTER (WHERE e.type = $6 AND e.visitor_id IS NOT NULL) AS inquirers
+FROM events e
+WHERE e.organization_id = $1 AND e.profile_id = $2 AND e.type = ANY($4::text[]) AND ({segments})
+GROUP BY 1
+"""
+
+REFERRER_ROLLUPS = """
+SELECT r.referrer, r.views FROM profile_referrer_rollups r
+WHERE r.organization_id = $1 AND r.profile_id = $2 AND ({segments})
+"""
+REFERRER_EVENTS = """
+SELECT COALESCE(NULLIF(e.referrer_domain, ''), 'direct'), 1 FROM events e
+WHERE e.organization_id = $1 AND e.profile_id = $2 AND e.type = $3 AND ({segments})
+"""
+TOP_REFERRERS_SQL = """
+SELECT referrer, sum(views)::bigint AS views FROM ({parts}) AS x(referrer, views)
+GROUP BY referrer
+ORDER BY views DESC, referrer
+LIMIT $4
+"""
+
+REVENUE_ROLLUPS = """
+SELECT r.currency::text, r.amount_minor FROM profile_revenue_rollups r
+WHERE r.organization_id = $1 AND r.profile_id = $2 AND ({segments})
+"""
+REVENUE_EVENTS = """
+SELECT e.currency::text, e.amount_minor FROM events e
+WHERE e.organization_id = $1 AND e.profile_id = $2 AND e.type = ANY($3::text[])
+  AND e.amount_minor IS NOT NULL AND e.currency IS NOT NULL AND ({segments})
+"""
+REVENUE_SQL = """
+SELECT currency, sum(amount_minor)::bigint AS amount_minor FROM ({parts}) AS x(currency, amount_minor)
+GROUP BY currency
+ORDER BY currency
+"""
+
+
+def _union_query(params: _Params, segments: Sequence[Segment], rollups: str, events: str, outer: str) -> str | None:
+    """`outer` over the UNION ALL of a rollup part and a raw-event part (either may be absent)."""
+    parts = []
+    if (condition := _rollup_filter(params, segments)) is not None:
+        parts.append(rollups.format(segments=condition))
+    if (condition := _raw_filter(params, segments)) is not None:
+        parts.append(events.format(segments=condition))
+    return outer.format(parts=" UNION ALL ".join(parts)) if parts else None
+
+
+@dataclass
+class Totals:
+    """Counters and visitor unions of one report bucket (or a whole range)."""
+
+    views: int = 0
+    inquiries: int = 0
+    conversions: int = 0
+    engagement_ms: int = 0
+    visitors: Uniques = field(default_factory=Uniques)
+    inquirers: Uniques = field(default_factory=Uniques)
+
+    def add_rollup(self, row: Mapping[str, Any]) -> None:
+        self.views += row["views"]
+        self.inquiries += row["inquiries"]
+        self.conversions += row["conversions"]
+        self.engagement_ms += row["engagement_ms"]
+        self.visitors.add_sketch(row["visitors_hll"])
+        self.inquirers.add_sketch(row["inquirers_hll"])
+
+    def add_raw(self, row: Mapping[str, Any]) -> None:
+        self.views += row["views"]
+        self.inquiries += row["inquiries"]
+        self.conversions += row["conversions"]
+        self.engagement_ms += row["engagement_ms"]
+        self.visitors.add_ids(row["visitors"])
+        self.inquirers.add_ids(row["inquirers"])
+
+
+# == reading: the reports ===================================================================
+
+
+@dataclass(frozen=True)
+class Overview:
+    profile_id: uuid.UUID
+    range: TimeRange
+    views: int
+    unique_visitors: int
+    inquiries: int
+    conversions: int
+    conversion_rate: float
+    avg_time_on_profile_seconds: float
+    revenue: list[tuple[str, int]]  # (currency, amount in minor units), by currency
+    top_referrers: list[tuple[str, int]]  # (referrer, views), most views first
+
+
+@dataclass(frozen=True)
+class Timeseries:
+    profile_id: uuid.UUID
+    range: TimeRange
+    granularity: Grain
+    buckets: list[datetime]
+    views: list[int]
+    unique_visitors: list[int]
+    inquiries: list[int]
+    conversions: list[int]
+    engagement_seconds: list[float]
+
+
+@dataclass(frozen=True)
+class RecentView:
+    event_id: str
+    profile_id: uuid.UUID
+    occurred_at: datetime
+    country: str | None
+    city: str | None
+    device_type: str | None
+    browser: str | None
+    os: str | None
+    referrer: str | None
+    utm_source: str | None
+    is_gov: bool
+
+
+class _RangeQuery:
+    """Shared steps of the range reports: scope, resolve the range, plan, fetch rows."""
+
+    whole_days = True
+
+    def __init__(
+        self, *, viewer: Viewer, profile_id: uuid.UUID | str, time_range: RangeSpec, now: datetime | None = None
+    ):
+        self.viewer = viewer
+        self.profile_id = profile_id
+        self.spec = time_range
+        self.now = now or utcnow()
+
+    async def _prepare(self) -> None:
+        self.profile = await readable_profile(self.viewer, self.profile_id)
+        self.org_id = self.profile.organization_id
+        self.timezone = self.profile.organization.timezone
+        self.range = resolve_range(self.spec, self.timezone, now=self.now)
+        self.validate()
+        self.segments = plan_segments(self.range, now=self.now, whole_days=self.whole_days)
+
+    def validate(self) -> None:
+        """Report-specific argument checks, after the range is known."""
+
+    def _base(self) -> tuple[uuid.UUID, uuid.UUID]:
+        return self.org_id, self.profile.id
+
+    async def _rollup_rows(self, conn: asyncpg.Connection) -> list[asyncpg.Record]:
+        params = _Params(*self._base())
+        condition = _rollup_filter(params, self.segments)
+        if condition is None:
+            return []
+        return await conn.fetch(ROLLUP_ROWS.format(segments=condition), *params.values)
+
+    async def _raw_hours(self, conn: asyncpg.Connection) -> list[asyncpg.Record]:
+        params = _Params(
+            *self._base(), self.timezone, PROFILE_TYPES, PROFILE_VIEWED, PROFILE_INQUIRY, BOOKING_COMPLETED
+        )
+        condition = _raw_filter(params, self.segments)
+        if condition is None:
+            return []
+        return await conn.fetch(RAW_HOURS.format(segments=condition), *params.values)
+
+
+class ProfileOverviewQuery(_RangeQuery):
+    """Headline numbers of one profile over a range."""
+
+    async def run(self) -> Overview:
+        await self._prepare()
+        totals = Totals()
+        async with connection() as conn:
+            for row in await self._rollup_rows(conn):
+                totals.add_rollup(row)
+            for row in await self._raw_hours(conn):
+                totals.add_raw(row)
+            referrers = await self._fetch_union(
+                conn, REFERRER_ROLLUPS, REFERRER_EVENTS, TOP_REFERRERS_SQL, PROFILE_VIEWED, TOP_REFERRERS
+            )
+            revenue = await self._fetch_union(conn, REVENUE_ROLLUPS, REVENUE_EVENTS, REVENUE_SQL, MONEY_TYPES)
+        unique_visitors = totals.visitors.estimate()
+        return Overview(
+            profile_id=self.profile.id,
+            range=self.range,
+            views=totals.views,
+            unique_visitors=unique_visitors,
+            inquiries=totals.inquiries,
+            conversions=totals.conversions,
+            conversion_rate=conversion_rate(totals.inquirers.estimate(), unique_visitors),
+            avg_time_on_profile_seconds=(totals.engagement_ms / 1000 / totals.views) if totals.views else 0.0,
+            revenue=[(r["currency"], int(r["amount_minor"])) for r in revenue],
+            top_referrers=[(r["referrer"], int(r["views"])) for r in referrers],
+        )
+
+    async def _fetch_union(
+        self, conn: asyncpg.Connection, rollups: str, events: str, outer: str, *extra: Any
+    ) -> list[asyncpg.Record]:
+        params = _Params(*self._base(), *extra)
+        sql = _union_query(params, self.segments, rollups, events, outer)
+        return await conn.fetch(sql, *params.values) if sql else []
+
+
+class ProfileTimeseriesQuery(_RangeQuery):
+    """A zero-filled series, one entry per local hour/day/ISO week/month bucket."""
+
+    def __init__(self, *, granularity: Grain | str = Grain.DAY, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.granularity = Grain(granularity)
+        # Day rollups cannot be split into hours.
+        self.whole_days = self.granularity is not Grain.HOUR
+
+    def validate(self) -> None:
+        self.buckets = bucket_starts(self.range, self.granularity)
+        if len(self.buckets) > MAX_SERIES_BUCKETS:
+            raise BadInput(
+                f"{len(self.buckets)} {self.granularity.value} buckets requested; at most {MAX_SERIES_BUCKETS}: "
+                "choose a coarser granularity or a shorter range",
+                field="granularity",
+            )
+
+    async def run(self) -> Timeseries:
+        await self._prepare()
+        index = BucketIndex(self.buckets)
+        totals = [Totals() for _ in self.buckets]
+        async with connection() as conn:
+            rollups = await self._rollup_rows(conn)
+            raw = await self._raw_hours(conn)
+        # Every rollup row and raw hour lies inside one report bucket: hours and days never
+        # straddle a local day, week or month boundary.
+        for rows, add in ((rollups, Totals.add_rollup), (raw, Totals.add_raw)):
+            for row in rows:
+                position = index.find(row["bucket_start"])
+                if position is None:  # a raw partial hour starting before the range
+                    position = 0
+                add(totals[position], row)
+        return Timeseries(
+            profile_id=self.profile.id,
+            range=self.range,
+            granularity=self.granularity,
+            buckets=self.buckets,
+            views=[t.views for t in totals],
+            unique_visitors=[t.visitors.estimate() for t in totals],
+            inquiries=[t.inquiries for t in totals],
+            conversions=[t.conversions for t in totals],
+            engagement_seconds=[t.engagement_ms / 1000 for t in totals],
+        )
+
+
+RECENT_VIEWS = """
+SELECT event_id, profile_id, occurred_at, country, city, device_type, browser, os,
+       referrer_domain, utm_source, is_gov
+FROM profile_events
+WHERE organization_id = $1 AND profile_id = $2 AND kind = 'view'
+ORDER BY occurred_at DESC, event_id DESC
+LIMIT $3
+"""
+
+
+class RecentProfileViewsQuery:
+    """The latest processed views of a profile, newest first."""
+
+    def __init__(self, *, viewer: Viewer, profile_id: uuid.UUID | str, limit: int = 50) -> None:
+        self.viewer = viewer
+        self.profile_id = profile_id
+        self.limit = limit
+
+    async def run(self) -> list[RecentView]:
+        profile = await readable_profile(self.viewer, self.profile_id)
+        if not 1 <= self.limit <= MAX_RECENT_VIEWS:
+            raise BadInput(f"limit must be between 1 and {MAX_RECENT_VIEWS}", field="limit")
+        async with connection() as conn:
+            rows = await conn.fetch(RECENT_VIEWS, profile.organization_id, profile.id, self.limit)
+        return [
+            RecentView(
+                event_id=r["event_id"],
+                profile_id=r["profile_id"],
+                occurred_at=r["occurred_at"],
+                country=_strip(r["country"]),
+                city=r["city"],
+                device_type=r["device_type"],
+                browser=r["browser"],
+                os=r["os"],
+                referrer=r["referrer_domain"],
+                utm_source=r["utm_source"],
+                is_gov=r["is_gov"],
+            )
+            for r in rows
+        ]
+
+
+async def profile_overview(
+    *, viewer: Viewer, profile_id: uuid.UUID | str, time_range: RangeSpec, now: datetime | None = None
+) -> Overview:
+    return await ProfileOverviewQuery(viewer=viewer, profile_id=profile_id, time_range=time_range, now=now).run()
+
+
+async def profile_timeseries(
+    *,
+    viewer: Viewer,
+    profile_id: uuid.UUID | str,
+    time_range: RangeSpec,
+    granularity: Grain | str = Grain.DAY,
+    now: datetime | None = None,
+) -> Timeseries:
+    query = ProfileTimeseriesQuery(
+        viewer=viewer, profile_id=profile_id, time_range=time_range, granularity=granularity, now=now
+    )
+    return await query.run()
+
+
+async def recent_profile_views(*, viewer: Viewer, profile_id: uuid.UUID | str, limit: int = 50) -> list[RecentView]:
+    return await RecentProfileViewsQuery(viewer=viewer, profile_id=profile_id, limit=limit).run()
+
+
+__all__ = [
+    "AppliedBatch",
+    "Overview",
+    "ProfileOverviewQuery",
+    "ProfileTimeseriesQuery",
+    "RecentProfileViewsQuery",
+    "RecentView",
+    "Segment",
+    "Timeseries",
+    "apply_events",
+    "engagement_snapshots",
+    "plan_segments",
+    "profile_overview",
+    "profile_timeseries",
+    "recent_profile_views",
+    "view_payload",
+]

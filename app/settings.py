@@ -1,0 +1,117 @@
+"""Settings, read once from the environment.
+
+The API, the worker and the CLI all build their settings here, so a token printed by
+`pulsegraph token` is accepted by the server and both processes talk to the same database.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+DntMode = Literal["anonymize", "drop"]
+
+
+def _env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise SystemExit(f"{name} must be an integer, got {raw!r}") from exc
+
+
+def _env_bool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    return raw.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _data_dir() -> Path:
+    path = Path(os.environ.get("PULSEGRAPH_DATA_DIR", ".pulsegraph")).expanduser().resolve()
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _persistent_secret(data_dir: Path) -> str:
+    """A signing secret kept in the data folder, so demo tokens survive a restart."""
+    path = data_dir / "jwt-secret"
+    if not path.exists():
+        path.write_text(secrets.token_urlsafe(48))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str | None
+    broadcast_url: str
+    data_dir: Path
+    jwt_secret: str
+    jwt_issuer: str = "pulsegraph"
+    jwt_ttl_seconds: int = 30 * 24 * 3600
+    db_pool_min: int = 2
+    db_pool_max: int = 10
+    geoip_city_db: str | None = None
+    geoip_asn_db: str | None = None
+    dnt_mode: DntMode = "anonymize"
+    max_batch_size: int = 1000
+    max_body_bytes: int = 2 * 1024 * 1024
+    max_future_skew_seconds: int = 3600
+    max_event_age_days: int = 730
+    ingest_rate_per_second: int = 20_000
+    ingest_rate_burst: int = 40_000
+    query_depth_limit: int = 12
+    query_alias_limit: int = 30
+    query_token_limit: int = 4000
+    worker_batch_size: int = 500
+    worker_poll_seconds: float = 1.0
+    subscriber_queue_size: int = 256
+    demo_on_start: bool = True
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        data_dir = _data_dir()
+        dnt = os.environ.get("PULSEGRAPH_DNT_MODE", "anonymize")
+        if dnt not in ("anonymize", "drop"):
+            raise SystemExit(f"PULSEGRAPH_DNT_MODE must be 'anonymize' or 'drop', got {dnt!r}")
+        return cls(
+            database_url=os.environ.get("DATABASE_URL") or None,
+            broadcast_url=os.environ.get("BROADCAST_URL") or "memory://",
+            data_dir=data_dir,
+            jwt_secret=os.environ.get("PULSEGRAPH_JWT_SECRET") or _persistent_secret(data_dir),
+            db_pool_min=_env_int("PULSEGRAPH_DB_POOL_MIN", 2),
+            db_pool_max=_env_int("PULSEGRAPH_DB_POOL_MAX", 10),
+            geoip_city_db=os.environ.get("PULSEGRAPH_GEOIP_CITY_DB") or None,
+            geoip_asn_db=os.environ.get("PULSEGRAPH_GEOIP_ASN_DB") or None,
+            dnt_mode=dnt,  # type: ignore[arg-type]
+            max_batch_size=_env_int("PULSEGRAPH_MAX_BATCH_SIZE", 1000),
+            max_body_bytes=_env_int("PULSEGRAPH_MAX_BODY_BYTES", 2 * 1024 * 1024),
+            ingest_rate_per_second=_env_int("PULSEGRAPH_INGEST_RATE", 20_000),
+            ingest_rate_burst=_env_int("PULSEGRAPH_INGEST_BURST", 40_000),
+            worker_batch_size=_env_int("PULSEGRAPH_WORKER_BATCH_SIZE", 500),
+            subscriber_queue_size=_env_int("PULSEGRAPH_SUBSCRIBER_QUEUE", 256),
+            demo_on_start=_env_bool("PULSEGRAPH_DEMO", True),
+        )
+
+
+_settings: Settings | None = None
+
+
+def get_settings() -> Settings:
+    global _settings
+    if _settings is None:
+        _settings = Settings.from_env()
+    return _settings
+
+
+def override_settings(settings: Settings) -> None:
+    """Used by tests and the CLI to run with explicit settings."""
+    global _settings
+    _settings = settings

@@ -1,0 +1,46 @@
+"""The one event vocabulary shared by `trackEvents`, `publishDomainEvents`, the worker and
+the live channels. A tracked `profile.viewed` and a published one are the same event."""
+
+from __future__ import annotations
+
+PROFILE_VIEWED = "profile.viewed"
+PROFILE_INQUIRY = "profile.inquiry"
+GIFT_PURCHASED = "gift.purchased"
+BOOKING_COMPLETED = "booking.completed"
+SUBSCRIPTION_CHARGED = "subscription.charged"
+# Sent by a page-leave beacon with engagementMs: adds time on profile, not a view.
+PROFILE_ENGAGED = "profile.engaged"
+
+DOMAIN_EVENT_TYPES = frozenset(
+    {PROFILE_VIEWED, PROFILE_INQUIRY, GIFT_PURCHASED, BOOKING_COMPLETED, SUBSCRIPTION_CHARGED}
+)
+MONEY_EVENT_TYPES = frozenset({GIFT_PURCHASED, BOOKING_COMPLETED, SUBSCRIPTION_CHARGED})
+PROFILE_EVENT_TYPES = DOMAIN_EVENT_TYPES | {PROFILE_ENGAGED}  # each needs a profileId
+
+# Revenue source recorded in rollups for each money event.
+REVENUE_SOURCE = {GIFT_PURCHASED: "gift", BOOKING_COMPLETED: "booking", SUBSCRIPTION_CHARGED: "subscription"}
+
+# Short kind stored in profile_events and pushed to subscribers.
+PROFILE_EVENT_KIND = {
+    PROFILE_VIEWED: "view",
+    PROFILE_INQUIRY: "inquiry",
+    GIFT_PURCHASED: "gift",
+    BOOKING_COMPLETED: "booking",
+    SUBSCRIPTION_CHARGED: "subscription",
+    PROFILE_ENGAGED: "engagement",
+}
+
+
+def needs_worker(event_type: str, has_profile: bool) -> bool:
+    """Events the worker has effects for; others are stored already marked processed."""
+    return has_profile and event_type in PROFILE_EVENT_TYPES
+
+
+def view_channel(profile_id: str) -> str:
+    """Broadcast channel of a profile's views."""
+    return f"pg.views.{profile_id}"
+
+
+def engagement_channel(profile_id: str) -> str:
+    """Broadcast channel of a profile's running totals."""
+    return f"pg.engagement.{profile_id}"

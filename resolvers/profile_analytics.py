@@ -1,0 +1,105 @@
+"""Profile analytics: overview, time series, recent views (thin: convert, call, map)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import strawberry
+from strawberry.types import Info
+
+from app.services import profile_analytics as service
+from app.timebuckets import Grain, Preset, RangeSpec, TimeRange
+from resolvers.common import viewer_of
+from schema.common import Granularity, Money, ResolvedRange, TimeRangeInput
+from schema.profile_analytics import ProfileOverview, ProfileTimeseries, ProfileView, ReferrerCount
+
+ProfileIdArg = Annotated[strawberry.ID, strawberry.argument(description="The profile.")]
+RangeArg = Annotated[
+    TimeRangeInput,
+    strawberry.argument(
+        name="range",
+        description="A preset (e.g. LAST_7_DAYS) or a custom from/to; buckets follow the organization's time zone.",
+    ),
+]
+
+
+def to_range_spec(value: TimeRangeInput) -> RangeSpec:
+    return RangeSpec(
+        preset=Preset(value.preset.value) if value.preset is not None else None,
+        start=value.from_,
+        end=value.to,
+    )
+
+
+def to_resolved_range(value: TimeRange) -> ResolvedRange:
+    return ResolvedRange(from_=value.start, to=value.end, timezone=value.timezone)
+
+
+def to_profile_view(view: service.RecentView) -> ProfileView:
+    return ProfileView(
+        event_id=view.event_id,
+        profile_id=strawberry.ID(str(view.profile_id)),
+        occurred_at=view.occurred_at,
+        country=view.country,
+        city=view.city,
+        device_type=view.device_type,
+        browser=view.browser,
+        os=view.os,
+        referrer=view.referrer,
+        utm_source=view.utm_source,
+        is_gov=view.is_gov,
+    )
+
+
+async def profile_overview(info: Info, profile_id: ProfileIdArg, range_: RangeArg) -> ProfileOverview:
+    result = await service.profile_overview(
+        viewer=viewer_of(info), profile_id=str(profile_id), time_range=to_range_spec(range_)
+    )
+    return ProfileOverview(
+        profile_id=strawberry.ID(str(result.profile_id)),
+        range=to_resolved_range(result.range),
+        views=result.views,
+        unique_visitors=result.unique_visitors,
+        inquiries=result.inquiries,
+        conversions=result.conversions,
+        conversion_rate=result.conversion_rate,
+        avg_time_on_profile_seconds=result.avg_time_on_profile_seconds,
+        revenue=[Money(amount_minor=amount, currency=currency) for currency, amount in result.revenue],
+        top_referrers=[ReferrerCount(referrer=referrer, views=views) for referrer, views in result.top_referrers],
+    )
+
+
+async def profile_timeseries(
+    info: Info,
+    profile_id: ProfileIdArg,
+    range_: RangeArg,
+    granularity: Annotated[
+        Granularity, strawberry.argument(description="Bucket size (HOUR series are limited to about 62 days).")
+    ] = Granularity.DAY,
+) -> ProfileTimeseries:
+    result = await service.profile_timeseries(
+        viewer=viewer_of(info),
+        profile_id=str(profile_id),
+        time_range=to_range_spec(range_),
+        granularity=Grain(granularity.value),
+    )
+    return ProfileTimeseries(
+        profile_id=strawberry.ID(str(result.profile_id)),
+        range=to_resolved_range(result.range),
+        granularity=Granularity(result.granularity.value),
+        buckets=result.buckets,
+        views=result.views,
+        unique_visitors=result.unique_visitors,
+        inquiries=result.inquiries,
+        conversions=result.conversions,
+        engagement_seconds=result.engagement_seconds,
+    )
+
+
+async def recent_profile_views(
+    info: Info,
+    profile_id: ProfileIdArg,
+    limit: Annotated[int, strawberry.argument(description="How many, newest first (1..200).")] = 50,
+) -> list[ProfileView]:
+    views = await service.recent_profile_views(viewer=viewer_of(info), profile_id=str(profile_id), limit=limit)
+    return [to_profile_view(v) for v in views]

@@ -1,0 +1,61 @@
+"""The root Query, Mutation and Subscription: the one place where fields meet resolvers."""
+
+from __future__ import annotations
+
+import strawberry
+
+from resolvers import ingestion as ingestion_resolvers
+from resolvers import live as live_resolvers
+from resolvers import organizations as organization_resolvers
+from resolvers import profile_analytics as analytics_resolvers
+from schema.ingestion import TrackResult
+from schema.live import EngagementSnapshot
+from schema.organizations import Organization, Profile, ViewerInfo
+from schema.profile_analytics import ProfileOverview, ProfileTimeseries, ProfileView
+
+
+@strawberry.type(description="Read the analytics you may see.")
+class Query:
+    viewer: ViewerInfo = strawberry.field(resolver=organization_resolvers.viewer, description="Who the current credential is.")
+    organizations: list[Organization] = strawberry.field(
+        resolver=organization_resolvers.organizations, description="Organizations you may see: all for platform admins, yours otherwise."
+    )
+    profiles: list[Profile] = strawberry.field(
+        resolver=organization_resolvers.profiles, description="Profiles you may see, by name."
+    )
+    profile_overview: ProfileOverview = strawberry.field(
+        resolver=analytics_resolvers.profile_overview,
+        description="Views, unique visitors, inquiries, conversion, time on profile and top referrers of a profile over a range.",
+    )
+    profile_timeseries: ProfileTimeseries = strawberry.field(
+        resolver=analytics_resolvers.profile_timeseries,
+        description="A zero-filled series of a profile's numbers, bucketed in the organization's time zone.",
+    )
+    recent_profile_views: list[ProfileView] = strawberry.field(
+        resolver=analytics_resolvers.recent_profile_views, description="The latest views of a profile, newest first."
+    )
+
+
+@strawberry.type(description="Send events.")
+class Mutation:
+    track_event: TrackResult = strawberry.field(
+        resolver=ingestion_resolvers.track_event, description="Record one event (ingestion key or token)."
+    )
+    track_events: TrackResult = strawberry.field(
+        resolver=ingestion_resolvers.track_events,
+        description="Record up to 1,000 events at once; valid ones are stored even when others are rejected.",
+    )
+    publish_domain_events: TrackResult = strawberry.field(
+        resolver=ingestion_resolvers.publish_domain_events,
+        description="Publish domain events from a backend service (service or org admin token); idempotent by eventId.",
+    )
+
+
+@strawberry.type(description="Live updates over websocket (graphql-transport-ws or graphql-ws).")
+class Subscription:
+    profile_views: ProfileView = strawberry.subscription(
+        resolver=live_resolvers.profile_views, description="Each view of a profile, as the worker processes it."
+    )
+    engagement_updates: EngagementSnapshot = strawberry.subscription(
+        resolver=live_resolvers.engagement_updates, description="Running totals of a profile for today, after each processed batch."
+    )

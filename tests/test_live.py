@@ -1,0 +1,760 @@
+"""Live subscriptions end to end: real server processes, real sockets, real clients.
+
+Nothing here goes through an in-process ASGI transport. The servers come from
+tests/servers.py: `split_stack` runs the API (`serve --no-worker`) and the outbox worker as
+two processes that only share PostgreSQL and the broadcast backend (Redis when REDIS_URL is
+set, PostgreSQL LISTEN/NOTIFY otherwise), so every view a subscriber receives there was
+published by another process. `memory_stack` is the one-process mode (memory bus, worker in
+the API process).
+
+Live delivery is at-most-once: a view processed before the server has subscribed its
+channel is not pushed. There is no "subscribed" acknowledgement in either websocket
+protocol, so each test first sends warm-up views (`eventId` "warmup-...", one shared
+visitor) until every subscription of the test has delivered something; the views under test
+are sent after that. Warm-ups still count in the engagement totals, so the expected
+`views` of a snapshot is every view sent to the profile, warm-ups included.
+
+Every wait is bounded (WAIT, or BARRIER_WAIT for the first barrier of a session, which
+includes the worker process starting): a broken pipeline fails with the processes' logs
+instead of hanging. Timings are measured and printed (run with -s), never asserted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import statistics
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager, suppress
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+import pytest_asyncio
+from gql import Client, GraphQLRequest
+from gql.transport.websockets import WebsocketsTransport
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
+
+from app.auth import Role, issue_token
+from tests.servers import Stack, StackTenant
+
+pytest_plugins = ["tests.servers"]  # fixtures: split_stack, memory_stack, server_logs_on_failure
+pytestmark = pytest.mark.usefixtures("server_logs_on_failure")
+
+WAIT = 15.0  # seconds for any one expected message
+BARRIER_WAIT = 45.0  # warm-up barrier: includes a worker process that is still starting
+WARMUP_EVERY = 0.5  # seconds between warm-up views while no subscription has answered
+LEAK_GRACE = 1.0  # after the control subscriber got everything, how long a leak may take
+LATENCY_SAMPLES = 20
+
+TRANSPORT_WS = "graphql-transport-ws"
+LEGACY_WS = "graphql-ws"
+
+CHROME_UA = (
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/126.0.0.0 Safari/537.36"
+)
+PAGE_URL = "https://market.example/p/ada?utm_source=newsletter&utm_medium=email"
+REFERRER = "https://www.google.com/search?q=ada+provider"
+WARMUP = "warmup"
+
+VIEWS = """
+subscription Views($profileId: ID!) {
+  profileViews(profileId: $profileId) {
+    eventId profileId occurredAt country city deviceType browser os referrer utmSource isGov
+  }
+}"""
+ENGAGEMENT = """
+subscription Engagement($profileId: ID!) {
+  engagementUpdates(profileId: $profileId) {
+    profileId since views uniqueVisitors inquiries conversionRate updatedAt
+  }
+}"""
+TRACK = """
+mutation Track($events: [TrackEventInput!]!) {
+  trackEvents(events: $events) { accepted duplicates dropped rejected { index field reason } }
+}"""
+
+
+# -- events and HTTP ----------------------------------------------------------------------
+
+
+def _now_ms() -> datetime:
+    now = datetime.now(UTC) - timedelta(seconds=1)
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)
+
+
+def view_event(profile_id: str, *, tag: str = "e2e", visitor: str | None = None, at: datetime | None = None) -> dict[str, Any]:
+    """A profile view from desktop Chrome on Windows, referred by Google, tagged by a newsletter."""
+    return {
+        "type": "profile.viewed",
+        "eventId": f"{tag}-{uuid.uuid4().hex}",
+        "profileId": profile_id,
+        "occurredAt": (at or _now_ms()).isoformat(),
+        "anonymousId": visitor or f"visitor-{uuid.uuid4().hex[:12]}",
+        "context": {"ip": "203.0.113.10", "userAgent": CHROME_UA, "url": PAGE_URL, "referrer": REFERRER},
+    }
+
+
+def view_batch(profile_id: str, count: int) -> list[dict[str, Any]]:
+    """`count` views by distinct visitors, one millisecond apart (so occurredAt is distinct too)."""
+    start = _now_ms()
+    return [view_event(profile_id, at=start + timedelta(milliseconds=i)) for i in range(count)]
+
+
+def warmup_event(profile_id: str) -> dict[str, Any]:
+    return view_event(profile_id, tag=WARMUP, visitor="warmup-visitor")
+
+
+def assert_view(view: dict[str, Any], sent: dict[str, Any]) -> None:
+    """The pushed view is the sent event, enriched by the ingestion service."""
+    assert view["eventId"] == sent["eventId"]
+    assert view["profileId"] == sent["profileId"]
+    assert datetime.fromisoformat(view["occurredAt"]) == datetime.fromisoformat(sent["occurredAt"]), view
+    assert (view["deviceType"], view["browser"], view["os"]) == ("desktop", "Chrome", "Windows"), view
+    assert view["referrer"] == "google.com", view  # the referring domain, without "www."
+    assert view["utmSource"] == "newsletter", view
+    assert view["isGov"] is False, view
+    assert view["country"] is None and view["city"] is None, view  # no GeoIP database configured
+
+
+async def track(http: httpx.AsyncClient, stack: Stack, key: str, events: list[dict[str, Any]]) -> dict[str, Any]:
+    """trackEvents over HTTP against the running server; every event must be accepted."""
+    response = await http.post(
+        stack.graphql_url,
+        json={"query": TRACK, "variables": {"events": events}},
+        headers={"Authorization": f"Bearer {key}"},
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert not body.get("errors"), body
+    result = body["data"]["trackEvents"]
+    assert result == {"accepted": len(events), "duplicates": 0, "dropped": 0, "rejected": []}, result
+    return result
+
+
+@pytest.fixture
+def tenant(split_stack: Stack) -> StackTenant:
+    """A fresh organization in the split stack's own database (not conftest's `tenant`,
+    which lives in the test process's database that no server process here uses)."""
+    return split_stack.tenant()
+
+
+@pytest.fixture
+def other_tenant(split_stack: Stack) -> StackTenant:
+    return split_stack.tenant()
+
+
+@pytest.fixture
+def memory_tenant(memory_stack: Stack) -> StackTenant:
+    return memory_stack.tenant()
+
+
+@pytest_asyncio.fixture
+async def http() -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(timeout=WAIT, trust_env=False) as client:
+        yield client
+
+
+# -- a websocket GraphQL client on a real socket, for both subprotocols ----------------------
+
+
+@dataclass(frozen=True)
+class Frame:
+    at: float  # time.perf_counter() when the frame was read off the socket
+    message: dict[str, Any]
+
+
+_CLOSED = Frame(at=0.0, message={"type": "__closed__"})
+
+
+class WsClient:
+    """Reads every frame in a task and files it by operation id, stamped with its arrival
+    time. Answers graphql-transport-ws pings; drops graphql-ws keep-alives ("ka")."""
+
+    def __init__(self, ws: ClientConnection, protocol: str) -> None:
+        self.ws = ws
+        self.protocol = protocol
+        self.closed = False
+        self._queues: defaultdict[str | None, asyncio.Queue[Frame]] = defaultdict(asyncio.Queue)
+        self._reader = asyncio.create_task(self._read(), name=f"ws-reader-{protocol}")
+
+    async def _read(self) -> None:
+        try:
+            async for raw in self.ws:
+                at = time.perf_counter()
+                message = json.loads(raw)
+                kind = message.get("type")
+                if kind == "ping":
+                    await self.ws.send(json.dumps({"type": "pong"}))
+                elif kind not in ("pong", "ka"):
+                    self._queues[message.get("id")].put_nowait(Frame(at, message))
+        except ConnectionClosed:
+            pass
+        finally:
+            self.closed = True
+            for queue in self._queues.values():
+                queue.put_nowait(_CLOSED)
+
+    @property
+    def close_description(self) -> str:
+        return f"closed with {self.ws.close_code} {self.ws.close_reason!r}"
+
+    async def send(self, message: dict[str, Any]) -> None:
+        await self.ws.send(json.dumps(message))
+
+    async def frame(self, op: str | None, timeout: float = WAIT) -> Frame:
+        """The next frame of an operation (None: connection-level frames)."""
+        queue = self._queues[op]
+        if queue.empty() and self.closed:
+            raise AssertionError(f"connection {self.close_description} while waiting for {op!r}")
+        try:
+            frame = await asyncio.wait_for(queue.get(), timeout)
+        except TimeoutError:
+            raise AssertionError(f"nothing for operation {op!r} within {timeout:.1f}s") from None
+        if frame is _CLOSED:
+            queue.put_nowait(_CLOSED)
+            raise AssertionError(f"connection {self.close_description} while waiting for {op!r}")
+        return frame
+
+    def pending(self, op: str | None) -> list[dict[str, Any]]:
+        """Frames already received and not yet read (without waiting)."""
+        queue = self._queues[op]
+        frames = []
+        while not queue.empty():
+            frames.append(queue.get_nowait())
+        return [f.message for f in frames if f is not _CLOSED]
+
+    def ops_with_frames(self) -> dict[str | None, list[dict[str, Any]]]:
+        return {op: msgs for op in list(self._queues) if (msgs := self.pending(op))}
+
+    async def init(self, payload: dict[str, Any] | None) -> None:
+        message: dict[str, Any] = {"type": "connection_init"}
+        if payload is not None:
+            message["payload"] = payload
+        await self.send(message)
+        ack = await self.frame(None)
+        assert ack.message["type"] == "connection_ack", ack.message
+
+    async def subscribe(self, op: str, query: str, variables: dict[str, Any]) -> None:
+        kind = "subscribe" if self.protocol == TRANSPORT_WS else "start"
+        await self.send({"id": op, "type": kind, "payload": {"query": query, "variables": variables}})
+
+    async def data(self, op: str, timeout: float = WAIT) -> tuple[float, dict[str, Any]]:
+        """The next result's data (`next` or `data` frame); anything else fails the test."""
+        frame = await self.frame(op, timeout)
+        message = frame.message
+        result_type = "next" if self.protocol == TRANSPORT_WS else "data"
+        assert message["type"] == result_type, f"expected {result_type} on {op!r}, got {message}"
+        assert not message["payload"].get("errors"), message
+        return frame.at, message["payload"]["data"]
+
+    async def close(self) -> None:
+        self._reader.cancel()
+        await asyncio.wait([self._reader])
+        await self.ws.close()
+
+
+@asynccontextmanager
+async def ws_client(stack: Stack, token: str | None, *, protocol: str = TRANSPORT_WS) -> AsyncIterator[WsClient]:
+    """Connected, initialised with `{"authorization": "Bearer <token>"}` and acknowledged."""
+    async with connect(stack.ws_url, subprotocols=[protocol], open_timeout=WAIT, close_timeout=2, proxy=None) as ws:  # type: ignore[list-item]
+        assert ws.subprotocol == protocol
+        client = WsClient(ws, protocol)
+        try:
+            await client.init({"authorization": f"Bearer {token}"} if token else {})
+            yield client
+        finally:
+            await client.close()
+
+
+def error_codes(message: dict[str, Any]) -> list[str | None]:
+    """Codes of an `error` frame (a list on graphql-transport-ws, one error on graphql-ws) or of
+    a result frame carrying errors."""
+    payload = message.get("payload")
+    if message["type"] == "error":
+        errors = payload if isinstance(payload, list) else [payload]
+    else:
+        errors = (payload or {}).get("errors") or []
+    return [(error.get("extensions") or {}).get("code") for error in errors]
+
+
+# -- waiting for live messages ----------------------------------------------------------------
+
+
+async def wait_until_live(
+    send_warmup: Callable[[], Awaitable[Any]], receivers: dict[str, Callable[[float], Awaitable[Any]]]
+) -> int:
+    """Send warm-up views until every receiver has delivered one message; returns how many
+    warm-ups were sent (they all count in engagement totals, delivered or not)."""
+    waiting = dict(receivers)
+    sent = 0
+    deadline = time.monotonic() + BARRIER_WAIT
+    while waiting:
+        if time.monotonic() > deadline:
+            raise AssertionError(
+                f"no live message on {sorted(waiting)} after {sent} warm-up views in {BARRIER_WAIT:.0f}s"
+            )
+        await send_warmup()
+        sent += 1
+        for name, receive in list(waiting.items()):
+            with suppress(TimeoutError):
+                # A failure other than silence (an error frame, a closed socket) fails now.
+                await _receive_or_silence(receive, WARMUP_EVERY / len(receivers))
+                del waiting[name]
+    return sent
+
+
+async def _receive_or_silence(receive: Callable[[float], Awaitable[Any]], timeout: float) -> None:
+    try:
+        await receive(timeout)
+    except AssertionError as exc:
+        if "nothing for operation" in str(exc):
+            raise TimeoutError from exc
+        raise _Fatal(str(exc)) from exc
+
+
+class _Fatal(Exception):
+    """Escapes wait_until_live's retry loop: the subscription failed, it is not just quiet."""
+
+
+async def collect_views(
+    next_view: Callable[[float], Awaitable[tuple[float, dict[str, Any]]]], sent: list[dict[str, Any]]
+) -> dict[str, tuple[float, dict[str, Any]]]:
+    """Every sent view, by eventId, with its arrival time; warm-ups are skipped, anything else
+    fails (a view this test never sent, or one of them twice)."""
+    wanted = {event["eventId"] for event in sent}
+    got: dict[str, tuple[float, dict[str, Any]]] = {}
+    deadline = time.monotonic() + WAIT
+    while wanted - got.keys():
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise AssertionError(f"received {len(got)} of {len(wanted)} views in {WAIT:.0f}s; missing {sorted(wanted - got.keys())}")
+        try:
+            at, view = await next_view(left)
+        except AssertionError as exc:
+            raise AssertionError(f"received {len(got)} of {len(wanted)} views; then: {exc}") from None
+        event_id = view["eventId"]
+        if event_id.startswith(WARMUP + "-"):
+            continue
+        assert event_id in wanted, f"a view this test never sent: {view}"
+        assert event_id not in got, f"view {event_id} pushed twice"
+        got[event_id] = (at, view)
+    return got
+
+
+async def snapshot_with_views(
+    next_snapshot: Callable[[float], Awaitable[tuple[float, dict[str, Any]]]], views: int
+) -> tuple[float, dict[str, Any]]:
+    """The first snapshot whose running total reaches `views` (earlier batches give smaller
+    totals); a larger total would mean views counted twice or someone else's."""
+    deadline = time.monotonic() + WAIT
+    seen: list[int] = []
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise AssertionError(f"no snapshot with views={views} in {WAIT:.0f}s; totals seen: {seen}")
+        at, snapshot = await next_snapshot(left)
+        seen.append(snapshot["views"])
+        assert snapshot["views"] <= views, f"snapshot counts more views than were sent ({views}): {snapshot}"
+        if snapshot["views"] == views:
+            return at, snapshot
+
+
+def assert_snapshot(snapshot: dict[str, Any], profile_id: str, *, views: int, visitors: int) -> None:
+    assert snapshot["profileId"] == profile_id
+    assert snapshot["views"] == views
+    assert snapshot["uniqueVisitors"] == visitors, snapshot  # HyperLogLog is exact this small
+    assert snapshot["inquiries"] == 0 and snapshot["conversionRate"] == 0.0, snapshot
+    now = datetime.now(UTC)
+    since = datetime.fromisoformat(snapshot["since"])
+    assert since <= now and now - since <= timedelta(days=1), snapshot  # start of today (UTC org)
+    assert abs(now - datetime.fromisoformat(snapshot["updatedAt"])) < timedelta(minutes=1), snapshot
+
+
+class LiveProfile:
+    """One websocket connection following a profile's views and engagement."""
+
+    def __init__(self, client: WsClient, tenant: StackTenant, stack: Stack, http: httpx.AsyncClient) -> None:
+        self.client, self.tenant, self.stack, self.http = client, tenant, stack, http
+        self.views_sent = 0
+        self.warmup_visitor = False
+
+    async def start(self) -> None:
+        variables = {"profileId": self.tenant.profile_id}
+        await self.client.subscribe("views", VIEWS, variables)
+        await self.client.subscribe("engagement", ENGAGEMENT, variables)
+        try:
+            warmups = await wait_until_live(
+                lambda: track(self.http, self.stack, self.tenant.ingestion_key, [warmup_event(self.tenant.profile_id)]),
+                {"views": self.next_view, "engagement": self.next_snapshot},
+            )
+        except _Fatal as exc:
+            raise AssertionError(str(exc)) from None
+        self.views_sent += warmups
+        self.warmup_visitor = True
+
+    async def next_view(self, timeout: float = WAIT) -> tuple[float, dict[str, Any]]:
+        at, data = await self.client.data("views", timeout)
+        return at, data["profileViews"]
+
+    async def next_snapshot(self, timeout: float = WAIT) -> tuple[float, dict[str, Any]]:
+        at, data = await self.client.data("engagement", timeout)
+        return at, data["engagementUpdates"]
+
+    async def send(self, events: list[dict[str, Any]]) -> float:
+        """Returns time.perf_counter() at the HTTP response."""
+        await track(self.http, self.stack, self.tenant.ingestion_key, events)
+        self.views_sent += len(events)
+        return time.perf_counter()
+
+
+async def check_views_and_engagement(live: LiveProfile, count: int) -> None:
+    """Send `count` views in one trackEvents batch and check both subscriptions."""
+    batch = view_batch(live.tenant.profile_id, count)
+    await live.send(batch)
+    got = await collect_views(live.next_view, batch)
+    for event in batch:
+        assert_view(got[event["eventId"]][1], event)
+    _, snapshot = await snapshot_with_views(live.next_snapshot, live.views_sent)
+    assert_snapshot(snapshot, live.tenant.profile_id, views=live.views_sent, visitors=count + live.warmup_visitor)
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1000:.1f} ms"
+
+
+def report_latency(label: str, from_response: list[float], from_request: list[float], snapshot: list[float]) -> None:
+    def summary(values: list[float]) -> str:
+        p90 = statistics.quantiles(values, n=10)[8] if len(values) >= 2 else values[0]
+        return f"p50 {_ms(statistics.median(values))}, p90 {_ms(p90)}, min {_ms(min(values))}, max {_ms(max(values))}"
+
+    print(
+        f"\n[latency] {label}, {len(from_response)} single-view trackEvents calls:"
+        f"\n  HTTP response -> profileViews frame:     {summary(from_response)}"
+        f"\n  HTTP request  -> profileViews frame:     {summary(from_request)}"
+        f"\n  HTTP response -> engagementUpdates frame: {summary(snapshot)}"
+    )
+
+
+async def measure_latency(live: LiveProfile, label: str) -> None:
+    """One view per trackEvents call, each awaited before the next; printed, not asserted."""
+    from_response: list[float] = []
+    from_request: list[float] = []
+    snapshot_delay: list[float] = []
+    for _ in range(LATENCY_SAMPLES):
+        event = view_event(live.tenant.profile_id)
+        requested = time.perf_counter()
+        responded = await live.send([event])
+        got = await collect_views(live.next_view, [event])
+        arrived, view = got[event["eventId"]]
+        assert_view(view, event)
+        snapshot_at, _ = await snapshot_with_views(live.next_snapshot, live.views_sent)
+        from_response.append(arrived - responded)
+        from_request.append(arrived - requested)
+        snapshot_delay.append(snapshot_at - responded)
+    report_latency(label, from_response, from_request, snapshot_delay)
+
+
+# -- graphql-transport-ws, cross-process ---------------------------------------------------------
+
+
+async def test_transport_ws_views_and_engagement_cross_process(split_stack: Stack, tenant: StackTenant, http: httpx.AsyncClient) -> None:
+    """The API runs --no-worker: the worker process publishes, the API process pushes."""
+    assert "--no-worker" in split_stack.api.argv and len(split_stack.processes) == 2
+    async with ws_client(split_stack, tenant.provider_token) as client:
+        live = LiveProfile(client, tenant, split_stack, http)
+        await live.start()
+        await check_views_and_engagement(live, count=5)
+    split_stack.check_alive()
+    print(f"\n[live] cross-process over {split_stack.broadcast}: 5 views and their snapshot delivered")
+
+
+async def test_ingest_to_subscriber_delay_cross_process(split_stack: Stack, tenant: StackTenant, http: httpx.AsyncClient) -> None:
+    async with ws_client(split_stack, tenant.provider_token) as client:
+        live = LiveProfile(client, tenant, split_stack, http)
+        await live.start()
+        await measure_latency(live, f"cross-process (API + worker process, {split_stack.broadcast} broadcast)")
+
+
+# -- legacy graphql-ws ---------------------------------------------------------------------------
+
+
+async def test_legacy_graphql_ws_receives_the_same(split_stack: Stack, tenant: StackTenant, http: httpx.AsyncClient) -> None:
+    async with ws_client(split_stack, tenant.provider_token, protocol=LEGACY_WS) as client:
+        live = LiveProfile(client, tenant, split_stack, http)
+        await live.start()
+        await check_views_and_engagement(live, count=3)
+        # `stop` ends the operation with `complete`; the connection stays usable.
+        await client.send({"id": "views", "type": "stop"})
+        frame = await client.frame("views")
+        while frame.message["type"] == "data":  # views pushed before the stop was handled
+            frame = await client.frame("views")
+        assert frame.message == {"type": "complete", "id": "views"}
+
+
+async def test_legacy_graphql_ws_org_admin_follows_any_profile_of_its_org(split_stack: Stack, tenant: StackTenant, http: httpx.AsyncClient) -> None:
+    async with ws_client(split_stack, tenant.org_admin_token, protocol=LEGACY_WS) as client:
+        live = LiveProfile(client, tenant, split_stack, http)
+        await live.start()
+        await check_views_and_engagement(live, count=2)
+
+
+# -- the third-party gql client ----------------------------------------------------------------
+
+
+async def test_gql_client_over_graphql_transport_ws(split_stack: Stack, tenant: StackTenant, http: httpx.AsyncClient) -> None:
+    # gql offers legacy graphql-ws first by default; the modern protocol has to be asked for.
+    assert WebsocketsTransport.GRAPHQLWS_SUBPROTOCOL == TRANSPORT_WS
+    transport = WebsocketsTransport(
+        url=split_stack.ws_url,
+        init_payload={"authorization": f"Bearer {tenant.provider_token}"},
+        subprotocols=[WebsocketsTransport.GRAPHQLWS_SUBPROTOCOL],
+        connect_args={"proxy": None},
+        connect_timeout=WAIT,
+        ack_timeout=WAIT,
+    )
+    received: asyncio.Queue[tuple[float, dict[str, Any]]] = asyncio.Queue()
+
+    async def next_view(timeout: float) -> tuple[float, dict[str, Any]]:
+        getter = asyncio.ensure_future(received.get())
+        done, _ = await asyncio.wait({getter, consumer}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        if getter in done:
+            return getter.result()
+        getter.cancel()
+        if consumer in done:
+            raise AssertionError(f"gql subscription ended: {consumer.exception()!r}")
+        raise AssertionError(f"nothing for operation 'gql views' within {timeout:.1f}s")
+
+    async with Client(transport=transport) as session:
+        assert transport.subprotocol == TRANSPORT_WS
+
+        async def consume() -> None:
+            request = GraphQLRequest(VIEWS, variable_values={"profileId": tenant.profile_id})
+            async for data in session.subscribe(request):
+                received.put_nowait((time.perf_counter(), data["profileViews"]))
+
+        consumer = asyncio.create_task(consume(), name="gql-subscription")
+        try:
+            try:
+                await wait_until_live(
+                    lambda: track(http, split_stack, tenant.ingestion_key, [warmup_event(tenant.profile_id)]),
+                    {"views": next_view},
+                )
+            except _Fatal as exc:
+                raise AssertionError(str(exc)) from None
+            batch = view_batch(tenant.profile_id, 2)
+            await track(http, split_stack, tenant.ingestion_key, batch)
+            got = await collect_views(next_view, batch)
+            for event in batch:
+                assert_view(got[event["eventId"]][1], event)
+        finally:
+            consumer.cancel()
+            await asyncio.wait([consumer])
+
+
+# -- authentication and scoping on the websocket ---------------------------------------------------
+
+
+async def _close_code_after_init(stack: Stack, protocol: str, init: dict[str, Any]) -> tuple[int | None, list[dict[str, Any]]]:
+    """Send connection_init and read until the server closes; (close code, frames read)."""
+    frames: list[dict[str, Any]] = []
+    async with connect(stack.ws_url, subprotocols=[protocol], open_timeout=WAIT, close_timeout=2, proxy=None) as ws:  # type: ignore[list-item]
+        await ws.send(json.dumps(init))
+        with suppress(ConnectionClosed):
+            async with asyncio.timeout(WAIT):
+                async for raw in ws:
+                    frames.append(json.loads(raw))
+        return ws.close_code, frames
+
+
+def _expired_token(tenant: StackTenant, settings: Any) -> str:
+    return issue_token(
+        role=Role.PROVIDER,
+        organization_id=uuid.UUID(tenant.org_id),
+        profile_id=uuid.UUID(tenant.profile_id),
+        ttl_seconds=-120,
+        settings=settings,
+    )
+
+
+def _foreign_secret_token(tenant: StackTenant, settings: Any) -> str:
+    from dataclasses import replace
+
+    other = replace(settings, jwt_secret="another-secret-" + "y" * 40)
+    return issue_token(role=Role.ORG_ADMIN, organization_id=uuid.UUID(tenant.org_id), settings=other)
+
+
+REFUSED_INITS: dict[str, Callable[[StackTenant, Any], dict[str, Any]]] = {
+    "no-payload": lambda t, s: {"type": "connection_init"},
+    "empty-payload": lambda t, s: {"type": "connection_init", "payload": {}},
+    "expired-token": lambda t, s: {"type": "connection_init", "payload": {"authorization": f"Bearer {_expired_token(t, s)}"}},
+    "expired-token-as-token": lambda t, s: {"type": "connection_init", "payload": {"token": _expired_token(t, s)}},
+    "wrong-secret": lambda t, s: {"type": "connection_init", "payload": {"authorization": f"Bearer {_foreign_secret_token(t, s)}"}},
+    "garbage": lambda t, s: {"type": "connection_init", "payload": {"authorization": "Bearer not-a-jwt"}},
+    "ingestion-key": lambda t, s: {"type": "connection_init", "payload": {"authorization": f"Bearer {t.ingestion_key}"}},
+    "ingestion-key-as-token": lambda t, s: {"type": "connection_init", "payload": {"token": t.ingestion_key}},
+    "service-token": lambda t, s: {"type": "connection_init", "payload": {"authorization": f"Bearer {t.service_token}"}},
+}
+
+
+@pytest.mark.parametrize("case", sorted(REFUSED_INITS))
+async def test_transport_ws_refuses_bad_credentials_with_4403(split_stack: Stack, tenant: StackTenant, settings: Any, case: str) -> None:
+    code, frames = await _close_code_after_init(split_stack, TRANSPORT_WS, REFUSED_INITS[case](tenant, settings))
+    assert code == 4403, (code, frames)
+    assert frames == [], frames  # in particular no connection_ack
+
+
+@pytest.mark.parametrize("case", ["empty-payload", "expired-token", "ingestion-key"])
+async def test_legacy_graphql_ws_refuses_bad_credentials(split_stack: Stack, tenant: StackTenant, settings: Any, case: str) -> None:
+    """graphql-ws has no 4403: the server sends connection_error with the reason, then closes."""
+    code, frames = await _close_code_after_init(split_stack, LEGACY_WS, REFUSED_INITS[case](tenant, settings))
+    assert [f["type"] for f in frames] == ["connection_error"], frames
+    expected = {"empty-payload": "UNAUTHENTICATED", "expired-token": "UNAUTHENTICATED", "ingestion-key": "FORBIDDEN"}[case]
+    assert frames[0]["payload"]["code"] == expected, frames
+    assert code == 1011, code  # strawberry's close after connection_error (not a normal 1000)
+
+
+async def test_legacy_graphql_ws_start_without_init_is_refused(split_stack: Stack, tenant: StackTenant) -> None:
+    """The legacy path once ran `start` before (or without) connection_init's auth."""
+    start = {"id": "1", "type": "start", "payload": {"query": VIEWS, "variables": {"profileId": tenant.profile_id}}}
+    code, frames = await _close_code_after_init(split_stack, LEGACY_WS, start)
+    assert code == 4401, (code, frames)
+    assert not [f for f in frames if f["type"] == "data"], frames
+
+
+async def test_transport_ws_subscribe_without_init_is_refused(split_stack: Stack, tenant: StackTenant) -> None:
+    subscribe = {"id": "1", "type": "subscribe", "payload": {"query": VIEWS, "variables": {"profileId": tenant.profile_id}}}
+    code, frames = await _close_code_after_init(split_stack, TRANSPORT_WS, subscribe)
+    assert code == 4401, (code, frames)
+    assert frames == [], frames
+
+
+async def _expect_not_found(client: WsClient, op: str) -> dict[str, Any]:
+    frame = await client.frame(op)
+    assert error_codes(frame.message) == ["NOT_FOUND"], frame.message
+    return frame.message
+
+
+async def test_foreign_and_sibling_profiles_are_not_found_and_leak_nothing(
+    split_stack: Stack, tenant: StackTenant, other_tenant: StackTenant, http: httpx.AsyncClient
+) -> None:
+    foreign = {"profileId": other_tenant.profile_id}
+    sibling = {"profileId": tenant.other_profile_id}
+    async with (
+        ws_client(split_stack, tenant.provider_token) as provider,
+        ws_client(split_stack, tenant.org_admin_token, protocol=LEGACY_WS) as org_admin,
+        ws_client(split_stack, other_tenant.provider_token) as owner,
+    ):
+        await provider.subscribe("foreign-views", VIEWS, foreign)
+        await provider.subscribe("foreign-engagement", ENGAGEMENT, foreign)
+        await provider.subscribe("sibling-views", VIEWS, sibling)  # same org, not the provider's profile
+        await org_admin.subscribe("foreign-views", VIEWS, foreign)
+        await org_admin.subscribe("foreign-engagement", ENGAGEMENT, foreign)
+        refusals = [
+            await _expect_not_found(provider, "foreign-views"),
+            await _expect_not_found(provider, "foreign-engagement"),
+            await _expect_not_found(provider, "sibling-views"),
+            await _expect_not_found(org_admin, "foreign-views"),
+            await _expect_not_found(org_admin, "foreign-engagement"),
+        ]
+        print(f"\n[live] refusal frames: {[r['type'] for r in refusals]} e.g. {json.dumps(refusals[0])[:300]}")
+
+        # The owner of the foreign profile is the control: once it has every view, a leak
+        # to the refused subscriptions would have had its chance too.
+        live = LiveProfile(owner, other_tenant, split_stack, http)
+        await live.start()
+        batch = view_batch(other_tenant.profile_id, 3)
+        await live.send(batch)
+        await collect_views(live.next_view, batch)
+        await snapshot_with_views(live.next_snapshot, live.views_sent)
+        sibling_view = view_event(tenant.other_profile_id)
+        await track(http, split_stack, tenant.ingestion_key, [sibling_view])
+        await asyncio.sleep(LEAK_GRACE)
+
+        for name, client in (("provider", provider), ("org admin", org_admin)):
+            leftovers = client.ops_with_frames()
+            results = {
+                op: [m for m in messages if m["type"] in ("next", "data")]
+                for op, messages in leftovers.items()
+            }
+            assert not any(results.values()), f"{name} received data after NOT_FOUND: {results}"
+            for op, messages in leftovers.items():
+                # Only the end of the refused operation may follow.
+                assert all(m["type"] == "complete" for m in messages), (name, op, messages)
+        assert not provider.closed and not org_admin.closed  # a refusal ends the operation, not the connection
+
+
+# -- one-process mode ------------------------------------------------------------------------
+
+
+async def test_one_process_mode_with_memory_bus(memory_stack: Stack, memory_tenant: StackTenant, http: httpx.AsyncClient) -> None:
+    assert "--no-worker" not in memory_stack.api.argv and len(memory_stack.processes) == 1
+    assert memory_stack.broadcast == "memory"
+    async with ws_client(memory_stack, memory_tenant.provider_token) as client:
+        live = LiveProfile(client, memory_tenant, memory_stack, http)
+        await live.start()
+        await check_views_and_engagement(live, count=4)
+        await measure_latency(live, "one process (in-process worker, memory bus)")
+    memory_stack.check_alive()
+
+
+# -- backend subscriptions follow websocket clients (Redis: PUBSUB NUMSUB is observable) ------
+
+
+async def _numsub(redis_url: str, channel: str) -> int:
+    from redis import asyncio as redis
+
+    client = redis.Redis.from_url(redis_url)
+    try:
+        [(_, count)] = await client.pubsub_numsub(channel)
+        return int(count)
+    finally:
+        await client.aclose()
+
+
+async def _numsub_becomes(redis_url: str, channel: str, expected: int) -> None:
+    deadline = time.monotonic() + WAIT
+    while (count := await _numsub(redis_url, channel)) != expected:
+        assert time.monotonic() < deadline, f"PUBSUB NUMSUB {channel} stayed {count}, expected {expected}"
+        await asyncio.sleep(0.05)
+
+
+async def test_one_backend_subscription_per_channel_released_when_clients_leave(
+    split_stack: Stack, tenant: StackTenant, http: httpx.AsyncClient
+) -> None:
+    """Two websocket clients on one profile share one Redis subscription of the API process;
+    it is released when the last one leaves, whether it closes politely or its TCP
+    connection just drops."""
+    if split_stack.broadcast != "redis":
+        pytest.skip("needs REDIS_URL: PostgreSQL LISTENs are not observable from another session")
+    from app.vocabulary import view_channel
+
+    channel = view_channel(tenant.profile_id)
+    async with ws_client(split_stack, tenant.provider_token) as polite:
+        live = LiveProfile(polite, tenant, split_stack, http)
+        await live.start()
+        async with ws_client(split_stack, tenant.org_admin_token, protocol=LEGACY_WS) as abrupt:
+            await abrupt.subscribe("views", VIEWS, {"profileId": tenant.profile_id})
+            batch = view_batch(tenant.profile_id, 1)
+            # The second client is live once it has a view; the first one gets it as well.
+            deadline = time.monotonic() + WAIT
+            while True:
+                await live.send(batch)
+                with suppress(AssertionError):
+                    await abrupt.data("views", WARMUP_EVERY)
+                    break
+                assert time.monotonic() < deadline, "second subscriber never got a view"
+                batch = view_batch(tenant.profile_id, 1)
+            assert await _numsub(split_stack.broadcast_url, channel) == 1
+            abrupt.ws.transport.abort()  # no close frame: the server sees the socket die
+            await asyncio.sleep(LEAK_GRACE)
+            assert await _numsub(split_stack.broadcast_url, channel) == 1  # the polite client still follows
+            assert not polite.closed
+    await _numsub_becomes(split_stack.broadcast_url, channel, 0)

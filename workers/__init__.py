@@ -1,0 +1,1 @@
+"""Long-running consumers: the outbox worker (`workers.outbox`)."""

@@ -1,0 +1,338 @@
+"""The outbox worker: claims pending events, applies their effects, publishes live updates.
+
+Claiming, applying and marking happen in ONE transaction: the batch's outbox rows are
+locked with `FOR UPDATE SKIP LOCKED` (so N workers share the queue without waiting for
+each other), the effects are applied by `app.services.profile_analytics.apply_events`, and
+the rows are marked processed before commit. A worker killed at any instant leaves either
+the whole batch applied and marked, or nothing: processing is at-least-once, effects are
+exactly-once (and keyed by event id besides, so a re-run batch changes nothing).
+
+After commit the batch is published to the event bus (views and per-profile running
+totals); that is best effort: a failed publish is logged and the worker carries on.
+
+The worker wakes on `NOTIFY pulsegraph_outbox` (sent by ingestion after commit) on a
+dedicated connection that is re-opened when it drops, and polls every
+`settings.worker_poll_seconds` in case a notification was missed.
+
+Run it with `pulsegraph worker` or `python -m workers.outbox`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import time
+from typing import Any
+
+import asyncpg
+from tortoise import connections
+
+from app.database import close_database, connection, init_database, transaction
+from app.services import profile_analytics
+from app.settings import Settings
+from app.vocabulary import engagement_channel, view_channel
+
+log = logging.getLogger("pulsegraph.worker")
+
+NOTIFY_CHANNEL = "pulsegraph_outbox"
+TEST_DELAY_ENV = "PULSEGRAPH_WORKER_TEST_DELAY_MS"
+SUMMARY_EVERY_SECONDS = 60.0
+MAX_RETRIES = 5  # deadlocks and serialization failures: the batch is rolled back and retried
+
+CLAIM = """
+WITH claimed AS (
+    SELECT seq, organization_id, event_id, occurred_at
+    FROM outbox
+    WHERE processed_at IS NULL
+    ORDER BY seq
+    LIMIT $1
+    FOR UPDATE SKIP LOCKED
+)
+SELECT c.seq, c.organization_id, c.event_id, c.occurred_at, e.type, e.profile_id, e.visitor_id,
+       e.session_id, e.engagement_ms, e.amount_minor, e.currency, e.country, e.city, e.device_type,
+       e.browser, e.os, e.referrer_domain, e.utm_source, e.occurred_at IS NOT NULL AS found
+FROM claimed c
+LEFT JOIN events e
+  ON e.organization_id = c.organization_id AND e.occurred_at = c.occurred_at AND e.event_id = c.event_id
+ORDER BY c.seq
+"""
+
+MARK_PROCESSED = """
+UPDATE outbox o SET processed_at = now()
+FROM unnest($1::uuid[], $2::text[]) AS k(organization_id, event_id)
+WHERE o.organization_id = k.organization_id AND o.event_id = k.event_id
+"""
+
+RETRYABLE = (asyncpg.DeadlockDetectedError, asyncpg.SerializationError)
+
+
+class OutboxWorker:
+    def __init__(self, *, bus: Any, settings: Settings, name: str = "worker") -> None:
+        self.bus = bus
+        self.settings = settings
+        self.name = name
+        self.batch_size = max(1, settings.worker_batch_size)
+        self.poll_seconds = max(0.05, settings.worker_poll_seconds)
+        self.test_delay = _env_int(TEST_DELAY_ENV) / 1000
+        self.processed_total = 0
+        self.batches_total = 0
+        self._stopping = asyncio.Event()
+        self._wake = asyncio.Event()
+        self._running = False
+        self._done = asyncio.Event()
+        self._done.set()
+        self._listen_conn: asyncpg.Connection | None = None
+        self._summary_at = time.monotonic()
+        self._summary_count = 0
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Process until `stop()`: drain on every wake-up (NOTIFY or poll)."""
+        self._stopping.clear()
+        self._done.clear()
+        self._running = True
+        listener = asyncio.create_task(self._listen_forever(), name=f"{self.name}-listen")
+        log.info("worker %s started (batch %d, poll %.1fs)", self.name, self.batch_size, self.poll_seconds)
+        failures = 0
+        try:
+            while not self._stopping.is_set():
+                self._wake.clear()  # before draining: a NOTIFY during the drain wakes us again
+                try:
+                    await self.drain()
+                    failures = 0
+                except Exception:  # the database is down, or a bug: log, back off, retry
+                    failures += 1
+                    log.exception("worker %s: batch failed (attempt %d)", self.name, failures)
+                    await self._sleep(min(30.0, 0.5 * 2 ** min(failures, 6)))
+                    continue
+                await self._sleep(self.poll_seconds, wake=True)
+        finally:
+            listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await listener
+            await self._close_listen_connection()
+            self._running = False
+            self._done.set()
+            log.info("worker %s stopped after %d events", self.name, self.processed_total)
+
+    async def stop(self) -> None:
+        """Ask `run()` to finish its current batch and return; waits until it has."""
+        self._stopping.set()
+        self._wake.set()
+        if self._running:
+            await self._done.wait()
+
+    async def _sleep(self, seconds: float, *, wake: bool = False) -> None:
+        waits = [asyncio.ensure_future(self._stopping.wait())]
+        if wake:
+            waits.append(asyncio.ensure_future(self._wake.wait()))
+        try:
+            await asyncio.wait(waits, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waits:
+                waiter.cancel()
+
+    # -- processing ---------------------------------------------------------------------
+
+    async def drain(self) -> int:
+        """Process batches until none is pending (or all pending rows are claimed by other
+        workers); returns the number of outbox rows this call processed."""
+        total = 0
+        while True:
+            processed = await self.process_batch()
+            total += processed
+            if processed == 0 or (self._running and self._stopping.is_set()):
+                return total
+
+    async def process_batch(self) -> int:
+        """Claim up to `batch_size` pending rows, apply, mark, commit, then publish."""
+        for attempt in range(1, MAX_RETRIES + 1):
+            started = time.perf_counter()
+            try:
+                claimed, applied = await self._claim_and_apply()
+            except (*RETRYABLE, asyncpg.CheckViolationError) as exc:
+                profile_analytics.forget_partitions()
+                if attempt == MAX_RETRIES or not _retryable(exc):
+                    raise
+                log.warning("worker %s: batch rolled back (%s); retrying", self.name, type(exc).__name__)
+                await asyncio.sleep(0.05 * attempt)
+                continue
+            if claimed:
+                self.processed_total += claimed
+                self.batches_total += 1
+                self._summary_count += claimed
+                log.debug(
+                    "worker %s: batch of %d (%d new profile events) in %.1f ms",
+                    self.name,
+                    claimed,
+                    len(applied.events),
+                    (time.perf_counter() - started) * 1000,
+                )
+                await self._publish(applied)
+                self._log_summary()
+            return claimed
+        return 0
+
+    async def _claim_and_apply(self) -> tuple[int, profile_analytics.AppliedBatch]:
+        async with transaction() as conn:
+            rows = await conn.fetch(CLAIM, self.batch_size)
+            if not rows:
+                return 0, profile_analytics.AppliedBatch()
+            missing = [r for r in rows if not r["found"]]
+            if missing:
+                log.warning(
+                    "worker %s: %d outbox rows have no event row; marking them processed", self.name, len(missing)
+                )
+            applied = await profile_analytics.apply_events(conn, [r for r in rows if r["found"]])
+            if self.test_delay:
+                await asyncio.sleep(self.test_delay)  # fault tests: a SIGKILL lands mid-batch
+            await conn.execute(MARK_PROCESSED, [r["organization_id"] for r in rows], [r["event_id"] for r in rows])
+        return len(rows), applied
+
+    async def _publish(self, applied: profile_analytics.AppliedBatch) -> None:
+        """Best effort, after commit: the data is durable whatever happens here."""
+        if self.bus is None or not applied.events:
+            return
+        try:
+            messages: list[tuple[str, dict[str, Any]]] = [
+                (view_channel(str(event["profile_id"])), profile_analytics.view_payload(event))
+                for event in applied.views
+            ]
+            async with connection() as conn:
+                snapshots = await profile_analytics.engagement_snapshots(
+                    conn, applied.touched_profiles, applied.timezones
+                )
+            messages += [(engagement_channel(s["profileId"]), s) for s in snapshots]
+            await self.bus.publish_many(messages)
+        except Exception as exc:  # noqa: BLE001 - BusUnavailable, a dead pool connection...: never fatal
+            log.warning("worker %s: live publish failed (%r); subscribers miss this batch", self.name, exc)
+
+    def _log_summary(self) -> None:
+        elapsed = time.monotonic() - self._summary_at
+        if elapsed < SUMMARY_EVERY_SECONDS:
+            return
+        log.info(
+            "worker %s: %d events in the last %.0fs (%.0f/s), %d in total",
+            self.name,
+            self._summary_count,
+            elapsed,
+            self._summary_count / elapsed,
+            self.processed_total,
+        )
+        self._summary_at = time.monotonic()
+        self._summary_count = 0
+
+    # -- wake-ups -----------------------------------------------------------------------
+
+    async def _listen_forever(self) -> None:
+        """Hold a LISTEN connection; re-open it (with backoff) whenever it drops."""
+        delay = 0.5
+        while not self._stopping.is_set():
+            lost = asyncio.Event()
+            try:
+                self._listen_conn = await _connect_like_pool()
+                self._listen_conn.add_termination_listener(lambda _conn, lost=lost: lost.set())
+                await self._listen_conn.add_listener(NOTIFY_CHANNEL, self._notified)
+                delay = 0.5
+                self._wake.set()  # anything that arrived while we were not listening
+                while not lost.is_set() and not self._listen_conn.is_closed():
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(10):
+                            await lost.wait()
+                    if not lost.is_set():  # a half-open TCP connection never terminates by itself
+                        async with asyncio.timeout(5):
+                            await self._listen_conn.fetchval("SELECT 1")
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - any failure: reconnect
+                log.warning("worker %s: LISTEN connection failed (%r); polling until it is back", self.name, exc)
+            await self._close_listen_connection()
+            if self._stopping.is_set():
+                return
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10.0)
+
+    def _notified(self, *_args: Any) -> None:
+        self._wake.set()
+
+    async def _close_listen_connection(self) -> None:
+        conn, self._listen_conn = self._listen_conn, None
+        if conn is not None and not conn.is_closed():
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(conn.close(), timeout=2)
+            if not conn.is_closed():
+                conn.terminate()
+
+
+async def _connect_like_pool() -> asyncpg.Connection:
+    """A connection outside the pool, with the pool's own parameters."""
+    client = connections.get("default")
+    return await asyncpg.connect(
+        host=client.host,
+        port=client.port,
+        user=client.user,
+        password=client.password,
+        database=client.database,
+        server_settings={"application_name": "pulsegraph-worker-listen"},
+    )
+
+
+def _retryable(exc: Exception) -> bool:
+    """Deadlocks, serialization failures, and a profile_events partition that vanished
+    (a rolled-back batch may have created it): the batch rolled back whole, run it again."""
+    return isinstance(exc, RETRYABLE) or "no partition" in str(exc)
+
+
+def _env_int(name: str) -> int:
+    raw = os.environ.get(name, "").strip()
+    return int(raw) if raw.isdigit() else 0
+
+
+async def run_worker(settings: Settings) -> None:
+    """`pulsegraph worker`: run until SIGTERM/SIGINT, then finish the batch and exit."""
+    from app.eventbus import BusUnavailable, EventBus
+
+    await init_database(settings, global_fallback=False)
+    bus = EventBus(settings.broadcast_url, queue_size=settings.subscriber_queue_size)
+    try:
+        await bus.connect()
+    except BusUnavailable as exc:  # live pushes are optional; processing is not
+        log.warning("event bus unavailable (%s); processing without live pushes", exc)
+        bus = None
+    worker = OutboxWorker(bus=bus, settings=settings, name=f"worker-{os.getpid()}")
+    loop = asyncio.get_running_loop()
+    stop_task: list[asyncio.Task] = []
+
+    def request_stop() -> None:
+        log.info("worker: stop requested, finishing the current batch")
+        stop_task.append(loop.create_task(worker.stop()))
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, request_stop)
+    try:
+        await worker.run()
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+        if bus is not None:
+            await bus.disconnect()
+        await close_database()
+
+
+def main() -> None:
+    logging.basicConfig(
+        level=os.environ.get("PULSEGRAPH_LOG_LEVEL", "INFO").upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    asyncio.run(run_worker(Settings.from_env()))
+
+
+if __name__ == "__main__":
+    main()
+
+
+__all__ = ["OutboxWorker", "run_worker"]
