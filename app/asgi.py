@@ -13,6 +13,7 @@ import logging
 from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route, WebSocketRoute
@@ -85,7 +86,9 @@ async def health(request: Request) -> JSONResponse:
     return JSONResponse(body, status_code=200 if database_ok else 503)
 
 
-def create_app(settings: Settings | None = None, *, with_worker: bool = False, seed_demo: bool = False) -> Starlette:
+def create_app(
+    settings: Settings | None = None, *, with_worker: bool = False, seed_demo: bool = False, public_url: str = "http://127.0.0.1:8000"
+) -> Starlette:
     settings = settings or get_settings()
     graphql = PulsegraphGraphQL(build_schema(_extensions(settings)), keep_alive=True, keep_alive_interval=15)
 
@@ -100,7 +103,7 @@ def create_app(settings: Settings | None = None, *, with_worker: bool = False, s
             if seed_demo:
                 from app.services.demo import ensure_demo
 
-                await ensure_demo(settings)
+                await ensure_demo(settings, url=public_url)
             if with_worker:
                 worker_task = await _start_worker(app, settings)
             yield
@@ -126,6 +129,15 @@ def create_app(settings: Settings | None = None, *, with_worker: bool = False, s
     app.state.settings = settings
     app.state.rate_limiter = RateLimiter(settings.ingest_rate_per_second, settings.ingest_rate_burst)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    # Bearer tokens, not cookies, carry credentials, so any origin may call the API; beacons
+    # on customers' sites need this for fetch() with JSON or an Authorization header.
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=["*"],
+        allow_methods=["GET", "POST", "OPTIONS"],
+        allow_headers=["Authorization", "Content-Type"],
+        max_age=86400,
+    )
     return app
 
 

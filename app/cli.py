@@ -58,7 +58,12 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
     from app.asgi import create_app
 
-    app = create_app(settings, with_worker=not args.no_worker, seed_demo=settings.demo_on_start and not args.no_demo)
+    app = create_app(
+        settings,
+        with_worker=not args.no_worker,
+        seed_demo=settings.demo_on_start and not args.no_demo,
+        public_url=f"http://{args.host}:{args.port}",
+    )
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, lifespan="on")
     return 0
 

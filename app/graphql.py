@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import asyncpg
 from graphql.error import GraphQLError
 from starlette.requests import Request
 from starlette.responses import Response
@@ -31,7 +32,7 @@ from strawberry.extensions import (
 )
 
 from app.auth import ANONYMOUS, Viewer, viewer_from_credential
-from app.errors import UserError
+from app.errors import Unavailable, UserError
 from app.settings import Settings
 
 log = logging.getLogger("pulsegraph.graphql")
@@ -120,6 +121,9 @@ class PulsegraphGraphQL(GraphQL):
                 context.viewer = await viewer_from_credential(request.headers.get("authorization"))
             except UserError as exc:
                 context.auth_error = exc
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+                log.warning("credential lookup failed: %s", exc)
+                context.auth_error = Unavailable("database unavailable; nothing was done, retry")
         return context
 
     async def on_ws_connect(self, context: Context) -> dict[str, object] | None:

@@ -26,7 +26,7 @@ class Event(Model):
     country = fields.CharField(max_length=2, null=True)
     region = fields.TextField(null=True)
     city = fields.TextField(null=True)
-    asn = fields.IntField(null=True)
+    asn = fields.BigIntField(null=True)
     as_org = fields.TextField(null=True)
     user_agent = fields.TextField(null=True)
     device_type = fields.TextField(null=True)

@@ -38,6 +38,7 @@ from app.errors import BadInput, Unauthenticated, UserError
 from app.services import ingestion as service
 from app.services.ingestion import CONTEXT_FIELDS, EVENT_FIELDS, TrackOutcome
 from resolvers.common import app_state, viewer_of
+from schema.ingestion import DomainEventInput, RejectedEvent, TrackEventInput, TrackResult
 
 log = logging.getLogger("pulsegraph.ingestion")
 
@@ -104,6 +105,7 @@ def _result(outcome: TrackOutcome) -> TrackResult:
         duplicates=outcome.duplicates,
         dropped=outcome.dropped,
         rejected=[RejectedEvent(index=r.index, field=r.field, reason=r.reason) for r in outcome.rejected],
+        event_ids=outcome.event_ids,
     )
 
 
@@ -235,6 +237,7 @@ def _outcome_body(outcome: TrackOutcome) -> dict[str, Any]:
         "duplicates": outcome.duplicates,
         "dropped": outcome.dropped,
         "rejected": [{"index": r.index, "field": r.field, "reason": r.reason} for r in outcome.rejected],
+        "eventIds": outcome.event_ids,
     }
 
 
@@ -250,14 +253,3 @@ def _error(exc: UserError) -> Response:
 
 def _json(body: dict[str, Any], status: int) -> Response:
     return Response(orjson.dumps(body), status_code=status, media_type="application/json", headers=_HEADERS)
-
-
-# Imported last: app.asgi imports this module before the schema, and schema.root imports
-# it back to bind the Mutation fields, which must exist by then. Strawberry resolves the
-# annotations above lazily, when the schema is built.
-from schema.ingestion import (
-    DomainEventInput,
-    RejectedEvent,
-    TrackEventInput,
-    TrackResult,
-)

@@ -28,13 +28,13 @@ class TrackEventInput:
     type: str = strawberry.field(description="Event name, e.g. profile.viewed, profile.inquiry, signup.")
     event_id: str | None = strawberry.field(default=None, description="Client idempotency key (max 128 chars): a repeat is reported as a duplicate and never counted twice.")
     profile_id: strawberry.ID | None = strawberry.field(default=None, description="The profile the event is about.")
-    occurred_at: datetime | None = strawberry.field(default=None, description="When it happened (ISO 8601 with offset); defaults to now; at most one hour in the future.")
+    occurred_at: datetime | None = strawberry.field(default=None, description="When it happened, ISO 8601 with a UTC offset (times without one are rejected); defaults to now; at most one hour in the future.")
     anonymous_id: str | None = strawberry.field(default=None, description="Device or cookie id of an anonymous visitor.")
     user_id: str | None = strawberry.field(default=None, description="Your id of a signed-in user.")
     session_id: str | None = strawberry.field(default=None, description="Your session id; when absent pulsegraph assigns one (30 minutes of inactivity or 24 hours end a session).")
     engagement_ms: int | None = strawberry.field(default=None, description="Time the visitor spent on the page, sent by a page-leave beacon.")
-    amount_minor: int | None = strawberry.field(default=None, description="For money events: amount in integer minor units.")
-    currency: str | None = strawberry.field(default=None, description="For money events: ISO 4217 code.")
+    amount_minor: int | None = strawberry.field(default=None, description="For money events (gift.purchased, booking.completed, subscription.charged; service or org admin tokens only): amount in integer minor units.")
+    currency: str | None = strawberry.field(default=None, description="For money events (service or org admin tokens only): ISO 4217 code.")
     properties: JSON | None = strawberry.field(default=None, description="Free-form JSON object (max 8 KB).")
     context: EventContextInput | None = strawberry.field(default=None, description="Where the event came from.")
 
@@ -76,3 +76,6 @@ class TrackResult:
     duplicates: int = strawberry.field(description="Events whose eventId was already stored; not counted again.")
     dropped: int = strawberry.field(description="Events dropped on purpose (Do-Not-Track with drop mode).")
     rejected: list[RejectedEvent] = strawberry.field(description="Invalid events, with index and reason.")
+    event_ids: list[str] = strawberry.field(
+        description="Ids of the accepted events, in submission order (server-generated where no eventId was sent): retry with these to stay idempotent."
+    )

@@ -37,7 +37,7 @@ mutation Track($events: [TrackEventInput!]!) {
 """
 TRACK_EVENT = """
 mutation Track($event: TrackEventInput!) {
-  trackEvent(event: $event) { accepted duplicates dropped rejected { index field reason } }
+  trackEvent(event: $event) { accepted duplicates dropped rejected { index field reason } eventIds }
 }
 """
 PUBLISH = """
@@ -142,6 +142,7 @@ async def test_track_event_reports_an_invalid_event_like_a_batch_of_one(client, 
         "rejected": [
             {"index": 0, "field": "engagementMs", "reason": "engagementMs must be an integer from 0 to 86400000"}
         ],
+        "eventIds": [],
     }
     assert await stored(tenant) == []
 
@@ -152,6 +153,7 @@ async def test_track_event_stores_one_event_with_a_generated_id(client, tenant):
     assert body["data"]["trackEvent"]["accepted"] == 1
     [row] = await stored(tenant, "event_id")
     assert uuid.UUID(row["event_id"]).version == 4
+    assert body["data"]["trackEvent"]["eventIds"] == [row["event_id"]]
 
 
 async def test_the_same_event_id_is_stored_once_across_calls_and_within_a_batch(client, tenant):

@@ -43,7 +43,7 @@ async def test_track_stores_a_json_event_with_the_callers_address_and_browser(cl
     )
 
     assert response.status_code == 200
-    assert response.json() == {"accepted": 1, "duplicates": 0, "dropped": 0, "rejected": []}
+    assert response.json() == {"accepted": 1, "duplicates": 0, "dropped": 0, "rejected": [], "eventIds": ["rest-1"]}
     assert response.headers["access-control-allow-origin"] == "*"
     [row] = await stored(tenant)
     assert (row["event_id"], str(row["ip"]), row["user_agent"]) == ("rest-1", "203.0.113.7", CHROME_ANDROID)
@@ -112,6 +112,7 @@ async def test_a_batch_reports_rejections_with_the_inputs_field_names(client, te
             {"index": 3, "field": "context.userAgent", "reason": "context.userAgent must be a string"},
             {"index": 5, "field": "occurredAt", "reason": "occurredAt is not an ISO 8601 date-time"},
         ],
+        "eventIds": ["b-1"],
     }
     assert [r["event_id"] for r in await stored(tenant)] == ["b-1"]
 
@@ -184,3 +185,18 @@ async def test_a_database_outage_answers_503_so_the_beacon_retries(client, tenan
     assert response.status_code == 503
     assert response.json()["error"]["code"] == "UNAVAILABLE"
     assert await stored(tenant) == []
+
+
+async def test_browsers_may_call_track_from_any_site(client):
+    """A beacon on a customer's site sends fetch() with JSON and a key: the preflight must pass."""
+    response = await client.options(
+        "/track",
+        headers={
+            "Origin": "https://shop.example",
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "authorization, content-type",
+        },
+    )
+    assert response.status_code == 200
+    assert response.headers["access-control-allow-origin"] == "*"
+    assert "POST" in response.headers["access-control-allow-methods"]

@@ -91,8 +91,8 @@ class OutboxWorker:
     # -- lifecycle ----------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Process until `stop()`: drain on every wake-up (NOTIFY or poll)."""
-        self._stopping.clear()
+        """Process until `stop()`: drain on every wake-up (NOTIFY or poll). A stopped
+        worker stays stopped (a `stop()` that races the start of `run()` must win)."""
         self._done.clear()
         self._running = True
         listener = asyncio.create_task(self._listen_forever(), name=f"{self.name}-listen")
@@ -297,6 +297,11 @@ async def run_worker(settings: Settings) -> None:
     from app.eventbus import BusUnavailable, EventBus
 
     await init_database(settings, global_fallback=False)
+    if settings.broadcast_url.startswith("memory:"):
+        log.warning(
+            "BROADCAST_URL is memory:// — a separate worker process cannot reach subscribers of the API; "
+            "set BROADCAST_URL to redis://... or postgres://... shared with the API"
+        )
     bus = EventBus(settings.broadcast_url, queue_size=settings.subscriber_queue_size)
     try:
         await bus.connect()

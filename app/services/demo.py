@@ -117,7 +117,7 @@ class DemoInfo:
         return dict(self.__dict__)
 
 
-async def ensure_demo(settings: Settings, *, drain: bool = False, announce: bool = True) -> DemoInfo:
+async def ensure_demo(settings: Settings, *, drain: bool = False, announce: bool = True, url: str = "http://127.0.0.1:8000") -> DemoInfo:
     """Seed once (idempotent by organization slug), then print fresh tokens every start."""
     from app.services import organizations as orgs
     from models.organizations import Organization, Profile
@@ -146,7 +146,7 @@ async def ensure_demo(settings: Settings, *, drain: bool = False, announce: bool
         created=created,
     )
     if announce:
-        print(_banner(info), flush=True)
+        print(_banner(info, url), flush=True)
     return info
 
 
@@ -183,10 +183,10 @@ async def _drain(settings: Settings) -> None:
         await bus.disconnect()
 
 
-def _banner(info: DemoInfo) -> str:
+def _banner(info: DemoInfo, url: str) -> str:
     return "\n".join([
         "",
-        "pulsegraph is ready: open http://127.0.0.1:8000/graphql",
+        f"pulsegraph is ready: open {url}/graphql",
         f"  demo organization : {info.organization}   provider profile: {info.provider_profile} ({info.profile_id})",
         f"  admin token       : {info.admin_token}",
         f"  org admin token   : {info.org_admin_token}",

@@ -225,8 +225,10 @@ class Geo:
 _EMPTY_GEO = Geo(country=None, region=None, city=None, asn=None, as_org=None)
 
 
+@functools.lru_cache(maxsize=GEO_CACHE_SIZE)
 def normalize_ip(ip: str | None) -> str | None:
-    """One spelling per address, so caches, hashes and lookups agree.
+    """One spelling per address, so caches, hashes and lookups agree (cached: it runs
+    several times per event and beacons repeat addresses).
 
     IPv4-mapped IPv6 (``::ffff:1.2.3.4``, what dual-stack sockets report) becomes the
     IPv4 address it is, otherwise the same visitor would hash to two ids.

@@ -80,7 +80,6 @@ USER_AGENT_MAX_CHARS = 1024
 PROPERTIES_MAX_BYTES = 8 * 1024
 ENGAGEMENT_MAX_MS = 86_400_000
 BIGINT_MAX = 2**63 - 1
-INT4_MAX = 2**31 - 1
 CURRENCY_RE = re.compile(r"[A-Z]{3}")
 # An escaped NUL inside a JSON string (not an escaped backslash before "u0000"):
 # PostgreSQL's jsonb refuses it, which would fail the whole COPY.
@@ -608,7 +607,7 @@ def _enrich(event: _Event, *, org: str, client_ip: str | None, geo: GeoLocator, 
         country=place.country,
         region=place.region,
         city=place.city,
-        asn=place.asn if place.asn is not None and 0 <= place.asn <= INT4_MAX else None,
+        asn=place.asn,
         as_org=place.as_org,
         attribution=_attribution(ctx.get("url"), ctx.get("referrer"), utm),
         pending=needs_worker(event.type, event.profile_id is not None),

@@ -68,7 +68,6 @@ MAX_SERIES_BUCKETS = 1500  # ~62 days of hours; a year of days or weeks or month
 MAX_RECENT_VIEWS = 200
 PROFILE_TYPES = sorted(PROFILE_EVENT_KIND)
 MONEY_TYPES = sorted(MONEY_EVENT_TYPES)
-GRAINS = ("hour", "day")
 
 # -- sketches -----------------------------------------------------------------------------
 

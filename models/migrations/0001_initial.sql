@@ -71,7 +71,7 @@ CREATE TABLE events (
     country         char(2),
     region          text,
     city            text,
-    asn             integer,
+    asn             bigint,
     as_org          text,
     user_agent      text,
     device_type     text,
