@@ -127,9 +127,9 @@ class PulsegraphGraphQL(GraphQL):
         return context
 
     async def on_ws_connect(self, context: Context) -> dict[str, object] | None:
-        """Authenticate `connection_init`: `{"authorization": "Bearer <jwt>"}` or `{"token": ...}`."""
-        params = context.connection_params or {}
-        credential = params.get("authorization") or params.get("Authorization") or params.get("token")
+        """Authenticate `connection_init`: `{"Authorization": "Bearer <jwt>"}`, `{"token": ...}`
+        or `{"headers": {"Authorization": ...}}`."""
+        credential = _credential_from(context.connection_params or {})
         if not credential:
             raise ConnectionRejectionError({"code": "UNAUTHENTICATED", "message": "connection_init needs a token"})
         try:
@@ -139,3 +139,13 @@ class PulsegraphGraphQL(GraphQL):
         if not context.viewer.can_read:
             raise ConnectionRejectionError({"code": "FORBIDDEN", "message": "this credential cannot subscribe"})
         return None
+
+
+def _credential_from(params: dict[str, Any]) -> str | None:
+    """The token from `connection_init`, in the shapes clients send it: GraphiQL passes its
+    header editor's JSON as the payload, Apollo-style clients nest it under `headers`."""
+    for source in (params, params.get("headers") if isinstance(params.get("headers"), dict) else {}):
+        for key, value in source.items():
+            if key.lower() in ("authorization", "token") and value:
+                return str(value)
+    return None

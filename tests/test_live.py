@@ -758,3 +758,21 @@ async def test_one_backend_subscription_per_channel_released_when_clients_leave(
             assert await _numsub(split_stack.broadcast_url, channel) == 1  # the polite client still follows
             assert not polite.closed
     await _numsub_becomes(split_stack.broadcast_url, channel, 0)
+
+
+@pytest.mark.parametrize(
+    "payload_of",
+    [
+        lambda token: {"Authorization": f"Bearer {token}"},  # GraphiQL: its header editor's JSON
+        lambda token: {"headers": {"Authorization": f"Bearer {token}"}},  # Apollo-style clients
+        lambda token: {"token": token},
+    ],
+    ids=["graphiql-headers", "nested-headers", "token"],
+)
+async def test_transport_ws_accepts_the_credential_shapes_clients_send(
+    split_stack: Stack, tenant: StackTenant, payload_of: Callable[[str], dict[str, Any]]
+) -> None:
+    async with connect(split_stack.ws_url, subprotocols=[TRANSPORT_WS], open_timeout=WAIT, proxy=None) as ws:  # type: ignore[list-item]
+        await ws.send(json.dumps({"type": "connection_init", "payload": payload_of(tenant.provider_token)}))
+        reply = json.loads(await asyncio.wait_for(ws.recv(), WAIT))
+    assert reply["type"] == "connection_ack"
