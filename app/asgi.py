@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from datetime import timedelta
 
 from starlette.applications import Starlette
 from starlette.middleware.cors import CORSMiddleware
@@ -90,13 +91,20 @@ def create_app(
     settings: Settings | None = None, *, with_worker: bool = False, seed_demo: bool = False, public_url: str = "http://127.0.0.1:8000"
 ) -> Starlette:
     settings = settings or get_settings()
-    graphql = PulsegraphGraphQL(build_schema(_extensions(settings)), keep_alive=True, keep_alive_interval=15)
+    graphql = PulsegraphGraphQL(
+        build_schema(_extensions(settings)),
+        keep_alive=settings.ws_keepalive_seconds > 0,
+        keep_alive_interval=settings.ws_keepalive_seconds,
+        connection_init_wait_timeout=timedelta(seconds=settings.ws_init_timeout_seconds),
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        await init_database(settings)
+        await init_database(settings, statement_timeout_ms=settings.statement_timeout_ms)
         app.state.bus = EventBus(settings.broadcast_url, queue_size=settings.subscriber_queue_size)
-        await app.state.bus.connect()
+        # A self-hosted API starts without its broadcast backend (healthz: "broadcast": false)
+        # and connects it in the background; queries and ingestion do not need it.
+        await app.state.bus.connect(required=False)
         app.state.geo = GeoLocator(settings.geoip_city_db, settings.geoip_asn_db)
         worker_task = None
         try:
@@ -150,5 +158,7 @@ def _extensions(settings: Settings) -> list:
 async def _start_worker(app: Starlette, settings: Settings) -> asyncio.Task:
     from workers.outbox import OutboxWorker
 
+    from workers.scheduler import run_with_jobs
+
     app.state.worker = OutboxWorker(bus=app.state.bus, settings=settings, name="in-process")
-    return asyncio.create_task(app.state.worker.run(), name="pulsegraph-worker")
+    return asyncio.create_task(run_with_jobs(app.state.worker, settings), name="pulsegraph-worker")

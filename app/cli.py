@@ -155,6 +155,17 @@ def cmd_key_create(args: argparse.Namespace, settings: Settings) -> int:
     return _run(settings, action, args.json)
 
 
+def cmd_rollups_rebuild(args: argparse.Namespace, settings: Settings) -> int:
+    from app.services import organizations as orgs
+    from app.services.profile_analytics import rebuild_rollups
+
+    async def action() -> dict[str, Any]:
+        org = await orgs.find_organization(args.org) if args.org else None
+        return (await rebuild_rollups(org.id if org else None)).as_dict()
+
+    return _run(settings, action, args.json)
+
+
 # -- parser -------------------------------------------------------------------------------
 
 
@@ -209,6 +220,12 @@ def build_parser() -> argparse.ArgumentParser:
     key_create.add_argument("--name", default="")
     key_create.add_argument("--json", action="store_true")
     key_create.set_defaults(handler=cmd_key_create)
+
+    rollups = sub.add_parser("rollups", help="hourly and daily rollups").add_subparsers(dest="rollups_command", required=True)
+    rebuild = rollups.add_parser("rebuild", help="recompute rollups from the processed profile events")
+    rebuild.add_argument("--org", help="organization slug or id (default: every organization)")
+    rebuild.add_argument("--json", action="store_true")
+    rebuild.set_defaults(handler=cmd_rollups_rebuild)
     return parser
 
 

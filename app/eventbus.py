@@ -137,14 +137,23 @@ class EventBus:
     def connected(self) -> bool:
         return self._backend is not None
 
-    async def connect(self) -> None:
+    async def connect(self, *, required: bool = True) -> None:
+        """Open the backend and start listening. A backend that is down raises BusUnavailable,
+        unless `required` is false: then the bus starts disconnected (`connected` is false,
+        publishes fail fast, subscribers wait) and connects in the background, exactly as it
+        reconnects after losing its backend. Live pushes are optional; serving is not."""
         async with self._connect_lock:
             if self._listener is not None:
                 return
+            backend: BroadcastBackend | None
             try:
                 backend = await self._open_backend()
             except Exception as exc:
-                raise BusUnavailable(f"cannot connect event bus to {_redacted(self.url)}: {exc!r}") from exc
+                error = BusUnavailable(f"cannot connect event bus to {_redacted(self.url)}: {exc!r}")
+                if required:
+                    raise error from exc
+                log.warning("%s; starting without live pushes, connecting in the background", error)
+                backend = None
             self._listener = asyncio.create_task(self._listen(backend), name="eventbus-listener")
 
     async def disconnect(self) -> None:
@@ -259,7 +268,9 @@ class EventBus:
             raise
         return backend
 
-    async def _listen(self, backend: BroadcastBackend) -> None:
+    async def _listen(self, backend: BroadcastBackend | None) -> None:
+        if backend is None:  # connect(required=False) with the backend down
+            backend = await self._reconnect(None)
         while True:
             try:
                 event = await backend.next_published()
@@ -284,12 +295,13 @@ class EventBus:
         for subscription in subscribers:
             subscription._offer(payload)
 
-    async def _reconnect(self, broken: BroadcastBackend) -> BroadcastBackend:
+    async def _reconnect(self, broken: BroadcastBackend | None) -> BroadcastBackend:
         """Retry forever: the bus is optional for correctness, and subscribers keep waiting."""
         async with self._lock:
             self._backend = None
             self.backend_subscriptions.clear()
-        await _close_quietly(broken)
+        if broken is not None:
+            await _close_quietly(broken)
         delay = self._reconnect_delay
         while True:
             await asyncio.sleep(delay)

@@ -25,6 +25,16 @@ def _env_int(name: str, default: int) -> int:
         raise SystemExit(f"{name} must be an integer, got {raw!r}") from exc
 
 
+def _env_float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError as exc:
+        raise SystemExit(f"{name} must be a number, got {raw!r}") from exc
+
+
 def _env_bool(name: str, default: bool) -> bool:
     raw = os.environ.get(name)
     if raw is None or raw == "":
@@ -69,9 +79,25 @@ class Settings:
     query_depth_limit: int = 12
     query_alias_limit: int = 30
     query_token_limit: int = 4000
+    # Estimated objects and values an operation may return (list sizes from `limit`
+    # arguments and time-series bucket counts, multiplied through nesting).
+    query_cost_limit: int = 50_000
+    # PostgreSQL statement_timeout for the API's connections; 0 turns it off. Workers,
+    # migrations and rollup rebuilds run without it (see app.database.init_database).
+    statement_timeout_ms: int = 10_000
+    # Privacy and retention jobs (workers/scheduler.py), run by every worker process;
+    # an advisory lock makes one run at a time across processes.
+    jobs_enabled: bool = True
+    jobs_interval_seconds: int = 3600
+    jobs_initial_delay_seconds: int = 60
+    ip_hmac_key_period_days: int = 30
     worker_batch_size: int = 500
     worker_poll_seconds: float = 1.0
     subscriber_queue_size: int = 256
+    # Websockets: seconds a client has to send connection_init (then close 4408), and the
+    # interval of server keep-alives (graphql-transport-ws `ping`, graphql-ws `ka`; 0 = off).
+    ws_init_timeout_seconds: float = 10.0
+    ws_keepalive_seconds: float = 15.0
     demo_on_start: bool = True
     extra: dict[str, str] = field(default_factory=dict)
 
@@ -97,7 +123,15 @@ class Settings:
             ingest_rate_burst=_env_int("PULSEGRAPH_INGEST_BURST", 40_000),
             worker_batch_size=_env_int("PULSEGRAPH_WORKER_BATCH_SIZE", 500),
             subscriber_queue_size=_env_int("PULSEGRAPH_SUBSCRIBER_QUEUE", 256),
+            ws_init_timeout_seconds=_env_float("PULSEGRAPH_WS_INIT_TIMEOUT_SECONDS", 10.0),
+            ws_keepalive_seconds=_env_float("PULSEGRAPH_WS_KEEPALIVE_SECONDS", 15.0),
             demo_on_start=_env_bool("PULSEGRAPH_DEMO", True),
+            query_cost_limit=_env_int("PULSEGRAPH_QUERY_COST_LIMIT", 50_000),
+            statement_timeout_ms=_env_int("PULSEGRAPH_STATEMENT_TIMEOUT_MS", 10_000),
+            jobs_enabled=_env_bool("PULSEGRAPH_JOBS", True),
+            jobs_interval_seconds=_env_int("PULSEGRAPH_JOBS_INTERVAL_SECONDS", 3600),
+            jobs_initial_delay_seconds=_env_int("PULSEGRAPH_JOBS_INITIAL_DELAY_SECONDS", 60),
+            ip_hmac_key_period_days=_env_int("PULSEGRAPH_IP_HMAC_KEY_PERIOD_DAYS", 30),
         )
 
 

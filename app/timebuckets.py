@@ -75,6 +75,22 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+# Custom ranges outside these bounds are refused: near datetime's limits, bucket arithmetic
+# in local time would overflow (found by the schemathesis fuzz run, tests/test_fuzz.py).
+EARLIEST_INSTANT = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST_INSTANT = datetime(2200, 1, 1, tzinfo=UTC)
+
+
+def _custom_instant(value: datetime, field: str) -> datetime:
+    try:
+        moment = as_utc(value)
+    except OverflowError:
+        moment = None
+    if moment is None or not EARLIEST_INSTANT <= moment <= LATEST_INSTANT:
+        raise BadInput(f"{field} must lie between 1970 and 2200", field=field)
+    return moment
+
+
 def as_utc(value: datetime) -> datetime:
     if value.tzinfo is None:
         raise ValueError("naive datetime: every instant must carry its offset")
@@ -233,8 +249,8 @@ def resolve_range(spec: RangeSpec, timezone: str, *, now: datetime | None = None
         raise BadInput("range.from needs a UTC offset, e.g. 2026-03-01T00:00:00Z", field="range.from")
     if spec.end is not None and spec.end.tzinfo is None:
         raise BadInput("range.to needs a UTC offset, e.g. 2026-03-08T00:00:00Z", field="range.to")
-    start = as_utc(spec.start)
-    end = as_utc(spec.end) if spec.end is not None else now
+    start = _custom_instant(spec.start, "range.from")
+    end = _custom_instant(spec.end, "range.to") if spec.end is not None else now
     if start >= end:
         raise BadInput("range.from must be before range.to", field="range.to")
     if end - start > MAX_CUSTOM_SPAN:

@@ -23,6 +23,7 @@ class Event(Model):
     currency = fields.CharField(max_length=3, null=True)
     engagement_ms = fields.IntField(null=True)
     ip = fields.TextField(null=True)
+    ip_hash = fields.TextField(null=True)  # keyed HMAC once the raw IP is past retention
     country = fields.CharField(max_length=2, null=True)
     region = fields.TextField(null=True)
     city = fields.TextField(null=True)

@@ -13,6 +13,9 @@ class Organization(Model):
     timezone = fields.TextField(default="UTC")
     currency = fields.CharField(max_length=3, default="USD")
     created_at = fields.DatetimeField(auto_now_add=True)
+    ip_retention_days = fields.IntField(default=90)  # 0: raw IPs are never stored
+    event_retention_days = fields.IntField(null=True, default=395)  # null: keep forever
+    purged_before = fields.DatetimeField(null=True)
 
     class Meta:
         table = "organizations"

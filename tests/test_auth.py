@@ -93,3 +93,51 @@ async def test_token_for_a_deleted_tenant_sees_nothing(client, settings):
     ghost = issue_token(role=Role.ORG_ADMIN, organization_id=uuid.uuid4(), settings=settings)
     body = await gql(client, PROFILES, token=ghost)
     assert body["data"]["profiles"] == []
+
+
+# -- the same tokens at websocket `connection_init` ------------------------------------------
+
+WS_REFUSED = {
+    "expired": (lambda t: forged({"org": t.org_id, "exp": int(time.time()) - 10}), "UNAUTHENTICATED"),
+    "not-yet-valid": (lambda t: forged({"org": t.org_id, "nbf": int(time.time()) + 600}), "UNAUTHENTICATED"),
+    "alg-none": (lambda t: unsigned({"org": t.org_id}), "UNAUTHENTICATED"),
+    "wrong-key": (lambda t: forged({"org": t.org_id}, key="another-secret-" + "y" * 40), "UNAUTHENTICATED"),
+    "wrong-issuer": (lambda t: forged({"org": t.org_id, "iss": "someone-else"}), "UNAUTHENTICATED"),
+    "unknown-role": (lambda t: forged({"org": t.org_id, "role": "superuser"}), "UNAUTHENTICATED"),
+    "role-without-tenant": (lambda t: forged({"role": "org_admin"}), "UNAUTHENTICATED"),
+    "provider-without-profile": (lambda t: forged({"org": t.org_id, "role": "provider"}), "UNAUTHENTICATED"),
+    "service-role": (lambda t: t.service_token, "FORBIDDEN"),
+    "ingestion-key": (lambda t: t.ingestion_key, "FORBIDDEN"),
+    "garbage": (lambda t: "not-a-jwt", "UNAUTHENTICATED"),
+}
+
+
+@pytest.mark.parametrize("case", list(WS_REFUSED))
+async def test_connection_init_refuses_bad_tokens(app, tenant, case):
+    """`on_ws_connect` is what both websocket subprotocols run for `connection_init`; the
+    close codes and frames on the wire are tested in test_live.py."""
+    from types import SimpleNamespace
+
+    from strawberry.exceptions import ConnectionRejectionError
+
+    from app.graphql import Context, PulsegraphGraphQL
+
+    make_token, code = WS_REFUSED[case]
+    graphql = PulsegraphGraphQL(schema=None)  # type: ignore[arg-type]
+    for params in ({"authorization": f"Bearer {make_token(tenant)}"}, {"token": make_token(tenant)}):
+        context = Context(request=SimpleNamespace(app=app), response=None, connection_params=params)  # type: ignore[arg-type]
+        with pytest.raises(ConnectionRejectionError) as refused:
+            await graphql.on_ws_connect(context)
+        assert refused.value.payload["code"] == code, (case, refused.value.payload)
+
+
+async def test_connection_init_accepts_readers(app, tenant):
+    from types import SimpleNamespace
+
+    from app.graphql import Context, PulsegraphGraphQL
+
+    graphql = PulsegraphGraphQL(schema=None)  # type: ignore[arg-type]
+    for token in (tenant.provider_token, tenant.org_admin_token, tenant.admin_token):
+        context = Context(request=SimpleNamespace(app=app), response=None, connection_params={"authorization": f"Bearer {token}"})  # type: ignore[arg-type]
+        assert await graphql.on_ws_connect(context) is None
+        assert context.viewer.can_read

@@ -81,6 +81,7 @@ class OutboxWorker:
         self.batches_total = 0
         self._stopping = asyncio.Event()
         self._wake = asyncio.Event()
+        self._listening = asyncio.Event()  # set each time the LISTEN connection is (re)opened
         self._running = False
         self._done = asyncio.Event()
         self._done.set()
@@ -107,7 +108,10 @@ class OutboxWorker:
                 except Exception:  # the database is down, or a bug: log, back off, retry
                     failures += 1
                     log.exception("worker %s: batch failed (attempt %d)", self.name, failures)
-                    await self._sleep(min(30.0, 0.5 * 2 ** min(failures, 6)))
+                    # Back off, but retry as soon as the LISTEN connection is back: after a
+                    # PostgreSQL restart that is when the database answers again.
+                    self._listening.clear()
+                    await self._sleep(min(10.0, 0.5 * 2 ** min(failures, 6)), until=self._listening)
                     continue
                 await self._sleep(self.poll_seconds, wake=True)
         finally:
@@ -126,10 +130,12 @@ class OutboxWorker:
         if self._running:
             await self._done.wait()
 
-    async def _sleep(self, seconds: float, *, wake: bool = False) -> None:
+    async def _sleep(self, seconds: float, *, wake: bool = False, until: asyncio.Event | None = None) -> None:
         waits = [asyncio.ensure_future(self._stopping.wait())]
         if wake:
             waits.append(asyncio.ensure_future(self._wake.wait()))
+        if until is not None:
+            waits.append(asyncio.ensure_future(until.wait()))
         try:
             await asyncio.wait(waits, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
         finally:
@@ -239,6 +245,7 @@ class OutboxWorker:
                 await self._listen_conn.add_listener(NOTIFY_CHANNEL, self._notified)
                 delay = 0.5
                 self._wake.set()  # anything that arrived while we were not listening
+                self._listening.set()
                 while not lost.is_set() and not self._listen_conn.is_closed():
                     with contextlib.suppress(TimeoutError):
                         async with asyncio.timeout(10):
@@ -254,7 +261,7 @@ class OutboxWorker:
             if self._stopping.is_set():
                 return
             await asyncio.sleep(delay)
-            delay = min(delay * 2, 10.0)
+            delay = min(delay * 2, 2.0)  # a LISTEN attempt is cheap; it also ends the batch backoff
 
     def _notified(self, *_args: Any) -> None:
         self._wake.set()
@@ -294,7 +301,7 @@ def _env_int(name: str) -> int:
 
 async def run_worker(settings: Settings) -> None:
     """`pulsegraph worker`: run until SIGTERM/SIGINT, then finish the batch and exit."""
-    from app.eventbus import BusUnavailable, EventBus
+    from app.eventbus import EventBus
 
     await init_database(settings, global_fallback=False)
     if settings.broadcast_url.startswith("memory:"):
@@ -303,11 +310,9 @@ async def run_worker(settings: Settings) -> None:
             "set BROADCAST_URL to redis://... or postgres://... shared with the API"
         )
     bus = EventBus(settings.broadcast_url, queue_size=settings.subscriber_queue_size)
-    try:
-        await bus.connect()
-    except BusUnavailable as exc:  # live pushes are optional; processing is not
-        log.warning("event bus unavailable (%s); processing without live pushes", exc)
-        bus = None
+    # Live pushes are optional, processing is not: a bus that is down at start connects in
+    # the background (publishes fail fast and are logged until then).
+    await bus.connect(required=False)
     worker = OutboxWorker(bus=bus, settings=settings, name=f"worker-{os.getpid()}")
     loop = asyncio.get_running_loop()
     stop_task: list[asyncio.Task] = []
@@ -319,7 +324,9 @@ async def run_worker(settings: Settings) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, request_stop)
     try:
-        await worker.run()
+        from workers.scheduler import run_with_jobs  # privacy and retention jobs, beside the worker
+
+        await run_with_jobs(worker, settings)
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)

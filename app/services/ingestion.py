@@ -23,6 +23,8 @@ Decisions a client can notice:
 - The client IP is `context.ip`, else `client_ip`. Only the REST beacon endpoints pass
   the caller's address: a GraphQL caller is typically a backend forwarding events, and
   its own address would be attributed to every visitor.
+- An organization with `ipRetentionDays = 0` never has a raw IP stored: it is replaced
+  by its keyed hash (`ip_hash`) after enrichment (see app/services/privacy.py).
 - The cookie-less visitor hash uses the salt of the day the event is *received* (UTC),
   like Plausible: yesterday's salt is deleted after a day, so it cannot be re-derived
   for late events without defeating its purpose.
@@ -51,6 +53,7 @@ from tortoise.exceptions import DBConnectionError
 from app.auth import Viewer, require_service, require_writer
 from app.database import connection
 from app.errors import BadInput, Unavailable, UserError
+from app.services import privacy
 from app.services.enrichment import (
     Attribution,
     Device,
@@ -121,6 +124,9 @@ EVENT_COLUMNS = (
     "referrer", "referrer_domain", "utm_source", "utm_medium", "utm_campaign", "utm_term",
     "utm_content", "dnt",
 )  # fmt: skip
+# What ingestion writes: EVENT_COLUMNS (also used by bench loaders) plus the IP's keyed
+# hash, set instead of the IP for organizations that keep no raw IPs.
+STORED_COLUMNS = (*EVENT_COLUMNS, "ip_hash")
 
 
 # --------------------------------------------------------------------------- results
@@ -192,6 +198,7 @@ async def track_events(
     org = str(organization_id)
     rows = [_enrich(event, org=org, client_ip=client_ip, geo=geo, salt=salt) for event in valid]
     async with unavailable_on_database_errors():
+        await privacy.pseudonymize_at_ingest(organization_id, rows, now=now, settings=settings)
         fresh = await _store(organization_id, rows)
     return _finish(outcome, valid, fresh)
 
@@ -560,16 +567,17 @@ class _Row:
     as_org: str | None
     attribution: Attribution
     pending: bool
+    ip_hash: str | None = None  # set instead of `ip` when the organization keeps no raw IPs
 
     def record(self, organization_id: uuid.UUID) -> tuple[Any, ...]:
-        """Values in EVENT_COLUMNS order."""
+        """Values in STORED_COLUMNS order."""
         e, a, d = self.event, self.attribution, self.device
         return (
             organization_id, e.occurred_at, e.event_id, e.type, e.profile_id, self.visitor_id, e.user_id,
             e.anonymous_id, self.session_id, e.properties, e.amount_minor, e.currency, e.engagement_ms,
             self.ip, self.country, self.region, self.city, self.asn, self.as_org, self.user_agent,
             d.device_type, d.browser, d.os, a.url, a.referrer, a.referrer_domain, a.utm_source,
-            a.utm_medium, a.utm_campaign, a.utm_term, a.utm_content, e.dnt,
+            a.utm_medium, a.utm_campaign, a.utm_term, a.utm_content, e.dnt, self.ip_hash,
         )  # fmt: skip
 
 
@@ -766,7 +774,7 @@ async def _write(conn: asyncpg.Connection, organization_id: uuid.UUID, rows: lis
             return fresh_ids
         continued = await _assign_sessions(conn, organization_id, fresh)
         await conn.copy_records_to_table(
-            "events", records=[row.record(organization_id) for row in fresh], columns=EVENT_COLUMNS
+            "events", records=[row.record(organization_id) for row in fresh], columns=STORED_COLUMNS
         )
         await _upsert_sessions(conn, organization_id, fresh, continued)
         if any(row.pending for row in fresh):
@@ -940,6 +948,9 @@ _UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.ReadOnlySQLTransactionError,  # failover left us on a replica
     DBConnectionError,
     OSError,  # refused, reset, TimeoutError (pool acquire, connect)
+    # "cannot switch to state N; another operation is in progress": a pooled connection
+    # that the server dropped mid-operation (seen on every PostgreSQL restart under load).
+    asyncpg.exceptions.InternalClientError,
 )
 
 

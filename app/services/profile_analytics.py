@@ -82,12 +82,17 @@ class Uniques:
     def __init__(self) -> None:
         self._union: hll_union | None = None
         self._raw: hll_sketch | None = None
+        self._single: hll_sketch | None = None
 
     def add_sketch(self, data: bytes | None) -> None:
         if data:
+            sketch = hll_sketch.deserialize(data)
             if self._union is None:
                 self._union = hll_union(HLL_LG_K)
-            self._union.update(hll_sketch.deserialize(data))
+                self._single = sketch
+            else:
+                self._single = None
+            self._union.update(sketch)
 
     def add_ids(self, ids: Iterable[str] | None) -> None:
         for visitor in ids or ():
@@ -96,6 +101,13 @@ class Uniques:
             self._raw.update(visitor)
 
     def estimate(self) -> int:
+        if self._single is not None:
+            # A union of one dense sketch reports that sketch's HIP estimate, which depends on
+            # the order its ids were added (how the worker happened to batch them). Merging it
+            # again switches the union to the estimator over its registers: the same visitors
+            # give the same number however they were processed, and a rebuild agrees.
+            self._union.update(self._single)
+            self._single = None
         if self._raw is not None:
             if self._union is None:
                 return round(self._raw.get_estimate())
@@ -818,6 +830,206 @@ class RecentProfileViewsQuery:
         ]
 
 
+# == rebuilding the rollups from the worker's ledger =========================================
+#
+# `profile_events` holds exactly the events whose effects the worker applied (it is the
+# worker's exactly-once ledger), so the rollups are a function of it: counters are grouped
+# in SQL by local hour (the same formula as RAW_HOURS), days are derived from hours with
+# `day_start` in Python (the worker's own function), sketches are built in Python from the
+# distinct visitor ids of each hour. Rows are streamed from a server-side cursor into COPY,
+# so memory stays bounded whatever the number of events.
+#
+# Concurrency: the rebuild locks the three rollup tables (SHARE ROW EXCLUSIVE) before it
+# reads. A worker batch that committed earlier is in what we read; one that has not yet
+# written its rollups blocks on the lock and applies its delta on top of the rebuilt rows
+# once we commit. Readers see the old rollups until the commit (a full rebuild TRUNCATEs,
+# which makes reports wait for the commit instead).
+
+_KIND = PROFILE_EVENT_KIND
+_MONEY_KINDS = sorted(_KIND[t] for t in MONEY_EVENT_TYPES)
+_REVENUE_OF_KIND = {_KIND[t]: REVENUE_SOURCE[t] for t in MONEY_EVENT_TYPES}
+_LOCAL_HOUR = (
+    "pe.occurred_at - ((pe.occurred_at AT TIME ZONE o.timezone)"
+    " - date_trunc('hour', pe.occurred_at AT TIME ZONE o.timezone))"
+)
+_REBUILD_FROM = """
+FROM profile_events pe JOIN organizations o ON o.id = pe.organization_id
+WHERE ($1::uuid IS NULL OR pe.organization_id = $1::uuid)
+"""
+REBUILD_HOURS = f"""
+SELECT pe.organization_id, pe.profile_id, o.timezone, {_LOCAL_HOUR} AS bucket,
+       count(*) FILTER (WHERE pe.kind = $2) AS views,
+       count(*) FILTER (WHERE pe.kind = $3) AS inquiries,
+       count(*) FILTER (WHERE pe.kind = $4) AS conversions,
+       COALESCE(sum(pe.engagement_ms), 0)::bigint AS engagement_ms,
+       array_agg(DISTINCT pe.visitor_id) FILTER (WHERE pe.kind = $2 AND pe.visitor_id <> '') AS visitors,
+       array_agg(DISTINCT pe.visitor_id) FILTER (WHERE pe.kind = $3 AND pe.visitor_id <> '') AS inquirers
+{_REBUILD_FROM}
+GROUP BY 1, 2, 3, 4
+HAVING count(*) FILTER (WHERE pe.kind IN ($2, $3, $4) OR pe.engagement_ms > 0) > 0
+ORDER BY 1, 2, 4
+"""
+REBUILD_REFERRERS = f"""
+SELECT pe.organization_id, pe.profile_id, o.timezone, {_LOCAL_HOUR} AS bucket,
+       COALESCE(NULLIF(pe.referrer_domain, ''), $3) AS referrer, count(*) AS views
+{_REBUILD_FROM} AND pe.kind = $2
+GROUP BY 1, 2, 3, 4, 5
+ORDER BY 1, 2, 4, 5
+"""
+REBUILD_REVENUE = f"""
+SELECT pe.organization_id, pe.profile_id, o.timezone, {_LOCAL_HOUR} AS bucket, pe.kind, pe.currency,
+       sum(pe.amount_minor)::bigint AS amount_minor, count(*) AS transactions
+{_REBUILD_FROM} AND pe.kind = ANY($2::text[]) AND pe.amount_minor IS NOT NULL AND pe.currency <> ''
+GROUP BY 1, 2, 3, 4, 5, 6
+ORDER BY 1, 2, 4, 5, 6
+"""
+ROLLUP_TABLES = ("profile_rollups", "profile_referrer_rollups", "profile_revenue_rollups")
+ROLLUP_COLUMNS = (
+    "organization_id", "profile_id", "grain", "bucket_start", "views", "inquiries", "conversions",
+    "engagement_ms", "visitors_hll", "inquirers_hll", "updated_at",
+)  # fmt: skip
+REFERRER_COLUMNS = ("organization_id", "profile_id", "grain", "bucket_start", "referrer", "views")
+REVENUE_COLUMNS = (
+    "organization_id", "profile_id", "grain", "bucket_start", "source", "currency", "amount_minor", "transactions",
+)  # fmt: skip
+REBUILD_FETCH = 20_000
+
+
+@dataclass
+class RebuildStats:
+    organization_id: uuid.UUID | None = None
+    hour_rows: int = 0
+    day_rows: int = 0
+    referrer_rows: int = 0
+    revenue_rows: int = 0
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**self.__dict__, "organization_id": str(self.organization_id) if self.organization_id else None}
+
+
+@lru_cache(maxsize=65_536)
+def _day_of_hour(timezone: str, hour: datetime) -> datetime:
+    return day_start(hour, timezone)
+
+
+def _sketch_of(*id_lists: Sequence[str] | None) -> bytes | None:
+    sketch = None
+    for ids in id_lists:
+        for visitor in ids or ():
+            if sketch is None:
+                sketch = new_sketch()
+            sketch.update(visitor)
+    return sketch.serialize_compact() if sketch is not None else None
+
+
+async def _grouped_rows(conn: asyncpg.Connection, sql: str, *args: Any) -> Any:
+    """Rows of a rebuild query from a server-side cursor, in the query's (org, profile, hour) order."""
+    async with conn.transaction(isolation="repeatable_read", readonly=True):
+        async for row in conn.cursor(sql, *args, prefetch=REBUILD_FETCH):
+            yield row
+
+
+async def _rollup_records(conn: asyncpg.Connection, org: uuid.UUID | None, stats: RebuildStats, now: datetime) -> Any:
+    """Hour rows as they come; a day row whenever the (org, profile, local day) changes."""
+    day_key: tuple | None = None
+    day: list[Any] = []
+
+    def flush() -> tuple:
+        stats.day_rows += 1
+        return (*day_key, *day[:4], _sketch_of(*day[4]), _sketch_of(*day[5]), now)
+
+    rows = _grouped_rows(conn, REBUILD_HOURS, org, _KIND[PROFILE_VIEWED], _KIND[PROFILE_INQUIRY], _KIND[BOOKING_COMPLETED])
+    async for r in rows:
+        o, p, bucket = r["organization_id"], r["profile_id"], r["bucket"]
+        views, inquiries, conversions, engagement = r["views"], r["inquiries"], r["conversions"], r["engagement_ms"]
+        visitors, inquirers = r["visitors"], r["inquirers"]
+        stats.hour_rows += 1
+        yield (o, p, "hour", bucket, views, inquiries, conversions, engagement,
+               _sketch_of(visitors), _sketch_of(inquirers), now)  # fmt: skip
+        key = (o, p, "day", _day_of_hour(r["timezone"], bucket))
+        if key != day_key:
+            if day_key is not None:
+                yield flush()
+            day_key, day = key, [0, 0, 0, 0, [], []]
+        day[0] += views
+        day[1] += inquiries
+        day[2] += conversions
+        day[3] += engagement
+        day[4].append(visitors)
+        day[5].append(inquirers)
+    if day_key is not None:
+        yield flush()
+
+
+async def _summed_records(rows: Any, width: int, counter: list[int]) -> Any:
+    """Hour rows of a (key..., value...) query as they come, plus their sums per local day."""
+    days: dict[tuple, list[int]] = {}
+    current: tuple | None = None
+    async for r in rows:
+        o, p, tz, bucket, *rest = r.values()
+        keys, values = rest[:width], rest[width:]
+        counter[0] += 1
+        yield (o, p, "hour", bucket, *keys, *values)
+        day = (o, p, "day", _day_of_hour(tz, bucket))
+        if day[:4] != current:
+            for k, v in days.items():
+                counter[0] += 1
+                yield (*k, *v)
+            days, current = {}, day
+        sums = days.setdefault((*day, *keys), [0] * len(values))
+        for i, value in enumerate(values):
+            sums[i] += value
+    for k, v in days.items():
+        counter[0] += 1
+        yield (*k, *v)
+
+
+async def rebuild_rollups(organization_id: uuid.UUID | str | None = None) -> RebuildStats:
+    """Recompute the hour and day rollups (counters, sketches, referrers, revenue) of one
+    organization, or of all, from `profile_events`; identical to what the worker built."""
+    import time
+
+    from app.database import transaction
+
+    started = time.perf_counter()
+    org = uuid.UUID(str(organization_id)) if organization_id is not None else None
+    stats = RebuildStats(organization_id=org)
+    now = utcnow()
+    async with transaction() as conn, connection() as reader:
+        await conn.execute(f"LOCK TABLE {', '.join(ROLLUP_TABLES)} IN SHARE ROW EXCLUSIVE MODE")
+        if org is None:
+            await conn.execute(f"TRUNCATE {', '.join(ROLLUP_TABLES)}")
+        else:
+            for table in ROLLUP_TABLES:
+                await conn.execute(f"DELETE FROM {table} WHERE organization_id = $1", org)
+        await conn.copy_records_to_table(
+            "profile_rollups", records=_rollup_records(reader, org, stats, now), columns=ROLLUP_COLUMNS
+        )
+        count = [0]
+        referrers = _grouped_rows(reader, REBUILD_REFERRERS, org, _KIND[PROFILE_VIEWED], DIRECT)
+        await conn.copy_records_to_table(
+            "profile_referrer_rollups", records=_summed_records(referrers, 1, count), columns=REFERRER_COLUMNS
+        )
+        stats.referrer_rows, count = count[0], [0]
+        revenue = _grouped_rows(reader, REBUILD_REVENUE, org, _MONEY_KINDS)
+        await conn.copy_records_to_table(
+            "profile_revenue_rollups",
+            records=_sources(_summed_records(revenue, 2, count)),
+            columns=REVENUE_COLUMNS,
+        )
+        stats.revenue_rows = count[0]
+    stats.seconds = time.perf_counter() - started
+    log.info("rebuilt rollups: %s", stats.as_dict())
+    return stats
+
+
+async def _sources(records: Any) -> Any:
+    """profile_events keeps the kind; revenue rollups name the source (the same words today)."""
+    async for o, p, grain, bucket, kind, currency, amount, transactions in records:
+        yield (o, p, grain, bucket, _REVENUE_OF_KIND[kind], currency, amount, transactions)
+
+
 async def profile_overview(
     *, viewer: Viewer, profile_id: uuid.UUID | str, time_range: RangeSpec, now: datetime | None = None
 ) -> Overview:
@@ -856,6 +1068,7 @@ __all__ = [
     "plan_segments",
     "profile_overview",
     "profile_timeseries",
+    "rebuild_rollups",
     "recent_profile_views",
     "view_payload",
 ]

@@ -1,0 +1,1 @@
+"""pulsegraph benchmarks: `python -m bench --help` (see README, "Benchmarks")."""

@@ -1,0 +1,362 @@
+"""What every benchmark needs: a database of its own, real API/worker processes with RSS
+sampling, bench data loading, percentiles and result rows."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import httpx
+import psutil
+
+from bench.generator import PROFILE_EVENT_COLUMNS, Dataset, event_record, profile_event_record
+
+ROOT = Path(__file__).resolve().parent.parent
+JWT_SECRET = "bench-secret-" + "b" * 40
+
+
+# -- results --------------------------------------------------------------------------------
+
+
+@dataclass
+class Result:
+    bench: str
+    metric: str
+    value: float | None
+    raw: float | None = None
+    unit: str = ""
+    raw_label: str = ""
+    ratio: float | None = None  # value / raw, or raw / value for latencies (see `better`)
+    target: str = ""
+    passed: bool | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    k = (len(ordered) - 1) * q
+    lo = int(k)
+    hi = min(lo + 1, len(ordered) - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
+
+
+# -- the database ---------------------------------------------------------------------------
+
+
+def server_url() -> str:
+    """DATABASE_URL's server, or an embedded PostgreSQL (like tests/conftest.py)."""
+    if os.environ.get("DATABASE_URL"):
+        return os.environ["DATABASE_URL"]
+    from app.database import start_embedded_postgres
+
+    data = ROOT / ".pulsegraph" / "bench-pgdata"
+    data.parent.mkdir(parents=True, exist_ok=True)
+    return start_embedded_postgres(data, database="postgres")
+
+
+def with_database(url: str, name: str) -> str:
+    return urlunsplit(urlsplit(url)._replace(path=f"/{name}"))
+
+
+async def create_database(server: str, name: str, *, reuse: bool) -> bool:
+    """True when a new database was made (False: reusing an existing one)."""
+    admin = await asyncpg.connect(server)
+    try:
+        exists = await admin.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name)
+        if exists and reuse:
+            return False
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        return True
+    finally:
+        await admin.close()
+
+
+async def drop_database(server: str, name: str) -> None:
+    admin = await asyncpg.connect(server)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+async def migrate(database_url: str, data_dir: Path) -> None:
+    """Apply the migrations the way the app does (a helper process, so this one stays clean)."""
+    env = process_env(database_url, "memory://", data_dir)
+    code = "import asyncio;from app.settings import get_settings;from app.database import init_database,close_database\n" \
+        "async def m():\n    await init_database(get_settings());await close_database()\nasyncio.run(m())"
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=False)
+    if done.returncode:
+        raise SystemExit(f"migration failed:\n{done.stdout}{done.stderr}")
+
+
+async def provision(conn: asyncpg.Connection, dataset: Dataset) -> None:
+    """Organizations and profiles with the dataset's deterministic ids."""
+    for org in dataset.orgs:
+        await conn.execute(
+            "INSERT INTO organizations (id, slug, name, timezone, currency) VALUES ($1, $2, $3, $4, 'EUR')"
+            " ON CONFLICT DO NOTHING",
+            org.id, org.slug, org.name, org.timezone,
+        )  # fmt: skip
+        await conn.copy_records_to_table(
+            "profiles",
+            records=[(org.id, p, f"p-{i}", f"Profile {i}") for i, p in enumerate(org.profiles)],
+            columns=("organization_id", "id", "slug", "name"),
+        )
+
+
+def tokens(dataset: Dataset) -> dict[str, dict[str, str]]:
+    from app.auth import Role, issue_token
+    from app.settings import Settings
+
+    settings = Settings(database_url=None, broadcast_url="memory://", data_dir=Path("/tmp"), jwt_secret=JWT_SECRET)
+    out = {}
+    for org in dataset.orgs:
+        out[str(org.id)] = {
+            "service": issue_token(role=Role.SERVICE, organization_id=org.id, settings=settings),
+            "org_admin": issue_token(role=Role.ORG_ADMIN, organization_id=org.id, settings=settings),
+            "provider": issue_token(
+                role=Role.PROVIDER, organization_id=org.id, profile_id=org.top_profile, settings=settings
+            ),
+        }
+    return out
+
+
+async def load_events(
+    database_url: str, dataset: Dataset, count: int, *, end: datetime, days: int = 365, progress: bool = True
+) -> dict[str, float]:
+    """Bench setup (not a measurement of the API): COPY `count` generated events straight into
+    `events` and the worker's `profile_events`, on two connections in parallel."""
+    start = end - timedelta(days=days)
+    from app.services.ingestion import EVENT_COLUMNS
+
+    started = time.perf_counter()
+    conns = [await asyncpg.connect(database_url) for _ in range(2)]
+    try:
+        for conn in conns:
+            await conn.execute("SET synchronous_commit = off")
+        org_ids = {o.index: o.id for o in dataset.orgs}
+        chunk = 50_000
+        loaded = 0
+        pending: list[asyncio.Task] = []
+        events: list[tuple] = []
+        profile_events: list[tuple] = []
+
+        async def flush(ev: list[tuple], pe: list[tuple]) -> None:
+            await asyncio.gather(
+                conns[0].copy_records_to_table("events", records=ev, columns=EVENT_COLUMNS),
+                conns[1].copy_records_to_table("profile_events", records=pe, columns=PROFILE_EVENT_COLUMNS),
+            )
+
+        for event in dataset.events(count, start=start, end=end):
+            org_id = org_ids[event.org]
+            events.append(event_record(event, org_id))
+            record = profile_event_record(event, org_id)
+            if record is not None:
+                profile_events.append(record)
+            if len(events) >= chunk:
+                if pending:
+                    await pending.pop()
+                pending.append(asyncio.create_task(flush(events, profile_events)))
+                await asyncio.sleep(0)
+                loaded += len(events)
+                events, profile_events = [], []
+                if progress and loaded % 1_000_000 == 0:
+                    rate = loaded / (time.perf_counter() - started)
+                    print(f"  loaded {loaded:,} events ({rate:,.0f}/s)", flush=True)
+        if pending:
+            await pending.pop()
+        if events:
+            await flush(events, profile_events)
+        await conns[0].execute("ANALYZE events")
+        await conns[0].execute("ANALYZE profile_events")
+    finally:
+        for conn in conns:
+            await conn.close()
+    return {"events": count, "seconds": time.perf_counter() - started}
+
+
+# -- processes ------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def process_env(database_url: str, broadcast_url: str, data_dir: Path, **extra: str) -> dict[str, str]:
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "BROADCAST_URL": broadcast_url,
+        "PULSEGRAPH_DATA_DIR": str(data_dir),
+        "PULSEGRAPH_JWT_SECRET": JWT_SECRET,
+        "PULSEGRAPH_DEMO": "0",
+        "PULSEGRAPH_INGEST_RATE": "100000000",  # the bench measures throughput, not the limiter
+        "PULSEGRAPH_INGEST_BURST": "100000000",
+        "PULSEGRAPH_LOG_LEVEL": "WARNING",
+        "PYTHONUNBUFFERED": "1",
+        **extra,
+    }
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    return env
+
+
+class Proc:
+    """A child process (API or worker) with its log file and RSS peak sampling."""
+
+    def __init__(self, name: str, argv: list[str], env: dict[str, str], log_dir: Path) -> None:
+        self.name = name
+        self.argv = argv
+        self.env = env
+        self.log_path = log_dir / f"{name}.log"
+        self.popen: subprocess.Popen | None = None
+        self._log = None
+
+    def start(self) -> None:
+        self._log = open(self.log_path, "ab")  # noqa: SIM115
+        self.popen = subprocess.Popen(self.argv, cwd=ROOT, env=self.env, stdout=self._log, stderr=subprocess.STDOUT)
+
+    @property
+    def pid(self) -> int:
+        assert self.popen is not None
+        return self.popen.pid
+
+    def stop(self, timeout: float = 15) -> None:
+        if self.popen is None:
+            return
+        if self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGTERM)
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait(timeout)
+        if self._log:
+            self._log.close()
+            self._log = None
+
+
+class RssSampler:
+    """Peak RSS (MB) of the given processes, sampled every `interval` seconds in a thread."""
+
+    def __init__(self, procs: dict[str, int], interval: float = 0.1) -> None:
+        self.pids = procs
+        self.interval = interval
+        self.peak: dict[str, float] = {name: 0.0 for name in procs}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        handles = {name: psutil.Process(pid) for name, pid in self.pids.items()}
+        while not self._stop.is_set():
+            for name, handle in handles.items():
+                with contextlib.suppress(psutil.Error):
+                    self.peak[name] = max(self.peak[name], handle.memory_info().rss / 2**20)
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> RssSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+class Stack:
+    """`pulsegraph serve --no-worker` plus N `pulsegraph worker` processes."""
+
+    def __init__(self, database_url: str, broadcast_url: str, work_dir: Path, *, workers: int = 0, tag: str = "") -> None:
+        work_dir.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.env = process_env(database_url, broadcast_url, work_dir / "data")
+        py = sys.executable
+        serve = [py, "-m", "app.cli", "serve", "--no-worker", "--no-demo", "--host", "127.0.0.1",
+                 "--port", str(self.port), "--log-level", "warning"]  # fmt: skip
+        self.api = Proc(f"api{tag}", serve, self.env, work_dir)
+        self.work_dir = work_dir
+        self.tag = tag
+        self.spy: subprocess.Popen | None = None
+        self.workers = [Proc(f"worker{tag}-{i}", [py, "-m", "workers.outbox"], self.env, work_dir) for i in range(workers)]
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def pids(self) -> dict[str, int]:
+        out = {"api": self.api.pid}
+        out.update({f"worker{i}": w.pid for i, w in enumerate(self.workers)})
+        return out
+
+    def start_workers(self) -> None:
+        for worker in self.workers:
+            worker.start()
+
+    def __enter__(self) -> Stack:
+        self.api.start()
+        deadline = time.monotonic() + 60
+        with httpx.Client(timeout=2, trust_env=False) as http:
+            while True:
+                if self.api.popen.poll() is not None:
+                    raise SystemExit(f"API exited; see {self.api.log_path}")
+                with contextlib.suppress(httpx.HTTPError):
+                    if http.get(f"{self.url}/healthz").status_code == 200:
+                        break
+                if time.monotonic() > deadline:
+                    raise SystemExit(f"API not ready; see {self.api.log_path}")
+                time.sleep(0.2)
+        if os.environ.get("BENCH_PYSPY"):  # collapsed stacks of the API process, for profiling
+            spy = str(Path(sys.executable).with_name("py-spy"))
+            out = self.work_dir / f"api{self.tag}.pyspy.txt"
+            self.spy = subprocess.Popen([spy, "record", "--format", "raw", "--rate", "100", "--nonblocking",
+                                         "--pid", str(self.api.pid), "-o", str(out)],
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.spy is not None:
+            self.spy.send_signal(signal.SIGINT)
+            self.spy.wait(30)
+        for worker in self.workers:
+            worker.stop()
+        self.api.stop()
+
+
+def fmt_rate(value: float | None) -> str:
+    return "-" if value is None else f"{value:,.0f}"
+
+
+def chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_uuid() -> uuid.UUID:
+    return uuid.uuid4()
+
+
+def flatten(groups: Iterable[Iterable[Any]]) -> list[Any]:
+    return [x for g in groups for x in g]

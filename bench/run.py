@@ -1,0 +1,177 @@
+"""`python -m bench`: create a database, load generated data, run B1-B5, print a table and
+write bench/results/<timestamp>.json.
+
+Every benchmark measures pulsegraph and its raw limit in the same run on the same data
+(the machine is shared, so absolute numbers drift; the ratio is what to compare).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import sys
+import time
+from dataclasses import asdict
+from datetime import UTC, datetime
+from pathlib import Path
+
+import asyncpg
+
+from bench import b1_ingest, b2_e2e, b3_query, b5_rollup
+from bench.common import (
+    ROOT,
+    Result,
+    create_database,
+    drop_database,
+    load_events,
+    migrate,
+    provision,
+    server_url,
+    tokens,
+    with_database,
+)
+from bench.generator import Dataset
+
+ALL = ("B1", "B2", "B3", "B5")
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--events", type=int, default=1_000_000, help="stored events for B3/B5 (default 1,000,000)")
+    parser.add_argument("--only", default=",".join(ALL), help=f"comma-separated subset of {','.join(ALL)}")
+    parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run in about a minute")
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--ingest-events", type=int, default=200_000, help="events sent through trackEvents in B1/B2")
+    parser.add_argument("--clients", type=int, default=4, help="concurrent HTTP clients in B1/B2")
+    parser.add_argument("--repeats", type=int, default=40, help="timed GraphQL calls per B3 query")
+    parser.add_argument("--db", default=None, help="database name (default pulsegraph_bench_<events>)")
+    parser.add_argument("--reuse", action="store_true", help="reuse --db if it exists (skip loading)")
+    parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.events = min(args.events, 100_000)
+        args.ingest_events = min(args.ingest_events, 20_000)
+        args.repeats = min(args.repeats, 10)
+    args.only = [b.strip().upper() for b in args.only.split(",") if b.strip()]
+    return args
+
+
+def print_table(results: list[Result]) -> None:
+    head = ("bench", "metric", "pulsegraph", "raw limit", "ratio", "target", "pass")
+    rows = [head]
+    for r in results:
+        rows.append((
+            r.bench, r.metric, _num(r.value, r.unit), _num(r.raw, r.unit), _ratio(r),
+            r.target, {True: "PASS", False: "FAIL", None: "-"}[r.passed],
+        ))  # fmt: skip
+    widths = [max(len(str(row[i])) for row in rows) for i in range(len(head))]
+    widths[1] = min(widths[1], 70)
+    for i, row in enumerate(rows):
+        print("  ".join(str(cell)[: widths[j]].ljust(widths[j]) for j, cell in enumerate(row)))
+        if i == 0:
+            print("  ".join("-" * w for w in widths))
+    for r in results:
+        details = ", ".join(f"{k}={_short(v)}" for k, v in r.extra.items() if not isinstance(v, dict))
+        print(f"  {r.bench} {r.metric[:50]}: raw = {r.raw_label}; {details}")
+
+
+def _num(value: float | None, unit: str) -> str:
+    if value is None:
+        return "-"
+    if unit in ("events/s",):
+        return f"{value:,.0f} {unit}"
+    return f"{value:,.1f} {unit}" if value >= 10 else f"{value:,.2f} {unit}"
+
+
+def _ratio(r: Result) -> str:
+    if r.ratio is None:
+        return "-"
+    if r.bench == "B3":
+        return f"{r.ratio:,.0f}x faster"
+    if r.bench == "B5":
+        return f"{r.ratio:.1f}x raw time"
+    return f"{r.ratio:.0%} of raw"
+
+
+def _short(value: object) -> str:
+    return f"{value:,.2f}" if isinstance(value, float) else str(value)
+
+
+async def run(args: argparse.Namespace) -> list[Result]:
+    server = server_url()
+    name = args.db or f"pulsegraph_bench_{args.events}"
+    database_url = with_database(server, name)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    work_dir = Path(os.environ.get("PULSEGRAPH_BENCH_DIR", f"/tmp/pulsegraph-bench-{stamp}"))
+    work_dir.mkdir(parents=True, exist_ok=True)
+    broadcast_url = os.environ.get("REDIS_URL") or database_url.replace("postgresql://", "postgres://", 1)
+    dataset = Dataset(seed=args.seed)
+    keys = tokens(dataset)
+    fresh = await create_database(server, name, reuse=args.reuse)
+    setup: dict[str, float] = {}
+    if not fresh:
+        dataset.run_tag = f"{stamp}-"
+    results: list[Result] = []
+    try:
+        if fresh:
+            await migrate(database_url, work_dir / "data")
+            conn = await asyncpg.connect(database_url)
+            await provision(conn, dataset)
+            await conn.close()
+        if fresh and ({"B3", "B5"} & set(args.only)):
+            print(f"setup: loading {args.events:,} generated events with COPY (events + profile_events) ...", flush=True)
+            setup = await load_events(database_url, dataset, args.events, end=datetime.now(UTC))
+            print(f"setup: loaded in {setup['seconds']:.1f} s", flush=True)
+        if "B5" in args.only or ("B3" in args.only and fresh):
+            print("B5: rebuilding rollups ...", flush=True)
+            b5 = await b5_rollup.run(database_url, work_dir, args.events)
+            if "B5" in args.only:
+                results += b5
+        if "B3" in args.only:
+            print("B3: queries ...", flush=True)
+            results += await b3_query.run(
+                database_url, broadcast_url, work_dir, dataset, keys, args.events,
+                repeats=args.repeats, raw_repeats=max(3, args.repeats // 8),
+            )  # fmt: skip
+        if "B1" in args.only:
+            print(f"B1: ingest {args.ingest_events:,} events ...", flush=True)
+            b1, _ = await b1_ingest.run(
+                database_url, broadcast_url, work_dir, dataset, keys, events=args.ingest_events, clients=args.clients
+            )
+            results += b1
+        if "B2" in args.only:
+            for workers in (1, 2):
+                print(f"B2: end to end with {workers} worker(s) ...", flush=True)
+                results += await b2_e2e.run(
+                    database_url, broadcast_url, work_dir, dataset, keys, events=args.ingest_events,
+                    clients=args.clients, workers=workers, stream_base=2000 + 100 * workers,
+                )  # fmt: skip
+    finally:
+        if not args.keep:
+            await drop_database(server, name)
+    for r in results:
+        r.extra.setdefault("setup", setup) if r.bench in ("B3", "B5") else None
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
+    started = time.perf_counter()
+    results = asyncio.run(run(args))
+    print()
+    print_table(results)
+    out_dir = ROOT / "bench" / "results"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}.json"
+    meta = {
+        "argv": sys.argv[1:], "events": args.events, "ingest_events": args.ingest_events, "clients": args.clients,
+        "seed": args.seed, "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                                       "platform": platform.platform()},
+        "seconds": time.perf_counter() - started,
+    }  # fmt: skip
+    path.write_text(json.dumps({"meta": meta, "results": [asdict(r) for r in results]}, indent=2, default=str))
+    print(f"\nresults: {path}")
+    return 0 if all(r.passed is not False for r in results) else 1

@@ -1,0 +1,126 @@
+"""The scheduler: periodic privacy and retention jobs, run inside every worker process.
+
+Every `settings.jobs_interval_seconds` (hourly by default; the first run after
+`jobs_initial_delay_seconds`) it runs, in this order:
+
+1. `privacy.pseudonymize_old_ips`: raw IPs past each organization's ipRetentionDays
+   become keyed hashes;
+2. `privacy.purge_expired_events`: raw data past eventRetentionDays is purged once
+   processed (whole monthly partitions where possible);
+3. `privacy.forget_expired_ip_keys`: keys of finished periods are deleted.
+
+Any number of worker processes may run it: a PostgreSQL advisory lock lets one run at a
+time, and the others skip that round. A failed run is logged and retried next round.
+
+`python -m workers.scheduler --once` runs the jobs once and prints what they did
+(for cron, or by hand after changing retention).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import os
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from app.database import close_database, connection, init_database
+from app.services import privacy
+from app.settings import Settings
+
+log = logging.getLogger("pulsegraph.scheduler")
+
+JOBS_LOCK_KEY = 7_214_002  # advisory lock id: one job run at a time across processes
+
+
+@dataclass(slots=True)
+class JobsReport:
+    ran: bool = False  # False when another process held the lock
+    pseudonymized_ips: int = 0
+    purge: dict[str, Any] = field(default_factory=dict)
+    forgotten_keys: int = 0
+
+
+async def run_jobs_once(settings: Settings, now: datetime | None = None) -> JobsReport:
+    """Run every job once, unless another process is running them right now."""
+    now = now or datetime.now(UTC)
+    report = JobsReport()
+    async with connection() as lock_conn:
+        if not await lock_conn.fetchval("SELECT pg_try_advisory_lock($1)", JOBS_LOCK_KEY):
+            return report
+        try:
+            report.ran = True
+            report.pseudonymized_ips = await privacy.pseudonymize_old_ips(now, settings=settings)
+            report.purge = asdict(await privacy.purge_expired_events(now))
+            report.forgotten_keys = await privacy.forget_expired_ip_keys(now)
+        finally:
+            await lock_conn.execute("SELECT pg_advisory_unlock($1)", JOBS_LOCK_KEY)
+    return report
+
+
+class Scheduler:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._stopping = asyncio.Event()
+
+    async def run(self) -> None:
+        """Run the jobs every interval until `stop()`; never raises (jobs are retried)."""
+        delay = max(0, self.settings.jobs_initial_delay_seconds)
+        while not await self._sleep(delay):
+            try:
+                report = await run_jobs_once(self.settings)
+                log.debug("scheduled jobs: %s", report)
+            except Exception:  # noqa: BLE001 - a failed run must not stop the worker
+                log.exception("scheduled privacy/retention jobs failed; retrying next round")
+            delay = max(1, self.settings.jobs_interval_seconds)
+
+    async def stop(self) -> None:
+        self._stopping.set()
+
+    async def _sleep(self, seconds: float) -> bool:
+        """True when stopped."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self._stopping.wait()
+        return self._stopping.is_set()
+
+
+async def run_with_jobs(worker: Any, settings: Settings) -> None:
+    """Run an outbox worker with the scheduler beside it; both stop when the worker does."""
+    if not settings.jobs_enabled:
+        await worker.run()
+        return
+    scheduler = Scheduler(settings)
+    task = asyncio.create_task(scheduler.run(), name="pulsegraph-scheduler")
+    try:
+        await worker.run()
+    finally:
+        await scheduler.stop()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def _once(settings: Settings) -> JobsReport:
+    await init_database(settings, global_fallback=False)
+    try:
+        return await run_jobs_once(settings)
+    finally:
+        await close_database()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m workers.scheduler", description=__doc__.split("\n")[0])
+    parser.add_argument("--once", action="store_true", required=True, help="run the jobs once and exit")
+    parser.parse_args()
+    logging.basicConfig(level=os.environ.get("PULSEGRAPH_LOG_LEVEL", "INFO").upper())
+    report = asyncio.run(_once(Settings.from_env()))
+    print(json.dumps(asdict(report), default=str, indent=2))
+
+
+if __name__ == "__main__":
+    main()
