@@ -963,6 +963,20 @@ async def unavailable_on_database_errors() -> AsyncIterator[None]:
         raise Unavailable("database unavailable; nothing was stored, retry") from exc
     except asyncpg.InterfaceError as exc:
         message = str(exc)
-        if "closed" in message or "closing" in message or "released" in message:
+        if "closed" in message or "closing" in message or "released" in message or _while_unavailable(exc):
             raise Unavailable("database unavailable; nothing was stored, retry") from exc
         raise
+
+
+def _while_unavailable(exc: BaseException) -> bool:
+    """Raised while handling a lost connection: e.g. the ROLLBACK of a transaction whose COPY
+    failed on a server that is shutting down answers "another operation is in progress",
+    which would otherwise replace the connection error (seen on PostgreSQL restarts)."""
+    cause = exc.__cause__ or exc.__context__
+    for _ in range(5):
+        if cause is None:
+            return False
+        if isinstance(cause, _UNAVAILABLE_ERRORS):
+            return True
+        cause = cause.__cause__ or cause.__context__
+    return False
