@@ -106,3 +106,10 @@ async def test_health_reports_database_and_broadcast(client):
 async def test_unknown_field_is_a_validation_error(client, tenant):
     body = await gql(client, "{ nope }", token=tenant.org_admin_token)
     assert error_codes(body) == ["GRAPHQL_VALIDATION_FAILED"]
+
+
+async def test_a_syntax_error_is_a_validation_error_with_its_location(client, tenant):
+    body = await gql(client, "{ viewer { role ", token=tenant.org_admin_token)
+    assert error_codes(body) == ["GRAPHQL_VALIDATION_FAILED"]
+    assert body["errors"][0]["message"].startswith("Syntax Error")
+    assert body["errors"][0]["locations"] == [{"line": 1, "column": 17}]
