@@ -25,6 +25,7 @@ from app.eventbus import EventBus
 from app.graphql import PulsegraphGraphQL
 from app.ratelimit import RateLimiter
 from app.services.enrichment import GeoLocator
+from app.services.gov_detection import get_detector
 from app.settings import Settings, get_settings
 from resolvers.ingestion import track_batch_endpoint, track_endpoint
 from schema import build_schema
@@ -106,6 +107,7 @@ def create_app(
         # and connects it in the background; queries and ingestion do not need it.
         await app.state.bus.connect(required=False)
         app.state.geo = GeoLocator(settings.geoip_city_db, settings.geoip_asn_db)
+        get_detector(settings)  # a missing or corrupt GeoIP file fails here, at start, not per request
         worker_task = None
         try:
             if seed_demo:

@@ -69,6 +69,9 @@ class Settings:
     db_pool_max: int = 10
     geoip_city_db: str | None = None
     geoip_asn_db: str | None = None
+    # Curated government ASNs/networks (JSON), merged over app/data/gov_networks.json
+    # ("mode": "replace" in the file replaces it instead).
+    gov_networks_file: str | None = None
     dnt_mode: DntMode = "anonymize"
     max_batch_size: int = 1000
     max_body_bytes: int = 2 * 1024 * 1024
@@ -116,6 +119,7 @@ class Settings:
             db_pool_max=_env_int("PULSEGRAPH_DB_POOL_MAX", 10),
             geoip_city_db=os.environ.get("PULSEGRAPH_GEOIP_CITY_DB") or None,
             geoip_asn_db=os.environ.get("PULSEGRAPH_GEOIP_ASN_DB") or None,
+            gov_networks_file=os.environ.get("PULSEGRAPH_GOV_NETWORKS_FILE") or None,
             dnt_mode=dnt,  # type: ignore[arg-type]
             max_batch_size=_env_int("PULSEGRAPH_MAX_BATCH_SIZE", 1000),
             max_body_bytes=_env_int("PULSEGRAPH_MAX_BODY_BYTES", 2 * 1024 * 1024),

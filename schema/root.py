@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import strawberry
 
+from resolvers import gov_detection as gov_detection_resolvers
 from resolvers import ingestion as ingestion_resolvers
 from resolvers import live as live_resolvers
 from resolvers import organizations as organization_resolvers
 from resolvers import privacy as privacy_resolvers
 from resolvers import profile_analytics as analytics_resolvers
+from schema.gov_detection import GovIpCheck
 from schema.ingestion import TrackResult
 from schema.live import EngagementSnapshot
 from schema.organizations import Organization, Profile, ViewerInfo
@@ -43,6 +45,10 @@ class Query:
     subject_data: SubjectData = strawberry.field(
         resolver=privacy_resolvers.subject_data,
         description="Export everything stored about one data subject, by userId and/or anonymousId (organization admins).",
+    )
+    check_ip: GovIpCheck = strawberry.field(
+        resolver=gov_detection_resolvers.check_ip,
+        description="Whether an IP address belongs to a government, military or law-enforcement network, with the evidence (any reader).",
     )
 
 

@@ -77,3 +77,11 @@ def test_unknown_role_is_refused_by_the_parser(cli_env):
     done = pulsegraph(cli_env, "token", "--org", "x", "--role", "root")
     assert done.returncode == 2
     assert "invalid choice: 'root'" in done.stderr
+
+
+def test_serve_refuses_to_start_with_a_missing_geoip_database(cli_env, tmp_path):
+    """A typo in a GeoIP path is found at start, not by the first visitor's request."""
+    env = {**cli_env, "PULSEGRAPH_GEOIP_ASN_DB": str(tmp_path / "GeoLite2-ASN.mmdb"), "PULSEGRAPH_DEMO": "0"}
+    done = pulsegraph(env, "serve", "--no-worker", "--port", "0")
+    assert done.returncode != 0
+    assert "GeoLite2-ASN.mmdb" in done.stderr

@@ -1,0 +1,31 @@
+"""Gov detection (thin: viewer, call, convert)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import strawberry
+from strawberry.types import Info
+
+from app.services import gov_detection as service
+from resolvers.common import viewer_of
+from schema.gov_detection import GovIpCheck
+
+
+def to_check(value: service.GovCheck) -> GovIpCheck:
+    return GovIpCheck(
+        ip=value.ip,
+        is_government=value.is_government,
+        confidence=value.confidence,
+        organization=value.organization,
+        asn=value.asn,
+        country=value.country,
+        reasons=list(value.reasons),
+        signals=list(value.signals),
+    )
+
+
+def check_ip(
+    info: Info, ip: Annotated[str, strawberry.argument(description="An IPv4 or IPv6 address.")]
+) -> GovIpCheck:
+    return to_check(service.check_ip(viewer=viewer_of(info), ip=ip))
