@@ -295,7 +295,7 @@ class Stack:
         self.api = Proc(f"api{tag}", serve, self.env, work_dir)
         self.work_dir = work_dir
         self.tag = tag
-        self.spy: subprocess.Popen | None = None
+        self.spies: list[subprocess.Popen] = []
         self.workers = [Proc(f"worker{tag}-{i}", [py, "-m", "workers.outbox"], self.env, work_dir) for i in range(workers)]
 
     @property
@@ -310,6 +310,15 @@ class Stack:
     def start_workers(self) -> None:
         for worker in self.workers:
             worker.start()
+            if os.environ.get("BENCH_PYSPY"):
+                self.spies.append(self._spy(worker.pid, f"{worker.name}.pyspy.txt"))
+
+    def _spy(self, pid: int, name: str) -> subprocess.Popen:
+        """py-spy collapsed stacks of one process (BENCH_PYSPY=1), for profiling."""
+        spy = str(Path(sys.executable).with_name("py-spy"))
+        return subprocess.Popen([spy, "record", "--format", "raw", "--rate", "100", "--nonblocking",
+                                 "--pid", str(pid), "-o", str(self.work_dir / name)],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
 
     def __enter__(self) -> Stack:
         self.api.start()
@@ -325,17 +334,13 @@ class Stack:
                     raise SystemExit(f"API not ready; see {self.api.log_path}")
                 time.sleep(0.2)
         if os.environ.get("BENCH_PYSPY"):  # collapsed stacks of the API process, for profiling
-            spy = str(Path(sys.executable).with_name("py-spy"))
-            out = self.work_dir / f"api{self.tag}.pyspy.txt"
-            self.spy = subprocess.Popen([spy, "record", "--format", "raw", "--rate", "100", "--nonblocking",
-                                         "--pid", str(self.api.pid), "-o", str(out)],
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+            self.spies.append(self._spy(self.api.pid, f"api{self.tag}.pyspy.txt"))
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self.spy is not None:
-            self.spy.send_signal(signal.SIGINT)
-            self.spy.wait(30)
+        for spy in self.spies:
+            spy.send_signal(signal.SIGINT)
+            spy.wait(30)
         for worker in self.workers:
             worker.stop()
         self.api.stop()

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import asyncpg
 
-from bench import b1_ingest, b2_e2e, b3_query, b5_rollup
+from bench import b1_ingest, b2_e2e, b3_query, b4_live, b5_rollup
 from bench.common import (
     ROOT,
     Result,
@@ -35,7 +35,7 @@ from bench.common import (
 )
 from bench.generator import Dataset
 
-ALL = ("B1", "B2", "B3", "B5")
+ALL = ("B1", "B2", "B3", "B4", "B5")
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -47,6 +47,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--ingest-events", type=int, default=200_000, help="events sent through trackEvents in B1/B2")
     parser.add_argument("--clients", type=int, default=4, help="concurrent HTTP clients in B1/B2")
     parser.add_argument("--repeats", type=int, default=40, help="timed GraphQL calls per B3 query")
+    parser.add_argument("--b4-sends", type=int, default=60, help="views sent per subscriber count in B4")
     parser.add_argument("--db", default=None, help="database name (default pulsegraph_bench_<events>)")
     parser.add_argument("--reuse", action="store_true", help="reuse --db if it exists (skip loading)")
     parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
@@ -55,6 +56,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         args.events = min(args.events, 100_000)
         args.ingest_events = min(args.ingest_events, 20_000)
         args.repeats = min(args.repeats, 10)
+        args.b4_sends = min(args.b4_sends, 20)
     args.only = [b.strip().upper() for b in args.only.split(",") if b.strip()]
     return args
 
@@ -91,8 +93,8 @@ def _ratio(r: Result) -> str:
         return "-"
     if r.bench == "B3":
         return f"{r.ratio:,.0f}x faster"
-    if r.bench == "B5":
-        return f"{r.ratio:.1f}x raw time"
+    if r.bench in ("B4", "B5", "RSS"):
+        return f"{r.ratio:.1f}x raw"
     return f"{r.ratio:.0%} of raw"
 
 
@@ -136,6 +138,9 @@ async def run(args: argparse.Namespace) -> list[Result]:
                 database_url, broadcast_url, work_dir, dataset, keys, args.events,
                 repeats=args.repeats, raw_repeats=max(3, args.repeats // 8),
             )  # fmt: skip
+        if "B4" in args.only:
+            print("B4: live subscriptions ...", flush=True)
+            results += await b4_live.run(database_url, broadcast_url, work_dir, dataset, keys, sends=args.b4_sends)
         if "B1" in args.only:
             print(f"B1: ingest {args.ingest_events:,} events ...", flush=True)
             b1, _ = await b1_ingest.run(
@@ -154,7 +159,23 @@ async def run(args: argparse.Namespace) -> list[Result]:
             await drop_database(server, name)
     for r in results:
         r.extra.setdefault("setup", setup) if r.bench in ("B3", "B5") else None
+    results += rss_summary(results)
     return results
+
+
+def rss_summary(results: list[Result]) -> list[Result]:
+    """Peak RSS of the API and worker processes over every benchmark of the run."""
+    out = []
+    for role in ("api", "worker"):
+        peaks: dict[str, float] = {}
+        for r in results:
+            if r.extra.get(f"{role}_rss_mb"):
+                peaks[r.bench] = max(peaks.get(r.bench, 0.0), r.extra[f"{role}_rss_mb"])
+        if peaks:
+            peak = max(peaks.values())
+            out.append(Result("RSS", f"peak {role} process RSS over {','.join(sorted(peaks))}", peak, unit="MB",
+                              target="<= 300 MB", passed=peak <= 300, raw_label="-", extra={"per_bench_mb": peaks}))
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:

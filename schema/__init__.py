@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
 import logging
 
+import dateutil.parser
 import strawberry
 from graphql import GraphQLError
+from strawberry.schema.types.base_scalars import DateTimeDefinition, wrap_parser
 from strawberry.types import ExecutionContext
 
 log = logging.getLogger("pulsegraph.graphql")
@@ -25,11 +29,31 @@ class Schema(strawberry.Schema):
                 super().process_errors([error], execution_context)
 
 
+def _parse_datetime(value: str) -> dt.datetime:
+    """`datetime.fromisoformat` (C; since Python 3.11 it reads ISO 8601 including 'Z'), and
+    dateutil's `isoparse`, Strawberry's own parser, for any form it does not take. Strawberry's
+    parser was 8-10% of the API's CPU in trackEvents batches of 1,000 events."""
+    try:
+        return dt.datetime.fromisoformat(value)
+    except ValueError:
+        return dateutil.parser.isoparse(value)
+
+
+# The same `DateTime` scalar (name, description, serialization) with a faster parser.
+DATETIME = dataclasses.replace(DateTimeDefinition, parse_value=wrap_parser(_parse_datetime, "DateTime"))
+
+
 def build_schema(extensions: list | None = None) -> Schema:
     # Imported here: the root binds resolvers, which import the domain types of this package.
     from schema.root import Mutation, Query, Subscription
 
-    return Schema(query=Query, mutation=Mutation, subscription=Subscription, extensions=extensions or [])
+    return Schema(
+        query=Query,
+        mutation=Mutation,
+        subscription=Subscription,
+        extensions=extensions or [],
+        scalar_overrides={dt.datetime: DATETIME},
+    )
 
 
 __all__ = ["Schema", "build_schema"]

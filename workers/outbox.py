@@ -185,6 +185,10 @@ class OutboxWorker:
 
     async def _claim_and_apply(self) -> tuple[int, profile_analytics.AppliedBatch]:
         async with transaction() as conn:
+            # The batch's effects and its processed mark commit together, so a commit lost in
+            # a server crash only means the batch is claimed and applied again: no need to
+            # wait for the WAL flush (ingestion, which acknowledges events, still does).
+            await conn.execute("SET LOCAL synchronous_commit = off")
             rows = await conn.fetch(CLAIM, self.batch_size)
             if not rows:
                 return 0, profile_analytics.AppliedBatch()
@@ -204,16 +208,18 @@ class OutboxWorker:
         if self.bus is None or not applied.events:
             return
         try:
-            messages: list[tuple[str, dict[str, Any]]] = [
+            # Views first, before the snapshot query: they are what a live feed waits for.
+            views: list[tuple[str, dict[str, Any]]] = [
                 (view_channel(str(event["profile_id"])), profile_analytics.view_payload(event))
                 for event in applied.views
             ]
+            if views:
+                await self.bus.publish_many(views)
             async with connection() as conn:
                 snapshots = await profile_analytics.engagement_snapshots(
                     conn, applied.touched_profiles, applied.timezones
                 )
-            messages += [(engagement_channel(s["profileId"]), s) for s in snapshots]
-            await self.bus.publish_many(messages)
+            await self.bus.publish_many([(engagement_channel(s["profileId"]), s) for s in snapshots])
         except Exception as exc:  # noqa: BLE001 - BusUnavailable, a dead pool connection...: never fatal
             log.warning("worker %s: live publish failed (%r); subscribers miss this batch", self.name, exc)
 
