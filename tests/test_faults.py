@@ -175,6 +175,20 @@ class Ingestor:
         return Counter({k: v for k, v in self.outcomes.items() if k != "ok"})
 
 
+def start_producers(
+    http: Any, stack: Any, tenant: Any, *, prefix: str, batch_size: int, count: int = 3
+) -> tuple[list[Ingestor], asyncio.Event, list[asyncio.Task]]:
+    """`count` producers paced to LOAD_EVENTS_PER_SECOND in all, sending until `stop` is set."""
+    ingestors = [
+        Ingestor(http, stack.graphql_url, tenant.ingestion_key, tenant.profile_id, prefix=f"{prefix}{i}", batch_size=batch_size)
+        for i in range(count)
+    ]
+    stop = asyncio.Event()
+    interval = count * 100 / LOAD_EVENTS_PER_SECOND  # seconds per call per producer
+    senders = [asyncio.create_task(send_until(i, stop, interval=interval)) for i in ingestors]
+    return ingestors, stop, senders
+
+
 async def send_until(
     ingestor: Ingestor,
     stop: asyncio.Event,
@@ -896,25 +910,7 @@ async def test_worker_sigkilled_mid_batch_repeatedly_under_load(
             in_process_worker=False, extra_env=env,
         ) as stack:  # fmt: skip
             tenant = stack.tenant()
-            ingestors = [
-                Ingestor(
-                    http,
-                    stack.graphql_url,
-                    tenant.ingestion_key,
-                    tenant.profile_id,
-                    prefix=f"k{i}",
-                    batch_size=50,
-                )
-                for i in range(3)
-            ]
-            stop = asyncio.Event()
-            interval = (
-                len(ingestors) * 100 / LOAD_EVENTS_PER_SECOND
-            )  # seconds per call per producer
-            senders = [
-                asyncio.create_task(send_until(i, stop, interval=interval))
-                for i in ingestors
-            ]
+            ingestors, stop, senders = start_producers(http, stack, tenant, prefix="k", batch_size=50)
             kills, mid_batch, restarts = 0, 0, []
             try:
                 while kills < kills_wanted:
@@ -998,26 +994,8 @@ async def test_sustained_load_sent_equals_stored_equals_processed(
             in_process_worker=False,
         ) as stack:
             tenant = stack.tenant()
-            ingestors = [
-                Ingestor(
-                    http,
-                    stack.graphql_url,
-                    tenant.ingestion_key,
-                    tenant.profile_id,
-                    prefix=f"l{i}",
-                    batch_size=100,
-                )
-                for i in range(3)
-            ]
-            stop = asyncio.Event()
             started = time.monotonic()
-            interval = (
-                len(ingestors) * 100 / LOAD_EVENTS_PER_SECOND
-            )  # seconds per call per producer
-            senders = [
-                asyncio.create_task(send_until(i, stop, interval=interval))
-                for i in ingestors
-            ]
+            ingestors, stop, senders = start_producers(http, stack, tenant, prefix="l", batch_size=100)
             try:
                 await asyncio.sleep(LOAD_SECONDS)
             finally:
