@@ -15,8 +15,9 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from mmdb_writer import MMDBWriter, MmdbU32
-from netaddr import IPSet  # type: ignore[import-untyped]
+from mmdb_writer import MmdbU32
+
+from tests.mmdb import write_mmdb
 
 from app.services.enrichment import (
     Attribution,
@@ -246,22 +247,6 @@ MOUNTAIN_VIEW_V6 = "2001:4860::/32"
 PRIVATE_V4 = "10.0.0.0/8"
 
 
-def _write_mmdb(
-    path: Path, database_type: str, records: dict[str, dict[str, Any]], *, ip_version: int = 6
-) -> str:
-    writer = MMDBWriter(
-        ip_version=ip_version,
-        ipv4_compatible=ip_version == 6,
-        database_type=database_type,
-        languages=["en"],
-        description=f"pulsegraph test {database_type}",
-    )
-    for network, record in records.items():
-        writer.insert_network(IPSet([network]), record)
-    writer.to_db_file(str(path))
-    return str(path)
-
-
 def _place(country: str, subdivisions: list[dict[str, Any]], city: str) -> dict[str, Any]:
     """Shaped like a GeoLite2-City record, which geoip2.models.City is built from."""
     return {
@@ -295,12 +280,12 @@ def mmdb_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def city_db(mmdb_dir: Path) -> str:
-    return _write_mmdb(mmdb_dir / "GeoLite2-City.mmdb", "GeoLite2-City", CITY_RECORDS)
+    return write_mmdb(mmdb_dir / "GeoLite2-City.mmdb", "GeoLite2-City", CITY_RECORDS)
 
 
 @pytest.fixture(scope="module")
 def asn_db(mmdb_dir: Path) -> str:
-    return _write_mmdb(mmdb_dir / "GeoLite2-ASN.mmdb", "GeoLite2-ASN", ASN_RECORDS)
+    return write_mmdb(mmdb_dir / "GeoLite2-ASN.mmdb", "GeoLite2-ASN", ASN_RECORDS)
 
 
 @pytest.fixture
@@ -357,7 +342,7 @@ def test_only_asn_database(asn_db: str) -> None:
 
 
 def test_country_database_is_accepted(mmdb_dir: Path) -> None:
-    path = _write_mmdb(
+    path = write_mmdb(
         mmdb_dir / "GeoLite2-Country.mmdb",
         "GeoLite2-Country",
         {LONDON_V4: {"country": {"iso_code": "GB", "names": {"en": "United Kingdom"}}}},
@@ -368,7 +353,7 @@ def test_country_database_is_accepted(mmdb_dir: Path) -> None:
 
 
 def test_ipv6_address_in_ipv4_only_database_is_a_miss(mmdb_dir: Path) -> None:
-    path = _write_mmdb(mmdb_dir / "v4-only.mmdb", "GeoLite2-City", {LONDON_V4: CITY_RECORDS[LONDON_V4]}, ip_version=4)
+    path = write_mmdb(mmdb_dir / "v4-only.mmdb", "GeoLite2-City", {LONDON_V4: CITY_RECORDS[LONDON_V4]}, ip_version=4)
     geo = GeoLocator(path, None)
     assert geo.lookup("81.2.69.160").city == "London"
     assert geo.lookup("2001:4860::1") == EMPTY_GEO

@@ -13,8 +13,9 @@ import pytest
 from hypothesis import given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
-from mmdb_writer import MmdbU32, MMDBWriter
-from netaddr import IPSet  # type: ignore[import-untyped]
+from mmdb_writer import MmdbU32
+
+from tests.mmdb import write_mmdb
 
 from app.errors import BadInput
 from app.services import gov_detection
@@ -82,16 +83,6 @@ CITY_RECORDS = {
 }
 
 
-def _write_mmdb(path: Path, database_type: str, records: dict[str, dict[str, Any]]) -> str:
-    writer = MMDBWriter(
-        ip_version=6, ipv4_compatible=True, database_type=database_type, languages=["en"], description=f"pulsegraph test {database_type}"
-    )
-    for network, record in records.items():
-        writer.insert_network(IPSet([network]), record)
-    writer.to_db_file(str(path))
-    return str(path)
-
-
 @pytest.fixture(scope="module")
 def mmdb_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("gov-mmdb")
@@ -99,12 +90,12 @@ def mmdb_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def asn_db(mmdb_dir: Path) -> str:
-    return _write_mmdb(mmdb_dir / "GeoLite2-ASN.mmdb", "GeoLite2-ASN", ASN_RECORDS)
+    return write_mmdb(mmdb_dir / "GeoLite2-ASN.mmdb", "GeoLite2-ASN", ASN_RECORDS)
 
 
 @pytest.fixture(scope="module")
 def city_db(mmdb_dir: Path) -> str:
-    return _write_mmdb(mmdb_dir / "GeoLite2-City.mmdb", "GeoLite2-City", CITY_RECORDS)
+    return write_mmdb(mmdb_dir / "GeoLite2-City.mmdb", "GeoLite2-City", CITY_RECORDS)
 
 
 @pytest.fixture
