@@ -12,7 +12,6 @@ import secrets
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from enum import Enum
 
 import jwt
@@ -221,7 +220,3 @@ async def readable_profile(viewer: Viewer, profile_id: uuid.UUID | str):
     if profile is None:
         raise NotFound("profile not found", field="profileId")
     return profile
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)

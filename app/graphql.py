@@ -56,10 +56,6 @@ class Context:
     connection_params: dict[str, Any] | None = None
     auth_error: UserError | None = None
 
-    @property
-    def app_state(self) -> Any:
-        return self.request.app.state
-
 
 def _is_user_error(error: GraphQLError) -> bool:
     return isinstance(error.original_error, UserError)

@@ -93,6 +93,12 @@ class Ingestor:
     last_success_at: float = 0.0
     _counter: int = 0
 
+    async def send_one(self) -> str:
+        """Send a single event and return its id; anything but success fails the test."""
+        events = self.batch()[:1]
+        assert await self.send(events) == "ok", self.unexpected
+        return events[0]["eventId"]
+
     def batch(self) -> list[dict[str, Any]]:
         events = []
         for _ in range(self.batch_size):
@@ -562,15 +568,9 @@ async def test_redis_down_at_start_then_killed_and_restarted(
                 prefix="rd",
                 batch_size=5,
             )
-
-            async def send_one() -> str:
-                events = ingestor.batch()[:1]
-                assert await ingestor.send(events) == "ok", ingestor.unexpected
-                return events[0]["eventId"]
-
             async with ws_client(stack, tenant.provider_token) as client:
                 await client.subscribe("views", VIEWS, {"profileId": tenant.profile_id})
-                warmups, first_live = await _live_again(client, send_one, 45)
+                warmups, first_live = await _live_again(client, ingestor.send_one, 45)
 
                 await asyncio.to_thread(redis_server.kill)
                 killed_at = time.monotonic()
@@ -622,7 +622,7 @@ async def test_redis_down_at_start_then_killed_and_restarted(
                     "broadcast back",
                 )
                 api_reconnected = time.monotonic() - restarted_at
-                sent_until_live, live_after = await _live_again(client, send_one, 45)
+                sent_until_live, live_after = await _live_again(client, ingestor.send_one, 45)
                 batch = ingestor.batch()
                 assert await ingestor.send(batch) == "ok"
                 await _views_until(client, {e["eventId"] for e in batch}, 15)
@@ -766,12 +766,6 @@ async def test_a_slow_subscriber_is_dropped_without_slowing_others_or_the_worker
                 prefix="slow",
                 batch_size=500,
             )
-
-            async def send_one() -> str:
-                events = ingestor.batch()[:1]
-                assert await ingestor.send(events) == "ok", ingestor.unexpected
-                return events[0]["eventId"]
-
             slow = await asyncio.to_thread(RawWebSocket, stack.port)
             try:
                 await asyncio.to_thread(
@@ -800,7 +794,7 @@ async def test_a_slow_subscriber_is_dropped_without_slowing_others_or_the_worker
                         "views", FULL_VIEWS, {"profileId": tenant.profile_id}
                     )
                     await _live_again(
-                        fast, send_one, 45
+                        fast, ingestor.send_one, 45
                     )  # both subscriptions are registered by now
                     # From here on the slow client reads nothing. The server's kernel takes a
                     # few MB for a socket that is not read (loopback autotunes its send buffer

@@ -119,10 +119,12 @@ async def until_closed(
     return ws.close_code, ws.close_reason or "", messages
 
 
+def init_message(token: str) -> dict[str, Any]:
+    return {"type": "connection_init", "payload": {"authorization": f"Bearer {token}"}}
+
+
 async def acknowledged(ws: ClientConnection, token: str) -> None:
-    await send(
-        ws, {"type": "connection_init", "payload": {"authorization": f"Bearer {token}"}}
-    )
+    await send(ws, init_message(token))
     message = json.loads(await asyncio.wait_for(ws.recv(), WAIT))
     assert message["type"] == "connection_ack", message
 
@@ -179,17 +181,7 @@ async def test_legacy_graphql_ws_unparsable_query_gets_an_error_message(
 ) -> None:
     """The legacy protocol has no 4400 for this: the operation gets an `error`, the connection stays."""
     async with raw(protocol_stack, LEGACY_WS) as ws:
-        await send(
-            ws,
-            {
-                "type": "connection_init",
-                "payload": {"authorization": f"Bearer {tenant.provider_token}"},
-            },
-        )
-        assert (
-            json.loads(await asyncio.wait_for(ws.recv(), WAIT))["type"]
-            == "connection_ack"
-        )
+        await acknowledged(ws, tenant.provider_token)
         await send(
             ws, {"id": "1", "type": "start", "payload": {"query": "subscription {"}}
         )
@@ -282,13 +274,7 @@ async def test_4429_too_many_initialisation_requests(
 ) -> None:
     async with raw(protocol_stack) as ws:
         await acknowledged(ws, tenant.provider_token)
-        await send(
-            ws,
-            {
-                "type": "connection_init",
-                "payload": {"authorization": f"Bearer {tenant.provider_token}"},
-            },
-        )
+        await send(ws, init_message(tenant.provider_token))
         code, reason, messages = await until_closed(ws)
     assert (code, reason) == (4429, "Too many initialisation requests"), messages
 
@@ -333,13 +319,7 @@ async def test_legacy_graphql_ws_keep_alive(
     protocol_stack: Stack, tenant: StackTenant
 ) -> None:
     async with raw(protocol_stack, LEGACY_WS) as ws:
-        await send(
-            ws,
-            {
-                "type": "connection_init",
-                "payload": {"authorization": f"Bearer {tenant.provider_token}"},
-            },
-        )
+        await send(ws, init_message(tenant.provider_token))
         kinds = []
         async with asyncio.timeout(KEEPALIVE * 4 + 5):
             while kinds.count("ka") < 2:
