@@ -16,7 +16,7 @@ from enum import Enum
 
 import jwt
 
-from app.errors import Forbidden, NotFound, Unauthenticated
+from app.errors import BadInput, Forbidden, NotFound, Unauthenticated
 from app.settings import Settings, get_settings
 
 KEY_PREFIX = "pgk_"
@@ -198,6 +198,34 @@ def require_service(viewer: Viewer) -> uuid.UUID:
     if viewer.role not in (Role.SERVICE, Role.ORG_ADMIN) or viewer.organization_id is None:
         raise Forbidden("domain events need a service or organization admin token")
     return viewer.organization_id
+
+
+async def administered_organization(
+    viewer: Viewer, organization_id: uuid.UUID | str | None, *, refusal: str = "this needs an organization admin token"
+) -> uuid.UUID:
+    """The organization an admin acts on: organization admins their own (naming another is
+    NOT_FOUND), platform admins the one they name; anyone else is refused with `refusal`."""
+    from models.organizations import Organization
+
+    require_reader(viewer)
+    wanted: uuid.UUID | None = None
+    if organization_id is not None:
+        try:
+            wanted = uuid.UUID(str(organization_id))
+        except ValueError:
+            raise NotFound("organization not found", field="organizationId") from None
+    if viewer.role is Role.ORG_ADMIN:
+        if wanted is not None and wanted != viewer.organization_id:
+            raise NotFound("organization not found", field="organizationId")
+        assert viewer.organization_id is not None
+        return viewer.organization_id
+    if viewer.role is Role.ADMIN:
+        if wanted is None:
+            raise BadInput("platform admins must name the organization", field="organizationId")
+        if not await Organization.exists(id=wanted):
+            raise NotFound("organization not found", field="organizationId")
+        return wanted
+    raise Forbidden(refusal)
 
 
 async def readable_profile(viewer: Viewer, profile_id: uuid.UUID | str):

@@ -62,8 +62,8 @@ def _is_user_error(error: GraphQLError) -> bool:
 
 
 class ErrorPolicy(MaskErrors):
-    """UserErrors pass with their code; GraphQL validation errors pass as they are;
-    anything else is a bug: logged with the request id, masked for the client."""
+    """UserErrors pass with their code; GraphQL validation and variable coercion errors pass
+    as they are; anything else is a bug: logged with the request id, masked for the client."""
 
     def _process_errors(self, errors: list[GraphQLError]) -> list[GraphQLError]:
         return [self._present(error) for error in errors]
@@ -79,9 +79,11 @@ class ErrorPolicy(MaskErrors):
                 path=error.path,
                 extensions=original.as_extensions(),
             )
-        if original is None:
+        if original is None or isinstance(original, GraphQLError):
+            # No original: the document failed validation. A GraphQLError inside: a variable
+            # failed its scalar's coercion ("Float cannot represent ..."): the client's input.
             extensions = dict(error.extensions or {})
-            extensions.setdefault("code", "GRAPHQL_VALIDATION_FAILED")
+            extensions.setdefault("code", "GRAPHQL_VALIDATION_FAILED" if original is None else "BAD_USER_INPUT")
             error.extensions = extensions
             return error
         request_id = self._request_id()

@@ -44,3 +44,8 @@ def view_channel(profile_id: str) -> str:
 def engagement_channel(profile_id: str) -> str:
     """Broadcast channel of a profile's running totals."""
     return f"pg.engagement.{profile_id}"
+
+
+def gov_alert_channel(profile_id: str) -> str:
+    """Broadcast channel of a profile's gov alerts."""
+    return f"pg.gov.{profile_id}"

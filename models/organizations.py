@@ -16,6 +16,7 @@ class Organization(Model):
     ip_retention_days = fields.IntField(default=90)  # 0: raw IPs are never stored
     event_retention_days = fields.IntField(null=True, default=395)  # null: keep forever
     purged_before = fields.DatetimeField(null=True)
+    gov_alert_threshold = fields.FloatField(default=0.7)  # gov alerts at or above this confidence
 
     class Meta:
         table = "organizations"

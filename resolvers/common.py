@@ -1,12 +1,40 @@
-"""What every resolver needs from the request: the viewer, refused with its reason."""
+"""What resolvers share: the viewer (refused with its reason), profile and range arguments,
+and following a profile's live channel."""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import AsyncGenerator, Callable, Mapping
+from typing import Annotated, Any
 
+import strawberry
 from strawberry.types import Info
 
-from app.auth import Viewer
+from app.auth import Viewer, readable_profile
+from app.errors import SlowConsumer
+from app.eventbus import SubscriberDropped
+from app.timebuckets import Preset, RangeSpec, TimeRange
+from schema.common import ResolvedRange, TimeRangeInput
+
+ProfileIdArg = Annotated[strawberry.ID, strawberry.argument(description="The profile.")]
+RangeArg = Annotated[
+    TimeRangeInput,
+    strawberry.argument(
+        name="range",
+        description="A preset (e.g. LAST_7_DAYS) or a custom from/to; buckets follow the organization's time zone.",
+    ),
+]
+
+
+def to_range_spec(value: TimeRangeInput) -> RangeSpec:
+    return RangeSpec(
+        preset=Preset(value.preset.value) if value.preset is not None else None,
+        start=value.from_,
+        end=value.to,
+    )
+
+
+def to_resolved_range(value: TimeRange) -> ResolvedRange:
+    return ResolvedRange(from_=value.start, to=value.end, timezone=value.timezone)
 
 
 def viewer_of(info: Info[Any, Any]) -> Viewer:
@@ -20,3 +48,17 @@ def viewer_of(info: Info[Any, Any]) -> Viewer:
 def app_state(info: Info[Any, Any]) -> Any:
     """Process-wide objects (event bus, enrichment, rate limiter) set up at start."""
     return info.context.request.app.state
+
+
+async def follow_profile(
+    info: Info[Any, Any], profile_id: strawberry.ID, channel_of: Callable[[str], str]
+) -> AsyncGenerator[Mapping[str, Any], None]:
+    """The payloads of one profile's live channel. Access is checked once, when the
+    subscription starts (tokens carry their scope and do not change during a connection)."""
+    profile = await readable_profile(viewer_of(info), profile_id)
+    async with app_state(info).bus.subscribe(channel_of(str(profile.id))) as subscription:
+        try:
+            async for payload in subscription:
+                yield payload
+        except SubscriberDropped as exc:
+            raise SlowConsumer(f"{exc}; subscribe again to continue") from exc

@@ -7,22 +7,20 @@ only read here.
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Callable, Mapping
+from collections.abc import AsyncGenerator, Mapping
 from datetime import datetime
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import strawberry
 from strawberry.types import Info
 
-from app.auth import readable_profile
-from app.errors import SlowConsumer
-from app.eventbus import SubscriberDropped
+from app.services.gov_alerts import alert_from_payload
 from app.vocabulary import engagement_channel, view_channel
-from resolvers.common import app_state, viewer_of
+from resolvers.common import follow_profile
+from resolvers.gov_alerts import to_gov_alert
 from schema.live import EngagementSnapshot
 from schema.profile_analytics import ProfileView
 
-T = TypeVar("T")
 ProfileIdArg = Annotated[strawberry.ID, strawberry.argument(description="The profile to follow.")]
 
 
@@ -43,6 +41,7 @@ def to_profile_view(payload: Mapping[str, Any]) -> ProfileView:
         referrer=payload.get("referrer"),
         utm_source=payload.get("utmSource"),
         is_gov=bool(payload.get("isGov")),
+        gov_alert=to_gov_alert(alert_from_payload(alert)) if (alert := payload.get("govAlert")) else None,
     )
 
 
@@ -58,21 +57,11 @@ def to_engagement(payload: Mapping[str, Any]) -> EngagementSnapshot:
     )
 
 
-async def _follow(info: Info, profile_id: strawberry.ID, channel_of: Callable[[str], str], convert: Callable[[Mapping[str, Any]], T]) -> AsyncGenerator[T, None]:
-    profile = await readable_profile(viewer_of(info), profile_id)
-    async with app_state(info).bus.subscribe(channel_of(str(profile.id))) as subscription:
-        try:
-            async for payload in subscription:
-                yield convert(payload)
-        except SubscriberDropped as exc:
-            raise SlowConsumer(f"{exc}; subscribe again to continue") from exc
-
-
 async def profile_views(info: Info, profile_id: ProfileIdArg) -> AsyncGenerator[ProfileView, None]:
-    async for view in _follow(info, profile_id, view_channel, to_profile_view):
-        yield view
+    async for payload in follow_profile(info, profile_id, view_channel):
+        yield to_profile_view(payload)
 
 
 async def engagement_updates(info: Info, profile_id: ProfileIdArg) -> AsyncGenerator[EngagementSnapshot, None]:
-    async for snapshot in _follow(info, profile_id, engagement_channel, to_engagement):
-        yield snapshot
+    async for payload in follow_profile(info, profile_id, engagement_channel):
+        yield to_engagement(payload)

@@ -8,32 +8,11 @@ import strawberry
 from strawberry.types import Info
 
 from app.services import profile_analytics as service
-from app.timebuckets import Grain, Preset, RangeSpec, TimeRange
-from resolvers.common import viewer_of
-from schema.common import Granularity, Money, ResolvedRange, TimeRangeInput
+from app.timebuckets import Grain
+from resolvers.common import ProfileIdArg, RangeArg, to_range_spec, to_resolved_range, viewer_of
+from resolvers.gov_alerts import to_gov_alert
+from schema.common import Granularity, Money
 from schema.profile_analytics import ProfileOverview, ProfileTimeseries, ProfileView, ReferrerCount
-
-ProfileIdArg = Annotated[strawberry.ID, strawberry.argument(description="The profile.")]
-RangeArg = Annotated[
-    TimeRangeInput,
-    strawberry.argument(
-        name="range",
-        description="A preset (e.g. LAST_7_DAYS) or a custom from/to; buckets follow the organization's time zone.",
-    ),
-]
-
-
-def to_range_spec(value: TimeRangeInput) -> RangeSpec:
-    return RangeSpec(
-        preset=Preset(value.preset.value) if value.preset is not None else None,
-        start=value.from_,
-        end=value.to,
-    )
-
-
-def to_resolved_range(value: TimeRange) -> ResolvedRange:
-    return ResolvedRange(from_=value.start, to=value.end, timezone=value.timezone)
-
 
 def to_profile_view(view: service.RecentView) -> ProfileView:
     return ProfileView(
@@ -48,6 +27,7 @@ def to_profile_view(view: service.RecentView) -> ProfileView:
         referrer=view.referrer,
         utm_source=view.utm_source,
         is_gov=view.is_gov,
+        gov_alert=to_gov_alert(view.gov_alert) if view.gov_alert is not None else None,
     )
 
 

@@ -23,7 +23,7 @@ class Schema(strawberry.Schema):
         from app.errors import UserError
 
         for error in errors:
-            if isinstance(error.original_error, UserError) or error.original_error is None:
+            if error.original_error is None or isinstance(error.original_error, UserError | GraphQLError):
                 log.debug("refused: %s", error.message)
             else:
                 super().process_errors([error], execution_context)

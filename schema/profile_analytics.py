@@ -7,6 +7,7 @@ from datetime import datetime
 import strawberry
 
 from schema.common import Granularity, Money, ResolvedRange
+from schema.gov_alerts import GovAlert
 
 
 @strawberry.type(description="A referrer and how many views it brought.")
@@ -54,4 +55,9 @@ class ProfileView:
     os: str | None = strawberry.field(description="Operating system family.")
     referrer: str | None = strawberry.field(description="Referring domain, when there was one.")
     utm_source: str | None = strawberry.field(description="utm_source of the visit.")
-    is_gov: bool = strawberry.field(description="The visitor's IP belongs to a government or law-enforcement network (set by the safety checks; false until they run).")
+    is_gov: bool = strawberry.field(
+        description="The view came from a government or law-enforcement network (its gov confidence reached the organization's threshold)."
+    )
+    gov_alert: GovAlert | None = strawberry.field(
+        default=None, description="Why the view was flagged (confidence, network, reasons); null unless `isGov`."
+    )

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import strawberry
 
+from resolvers import gov_alerts as gov_alert_resolvers
 from resolvers import gov_detection as gov_detection_resolvers
 from resolvers import ingestion as ingestion_resolvers
 from resolvers import live as live_resolvers
 from resolvers import organizations as organization_resolvers
 from resolvers import privacy as privacy_resolvers
 from resolvers import profile_analytics as analytics_resolvers
+from schema.gov_alerts import GovAlert, GovAlertList, GovAlertSettings
 from schema.gov_detection import GovIpCheck
 from schema.ingestion import TrackResult
 from schema.live import EngagementSnapshot
@@ -50,6 +52,14 @@ class Query:
         resolver=gov_detection_resolvers.check_ip,
         description="Whether an IP address belongs to a government, military or law-enforcement network, with the evidence (any reader).",
     )
+    gov_alerts: GovAlertList = strawberry.field(
+        resolver=gov_alert_resolvers.gov_alerts,
+        description="Views of a profile from government or law-enforcement networks in a range, newest first.",
+    )
+    gov_alert_settings: GovAlertSettings = strawberry.field(
+        resolver=gov_alert_resolvers.gov_alert_settings,
+        description="The gov-confidence threshold at which an organization's views raise alerts (organization admins).",
+    )
 
 
 @strawberry.type(description="Send events and manage an organization's data.")
@@ -73,6 +83,10 @@ class Mutation:
         resolver=privacy_resolvers.delete_subject_data,
         description="Delete one data subject's events, sessions and profile events; rollups stay as aggregates (organization admins).",
     )
+    update_gov_alert_settings: GovAlertSettings = strawberry.field(
+        resolver=gov_alert_resolvers.update_gov_alert_settings,
+        description="Change the gov-confidence threshold for alerts; views processed from then on use it (organization admins).",
+    )
 
 
 @strawberry.type(description="Live updates over websocket (graphql-transport-ws or graphql-ws).")
@@ -82,4 +96,8 @@ class Subscription:
     )
     engagement_updates: EngagementSnapshot = strawberry.subscription(
         resolver=live_resolvers.engagement_updates, description="Running totals of a profile for today, after each processed batch."
+    )
+    gov_alerts: GovAlert = strawberry.subscription(
+        resolver=gov_alert_resolvers.follow_gov_alerts,
+        description="Each view of a profile from a government or law-enforcement network, as the worker flags it.",
     )

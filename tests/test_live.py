@@ -483,6 +483,73 @@ async def test_ingest_to_subscriber_delay_cross_process(split_stack: Stack, tena
         await measure_latency(live, f"cross-process (API + worker process, {split_stack.broadcast} broadcast)")
 
 
+# -- gov alerts: a view from a government network arrives flagged, with its reasons -------------
+
+GOV_IP = "6.20.30.40"  # in 6.0.0.0/8, on the shipped curated list (IANA: US Army)
+GOV_VIEWS = """
+subscription GovViews($profileId: ID!) {
+  profileViews(profileId: $profileId) {
+    eventId isGov govAlert { confidence threshold networkName country reasons }
+  }
+}"""
+GOV_ALERTS = """
+subscription GovAlerts($profileId: ID!) {
+  govAlerts(profileId: $profileId) { eventId profileId confidence networkName country reasons signals raisedAt }
+}"""
+
+
+def gov_view_event(profile_id: str, *, tag: str = "e2e") -> dict[str, Any]:
+    event = view_event(profile_id, tag=tag)
+    event["context"]["ip"] = GOV_IP
+    return event
+
+
+async def test_gov_network_view_arrives_flagged_with_its_reasons_cross_process(
+    split_stack: Stack, tenant: StackTenant, http: httpx.AsyncClient
+) -> None:
+    """The worker process checks every view; one from a curated government network is pushed
+    flagged on `profileViews` and as an alert on `govAlerts`; an ordinary view is not."""
+    variables = {"profileId": tenant.profile_id}
+    async with ws_client(split_stack, tenant.provider_token) as client:
+        await client.subscribe("views", GOV_VIEWS, variables)
+        await client.subscribe("gov", GOV_ALERTS, variables)
+
+        async def next_view(timeout: float) -> tuple[float, dict[str, Any]]:
+            at, data = await client.data("views", timeout)
+            return at, data["profileViews"]
+
+        async def next_alert(timeout: float) -> tuple[float, dict[str, Any]]:
+            at, data = await client.data("gov", timeout)
+            return at, data["govAlerts"]
+
+        # Gov warm-ups: the alert channel only carries flagged views.
+        await wait_until_live(
+            lambda: track(http, split_stack, tenant.ingestion_key, [gov_view_event(tenant.profile_id, tag=WARMUP)]),
+            {"views": next_view, "gov": next_alert},
+        )
+        gov, ordinary = gov_view_event(tenant.profile_id), view_event(tenant.profile_id)
+        await track(http, split_stack, tenant.ingestion_key, [gov, ordinary])
+
+        views = {event_id: view for event_id, (_, view) in (await collect_views(next_view, [gov, ordinary])).items()}
+        alerts = await collect_views(next_alert, [gov])
+
+    flagged = views[gov["eventId"]]
+    assert flagged["isGov"] is True
+    assert flagged["govAlert"]["confidence"] == 0.95 and flagged["govAlert"]["threshold"] == 0.7
+    assert flagged["govAlert"]["networkName"] == "Army Information Systems Center"
+    assert flagged["govAlert"]["country"] == "US"
+    assert any("6.0.0.0/8" in reason for reason in flagged["govAlert"]["reasons"]), flagged
+    assert views[ordinary["eventId"]] == {"eventId": ordinary["eventId"], "isGov": False, "govAlert": None}
+
+    alert = alerts[gov["eventId"]][1]
+    assert alert["profileId"] == tenant.profile_id and alert["confidence"] == 0.95
+    assert alert["reasons"] == flagged["govAlert"]["reasons"] and "curated-list" in alert["signals"]
+    assert GOV_IP not in " ".join(alert["reasons"]), "an alert describes the network, never the address"
+    raised_after = datetime.fromisoformat(alert["raisedAt"]) - datetime.fromisoformat(gov["occurredAt"])
+    assert timedelta(0) <= raised_after < timedelta(seconds=WAIT), alert
+    split_stack.check_alive()
+
+
 # -- legacy graphql-ws ---------------------------------------------------------------------------
 
 

@@ -245,8 +245,8 @@ async def test_each_batch_is_published_after_commit(app, settings, worker):
     assert len(pushed) == want["views"]
     view = pushed[0]
     assert set(view) == {"eventId", "profileId", "occurredAt", "country", "city", "deviceType", "browser", "os",
-                         "referrer", "utmSource", "isGov"}  # fmt: skip
-    assert view["profileId"] == tenant.profile_id and view["isGov"] is False and view["browser"] == "Firefox"
+                         "referrer", "utmSource", "isGov", "govAlert"}  # fmt: skip
+    assert view["profileId"] == tenant.profile_id and view["isGov"] is False and view["govAlert"] is None and view["browser"] == "Firefox"
     assert datetime.fromisoformat(view["occurredAt"]).tzinfo is not None
     assert snapshot["profileId"] == tenant.profile_id
     assert snapshot["views"] <= want["views"] and snapshot["inquiries"] <= want["inquiries"]

@@ -25,15 +25,17 @@ import logging
 import os
 import signal
 import time
+from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
 from tortoise import connections
 
 from app.database import close_database, connection, init_database, transaction
-from app.services import profile_analytics
+from app.services import gov_alerts, profile_analytics
+from app.services.gov_detection import GovDetector, get_detector
 from app.settings import Settings
-from app.vocabulary import engagement_channel, view_channel
+from app.vocabulary import engagement_channel, gov_alert_channel, view_channel
 
 log = logging.getLogger("pulsegraph.worker")
 
@@ -53,7 +55,8 @@ WITH claimed AS (
 )
 SELECT c.seq, c.organization_id, c.event_id, c.occurred_at, e.type, e.profile_id, e.visitor_id,
        e.session_id, e.engagement_ms, e.amount_minor, e.currency, e.country, e.city, e.device_type,
-       e.browser, e.os, e.referrer_domain, e.utm_source, e.occurred_at IS NOT NULL AS found
+       e.browser, e.os, e.referrer_domain, e.utm_source, host(e.ip) AS ip, e.asn, e.as_org,
+       e.occurred_at IS NOT NULL AS found
 FROM claimed c
 LEFT JOIN events e
   ON e.organization_id = c.organization_id AND e.occurred_at = c.occurred_at AND e.event_id = c.event_id
@@ -69,10 +72,22 @@ WHERE o.organization_id = k.organization_id AND o.event_id = k.event_id
 RETRYABLE = (asyncpg.DeadlockDetectedError, asyncpg.SerializationError)
 
 
+@dataclass
+class BatchEffects:
+    """What a committed batch changed, for the live pushes that follow the commit."""
+
+    applied: profile_analytics.AppliedBatch = field(default_factory=profile_analytics.AppliedBatch)
+    gov_alerts: list[dict[str, Any]] = field(default_factory=list)
+
+
 class OutboxWorker:
-    def __init__(self, *, bus: Any, settings: Settings, name: str = "worker") -> None:
+    def __init__(
+        self, *, bus: Any, settings: Settings, name: str = "worker", detector: GovDetector | None = None
+    ) -> None:
         self.bus = bus
         self.settings = settings
+        # Built at start, so a configured GeoIP database that is missing fails here, not per batch.
+        self.detector = detector or get_detector(settings)
         self.name = name
         self.batch_size = max(1, settings.worker_batch_size)
         self.poll_seconds = max(0.05, settings.worker_poll_seconds)
@@ -159,7 +174,7 @@ class OutboxWorker:
         for attempt in range(1, MAX_RETRIES + 1):
             started = time.perf_counter()
             try:
-                claimed, applied = await self._claim_and_apply()
+                claimed, effects = await self._claim_and_apply()
             except (*RETRYABLE, asyncpg.CheckViolationError) as exc:
                 profile_analytics.forget_partitions()
                 if attempt == MAX_RETRIES or not _retryable(exc):
@@ -175,15 +190,15 @@ class OutboxWorker:
                     "worker %s: batch of %d (%d new profile events) in %.1f ms",
                     self.name,
                     claimed,
-                    len(applied.events),
+                    len(effects.applied.events),
                     (time.perf_counter() - started) * 1000,
                 )
-                await self._publish(applied)
+                await self._publish(effects)
                 self._log_summary()
             return claimed
         return 0
 
-    async def _claim_and_apply(self) -> tuple[int, profile_analytics.AppliedBatch]:
+    async def _claim_and_apply(self) -> tuple[int, BatchEffects]:
         async with transaction() as conn:
             # The batch's effects and its processed mark commit together, so a commit lost in
             # a server crash only means the batch is claimed and applied again: no need to
@@ -191,30 +206,36 @@ class OutboxWorker:
             await conn.execute("SET LOCAL synchronous_commit = off")
             rows = await conn.fetch(CLAIM, self.batch_size)
             if not rows:
-                return 0, profile_analytics.AppliedBatch()
+                return 0, BatchEffects()
             missing = [r for r in rows if not r["found"]]
             if missing:
                 log.warning(
                     "worker %s: %d outbox rows have no event row; marking them processed", self.name, len(missing)
                 )
-            applied = await profile_analytics.apply_events(conn, [r for r in rows if r["found"]])
+            found = [r for r in rows if r["found"]]
+            findings = await gov_alerts.assess_views(conn, found, self.detector)
+            applied = await profile_analytics.apply_events(conn, found, gov_flagged=findings.keys())
+            effects = BatchEffects(applied, await gov_alerts.record_alerts(conn, applied.views, findings))
             if self.test_delay:
                 await asyncio.sleep(self.test_delay)  # fault tests: a SIGKILL lands mid-batch
             await conn.execute(MARK_PROCESSED, [r["organization_id"] for r in rows], [r["event_id"] for r in rows])
-        return len(rows), applied
+        return len(rows), effects
 
-    async def _publish(self, applied: profile_analytics.AppliedBatch) -> None:
+    async def _publish(self, effects: BatchEffects) -> None:
         """Best effort, after commit: the data is durable whatever happens here."""
+        applied = effects.applied
         if self.bus is None or not applied.events:
             return
         try:
-            # Views first, before the snapshot query: they are what a live feed waits for.
-            views: list[tuple[str, dict[str, Any]]] = [
-                (view_channel(str(event["profile_id"])), profile_analytics.view_payload(event))
+            # Views and alerts first, before the snapshot query: they are what a live feed waits for.
+            alerts = {alert["eventId"]: alert for alert in effects.gov_alerts}
+            messages: list[tuple[str, dict[str, Any]]] = [
+                (view_channel(str(event["profile_id"])), profile_analytics.view_payload(event, alerts.get(event["event_id"])))
                 for event in applied.views
             ]
-            if views:
-                await self.bus.publish_many(views)
+            messages += [(gov_alert_channel(alert["profileId"]), alert) for alert in effects.gov_alerts]
+            if messages:
+                await self.bus.publish_many(messages)
             async with connection() as conn:
                 snapshots = await profile_analytics.engagement_snapshots(
                     conn, applied.touched_profiles, applied.timezones

@@ -100,6 +100,22 @@ def generate_events(
                    "amount_minor": rng.choice([500, 1000, 2500]), "currency": "EUR"}
         yield {**base, "type": "profile.engaged", "event_id": f"demo-{seed}-{n}-e", "occurred_at": start + timedelta(seconds=rng.randrange(30, 240)),
                "engagement_ms": int(rng.lognormvariate(10.5, 0.8))}
+    yield from gov_network_views(profile_ids[0], now=now, seed=seed)
+
+
+# Addresses inside networks of the shipped curated list (app/data/gov_networks.json), so the
+# demo raises gov alerts without any GeoIP database.
+GOV_VISITS = [("6.14.2.9", 0.2), ("21.3.77.4", 3.5), ("6.201.9.13", 11.0)]  # (ip, days ago)
+
+
+def gov_network_views(profile_id: str, *, now: datetime, seed: int) -> Iterator[dict[str, Any]]:
+    """A few views of the first profile from government networks: the demo's gov alerts."""
+    for n, (ip, days_ago) in enumerate(GOV_VISITS):
+        context = {"ip": ip, "user_agent": USER_AGENTS[0], "url": f"https://demo.example/p/{profile_id[:8]}"}
+        yield {
+            "type": "profile.viewed", "event_id": f"demo-{seed}-gov-{n}", "profile_id": profile_id,
+            "anonymous_id": f"anon-gov-{n}", "occurred_at": now - timedelta(days=days_ago), "context": context,
+        }  # fmt: skip
 
 
 @dataclass

@@ -362,7 +362,7 @@ class _CuratedIndex:
 
 @dataclass(frozen=True, slots=True)
 class GovCheck:
-    ip: str
+    ip: str | None  # None when assessed from the recorded network alone
     is_government: bool
     confidence: float
     organization: str | None
@@ -420,6 +420,7 @@ class GovDetector:
         self._has_asn_db = bool(asn_db)
         self._has_city_db = bool(city_db)
         self._cached_check = functools.lru_cache(maxsize=cache_size)(self._check_uncached)
+        self._cached_network = functools.lru_cache(maxsize=cache_size)(self._check_network_uncached)
         log.info("gov detection ready: signals %s, %d curated entries", ", ".join(signals) or "none", self._curated.size)
 
     @classmethod
@@ -439,6 +440,7 @@ class GovDetector:
 
     def close(self) -> None:
         self._cached_check.cache_clear()
+        self._cached_network.cache_clear()
         self._geo.close()
 
     def _lookup(self, ip: str) -> tuple[Geo | None, str | None]:
@@ -450,15 +452,51 @@ class GovDetector:
             log.error("gov detection: GeoIP lookup of %s failed: %s", ip, exc)
             return None, "the GeoIP databases could not be read for this address; only the curated networks were checked"
 
+    def check_recorded_network(self, *, asn: int | None, organization: str | None, country: str | None) -> GovCheck:
+        """Assess a view whose raw IP is gone (IP retention 0, Do-Not-Track) from the network
+        ingestion recorded for it: the curated ASNs and the name patterns still apply; the
+        curated CIDR networks, which need the address, do not."""
+        return self._cached_network(asn, organization, country)
+
     def _check_uncached(self, ip: str) -> GovCheck:
         address = ipaddress.ip_address(ip)
         if not address.is_global:
             return GovCheck(ip, False, 0.0, None, None, None, (PRIVATE_REASON,), self.signals)
-
         geo, lookup_failure = self._lookup(ip)
-        asn = geo.asn if geo else None
-        organization = geo.as_org if geo else None
-        country = geo.country if geo else None
+        if lookup_failure:
+            notes = [lookup_failure]
+        elif not self._has_asn_db:
+            notes = ["no ASN database configured: the network's organization was not checked"]
+        elif geo is None or geo.asn is None:
+            notes = ["address not found in the ASN database"]
+        else:
+            notes = []
+        return self._assess(
+            ip=ip,
+            address=address,
+            asn=geo.asn if geo else None,
+            organization=geo.as_org if geo else None,
+            country=geo.country if geo else None,
+            notes=notes,
+        )
+
+    def _check_network_uncached(self, asn: int | None, organization: str | None, country: str | None) -> GovCheck:
+        notes = ["the raw IP address was not retained: the curated networks were not checked"]
+        if asn is None and not organization:
+            notes.append("no network was recorded for this view")
+        return self._assess(ip=None, address=None, asn=asn, organization=organization, country=country, notes=notes)
+
+    def _assess(
+        self,
+        *,
+        ip: str | None,
+        address: ipaddress.IPv4Address | ipaddress.IPv6Address | None,
+        asn: int | None,
+        organization: str | None,
+        country: str | None,
+        notes: list[str],
+    ) -> GovCheck:
+        """Combine the curated list and the name patterns into one confidence, with reasons."""
         reasons: list[str] = []
         curated_weights: list[float] = []
 
@@ -466,39 +504,21 @@ class GovDetector:
         if by_asn is not None:
             curated_weights.append(WEIGHT_CURATED_ASN)
             reasons.append(f"AS{asn} is on the curated government list: {by_asn.describe()}")
-        by_network = self._curated.network(address)
+        by_network = self._curated.network(address) if address is not None else None
         if by_network is not None:
             network, entry = by_network
             curated_weights.append(WEIGHT_CURATED_NETWORK)
-            reasons.append(f"{ip} is in {network}, on the curated government list: {entry.describe()}")
+            reasons.append(f"the address is in {network}, on the curated government list: {entry.describe()}")
 
         name_weight = 0.0
         if organization:
-            evidence = name_evidence(organization)
-            name_weights = [WEIGHT_DOMAIN] * len(evidence.domains) + [WEIGHT_KEYWORD] * len(evidence.keywords)
-            name_weights += [WEIGHT_WEAK_KEYWORD] * len(evidence.weak_keywords)
-            reasons += [f"organization {organization!r} names the government domain {d!r}" for d in evidence.domains]
-            reasons += [f"organization {organization!r} contains the government keyword {k!r}" for k in evidence.keywords]
-            reasons += [f"organization {organization!r} contains the weak keyword {k!r}" for k in evidence.weak_keywords]
-            name_weight = min(noisy_or(name_weights), NAME_CONFIDENCE_CAP)
-            if name_weight and evidence.commercial:
-                name_weight *= COMMERCIAL_DAMPING
-                reasons.append(f"organization {organization!r} looks commercial ({evidence.commercial!r}): name evidence halved")
-            if not name_weights:
-                reasons.append(f"organization {organization!r} matches no government pattern")
+            name_weight = self._name_weight(organization, reasons)
+        reasons += notes
 
-        if lookup_failure:
-            reasons.append(lookup_failure)
-        elif not self._has_asn_db:
-            reasons.append("no ASN database configured: the network's organization was not checked")
-        elif asn is None:
-            reasons.append("address not found in the ASN database")
-
-        if organization is None and (by_asn or by_network):
-            organization = (by_asn or by_network[1]).name  # type: ignore[index]
-        if country is None and (by_asn or by_network):
-            country = (by_asn or by_network[1]).country  # type: ignore[index]
-
+        curated = by_asn or (by_network[1] if by_network else None)
+        if curated is not None:
+            organization = organization or curated.name
+            country = country or curated.country
         confidence = round(noisy_or([*curated_weights, name_weight]), 3)
         return GovCheck(
             ip=ip,
@@ -510,6 +530,23 @@ class GovDetector:
             reasons=tuple(reasons),
             signals=self.signals,
         )
+
+    @staticmethod
+    def _name_weight(organization: str, reasons: list[str]) -> float:
+        """Evidence from the network's name (capped, damped for commercial names)."""
+        evidence = name_evidence(organization)
+        weights = [WEIGHT_DOMAIN] * len(evidence.domains) + [WEIGHT_KEYWORD] * len(evidence.keywords)
+        weights += [WEIGHT_WEAK_KEYWORD] * len(evidence.weak_keywords)
+        reasons += [f"organization {organization!r} names the government domain {d!r}" for d in evidence.domains]
+        reasons += [f"organization {organization!r} contains the government keyword {k!r}" for k in evidence.keywords]
+        reasons += [f"organization {organization!r} contains the weak keyword {k!r}" for k in evidence.weak_keywords]
+        weight = min(noisy_or(weights), NAME_CONFIDENCE_CAP)
+        if weight and evidence.commercial:
+            weight *= COMMERCIAL_DAMPING
+            reasons.append(f"organization {organization!r} looks commercial ({evidence.commercial!r}): name evidence halved")
+        if not weights:
+            reasons.append(f"organization {organization!r} matches no government pattern")
+        return weight
 
 
 # --------------------------------------------------------------------------- per process

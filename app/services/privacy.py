@@ -50,9 +50,9 @@ from typing import Any
 
 import asyncpg
 
-from app.auth import Role, Viewer, require_reader
+from app.auth import Viewer, administered_organization
 from app.database import connection, transaction
-from app.errors import BadInput, Forbidden, NotFound
+from app.errors import BadInput, NotFound
 from app.settings import Settings
 
 log = logging.getLogger("pulsegraph.privacy")
@@ -91,7 +91,9 @@ class PrivacySettings:
 
 
 async def organization_settings(*, viewer: Viewer, organization_id: uuid.UUID | str | None = None) -> PrivacySettings:
-    org = await _admin_organization(viewer, organization_id)
+    org = await administered_organization(
+        viewer, organization_id, refusal="privacy settings and data-subject requests need an organization admin token"
+    )
     return await _read_settings(org)
 
 
@@ -103,7 +105,9 @@ async def update_settings(
     event_retention_days: Any = KEEP,
 ) -> PrivacySettings:
     """Change retention; `event_retention_days=None` keeps events forever."""
-    org = await _admin_organization(viewer, organization_id)
+    org = await administered_organization(
+        viewer, organization_id, refusal="privacy settings and data-subject requests need an organization admin token"
+    )
     changes: dict[str, Any] = {}
     if ip_retention_days is not KEEP:
         low, high = IP_RETENTION_RANGE
@@ -137,30 +141,6 @@ async def _read_settings(org: uuid.UUID) -> PrivacySettings:
     if row is None:
         raise NotFound("organization not found", field="organizationId")
     return PrivacySettings(org, row["ip_retention_days"], row["event_retention_days"], row["purged_before"])
-
-
-async def _admin_organization(viewer: Viewer, organization_id: uuid.UUID | str | None) -> uuid.UUID:
-    """Organization admins act on their own organization; platform admins name one."""
-    require_reader(viewer)
-    wanted: uuid.UUID | None = None
-    if organization_id is not None:
-        try:
-            wanted = uuid.UUID(str(organization_id))
-        except ValueError:
-            raise NotFound("organization not found", field="organizationId") from None
-    if viewer.role is Role.ORG_ADMIN:
-        if wanted is not None and wanted != viewer.organization_id:
-            raise NotFound("organization not found", field="organizationId")
-        assert viewer.organization_id is not None
-        return viewer.organization_id
-    if viewer.role is Role.ADMIN:
-        if wanted is None:
-            raise BadInput("platform admins must name the organization", field="organizationId")
-        async with connection() as conn:
-            if not await conn.fetchval("SELECT EXISTS (SELECT 1 FROM organizations WHERE id = $1)", wanted):
-                raise NotFound("organization not found", field="organizationId")
-        return wanted
-    raise Forbidden("privacy settings and data-subject requests need an organization admin token")
 
 
 # --------------------------------------------------------------------------- IP keys
@@ -316,6 +296,7 @@ class PurgeReport:
     deleted_events: int = 0
     deleted_profile_events: int = 0
     deleted_sessions: int = 0
+    deleted_gov_alerts: int = 0
 
 
 async def purge_expired_events(now: datetime | None = None, *, batch_size: int = JOB_BATCH_SIZE) -> PurgeReport:
@@ -332,6 +313,7 @@ async def purge_expired_events(now: datetime | None = None, *, batch_size: int =
         report.deleted_events += await _delete_chunked(_DELETE_EVENTS, org["id"], cutoff, batch_size)
         report.deleted_profile_events += await _delete_chunked(_DELETE_PROFILE_EVENTS, org["id"], cutoff, batch_size)
         report.deleted_sessions += await _delete_chunked(_DELETE_SESSIONS, org["id"], cutoff, batch_size)
+        report.deleted_gov_alerts += await _delete_chunked(_DELETE_GOV_ALERTS, org["id"], cutoff, batch_size)
         async with connection() as conn:
             await conn.execute(
                 "UPDATE organizations SET purged_before = GREATEST(purged_before, $2) WHERE id = $1"
@@ -411,6 +393,13 @@ _DELETE_PROFILE_EVENTS = """
 DELETE FROM profile_events p
 WHERE (p.organization_id, p.profile_id, p.occurred_at, p.event_id) IN (
     SELECT x.organization_id, x.profile_id, x.occurred_at, x.event_id FROM profile_events x
+    WHERE x.organization_id = $1 AND x.occurred_at < $2
+    LIMIT $3)
+"""
+_DELETE_GOV_ALERTS = """
+DELETE FROM gov_alerts g
+WHERE (g.organization_id, g.event_id) IN (
+    SELECT x.organization_id, x.event_id FROM gov_alerts x
     WHERE x.organization_id = $1 AND x.occurred_at < $2
     LIMIT $3)
 """
@@ -513,7 +502,9 @@ async def export_subject(
     *, viewer: Viewer, user_id: str | None = None, anonymous_id: str | None = None, organization_id: Any = None
 ) -> SubjectData:
     """Everything stored about one data subject in the viewer's organization."""
-    org = await _admin_organization(viewer, organization_id)
+    org = await administered_organization(
+        viewer, organization_id, refusal="privacy settings and data-subject requests need an organization admin token"
+    )
     user, anonymous = _subject_ids(user_id, anonymous_id)
     async with transaction() as conn:  # one snapshot for the three reads
         await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
@@ -539,7 +530,9 @@ async def delete_subject(
     *, viewer: Viewer, user_id: str | None = None, anonymous_id: str | None = None, organization_id: Any = None
 ) -> SubjectDeletion:
     """Delete one data subject's events, sessions and profile events, in one transaction."""
-    org = await _admin_organization(viewer, organization_id)
+    org = await administered_organization(
+        viewer, organization_id, refusal="privacy settings and data-subject requests need an organization admin token"
+    )
     user, anonymous = _subject_ids(user_id, anonymous_id)
     visitors = _visitor_ids(user, anonymous)
     async with transaction() as conn:
@@ -562,8 +555,15 @@ async def delete_subject(
             anonymous,
             visitors,
         )
-        profile_events = await conn.execute(
-            "DELETE FROM profile_events WHERE organization_id = $1 AND visitor_id = ANY($2::text[])", org, visitors
+        deleted_views = await conn.fetch(
+            "DELETE FROM profile_events WHERE organization_id = $1 AND visitor_id = ANY($2::text[]) RETURNING event_id",
+            org,
+            visitors,
+        )
+        await conn.execute(
+            "DELETE FROM gov_alerts WHERE organization_id = $1 AND event_id = ANY($2::text[])",
+            org,
+            [r["event_id"] for r in deleted_views],
         )
         sessions = await conn.execute(
             "DELETE FROM sessions WHERE organization_id = $1 AND (visitor_id = ANY($2::text[]) OR id = ANY($3::text[]))",
@@ -574,7 +574,7 @@ async def delete_subject(
     deletion = SubjectDeletion(
         organization_id=org,
         events=int(events.split()[-1]),
-        profile_events=int(profile_events.split()[-1]),
+        profile_events=len(deleted_views),
         sessions=int(sessions.split()[-1]),
     )
     log.info("data-subject deletion in %s: %s", org, deletion)

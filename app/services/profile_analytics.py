@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -34,6 +34,7 @@ from datasketches import hll_sketch, hll_union, tgt_hll_type
 from app.auth import Viewer, readable_profile
 from app.database import connection
 from app.errors import BadInput
+from app.services.gov_alerts import GovAlert, alerts_of_views
 from app.timebuckets import (
     BucketIndex,
     Grain,
@@ -162,6 +163,7 @@ PROFILE_EVENT_COLUMNS = (
     ("amount_minor", "bigint"),
     ("currency", "text"),
     ("engagement_ms", "integer"),
+    ("is_gov", "boolean"),
 )
 _names = ", ".join(name for name, _ in PROFILE_EVENT_COLUMNS)
 _arrays = ", ".join(f"${i}::{kind}[]" for i, (_, kind) in enumerate(PROFILE_EVENT_COLUMNS, start=1))
@@ -223,13 +225,21 @@ DO UPDATE SET amount_minor = r.amount_minor + EXCLUDED.amount_minor,
 """
 
 
-async def apply_events(conn: asyncpg.Connection, rows: Sequence[Mapping[str, Any]]) -> AppliedBatch:
+async def apply_events(
+    conn: asyncpg.Connection,
+    rows: Sequence[Mapping[str, Any]],
+    *,
+    gov_flagged: Collection[tuple[uuid.UUID, str]] = (),
+) -> AppliedBatch:
     """Apply a batch of claimed events (rows of `events`) inside the caller's transaction.
 
     One statement per table: profile events, rollup keys, rollup locks, rollup update,
     referrers, revenue. Events already in `profile_events` are skipped entirely.
+    `gov_flagged` holds the (organization, event id) of views the gov checks flagged.
     """
-    candidates = [_profile_event(r) for r in rows if r["profile_id"] is not None and r["type"] in PROFILE_EVENT_KIND]
+    candidates = [
+        _profile_event(r, gov_flagged) for r in rows if r["profile_id"] is not None and r["type"] in PROFILE_EVENT_KIND
+    ]
     if not candidates:
         return AppliedBatch()
     timezones = await _timezones(conn, {e["organization_id"] for e in candidates})
@@ -244,12 +254,12 @@ async def apply_events(conn: asyncpg.Connection, rows: Sequence[Mapping[str, Any
     return AppliedBatch(events=events, timezones=timezones)
 
 
-def _profile_event(row: Mapping[str, Any]) -> dict[str, Any]:
-    event = {name: row[name] for name, _ in PROFILE_EVENT_COLUMNS if name != "kind"}
+def _profile_event(row: Mapping[str, Any], gov_flagged: Collection[tuple[uuid.UUID, str]]) -> dict[str, Any]:
+    event = {name: row[name] for name, _ in PROFILE_EVENT_COLUMNS if name not in ("kind", "is_gov")}
     event["kind"] = PROFILE_EVENT_KIND[row["type"]]
     event["type"] = row["type"]
     event["occurred_at"] = row["occurred_at"].astimezone(UTC)
-    event["is_gov"] = False  # set later by the safety checks
+    event["is_gov"] = (row["organization_id"], row["event_id"]) in gov_flagged
     return event
 
 
@@ -381,8 +391,9 @@ def _merged(stored: bytes | None, ids: set[str] | None) -> bytes | None:
 # -- live payloads (published by the worker after commit) ---------------------------------
 
 
-def view_payload(event: Mapping[str, Any]) -> dict[str, Any]:
-    """A processed view as the `profileViews` subscription sends it (camelCase)."""
+def view_payload(event: Mapping[str, Any], gov_alert: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """A processed view as the `profileViews` subscription sends it (camelCase), with the
+    gov alert's payload when the view was flagged."""
     return {
         "eventId": event["event_id"],
         "profileId": str(event["profile_id"]),
@@ -395,6 +406,7 @@ def view_payload(event: Mapping[str, Any]) -> dict[str, Any]:
         "referrer": event.get("referrer_domain"),
         "utmSource": event.get("utm_source"),
         "isGov": bool(event.get("is_gov")),
+        "govAlert": gov_alert,
     }
 
 
@@ -659,6 +671,7 @@ class RecentView:
     referrer: str | None
     utm_source: str | None
     is_gov: bool
+    gov_alert: GovAlert | None = None
 
 
 class _RangeQuery:
@@ -812,6 +825,7 @@ class RecentProfileViewsQuery:
             raise BadInput(f"limit must be between 1 and {MAX_RECENT_VIEWS}", field="limit")
         async with connection() as conn:
             rows = await conn.fetch(RECENT_VIEWS, profile.organization_id, profile.id, self.limit)
+        alerts = await alerts_of_views(profile.organization_id, [r["event_id"] for r in rows if r["is_gov"]])
         return [
             RecentView(
                 event_id=r["event_id"],
@@ -825,6 +839,7 @@ class RecentProfileViewsQuery:
                 referrer=r["referrer_domain"],
                 utm_source=r["utm_source"],
                 is_gov=r["is_gov"],
+                gov_alert=alerts.get(r["event_id"]),
             )
             for r in rows
         ]

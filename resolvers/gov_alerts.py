@@ -1,0 +1,81 @@
+"""Gov alerts: list, follow live, and tune the threshold (thin: viewer, call, convert)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+from typing import Annotated
+
+import strawberry
+from strawberry.types import Info
+
+from app.services import gov_alerts as service
+from app.vocabulary import gov_alert_channel
+from resolvers.common import ProfileIdArg, RangeArg, follow_profile, to_range_spec, to_resolved_range, viewer_of
+from schema.gov_alerts import GovAlert, GovAlertList, GovAlertSettings
+
+OrganizationArg = Annotated[
+    strawberry.ID | None,
+    strawberry.argument(description="The organization; required for platform admins, optional (yours) for org admins."),
+]
+
+
+def to_gov_alert(alert: service.GovAlert) -> GovAlert:
+    return GovAlert(
+        event_id=alert.event_id,
+        profile_id=strawberry.ID(str(alert.profile_id)),
+        occurred_at=alert.occurred_at,
+        raised_at=alert.raised_at,
+        confidence=alert.confidence,
+        threshold=alert.threshold,
+        network_name=alert.network_name,
+        asn=alert.asn,
+        country=alert.country,
+        city=alert.city,
+        device_type=alert.device_type,
+        browser=alert.browser,
+        os=alert.os,
+        reasons=list(alert.reasons),
+        signals=list(alert.signals),
+    )
+
+
+def to_settings(value: service.GovAlertSettings) -> GovAlertSettings:
+    return GovAlertSettings(organization_id=strawberry.ID(str(value.organization_id)), threshold=value.threshold)
+
+
+async def gov_alerts(
+    info: Info,
+    profile_id: ProfileIdArg,
+    range_: RangeArg,
+    limit: Annotated[int, strawberry.argument(description="How many, newest first (1..500).")] = 100,
+) -> GovAlertList:
+    result = await service.gov_alerts(
+        viewer=viewer_of(info), profile_id=str(profile_id), time_range=to_range_spec(range_), limit=limit
+    )
+    return GovAlertList(
+        profile_id=strawberry.ID(str(result.profile_id)),
+        range=to_resolved_range(result.range),
+        total=result.total,
+        alerts=[to_gov_alert(a) for a in result.alerts],
+    )
+
+
+async def gov_alert_settings(info: Info, organization_id: OrganizationArg = None) -> GovAlertSettings:
+    return to_settings(await service.alert_settings(viewer=viewer_of(info), organization_id=organization_id))
+
+
+async def update_gov_alert_settings(
+    info: Info,
+    threshold: Annotated[
+        float, strawberry.argument(description="Alert at or above this gov confidence (0.05..1; default 0.7).")
+    ],
+    organization_id: OrganizationArg = None,
+) -> GovAlertSettings:
+    return to_settings(
+        await service.update_alert_settings(viewer=viewer_of(info), organization_id=organization_id, threshold=threshold)
+    )
+
+
+async def follow_gov_alerts(info: Info, profile_id: ProfileIdArg) -> AsyncGenerator[GovAlert, None]:
+    async for payload in follow_profile(info, profile_id, gov_alert_channel):
+        yield to_gov_alert(service.alert_from_payload(payload))

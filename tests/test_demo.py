@@ -1,0 +1,45 @@
+"""The demo dataset, seeded through the real ingestion service and drained by the real
+worker, makes every report a newcomer opens non-empty."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest_asyncio
+
+from app.services.demo import GOV_VISITS, ensure_demo
+from tests.conftest import gql
+
+OVERVIEW = """
+query($p: ID!) {
+  profileOverview(profileId: $p, range: {preset: LAST_30_DAYS}) { views uniqueVisitors inquiries conversions revenue { amountMinor } }
+}"""
+GOV_ALERTS = """
+query($p: ID!) { govAlerts(profileId: $p, range: {preset: LAST_30_DAYS}) { total alerts { networkName confidence } } }
+"""
+
+
+@pytest_asyncio.fixture(scope="module")
+async def demo(app: Any, settings: Any) -> Any:
+    return await ensure_demo(settings, drain=True, announce=False)
+
+
+async def test_the_demo_profile_has_traffic_inquiries_bookings_and_revenue(client, demo) -> None:
+    body = await gql(client, OVERVIEW, {"p": demo.profile_id}, token=demo.provider_token)
+    overview = body["data"]["profileOverview"]
+    assert overview["views"] > 100 and overview["uniqueVisitors"] > 50, overview
+    assert overview["inquiries"] > 0 and overview["conversions"] > 0 and overview["revenue"], overview
+
+
+async def test_the_demo_profile_has_gov_alerts(client, demo) -> None:
+    body = await gql(client, GOV_ALERTS, {"p": demo.profile_id}, token=demo.provider_token)
+    listed = body["data"]["govAlerts"]
+    assert listed["total"] == len(GOV_VISITS), body
+    assert all(alert["confidence"] >= 0.7 and alert["networkName"] for alert in listed["alerts"])
+
+
+async def test_seeding_again_changes_nothing(client, demo, settings) -> None:
+    again = await ensure_demo(settings, drain=True, announce=False)
+    assert again.created is False and again.profile_id == demo.profile_id
+    body = await gql(client, GOV_ALERTS, {"p": demo.profile_id}, token=demo.provider_token)
+    assert body["data"]["govAlerts"]["total"] == len(GOV_VISITS)
