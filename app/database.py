@@ -26,6 +26,7 @@ MODEL_MODULES = [
     "models.ingestion",
     "models.outbox",
     "models.profile_analytics",
+    "models.fraud",
 ]
 MIGRATION_LOCK_KEY = 7_214_001  # advisory lock id: one migrator at a time
 

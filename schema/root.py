@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import strawberry
 
+from resolvers import fraud as fraud_resolvers
 from resolvers import gov_detection as gov_detection_resolvers
 from resolvers import ingestion as ingestion_resolvers
 from resolvers import live as live_resolvers
 from resolvers import organizations as organization_resolvers
 from resolvers import privacy as privacy_resolvers
 from resolvers import profile_analytics as analytics_resolvers
+from schema.fraud import FraudAlert, FraudAlertDetail, FraudAlertPage, FraudRule, OrganizationFraudProfile
 from schema.gov_detection import GovIpCheck
 from schema.ingestion import TrackResult
 from schema.live import EngagementSnapshot
@@ -50,6 +52,20 @@ class Query:
         resolver=gov_detection_resolvers.check_ip,
         description="Whether an IP address belongs to a government, military or law-enforcement network, with the evidence (any reader).",
     )
+    fraud_rules: list[FraudRule] = strawberry.field(
+        resolver=fraud_resolvers.fraud_rules, description="An organization's fraud rules (organization or platform admins)."
+    )
+    fraud_alerts: FraudAlertPage = strawberry.field(
+        resolver=fraud_resolvers.fraud_alerts,
+        description="Fraud alerts, newest first, filtered (organization admins: theirs; platform admins: any organization).",
+    )
+    fraud_alert: FraudAlertDetail = strawberry.field(
+        resolver=fraud_resolvers.fraud_alert, description="One fraud alert with its audit trail."
+    )
+    organization_fraud_profile: OrganizationFraudProfile = strawberry.field(
+        resolver=fraud_resolvers.organization_fraud_profile,
+        description="Orders, refund rate, failed payment rate, account age and open alerts of an organization over a range.",
+    )
 
 
 @strawberry.type(description="Send events and manage an organization's data.")
@@ -73,6 +89,23 @@ class Mutation:
         resolver=privacy_resolvers.delete_subject_data,
         description="Delete one data subject's events, sessions and profile events; rollups stay as aggregates (organization admins).",
     )
+    create_fraud_rule: FraudRule = strawberry.field(
+        resolver=fraud_resolvers.create_fraud_rule, description="Add a fraud rule with validated params (organization or platform admins)."
+    )
+    update_fraud_rule: FraudRule = strawberry.field(
+        resolver=fraud_resolvers.update_fraud_rule,
+        description="Change a fraud rule's name, params, risk, or enable/disable it; applies to the next processed event.",
+    )
+    delete_fraud_rule: strawberry.ID = strawberry.field(
+        resolver=fraud_resolvers.delete_fraud_rule, description="Delete a fraud rule (its alerts stay); returns its id."
+    )
+    update_fraud_alert: FraudAlertDetail = strawberry.field(
+        resolver=fraud_resolvers.update_fraud_alert,
+        description="Move an alert: open -> investigating -> dismissed | resolved, with an optional note (audited).",
+    )
+    add_fraud_alert_note: FraudAlertDetail = strawberry.field(
+        resolver=fraud_resolvers.add_fraud_alert_note, description="Add a note to an alert's audit trail."
+    )
 
 
 @strawberry.type(description="Live updates over websocket (graphql-transport-ws or graphql-ws).")
@@ -82,4 +115,8 @@ class Subscription:
     )
     engagement_updates: EngagementSnapshot = strawberry.subscription(
         resolver=live_resolvers.engagement_updates, description="Running totals of a profile for today, after each processed batch."
+    )
+    fraud_alerts: FraudAlert = strawberry.subscription(
+        resolver=fraud_resolvers.fraud_alerts_live,
+        description="Each fraud alert the worker raises or extends (platform admins: every organization or one; organization admins: theirs).",
     )

@@ -31,9 +31,9 @@ import asyncpg
 from tortoise import connections
 
 from app.database import close_database, connection, init_database, transaction
-from app.services import profile_analytics
+from app.services import fraud, profile_analytics
 from app.settings import Settings
-from app.vocabulary import engagement_channel, view_channel
+from app.vocabulary import FRAUD_ALERTS_ALL_CHANNEL, engagement_channel, fraud_alert_channel, view_channel
 
 log = logging.getLogger("pulsegraph.worker")
 
@@ -159,7 +159,7 @@ class OutboxWorker:
         for attempt in range(1, MAX_RETRIES + 1):
             started = time.perf_counter()
             try:
-                claimed, applied = await self._claim_and_apply()
+                claimed, applied, alerts = await self._claim_and_apply()
             except (*RETRYABLE, asyncpg.CheckViolationError) as exc:
                 profile_analytics.forget_partitions()
                 if attempt == MAX_RETRIES or not _retryable(exc):
@@ -179,11 +179,12 @@ class OutboxWorker:
                     (time.perf_counter() - started) * 1000,
                 )
                 await self._publish(applied)
+                await self._publish_fraud_alerts(alerts)
                 self._log_summary()
             return claimed
         return 0
 
-    async def _claim_and_apply(self) -> tuple[int, profile_analytics.AppliedBatch]:
+    async def _claim_and_apply(self) -> tuple[int, profile_analytics.AppliedBatch, list[fraud.Alert]]:
         async with transaction() as conn:
             # The batch's effects and its processed mark commit together, so a commit lost in
             # a server crash only means the batch is claimed and applied again: no need to
@@ -191,17 +192,18 @@ class OutboxWorker:
             await conn.execute("SET LOCAL synchronous_commit = off")
             rows = await conn.fetch(CLAIM, self.batch_size)
             if not rows:
-                return 0, profile_analytics.AppliedBatch()
+                return 0, profile_analytics.AppliedBatch(), []
             missing = [r for r in rows if not r["found"]]
             if missing:
                 log.warning(
                     "worker %s: %d outbox rows have no event row; marking them processed", self.name, len(missing)
                 )
             applied = await profile_analytics.apply_events(conn, [r for r in rows if r["found"]])
+            alerts = await fraud.evaluate_batch(conn, [r for r in rows if r["found"]])
             if self.test_delay:
                 await asyncio.sleep(self.test_delay)  # fault tests: a SIGKILL lands mid-batch
             await conn.execute(MARK_PROCESSED, [r["organization_id"] for r in rows], [r["event_id"] for r in rows])
-        return len(rows), applied
+        return len(rows), applied, alerts
 
     async def _publish(self, applied: profile_analytics.AppliedBatch) -> None:
         """Best effort, after commit: the data is durable whatever happens here."""
@@ -222,6 +224,19 @@ class OutboxWorker:
             await self.bus.publish_many([(engagement_channel(s["profileId"]), s) for s in snapshots])
         except Exception as exc:  # noqa: BLE001 - BusUnavailable, a dead pool connection...: never fatal
             log.warning("worker %s: live publish failed (%r); subscribers miss this batch", self.name, exc)
+
+    async def _publish_fraud_alerts(self, alerts: list[fraud.Alert]) -> None:
+        """Raised or extended alerts, after commit, to their organization's and the platform's channel."""
+        if self.bus is None or not alerts:
+            return
+        try:
+            payloads = [fraud.alert_payload(alert) for alert in alerts]
+            await self.bus.publish_many(
+                [(fraud_alert_channel(p["organizationId"]), p) for p in payloads]
+                + [(FRAUD_ALERTS_ALL_CHANNEL, p) for p in payloads]
+            )
+        except Exception as exc:  # noqa: BLE001 - as in _publish: never fatal
+            log.warning("worker %s: fraud alert publish failed (%r)", self.name, exc)
 
     def _log_summary(self) -> None:
         elapsed = time.monotonic() - self._summary_at
