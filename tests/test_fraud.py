@@ -524,3 +524,17 @@ async def test_fraud_alerts_subscription_pushes_alerts_within_seconds(memory_sta
                 break
         assert bystander.pending("own") == []  # another tenant's admin never sees it
         print(f"fraud alert live latency (publish response -> websocket): {latency * 1000:.0f} ms")
+
+
+async def test_the_demo_data_raises_one_alert_of_each_kind(app, settings, client, worker, tenant):
+    from app.auth import Role, Viewer
+    from app.services.demo import generate_fraud_events
+    from app.services.ingestion import track_events
+
+    viewer = Viewer(subject="demo-seed", role=Role.SERVICE, organization_id=tenant.organization.id)
+    events = list(generate_fraud_events())
+    outcome = await track_events(viewer=viewer, events=events, geo=app.state.geo, settings=settings, domain=True)
+    assert outcome.accepted == len(events) and not outcome.rejected
+    await worker.drain()
+    found = by_kind(await alerts_of(client, tenant))
+    assert set(found) == {"FAILED_PAYMENTS", "REFUND_RATE", "ACCOUNTS_PER_IP", "TICKET_MULTI_DEVICE", "BULK_PURCHASE"}
