@@ -71,6 +71,9 @@ CREATE INDEX fraud_alert_audit_alert ON fraud_alert_audit (organization_id, aler
 -- ticket_multi_device looks up every scan of one ticket, whatever its age.
 CREATE INDEX events_ticket_scans ON events (organization_id, (properties ->> 'ticketId'), occurred_at)
     WHERE type = 'ticket.scanned';
+-- accounts_per_ip counts one address's sign-ups in a window (the raw IP, or its keyed hash).
+CREATE INDEX events_signup_ip ON events (organization_id, (COALESCE(host(ip), ip_hash)), occurred_at)
+    WHERE type = 'account.created';
 
 -- The default rule set (app/services/fraud.py DEFAULT_RULES mirrors it; a test keeps them equal).
 CREATE FUNCTION pulsegraph_default_fraud_rules(org uuid) RETURNS void LANGUAGE sql AS $$
