@@ -200,32 +200,53 @@ def require_service(viewer: Viewer) -> uuid.UUID:
     return viewer.organization_id
 
 
-async def administered_organization(
-    viewer: Viewer, organization_id: uuid.UUID | str | None, *, refusal: str = "this needs an organization admin token"
-) -> uuid.UUID:
-    """The organization an admin acts on: organization admins their own (naming another is
-    NOT_FOUND), platform admins the one they name; anyone else is refused with `refusal`."""
+ADMIN_REFUSAL = "this needs an organization admin token"
+
+
+def administered_by(viewer: Viewer, *, refusal: str = ADMIN_REFUSAL) -> uuid.UUID | None:
+    """How far an admin reaches: an organization admin, their organization; a platform
+    admin, None (every organization); anyone else is refused with `refusal`."""
+    require_reader(viewer)
+    if viewer.role is Role.ORG_ADMIN:
+        assert viewer.organization_id is not None
+        return viewer.organization_id
+    if viewer.role is Role.ADMIN:
+        return None
+    raise Forbidden(refusal)
+
+
+async def administered_scope(
+    viewer: Viewer, organization_id: uuid.UUID | str | None, *, refusal: str = ADMIN_REFUSAL
+) -> uuid.UUID | None:
+    """The organization an admin asks about: organization admins their own (naming another
+    is NOT_FOUND, as is an id that does not exist), platform admins the one they name, or
+    None (every organization) when they name none."""
     from models.organizations import Organization
 
-    require_reader(viewer)
+    own = administered_by(viewer, refusal=refusal)
     wanted: uuid.UUID | None = None
     if organization_id is not None:
         try:
             wanted = uuid.UUID(str(organization_id))
         except ValueError:
             raise NotFound("organization not found", field="organizationId") from None
-    if viewer.role is Role.ORG_ADMIN:
-        if wanted is not None and wanted != viewer.organization_id:
+    if own is not None:
+        if wanted is not None and wanted != own:
             raise NotFound("organization not found", field="organizationId")
-        assert viewer.organization_id is not None
-        return viewer.organization_id
-    if viewer.role is Role.ADMIN:
-        if wanted is None:
-            raise BadInput("platform admins must name the organization", field="organizationId")
-        if not await Organization.exists(id=wanted):
-            raise NotFound("organization not found", field="organizationId")
-        return wanted
-    raise Forbidden(refusal)
+        return own
+    if wanted is not None and not await Organization.exists(id=wanted):
+        raise NotFound("organization not found", field="organizationId")
+    return wanted
+
+
+async def administered_organization(
+    viewer: Viewer, organization_id: uuid.UUID | str | None, *, refusal: str = ADMIN_REFUSAL
+) -> uuid.UUID:
+    """`administered_scope` for settings of one organization: platform admins must name it."""
+    org = await administered_scope(viewer, organization_id, refusal=refusal)
+    if org is None:
+        raise BadInput("platform admins must name the organization", field="organizationId")
+    return org
 
 
 async def readable_profile(viewer: Viewer, profile_id: uuid.UUID | str):

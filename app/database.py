@@ -27,6 +27,7 @@ MODEL_MODULES = [
     "models.outbox",
     "models.profile_analytics",
     "models.gov_alerts",
+    "models.fraud",
 ]
 MIGRATION_LOCK_KEY = 7_214_001  # advisory lock id: one migrator at a time
 

@@ -10,12 +10,23 @@ BOOKING_COMPLETED = "booking.completed"
 SUBSCRIPTION_CHARGED = "subscription.charged"
 # Sent by a page-leave beacon with engagementMs: adds time on profile, not a view.
 PROFILE_ENGAGED = "profile.engaged"
+# Commerce and account events (no profileId needed); the fraud rules read them.
+ORDER_PAID = "order.paid"
+ORDER_REFUNDED = "order.refunded"
+PAYMENT_FAILED = "payment.failed"
+ACCOUNT_CREATED = "account.created"
+TICKET_SCANNED = "ticket.scanned"
 
-DOMAIN_EVENT_TYPES = frozenset(
+PROFILE_DOMAIN_EVENT_TYPES = frozenset(
     {PROFILE_VIEWED, PROFILE_INQUIRY, GIFT_PURCHASED, BOOKING_COMPLETED, SUBSCRIPTION_CHARGED}
 )
+FRAUD_EVENT_TYPES = frozenset({ORDER_PAID, ORDER_REFUNDED, PAYMENT_FAILED, ACCOUNT_CREATED, TICKET_SCANNED})
+DOMAIN_EVENT_TYPES = PROFILE_DOMAIN_EVENT_TYPES | FRAUD_EVENT_TYPES
+# Profile revenue: each of these adds to a profile's revenue rollups.
 MONEY_EVENT_TYPES = frozenset({GIFT_PURCHASED, BOOKING_COMPLETED, SUBSCRIPTION_CHARGED})
-PROFILE_EVENT_TYPES = DOMAIN_EVENT_TYPES | {PROFILE_ENGAGED}  # each needs a profileId
+# Every event that moves money: needs amountMinor + currency and a service or org admin token.
+MONEY_MOVING_EVENT_TYPES = MONEY_EVENT_TYPES | {ORDER_PAID, ORDER_REFUNDED}
+PROFILE_EVENT_TYPES = PROFILE_DOMAIN_EVENT_TYPES | {PROFILE_ENGAGED}  # each needs a profileId
 
 # Revenue source recorded in rollups for each money event.
 REVENUE_SOURCE = {GIFT_PURCHASED: "gift", BOOKING_COMPLETED: "booking", SUBSCRIPTION_CHARGED: "subscription"}
@@ -33,7 +44,7 @@ PROFILE_EVENT_KIND = {
 
 def needs_worker(event_type: str, has_profile: bool) -> bool:
     """Events the worker has effects for; others are stored already marked processed."""
-    return has_profile and event_type in PROFILE_EVENT_TYPES
+    return (has_profile and event_type in PROFILE_EVENT_TYPES) or event_type in FRAUD_EVENT_TYPES
 
 
 def view_channel(profile_id: str) -> str:
@@ -49,3 +60,12 @@ def engagement_channel(profile_id: str) -> str:
 def gov_alert_channel(profile_id: str) -> str:
     """Broadcast channel of a profile's gov alerts."""
     return f"pg.gov.{profile_id}"
+
+
+# Fraud alerts raised or extended by the worker: one channel per organization, one for the platform.
+FRAUD_ALERTS_ALL_CHANNEL = "pg.fraud.all"
+
+
+def fraud_alert_channel(organization_id: str) -> str:
+    """Broadcast channel of one organization's fraud alerts."""
+    return f"pg.fraud.{organization_id}"

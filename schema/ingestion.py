@@ -46,13 +46,18 @@ class DomainEventType(Enum):
     GIFT_PURCHASED = strawberry.enum_value("gift.purchased", description="A gift was bought for a profile (needs amountMinor and currency).")
     BOOKING_COMPLETED = strawberry.enum_value("booking.completed", description="A booking with a profile was completed (needs amountMinor and currency).")
     SUBSCRIPTION_CHARGED = strawberry.enum_value("subscription.charged", description="A subscription to a profile was charged (needs amountMinor and currency).")
+    ORDER_PAID = strawberry.enum_value("order.paid", description="An order was paid (needs amountMinor and currency; properties.orderId, optional properties.quantity).")
+    ORDER_REFUNDED = strawberry.enum_value("order.refunded", description="An order was refunded (needs amountMinor and currency; properties.orderId of the paid order).")
+    PAYMENT_FAILED = strawberry.enum_value("payment.failed", description="A payment attempt failed (amountMinor and currency optional).")
+    ACCOUNT_CREATED = strawberry.enum_value("account.created", description="A user account was created (send context.ip).")
+    TICKET_SCANNED = strawberry.enum_value("ticket.scanned", description="A ticket was scanned (properties.ticketId, properties.deviceId or context.userAgent).")
 
 
 @strawberry.input(description="A domain event published by a backend service; idempotent by `eventId`.")
 class DomainEventInput:
     event_id: str = strawberry.field(description="The publishing service's unique id of the event (idempotency key).")
     type: DomainEventType = strawberry.field(description="What happened.")
-    profile_id: strawberry.ID = strawberry.field(description="The profile it happened to.")
+    profile_id: strawberry.ID | None = strawberry.field(default=None, description="The profile it happened to; required for profile event types.")
     occurred_at: datetime | None = strawberry.field(default=None, description="When it happened; defaults to now.")
     anonymous_id: str | None = strawberry.field(default=None, description="Anonymous visitor id, if known.")
     user_id: str | None = strawberry.field(default=None, description="Signed-in user id, if known.")

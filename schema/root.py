@@ -5,6 +5,7 @@ from __future__ import annotations
 import strawberry
 
 from resolvers import gov_alerts as gov_alert_resolvers
+from resolvers import fraud as fraud_resolvers
 from resolvers import gov_detection as gov_detection_resolvers
 from resolvers import ingestion as ingestion_resolvers
 from resolvers import live as live_resolvers
@@ -12,6 +13,7 @@ from resolvers import organizations as organization_resolvers
 from resolvers import privacy as privacy_resolvers
 from resolvers import profile_analytics as analytics_resolvers
 from schema.gov_alerts import GovAlert, GovAlertList, GovAlertSettings
+from schema.fraud import FraudAlert, FraudAlertDetail, FraudAlertPage, FraudRule, OrganizationFraudProfile
 from schema.gov_detection import GovIpCheck
 from schema.ingestion import TrackResult
 from schema.live import EngagementSnapshot
@@ -60,6 +62,20 @@ class Query:
         resolver=gov_alert_resolvers.gov_alert_settings,
         description="The gov-confidence threshold at which an organization's views raise alerts (organization admins).",
     )
+    fraud_rules: list[FraudRule] = strawberry.field(
+        resolver=fraud_resolvers.fraud_rules, description="An organization's fraud rules (organization or platform admins)."
+    )
+    fraud_alerts: FraudAlertPage = strawberry.field(
+        resolver=fraud_resolvers.fraud_alerts,
+        description="Fraud alerts, newest first, filtered (organization admins: theirs; platform admins: any organization).",
+    )
+    fraud_alert: FraudAlertDetail = strawberry.field(
+        resolver=fraud_resolvers.fraud_alert, description="One fraud alert with its audit trail."
+    )
+    organization_fraud_profile: OrganizationFraudProfile = strawberry.field(
+        resolver=fraud_resolvers.organization_fraud_profile,
+        description="Orders, refund rate, failed payment rate, account age and open alerts of an organization over a range.",
+    )
 
 
 @strawberry.type(description="Send events and manage an organization's data.")
@@ -87,6 +103,23 @@ class Mutation:
         resolver=gov_alert_resolvers.update_gov_alert_settings,
         description="Change the gov-confidence threshold for alerts; views processed from then on use it (organization admins).",
     )
+    create_fraud_rule: FraudRule = strawberry.field(
+        resolver=fraud_resolvers.create_fraud_rule, description="Add a fraud rule with validated params (organization or platform admins)."
+    )
+    update_fraud_rule: FraudRule = strawberry.field(
+        resolver=fraud_resolvers.update_fraud_rule,
+        description="Change a fraud rule's name, params, risk, or enable/disable it; applies to the next processed event.",
+    )
+    delete_fraud_rule: strawberry.ID = strawberry.field(
+        resolver=fraud_resolvers.delete_fraud_rule, description="Delete a fraud rule (its alerts stay); returns its id."
+    )
+    update_fraud_alert: FraudAlertDetail = strawberry.field(
+        resolver=fraud_resolvers.update_fraud_alert,
+        description="Move an alert: open -> investigating -> dismissed | resolved, with an optional note (audited).",
+    )
+    add_fraud_alert_note: FraudAlertDetail = strawberry.field(
+        resolver=fraud_resolvers.add_fraud_alert_note, description="Add a note to an alert's audit trail."
+    )
 
 
 @strawberry.type(description="Live updates over websocket (graphql-transport-ws or graphql-ws).")
@@ -100,4 +133,8 @@ class Subscription:
     gov_alerts: GovAlert = strawberry.subscription(
         resolver=gov_alert_resolvers.follow_gov_alerts,
         description="Each view of a profile from a government or law-enforcement network, as the worker flags it.",
+    )
+    fraud_alerts: FraudAlert = strawberry.subscription(
+        resolver=fraud_resolvers.fraud_alerts_live,
+        description="Each fraud alert the worker raises or extends (platform admins: every organization or one; organization admins: theirs).",
     )

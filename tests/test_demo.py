@@ -14,6 +14,9 @@ OVERVIEW = """
 query($p: ID!) {
   profileOverview(profileId: $p, range: {preset: LAST_30_DAYS}) { views uniqueVisitors inquiries conversions revenue { amountMinor } }
 }"""
+FRAUD_ALERTS = """
+query { fraudAlerts(first: 50) { alerts { kind risk status evidence } } }
+"""
 GOV_ALERTS = """
 query($p: ID!) { govAlerts(profileId: $p, range: {preset: LAST_30_DAYS}) { total alerts { networkName confidence } } }
 """
@@ -43,3 +46,11 @@ async def test_seeding_again_changes_nothing(client, demo, settings) -> None:
     assert again.created is False and again.profile_id == demo.profile_id
     body = await gql(client, GOV_ALERTS, {"p": demo.profile_id}, token=demo.provider_token)
     assert body["data"]["govAlerts"]["total"] == len(GOV_VISITS)
+
+
+async def test_the_demo_organization_has_one_fraud_alert_of_each_kind(client, demo) -> None:
+    body = await gql(client, FRAUD_ALERTS, token=demo.org_admin_token)
+    alerts = body["data"]["fraudAlerts"]["alerts"]
+    kinds = sorted(alert["kind"] for alert in alerts)
+    assert kinds == ["ACCOUNTS_PER_IP", "BULK_PURCHASE", "FAILED_PAYMENTS", "REFUND_RATE", "TICKET_MULTI_DEVICE"], body
+    assert all(alert["status"] == "OPEN" and alert["evidence"] for alert in alerts)

@@ -2,13 +2,18 @@
 
 Claiming, applying and marking happen in ONE transaction: the batch's outbox rows are
 locked with `FOR UPDATE SKIP LOCKED` (so N workers share the queue without waiting for
-each other), the effects are applied by `app.services.profile_analytics.apply_events`, and
-the rows are marked processed before commit. A worker killed at any instant leaves either
-the whole batch applied and marked, or nothing: processing is at-least-once, effects are
-exactly-once (and keyed by event id besides, so a re-run batch changes nothing).
+each other), the effects are applied, and the rows are marked processed before commit:
+  * gov checks of the views (`gov_alerts.assess_views`, before the views are stored, so the
+    flag is part of them), then the profile events and rollups
+    (`profile_analytics.apply_events`), then the gov alerts of the new views;
+  * the fraud rules over the commerce events (`fraud.evaluate_batch`).
+A worker killed at any instant leaves either the whole batch applied and marked, or nothing:
+processing is at-least-once, effects are exactly-once (and keyed by event id besides, so a
+re-run batch changes nothing).
 
-After commit the batch is published to the event bus (views and per-profile running
-totals); that is best effort: a failed publish is logged and the worker carries on.
+After commit the batch is published to the event bus (views, gov alerts, per-profile running
+totals, fraud alerts); that is best effort: a failed publish is logged and the worker
+carries on.
 
 The worker wakes on `NOTIFY pulsegraph_outbox` (sent by ingestion after commit) on a
 dedicated connection that is re-opened when it drops, and polls every
@@ -32,10 +37,16 @@ import asyncpg
 from tortoise import connections
 
 from app.database import close_database, connection, init_database, transaction
-from app.services import gov_alerts, profile_analytics
+from app.services import fraud, gov_alerts, profile_analytics
 from app.services.gov_detection import GovDetector, get_detector
 from app.settings import Settings
-from app.vocabulary import engagement_channel, gov_alert_channel, view_channel
+from app.vocabulary import (
+    FRAUD_ALERTS_ALL_CHANNEL,
+    engagement_channel,
+    fraud_alert_channel,
+    gov_alert_channel,
+    view_channel,
+)
 
 log = logging.getLogger("pulsegraph.worker")
 
@@ -78,6 +89,7 @@ class BatchEffects:
 
     applied: profile_analytics.AppliedBatch = field(default_factory=profile_analytics.AppliedBatch)
     gov_alerts: list[dict[str, Any]] = field(default_factory=list)
+    fraud_alerts: list[fraud.Alert] = field(default_factory=list)
 
 
 class OutboxWorker:
@@ -194,6 +206,7 @@ class OutboxWorker:
                     (time.perf_counter() - started) * 1000,
                 )
                 await self._publish(effects)
+                await self._publish_fraud_alerts(effects.fraud_alerts)
                 self._log_summary()
             return claimed
         return 0
@@ -215,7 +228,11 @@ class OutboxWorker:
             found = [r for r in rows if r["found"]]
             findings = await gov_alerts.assess_views(conn, found, self.detector)
             applied = await profile_analytics.apply_events(conn, found, gov_flagged=findings.keys())
-            effects = BatchEffects(applied, await gov_alerts.record_alerts(conn, applied.views, findings))
+            effects = BatchEffects(
+                applied=applied,
+                gov_alerts=await gov_alerts.record_alerts(conn, applied.views, findings),
+                fraud_alerts=await fraud.evaluate_batch(conn, found),
+            )
             if self.test_delay:
                 await asyncio.sleep(self.test_delay)  # fault tests: a SIGKILL lands mid-batch
             await conn.execute(MARK_PROCESSED, [r["organization_id"] for r in rows], [r["event_id"] for r in rows])
@@ -243,6 +260,19 @@ class OutboxWorker:
             await self.bus.publish_many([(engagement_channel(s["profileId"]), s) for s in snapshots])
         except Exception as exc:  # noqa: BLE001 - BusUnavailable, a dead pool connection...: never fatal
             log.warning("worker %s: live publish failed (%r); subscribers miss this batch", self.name, exc)
+
+    async def _publish_fraud_alerts(self, alerts: list[fraud.Alert]) -> None:
+        """Raised or extended alerts, after commit, to their organization's and the platform's channel."""
+        if self.bus is None or not alerts:
+            return
+        try:
+            payloads = [fraud.alert_payload(alert) for alert in alerts]
+            await self.bus.publish_many(
+                [(fraud_alert_channel(p["organizationId"]), p) for p in payloads]
+                + [(FRAUD_ALERTS_ALL_CHANNEL, p) for p in payloads]
+            )
+        except Exception as exc:  # noqa: BLE001 - as in _publish: never fatal
+            log.warning("worker %s: fraud alert publish failed (%r)", self.name, exc)
 
     def _log_summary(self) -> None:
         elapsed = time.monotonic() - self._summary_at

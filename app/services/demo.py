@@ -118,6 +118,33 @@ def gov_network_views(profile_id: str, *, now: datetime, seed: int) -> Iterator[
         }  # fmt: skip
 
 
+def generate_fraud_events(*, now: datetime | None = None, seed: int = 7) -> Iterator[dict[str, Any]]:
+    """Commerce events of the last hours that cross each default fraud rule once (see
+    app/services/fraud.py DEFAULT_RULES), among orders that cross none."""
+    now = (now or datetime.now(UTC)).replace(microsecond=0)
+    start = now - timedelta(hours=3)
+    prefix = f"demo-{seed}-fraud"
+
+    def event(kind: str, n: int, minute: int, **fields: Any) -> dict[str, Any]:
+        return {"type": kind, "event_id": f"{prefix}-{kind}-{n}", "occurred_at": start + timedelta(minutes=minute), **fields}
+
+    for n in range(30):  # ordinary orders: one each, by different buyers
+        yield event("order.paid", n, n, user_id=f"buyer-{n}", amount_minor=2500, currency="EUR",
+                    properties={"orderId": f"order-{n}", "quantity": 1})
+    for n in range(8):  # 8 of 32 orders refunded: 25% > 20%
+        yield event("order.refunded", n, 40 + n, user_id=f"buyer-{n}", amount_minor=2500, currency="EUR",
+                    properties={"orderId": f"order-{n}"})
+    for n, quantity in enumerate((12, 14)):  # 26 tickets in 10 minutes > 20
+        yield event("order.paid", 100 + n, 50 + 10 * n, user_id="reseller-42", amount_minor=2500 * quantity,
+                    currency="EUR", properties={"orderId": f"bulk-{n}", "quantity": quantity})
+    for n in range(5):  # 5 declined cards in 20 minutes > 3
+        yield event("payment.failed", n, 70 + 5 * n, user_id="card-tester", amount_minor=4999, currency="EUR")
+    for n in range(5):  # 5 sign-ups from one address in 10 minutes > 3
+        yield event("account.created", n, 100 + 2 * n, user_id=f"signup-{n}", context={"ip": "203.0.113.66"})
+    for n, gate in enumerate(("gate-north", "gate-north", "gate-south")):  # one ticket, two devices
+        yield event("ticket.scanned", n, 120 + n, properties={"ticketId": "TCK-1001", "deviceId": gate})
+
+
 @dataclass
 class DemoInfo:
     organization: str
@@ -182,6 +209,8 @@ async def _seed_events(settings: Settings, org: Any, profile_ids: list[str]) -> 
                 batch = []
         if batch:
             total += (await track_events(viewer=viewer, events=batch, geo=geo, settings=settings)).accepted
+        fraud = list(generate_fraud_events())
+        total += (await track_events(viewer=viewer, events=fraud, geo=geo, settings=settings, domain=True)).accepted
     finally:
         geo.close()
     log.info("demo: seeded %d events for %d profiles", total, len(profile_ids))

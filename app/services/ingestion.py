@@ -12,7 +12,8 @@ Decisions a client can notice:
 - `occurredAt` must carry a UTC offset. A naive time is rejected rather than read as UTC:
   a beacon sending local wall-clock time would otherwise shift every report by hours,
   silently. (`Date.prototype.toISOString()` always sends one.)
-- Money events (gift.purchased, booking.completed, subscription.charged) feed revenue.
+- Money events (gift.purchased, booking.completed, subscription.charged feed revenue;
+  order.paid and order.refunded feed the fraud rules) need amountMinor and currency.
   Ingestion keys are public (they ship in page JavaScript and `?key=` URLs), so money
   events are only accepted from credentials that may publish domain events (service or
   organization admin tokens), through either mutation.
@@ -68,7 +69,7 @@ from app.services.enrichment import (
 from app.settings import Settings
 from app.vocabulary import (
     DOMAIN_EVENT_TYPES,
-    MONEY_EVENT_TYPES,
+    MONEY_MOVING_EVENT_TYPES,
     PROFILE_EVENT_TYPES,
     needs_worker,
 )
@@ -301,7 +302,7 @@ def _validate(index: int, raw: Mapping[str, Any], *, limits: _TimeLimits, domain
         event_id=_event_id(raw.get("event_id"), required=domain),
         type=event_type,
         occurred_at=_occurred_at(raw.get("occurred_at"), limits),
-        profile_id=_profile_id(raw.get("profile_id"), event_type=event_type, required=domain),
+        profile_id=_profile_id(raw.get("profile_id"), event_type=event_type),
         user_id=_optional_id(raw.get("user_id"), "userId"),
         anonymous_id=_optional_id(raw.get("anonymous_id"), "anonymousId"),
         session_id=_optional_id(raw.get("session_id"), "sessionId"),
@@ -371,10 +372,13 @@ def _optional_id(value: Any, name: str) -> str | None:
     return value
 
 
-def _profile_id(value: Any, *, event_type: str, required: bool) -> uuid.UUID | None:
-    """Only the shape here; whether the profile is the viewer's is checked with one query per batch."""
+def _profile_id(value: Any, *, event_type: str) -> uuid.UUID | None:
+    """Only the shape here; whether the profile is the viewer's is checked with one query per batch.
+
+    Profile event types need one, tracked or published; commerce domain events (orders,
+    payments, accounts, tickets) need none."""
     if value is None or value == "":
-        if required or event_type in PROFILE_EVENT_TYPES:
+        if event_type in PROFILE_EVENT_TYPES:
             raise _Invalid("profileId", f"{event_type} needs a profileId")
         return None
     if isinstance(value, uuid.UUID):
@@ -430,7 +434,7 @@ def _is_int(value: Any) -> bool:
 
 def _money(event_type: str, amount: Any, currency: Any, money_allowed: bool) -> tuple[int | None, str | None]:
     """Money is integer minor units plus an ISO 4217 code, always together, never floats."""
-    is_money = event_type in MONEY_EVENT_TYPES
+    is_money = event_type in MONEY_MOVING_EVENT_TYPES
     if is_money and not money_allowed:
         raise _Invalid("type", f"{event_type} moves money: publish it with a service token (publishDomainEvents)")
     if amount is None and currency is None and not is_money:

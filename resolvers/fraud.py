@@ -1,0 +1,200 @@
+"""Fraud rules, alerts, profile and the live alert feed (thin: convert, call, map)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+from datetime import datetime
+from typing import Annotated
+
+import strawberry
+from strawberry.scalars import JSON
+from strawberry.types import Info
+
+from app.errors import SlowConsumer
+from app.eventbus import SubscriberDropped
+from app.services import fraud as service
+from app.vocabulary import FRAUD_ALERTS_ALL_CHANNEL, fraud_alert_channel
+from resolvers.common import app_state, viewer_of
+from resolvers.profile_analytics import RangeArg, to_range_spec, to_resolved_range
+from schema.fraud import (
+    FraudAlert,
+    FraudAlertAuditEntry,
+    FraudAlertDetail,
+    FraudAlertPage,
+    FraudAlertStatus,
+    FraudRisk,
+    FraudRiskCount,
+    FraudRule,
+    FraudRuleKind,
+    OrganizationFraudProfile,
+)
+
+OrganizationArg = Annotated[
+    strawberry.ID | None,
+    strawberry.argument(description="The organization; platform admins name one, org admins may omit it (theirs)."),
+]
+RuleIdArg = Annotated[strawberry.ID, strawberry.argument(name="id", description="The rule.")]
+AlertIdArg = Annotated[strawberry.ID, strawberry.argument(name="id", description="The alert.")]
+
+
+def _id(value: object) -> strawberry.ID:
+    return strawberry.ID(str(value))
+
+
+def to_rule(rule: service.Rule) -> FraudRule:
+    return FraudRule(
+        id=_id(rule.id), organization_id=_id(rule.organization_id), kind=FraudRuleKind(rule.kind), name=rule.name,
+        params=rule.params, risk=FraudRisk(rule.risk), enabled=rule.enabled, created_by=rule.created_by,
+        created_at=rule.created_at, updated_by=rule.updated_by, updated_at=rule.updated_at,
+    )  # fmt: skip
+
+
+def _status(value: str | None) -> FraudAlertStatus | None:
+    return FraudAlertStatus(value) if value is not None else None
+
+
+def to_audit(entry: service.AuditEntry) -> FraudAlertAuditEntry:
+    return FraudAlertAuditEntry(
+        at=entry.at, action=entry.action, actor=entry.actor, actor_role=entry.actor_role,
+        from_status=_status(entry.from_status), to_status=_status(entry.to_status), note=entry.note,
+    )  # fmt: skip
+
+
+def to_alert(alert: service.Alert) -> FraudAlert:
+    return FraudAlert(
+        id=_id(alert.id), organization_id=_id(alert.organization_id), rule_id=_id(alert.rule_id),
+        rule_name=alert.rule_name, kind=FraudRuleKind(alert.kind), risk=FraudRisk(alert.risk), subject=alert.subject,
+        status=FraudAlertStatus(alert.status), details=alert.details, evidence=alert.evidence,
+        triggered_at=alert.triggered_at, last_triggered_at=alert.last_triggered_at, raised_at=alert.raised_at,
+        updated_at=alert.updated_at,
+    )  # fmt: skip
+
+
+def to_detail(alert: service.Alert) -> FraudAlertDetail:
+    return FraudAlertDetail(alert=to_alert(alert), audit=[to_audit(e) for e in alert.audit])
+
+
+def _value(choice: FraudAlertStatus | FraudRisk | FraudRuleKind | None) -> str | None:
+    return choice.value if choice is not None else None
+
+
+# --------------------------------------------------------------------------- queries
+
+
+async def fraud_rules(info: Info, organization_id: OrganizationArg = None) -> list[FraudRule]:
+    return [to_rule(r) for r in await service.list_rules(viewer=viewer_of(info), organization_id=organization_id)]
+
+
+async def fraud_alerts(
+    info: Info,
+    organization_id: Annotated[
+        strawberry.ID | None,
+        strawberry.argument(description="Only this organization's alerts; platform admins see every organization without it."),
+    ] = None,
+    status: Annotated[FraudAlertStatus | None, strawberry.argument(description="Only alerts in this status.")] = None,
+    risk: Annotated[FraudRisk | None, strawberry.argument(description="Only alerts of this risk.")] = None,
+    kind: Annotated[FraudRuleKind | None, strawberry.argument(description="Only alerts of this rule kind.")] = None,
+    since: Annotated[datetime | None, strawberry.argument(description="Only alerts raised at or after this instant.")] = None,
+    first: Annotated[int, strawberry.argument(description="Page size (1..200).")] = service.PAGE_DEFAULT,
+    after: Annotated[str | None, strawberry.argument(description="endCursor of the previous page.")] = None,
+) -> FraudAlertPage:
+    page = await service.list_alerts(
+        viewer=viewer_of(info), organization_id=organization_id, status=_value(status), risk=_value(risk),
+        kind=_value(kind), since=since, first=first, after=after,
+    )  # fmt: skip
+    return FraudAlertPage(alerts=[to_alert(a) for a in page.alerts], end_cursor=page.end_cursor, has_next_page=page.has_next_page)
+
+
+async def fraud_alert(info: Info, alert_id: AlertIdArg) -> FraudAlertDetail:
+    return to_detail(await service.get_alert(viewer=viewer_of(info), alert_id=alert_id))
+
+
+async def organization_fraud_profile(
+    info: Info, range_: RangeArg, organization_id: OrganizationArg = None
+) -> OrganizationFraudProfile:
+    found = await service.organization_profile(
+        viewer=viewer_of(info), organization_id=organization_id, time_range=to_range_spec(range_)
+    )
+    return OrganizationFraudProfile(
+        organization_id=_id(found.organization_id), range=to_resolved_range(found.range), orders=found.orders,
+        refunds=found.refunds, refund_rate=found.refund_rate, payment_attempts=found.payment_attempts,
+        failed_payments=found.failed_payments, failed_payment_rate=found.failed_payment_rate,
+        account_age_days=found.account_age_days,
+        open_alerts=[FraudRiskCount(risk=FraudRisk(risk), count=n) for risk, n in found.open_alerts.items()],
+    )  # fmt: skip
+
+
+# --------------------------------------------------------------------------- mutations
+
+
+async def create_fraud_rule(
+    info: Info,
+    kind: Annotated[FraudRuleKind, strawberry.argument(description="What the rule looks for.")],
+    name: Annotated[str, strawberry.argument(description="A name, unique in the organization.")],
+    params: Annotated[JSON, strawberry.argument(description="Thresholds of the kind, e.g. {\"threshold\": 3, \"windowMinutes\": 60}.")],
+    risk: Annotated[FraudRisk, strawberry.argument(description="Risk of the alerts it raises.")],
+    organization_id: OrganizationArg = None,
+    enabled: Annotated[bool, strawberry.argument(description="Start enabled (default) or disabled.")] = True,
+) -> FraudRule:
+    rule = await service.create_rule(
+        viewer=viewer_of(info), organization_id=organization_id, kind=kind.value, name=name, params=params,
+        risk=risk.value, enabled=enabled,
+    )  # fmt: skip
+    return to_rule(rule)
+
+
+async def update_fraud_rule(
+    info: Info,
+    rule_id: RuleIdArg,
+    name: Annotated[str | None, strawberry.argument(description="New name; omit to keep.")] = None,
+    params: Annotated[
+        JSON | None, strawberry.argument(description="Params to change, merged over the current ones; omit to keep.")
+    ] = None,
+    risk: Annotated[FraudRisk | None, strawberry.argument(description="New risk; omit to keep.")] = None,
+    enabled: Annotated[bool | None, strawberry.argument(description="false disables, true enables; omit to keep.")] = None,
+) -> FraudRule:
+    rule = await service.update_rule(
+        viewer=viewer_of(info), rule_id=rule_id, name=name, params=params, risk=_value(risk), enabled=enabled
+    )
+    return to_rule(rule)
+
+
+async def delete_fraud_rule(info: Info, rule_id: RuleIdArg) -> strawberry.ID:
+    return _id(await service.delete_rule(viewer=viewer_of(info), rule_id=rule_id))
+
+
+async def update_fraud_alert(
+    info: Info,
+    alert_id: AlertIdArg,
+    status: Annotated[FraudAlertStatus, strawberry.argument(description="The new status.")],
+    note: Annotated[str | None, strawberry.argument(description="Why; kept in the audit trail.")] = None,
+) -> FraudAlertDetail:
+    return to_detail(await service.update_alert(viewer=viewer_of(info), alert_id=alert_id, status=status.value, note=note))
+
+
+async def add_fraud_alert_note(
+    info: Info,
+    alert_id: AlertIdArg,
+    note: Annotated[str, strawberry.argument(description="The note (up to 4,000 characters).")],
+) -> FraudAlertDetail:
+    return to_detail(await service.add_note(viewer=viewer_of(info), alert_id=alert_id, note=note))
+
+
+# --------------------------------------------------------------------------- live
+
+
+async def fraud_alerts_live(
+    info: Info,
+    organization_id: Annotated[
+        strawberry.ID | None,
+        strawberry.argument(description="Follow this organization; platform admins follow every organization without it."),
+    ] = None,
+) -> AsyncGenerator[FraudAlert, None]:
+    org = await service.alert_stream_scope(viewer=viewer_of(info), organization_id=organization_id)
+    channel = fraud_alert_channel(str(org)) if org is not None else FRAUD_ALERTS_ALL_CHANNEL
+    async with app_state(info).bus.subscribe(channel) as subscription:
+        try:
+            async for payload in subscription:
+                yield to_alert(service.alert_from_payload(payload))
+        except SubscriberDropped as exc:
+            raise SlowConsumer(f"{exc}; subscribe again to continue") from exc
