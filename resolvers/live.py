@@ -2,7 +2,9 @@
 
 Access is checked once, when the subscription starts (tokens carry their scope and do not
 change during a connection); each payload was decoded once per process by the bus and is
-only read here.
+only read here. Over a websocket, each payload is handed to the operation's fan-out
+(app/fanout.py), which sends a result shared by every subscriber with the same operation;
+what it cannot share is yielded and takes strawberry's own path.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from strawberry.types import Info
 from app.auth import readable_profile
 from app.errors import SlowConsumer
 from app.eventbus import SubscriberDropped
+from app.fanout import current_operation
 from app.vocabulary import engagement_channel, view_channel
 from resolvers.common import app_state, viewer_of
 from schema.live import EngagementSnapshot
@@ -60,10 +63,12 @@ def to_engagement(payload: Mapping[str, Any]) -> EngagementSnapshot:
 
 async def _follow(info: Info, profile_id: strawberry.ID, channel_of: Callable[[str], str], convert: Callable[[Mapping[str, Any]], T]) -> AsyncGenerator[T, None]:
     profile = await readable_profile(viewer_of(info), profile_id)
+    live = current_operation()
     async with app_state(info).bus.subscribe(channel_of(str(profile.id))) as subscription:
         try:
             async for payload in subscription:
-                yield convert(payload)
+                if live is None or not await live.deliver(payload, convert):
+                    yield convert(payload)
         except SubscriberDropped as exc:
             raise SlowConsumer(f"{exc}; subscribe again to continue") from exc
 
