@@ -25,6 +25,7 @@ from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.extensions import (
+    AddValidationRules,
     MaskErrors,
     MaxAliasesLimiter,
     MaxTokensLimiter,
@@ -35,10 +36,13 @@ from strawberry.extensions import (
 )
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
     BaseGraphQLTransportWSHandler,
+    Operation,
 )
+from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWSHandler
 
 from app.auth import ANONYMOUS, Viewer, viewer_from_credential
 from app.errors import QueryTimeout, Unavailable, UserError
+from app.fanout import LIVE_OPERATION, LiveOperation
 from app.query_cost import QueryCost
 from app.settings import Settings
 
@@ -130,10 +134,19 @@ class SyntaxSafeParserCache(ParserCache):
 
 
 def schema_extensions(settings: Settings) -> list[Callable[[], SchemaExtension]]:
-    """Factories, not instances: an instance would be shared by concurrent requests."""
+    """Factories, not instances: an instance would be shared by concurrent requests.
+
+    The depth and alias limits are validation rules that strawberry's limiters create as a
+    new class per instance, so with one instance per request ValidationCache (keyed by the
+    rule classes) never hit and every request, and every websocket subscribe, was validated
+    again (a quarter of the API's CPU while 1,000 subscribers connected). The rule classes
+    are built once here and shared; they hold only the limits."""
+    limits = [
+        *QueryDepthLimiter(max_depth=settings.query_depth_limit).validation_rules,
+        *MaxAliasesLimiter(max_alias_count=settings.query_alias_limit).validation_rules,
+    ]
     return [
-        functools.partial(QueryDepthLimiter, max_depth=settings.query_depth_limit),
-        functools.partial(MaxAliasesLimiter, max_alias_count=settings.query_alias_limit),
+        functools.partial(AddValidationRules, limits),
         functools.partial(MaxTokensLimiter, max_token_count=settings.query_token_limit),
         functools.partial(QueryCost, max_cost=settings.query_cost_limit),
         functools.partial(SyntaxSafeParserCache, maxsize=512),
@@ -142,7 +155,34 @@ def schema_extensions(settings: Settings) -> list[Callable[[], SchemaExtension]]
     ]
 
 
-class KeepAliveTransportWSHandler(BaseGraphQLTransportWSHandler):
+class LiveSocketHandlers:
+    """Tells each websocket operation's subscription resolver where its results go, so that
+    identical subscriptions share one execution and one encoding per event (app/fanout.py).
+    Mixed into both protocol handlers; everything else is strawberry's."""
+
+    schema: Any
+    websocket: Any
+
+    def _live_operation(
+        self, op_id: str, query: str, variables: dict[str, Any] | None, operation_name: str | None,
+        frame_prefix: str, is_open: Callable[[], bool],
+    ) -> LiveOperation | None:  # fmt: skip
+        send_text = getattr(getattr(self.websocket, "ws", None), "send_text", None)
+        if send_text is None or not isinstance(query, str):
+            return None  # not the ASGI adapter: strawberry's path for everything
+        return LiveOperation(
+            schema=self.schema._schema,
+            executor_class=self.schema.execution_context_class,
+            query=query,
+            variables=variables if isinstance(variables, dict) else None,
+            operation_name=operation_name if isinstance(operation_name, str) else None,
+            frame_prefix=frame_prefix.replace("{id}", orjson.dumps(op_id).decode()),
+            send_text=send_text,
+            is_open=is_open,
+        )
+
+
+class KeepAliveTransportWSHandler(LiveSocketHandlers, BaseGraphQLTransportWSHandler):
     """graphql-transport-ws with server keep-alives. Strawberry only sends them on the legacy
     protocol ("ka"); here the server sends the protocol's `ping` every `keep_alive_interval`
     once the connection is acknowledged, so that proxies keep an idle subscription open and
@@ -164,6 +204,14 @@ class KeepAliveTransportWSHandler(BaseGraphQLTransportWSHandler):
                 await asyncio.sleep(interval)
                 await self.send_message({"type": "ping"})
 
+    async def run_operation(self, operation: Operation[Any, Any]) -> None:
+        """The operation's task: strawberry's, with the operation visible to its resolver."""
+        LIVE_OPERATION.set(self._live_operation(
+            operation.id, operation.query, operation.variables, operation.operation_name,
+            '{"id":{id},"type":"next","payload":', lambda: self.operations.get(operation.id) is operation,
+        ))  # fmt: skip
+        await super().run_operation(operation)
+
     async def shutdown(self) -> None:
         if self._pinger is not None:
             self._pinger.cancel()
@@ -171,10 +219,25 @@ class KeepAliveTransportWSHandler(BaseGraphQLTransportWSHandler):
         await super().shutdown()
 
 
+class LegacyWSHandler(LiveSocketHandlers, BaseGraphQLWSHandler):
+    """graphql-ws (the legacy subprotocol) with shared live results, as above."""
+
+    async def handle_async_results(
+        self, operation_id: str, query: str, operation_name: str | None, variables: dict[str, object] | None
+    ) -> None:
+        task = asyncio.current_task()
+        LIVE_OPERATION.set(self._live_operation(
+            operation_id, query, variables, operation_name,
+            '{"type":"data","id":{id},"payload":', lambda: self.tasks.get(operation_id) is task,
+        ))  # fmt: skip
+        await super().handle_async_results(operation_id, query, operation_name, variables)
+
+
 class PulsegraphGraphQL(GraphQL):
     """One app for HTTP and both websocket subprotocols."""
 
     graphql_transport_ws_handler_class = KeepAliveTransportWSHandler
+    graphql_ws_handler_class = LegacyWSHandler
 
     def decode_json(self, data: str | bytes) -> object:
         """orjson: a 1,000-event trackEvents body took 7% of the API's CPU in the stdlib decoder."""

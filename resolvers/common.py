@@ -4,7 +4,7 @@ and following a profile's live channel."""
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Callable, Mapping
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import strawberry
 from strawberry.types import Info
@@ -12,9 +12,11 @@ from strawberry.types import Info
 from app.auth import Viewer, readable_profile
 from app.errors import SlowConsumer
 from app.eventbus import SubscriberDropped
+from app.fanout import current_operation
 from app.timebuckets import Preset, RangeSpec, TimeRange
 from schema.common import ResolvedRange, TimeRangeInput
 
+T = TypeVar("T")
 ProfileIdArg = Annotated[strawberry.ID, strawberry.argument(description="The profile.")]
 RangeArg = Annotated[
     TimeRangeInput,
@@ -51,14 +53,30 @@ def app_state(info: Info[Any, Any]) -> Any:
 
 
 async def follow_profile(
-    info: Info[Any, Any], profile_id: strawberry.ID, channel_of: Callable[[str], str]
-) -> AsyncGenerator[Mapping[str, Any], None]:
-    """The payloads of one profile's live channel. Access is checked once, when the
-    subscription starts (tokens carry their scope and do not change during a connection)."""
+    info: Info[Any, Any],
+    profile_id: strawberry.ID,
+    channel_of: Callable[[str], str],
+    convert: Callable[[Mapping[str, Any]], T],
+) -> AsyncGenerator[T, None]:
+    """One profile's live channel, converted. Access is checked once, when the subscription
+    starts (tokens carry their scope and do not change during a connection)."""
     profile = await readable_profile(viewer_of(info), profile_id)
-    async with app_state(info).bus.subscribe(channel_of(str(profile.id))) as subscription:
+    async for item in follow_channel(info, channel_of(str(profile.id)), convert):
+        yield item
+
+
+async def follow_channel(
+    info: Info[Any, Any], channel: str, convert: Callable[[Mapping[str, Any]], T]
+) -> AsyncGenerator[T, None]:
+    """A live channel the caller has checked access to, converted. Over a websocket each
+    payload goes to the operation's fan-out (app/fanout.py), which sends one result shared
+    by every subscriber of the same operation; what it cannot share is yielded and takes
+    Strawberry's own path."""
+    live = current_operation()
+    async with app_state(info).bus.subscribe(channel) as subscription:
         try:
             async for payload in subscription:
-                yield payload
+                if live is None or not await live.deliver(payload, convert):
+                    yield convert(payload)
         except SubscriberDropped as exc:
             raise SlowConsumer(f"{exc}; subscribe again to continue") from exc

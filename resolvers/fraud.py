@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Mapping
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 import strawberry
 from strawberry.scalars import JSON
 from strawberry.types import Info
 
-from app.errors import SlowConsumer
-from app.eventbus import SubscriberDropped
 from app.services import fraud as service
 from app.vocabulary import FRAUD_ALERTS_ALL_CHANNEL, fraud_alert_channel
-from resolvers.common import app_state, viewer_of
-from resolvers.profile_analytics import RangeArg, to_range_spec, to_resolved_range
+from resolvers.common import RangeArg, follow_channel, to_range_spec, to_resolved_range, viewer_of
 from schema.fraud import (
     FraudAlert,
     FraudAlertAuditEntry,
@@ -192,9 +189,9 @@ async def fraud_alerts_live(
 ) -> AsyncGenerator[FraudAlert, None]:
     org = await service.alert_stream_scope(viewer=viewer_of(info), organization_id=organization_id)
     channel = fraud_alert_channel(str(org)) if org is not None else FRAUD_ALERTS_ALL_CHANNEL
-    async with app_state(info).bus.subscribe(channel) as subscription:
-        try:
-            async for payload in subscription:
-                yield to_alert(service.alert_from_payload(payload))
-        except SubscriberDropped as exc:
-            raise SlowConsumer(f"{exc}; subscribe again to continue") from exc
+    async for alert in follow_channel(info, channel, _alert_of_payload):
+        yield alert
+
+
+def _alert_of_payload(payload: Mapping[str, Any]) -> FraudAlert:
+    return to_alert(service.alert_from_payload(payload))

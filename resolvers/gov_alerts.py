@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
-from typing import Annotated
+from collections.abc import AsyncGenerator, Mapping
+from typing import Annotated, Any
 
 import strawberry
 from strawberry.types import Info
@@ -77,5 +77,9 @@ async def update_gov_alert_settings(
 
 
 async def follow_gov_alerts(info: Info, profile_id: ProfileIdArg) -> AsyncGenerator[GovAlert, None]:
-    async for payload in follow_profile(info, profile_id, gov_alert_channel):
-        yield to_gov_alert(service.alert_from_payload(payload))
+    async for alert in follow_profile(info, profile_id, gov_alert_channel, _alert_of_payload):
+        yield alert
+
+
+def _alert_of_payload(payload: Mapping[str, Any]) -> GovAlert:
+    return to_gov_alert(service.alert_from_payload(payload))

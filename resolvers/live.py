@@ -1,8 +1,8 @@
 """Subscriptions: a profile's views and running totals, pushed by the worker via the bus.
 
-Access is checked once, when the subscription starts (tokens carry their scope and do not
-change during a connection); each payload was decoded once per process by the bus and is
-only read here.
+Following a channel (access checked once, payloads shared by every subscriber of the same
+operation through the fan-out) is `resolvers.common.follow_profile`; this module converts
+the payloads the worker publishes into the schema's types.
 """
 
 from __future__ import annotations
@@ -58,10 +58,10 @@ def to_engagement(payload: Mapping[str, Any]) -> EngagementSnapshot:
 
 
 async def profile_views(info: Info, profile_id: ProfileIdArg) -> AsyncGenerator[ProfileView, None]:
-    async for payload in follow_profile(info, profile_id, view_channel):
-        yield to_profile_view(payload)
+    async for view in follow_profile(info, profile_id, view_channel, to_profile_view):
+        yield view
 
 
 async def engagement_updates(info: Info, profile_id: ProfileIdArg) -> AsyncGenerator[EngagementSnapshot, None]:
-    async for payload in follow_profile(info, profile_id, engagement_channel):
-        yield to_engagement(payload)
+    async for snapshot in follow_profile(info, profile_id, engagement_channel, to_engagement):
+        yield snapshot

@@ -12,6 +12,8 @@ from graphql import GraphQLError
 from strawberry.schema.types.base_scalars import DateTimeDefinition, wrap_parser
 from strawberry.types import ExecutionContext
 
+from app.fast_variables import FastVariablesExecutor
+
 log = logging.getLogger("pulsegraph.graphql")
 
 
@@ -53,6 +55,7 @@ def build_schema(extensions: list | None = None) -> Schema:
         subscription=Subscription,
         extensions=extensions or [],
         scalar_overrides={dt.datetime: DATETIME},
+        execution_context_class=FastVariablesExecutor,
     )
 
 

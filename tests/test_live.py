@@ -22,6 +22,7 @@ instead of hanging. Timings are measured and printed (run with -s), never assert
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import statistics
 import time
@@ -571,6 +572,54 @@ async def test_legacy_graphql_ws_org_admin_follows_any_profile_of_its_org(split_
         live = LiveProfile(client, tenant, split_stack, http)
         await live.start()
         await check_views_and_engagement(live, count=2)
+
+
+# -- shared live results: documents, aliases and protocols on one profile -----------------------
+
+SEEN = """
+subscription Seen($profileId: ID!) {
+  seen: profileViews(profileId: $profileId) { id: eventId where: country device: deviceType }
+}"""
+
+
+async def test_one_profile_followed_with_different_documents_and_protocols(split_stack: Stack, tenant: StackTenant, http: httpx.AsyncClient) -> None:
+    """Subscribers of the same operation share one result per view (app/fanout.py); every
+    other document, alias and subprotocol on the same profile gets its own: the operation ids
+    are the same on both connections but the documents are crossed."""
+    variables = {"profileId": tenant.profile_id}
+    async with (
+        ws_client(split_stack, tenant.provider_token) as modern,
+        ws_client(split_stack, tenant.org_admin_token, protocol=LEGACY_WS) as legacy,
+    ):
+        documents = {(modern, "a"): VIEWS, (modern, "b"): SEEN, (legacy, "a"): SEEN, (legacy, "b"): VIEWS}
+        for (client, op), query in documents.items():
+            await client.subscribe(op, query, variables)
+        receivers = {f"{c.protocol}/{op}": functools.partial(c.data, op) for c, op in documents}
+        try:
+            await wait_until_live(lambda: track(http, split_stack, tenant.ingestion_key, [warmup_event(tenant.profile_id)]), receivers)
+        except _Fatal as exc:
+            raise AssertionError(str(exc)) from None
+        batch = view_batch(tenant.profile_id, 2)
+        await track(http, split_stack, tenant.ingestion_key, batch)
+        for (client, op), query in documents.items():
+            got = await collect_views(functools.partial(_view_of, client, op, query), batch)
+            for event in batch:
+                view = got[event["eventId"]][1]
+                if query is VIEWS:
+                    assert_view(view, event)
+                else:
+                    assert view == {"eventId": event["eventId"], "where": None, "device": "desktop"}, view
+
+
+async def _view_of(client: WsClient, op: str, query: str, timeout: float) -> tuple[float, dict[str, Any]]:
+    """The next view of an operation, in the exact shape its document asked for."""
+    at, data = await client.data(op, timeout)
+    if query is VIEWS:
+        assert list(data) == ["profileViews"], data
+        return at, data["profileViews"]
+    assert list(data) == ["seen"] and list(data["seen"]) == ["id", "where", "device"], data
+    seen = data["seen"]
+    return at, {"eventId": seen["id"], "where": seen["where"], "device": seen["device"]}
 
 
 # -- the third-party gql client ----------------------------------------------------------------
