@@ -7,11 +7,13 @@ from Tortoise's own pool, so the ORM and raw SQL share one pool and one set of s
 
 from __future__ import annotations
 
+import importlib.util
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from importlib import resources
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, unquote, urlparse
 
 import asyncpg
@@ -136,11 +138,32 @@ async def transaction() -> AsyncIterator[asyncpg.Connection]:
             yield conn
 
 
-def migration_files() -> list[tuple[str, str]]:
-    """(version, sql) for every migration shipped with the package, in order."""
+Migration = Callable[[asyncpg.Connection], Awaitable[None]]
+
+
+def migration_files() -> list[tuple[str, Migration]]:
+    """(version, apply) for every migration shipped with the package, in order. A migration
+    is SQL (`NNNN_name.sql`), or Python (`NNNN_name.py` with `async def upgrade(conn)`) when
+    it must compute something SQL cannot, such as merging HyperLogLog sketches."""
     folder = resources.files("models") / "migrations"
-    files = sorted(p for p in folder.iterdir() if p.name.endswith(".sql"))
-    return [(p.name.removesuffix(".sql"), p.read_text()) for p in files]
+    files = sorted(p for p in folder.iterdir() if p.name.endswith((".sql", ".py")) and p.name[:4].isdigit())
+    return [(p.name.rsplit(".", 1)[0], _sql_migration(p.read_text()) if p.name.endswith(".sql") else _python_migration(p))
+            for p in files]  # fmt: skip
+
+
+def _sql_migration(sql: str) -> Migration:
+    async def apply(conn: asyncpg.Connection) -> None:
+        await conn.execute(sql)
+
+    return apply
+
+
+def _python_migration(path: Any) -> Migration:
+    spec = importlib.util.spec_from_file_location(f"pulsegraph_migration_{path.name[:4]}", str(path))
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.upgrade
 
 
 async def migrate() -> list[str]:
@@ -155,11 +178,11 @@ async def migrate() -> list[str]:
                 " version text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
             )
             done = {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")}
-            for version, sql in migration_files():
+            for version, apply in migration_files():
                 if version in done:
                     continue
                 async with conn.transaction():
-                    await conn.execute(sql)
+                    await apply(conn)
                     await conn.execute("INSERT INTO schema_migrations (version) VALUES ($1)", version)
                 log.info("applied migration %s", version)
                 applied.append(version)

@@ -146,6 +146,20 @@ def day_ceil(instant: datetime, tz: ZoneInfo | str) -> datetime:
     return start if start == instant else local_midnight(local_date(instant, tz) + timedelta(days=1), tz)
 
 
+def month_start(instant: datetime, tz: ZoneInfo | str) -> datetime:
+    """UTC instant at which the local calendar month containing `instant` began."""
+    return local_midnight(local_date(instant, tz).replace(day=1), tz)
+
+
+def month_ceil(instant: datetime, tz: ZoneInfo | str) -> datetime:
+    """The first local month start at or after `instant`."""
+    start = month_start(instant, tz)
+    if start == instant:
+        return start
+    first = local_date(instant, tz).replace(day=1)
+    return local_midnight(date(first.year + (first.month == 12), first.month % 12 + 1, 1), tz)
+
+
 # -- report buckets -----------------------------------------------------------------------
 
 

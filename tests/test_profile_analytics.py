@@ -21,7 +21,17 @@ from app.auth import Role, Viewer, issue_token
 from app.database import connection
 from app.services.ingestion import track_events
 from app.services.profile_analytics import plan_segments
-from app.timebuckets import Grain, RangeSpec, TimeRange, bucket_starts, day_start, hour_start, resolve_range
+from app.timebuckets import (
+    Grain,
+    RangeSpec,
+    TimeRange,
+    bucket_starts,
+    day_start,
+    hour_start,
+    month_ceil,
+    month_start,
+    resolve_range,
+)
 from app.vocabulary import (
     BOOKING_COMPLETED,
     GIFT_PURCHASED,
@@ -362,8 +372,8 @@ def test_segment_plan_tiles_the_range(timezone):
         start = now - timedelta(seconds=rnd.uniform(0, 60 * 86_400))
         end = start + timedelta(seconds=rnd.choice([rnd.uniform(1, 7200), rnd.uniform(1, 50 * 86_400)]))
         time_range = TimeRange(start, end, timezone)
-        for whole_days in (True, False):
-            segments = plan_segments(time_range, now=now, whole_days=whole_days)
+        for whole_days, whole_months in ((True, True), (True, False), (False, False)):
+            segments = plan_segments(time_range, now=now, whole_days=whole_days, whole_months=whole_months)
             assert segments[0].start == start and segments[-1].end == end
             assert all(a.end == b.start for a, b in itertools.pairwise(segments))
             assert all(s.start < s.end for s in segments)
@@ -379,16 +389,24 @@ def test_segment_plan_tiles_the_range(timezone):
                     assert (
                         whole_days and day_start(s.start, timezone) == s.start and day_start(s.end, timezone) == s.end
                     )
+                if s.source == "month":
+                    assert whole_months and s.end <= month_start(cutoff, timezone)  # never the current month
+                    assert month_start(s.start, timezone) == s.start and month_start(s.end, timezone) == s.end
+            if whole_months:  # every whole closed month of the range is one month segment
+                assert not any(
+                    s.source == "day" and month_ceil(s.start, timezone) < month_start(s.end, timezone)
+                    for s in segments
+                )
 
 
 # -- the reports equal raw SQL ----------------------------------------------------------
 
 
 @pytest.mark.parametrize("timezone", ["America/New_York", "Asia/Kolkata"])
-async def test_reports_equal_raw_sql_over_forty_days(app, client, settings, worker, timezone):
+async def test_reports_equal_raw_sql_over_seventy_five_days(app, client, settings, worker, timezone):
     tenant = await make_tenant(settings, timezone=timezone)
     now = datetime.now(UTC)
-    await send(app, settings, tenant, generate(tenant, now=now, count=3000, days=40, visitors=700, seed=len(timezone)))
+    await send(app, settings, tenant, generate(tenant, now=now, count=3000, days=75, visitors=700, seed=len(timezone)))
     await worker.drain()
     assert await pending(tenant) == 0
 
@@ -400,6 +418,10 @@ async def test_reports_equal_raw_sql_over_forty_days(app, client, settings, work
     custom_past = {"from": iso(odd_start), "to": iso(odd_end)}  # non-hour-aligned edges
     custom_open = {"from": iso(open_start), "to": iso(now + timedelta(hours=2))}  # reaches past now
     forty_days = {"from": iso(now - timedelta(days=40, minutes=3)), "to": iso(now + timedelta(minutes=5))}
+    # Whole local months in the middle: read from month rollups, days and hours around them.
+    seventy_days = {"from": iso(now - timedelta(days=70, hours=5)), "to": iso(now + timedelta(minutes=5))}
+    whole_month = month_start(now - timedelta(days=40), tz)
+    one_month = {"from": iso(whole_month), "to": iso(month_ceil(whole_month + timedelta(days=1), tz))}
     # 60 hours around a local midnight: in New York this spans the Nov 1 2026 fall-back night.
     dst_night = (
         datetime(2026, 11, 1, tzinfo=tz)
@@ -414,7 +436,7 @@ async def test_reports_equal_raw_sql_over_forty_days(app, client, settings, work
     last_24 = await assert_overview_matches_raw(client, tenant, {"preset": "LAST_24_HOURS"})
     last_7 = await assert_overview_matches_raw(client, tenant, {"preset": "LAST_7_DAYS"})
     last_30 = await assert_overview_matches_raw(client, tenant, {"preset": "LAST_30_DAYS"})
-    for custom in (custom_past, custom_open, forty_days, around_midnight):
+    for custom in (custom_past, custom_open, forty_days, around_midnight, seventy_days, one_month):
         await assert_overview_matches_raw(client, tenant, custom)
     assert 0 < last_24["views"] < last_7["views"] < last_30["views"]
     assert len(last_30["topReferrers"]) == 10 and last_30["topReferrers"][0]["referrer"] == "direct"
@@ -432,6 +454,7 @@ async def test_reports_equal_raw_sql_over_forty_days(app, client, settings, work
     for granularity in ("DAY", "WEEK", "MONTH"):
         await assert_series_matches_raw(client, tenant, {"preset": "LAST_30_DAYS"}, granularity)
         await assert_series_matches_raw(client, tenant, forty_days, granularity)
+        await assert_series_matches_raw(client, tenant, seventy_days, granularity)
     await assert_series_matches_raw(client, tenant, {"preset": "LAST_7_DAYS"}, "DAY")
     await assert_series_matches_raw(client, tenant, custom_past, "DAY")
     await assert_series_matches_raw(client, tenant, custom_open, "DAY")

@@ -87,7 +87,8 @@ async def test_rebuild_equals_what_the_worker_built(app, settings, worker, timez
     if rebuilt != built:
         print_differences(built, rebuilt)
     assert rebuilt == built
-    assert stats.hour_rows + stats.day_rows == len(built["rollups"])
+    assert stats.hour_rows + stats.day_rows + stats.month_rows == len(built["rollups"])
+    assert {grain for _, grain, _ in built["rollups"]} == {"hour", "day", "month"}
     assert stats.referrer_rows == len(built["referrers"]) and stats.revenue_rows == len(built["revenue"])
     assert await snapshot(other.organization.id) == untouched  # --org leaves other tenants alone
 
@@ -105,3 +106,28 @@ async def test_worker_after_rebuild_keeps_counting(app, settings, worker):
     incremental = await snapshot(tenant.organization.id)
     await rebuild_rollups(tenant.organization.id)
     assert await snapshot(tenant.organization.id) == incremental
+
+
+async def test_the_month_rollup_migration_builds_what_the_worker_builds(app, settings, worker):
+    """Migration 0005 gives the days rolled up before it their month rows: the same counters
+    and the same sketch registers as the worker writes from then on."""
+    from app.database import migration_files, transaction
+
+    tenant = await make_tenant(settings, timezone="America/New_York")
+    now = datetime.now(UTC)
+    await send(app, settings, tenant, generate(tenant, now=now, count=3000, days=70, visitors=2500, seed=21))
+    await worker.drain()
+    built = await snapshot(tenant.organization.id)
+    months = {key for key in built["rollups"] if key[1] == "month"}
+    assert len(months) >= 3 and built["referrers"] and built["revenue"]
+
+    upgrade = dict(migration_files())["0005_month_rollups"]
+    async with transaction() as conn:
+        for table in ("profile_rollups", "profile_referrer_rollups", "profile_revenue_rollups"):
+            await conn.execute(f"DELETE FROM {table} WHERE grain = 'month'")
+        await upgrade(conn)
+
+    migrated = await snapshot(tenant.organization.id)
+    if migrated != built:
+        print_differences(built, migrated)
+    assert migrated == built

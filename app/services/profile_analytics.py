@@ -45,6 +45,8 @@ from app.timebuckets import (
     day_start,
     hour_ceil,
     hour_start,
+    month_ceil,
+    month_start,
     resolve_range,
     utcnow,
 )
@@ -63,6 +65,9 @@ log = logging.getLogger("pulsegraph.profile_analytics")
 # the sketch's exact list/set modes, a dense sketch is 16 KiB.
 HLL_LG_K = 14
 HLL_TYPE = tgt_hll_type.HLL_8
+# Every rollup table keeps these grains; a month row makes a 12-month report read 12 sketches
+# instead of 365 day sketches.
+ROLLUP_GRAINS = ("hour", "day", "month")
 DIRECT = "direct"
 TOP_REFERRERS = 10
 MAX_SERIES_BUCKETS = 1500  # ~62 days of hours; a year of days or weeks or months is fine
@@ -297,8 +302,8 @@ class _RollupDelta:
     def of(cls, events: Iterable[Mapping[str, Any]], timezones: Mapping[uuid.UUID, str]) -> _RollupDelta:
         delta = cls()
         for event in events:
-            hour, day = _rollup_buckets(timezones[event["organization_id"]], _quarter_hour(event["occurred_at"]))
-            for grain, bucket in (("hour", hour), ("day", day)):
+            buckets = _rollup_buckets(timezones[event["organization_id"]], _quarter_hour(event["occurred_at"]))
+            for grain, bucket in zip(ROLLUP_GRAINS, buckets, strict=True):
                 delta._add(event, (event["organization_id"], event["profile_id"], grain, bucket))
         return delta
 
@@ -328,14 +333,14 @@ def _quarter_hour(instant: datetime) -> datetime:
 
 
 @lru_cache(maxsize=65_536)
-def _rollup_buckets(timezone: str, quarter: datetime) -> tuple[datetime, datetime]:
-    """(local hour start, local day start) of every instant in [quarter, quarter + 15 min).
+def _rollup_buckets(timezone: str, quarter: datetime) -> tuple[datetime, datetime, datetime]:
+    """(local hour, day and month start) of every instant in [quarter, quarter + 15 min).
 
     UTC offsets and DST transitions of current zones fall on quarter hours, so no local
-    hour or day boundary lies strictly inside a UTC quarter hour; caching per quarter
-    keeps the zone arithmetic out of the per-event loop.
+    hour, day or month boundary lies strictly inside a UTC quarter hour; caching per
+    quarter keeps the zone arithmetic out of the per-event loop.
     """
-    return hour_start(quarter, timezone), day_start(quarter, timezone)
+    return hour_start(quarter, timezone), day_start(quarter, timezone), month_start(quarter, timezone)
 
 
 def _columns(keys: Sequence[tuple], width: int) -> list[list[Any]]:
@@ -461,19 +466,24 @@ async def engagement_snapshots(
 
 @dataclass(frozen=True)
 class Segment:
-    """A piece of a range answered by one source: 'day' or 'hour' rollups, or 'raw' events."""
+    """A piece of a range answered by one source: 'month', 'day' or 'hour' rollups, or 'raw' events."""
 
     source: str
     start: datetime
     end: datetime
 
 
-def plan_segments(time_range: TimeRange, *, now: datetime, whole_days: bool = True) -> list[Segment]:
+def plan_segments(
+    time_range: TimeRange, *, now: datetime, whole_days: bool = True, whole_months: bool = False
+) -> list[Segment]:
     """Split [start, end) so that every instant is read from exactly one source.
 
     The open local hour (at or after the current hour start) and partial-hour edges come
-    from raw events; whole local days from 'day' rollups (unless `whole_days` is off, as for
-    hourly series); the remaining whole local hours from 'hour' rollups.
+    from raw events; whole local months from 'month' rollups when `whole_months` (reports
+    that never split a month: overviews, monthly series); whole local days from 'day'
+    rollups (unless `whole_days` is off, as for hourly series); the remaining whole local
+    hours from 'hour' rollups. Rollups are only read for buckets that closed before the
+    current hour, so a month row is used only for months before the current one.
     """
     tz = time_range.zone
     cutoff = hour_start(now, tz)
@@ -491,7 +501,7 @@ def plan_segments(time_range: TimeRange, *, now: datetime, whole_days: bool = Tr
             if whole_days and d_a < d_b:
                 if a_hour < d_a:
                     segments.append(Segment("hour", a_hour, d_a))
-                segments.append(Segment("day", d_a, d_b))
+                segments += _days_and_months(d_a, d_b, tz, whole_months)
                 if d_b < b_hour:
                     segments.append(Segment("hour", d_b, b_hour))
             else:
@@ -502,6 +512,15 @@ def plan_segments(time_range: TimeRange, *, now: datetime, whole_days: bool = Tr
     if open_start < time_range.end:
         segments.append(Segment("raw", open_start, time_range.end))
     return segments
+
+
+def _days_and_months(start: datetime, end: datetime, tz: Any, whole_months: bool) -> list[Segment]:
+    """[start, end) between local midnights: whole local months, and the days around them."""
+    m_a, m_b = month_ceil(start, tz), month_start(end, tz)
+    if not whole_months or m_a >= m_b:
+        return [Segment("day", start, end)]
+    pieces = [Segment("day", start, m_a), Segment("month", m_a, m_b), Segment("day", m_b, end)]
+    return [p for p in pieces if p.start < p.end]
 
 
 class _Params:
@@ -565,13 +584,13 @@ WHERE r.organization_id = $1 AND r.profile_id = $2 AND ({segments})
 """
 REFERRER_EVENTS = """
 SELECT COALESCE(NULLIF(e.referrer_domain, ''), 'direct'), 1 FROM events e
-WHERE e.organization_id = $1 AND e.profile_id = $2 AND e.type = $3 AND ({segments})
+WHERE e.organization_id = $1 AND e.profile_id = $2 AND e.type = {event_type} AND ({segments})
 """
 TOP_REFERRERS_SQL = """
 SELECT referrer, sum(views)::bigint AS views FROM ({parts}) AS x(referrer, views)
 GROUP BY referrer
 ORDER BY views DESC, referrer
-LIMIT $4
+LIMIT $3
 """
 
 REVENUE_ROLLUPS = """
@@ -580,7 +599,7 @@ WHERE r.organization_id = $1 AND r.profile_id = $2 AND ({segments})
 """
 REVENUE_EVENTS = """
 SELECT e.currency::text, e.amount_minor FROM events e
-WHERE e.organization_id = $1 AND e.profile_id = $2 AND e.type = ANY($3::text[])
+WHERE e.organization_id = $1 AND e.profile_id = $2 AND e.type = ANY({event_types}::text[])
   AND e.amount_minor IS NOT NULL AND e.currency IS NOT NULL AND ({segments})
 """
 REVENUE_SQL = """
@@ -590,13 +609,17 @@ ORDER BY currency
 """
 
 
-def _union_query(params: _Params, segments: Sequence[Segment], rollups: str, events: str, outer: str) -> str | None:
-    """`outer` over the UNION ALL of a rollup part and a raw-event part (either may be absent)."""
+def _union_query(
+    params: _Params, segments: Sequence[Segment], rollups: str, events: str, outer: str, event_args: Mapping[str, Any]
+) -> str | None:
+    """`outer` over the UNION ALL of a rollup part and a raw-event part (either may be absent).
+    The raw part's own arguments become parameters only when it is there: PostgreSQL cannot
+    type a parameter no statement uses."""
     parts = []
     if (condition := _rollup_filter(params, segments)) is not None:
         parts.append(rollups.format(segments=condition))
     if (condition := _raw_filter(params, segments)) is not None:
-        parts.append(events.format(segments=condition))
+        parts.append(events.format(segments=condition, **{k: params.add(v) for k, v in event_args.items()}))
     return outer.format(parts=" UNION ALL ".join(parts)) if parts else None
 
 
@@ -678,6 +701,7 @@ class _RangeQuery:
     """Shared steps of the range reports: scope, resolve the range, plan, fetch rows."""
 
     whole_days = True
+    whole_months = True
 
     def __init__(
         self, *, viewer: Viewer, profile_id: uuid.UUID | str, time_range: RangeSpec, now: datetime | None = None
@@ -693,7 +717,9 @@ class _RangeQuery:
         self.timezone = self.profile.organization.timezone
         self.range = resolve_range(self.spec, self.timezone, now=self.now)
         self.validate()
-        self.segments = plan_segments(self.range, now=self.now, whole_days=self.whole_days)
+        self.segments = plan_segments(
+            self.range, now=self.now, whole_days=self.whole_days, whole_months=self.whole_months
+        )
 
     def validate(self) -> None:
         """Report-specific argument checks, after the range is known."""
@@ -730,9 +756,11 @@ class ProfileOverviewQuery(_RangeQuery):
             for row in await self._raw_hours(conn):
                 totals.add_raw(row)
             referrers = await self._fetch_union(
-                conn, REFERRER_ROLLUPS, REFERRER_EVENTS, TOP_REFERRERS_SQL, PROFILE_VIEWED, TOP_REFERRERS
+                conn, REFERRER_ROLLUPS, REFERRER_EVENTS, TOP_REFERRERS_SQL, TOP_REFERRERS, event_type=PROFILE_VIEWED
             )
-            revenue = await self._fetch_union(conn, REVENUE_ROLLUPS, REVENUE_EVENTS, REVENUE_SQL, MONEY_TYPES)
+            revenue = await self._fetch_union(
+                conn, REVENUE_ROLLUPS, REVENUE_EVENTS, REVENUE_SQL, event_types=MONEY_TYPES
+            )
         unique_visitors = totals.visitors.estimate()
         return Overview(
             profile_id=self.profile.id,
@@ -748,10 +776,10 @@ class ProfileOverviewQuery(_RangeQuery):
         )
 
     async def _fetch_union(
-        self, conn: asyncpg.Connection, rollups: str, events: str, outer: str, *extra: Any
+        self, conn: asyncpg.Connection, rollups: str, events: str, outer: str, *outer_args: Any, **event_args: Any
     ) -> list[asyncpg.Record]:
-        params = _Params(*self._base(), *extra)
-        sql = _union_query(params, self.segments, rollups, events, outer)
+        params = _Params(*self._base(), *outer_args)
+        sql = _union_query(params, self.segments, rollups, events, outer, event_args)
         return await conn.fetch(sql, *params.values) if sql else []
 
 
@@ -761,8 +789,9 @@ class ProfileTimeseriesQuery(_RangeQuery):
     def __init__(self, *, granularity: Grain | str = Grain.DAY, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.granularity = Grain(granularity)
-        # Day rollups cannot be split into hours.
+        # Day rollups cannot be split into hours, nor month rollups into days or weeks.
         self.whole_days = self.granularity is not Grain.HOUR
+        self.whole_months = self.granularity is Grain.MONTH
 
     def validate(self) -> None:
         self.buckets = bucket_starts(self.range, self.granularity)
@@ -915,6 +944,7 @@ class RebuildStats:
     organization_id: uuid.UUID | None = None
     hour_rows: int = 0
     day_rows: int = 0
+    month_rows: int = 0
     referrer_rows: int = 0
     revenue_rows: int = 0
     seconds: float = 0.0
@@ -926,6 +956,11 @@ class RebuildStats:
 @lru_cache(maxsize=65_536)
 def _day_of_hour(timezone: str, hour: datetime) -> datetime:
     return day_start(hour, timezone)
+
+
+@lru_cache(maxsize=65_536)
+def _month_of_hour(timezone: str, hour: datetime) -> datetime:
+    return month_start(hour, timezone)
 
 
 def _sketch_of(*id_lists: Sequence[str] | None) -> bytes | None:
@@ -946,13 +981,25 @@ async def _grouped_rows(conn: asyncpg.Connection, sql: str, *args: Any) -> Any:
 
 
 async def _rollup_records(conn: asyncpg.Connection, org: uuid.UUID | None, stats: RebuildStats, now: datetime) -> Any:
-    """Hour rows as they come; a day row whenever the (org, profile, local day) changes."""
+    """Hour rows as they come; a day row whenever the (org, profile, local day) changes and a
+    month row whenever the local month does (its sketches: the union of its days')."""
     day_key: tuple | None = None
     day: list[Any] = []
+    month_key: tuple | None = None
+    month: list[Any] = []
 
-    def flush() -> tuple:
+    def flush_day() -> tuple:
         stats.day_rows += 1
-        return (*day_key, *day[:4], _sketch_of(*day[4]), _sketch_of(*day[5]), now)
+        visitors, inquirers = _sketch_of(*day[4]), _sketch_of(*day[5])
+        for i in range(4):
+            month[i] += day[i]
+        month[4].append(visitors)
+        month[5].append(inquirers)
+        return (*day_key, *day[:4], visitors, inquirers, now)
+
+    def flush_month() -> tuple:
+        stats.month_rows += 1
+        return (*month_key, *month[:4], _union_of(month[4]), _union_of(month[5]), now)
 
     rows = _grouped_rows(conn, REBUILD_HOURS, org, _KIND[PROFILE_VIEWED], _KIND[PROFILE_INQUIRY], _KIND[BOOKING_COMPLETED])
     async for r in rows:
@@ -965,7 +1012,12 @@ async def _rollup_records(conn: asyncpg.Connection, org: uuid.UUID | None, stats
         key = (o, p, "day", _day_of_hour(r["timezone"], bucket))
         if key != day_key:
             if day_key is not None:
-                yield flush()
+                yield flush_day()
+            new_month = (o, p, "month", _month_of_hour(r["timezone"], bucket))
+            if new_month != month_key:
+                if month_key is not None:
+                    yield flush_month()
+                month_key, month = new_month, [0, 0, 0, 0, [], []]
             day_key, day = key, [0, 0, 0, 0, [], []]
         day[0] += views
         day[1] += inquiries
@@ -974,34 +1026,49 @@ async def _rollup_records(conn: asyncpg.Connection, org: uuid.UUID | None, stats
         day[4].append(visitors)
         day[5].append(inquirers)
     if day_key is not None:
-        yield flush()
+        yield flush_day()
+        yield flush_month()
+
+
+def _union_of(sketches: Sequence[bytes | None]) -> bytes | None:
+    """The union of serialized sketches (None when none has an id, as the worker leaves it)."""
+    present = [s for s in sketches if s]
+    if not present:
+        return None
+    union = hll_union(HLL_LG_K)
+    for data in present:
+        union.update(hll_sketch.deserialize(data))
+    return union.get_result(HLL_TYPE).serialize_compact()
 
 
 async def _summed_records(rows: Any, width: int, counter: list[int]) -> Any:
-    """Hour rows of a (key..., value...) query as they come, plus their sums per local day."""
-    days: dict[tuple, list[int]] = {}
-    current: tuple | None = None
+    """Hour rows of a (key..., value...) query as they come, plus their sums per local day
+    and per local month."""
+    coarser: dict[str, dict[tuple, list[int]]] = {"day": {}, "month": {}}
+    current: dict[str, tuple | None] = {"day": None, "month": None}
     async for r in rows:
         o, p, tz, bucket, *rest = r.values()
         keys, values = rest[:width], rest[width:]
         counter[0] += 1
         yield (o, p, "hour", bucket, *keys, *values)
-        day = (o, p, "day", _day_of_hour(tz, bucket))
-        if day[:4] != current:
-            for k, v in days.items():
-                counter[0] += 1
-                yield (*k, *v)
-            days, current = {}, day
-        sums = days.setdefault((*day, *keys), [0] * len(values))
-        for i, value in enumerate(values):
-            sums[i] += value
-    for k, v in days.items():
-        counter[0] += 1
-        yield (*k, *v)
+        for grain, start in (("day", _day_of_hour(tz, bucket)), ("month", _month_of_hour(tz, bucket))):
+            bucket_key = (o, p, grain, start)
+            if bucket_key != current[grain]:
+                for k, v in coarser[grain].items():
+                    counter[0] += 1
+                    yield (*k, *v)
+                coarser[grain], current[grain] = {}, bucket_key
+            sums = coarser[grain].setdefault((*bucket_key, *keys), [0] * len(values))
+            for i, value in enumerate(values):
+                sums[i] += value
+    for grain in coarser:
+        for k, v in coarser[grain].items():
+            counter[0] += 1
+            yield (*k, *v)
 
 
 async def rebuild_rollups(organization_id: uuid.UUID | str | None = None) -> RebuildStats:
-    """Recompute the hour and day rollups (counters, sketches, referrers, revenue) of one
+    """Recompute the hour, day and month rollups (counters, sketches, referrers, revenue) of one
     organization, or of all, from `profile_events`; identical to what the worker built."""
     import time
 
