@@ -102,6 +102,15 @@ def _short(value: object) -> str:
     return f"{value:,.2f}" if isinstance(value, float) else str(value)
 
 
+async def stored_events(database_url: str) -> int:
+    """Events in a reused database (it may have been loaded with another --events)."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        return int(await conn.fetchval("SELECT count(*) FROM events"))
+    finally:
+        await conn.close()
+
+
 async def run(args: argparse.Namespace) -> list[Result]:
     server = server_url()
     name = args.db or f"pulsegraph_bench_{args.events}"
@@ -123,6 +132,8 @@ async def run(args: argparse.Namespace) -> list[Result]:
             conn = await asyncpg.connect(database_url)
             await provision(conn, dataset)
             await conn.close()
+        if not fresh and ({"B3", "B5"} & set(args.only)):
+            args.events = await stored_events(database_url)  # label the rows with what is there
         if fresh and ({"B3", "B5"} & set(args.only)):
             print(f"setup: loading {args.events:,} generated events with COPY (events + profile_events) ...", flush=True)
             setup = await load_events(database_url, dataset, args.events, end=datetime.now(UTC))
