@@ -249,23 +249,39 @@ async def administered_organization(
     return org
 
 
-async def readable_profile(viewer: Viewer, profile_id: uuid.UUID | str):
-    """The profile if the viewer may read it; NOT_FOUND otherwise, even if it exists."""
-    from models.organizations import Profile
+@dataclass(frozen=True, slots=True)
+class ReadableProfile:
+    """What a report needs of the profile it reads: its tenant and the zone it buckets in."""
+
+    id: uuid.UUID
+    organization_id: uuid.UUID
+    timezone: str
+
+
+READABLE_PROFILE = """
+SELECT p.id, p.organization_id, o.timezone
+FROM profiles p JOIN organizations o ON o.id = p.organization_id
+WHERE p.id = $1 AND ($2::uuid IS NULL OR p.organization_id = $2::uuid)
+"""
+
+
+async def readable_profile(viewer: Viewer, profile_id: uuid.UUID | str) -> ReadableProfile:
+    """The profile if the viewer may read it; NOT_FOUND otherwise, even if it exists.
+
+    Every profile report and subscription starts here, so it is one indexed query on the
+    pool's connection rather than an ORM query (which cost ~2 ms of a 10 ms report)."""
+    from app.database import connection
 
     require_reader(viewer)
     try:
         pid = uuid.UUID(str(profile_id))
     except ValueError as exc:
         raise NotFound("profile not found", field="profileId") from exc
-    query = Profile.filter(id=pid)
-    if viewer.role is Role.ORG_ADMIN:
-        query = query.filter(organization_id=viewer.organization_id)
-    elif viewer.role is Role.PROVIDER:
-        if viewer.profile_id != pid:
-            raise NotFound("profile not found", field="profileId")
-        query = query.filter(organization_id=viewer.organization_id)
-    profile = await query.select_related("organization").first()
-    if profile is None:
+    if viewer.role is Role.PROVIDER and viewer.profile_id != pid:
         raise NotFound("profile not found", field="profileId")
-    return profile
+    tenant = None if viewer.role is Role.ADMIN else viewer.organization_id
+    async with connection() as conn:
+        row = await conn.fetchrow(READABLE_PROFILE, pid, tenant)
+    if row is None:
+        raise NotFound("profile not found", field="profileId")
+    return ReadableProfile(row["id"], row["organization_id"], row["timezone"])

@@ -285,7 +285,7 @@ class GovAlertsQuery:
         profile = await readable_profile(self.viewer, self.profile_id)
         if not 1 <= self.limit <= MAX_ALERTS:
             raise BadInput(f"limit must be between 1 and {MAX_ALERTS}", field="limit")
-        time_range = resolve_range(self.spec, profile.organization.timezone, now=self.now)
+        time_range = resolve_range(self.spec, profile.timezone, now=self.now)
         async with connection() as conn:
             rows = await conn.fetch(
                 ALERTS_IN_RANGE, profile.organization_id, profile.id, time_range.start, time_range.end, self.limit

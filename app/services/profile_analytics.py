@@ -714,7 +714,7 @@ class _RangeQuery:
     async def _prepare(self) -> None:
         self.profile = await readable_profile(self.viewer, self.profile_id)
         self.org_id = self.profile.organization_id
-        self.timezone = self.profile.organization.timezone
+        self.timezone = self.profile.timezone
         self.range = resolve_range(self.spec, self.timezone, now=self.now)
         self.validate()
         self.segments = plan_segments(
