@@ -467,3 +467,31 @@ def test_key_periods_tile_time(settings, period_days):
     start, end = privacy.key_period(moment, custom)
     assert start <= moment.date() < end and (end - start).days == period_days
     assert privacy.key_period(datetime.combine(end, datetime.min.time(), tzinfo=UTC), custom)[0] == end
+
+
+async def test_fraud_alerts_about_an_address_are_pseudonymized_with_its_events(client, worker, tenant, settings):
+    """An accounts-per-IP alert names the address; past IP retention it names the address's
+    HMAC instead, the same one its events now carry."""
+    from tests.test_fraud import Stream, alerts_of, run
+
+    stream = Stream(base=datetime.now(UTC) - timedelta(days=100))
+    sign_ups = [stream.account(f"new-{i}", "198.51.100.23", i) for i in range(4)]
+    await run(client, worker, tenant, stream)
+    [alert] = [a for a in await alerts_of(client, tenant) if a["kind"] == "ACCOUNTS_PER_IP"]
+    assert alert["subject"] == "ip:198.51.100.23" and alert["details"]["ip"] == "198.51.100.23"
+
+    await privacy.pseudonymize_old_ips(datetime.now(UTC), settings=settings)
+
+    [after] = [a for a in await alerts_of(client, tenant) if a["kind"] == "ACCOUNTS_PER_IP"]
+    hashed = after["subject"].removeprefix("ip:")
+    assert HASH_RE.match(hashed) and after["details"]["ip"] == hashed and after["id"] == alert["id"]
+    assert after["evidence"] == alert["evidence"] == sign_ups
+    async with connection() as conn:
+        stored = await conn.fetch(
+            "SELECT ip, ip_hash FROM events WHERE organization_id = $1 AND event_id = ANY($2::text[])",
+            tenant.organization.id,
+            sign_ups,
+        )
+    assert {(r["ip"], r["ip_hash"]) for r in stored} == {(None, hashed)}
+    await privacy.pseudonymize_old_ips(datetime.now(UTC), settings=settings)  # a second run changes nothing
+    assert [a for a in await alerts_of(client, tenant) if a["kind"] == "ACCOUNTS_PER_IP"] == [after]

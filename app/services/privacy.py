@@ -284,9 +284,49 @@ async def pseudonymize_old_ips(now: datetime | None = None, *, settings: Setting
         total += len(rows)
         if len(rows) < batch_size:
             break
+    total += await _pseudonymize_alert_ips(now, settings=settings)
     if total:
         log.info("pseudonymized %d raw IPs past retention", total)
     return total
+
+
+# Fraud alerts about an address ("ip:<address>" subjects) carry it in their subject and details;
+# once their last trigger is past retention the address becomes its HMAC there too (the same
+# hash as the events pseudonymized in the same key period, so they can still be matched).
+_RAW_IP_ALERTS = """
+SELECT a.organization_id, a.id, substr(a.subject, 4) AS ip
+FROM fraud_alerts a JOIN organizations o ON o.id = a.organization_id
+WHERE a.subject LIKE 'ip:%' AND substr(a.subject, 4) !~ '^[0-9]{8}:[0-9a-f]+$'
+  AND a.last_triggered_at < $1::timestamptz - make_interval(days => o.ip_retention_days)
+FOR UPDATE OF a
+"""
+_SET_ALERT_IP_HASHES = """
+UPDATE fraud_alerts a SET subject = 'ip:' || u.ip_hash, details = jsonb_set(a.details, '{ip}', to_jsonb(u.ip_hash))
+FROM unnest($1::uuid[], $2::uuid[], $3::text[]) AS u(organization_id, id, ip_hash)
+WHERE a.organization_id = u.organization_id AND a.id = u.id
+"""
+
+
+async def _pseudonymize_alert_ips(now: datetime, *, settings: Settings) -> int:
+    async with transaction() as conn:
+        key = await current_ip_key(conn, now, settings)
+        rows = [r for r in await conn.fetch(_RAW_IP_ALERTS, now) if _is_address(r["ip"])]
+        if rows:
+            await conn.execute(
+                _SET_ALERT_IP_HASHES,
+                [r["organization_id"] for r in rows],
+                [r["id"] for r in rows],
+                [key.hash(r["organization_id"], r["ip"]) for r in rows],
+            )
+    return len(rows)
+
+
+def _is_address(value: str) -> bool:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return True
 
 
 @dataclass(slots=True)
