@@ -89,7 +89,7 @@ class FraudAlert:
     )
     status: FraudAlertStatus = strawberry.field(description="Where it is in the workflow.")
     details: JSON = strawberry.field(description="The numbers that made the rule fire, with its thresholds.")
-    evidence: list[str] = strawberry.field(description="Ids of the events that made the rule fire, oldest first.")
+    evidence: list[str] = strawberry.field(description="Ids of the events that made the rule fire, oldest first (the latest 1,000 when there are more).")
     triggered_at: datetime = strawberry.field(description="Time of the event that first made the rule fire.")
     last_triggered_at: datetime = strawberry.field(description="Time of the latest event that made it fire.")
     raised_at: datetime = strawberry.field(description="When the worker raised it.")

@@ -538,3 +538,16 @@ async def test_the_demo_data_raises_one_alert_of_each_kind(app, settings, client
     await worker.drain()
     found = by_kind(await alerts_of(client, tenant))
     assert set(found) == {"FAILED_PAYMENTS", "REFUND_RATE", "ACCOUNTS_PER_IP", "TICKET_MULTI_DEVICE", "BULK_PURCHASE"}
+
+
+async def test_an_alert_keeps_the_latest_thousand_events_of_its_evidence(client, worker, tenant):
+    """A card tester failing 1,005 times in an hour: one alert, whose evidence is capped to
+    the latest 1,000 ids (oldest first) while its details count them all."""
+    stream = Stream()
+    failures = [stream.failed("card-tester", i * 0.05) for i in range(1005)]
+    await publish(client, tenant, stream.events[:1000])
+    await publish(client, tenant, stream.events[1000:])
+    await worker.drain()
+    [alert] = [a for a in await alerts_of(client, tenant) if a["kind"] == "FAILED_PAYMENTS"]
+    assert alert["evidence"] == failures[5:]
+    assert alert["details"]["failedPayments"] == 1005, alert["details"]

@@ -73,6 +73,9 @@ NAME_MAX_CHARS = 200
 NOTE_MAX_CHARS = 4000
 PAGE_DEFAULT = 50
 PAGE_MAX = 200
+# An alert keeps the ids of the latest events that made it fire: an active alert (an
+# organization's refund rate, say) can keep firing for weeks, and its row must not grow without end.
+EVIDENCE_LIMIT = 1000
 WORKER_ACTOR = ("worker", "system")  # (actor, role) recorded for alerts the worker raises
 
 
@@ -446,7 +449,7 @@ WHERE s.n >= (rt.params->>'minOrders')::int AND f.refunded * 100 > (rt.params->>
 
 # One active alert per (rule, subject): a conflict extends it. Rows arrive grouped (one per
 # key) and sorted, so concurrent workers lock in one order.
-_UPSERT_ALERTS = """
+_UPSERT_ALERTS = f"""
 INSERT INTO fraud_alerts AS a (organization_id, id, rule_id, kind, rule_name, risk, subject, details, evidence,
                                triggered_at, last_triggered_at)
 SELECT u.organization_id, gen_random_uuid(), u.rule_id, r.kind, r.name, r.risk, u.subject, u.details,
@@ -456,8 +459,10 @@ FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::timestamptz[], $5::timestamp
 JOIN fraud_rules r ON r.organization_id = u.organization_id AND r.id = u.rule_id
 ORDER BY u.organization_id, u.rule_id, u.subject
 ON CONFLICT (organization_id, rule_id, subject) WHERE status IN ('open', 'investigating') DO UPDATE SET
-    evidence = ARRAY(SELECT v.id FROM unnest(a.evidence || EXCLUDED.evidence) WITH ORDINALITY AS v(id, n)
-                     GROUP BY v.id ORDER BY min(v.n)),
+    evidence = ARRAY(SELECT t.id FROM (
+                         SELECT v.id, min(v.n) AS n FROM unnest(a.evidence || EXCLUDED.evidence) WITH ORDINALITY AS v(id, n)
+                         GROUP BY v.id ORDER BY min(v.n) DESC LIMIT {EVIDENCE_LIMIT}) t
+                     ORDER BY t.n),
     details = CASE WHEN EXCLUDED.last_triggered_at >= a.last_triggered_at THEN EXCLUDED.details ELSE a.details END,
     last_triggered_at = GREATEST(a.last_triggered_at, EXCLUDED.last_triggered_at),
     updated_at = clock_timestamp()
@@ -520,7 +525,7 @@ async def _store_hits(conn: asyncpg.Connection, hits: dict[tuple[uuid.UUID, uuid
         [k[2] for k, _ in ordered],
         [h.triggered_at for _, h in ordered],
         [h.last_triggered_at for _, h in ordered],
-        [orjson.dumps(list(h.evidence)).decode() for _, h in ordered],
+        [orjson.dumps(list(h.evidence)[-EVIDENCE_LIMIT:]).decode() for _, h in ordered],
         [h.details for _, h in ordered],
     )
     raised = [r for r in records if r["inserted"]]
