@@ -28,16 +28,31 @@ else the cookie-less hash (one namespace, so a user id never collides with a dev
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
 import asyncpg
 import orjson
 
-from app.timebuckets import day_start, local_date, local_midnight, utcnow
+from app.auth import Viewer, administered_organization, administered_scope, readable_profile
+from app.database import connection, transaction
+from app.errors import BadInput, NotFound
+from app.timebuckets import (
+    Grain,
+    RangeSpec,
+    TimeRange,
+    bucket_starts,
+    day_start,
+    local_date,
+    local_midnight,
+    resolve_range,
+    utcnow,
+)
 from app.vocabulary import (
     AFFILIATE_COMMISSION,
     BOOKING_COMPLETED,
@@ -362,3 +377,352 @@ async def live_messages(conn: asyncpg.Connection, ledger: LedgerEffects) -> list
         messages.append((revenue_counter_channel(str(row["id"])), counters_payload(found)))
     messages.append((REVENUE_COUNTERS_ALL_CHANNEL, counters_payload(await counters(conn, None))))
     return messages
+
+
+# --------------------------------------------------------------------------- scope and money
+
+# ISO 4217 minor-unit digits that are not 2 (conversion needs them: 1 JPY has no cents).
+MINOR_DIGITS = {
+    "BIF": 0, "CLP": 0, "DJF": 0, "GNF": 0, "ISK": 0, "JPY": 0, "KMF": 0, "KRW": 0, "PYG": 0, "RWF": 0, "UGX": 0,
+    "UYI": 0, "VND": 0, "VUV": 0, "XAF": 0, "XOF": 0, "XPF": 0,
+    "BHD": 3, "IQD": 3, "JOD": 3, "KWD": 3, "LYD": 3, "OMR": 3, "TND": 3, "CLF": 4, "UYW": 4,
+}  # fmt: skip
+MONEY_REFUSAL = "organization-wide money reports need an organization admin or platform admin token"
+CURRENCY_RE = re.compile(r"[A-Z]{3}")
+
+
+def minor_digits(currency: str) -> int:
+    return MINOR_DIGITS.get(currency, 2)
+
+
+@dataclass(frozen=True, slots=True)
+class Scope:
+    """Whose money a report covers: an organization, or one of its profiles."""
+
+    organization_id: uuid.UUID
+    profile_id: uuid.UUID | None
+    timezone: str
+    reporting_currency: str | None
+    rates: dict[str, Decimal]
+
+
+async def money_scope(*, viewer: Viewer, profile_id: Any = None, organization_id: Any = None) -> Scope:
+    """profileId: whoever may read the profile (providers their own); organizationId: its admins."""
+    if profile_id is not None and organization_id is not None:
+        raise BadInput("give profileId or organizationId, not both", field="organizationId")
+    if profile_id is not None:
+        profile = await readable_profile(viewer, profile_id)
+        org, pid = uuid.UUID(str(profile.organization_id)), profile.id
+    else:
+        org, pid = await administered_organization(viewer, organization_id, refusal=MONEY_REFUSAL), None
+    async with connection() as conn:
+        row = await conn.fetchrow("SELECT timezone, reporting_currency FROM organizations WHERE id = $1", org)
+        rates = await conn.fetch("SELECT currency, rate FROM exchange_rates WHERE organization_id = $1", org)
+    if row is None:
+        raise NotFound("organization not found", field="organizationId")
+    return Scope(org, pid, row["timezone"], row["reporting_currency"], {r["currency"]: r["rate"] for r in rates})
+
+
+def convert(amounts: Mapping[str, int], scope: Scope) -> tuple[int | None, list[str]]:
+    """The sum of per-currency totals in the reporting currency, or None with the currencies
+    lacking a rate. Rule: each currency's total is converted once, exactly (Decimal), and
+    rounded half-to-even to the reporting currency's minor unit; the rounded values are added."""
+    target = scope.reporting_currency
+    if target is None:
+        return None, []
+    missing = sorted(c for c in amounts if c != target and c not in scope.rates)
+    if missing:
+        return None, missing
+    total = 0
+    for currency, amount in amounts.items():
+        rate = Decimal(1) if currency == target else scope.rates[currency]
+        exact = Decimal(amount) * rate * Decimal(10) ** (minor_digits(target) - minor_digits(currency))
+        total += int(exact.quantize(Decimal(1), rounding=ROUND_HALF_EVEN))
+    return total, []
+
+
+def clipped_buckets(span: TimeRange, grain: Grain) -> tuple[list[datetime], list[datetime]]:
+    """Report buckets as [start, end) pairs clipped to the range (the first and last may be partial)."""
+    starts = bucket_starts(span, grain)
+    ends = [*starts[1:], span.end]
+    return [max(s, span.start) for s in starts], [min(e, span.end) for e in ends]
+
+
+# --------------------------------------------------------------------------- revenue
+
+_BUCKETED = """
+SELECT b.i - 1 AS i, t.type, t.currency, sum(t.amount_minor)::bigint AS amount,
+       sum(t.platform_fee_minor + t.service_fee_minor + t.processor_fee_minor)::bigint AS fees, count(*) AS n
+FROM unnest($2::timestamptz[], $3::timestamptz[]) WITH ORDINALITY AS b(s, e, i)
+JOIN transactions t ON t.organization_id = $1 AND t.occurred_at >= b.s AND t.occurred_at < b.e
+WHERE ($4::uuid IS NULL OR t.profile_id = $4) AND t.status IN ('completed', 'refunded')
+GROUP BY b.i, t.type, t.currency
+ORDER BY b.i, t.type, t.currency
+"""
+
+
+@dataclass(slots=True)
+class Bucket:
+    """Revenue of one period: by (source, currency), fees by currency, entries."""
+
+    start: datetime
+    end: datetime
+    by_source: dict[tuple[str, str], int] = field(default_factory=dict)
+    fees: dict[str, int] = field(default_factory=dict)
+    transactions: int = 0
+
+    @property
+    def totals(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for (_, currency), amount in self.by_source.items():
+            out[currency] = out.get(currency, 0) + amount
+        return dict(sorted(out.items()))
+
+
+async def revenue_buckets(scope: Scope, starts: list[datetime], ends: list[datetime]) -> list[Bucket]:
+    """The ledger's revenue (sales and refunds, not pending or failed) in each [start, end)."""
+    buckets = [Bucket(s, e) for s, e in zip(starts, ends, strict=True)]
+    async with connection() as conn:
+        rows = await conn.fetch(_BUCKETED, scope.organization_id, starts, ends, scope.profile_id)
+    for row in rows:
+        bucket = buckets[row["i"]]
+        bucket.by_source[(row["type"], row["currency"])] = row["amount"]
+        bucket.fees[row["currency"]] = bucket.fees.get(row["currency"], 0) + row["fees"]
+        bucket.transactions += row["n"]
+    return buckets
+
+
+@dataclass(frozen=True, slots=True)
+class RevenueSummary:
+    scope: Scope
+    range: TimeRange
+    previous: TimeRange
+    current: Bucket
+    before: Bucket
+
+
+async def revenue_summary(
+    *, viewer: Viewer, profile_id: Any = None, organization_id: Any = None, time_range: RangeSpec
+) -> RevenueSummary:
+    """Revenue by source over a range, against the equally long period just before it."""
+    scope = await money_scope(viewer=viewer, profile_id=profile_id, organization_id=organization_id)
+    span = resolve_range(time_range, scope.timezone)
+    previous = TimeRange(span.start - (span.end - span.start), span.start, span.timezone)
+    before, current = await revenue_buckets(scope, [previous.start, span.start], [previous.end, span.end])
+    return RevenueSummary(scope=scope, range=span, previous=previous, current=current, before=before)
+
+
+@dataclass(frozen=True, slots=True)
+class RevenueSeries:
+    scope: Scope
+    range: TimeRange
+    grain: Grain
+    buckets: list[Bucket]
+
+
+async def revenue_timeseries(
+    *, viewer: Viewer, profile_id: Any = None, organization_id: Any = None, time_range: RangeSpec, grain: Grain
+) -> RevenueSeries:
+    """Revenue per local bucket with its source breakdown (every bucket listed)."""
+    scope = await money_scope(viewer=viewer, profile_id=profile_id, organization_id=organization_id)
+    span = resolve_range(time_range, scope.timezone)
+    starts, ends = clipped_buckets(span, grain)
+    return RevenueSeries(scope=scope, range=span, grain=grain, buckets=await revenue_buckets(scope, starts, ends))
+
+
+# --------------------------------------------------------------------------- gifts
+
+_GIFTS = """
+SELECT t.event_id, t.profile_id, t.customer_id, t.category, t.amount_minor, t.currency, t.status, t.is_refund, t.occurred_at
+FROM transactions t
+WHERE t.organization_id = $1 AND ($2::uuid IS NULL OR t.profile_id = $2) AND t.type = 'gift'
+  AND t.status IN ('completed', 'refunded') AND t.occurred_at >= $3 AND t.occurred_at < $4
+ORDER BY t.occurred_at DESC, t.event_id DESC
+"""
+TOP_DONORS_MAX = 100
+DONOR_PURCHASES_MAX = 50
+
+
+@dataclass(frozen=True, slots=True)
+class Gifts:
+    """A range's gift entries (sales and refunds), newest first, with the buckets to trend them in."""
+
+    scope: Scope
+    range: TimeRange
+    rows: list[asyncpg.Record]
+    starts: list[datetime]
+    ends: list[datetime]
+
+    @property
+    def sales(self) -> list[asyncpg.Record]:
+        return [r for r in self.rows if not r["is_refund"]]
+
+
+async def gifts(
+    *, viewer: Viewer, profile_id: Any = None, organization_id: Any = None, time_range: RangeSpec, grain: Grain = Grain.DAY
+) -> Gifts:
+    """Gift entries of a range: the summary, categories and donors are folds over them."""
+    scope = await money_scope(viewer=viewer, profile_id=profile_id, organization_id=organization_id)
+    span = resolve_range(time_range, scope.timezone)
+    async with connection() as conn:
+        rows = await conn.fetch(_GIFTS, scope.organization_id, scope.profile_id, span.start, span.end)
+    starts, ends = clipped_buckets(span, grain)
+    return Gifts(scope=scope, range=span, rows=rows, starts=starts, ends=ends)
+
+
+def add_to(totals: dict[str, int], currency: str, amount: int) -> None:
+    totals[currency] = totals.get(currency, 0) + amount
+
+
+def check_limit(limit: int, most: int) -> int:
+    if not 1 <= limit <= most:
+        raise BadInput(f"limit must be from 1 to {most}", field="limit")
+    return limit
+
+
+# --------------------------------------------------------------------------- duo referrals
+
+_DUO = """
+SELECT CASE WHEN t.profile_id = $2 THEN t.partner_profile_id ELSE t.profile_id END AS partner,
+       p.name AS partner_name, t.currency, count(*) FILTER (WHERE NOT t.is_refund) AS bookings,
+       sum(t.amount_minor)::bigint AS revenue,
+       sum(CASE WHEN t.profile_id = $2 THEN t.amount_minor * t.split_percent / 100
+                ELSE t.amount_minor - t.amount_minor * t.split_percent / 100 END)::bigint AS own_share
+FROM transactions t
+LEFT JOIN profiles p ON p.id = CASE WHEN t.profile_id = $2 THEN t.partner_profile_id ELSE t.profile_id END
+WHERE t.organization_id = $1 AND t.type = 'booking' AND t.partner_profile_id IS NOT NULL
+  AND (t.profile_id = $2 OR t.partner_profile_id = $2) AND t.profile_id IS DISTINCT FROM t.partner_profile_id
+  AND t.status IN ('completed', 'refunded') AND t.occurred_at >= $3 AND t.occurred_at < $4
+GROUP BY 1, 2, t.currency
+"""
+
+
+@dataclass(slots=True)
+class DuoPartner:
+    partner_profile_id: uuid.UUID
+    partner_name: str | None
+    bookings: int = 0
+    revenue: dict[str, int] = field(default_factory=dict)
+    own_share: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def partner_share(self) -> dict[str, int]:
+        return {c: self.revenue[c] - self.own_share.get(c, 0) for c in self.revenue}
+
+
+@dataclass(frozen=True, slots=True)
+class DuoStats:
+    scope: Scope
+    range: TimeRange
+    partners: list[DuoPartner]
+
+
+async def duo_stats(*, viewer: Viewer, profile_id: Any, time_range: RangeSpec) -> DuoStats:
+    """A profile's duo bookings (either side) with each side's share under the booking's split.
+
+    Split rule: the booked profile gets amount * splitPercent / 100 truncated toward zero
+    (refunds are negative and truncate the same way), the partner the rest; the split is
+    the event's properties.splitPercent, else the organization's duoSplitPercent when recorded."""
+    scope = await money_scope(viewer=viewer, profile_id=profile_id)
+    span = resolve_range(time_range, scope.timezone)
+    async with connection() as conn:
+        rows = await conn.fetch(_DUO, scope.organization_id, scope.profile_id, span.start, span.end)
+    partners: dict[uuid.UUID, DuoPartner] = {}
+    for row in rows:
+        partner = partners.setdefault(row["partner"], DuoPartner(row["partner"], row["partner_name"]))
+        partner.bookings += row["bookings"]
+        add_to(partner.revenue, row["currency"], row["revenue"])
+        add_to(partner.own_share, row["currency"], row["own_share"])
+    ranked = sorted(partners.values(), key=lambda p: (-p.bookings, str(p.partner_profile_id)))
+    return DuoStats(scope=scope, range=span, partners=ranked)
+
+
+# --------------------------------------------------------------------------- settings
+
+RATE_MAX = Decimal("1000000000000")
+
+
+@dataclass(frozen=True, slots=True)
+class MoneySettings:
+    organization_id: uuid.UUID
+    reporting_currency: str | None
+    duo_split_percent: int
+    rates: list[asyncpg.Record]
+
+
+async def money_settings(*, viewer: Viewer, organization_id: Any = None) -> MoneySettings:
+    """Reporting currency, its exchange rates and the default duo split of an organization."""
+    org = await administered_organization(viewer, organization_id, refusal=MONEY_REFUSAL)
+    async with connection() as conn:
+        return await _settings(conn, org)
+
+
+async def _settings(conn: asyncpg.Connection, org: uuid.UUID) -> MoneySettings:
+    row = await conn.fetchrow("SELECT reporting_currency, duo_split_percent FROM organizations WHERE id = $1", org)
+    rates = await conn.fetch(
+        "SELECT currency, rate, updated_by, updated_at FROM exchange_rates WHERE organization_id = $1 ORDER BY currency", org
+    )
+    return MoneySettings(org, row["reporting_currency"], row["duo_split_percent"], rates)
+
+
+def _currency(value: str, name: str) -> str:
+    if not isinstance(value, str) or not CURRENCY_RE.fullmatch(value):
+        raise BadInput(f"{name} must be an ISO 4217 code such as EUR", field=name)
+    return value
+
+
+def _rate(value: str, index: int) -> Decimal:
+    """Decimal text, never a float: '0.0067' for JPY -> USD."""
+    try:
+        rate = Decimal(value)
+    except (ArithmeticError, ValueError, TypeError):
+        rate = Decimal(0)
+    if not rate.is_finite() or not 0 < rate < RATE_MAX or rate != rate.quantize(Decimal("1e-12")):
+        raise BadInput("rate must be a positive decimal with at most 12 decimal places", field=f"rates.{index}.rate")
+    return rate
+
+
+async def update_money_settings(
+    *,
+    viewer: Viewer,
+    organization_id: Any = None,
+    reporting_currency: str | None = None,
+    clear_reporting_currency: bool = False,
+    duo_split_percent: int | None = None,
+    rates: Sequence[tuple[str, str]] | None = None,
+) -> MoneySettings:
+    """Change what is given; `rates` (currency, units of the reporting currency per unit) replaces the whole set."""
+    org = await administered_organization(viewer, organization_id, refusal=MONEY_REFUSAL)
+    target = _currency(reporting_currency, "reportingCurrency") if reporting_currency is not None else None
+    if duo_split_percent is not None and not 1 <= duo_split_percent <= 99:
+        raise BadInput("duoSplitPercent must be from 1 to 99", field="duoSplitPercent")
+    checked = [(_currency(c, f"rates.{i}.currency"), _rate(r, i)) for i, (c, r) in enumerate(rates or [])]
+    if len({c for c, _ in checked}) != len(checked):
+        raise BadInput("each currency may have one rate", field="rates")
+    async with transaction() as conn:
+        await conn.execute(
+            "UPDATE organizations SET reporting_currency = CASE WHEN $2 THEN NULL ELSE COALESCE($3, reporting_currency) END,"
+            " duo_split_percent = COALESCE($4, duo_split_percent) WHERE id = $1",
+            org, clear_reporting_currency, target, duo_split_percent,
+        )  # fmt: skip
+        if rates is not None:
+            await conn.execute("DELETE FROM exchange_rates WHERE organization_id = $1", org)
+            await conn.executemany(
+                "INSERT INTO exchange_rates (organization_id, currency, rate, updated_by) VALUES ($1, $2, $3, $4)",
+                [(org, c, r, viewer.subject) for c, r in checked],
+            )
+        return await _settings(conn, org)
+
+
+async def counters_scope(*, viewer: Viewer, organization_id: Any = None) -> tuple[uuid.UUID | None, str]:
+    """The organization a live counter follows (None: the platform, for platform admins) and its zone."""
+    org = await administered_scope(viewer, organization_id, refusal=MONEY_REFUSAL)
+    if org is None:
+        return None, "UTC"
+    async with connection() as conn:
+        return org, await conn.fetchval("SELECT timezone FROM organizations WHERE id = $1", org)
+
+
+async def current_counters(*, organization_id: uuid.UUID | None, timezone: str) -> Counters:
+    async with connection() as conn:
+        return await counters(conn, organization_id, timezone)
