@@ -50,10 +50,12 @@ async def pnl_export(
     granularity: GranularityArg,
     profile_id: ProfileArg = None,
     organization_id: OrganizationArg = None,
-    format_: Annotated[ExportFormat, strawberry.argument(name="format", description="CSV (default) or XLSX.")] = ExportFormat.CSV,
+    format_: Annotated[
+        ExportFormat | None, strawberry.argument(name="format", description="CSV (default) or XLSX.")
+    ] = None,
 ) -> ExportFile:
     found = await service.export(
         viewer=viewer_of(info), profile_id=profile_id, organization_id=organization_id,
-        time_range=to_range_spec(range_), grain=Grain(granularity.value), fmt=format_.value,
+        time_range=to_range_spec(range_), grain=Grain(granularity.value), fmt=(format_ or ExportFormat.CSV).value,
     )  # fmt: skip
     return ExportFile(filename=found.filename, content_type=found.content_type, encoding=found.encoding, content=found.content)

@@ -25,7 +25,6 @@ from schema.revenue import (
     GiftPurchase,
     GiftPurchased,
     GiftSummary,
-    GiftTrendPoint,
     MoneySettings,
     RevenueChange,
     RevenueCounters,
@@ -121,11 +120,10 @@ async def revenue_timeseries(
 # --------------------------------------------------------------------------- gifts
 
 
-async def _gifts(info: Info, range_: Any, profile_id: Any, organization_id: Any, grain: Grain = Grain.DAY) -> service.Gifts:
+async def _gifts(info: Info, range_: Any, profile_id: Any, organization_id: Any) -> service.Gifts:
     return await service.gifts(
-        viewer=viewer_of(info), profile_id=profile_id, organization_id=organization_id,
-        time_range=to_range_spec(range_), grain=grain,
-    )  # fmt: skip
+        viewer=viewer_of(info), profile_id=profile_id, organization_id=organization_id, time_range=to_range_spec(range_)
+    )
 
 
 async def gift_summary(
@@ -140,34 +138,32 @@ async def gift_summary(
     return GiftSummary(range=_range(found.range), revenue=money(totals), gifts=len(sales), donors=len(donors))
 
 
+def _by_category(rows: list[Any]) -> dict[str, tuple[dict[str, int], int]]:
+    out: dict[str, tuple[dict[str, int], int]] = {}
+    for row in rows:
+        totals, count = out.get(row["category"], ({}, 0))
+        service.add_to(totals, row["currency"], row["amount_minor"])
+        out[row["category"]] = (totals, count + (0 if row["is_refund"] else 1))
+    return out
+
+
 async def gift_categories(
     info: Info,
     range_: RangeArg,
-    granularity: GranularityArg,
     profile_id: ProfileArg = None,
     organization_id: OrganizationArg = None,
+    limit: Annotated[int, strawberry.argument(description="How many categories, most gifts first (1..100).")] = 20,
 ) -> list[GiftCategory]:
-    found = await _gifts(info, range_, profile_id, organization_id, Grain(granularity.value))
-    from app.timebuckets import BucketIndex
-
-    index = BucketIndex(found.starts)
-    by_category: dict[str, tuple[dict[str, int], list[int], list[dict[str, int]], list[int]]] = {}
-    for row in found.rows:
-        totals, count, trend, trend_counts = by_category.setdefault(
-            row["category"], ({}, [0], [{} for _ in found.starts], [0] * len(found.starts))
-        )
-        position = index.find(row["occurred_at"])
-        service.add_to(totals, row["currency"], row["amount_minor"])
-        service.add_to(trend[position], row["currency"], row["amount_minor"])
-        if not row["is_refund"]:
-            count[0] += 1
-            trend_counts[position] += 1
+    service.check_limit(limit, service.TOP_DONORS_MAX)
+    found = await _gifts(info, range_, profile_id, organization_id)
+    current, previous = _by_category(found.rows), _by_category(found.previous_rows)
+    ranked = sorted(current.keys() | previous.keys(), key=lambda c: (-current.get(c, ({}, 0))[1], c))[:limit]
     return [
         GiftCategory(
-            category=category, revenue=money(totals), gifts=count[0],
-            trend=[GiftTrendPoint(start=s, revenue=money(t), gifts=n) for s, t, n in zip(found.starts, trend, counts, strict=True)],
+            category=category, revenue=money(current.get(category, ({}, 0))[0]), gifts=current.get(category, ({}, 0))[1],
+            previous_revenue=money(previous.get(category, ({}, 0))[0]), previous_gifts=previous.get(category, ({}, 0))[1],
         )  # fmt: skip
-        for category, (totals, count, trend, counts) in sorted(by_category.items())
+        for category in ranked
     ]
 
 

@@ -84,19 +84,13 @@ class GiftSummary:
     donors: int = strawberry.field(description="Distinct donors (userId, else the visitor).")
 
 
-@strawberry.type(description="One bucket of a gift category's trend.")
-class GiftTrendPoint:
-    start: datetime = strawberry.field(description="Bucket start (clipped to the range).")
-    revenue: list[Money] = strawberry.field(description="Revenue per currency.")
-    gifts: int = strawberry.field(description="Gifts bought.")
-
-
 @strawberry.type(description="Gift revenue of one category (properties.category; 'other' without one).")
 class GiftCategory:
     category: str = strawberry.field(description="The category.")
     revenue: list[Money] = strawberry.field(description="Revenue per currency over the range.")
     gifts: int = strawberry.field(description="Gifts bought over the range.")
-    trend: list[GiftTrendPoint] = strawberry.field(description="Every bucket of the range, in order.")
+    previous_revenue: list[Money] = strawberry.field(description="Trend: its revenue in the previous equal period.")
+    previous_gifts: int = strawberry.field(description="Trend: gifts bought in the previous equal period.")
 
 
 @strawberry.type(description="One gift purchase.")

@@ -104,7 +104,7 @@ class Query:
         resolver=revenue_resolvers.gift_summary, description="Gift revenue, gifts bought and distinct donors over a range."
     )
     gift_categories: list[GiftCategory] = strawberry.field(
-        resolver=revenue_resolvers.gift_categories, description="Gift revenue by category with its trend per bucket."
+        resolver=revenue_resolvers.gift_categories, description="Gift revenue by category (most gifts first), with the previous equal period as its trend."
     )
     top_gift_donors: list[GiftDonor] = strawberry.field(
         resolver=revenue_resolvers.top_gift_donors,

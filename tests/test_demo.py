@@ -61,7 +61,7 @@ query($p: ID!) {
   revenueSummary(range: {preset: LAST_30_DAYS}) { total { amountMinor currency } bySource { source } }
   revenueTimeseries(range: {preset: LAST_7_DAYS}, granularity: DAY) { points { total { amountMinor } } }
   giftSummary(range: {preset: LAST_30_DAYS}) { gifts donors revenue { amountMinor } }
-  giftCategories(range: {preset: LAST_7_DAYS}, granularity: DAY) { category }
+  giftCategories(range: {preset: LAST_7_DAYS}) { category gifts previousGifts }
   topGiftDonors(range: {preset: LAST_30_DAYS}, limit: 3) { donorId gifts }
   duoStats(profileId: $p, range: {preset: LAST_30_DAYS}) { bookings partners { bookings } }
   costSummary(range: {preset: LAST_30_DAYS}) { entries byCategory { category } }

@@ -550,8 +550,7 @@ class Gifts:
     scope: Scope
     range: TimeRange
     rows: list[asyncpg.Record]
-    starts: list[datetime]
-    ends: list[datetime]
+    previous_rows: list[asyncpg.Record]
 
     @property
     def sales(self) -> list[asyncpg.Record]:
@@ -559,15 +558,16 @@ class Gifts:
 
 
 async def gifts(
-    *, viewer: Viewer, profile_id: Any = None, organization_id: Any = None, time_range: RangeSpec, grain: Grain = Grain.DAY
+    *, viewer: Viewer, profile_id: Any = None, organization_id: Any = None, time_range: RangeSpec
 ) -> Gifts:
-    """Gift entries of a range: the summary, categories and donors are folds over them."""
+    """Gift entries of a range and of the equally long period before it (for trends): the
+    summary, categories and donors are folds over them."""
     scope = await money_scope(viewer=viewer, profile_id=profile_id, organization_id=organization_id)
     span = resolve_range(time_range, scope.timezone)
     async with connection() as conn:
-        rows = await conn.fetch(_GIFTS, scope.organization_id, scope.profile_id, span.start, span.end)
-    starts, ends = clipped_buckets(span, grain)
-    return Gifts(scope=scope, range=span, rows=rows, starts=starts, ends=ends)
+        rows = await conn.fetch(_GIFTS, scope.organization_id, scope.profile_id, span.start - (span.end - span.start), span.end)
+    current = [r for r in rows if r["occurred_at"] >= span.start]
+    return Gifts(scope=scope, range=span, rows=current, previous_rows=[r for r in rows if r["occurred_at"] < span.start])
 
 
 def add_to(totals: dict[str, int], currency: str, amount: int) -> None:
