@@ -30,6 +30,8 @@ MODEL_MODULES = [
     "models.profile_analytics",
     "models.gov_alerts",
     "models.fraud",
+    "models.revenue",
+    "models.costs",
 ]
 MIGRATION_LOCK_KEY = 7_214_001  # advisory lock id: one migrator at a time
 

@@ -16,16 +16,23 @@ ORDER_REFUNDED = "order.refunded"
 PAYMENT_FAILED = "payment.failed"
 ACCOUNT_CREATED = "account.created"
 TICKET_SCANNED = "ticket.scanned"
+# Money events without a fraud rule: the ledger (app/services/revenue.py) records them.
+AFFILIATE_COMMISSION = "affiliate.commission"
+PAYOUT_SETTLED = "payout.settled"
 
 PROFILE_DOMAIN_EVENT_TYPES = frozenset(
     {PROFILE_VIEWED, PROFILE_INQUIRY, GIFT_PURCHASED, BOOKING_COMPLETED, SUBSCRIPTION_CHARGED}
 )
 FRAUD_EVENT_TYPES = frozenset({ORDER_PAID, ORDER_REFUNDED, PAYMENT_FAILED, ACCOUNT_CREATED, TICKET_SCANNED})
-DOMAIN_EVENT_TYPES = PROFILE_DOMAIN_EVENT_TYPES | FRAUD_EVENT_TYPES
+LEDGER_EVENT_TYPES = frozenset(
+    {BOOKING_COMPLETED, GIFT_PURCHASED, SUBSCRIPTION_CHARGED, AFFILIATE_COMMISSION, ORDER_PAID, ORDER_REFUNDED,
+     PAYMENT_FAILED, PAYOUT_SETTLED}
+)  # fmt: skip
+DOMAIN_EVENT_TYPES = PROFILE_DOMAIN_EVENT_TYPES | FRAUD_EVENT_TYPES | LEDGER_EVENT_TYPES
 # Profile revenue: each of these adds to a profile's revenue rollups.
 MONEY_EVENT_TYPES = frozenset({GIFT_PURCHASED, BOOKING_COMPLETED, SUBSCRIPTION_CHARGED})
 # Every event that moves money: needs amountMinor + currency and a service or org admin token.
-MONEY_MOVING_EVENT_TYPES = MONEY_EVENT_TYPES | {ORDER_PAID, ORDER_REFUNDED}
+MONEY_MOVING_EVENT_TYPES = MONEY_EVENT_TYPES | {ORDER_PAID, ORDER_REFUNDED, AFFILIATE_COMMISSION, PAYOUT_SETTLED}
 PROFILE_EVENT_TYPES = PROFILE_DOMAIN_EVENT_TYPES | {PROFILE_ENGAGED}  # each needs a profileId
 
 # Revenue source recorded in rollups for each money event.
@@ -44,7 +51,11 @@ PROFILE_EVENT_KIND = {
 
 def needs_worker(event_type: str, has_profile: bool) -> bool:
     """Events the worker has effects for; others are stored already marked processed."""
-    return (has_profile and event_type in PROFILE_EVENT_TYPES) or event_type in FRAUD_EVENT_TYPES
+    return (
+        (has_profile and event_type in PROFILE_EVENT_TYPES)
+        or event_type in FRAUD_EVENT_TYPES
+        or event_type in LEDGER_EVENT_TYPES
+    )
 
 
 def view_channel(profile_id: str) -> str:
@@ -69,3 +80,18 @@ FRAUD_ALERTS_ALL_CHANNEL = "pg.fraud.all"
 def fraud_alert_channel(organization_id: str) -> str:
     """Broadcast channel of one organization's fraud alerts."""
     return f"pg.fraud.{organization_id}"
+
+
+# Money: gifts as the worker records them (per profile), and today's running revenue
+# (per organization, and platform-wide for platform admins).
+REVENUE_COUNTERS_ALL_CHANNEL = "pg.revenue.all"
+
+
+def gift_channel(profile_id: str) -> str:
+    """Broadcast channel of a profile's gift purchases."""
+    return f"pg.gifts.{profile_id}"
+
+
+def revenue_counter_channel(organization_id: str) -> str:
+    """Broadcast channel of one organization's running revenue for today."""
+    return f"pg.revenue.{organization_id}"

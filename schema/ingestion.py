@@ -51,6 +51,8 @@ class DomainEventType(Enum):
     PAYMENT_FAILED = strawberry.enum_value("payment.failed", description="A payment attempt failed (amountMinor and currency optional).")
     ACCOUNT_CREATED = strawberry.enum_value("account.created", description="A user account was created (send context.ip).")
     TICKET_SCANNED = strawberry.enum_value("ticket.scanned", description="A ticket was scanned (properties.ticketId, properties.deviceId or context.userAgent).")
+    AFFILIATE_COMMISSION = strawberry.enum_value("affiliate.commission", description="An affiliate commission was earned (needs amountMinor and currency; profileId optional).")
+    PAYOUT_SETTLED = strawberry.enum_value("payout.settled", description="A payout was settled (needs amountMinor and currency; properties.payoutId, profileId optional).")
 
 
 @strawberry.input(description="A domain event published by a backend service; idempotent by `eventId`.")

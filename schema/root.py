@@ -12,6 +12,22 @@ from resolvers import live as live_resolvers
 from resolvers import organizations as organization_resolvers
 from resolvers import privacy as privacy_resolvers
 from resolvers import profile_analytics as analytics_resolvers
+from resolvers import costs as cost_resolvers
+from resolvers import pnl as pnl_resolvers
+from resolvers import revenue as revenue_resolvers
+from schema.costs import Cost, CostAuditEntry, CostSummary
+from schema.pnl import ExportFile, Pnl
+from schema.revenue import (
+    DuoStats,
+    GiftCategory,
+    GiftDonor,
+    GiftPurchased,
+    GiftSummary,
+    MoneySettings,
+    RevenueCounters,
+    RevenueSummary,
+    RevenueTimeseries,
+)
 from schema.gov_alerts import GovAlert, GovAlertList, GovAlertSettings
 from schema.fraud import FraudAlert, FraudAlertDetail, FraudAlertPage, FraudRule, OrganizationFraudProfile
 from schema.gov_detection import GovIpCheck
@@ -76,6 +92,50 @@ class Query:
         resolver=fraud_resolvers.organization_fraud_profile,
         description="Orders, refund rate, failed payment rate, account age and open alerts of an organization over a range.",
     )
+    revenue_summary: RevenueSummary = strawberry.field(
+        resolver=revenue_resolvers.revenue_summary,
+        description="Revenue of a profile or an organization by source, with the change against the previous equal period.",
+    )
+    revenue_timeseries: RevenueTimeseries = strawberry.field(
+        resolver=revenue_resolvers.revenue_timeseries,
+        description="Revenue per bucket with its source breakdown, in the organization's time zone.",
+    )
+    gift_summary: GiftSummary = strawberry.field(
+        resolver=revenue_resolvers.gift_summary, description="Gift revenue, gifts bought and distinct donors over a range."
+    )
+    gift_categories: list[GiftCategory] = strawberry.field(
+        resolver=revenue_resolvers.gift_categories, description="Gift revenue by category (most gifts first), with the previous equal period as its trend."
+    )
+    top_gift_donors: list[GiftDonor] = strawberry.field(
+        resolver=revenue_resolvers.top_gift_donors,
+        description="Donors ranked by gifts bought in the range (then by id), with their purchases.",
+    )
+    duo_stats: DuoStats = strawberry.field(
+        resolver=revenue_resolvers.duo_stats,
+        description="A profile's duo bookings, revenue and each side's share, with its partners ranked.",
+    )
+    money_settings: MoneySettings = strawberry.field(
+        resolver=revenue_resolvers.money_settings,
+        description="Reporting currency, exchange rates and default duo split of an organization (organization admins).",
+    )
+    costs: list[Cost] = strawberry.field(
+        resolver=cost_resolvers.costs, description="Cost entries of a range, by date (a profile's: those carrying it)."
+    )
+    cost_summary: CostSummary = strawberry.field(
+        resolver=cost_resolvers.cost_summary, description="Costs over a range by category, per currency."
+    )
+    cost_audit: list[CostAuditEntry] = strawberry.field(
+        resolver=cost_resolvers.cost_audit,
+        description="Who created, changed or deleted which cost entries, oldest first (organization admins).",
+    )
+    pnl: Pnl = strawberry.field(
+        resolver=pnl_resolvers.pnl,
+        description="Profit and loss per period and currency: revenue by stream, fees, costs by category, gross and net profit, margin.",
+    )
+    pnl_export: ExportFile = strawberry.field(
+        resolver=pnl_resolvers.pnl_export,
+        description="The P&L as a CSV or XLSX file with exactly the query's numbers.",
+    )
 
 
 @strawberry.type(description="Send events and manage an organization's data.")
@@ -120,6 +180,19 @@ class Mutation:
     add_fraud_alert_note: FraudAlertDetail = strawberry.field(
         resolver=fraud_resolvers.add_fraud_alert_note, description="Add a note to an alert's audit trail."
     )
+    update_money_settings: MoneySettings = strawberry.field(
+        resolver=revenue_resolvers.update_money_settings,
+        description="Set the reporting currency, its exchange rates and the default duo split (organization admins).",
+    )
+    create_cost: Cost = strawberry.field(
+        resolver=cost_resolvers.create_cost, description="Record a cost entry (organization admins; audited)."
+    )
+    update_cost: Cost = strawberry.field(
+        resolver=cost_resolvers.update_cost, description="Change a cost entry (organization admins; audited with before and after)."
+    )
+    delete_cost: strawberry.ID = strawberry.field(
+        resolver=cost_resolvers.delete_cost, description="Delete a cost entry; the audit trail keeps it. Returns its id."
+    )
 
 
 @strawberry.type(description="Live updates over websocket (graphql-transport-ws or graphql-ws).")
@@ -137,4 +210,12 @@ class Subscription:
     fraud_alerts: FraudAlert = strawberry.subscription(
         resolver=fraud_resolvers.fraud_alerts_live,
         description="Each fraud alert the worker raises or extends (platform admins: every organization or one; organization admins: theirs).",
+    )
+    gift_purchased: GiftPurchased = strawberry.subscription(
+        resolver=revenue_resolvers.gift_purchased, description="Each gift bought for a profile, as the worker records it."
+    )
+    revenue_counters: RevenueCounters = strawberry.subscription(
+        resolver=revenue_resolvers.revenue_counters,
+        description="Today's running revenue and transaction count: now, then after each batch that records money "
+        "(organization admins: theirs; platform admins: one organization or the platform).",
     )

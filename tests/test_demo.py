@@ -54,3 +54,30 @@ async def test_the_demo_organization_has_one_fraud_alert_of_each_kind(client, de
     kinds = sorted(alert["kind"] for alert in alerts)
     assert kinds == ["ACCOUNTS_PER_IP", "BULK_PURCHASE", "FAILED_PAYMENTS", "REFUND_RATE", "TICKET_MULTI_DEVICE"], body
     assert all(alert["status"] == "OPEN" and alert["evidence"] for alert in alerts)
+
+
+MONEY = """
+query($p: ID!) {
+  revenueSummary(range: {preset: LAST_30_DAYS}) { total { amountMinor currency } bySource { source } }
+  revenueTimeseries(range: {preset: LAST_7_DAYS}, granularity: DAY) { points { total { amountMinor } } }
+  giftSummary(range: {preset: LAST_30_DAYS}) { gifts donors revenue { amountMinor } }
+  giftCategories(range: {preset: LAST_7_DAYS}) { category gifts previousGifts }
+  topGiftDonors(range: {preset: LAST_30_DAYS}, limit: 3) { donorId gifts }
+  duoStats(profileId: $p, range: {preset: LAST_30_DAYS}) { bookings partners { bookings } }
+  costSummary(range: {preset: LAST_30_DAYS}) { entries byCategory { category } }
+  pnl(range: {preset: LAST_30_DAYS}, granularity: WEEK) { totals { revenue fees costs netProfit } }
+}"""
+
+
+async def test_every_money_report_is_non_empty(client, demo) -> None:
+    body = await gql(client, MONEY, {"p": demo.profile_id}, token=demo.org_admin_token)
+    assert body.get("errors") is None, body
+    data = body["data"]
+    assert data["revenueSummary"]["total"] and len(data["revenueSummary"]["bySource"]) == 5, data
+    assert any(p["total"] for p in data["revenueTimeseries"]["points"])
+    assert data["giftSummary"]["gifts"] > 0 and data["giftSummary"]["donors"] > 0
+    assert data["giftCategories"] and data["topGiftDonors"]
+    assert data["duoStats"]["bookings"] > 0 and data["duoStats"]["partners"]
+    assert data["costSummary"]["entries"] == 3
+    [line] = data["pnl"]["totals"]
+    assert line["revenue"] > 0 and line["fees"] > 0 and line["costs"] > 0

@@ -6,7 +6,8 @@ each other), the effects are applied, and the rows are marked processed before c
   * gov checks of the views (`gov_alerts.assess_views`, before the views are stored, so the
     flag is part of them), then the profile events and rollups
     (`profile_analytics.apply_events`), then the gov alerts of the new views;
-  * the fraud rules over the commerce events (`fraud.evaluate_batch`).
+  * the fraud rules over the commerce events (`fraud.evaluate_batch`);
+  * the money ledger (`revenue.record_batch`).
 A worker killed at any instant leaves either the whole batch applied and marked, or nothing:
 processing is at-least-once, effects are exactly-once (and keyed by event id besides, so a
 re-run batch changes nothing).
@@ -37,7 +38,7 @@ import asyncpg
 from tortoise import connections
 
 from app.database import close_database, connection, init_database, transaction
-from app.services import fraud, gov_alerts, profile_analytics
+from app.services import fraud, gov_alerts, profile_analytics, revenue
 from app.services.gov_detection import GovDetector, get_detector
 from app.settings import Settings
 from app.vocabulary import (
@@ -90,6 +91,7 @@ class BatchEffects:
     applied: profile_analytics.AppliedBatch = field(default_factory=profile_analytics.AppliedBatch)
     gov_alerts: list[dict[str, Any]] = field(default_factory=list)
     fraud_alerts: list[fraud.Alert] = field(default_factory=list)
+    ledger: revenue.LedgerEffects = field(default_factory=revenue.LedgerEffects)
 
 
 class OutboxWorker:
@@ -207,6 +209,7 @@ class OutboxWorker:
                 )
                 await self._publish(effects)
                 await self._publish_fraud_alerts(effects.fraud_alerts)
+                await self._publish_ledger(effects.ledger)
                 self._log_summary()
             return claimed
         return 0
@@ -232,6 +235,7 @@ class OutboxWorker:
                 applied=applied,
                 gov_alerts=await gov_alerts.record_alerts(conn, applied.views, findings),
                 fraud_alerts=await fraud.evaluate_batch(conn, found),
+                ledger=await revenue.record_batch(conn, found),
             )
             if self.test_delay:
                 await asyncio.sleep(self.test_delay)  # fault tests: a SIGKILL lands mid-batch
@@ -273,6 +277,17 @@ class OutboxWorker:
             )
         except Exception as exc:  # noqa: BLE001 - as in _publish: never fatal
             log.warning("worker %s: fraud alert publish failed (%r)", self.name, exc)
+
+    async def _publish_ledger(self, ledger: revenue.LedgerEffects) -> None:
+        """Gifts to their profile's channel, today's counters of each touched organization (and the platform's)."""
+        if self.bus is None or not ledger.organizations:
+            return
+        try:
+            async with connection() as conn:
+                messages = await revenue.live_messages(conn, ledger)
+            await self.bus.publish_many(messages)
+        except Exception as exc:  # noqa: BLE001 - as in _publish: never fatal
+            log.warning("worker %s: revenue publish failed (%r)", self.name, exc)
 
     def _log_summary(self) -> None:
         elapsed = time.monotonic() - self._summary_at

@@ -145,6 +145,44 @@ def generate_fraud_events(*, now: datetime | None = None, seed: int = 7) -> Iter
         yield event("ticket.scanned", n, 120 + n, properties={"ticketId": "TCK-1001", "deviceId": gate})
 
 
+def generate_money_events(profile_ids: list[str], *, now: datetime | None = None, seed: int = 7) -> Iterator[dict[str, Any]]:
+    """Money of the last 30 days for every report: duo bookings with fees, gifts by category,
+    subscriptions, affiliate commissions, a refund, a failed payment and a payout."""
+    rng = random.Random(seed)
+    now = (now or datetime.now(UTC)).replace(microsecond=0)
+    prefix = f"demo-{seed}-money"
+    for n in range(60):
+        at = now - timedelta(days=rng.randrange(0, 30), minutes=rng.randrange(1, 1440))
+        profile, partner = rng.sample(profile_ids, 2)
+        base = {"profile_id": profile, "user_id": f"fan-{rng.randrange(15)}", "occurred_at": at, "currency": "EUR"}
+        fees = {"platformFeeMinor": 1200, "processorFeeMinor": 290}
+        yield {**base, "type": "booking.completed", "event_id": f"{prefix}-b-{n}", "amount_minor": 12000,
+               "properties": {"partnerProfileId": partner, "splitPercent": 60, **fees} if n % 3 == 0 else fees}
+        yield {**base, "type": "gift.purchased", "event_id": f"{prefix}-g-{n}", "amount_minor": rng.choice([500, 1000, 2500]),
+               "properties": {"category": rng.choice(["flowers", "coffee", "music"]), "orderId": f"{prefix}-gift-{n}"}}
+        if n % 6 == 0:
+            yield {**base, "type": "subscription.charged", "event_id": f"{prefix}-s-{n}", "amount_minor": 999}
+            yield {**base, "type": "affiliate.commission", "event_id": f"{prefix}-a-{n}", "amount_minor": 350}
+    yield {"type": "order.refunded", "event_id": f"{prefix}-r-0", "occurred_at": now - timedelta(minutes=5),
+           "amount_minor": 500, "currency": "EUR", "properties": {"originalEventId": f"{prefix}-g-1"}}
+    yield {"type": "payment.failed", "event_id": f"{prefix}-f-0", "occurred_at": now - timedelta(minutes=9),
+           "amount_minor": 12000, "currency": "EUR", "user_id": "fan-declined"}
+    yield {"type": "payout.settled", "event_id": f"{prefix}-p-0", "occurred_at": now - timedelta(days=1),
+           "amount_minor": 50000, "currency": "EUR", "properties": {"payoutId": "po-demo-1"}}
+
+
+async def _seed_costs(org: Any) -> None:
+    """A few cost entries so costs and P&L are non-empty."""
+    from app.services import costs
+
+    viewer = Viewer(subject="demo-seed", role=Role.ORG_ADMIN, organization_id=org.id)
+    today = datetime.now(UTC).date()
+    for days, category, amount, text in ((2, "marketing", 15000, "Spring ads"), (9, "tools", 4900, "Scheduling tool"),
+                                          (20, "subscriptions", 2900, "Hosting")):
+        await costs.create_cost(viewer=viewer, category=category, amount_minor=amount, currency="EUR",
+                                incurred_on=today - timedelta(days=days), description=text)
+
+
 @dataclass
 class DemoInfo:
     organization: str
@@ -211,6 +249,11 @@ async def _seed_events(settings: Settings, org: Any, profile_ids: list[str]) -> 
             total += (await track_events(viewer=viewer, events=batch, geo=geo, settings=settings)).accepted
         fraud = list(generate_fraud_events())
         total += (await track_events(viewer=viewer, events=fraud, geo=geo, settings=settings, domain=True)).accepted
+        money = list(generate_money_events(profile_ids))
+        for i in range(0, len(money), settings.max_batch_size):
+            chunk = money[i : i + settings.max_batch_size]
+            total += (await track_events(viewer=viewer, events=chunk, geo=geo, settings=settings, domain=True)).accepted
+        await _seed_costs(org)
     finally:
         geo.close()
     log.info("demo: seeded %d events for %d profiles", total, len(profile_ids))

@@ -13,7 +13,9 @@ Decisions a client can notice:
   a beacon sending local wall-clock time would otherwise shift every report by hours,
   silently. (`Date.prototype.toISOString()` always sends one.)
 - Money events (gift.purchased, booking.completed, subscription.charged feed revenue;
-  order.paid and order.refunded feed the fraud rules) need amountMinor and currency.
+  order.paid and order.refunded feed the fraud rules, affiliate.commission and
+  payout.settled the ledger) need amountMinor and currency; the money properties the
+  ledger reads (fees, split, order id...) are checked here (`revenue.check_properties`).
   Ingestion keys are public (they ship in page JavaScript and `?key=` URLs), so money
   events are only accepted from credentials that may publish domain events (service or
   organization admin tokens), through either mutation.
@@ -54,7 +56,7 @@ from tortoise.exceptions import DBConnectionError
 from app.auth import Viewer, require_service, require_writer
 from app.database import connection
 from app.errors import BadInput, Unavailable, UserError
-from app.services import privacy
+from app.services import privacy, revenue
 from app.services.enrichment import (
     Attribution,
     Device,
@@ -296,6 +298,9 @@ def _validate(index: int, raw: Mapping[str, Any], *, limits: _TimeLimits, domain
             raise _Invalid(str(key)[:64], f"unknown field {str(key)[:64]!r}")
     event_type = _event_type(raw.get("type"), domain=domain)
     amount, currency = _money(event_type, raw.get("amount_minor"), raw.get("currency"), money_allowed)
+    problem = revenue.check_properties(event_type, raw.get("properties"))
+    if problem is not None:
+        raise _Invalid(*problem)
     context, dnt = _context(raw.get("context"))
     return _Event(
         index=index,

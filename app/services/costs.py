@@ -1,0 +1,298 @@
+"""Costs: entries organization admins create, change and delete (every change audited), and
+what they add up to.
+
+A cost has a category (marketing | subscriptions | tools | platform_fees | other), a
+positive amount in integer minor units with its ISO 4217 currency, the local date it was
+incurred on, a description, and optionally the profile it belongs to (for a profile's P&L).
+A cost counts in a range when the local midnight that starts its date lies in the range:
+the same rule that puts it in a report bucket.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Any
+
+import asyncpg
+import orjson
+
+from app.auth import Viewer, administered_by, administered_organization
+from app.database import connection, transaction
+from app.errors import BadInput, NotFound
+from app.services.revenue import BIGINT_MAX, CURRENCY_RE, MONEY_REFUSAL, Scope, money_scope
+from app.timebuckets import RangeSpec, TimeRange, local_date, local_midnight, resolve_range
+
+CATEGORIES = ("marketing", "subscriptions", "tools", "platform_fees", "other")
+DESCRIPTION_MAX_CHARS = 1000
+COLUMNS = (
+    "organization_id, id, profile_id, category, amount_minor, currency, incurred_on, description,"
+    " created_by, created_at, updated_by, updated_at"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Cost:
+    id: uuid.UUID
+    organization_id: uuid.UUID
+    profile_id: uuid.UUID | None
+    category: str
+    amount_minor: int
+    currency: str
+    incurred_on: date
+    description: str
+    created_by: str
+    created_at: datetime
+    updated_by: str
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    cost_id: uuid.UUID
+    action: str
+    actor: str
+    actor_role: str
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+    at: datetime
+
+
+def _cost(row: Mapping[str, Any]) -> Cost:
+    return Cost(**{k: row[k] for k in Cost.__slots__})
+
+
+def _snapshot(cost: Cost) -> dict[str, Any]:
+    """The audited form of an entry: its editable fields, JSON-ready."""
+    return {
+        "profileId": str(cost.profile_id) if cost.profile_id else None, "category": cost.category,
+        "amountMinor": cost.amount_minor, "currency": cost.currency, "incurredOn": cost.incurred_on.isoformat(),
+        "description": cost.description,
+    }  # fmt: skip
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def _category(value: str) -> str:
+    if value not in CATEGORIES:
+        raise BadInput(f"category must be one of {', '.join(CATEGORIES)}", field="category")
+    return value
+
+
+def _amount(value: int) -> int:
+    if type(value) is not int or not 1 <= value <= BIGINT_MAX:
+        raise BadInput("amountMinor must be a positive integer in minor units (e.g. cents)", field="amountMinor")
+    return value
+
+
+def _currency(value: str) -> str:
+    if not isinstance(value, str) or not CURRENCY_RE.fullmatch(value):
+        raise BadInput("currency must be an ISO 4217 code such as EUR", field="currency")
+    return value
+
+
+def _date(value: date) -> date:
+    if not isinstance(value, date) or not date(1970, 1, 1) <= value <= date(2199, 12, 31):
+        raise BadInput("date must be a calendar date between 1970 and 2199", field="date")
+    return value
+
+
+def _description(value: str) -> str:
+    text = value.strip() if isinstance(value, str) else None
+    if text is None or len(text) > DESCRIPTION_MAX_CHARS or not text.isprintable():
+        raise BadInput(f"description must be printable text of at most {DESCRIPTION_MAX_CHARS} characters", field="description")
+    return text
+
+
+async def _profile(conn: asyncpg.Connection, org: uuid.UUID, value: Any) -> uuid.UUID | None:
+    """A cost's profile must be one of its organization's."""
+    if value is None:
+        return None
+    try:
+        pid = uuid.UUID(str(value))
+    except ValueError:
+        raise NotFound("profile not found", field="profileId") from None
+    if not await conn.fetchval("SELECT true FROM profiles WHERE organization_id = $1 AND id = $2", org, pid):
+        raise NotFound("profile not found", field="profileId")
+    return pid
+
+
+def _actor(viewer: Viewer) -> tuple[str, str]:
+    return viewer.subject, viewer.role.value if viewer.role is not None else "unknown"
+
+
+# --------------------------------------------------------------------------- changes
+
+
+async def create_cost(
+    *,
+    viewer: Viewer,
+    organization_id: Any = None,
+    profile_id: Any = None,
+    category: str,
+    amount_minor: int,
+    currency: str,
+    incurred_on: date,
+    description: str = "",
+) -> Cost:
+    """Record a cost; the creation is audited with the entry as created."""
+    org = await administered_organization(viewer, organization_id, refusal=MONEY_REFUSAL)
+    values = (_category(category), _amount(amount_minor), _currency(currency), _date(incurred_on), _description(description))
+    actor, role = _actor(viewer)
+    async with transaction() as conn:
+        pid = await _profile(conn, org, profile_id)
+        row = await conn.fetchrow(
+            f"INSERT INTO costs ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, now(), $9, now()) RETURNING {COLUMNS}",
+            org, uuid.uuid4(), pid, *values, actor,
+        )  # fmt: skip
+        cost = _cost(row)
+        await _audit(conn, cost, "created", actor, role, None, _snapshot(cost))
+    return cost
+
+
+async def _visible_cost(conn: asyncpg.Connection, viewer: Viewer, cost_id: Any) -> Cost:
+    own = administered_by(viewer, refusal=MONEY_REFUSAL)
+    try:
+        cid = uuid.UUID(str(cost_id))
+    except ValueError:
+        raise NotFound("cost not found", field="id") from None
+    row = await conn.fetchrow(
+        f"SELECT {COLUMNS} FROM costs WHERE id = $1 AND ($2::uuid IS NULL OR organization_id = $2) FOR UPDATE", cid, own
+    )
+    if row is None:
+        raise NotFound("cost not found", field="id")
+    return _cost(row)
+
+
+_UNSET: Any = object()
+
+
+async def update_cost(
+    *,
+    viewer: Viewer,
+    cost_id: Any,
+    profile_id: Any = _UNSET,
+    category: str | None = None,
+    amount_minor: int | None = None,
+    currency: str | None = None,
+    incurred_on: date | None = None,
+    description: str | None = None,
+) -> Cost:
+    """Change what is given (None keeps; profileId None detaches); audited with before and after."""
+    actor, role = _actor(viewer)
+    async with transaction() as conn:
+        old = await _visible_cost(conn, viewer, cost_id)
+        pid = old.profile_id if profile_id is _UNSET else await _profile(conn, old.organization_id, profile_id)
+        row = await conn.fetchrow(
+            f"UPDATE costs SET profile_id = $3, category = $4, amount_minor = $5, currency = $6, incurred_on = $7,"
+            f" description = $8, updated_by = $9, updated_at = now() WHERE organization_id = $1 AND id = $2 RETURNING {COLUMNS}",
+            old.organization_id, old.id, pid,
+            _category(category) if category is not None else old.category,
+            _amount(amount_minor) if amount_minor is not None else old.amount_minor,
+            _currency(currency) if currency is not None else old.currency,
+            _date(incurred_on) if incurred_on is not None else old.incurred_on,
+            _description(description) if description is not None else old.description, actor,
+        )  # fmt: skip
+        cost = _cost(row)
+        await _audit(conn, cost, "updated", actor, role, _snapshot(old), _snapshot(cost))
+    return cost
+
+
+async def delete_cost(*, viewer: Viewer, cost_id: Any) -> uuid.UUID:
+    """Delete an entry; the audit trail keeps it as it was."""
+    actor, role = _actor(viewer)
+    async with transaction() as conn:
+        old = await _visible_cost(conn, viewer, cost_id)
+        await conn.execute("DELETE FROM costs WHERE organization_id = $1 AND id = $2", old.organization_id, old.id)
+        await _audit(conn, old, "deleted", actor, role, _snapshot(old), None)
+    return old.id
+
+
+async def _audit(
+    conn: asyncpg.Connection, cost: Cost, action: str, actor: str, role: str, before: Any, after: Any
+) -> None:
+    await conn.execute(
+        "INSERT INTO cost_audit (organization_id, cost_id, action, actor, actor_role, before, after)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        cost.organization_id, cost.id, action, actor, role,
+        orjson.dumps(before).decode() if before is not None else None,
+        orjson.dumps(after).decode() if after is not None else None,
+    )  # fmt: skip
+
+
+async def cost_audit(*, viewer: Viewer, organization_id: Any = None, cost_id: Any = None) -> list[AuditEntry]:
+    """An organization's cost changes, oldest first (one entry's when cost_id is given)."""
+    org = await administered_organization(viewer, organization_id, refusal=MONEY_REFUSAL)
+    cid = None
+    if cost_id is not None:
+        try:
+            cid = uuid.UUID(str(cost_id))
+        except ValueError:
+            raise NotFound("cost not found", field="costId") from None
+    async with connection() as conn:
+        rows = await conn.fetch(
+            "SELECT cost_id, action, actor, actor_role, before, after, at FROM cost_audit"
+            " WHERE organization_id = $1 AND ($2::uuid IS NULL OR cost_id = $2) ORDER BY id",
+            org, cid,
+        )  # fmt: skip
+    return [
+        AuditEntry(
+            cost_id=r["cost_id"], action=r["action"], actor=r["actor"], actor_role=r["actor_role"],
+            before=orjson.loads(r["before"]) if r["before"] else None,
+            after=orjson.loads(r["after"]) if r["after"] else None, at=r["at"],
+        )  # fmt: skip
+        for r in rows
+    ]
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def date_span(span: TimeRange) -> tuple[date, date]:
+    """The first and last local dates whose midnight lies in [start, end)."""
+    first = local_date(span.start, span.timezone)
+    if local_midnight(first, span.timezone) < span.start:
+        first += timedelta(days=1)
+    last = local_date(span.end, span.timezone)
+    if local_midnight(last, span.timezone) >= span.end:
+        last -= timedelta(days=1)
+    return first, last
+
+
+async def costs_in(scope: Scope, span: TimeRange) -> list[Cost]:
+    """Costs counted in a range: the organization's, or those carrying the scope's profile."""
+    first, last = date_span(span)
+    async with connection() as conn:
+        rows = await conn.fetch(
+            f"SELECT {COLUMNS} FROM costs WHERE organization_id = $1 AND ($2::uuid IS NULL OR profile_id = $2)"
+            " AND incurred_on >= $3 AND incurred_on <= $4 ORDER BY incurred_on, created_at, id",
+            scope.organization_id, scope.profile_id, first, last,
+        )  # fmt: skip
+    return [_cost(r) for r in rows]
+
+
+@dataclass(frozen=True, slots=True)
+class CostList:
+    scope: Scope
+    range: TimeRange
+    costs: list[Cost]
+
+    def by_category(self) -> dict[tuple[str, str], int]:
+        """(category, currency) -> total, sorted."""
+        totals: dict[tuple[str, str], int] = {}
+        for cost in self.costs:
+            key = (cost.category, cost.currency)
+            totals[key] = totals.get(key, 0) + cost.amount_minor
+        return dict(sorted(totals.items()))
+
+
+async def list_costs(
+    *, viewer: Viewer, profile_id: Any = None, organization_id: Any = None, time_range: RangeSpec
+) -> CostList:
+    """Cost entries of a range, by date (a profile's: those carrying it)."""
+    scope = await money_scope(viewer=viewer, profile_id=profile_id, organization_id=organization_id)
+    span = resolve_range(time_range, scope.timezone)
+    return CostList(scope=scope, range=span, costs=await costs_in(scope, span))

@@ -1,0 +1,312 @@
+"""Revenue, gifts, duo referrals, money settings and live money (thin: convert, call, map)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, Mapping
+from datetime import datetime
+from typing import Annotated, Any
+
+import strawberry
+from strawberry.types import Info
+
+from app.services import revenue as service
+from app.timebuckets import Grain, TimeRange
+from app.vocabulary import REVENUE_COUNTERS_ALL_CHANNEL, gift_channel, revenue_counter_channel
+from resolvers.common import RangeArg, follow_channel, follow_profile, to_range_spec, to_resolved_range, viewer_of
+from schema.common import Granularity, Money
+from schema.revenue import (
+    ConvertedTotal,
+    DuoPartner,
+    DuoStats,
+    ExchangeRate,
+    ExchangeRateInput,
+    GiftCategory,
+    GiftDonor,
+    GiftPurchase,
+    GiftPurchased,
+    GiftSummary,
+    MoneySettings,
+    RevenueChange,
+    RevenueCounters,
+    RevenuePoint,
+    RevenueSource,
+    RevenueSummary,
+    RevenueTimeseries,
+    SourceRevenue,
+)
+
+ProfileArg = Annotated[
+    strawberry.ID | None, strawberry.argument(description="One profile (providers: their own); give this or organizationId.")
+]
+OrganizationArg = Annotated[
+    strawberry.ID | None,
+    strawberry.argument(description="A whole organization (its admins; platform admins name it); give this or profileId."),
+]
+AdminOrganizationArg = Annotated[
+    strawberry.ID | None, strawberry.argument(description="The organization; org admins may omit it (theirs).")
+]
+GranularityArg = Annotated[Granularity, strawberry.argument(description="Bucket size.")]
+
+
+def money(totals: Mapping[str, int]) -> list[Money]:
+    return [Money(amount_minor=amount, currency=currency) for currency, amount in sorted(totals.items())]
+
+
+def _sources(current: dict[tuple[str, str], int], previous: dict[tuple[str, str], int]) -> list[SourceRevenue]:
+    sources = sorted({s for s, _ in current} | {s for s, _ in previous})
+    return [
+        SourceRevenue(
+            source=RevenueSource(s),
+            revenue=money({c: a for (k, c), a in current.items() if k == s}),
+            previous_revenue=money({c: a for (k, c), a in previous.items() if k == s}),
+        )
+        for s in sources
+    ]
+
+
+def _change(current: dict[str, int], previous: dict[str, int]) -> list[RevenueChange]:
+    changes = []
+    for currency in sorted(current.keys() | previous.keys()):
+        now, before = current.get(currency, 0), previous.get(currency, 0)
+        percent = round((now - before) * 100 / abs(before), 2) if before else None
+        changes.append(RevenueChange(currency=currency, amount_minor=now - before, percent=percent))
+    return changes
+
+
+def _converted(scope: service.Scope, totals: dict[str, int]) -> ConvertedTotal | None:
+    if scope.reporting_currency is None:
+        return None
+    total, missing = service.convert(totals, scope)
+    amount = Money(amount_minor=total, currency=scope.reporting_currency) if total is not None else None
+    return ConvertedTotal(total=amount, missing_rates=missing)
+
+
+def _range(span: TimeRange):
+    return to_resolved_range(span)
+
+
+async def revenue_summary(
+    info: Info, range_: RangeArg, profile_id: ProfileArg = None, organization_id: OrganizationArg = None
+) -> RevenueSummary:
+    found = await service.revenue_summary(
+        viewer=viewer_of(info), profile_id=profile_id, organization_id=organization_id, time_range=to_range_spec(range_)
+    )
+    now, before = found.current.totals, found.before.totals
+    return RevenueSummary(
+        range=_range(found.range), previous_range=_range(found.previous), total=money(now), previous_total=money(before),
+        change=_change(now, before), transactions=found.current.transactions,
+        by_source=_sources(found.current.by_source, found.before.by_source), converted=_converted(found.scope, now),
+    )  # fmt: skip
+
+
+async def revenue_timeseries(
+    info: Info,
+    range_: RangeArg,
+    granularity: GranularityArg,
+    profile_id: ProfileArg = None,
+    organization_id: OrganizationArg = None,
+) -> RevenueTimeseries:
+    found = await service.revenue_timeseries(
+        viewer=viewer_of(info), profile_id=profile_id, organization_id=organization_id,
+        time_range=to_range_spec(range_), grain=Grain(granularity.value),
+    )  # fmt: skip
+    points = [
+        RevenuePoint(start=b.start, end=b.end, total=money(b.totals), by_source=_sources(b.by_source, {}), transactions=b.transactions)
+        for b in found.buckets
+    ]
+    return RevenueTimeseries(range=_range(found.range), granularity=granularity, points=points)
+
+
+# --------------------------------------------------------------------------- gifts
+
+
+async def _gifts(info: Info, range_: Any, profile_id: Any, organization_id: Any) -> service.Gifts:
+    return await service.gifts(
+        viewer=viewer_of(info), profile_id=profile_id, organization_id=organization_id, time_range=to_range_spec(range_)
+    )
+
+
+async def gift_summary(
+    info: Info, range_: RangeArg, profile_id: ProfileArg = None, organization_id: OrganizationArg = None
+) -> GiftSummary:
+    found = await _gifts(info, range_, profile_id, organization_id)
+    totals: dict[str, int] = {}
+    for row in found.rows:
+        service.add_to(totals, row["currency"], row["amount_minor"])
+    sales = found.sales
+    donors = {r["customer_id"] for r in sales if r["customer_id"] is not None}
+    return GiftSummary(range=_range(found.range), revenue=money(totals), gifts=len(sales), donors=len(donors))
+
+
+def _by_category(rows: list[Any]) -> dict[str, tuple[dict[str, int], int]]:
+    out: dict[str, tuple[dict[str, int], int]] = {}
+    for row in rows:
+        totals, count = out.get(row["category"], ({}, 0))
+        service.add_to(totals, row["currency"], row["amount_minor"])
+        out[row["category"]] = (totals, count + (0 if row["is_refund"] else 1))
+    return out
+
+
+async def gift_categories(
+    info: Info,
+    range_: RangeArg,
+    profile_id: ProfileArg = None,
+    organization_id: OrganizationArg = None,
+    limit: Annotated[int, strawberry.argument(description="How many categories, most gifts first (1..100).")] = 20,
+) -> list[GiftCategory]:
+    service.check_limit(limit, service.TOP_DONORS_MAX)
+    found = await _gifts(info, range_, profile_id, organization_id)
+    current, previous = _by_category(found.rows), _by_category(found.previous_rows)
+    ranked = sorted(current.keys() | previous.keys(), key=lambda c: (-current.get(c, ({}, 0))[1], c))[:limit]
+    return [
+        GiftCategory(
+            category=category, revenue=money(current.get(category, ({}, 0))[0]), gifts=current.get(category, ({}, 0))[1],
+            previous_revenue=money(previous.get(category, ({}, 0))[0]), previous_gifts=previous.get(category, ({}, 0))[1],
+        )  # fmt: skip
+        for category in ranked
+    ]
+
+
+def _purchase(row: Mapping[str, Any]) -> GiftPurchase:
+    return GiftPurchase(
+        event_id=row["event_id"], profile_id=strawberry.ID(str(row["profile_id"])), donor_id=row["customer_id"],
+        amount=Money(amount_minor=row["amount_minor"], currency=row["currency"]), category=row["category"],
+        refunded=row["status"] == "refunded", occurred_at=row["occurred_at"],
+    )  # fmt: skip
+
+
+async def top_gift_donors(
+    info: Info,
+    range_: RangeArg,
+    profile_id: ProfileArg = None,
+    organization_id: OrganizationArg = None,
+    limit: Annotated[int, strawberry.argument(description="How many donors (1..100).")] = 10,
+) -> list[GiftDonor]:
+    service.check_limit(limit, service.TOP_DONORS_MAX)
+    found = await _gifts(info, range_, profile_id, organization_id)
+    donors: dict[str, tuple[dict[str, int], list[Mapping[str, Any]]]] = {}
+    for row in found.rows:
+        if row["customer_id"] is None:
+            continue
+        totals, purchases = donors.setdefault(row["customer_id"], ({}, []))
+        service.add_to(totals, row["currency"], row["amount_minor"])
+        if not row["is_refund"]:
+            purchases.append(row)
+    ranked = sorted(donors.items(), key=lambda item: (-len(item[1][1]), item[0]))[:limit]
+    return [
+        GiftDonor(donor_id=donor, gifts=len(purchases), revenue=money(totals),
+                  purchases=[_purchase(p) for p in purchases[: service.DONOR_PURCHASES_MAX]])  # fmt: skip
+        for donor, (totals, purchases) in ranked
+    ]
+
+
+# --------------------------------------------------------------------------- duo
+
+
+async def duo_stats(
+    info: Info, range_: RangeArg, profile_id: Annotated[strawberry.ID, strawberry.argument(description="The profile.")]
+) -> DuoStats:
+    found = await service.duo_stats(viewer=viewer_of(info), profile_id=profile_id, time_range=to_range_spec(range_))
+    revenue: dict[str, int] = {}
+    own: dict[str, int] = {}
+    for partner in found.partners:
+        for currency, amount in partner.revenue.items():
+            service.add_to(revenue, currency, amount)
+            service.add_to(own, currency, partner.own_share.get(currency, 0))
+    return DuoStats(
+        range=_range(found.range), bookings=sum(p.bookings for p in found.partners), revenue=money(revenue),
+        own_share=money(own), partner_share=money({c: revenue[c] - own.get(c, 0) for c in revenue}),
+        partners=[
+            DuoPartner(
+                partner_profile_id=strawberry.ID(str(p.partner_profile_id)), partner_name=p.partner_name,
+                bookings=p.bookings, revenue=money(p.revenue), own_share=money(p.own_share),
+                partner_share=money(p.partner_share),
+            )
+            for p in found.partners
+        ],
+    )  # fmt: skip
+
+
+# --------------------------------------------------------------------------- settings
+
+
+def _settings(found: service.MoneySettings) -> MoneySettings:
+    return MoneySettings(
+        organization_id=strawberry.ID(str(found.organization_id)), reporting_currency=found.reporting_currency,
+        duo_split_percent=found.duo_split_percent,
+        rates=[ExchangeRate(currency=r["currency"], rate=str(r["rate"].normalize()), updated_by=r["updated_by"],
+                            updated_at=r["updated_at"]) for r in found.rates],
+    )  # fmt: skip
+
+
+async def money_settings(info: Info, organization_id: AdminOrganizationArg = None) -> MoneySettings:
+    return _settings(await service.money_settings(viewer=viewer_of(info), organization_id=organization_id))
+
+
+async def update_money_settings(
+    info: Info,
+    organization_id: AdminOrganizationArg = None,
+    reporting_currency: Annotated[
+        str | None, strawberry.argument(description="New reporting currency (ISO 4217); omit to keep.")
+    ] = None,
+    clear_reporting_currency: Annotated[
+        bool, strawberry.argument(description="true removes the reporting currency (no converted totals).")
+    ] = False,
+    duo_split_percent: Annotated[
+        int | None, strawberry.argument(description="Booked profile's default share of a duo booking (1..99); omit to keep.")
+    ] = None,
+    rates: Annotated[
+        list[ExchangeRateInput] | None, strawberry.argument(description="Replaces every rate; omit to keep them.")
+    ] = None,
+) -> MoneySettings:
+    found = await service.update_money_settings(
+        viewer=viewer_of(info), organization_id=organization_id, reporting_currency=reporting_currency,
+        clear_reporting_currency=clear_reporting_currency, duo_split_percent=duo_split_percent,
+        rates=[(r.currency, r.rate) for r in rates] if rates is not None else None,
+    )  # fmt: skip
+    return _settings(found)
+
+
+# --------------------------------------------------------------------------- live
+
+
+def to_counters(payload: Mapping[str, Any]) -> RevenueCounters:
+    found = service.counters_from_payload(payload)
+    return _counters(found)
+
+
+def _counters(found: service.Counters) -> RevenueCounters:
+    return RevenueCounters(
+        organization_id=strawberry.ID(str(found.organization_id)) if found.organization_id else None,
+        since=found.start, revenue=money({c: a for a, c in found.revenue}), transactions=found.transactions,
+        failed_payments=found.failed_payments, updated_at=found.updated_at,
+    )  # fmt: skip
+
+
+def to_gift(payload: Mapping[str, Any]) -> GiftPurchased:
+    return GiftPurchased(
+        event_id=payload["eventId"], profile_id=strawberry.ID(payload["profileId"]), donor_id=payload.get("donorId"),
+        amount=Money(amount_minor=payload["amountMinor"], currency=payload["currency"]), category=payload["category"],
+        occurred_at=datetime.fromisoformat(payload["occurredAt"]),
+    )  # fmt: skip
+
+
+async def gift_purchased(
+    info: Info, profile_id: Annotated[strawberry.ID, strawberry.argument(description="The profile to follow.")]
+) -> AsyncGenerator[GiftPurchased, None]:
+    async for gift in follow_profile(info, profile_id, gift_channel, to_gift):
+        yield gift
+
+
+async def revenue_counters(
+    info: Info,
+    organization_id: Annotated[
+        strawberry.ID | None,
+        strawberry.argument(description="Follow this organization; platform admins follow the whole platform without it."),
+    ] = None,
+) -> AsyncGenerator[RevenueCounters, None]:
+    org, timezone = await service.counters_scope(viewer=viewer_of(info), organization_id=organization_id)
+    yield _counters(await service.current_counters(organization_id=org, timezone=timezone))
+    channel = revenue_counter_channel(str(org)) if org is not None else REVENUE_COUNTERS_ALL_CHANNEL
+    async for counters in follow_channel(info, channel, to_counters):
+        yield counters
