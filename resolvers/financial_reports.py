@@ -12,13 +12,13 @@ from app.services.pnl import ExportFile
 from resolvers.common import RangeArg, to_range_spec, to_resolved_range, viewer_of
 from resolvers.platform import PlatformOrganizationArg, as_id
 from resolvers.revenue import money
-from schema.common import Money
+from app.timebuckets import Grain
+from schema.common import Granularity, Money
 from schema.financial_reports import (
-    InvoiceDueDate,
+    InvoiceGroup,
     MonthlySummary,
     MonthlySummaryLine,
     MonthlySummaryMonth,
-    OrganizationInvoices,
     OrganizationRevenue,
     OrganizationRevenueSort,
     OutstandingInvoice,
@@ -36,6 +36,7 @@ UtcRangeArg = RangeArg  # the same input; platform reports resolve it in UTC
 SortArg = Annotated[OrganizationRevenueSort | None, strawberry.argument(description="Sort order; default GMV descending.")]
 CurrencyArg = Annotated[str | None, strawberry.argument(description="Only this ISO 4217 currency.")]
 FormatArg = Annotated[ExportFormat, strawberry.argument(name="format", description="CSV (default) or XLSX.")]
+PeriodArg = Annotated[Granularity, strawberry.argument(description="Period size: MONTH (default), or WEEK, DAY, HOUR (UTC).")]
 StatusesArg = Annotated[
     list[PayoutStatus] | None, strawberry.argument(description="Only these statuses; omit for all.")
 ]
@@ -85,9 +86,12 @@ def to_line(line: service.SummaryLine) -> MonthlySummaryLine:
     )
 
 
-async def monthly_summary(info: Info, range_: UtcRangeArg, organization_id: PlatformOrganizationArg = None) -> MonthlySummary:
+async def monthly_summary(
+    info: Info, range_: UtcRangeArg, organization_id: PlatformOrganizationArg = None, granularity: PeriodArg = Granularity.MONTH
+) -> MonthlySummary:
     found = await service.monthly_summary(
-        viewer=viewer_of(info), time_range=to_range_spec(range_), organization_id=organization_id
+        viewer=viewer_of(info), time_range=to_range_spec(range_), organization_id=organization_id,
+        grain=Grain(granularity.value),
     )
     return MonthlySummary(
         range=to_resolved_range(found.range),
@@ -97,10 +101,12 @@ async def monthly_summary(info: Info, range_: UtcRangeArg, organization_id: Plat
 
 
 async def monthly_summary_export(
-    info: Info, range_: UtcRangeArg, organization_id: PlatformOrganizationArg = None, format_: FormatArg = ExportFormat.CSV
-) -> ReportFile:
+    info: Info, range_: UtcRangeArg, organization_id: PlatformOrganizationArg = None,
+    granularity: PeriodArg = Granularity.MONTH, format_: FormatArg = ExportFormat.CSV,
+) -> ReportFile:  # fmt: skip
     found = await service.monthly_summary_export(
-        fmt=format_.value, viewer=viewer_of(info), time_range=to_range_spec(range_), organization_id=organization_id
+        fmt=format_.value, viewer=viewer_of(info), time_range=to_range_spec(range_), organization_id=organization_id,
+        grain=Grain(granularity.value),
     )
     return to_file(found)
 
@@ -130,27 +136,21 @@ async def payout_reconciliation(
 async def outstanding_invoices(info: Info, organization_id: PlatformOrganizationArg = None) -> OutstandingInvoices:
     found = await service.outstanding_invoices(viewer=viewer_of(info), organization_id=organization_id)
     today = found.today
-    return OutstandingInvoices(
-        today=today,
-        organizations=[
-            OrganizationInvoices(
-                organization_id=as_id(o.organization_id), organization_name=o.organization_name, total=money(o.total()),
-                overdue_total=money(o.total(today)),
-                due_dates=[
-                    InvoiceDueDate(
-                        due_date=g.due_date, overdue=g.due_date < today, total=money(g.total),
-                        invoices=[
-                            OutstandingInvoice(
-                                invoice_id=i.invoice_id, amount=Money(amount_minor=i.amount_minor, currency=i.currency),
-                                due_date=i.due_date, issued_at=i.issued_at, overdue=i.due_date < today,
-                                days_overdue=max((today - i.due_date).days, 0),
-                            )
-                            for i in g.invoices
-                        ],
-                    )
-                    for g in o.due_dates
-                ],
-            )
-            for o in found.organizations
-        ],
-    )  # fmt: skip
+    groups, invoices = [], []
+    for o in found.organizations:
+        for g in o.due_dates:
+            for currency, amount in sorted(g.total.items()):
+                groups.append(InvoiceGroup(
+                    organization_id=as_id(o.organization_id), organization_name=o.organization_name, due_date=g.due_date,
+                    overdue=g.due_date < today, currency=currency, amount_minor=amount,
+                    invoices=sum(1 for i in g.invoices if i.currency == currency),
+                ))  # fmt: skip
+            invoices += [
+                OutstandingInvoice(
+                    organization_id=as_id(o.organization_id), organization_name=o.organization_name, invoice_id=i.invoice_id,
+                    amount=Money(amount_minor=i.amount_minor, currency=i.currency), due_date=i.due_date,
+                    issued_at=i.issued_at, overdue=i.due_date < today, days_overdue=max((today - i.due_date).days, 0),
+                )  # fmt: skip
+                for i in g.invoices
+            ]
+    return OutstandingInvoices(today=today, groups=groups, invoices=invoices)

@@ -71,7 +71,7 @@ class MonthlySummaryLine:
     net_profit: int = strawberry.field(description="gross - fees - costs.")
 
 
-@strawberry.type(description="One UTC month of the summary.")
+@strawberry.type(description="One UTC month (or period) of the summary.")
 class MonthlySummaryMonth:
     start: datetime = strawberry.field(description="Month start (clipped to the range).")
     end: datetime = strawberry.field(description="Month end (exclusive, clipped to the range).")
@@ -124,6 +124,8 @@ class PayoutReconciliation:
 
 @strawberry.type(description="An issued invoice not paid yet.")
 class OutstandingInvoice:
+    organization_id: strawberry.ID = strawberry.field(description="The organization invoiced.")
+    organization_name: str = strawberry.field(description="Its name.")
     invoice_id: str = strawberry.field(description="properties.invoiceId of invoice.issued.")
     amount: Money = strawberry.field(description="The amount invoiced.")
     due_date: Date = strawberry.field(description="properties.dueDate.")
@@ -132,27 +134,25 @@ class OutstandingInvoice:
     days_overdue: int = strawberry.field(description="Days past the due date (0 when not overdue).")
 
 
-@strawberry.type(description="An organization's outstanding invoices due on one date.")
-class InvoiceDueDate:
-    due_date: Date = strawberry.field(description="The due date.")
-    overdue: bool = strawberry.field(description="Due before today (UTC).")
-    total: list[Money] = strawberry.field(description="Outstanding per currency.")
-    invoices: list[OutstandingInvoice] = strawberry.field(description="The invoices, by id.")
-
-
-@strawberry.type(description="One organization's outstanding invoices by due date.")
-class OrganizationInvoices:
+@strawberry.type(description="What one organization owes on one due date in one currency.")
+class InvoiceGroup:
     organization_id: strawberry.ID = strawberry.field(description="The organization.")
     organization_name: str = strawberry.field(description="Its name.")
-    total: list[Money] = strawberry.field(description="Outstanding per currency.")
-    overdue_total: list[Money] = strawberry.field(description="Overdue per currency.")
-    due_dates: list[InvoiceDueDate] = strawberry.field(description="Due dates, earliest first.")
+    due_date: Date = strawberry.field(description="The due date.")
+    overdue: bool = strawberry.field(description="Due before today (UTC).")
+    currency: str = strawberry.field(description="ISO 4217 code.")
+    amount_minor: int = strawberry.field(description="Outstanding in minor units of `currency`.")
+    invoices: int = strawberry.field(description="How many invoices.")
 
 
-@strawberry.type(description="Issued, unpaid invoices grouped by organization (by name) and due date.")
+@strawberry.type(
+    description="Issued, unpaid invoices grouped by organization (by name) and due date (earliest first); "
+    "both lists are in that order, flat so that a client may group or page them."
+)
 class OutstandingInvoices:
     today: Date = strawberry.field(description="Today (UTC): invoices due before it are overdue.")
-    organizations: list[OrganizationInvoices] = strawberry.field(description="Organizations with outstanding invoices.")
+    groups: list[InvoiceGroup] = strawberry.field(description="Totals per organization, due date and currency.")
+    invoices: list[OutstandingInvoice] = strawberry.field(description="Every outstanding invoice.")
 
 
 @strawberry.type(description="A report as a file: the query's rows, in its order, amounts in integer minor units.")

@@ -302,11 +302,13 @@ class MonthlySummary:
         return [totals[c] for c in sorted(totals)]
 
 
-async def monthly_summary(*, viewer: Viewer, time_range: RangeSpec, organization_id: Any = None) -> MonthlySummary:
-    """Gross, fees, costs and net profit per UTC month (clipped to the range) and currency."""
+async def monthly_summary(
+    *, viewer: Viewer, time_range: RangeSpec, organization_id: Any = None, grain: Grain = Grain.MONTH
+) -> MonthlySummary:
+    """Gross, fees, costs and net profit per UTC month (or `grain`, clipped to the range) and currency."""
     org = await platform_scope(viewer=viewer, organization_id=organization_id)
     span = utc_range(time_range)
-    starts, ends = clipped_buckets(span, Grain.MONTH)
+    starts, ends = clipped_buckets(span, grain)
     months = [SummaryMonth(s, e) for s, e in zip(starts, ends, strict=True)]
     async with connection() as conn:
         for row in await conn.fetch(_MONTH_REVENUE, org, starts, ends):
