@@ -52,7 +52,10 @@ PRESET_SPAN = {
     "LAST_24_HOURS": timedelta(hours=24),
     "LAST_7_DAYS": timedelta(days=7),
     "LAST_30_DAYS": timedelta(days=30),
+    "LAST_90_DAYS": timedelta(days=90),  # platformGrowth's presets
+    "LAST_12_MONTHS": timedelta(days=366),
 }
+PRESET_GRAIN = {"LAST_12_MONTHS": "MONTH"}  # a series' bucket when its granularity is left to the preset
 GRAIN_SPAN = {
     "HOUR": timedelta(hours=1),
     "DAY": timedelta(days=1),
@@ -155,7 +158,7 @@ class _Walker:
             return multiplier
         arguments = self._arguments(node, field)
         if "range" in arguments and "granularity" in field.args:
-            series = _series_length(arguments.get("range"), arguments.get("granularity") or "DAY")
+            series = _series_length(arguments.get("range"), arguments.get("granularity") or _preset_grain(arguments.get("range")))
         size, inner = self._list_size(field.type, arguments, series)
         count = multiplier * size
         return count + self.selection_cost(node.selection_set, inner, multiplier=count, series=series, seen=seen)
@@ -201,6 +204,11 @@ class _Walker:
 
 def _is_undefined(value: Any) -> bool:
     return type(value).__name__ == "UndefinedType"
+
+
+def _preset_grain(range_value: Any) -> str:
+    preset = range_value.get("preset") if isinstance(range_value, Mapping) else None
+    return PRESET_GRAIN.get(str(getattr(preset, "name", preset)).upper(), "DAY")
 
 
 def _series_length(range_value: Any, granularity: Any) -> int:

@@ -19,6 +19,9 @@ TICKET_SCANNED = "ticket.scanned"
 # Money events without a fraud rule: the ledger (app/services/revenue.py) records them.
 AFFILIATE_COMMISSION = "affiliate.commission"
 PAYOUT_SETTLED = "payout.settled"
+# Invoices billed to an organization (app/services/financial_reports.py records them).
+INVOICE_ISSUED = "invoice.issued"
+INVOICE_PAID = "invoice.paid"
 
 PROFILE_DOMAIN_EVENT_TYPES = frozenset(
     {PROFILE_VIEWED, PROFILE_INQUIRY, GIFT_PURCHASED, BOOKING_COMPLETED, SUBSCRIPTION_CHARGED}
@@ -28,11 +31,12 @@ LEDGER_EVENT_TYPES = frozenset(
     {BOOKING_COMPLETED, GIFT_PURCHASED, SUBSCRIPTION_CHARGED, AFFILIATE_COMMISSION, ORDER_PAID, ORDER_REFUNDED,
      PAYMENT_FAILED, PAYOUT_SETTLED}
 )  # fmt: skip
-DOMAIN_EVENT_TYPES = PROFILE_DOMAIN_EVENT_TYPES | FRAUD_EVENT_TYPES | LEDGER_EVENT_TYPES
+INVOICE_EVENT_TYPES = frozenset({INVOICE_ISSUED, INVOICE_PAID})
+DOMAIN_EVENT_TYPES = PROFILE_DOMAIN_EVENT_TYPES | FRAUD_EVENT_TYPES | LEDGER_EVENT_TYPES | INVOICE_EVENT_TYPES
 # Profile revenue: each of these adds to a profile's revenue rollups.
 MONEY_EVENT_TYPES = frozenset({GIFT_PURCHASED, BOOKING_COMPLETED, SUBSCRIPTION_CHARGED})
 # Every event that moves money: needs amountMinor + currency and a service or org admin token.
-MONEY_MOVING_EVENT_TYPES = MONEY_EVENT_TYPES | {ORDER_PAID, ORDER_REFUNDED, AFFILIATE_COMMISSION, PAYOUT_SETTLED}
+MONEY_MOVING_EVENT_TYPES = MONEY_EVENT_TYPES | {ORDER_PAID, ORDER_REFUNDED, AFFILIATE_COMMISSION, PAYOUT_SETTLED} | INVOICE_EVENT_TYPES
 PROFILE_EVENT_TYPES = PROFILE_DOMAIN_EVENT_TYPES | {PROFILE_ENGAGED}  # each needs a profileId
 
 # Revenue source recorded in rollups for each money event.
@@ -55,6 +59,7 @@ def needs_worker(event_type: str, has_profile: bool) -> bool:
         (has_profile and event_type in PROFILE_EVENT_TYPES)
         or event_type in FRAUD_EVENT_TYPES
         or event_type in LEDGER_EVENT_TYPES
+        or event_type in INVOICE_EVENT_TYPES
     )
 
 

@@ -53,6 +53,8 @@ class DomainEventType(Enum):
     TICKET_SCANNED = strawberry.enum_value("ticket.scanned", description="A ticket was scanned (properties.ticketId, properties.deviceId or context.userAgent).")
     AFFILIATE_COMMISSION = strawberry.enum_value("affiliate.commission", description="An affiliate commission was earned (needs amountMinor and currency; profileId optional).")
     PAYOUT_SETTLED = strawberry.enum_value("payout.settled", description="A payout was settled (needs amountMinor and currency; properties.payoutId, profileId optional).")
+    INVOICE_ISSUED = strawberry.enum_value("invoice.issued", description="An invoice was issued to the organization (needs amountMinor, currency, properties.invoiceId and properties.dueDate YYYY-MM-DD).")
+    INVOICE_PAID = strawberry.enum_value("invoice.paid", description="An invoice was paid in full (needs amountMinor, currency and properties.invoiceId).")
 
 
 @strawberry.input(description="A domain event published by a backend service; idempotent by `eventId`.")

@@ -13,9 +13,19 @@ from resolvers import organizations as organization_resolvers
 from resolvers import privacy as privacy_resolvers
 from resolvers import profile_analytics as analytics_resolvers
 from resolvers import costs as cost_resolvers
+from resolvers import financial_reports as financial_report_resolvers
+from resolvers import platform as platform_resolvers
 from resolvers import pnl as pnl_resolvers
 from resolvers import revenue as revenue_resolvers
 from schema.costs import Cost, CostAuditEntry, CostSummary
+from schema.financial_reports import (
+    MonthlySummary,
+    OutstandingInvoices,
+    PayoutReconciliation,
+    ReportFile,
+    RevenueByOrganization,
+)
+from schema.platform import OrganizationLifecycle, PlatformGrowth, PlatformKpis
 from schema.pnl import ExportFile, Pnl
 from schema.revenue import (
     DuoStats,
@@ -136,6 +146,45 @@ class Query:
         resolver=pnl_resolvers.pnl_export,
         description="The P&L as a CSV or XLSX file with exactly the query's numbers.",
     )
+    platform_kpis: PlatformKpis = strawberry.field(
+        resolver=platform_resolvers.platform_kpis,
+        description="Organizations by lifecycle, GMV, orders, tickets, average order value and fees this month, last month "
+        "and all time, in UTC (platform admins).",
+    )
+    platform_growth: PlatformGrowth = strawberry.field(
+        resolver=platform_resolvers.platform_growth,
+        description="GMV, new organizations, active profiles and platform revenue per UTC bucket (platform admins).",
+    )
+    platform_organizations: list[OrganizationLifecycle] = strawberry.field(
+        resolver=platform_resolvers.platform_organizations,
+        description="Organizations with status, churn, last event received and status history, by name (platform admins).",
+    )
+    revenue_by_organization: RevenueByOrganization = strawberry.field(
+        resolver=financial_report_resolvers.revenue_by_organization,
+        description="GMV, service, platform and processor fees, net and last payment per organization and currency over "
+        "a UTC range, sortable (platform admins).",
+    )
+    revenue_by_organization_export: ReportFile = strawberry.field(
+        resolver=financial_report_resolvers.revenue_by_organization_export,
+        description="Revenue by organization as a CSV or XLSX file with exactly the query's rows (platform admins).",
+    )
+    monthly_summary: MonthlySummary = strawberry.field(
+        resolver=financial_report_resolvers.monthly_summary,
+        description="Gross, fees, costs and net profit per UTC month and currency (platform admins).",
+    )
+    monthly_summary_export: ReportFile = strawberry.field(
+        resolver=financial_report_resolvers.monthly_summary_export,
+        description="The monthly summary as a CSV or XLSX file with exactly the query's numbers (platform admins).",
+    )
+    payout_reconciliation: PayoutReconciliation = strawberry.field(
+        resolver=financial_report_resolvers.payout_reconciliation,
+        description="Settled payouts matched to the ledger entries carrying their payoutId, with discrepancies "
+        "(platform admins).",
+    )
+    outstanding_invoices: OutstandingInvoices = strawberry.field(
+        resolver=financial_report_resolvers.outstanding_invoices,
+        description="Issued, unpaid invoices grouped by organization and due date, with overdue flags (platform admins).",
+    )
 
 
 @strawberry.type(description="Send events and manage an organization's data.")
@@ -192,6 +241,14 @@ class Mutation:
     )
     delete_cost: strawberry.ID = strawberry.field(
         resolver=cost_resolvers.delete_cost, description="Delete a cost entry; the audit trail keeps it. Returns its id."
+    )
+    suspend_organization: OrganizationLifecycle = strawberry.field(
+        resolver=platform_resolvers.suspend_organization,
+        description="Suspend an organization, with a reason (platform admins; audited with who and when).",
+    )
+    reinstate_organization: OrganizationLifecycle = strawberry.field(
+        resolver=platform_resolvers.reinstate_organization,
+        description="Reinstate a suspended organization, with a reason (platform admins; audited with who and when).",
     )
 
 

@@ -81,3 +81,27 @@ async def test_every_money_report_is_non_empty(client, demo) -> None:
     assert data["costSummary"]["entries"] == 3
     [line] = data["pnl"]["totals"]
     assert line["revenue"] > 0 and line["fees"] > 0 and line["costs"] > 0
+
+
+PLATFORM = """
+query {
+  platformKpis { organizations { total suspended } thisMonth { gmv { amountMinor } orders } allTime { netPlatformRevenue { amountMinor } } }
+  platformGrowth(range: {preset: LAST_30_DAYS}) { points { gmv { amountMinor } activeProfiles } }
+  revenueByOrganization(range: {preset: LAST_30_DAYS}) { rows { organizationName gmv net } }
+  monthlySummary(range: {preset: LAST_30_DAYS}) { totals { gross fees costs netProfit } }
+  payoutReconciliation(range: {preset: LAST_30_DAYS}) { discrepancies rows { payoutId status differenceMinor } }
+  outstandingInvoices { groups { overdue amountMinor } invoices { invoiceId overdue } }
+}"""
+
+
+async def test_every_platform_report_is_non_empty(client, demo) -> None:
+    body = await gql(client, PLATFORM, token=demo.admin_token)
+    assert body.get("errors") is None, body
+    data = body["data"]
+    assert data["platformKpis"]["organizations"]["suspended"] >= 1 and data["platformKpis"]["allTime"]["netPlatformRevenue"]
+    assert any(p["gmv"] for p in data["platformGrowth"]["points"]) and any(p["activeProfiles"] for p in data["platformGrowth"]["points"])
+    assert data["revenueByOrganization"]["rows"] and data["monthlySummary"]["totals"]
+    rows = {r["payoutId"]: r for r in data["payoutReconciliation"]["rows"]}
+    assert rows["po-demo-2"]["status"] == "AMOUNT_MISMATCH" and rows["po-demo-2"]["differenceMinor"] == -1000
+    invoices = {i["invoiceId"]: i["overdue"] for i in data["outstandingInvoices"]["invoices"]}
+    assert invoices.get("DEMO-1") is True and invoices.get("DEMO-2") is False and "DEMO-3" not in invoices

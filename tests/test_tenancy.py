@@ -19,6 +19,7 @@ DEFAULT_ARGS = {
     "range": '{preset: LAST_7_DAYS}',
     "granularity": "DAY",
     "limit": "5",
+    "format": "CSV",
 }
 
 

@@ -7,7 +7,7 @@ each other), the effects are applied, and the rows are marked processed before c
     flag is part of them), then the profile events and rollups
     (`profile_analytics.apply_events`), then the gov alerts of the new views;
   * the fraud rules over the commerce events (`fraud.evaluate_batch`);
-  * the money ledger (`revenue.record_batch`).
+  * the money ledger (`revenue.record_batch`) and invoices (`financial_reports.record_invoices`).
 A worker killed at any instant leaves either the whole batch applied and marked, or nothing:
 processing is at-least-once, effects are exactly-once (and keyed by event id besides, so a
 re-run batch changes nothing).
@@ -38,7 +38,7 @@ import asyncpg
 from tortoise import connections
 
 from app.database import close_database, connection, init_database, transaction
-from app.services import fraud, gov_alerts, profile_analytics, revenue
+from app.services import financial_reports, fraud, gov_alerts, profile_analytics, revenue
 from app.services.gov_detection import GovDetector, get_detector
 from app.settings import Settings
 from app.vocabulary import (
@@ -237,6 +237,7 @@ class OutboxWorker:
                 fraud_alerts=await fraud.evaluate_batch(conn, found),
                 ledger=await revenue.record_batch(conn, found),
             )
+            await financial_reports.record_invoices(conn, found)
             if self.test_delay:
                 await asyncio.sleep(self.test_delay)  # fault tests: a SIGKILL lands mid-batch
             await conn.execute(MARK_PROCESSED, [r["organization_id"] for r in rows], [r["event_id"] for r in rows])

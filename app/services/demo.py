@@ -169,6 +169,23 @@ def generate_money_events(profile_ids: list[str], *, now: datetime | None = None
            "amount_minor": 12000, "currency": "EUR", "user_id": "fan-declined"}
     yield {"type": "payout.settled", "event_id": f"{prefix}-p-0", "occurred_at": now - timedelta(days=1),
            "amount_minor": 50000, "currency": "EUR", "properties": {"payoutId": "po-demo-1"}}
+    # A payout that pays 10.00 EUR less than the two bookings it settles (a reconciliation
+    # discrepancy), an invoice overdue, one due later and one paid.
+    for n in range(2):
+        yield {"type": "booking.completed", "event_id": f"{prefix}-pb-{n}", "profile_id": profile_ids[n],
+               "occurred_at": now - timedelta(days=3, hours=n), "amount_minor": 20000, "currency": "EUR",
+               "properties": {"payoutId": "po-demo-2", "platformFeeMinor": 2000, "serviceFeeMinor": 500, "processorFeeMinor": 300}}
+    yield {"type": "payout.settled", "event_id": f"{prefix}-p-1", "occurred_at": now - timedelta(hours=6),
+           "amount_minor": 33400, "currency": "EUR", "properties": {"payoutId": "po-demo-2"}}
+    today = now.date()
+    for n, (due, paid) in enumerate(((today - timedelta(days=5), False), (today + timedelta(days=14), False),
+                                     (today - timedelta(days=20), True))):
+        yield {"type": "invoice.issued", "event_id": f"{prefix}-i-{n}", "occurred_at": now - timedelta(days=25),
+               "amount_minor": 4900 + 1000 * n, "currency": "EUR",
+               "properties": {"invoiceId": f"DEMO-{n + 1}", "dueDate": due.isoformat()}}
+        if paid:
+            yield {"type": "invoice.paid", "event_id": f"{prefix}-ip-{n}", "occurred_at": now - timedelta(days=18),
+                   "amount_minor": 4900 + 1000 * n, "currency": "EUR", "properties": {"invoiceId": f"DEMO-{n + 1}"}}
 
 
 async def _seed_costs(org: Any) -> None:
@@ -181,6 +198,16 @@ async def _seed_costs(org: Any) -> None:
                                           (20, "subscriptions", 2900, "Hosting")):
         await costs.create_cost(viewer=viewer, category=category, amount_minor=amount, currency="EUR",
                                 incurred_on=today - timedelta(days=days), description=text)
+
+
+async def _seed_suspended_organization() -> None:
+    """A second, suspended organization, so the platform's lifecycle figures are not all zero."""
+    from app.services import organizations as orgs
+    from app.services import platform
+
+    other = await orgs.create_organization(name="Demo Closed Shop", timezone="America/New_York", slug="demo-closed")
+    admin = Viewer(subject="demo-seed", role=Role.ADMIN, organization_id=None)
+    await platform.set_status(viewer=admin, organization_id=other.id, suspend=True, reason="Demo: unpaid invoices")
 
 
 @dataclass
@@ -254,6 +281,7 @@ async def _seed_events(settings: Settings, org: Any, profile_ids: list[str]) -> 
             chunk = money[i : i + settings.max_batch_size]
             total += (await track_events(viewer=viewer, events=chunk, geo=geo, settings=settings, domain=True)).accepted
         await _seed_costs(org)
+        await _seed_suspended_organization()
     finally:
         geo.close()
     log.info("demo: seeded %d events for %d profiles", total, len(profile_ids))

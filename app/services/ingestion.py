@@ -56,7 +56,7 @@ from tortoise.exceptions import DBConnectionError
 from app.auth import Viewer, require_service, require_writer
 from app.database import connection
 from app.errors import BadInput, Unavailable, UserError
-from app.services import privacy, revenue
+from app.services import financial_reports, privacy, revenue
 from app.services.enrichment import (
     Attribution,
     Device,
@@ -298,7 +298,9 @@ def _validate(index: int, raw: Mapping[str, Any], *, limits: _TimeLimits, domain
             raise _Invalid(str(key)[:64], f"unknown field {str(key)[:64]!r}")
     event_type = _event_type(raw.get("type"), domain=domain)
     amount, currency = _money(event_type, raw.get("amount_minor"), raw.get("currency"), money_allowed)
-    problem = revenue.check_properties(event_type, raw.get("properties"))
+    problem = revenue.check_properties(event_type, raw.get("properties")) or financial_reports.check_properties(
+        event_type, raw.get("properties")
+    )
     if problem is not None:
         raise _Invalid(*problem)
     context, dnt = _context(raw.get("context"))

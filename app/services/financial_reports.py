@@ -1,0 +1,542 @@
+"""Financial reports for platform admins: revenue by organization, the monthly summary,
+payout reconciliation and outstanding invoices, with CSV and XLSX exports; and the invoices
+the worker records from invoice.issued / invoice.paid.
+
+Every window is in UTC (platform reports have no single organization time zone); amounts
+are integer minor units per currency, never converted. Definitions (also in the schema
+descriptions and the README):
+- GMV and fees as in app/services/platform.py; net = platform + service - processor fees.
+- Monthly summary, per UTC month and currency: gross = the ledger's revenue (completed and
+  refunded sales minus refunds, every type, each in its own period: the P&L's revenue);
+  fees = platform + service + processor fees; costs = cost entries whose date's UTC
+  midnight lies in the month; net profit = gross - fees - costs (the P&L's rules summed
+  over organizations).
+- Payout reconciliation: a payout (payout.settled, grouped by organization, payoutId and
+  currency) is expected to pay the ledger's revenue entries carrying the same
+  properties.payoutId, net of their fees: sum(amount - platform - service - processor
+  fee). matched: paid = expected; amount_mismatch: both exist and differ; unmatched_payout:
+  no entry carries its payoutId; unpaid: entries carry a payoutId no payout has settled.
+  difference = paid - expected. A row's date is the payout's settlement (the latest entry's
+  time when unpaid).
+- Invoices: invoice.issued (properties.invoiceId, properties.dueDate, amount) and
+  invoice.paid (properties.invoiceId) of an organization; outstanding = issued and not
+  paid; overdue = due date before today (UTC).
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import io
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from enum import Enum
+from typing import Any
+
+import asyncpg
+import orjson
+from openpyxl import Workbook
+
+from app.auth import Viewer
+from app.database import connection
+from app.errors import BadInput
+from app.services.platform import UTC_ZONE, add_to, money_windows, platform_scope
+from app.services.pnl import CSV_TYPE, XLSX_TYPE, ExportFile
+from app.services.revenue import CURRENCY_RE, TEXT_PROPERTY_MAX_CHARS, clipped_buckets, minor_digits
+from app.timebuckets import BucketIndex, Grain, RangeSpec, TimeRange, local_midnight, resolve_range, utcnow
+from app.vocabulary import INVOICE_EVENT_TYPES, INVOICE_ISSUED, INVOICE_PAID
+
+# --------------------------------------------------------------------------- invoices: ingestion and worker
+
+
+def check_properties(event_type: str, properties: Any) -> tuple[str, str] | None:
+    """The invoice properties the worker reads, checked at ingestion: (field, reason) or None."""
+    if event_type not in INVOICE_EVENT_TYPES:
+        return None
+    props = properties if isinstance(properties, Mapping) else {}
+    invoice = props.get("invoiceId")
+    if not isinstance(invoice, str) or not invoice.strip() or len(invoice) > TEXT_PROPERTY_MAX_CHARS:
+        return "properties.invoiceId", f"properties.invoiceId must be text of 1 to {TEXT_PROPERTY_MAX_CHARS} characters"
+    if event_type == INVOICE_ISSUED and _due_date(props.get("dueDate")) is None:
+        return "properties.dueDate", "properties.dueDate must be a date, YYYY-MM-DD"
+    return None
+
+
+def _due_date(value: Any) -> date | None:
+    try:
+        return date.fromisoformat(value) if isinstance(value, str) and len(value) == 10 else None
+    except ValueError:
+        return None
+
+
+_INVOICE_EVENTS = """
+SELECT e.organization_id, e.event_id, e.type, e.amount_minor, rtrim(e.currency) AS currency, e.properties, e.occurred_at
+FROM unnest($1::uuid[], $2::timestamptz[], $3::text[]) AS k(organization_id, occurred_at, event_id)
+JOIN events e ON e.organization_id = k.organization_id AND e.occurred_at = k.occurred_at AND e.event_id = k.event_id
+ORDER BY e.occurred_at, e.event_id
+"""
+_ISSUE = """
+INSERT INTO invoices (organization_id, invoice_id, amount_minor, currency, due_date, issued_at, issued_event_id)
+SELECT * FROM unnest($1::uuid[], $2::text[], $3::bigint[], $4::text[], $5::date[], $6::timestamptz[], $7::text[])
+ON CONFLICT (organization_id, invoice_id) DO UPDATE
+SET amount_minor = EXCLUDED.amount_minor, currency = EXCLUDED.currency, due_date = EXCLUDED.due_date,
+    issued_at = EXCLUDED.issued_at, issued_event_id = EXCLUDED.issued_event_id
+WHERE invoices.issued_event_id IS NULL
+"""
+_PAY = """
+INSERT INTO invoices (organization_id, invoice_id, paid_at, paid_event_id, paid_amount_minor, paid_currency)
+SELECT * FROM unnest($1::uuid[], $2::text[], $3::timestamptz[], $4::text[], $5::bigint[], $6::text[])
+ON CONFLICT (organization_id, invoice_id) DO UPDATE
+SET paid_at = EXCLUDED.paid_at, paid_event_id = EXCLUDED.paid_event_id, paid_amount_minor = EXCLUDED.paid_amount_minor,
+    paid_currency = EXCLUDED.paid_currency
+WHERE invoices.paid_event_id IS NULL
+"""
+
+
+async def record_invoices(conn: asyncpg.Connection, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Record a claimed batch's invoice events in the caller's transaction (first issue and
+    first payment of an invoice win, so a re-run batch changes nothing)."""
+    claimed = [r for r in rows if r["type"] in INVOICE_EVENT_TYPES]
+    if not claimed:
+        return
+    keys = ([r["organization_id"] for r in claimed], [r["occurred_at"] for r in claimed], [r["event_id"] for r in claimed])
+    events = [dict(e, properties=orjson.loads(e["properties"])) for e in await conn.fetch(_INVOICE_EVENTS, *keys)]
+    issued = _first_per_invoice([e for e in events if e["type"] == INVOICE_ISSUED])
+    paid = _first_per_invoice([e for e in events if e["type"] == INVOICE_PAID])
+    if issued:
+        await conn.execute(_ISSUE, *_columns(issued, lambda e: (
+            e["organization_id"], e["properties"]["invoiceId"], e["amount_minor"], e["currency"],
+            _due_date(e["properties"]["dueDate"]), e["occurred_at"], e["event_id"])))  # fmt: skip
+    if paid:
+        await conn.execute(_PAY, *_columns(paid, lambda e: (
+            e["organization_id"], e["properties"]["invoiceId"], e["occurred_at"], e["event_id"], e["amount_minor"],
+            e["currency"])))  # fmt: skip
+
+
+def _first_per_invoice(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One event per invoice in a batch (the earliest), as one upsert may not touch a row twice."""
+    first: dict[tuple[Any, str], dict[str, Any]] = {}
+    for event in events:
+        first.setdefault((event["organization_id"], event["properties"]["invoiceId"]), event)
+    return list(first.values())
+
+
+def _columns(events: list[dict[str, Any]], row: Callable[[dict[str, Any]], tuple[Any, ...]]) -> list[list[Any]]:
+    return [list(column) for column in zip(*(row(e) for e in events), strict=True)]
+
+
+# --------------------------------------------------------------------------- shared
+
+
+def utc_range(time_range: RangeSpec) -> TimeRange:
+    return resolve_range(time_range, UTC_ZONE)
+
+
+def _currency_filter(value: str | None) -> str | None:
+    if value is not None and not CURRENCY_RE.fullmatch(value):
+        raise BadInput("currency must be an ISO 4217 code such as EUR", field="currency")
+    return value
+
+
+async def _names(conn: asyncpg.Connection, ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, str]:
+    rows = await conn.fetch("SELECT id, name FROM organizations WHERE id = ANY($1::uuid[])", list(ids))
+    return {r["id"]: r["name"] for r in rows}
+
+
+# --------------------------------------------------------------------------- revenue by organization
+
+_BY_ORGANIZATION = """
+SELECT t.organization_id, t.currency,
+       COALESCE(sum(t.amount_minor) FILTER (WHERE t.type = ANY($4::text[])), 0)::bigint AS gmv,
+       sum(t.platform_fee_minor)::bigint AS platform_fees, sum(t.service_fee_minor)::bigint AS service_fees,
+       sum(t.processor_fee_minor)::bigint AS processor_fees, count(*) AS entries,
+       max(t.occurred_at) FILTER (WHERE NOT t.is_refund) AS last_payment_at
+FROM transactions t
+WHERE t.occurred_at >= $2 AND t.occurred_at < $3 AND t.status IN ('completed', 'refunded')
+  AND ($1::uuid IS NULL OR t.organization_id = $1) AND ($5::text IS NULL OR t.currency = $5)
+GROUP BY t.organization_id, t.currency
+"""
+
+
+class SortField(str, Enum):
+    ORGANIZATION_NAME = "organization_name"
+    CURRENCY = "currency"
+    GMV = "gmv"
+    SERVICE_FEES = "service_fees"
+    PLATFORM_FEES = "platform_fees"
+    PROCESSOR_FEES = "processor_fees"
+    NET = "net"
+    LAST_PAYMENT_AT = "last_payment_at"
+
+
+@dataclass(frozen=True, slots=True)
+class OrganizationRevenue:
+    organization_id: uuid.UUID
+    organization_name: str
+    currency: str
+    gmv: int
+    service_fees: int
+    platform_fees: int
+    processor_fees: int
+    entries: int
+    last_payment_at: datetime | None
+
+    @property
+    def net(self) -> int:
+        return self.platform_fees + self.service_fees - self.processor_fees
+
+
+@dataclass(frozen=True, slots=True)
+class RevenueByOrganization:
+    range: TimeRange
+    rows: list[OrganizationRevenue]
+
+
+def _sort(rows: list[OrganizationRevenue], by: SortField, descending: bool) -> list[OrganizationRevenue]:
+    """Stable: ties keep name, organization id and currency order; rows without a payment date sort last."""
+    rows = sorted(rows, key=lambda r: (r.organization_name, str(r.organization_id), r.currency))
+    if by is SortField.ORGANIZATION_NAME:
+        return sorted(rows, key=lambda r: r.organization_name, reverse=descending)
+    if by is SortField.LAST_PAYMENT_AT:
+        dated = sorted((r for r in rows if r.last_payment_at), key=lambda r: r.last_payment_at, reverse=descending)
+        return dated + [r for r in rows if r.last_payment_at is None]
+    return sorted(rows, key=lambda r: getattr(r, by.value), reverse=descending)
+
+
+async def revenue_by_organization(
+    *,
+    viewer: Viewer,
+    time_range: RangeSpec,
+    organization_id: Any = None,
+    currency: str | None = None,
+    sort: SortField = SortField.GMV,
+    descending: bool = True,
+) -> RevenueByOrganization:
+    """GMV, fees, net and last payment per organization and currency over a UTC range, sorted."""
+    org = await platform_scope(viewer=viewer, organization_id=organization_id)
+    span, wanted = utc_range(time_range), _currency_filter(currency)
+    async with connection() as conn:
+        found = await conn.fetch(_BY_ORGANIZATION, org, span.start, span.end, ["booking", "gift", "subscription", "order"], wanted)
+        names = await _names(conn, {r["organization_id"] for r in found})
+    rows = [
+        OrganizationRevenue(
+            organization_id=r["organization_id"], organization_name=names.get(r["organization_id"], ""),
+            currency=r["currency"], gmv=r["gmv"], service_fees=r["service_fees"], platform_fees=r["platform_fees"],
+            processor_fees=r["processor_fees"], entries=r["entries"], last_payment_at=r["last_payment_at"],
+        )  # fmt: skip
+        for r in found
+    ]
+    return RevenueByOrganization(span, _sort(rows, sort, descending))
+
+
+REVENUE_HEADER = [
+    "organization_id", "organization_name", "currency", "gmv", "service_fees", "platform_fees", "processor_fees", "net",
+    "entries", "last_payment_at",
+]  # fmt: skip
+
+
+def revenue_table(report: RevenueByOrganization) -> list[list[Any]]:
+    """One row per organization and currency, in the report's order; amounts in minor units."""
+    return [
+        [str(r.organization_id), r.organization_name, r.currency, r.gmv, r.service_fees, r.platform_fees,
+         r.processor_fees, r.net, r.entries, r.last_payment_at.isoformat() if r.last_payment_at else ""]
+        for r in report.rows
+    ]  # fmt: skip
+
+
+# --------------------------------------------------------------------------- monthly summary
+
+_MONTH_COSTS = """
+SELECT incurred_on, currency, sum(amount_minor)::bigint AS amount
+FROM costs
+WHERE ($1::uuid IS NULL OR organization_id = $1) AND incurred_on >= $2 AND incurred_on <= $3
+GROUP BY incurred_on, currency
+"""
+_MONTH_REVENUE = """
+SELECT b.i - 1 AS i, t.currency, sum(t.amount_minor)::bigint AS gross,
+       sum(t.platform_fee_minor + t.service_fee_minor + t.processor_fee_minor)::bigint AS fees
+FROM unnest($2::timestamptz[], $3::timestamptz[]) WITH ORDINALITY AS b(s, e, i)
+JOIN transactions t ON t.occurred_at >= b.s AND t.occurred_at < b.e AND ($1::uuid IS NULL OR t.organization_id = $1)
+WHERE t.status IN ('completed', 'refunded')
+GROUP BY b.i, t.currency
+"""
+
+
+@dataclass(slots=True)
+class SummaryLine:
+    currency: str
+    gross: int = 0
+    fees: int = 0
+    costs: int = 0
+
+    @property
+    def net_profit(self) -> int:
+        return self.gross - self.fees - self.costs
+
+
+@dataclass(slots=True)
+class SummaryMonth:
+    start: datetime
+    end: datetime
+    lines: dict[str, SummaryLine] = field(default_factory=dict)
+
+    def line(self, currency: str) -> SummaryLine:
+        return self.lines.setdefault(currency, SummaryLine(currency))
+
+
+@dataclass(frozen=True, slots=True)
+class MonthlySummary:
+    organization_id: uuid.UUID | None
+    range: TimeRange
+    months: list[SummaryMonth]
+
+    @property
+    def totals(self) -> list[SummaryLine]:
+        totals: dict[str, SummaryLine] = {}
+        for month in self.months:
+            for line in month.lines.values():
+                total = totals.setdefault(line.currency, SummaryLine(line.currency))
+                total.gross, total.fees, total.costs = total.gross + line.gross, total.fees + line.fees, total.costs + line.costs
+        return [totals[c] for c in sorted(totals)]
+
+
+async def monthly_summary(
+    *, viewer: Viewer, time_range: RangeSpec, organization_id: Any = None, grain: Grain = Grain.MONTH
+) -> MonthlySummary:
+    """Gross, fees, costs and net profit per UTC month (or `grain`, clipped to the range) and currency."""
+    org = await platform_scope(viewer=viewer, organization_id=organization_id)
+    span = utc_range(time_range)
+    starts, ends = clipped_buckets(span, grain)
+    months = [SummaryMonth(s, e) for s, e in zip(starts, ends, strict=True)]
+    async with connection() as conn:
+        for row in await conn.fetch(_MONTH_REVENUE, org, starts, ends):
+            line = months[row["i"]].line(row["currency"])
+            line.gross, line.fees = row["gross"], row["fees"]
+        costs = await conn.fetch(_MONTH_COSTS, org, span.start.date() - timedelta(days=1), span.end.date())
+    index = BucketIndex(starts)
+    for cost in costs:
+        midnight = local_midnight(cost["incurred_on"], UTC_ZONE)
+        position = index.find(midnight)
+        if position is not None and span.start <= midnight < span.end:
+            months[position].line(cost["currency"]).costs += cost["amount"]
+    for month in months:
+        month.lines = dict(sorted(month.lines.items()))
+    return MonthlySummary(org, span, months)
+
+
+SUMMARY_HEADER = ["month_start", "month_end", "currency", "gross", "fees", "costs", "net_profit"]
+
+
+def summary_table(report: MonthlySummary) -> list[list[Any]]:
+    """One row per month and currency, then one "total" row per currency."""
+    rows = [
+        [m.start.isoformat(), m.end.isoformat(), x.currency, x.gross, x.fees, x.costs, x.net_profit]
+        for m in report.months
+        for x in m.lines.values()
+    ]
+    return rows + [["total", "total", x.currency, x.gross, x.fees, x.costs, x.net_profit] for x in report.totals]
+
+
+# --------------------------------------------------------------------------- payout reconciliation
+
+_RECONCILE = """
+WITH paid AS (
+    SELECT organization_id, COALESCE(payout_id, 'event:' || event_id) AS payout_key, payout_id, currency,
+           sum(amount_minor)::bigint AS paid, max(occurred_at) AS settled_at, min(profile_id::text) AS profile_id
+    FROM payouts
+    WHERE ($1::uuid IS NULL OR organization_id = $1)
+    GROUP BY 1, 2, 3, 4
+), expected AS (
+    SELECT organization_id, metadata ->> 'payoutId' AS payout_key, currency,
+           sum(amount_minor - platform_fee_minor - service_fee_minor - processor_fee_minor)::bigint AS expected,
+           count(*) AS entries, max(occurred_at) AS last_entry_at, min(profile_id::text) AS profile_id
+    FROM transactions
+    WHERE metadata ? 'payoutId' AND status IN ('completed', 'refunded') AND ($1::uuid IS NULL OR organization_id = $1)
+    GROUP BY 1, 2, 3
+)
+SELECT COALESCE(p.organization_id, x.organization_id) AS organization_id,
+       COALESCE(p.payout_id, CASE WHEN p.payout_key IS NULL THEN x.payout_key END) AS payout_id,
+       COALESCE(p.currency, x.currency) AS currency, COALESCE(p.profile_id, x.profile_id) AS profile_id,
+       p.paid, x.expected, COALESCE(x.entries, 0) AS entries, p.settled_at, x.last_entry_at
+FROM paid p
+FULL JOIN expected x ON x.organization_id = p.organization_id AND x.payout_key = p.payout_key AND x.currency = p.currency
+"""
+
+
+class PayoutStatus(str, Enum):
+    MATCHED = "matched"
+    AMOUNT_MISMATCH = "amount_mismatch"
+    UNMATCHED_PAYOUT = "unmatched_payout"
+    UNPAID = "unpaid"
+
+
+@dataclass(frozen=True, slots=True)
+class PayoutRow:
+    organization_id: uuid.UUID
+    organization_name: str
+    payout_id: str | None
+    profile_id: str | None
+    currency: str
+    paid: int | None
+    expected: int | None
+    entries: int
+    settled_at: datetime | None
+    last_entry_at: datetime | None
+
+    @property
+    def status(self) -> PayoutStatus:
+        if self.paid is None:
+            return PayoutStatus.UNPAID
+        if self.expected is None:
+            return PayoutStatus.UNMATCHED_PAYOUT
+        return PayoutStatus.MATCHED if self.paid == self.expected else PayoutStatus.AMOUNT_MISMATCH
+
+    @property
+    def difference(self) -> int:
+        return (self.paid or 0) - (self.expected or 0)
+
+    @property
+    def at(self) -> datetime:
+        return self.settled_at or self.last_entry_at  # type: ignore[return-value]
+
+
+@dataclass(frozen=True, slots=True)
+class PayoutReconciliation:
+    range: TimeRange
+    rows: list[PayoutRow]
+
+
+async def payout_reconciliation(
+    *, viewer: Viewer, time_range: RangeSpec, organization_id: Any = None, statuses: Sequence[PayoutStatus] | None = None
+) -> PayoutReconciliation:
+    """Payouts against the ledger entries they pay, dated in the range, filtered by status;
+    discrepancies first (largest difference first), then by date."""
+    org = await platform_scope(viewer=viewer, organization_id=organization_id)
+    span = utc_range(time_range)
+    async with connection() as conn:
+        found = await conn.fetch(_RECONCILE, org)
+        names = await _names(conn, {r["organization_id"] for r in found})
+    rows = [
+        PayoutRow(
+            organization_id=r["organization_id"], organization_name=names.get(r["organization_id"], ""),
+            payout_id=r["payout_id"], profile_id=r["profile_id"], currency=r["currency"], paid=r["paid"],
+            expected=r["expected"], entries=r["entries"], settled_at=r["settled_at"], last_entry_at=r["last_entry_at"],
+        )  # fmt: skip
+        for r in found
+    ]
+    wanted = set(statuses) if statuses else set(PayoutStatus)
+    kept = [r for r in rows if span.start <= r.at < span.end and r.status in wanted]
+    kept.sort(key=lambda r: (r.status is PayoutStatus.MATCHED, -abs(r.difference), r.at, r.payout_id or ""))
+    return PayoutReconciliation(span, kept)
+
+
+# --------------------------------------------------------------------------- outstanding invoices
+
+_OUTSTANDING = """
+SELECT i.organization_id, o.name, i.invoice_id, i.amount_minor, i.currency, i.due_date, i.issued_at
+FROM invoices i JOIN organizations o ON o.id = i.organization_id
+WHERE i.paid_event_id IS NULL AND i.issued_event_id IS NOT NULL AND ($1::uuid IS NULL OR i.organization_id = $1)
+ORDER BY o.name, i.organization_id, i.due_date, i.invoice_id
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class OutstandingInvoice:
+    invoice_id: str
+    amount_minor: int
+    currency: str
+    due_date: date
+    issued_at: datetime
+
+
+@dataclass(slots=True)
+class DueGroup:
+    due_date: date
+    invoices: list[OutstandingInvoice] = field(default_factory=list)
+
+    @property
+    def total(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for invoice in self.invoices:
+            add_to(out, invoice.currency, invoice.amount_minor)
+        return out
+
+
+@dataclass(slots=True)
+class OrganizationInvoices:
+    organization_id: uuid.UUID
+    organization_name: str
+    due_dates: list[DueGroup] = field(default_factory=list)
+
+    def total(self, today: date | None = None) -> dict[str, int]:
+        """Outstanding per currency; with `today`, only what is overdue."""
+        out: dict[str, int] = {}
+        for group in self.due_dates:
+            if today is None or group.due_date < today:
+                for currency, amount in group.total.items():
+                    add_to(out, currency, amount)
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class OutstandingInvoices:
+    today: date
+    organizations: list[OrganizationInvoices]
+
+
+async def outstanding_invoices(*, viewer: Viewer, organization_id: Any = None) -> OutstandingInvoices:
+    """Issued, unpaid invoices grouped by organization and due date (overdue: due before today, UTC)."""
+    org = await platform_scope(viewer=viewer, organization_id=organization_id)
+    async with connection() as conn:
+        found = await conn.fetch(_OUTSTANDING, org)
+    groups: dict[uuid.UUID, OrganizationInvoices] = {}
+    for r in found:
+        owner = groups.setdefault(r["organization_id"], OrganizationInvoices(r["organization_id"], r["name"]))
+        if not owner.due_dates or owner.due_dates[-1].due_date != r["due_date"]:
+            owner.due_dates.append(DueGroup(r["due_date"]))
+        owner.due_dates[-1].invoices.append(
+            OutstandingInvoice(r["invoice_id"], r["amount_minor"], r["currency"], r["due_date"], r["issued_at"])
+        )
+    return OutstandingInvoices(utcnow().date(), list(groups.values()))
+
+
+# --------------------------------------------------------------------------- exports
+
+
+def to_file(name: str, header: list[str], rows: list[list[Any]], fmt: str) -> ExportFile:
+    """The P&L export's writers: RFC 4180 CSV (UTF-8 text) or one XLSX sheet (base64) with a
+    notes sheet; amounts are integer minor units of the row's currency."""
+    if fmt == "xlsx":
+        book = Workbook()
+        sheet = book.active
+        sheet.title = name[:31]
+        sheet.append(header)
+        for row in rows:
+            sheet.append(row)
+        notes = book.create_sheet("Notes")
+        notes.append(["Amounts are integer minor units of the row's currency (minor digits per currency below)."])
+        for currency in sorted({row[header.index("currency")] for row in rows}):
+            notes.append([currency, minor_digits(currency)])
+        buffer = io.BytesIO()
+        book.save(buffer)
+        return ExportFile(f"{name}.xlsx", XLSX_TYPE, "base64", base64.b64encode(buffer.getvalue()).decode())
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    return ExportFile(f"{name}.csv", CSV_TYPE, "utf-8", out.getvalue())
+
+
+async def revenue_by_organization_export(*, fmt: str, **query: Any) -> ExportFile:
+    """The revenue-by-organization query's rows as a file, in its order."""
+    report = await revenue_by_organization(**query)
+    return to_file(f"revenue-by-organization-{report.range.start.date()}", REVENUE_HEADER, revenue_table(report), fmt)
+
+
+async def monthly_summary_export(*, fmt: str, **query: Any) -> ExportFile:
+    """The monthly summary's numbers as a file, so a spreadsheet reconciles with the API to the cent."""
+    report = await monthly_summary(**query)
+    return to_file(f"monthly-summary-{report.range.start.date()}", SUMMARY_HEADER, summary_table(report), fmt)
+

@@ -1,0 +1,418 @@
+"""Platform KPIs and growth series for platform admins, and the organization lifecycle.
+
+Platform reports have no single organization time zone: every window and bucket here is in
+UTC (weeks start on Monday 00:00 UTC, months on the 1st 00:00 UTC).
+
+Definitions (also in the schema descriptions and the README):
+- An organization is suspended or active by its status (suspendOrganization /
+  reinstateOrganization, audited). It is churned when it is not suspended and no event of
+  it was received (outbox.received_at) in the last 90 days; one created less than 90 days
+  ago without events is not churned yet. Active = neither suspended nor churned.
+- GMV: the ledger's sales of type booking, gift, subscription and order that are completed
+  or refunded, minus the refunds of those types, each in the period it happened (the
+  ledger's revenue rule without affiliate commissions, which are not customer purchases).
+  Pending and failed payments are never GMV. Per currency; nothing is converted, as there
+  are no platform-level exchange rates.
+- Orders: order.paid and booking.completed sales (completed or refunded; a refund does not
+  remove the order). Tickets: the sum of properties.quantity of order.paid sales (1 when it
+  is absent or not a positive integer). Average order value per currency: the orders'
+  amounts (before refunds) / their number, rounded half-to-even to the minor unit.
+- Fees: the ledger's platform, service and processor fee columns of every revenue entry
+  (completed or refunded sales and refunds, affiliate commissions included). Net platform
+  revenue = platform fees + service fees - processor fees.
+- Active profiles of a bucket: profiles with at least one view (profile_events) in it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import ROUND_HALF_EVEN, Decimal
+from enum import Enum
+from typing import Any
+
+import asyncpg
+
+from app.auth import Viewer, administered_by, administered_scope
+from app.database import connection, transaction
+from app.errors import BadInput, Forbidden, NotFound
+from app.services.revenue import clipped_buckets
+from app.timebuckets import (
+    EARLIEST_INSTANT,
+    Grain,
+    RangeSpec,
+    TimeRange,
+    bucket_start,
+    local_midnight,
+    month_start,
+    resolve_range,
+    utcnow,
+)
+
+UTC_ZONE = "UTC"
+CHURN_AFTER = timedelta(days=90)
+GMV_TYPES = ["booking", "gift", "subscription", "order"]
+ORDER_TYPES = ["order", "booking"]
+PLATFORM_REFUSAL = "platform reports need a platform admin token"
+REASON_MAX_CHARS = 500
+
+
+async def platform_scope(*, viewer: Viewer, organization_id: Any = None) -> uuid.UUID | None:
+    """Platform admins only (organization admins reach no further than their own tenant, so
+    they are refused); None means every organization, else the one named."""
+    if administered_by(viewer, refusal=PLATFORM_REFUSAL) is not None:
+        raise Forbidden(PLATFORM_REFUSAL)
+    return await administered_scope(viewer, organization_id, refusal=PLATFORM_REFUSAL)
+
+
+def add_to(totals: dict[str, int], currency: str, amount: int) -> None:
+    totals[currency] = totals.get(currency, 0) + amount
+
+
+def half_even(numerator: int, denominator: int) -> int:
+    return int((Decimal(numerator) / Decimal(denominator)).quantize(Decimal(1), rounding=ROUND_HALF_EVEN))
+
+
+# --------------------------------------------------------------------------- money per window
+
+_MONEY = """
+SELECT b.i - 1 AS i, t.currency,
+       COALESCE(sum(t.amount_minor) FILTER (WHERE t.type = ANY($4::text[])), 0)::bigint AS gmv,
+       count(*) FILTER (WHERE NOT t.is_refund AND t.type = ANY($5::text[])) AS orders,
+       COALESCE(sum(t.amount_minor) FILTER (WHERE NOT t.is_refund AND t.type = ANY($5::text[])), 0)::bigint AS order_value,
+       COALESCE(sum(CASE WHEN (t.metadata ->> 'quantity') ~ '^[0-9]{1,9}$' AND (t.metadata ->> 'quantity')::bigint > 0
+                         THEN (t.metadata ->> 'quantity')::bigint ELSE 1 END)
+                FILTER (WHERE NOT t.is_refund AND t.type = 'order'), 0)::bigint AS tickets,
+       sum(t.platform_fee_minor)::bigint AS platform_fees, sum(t.service_fee_minor)::bigint AS service_fees,
+       sum(t.processor_fee_minor)::bigint AS processor_fees
+FROM unnest($2::timestamptz[], $3::timestamptz[]) WITH ORDINALITY AS b(s, e, i)
+JOIN transactions t ON t.occurred_at >= b.s AND t.occurred_at < b.e AND ($1::uuid IS NULL OR t.organization_id = $1)
+WHERE t.status IN ('completed', 'refunded')
+GROUP BY b.i, t.currency
+ORDER BY b.i, t.currency
+"""
+
+
+@dataclass(slots=True)
+class MoneyWindow:
+    """The platform's money of one [start, end), per currency."""
+
+    start: datetime
+    end: datetime
+    gmv: dict[str, int] = field(default_factory=dict)
+    orders_by_currency: dict[str, int] = field(default_factory=dict)
+    order_value: dict[str, int] = field(default_factory=dict)
+    tickets: int = 0
+    platform_fees: dict[str, int] = field(default_factory=dict)
+    service_fees: dict[str, int] = field(default_factory=dict)
+    processor_fees: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def orders(self) -> int:
+        return sum(self.orders_by_currency.values())
+
+    @property
+    def average_order_value(self) -> dict[str, int]:
+        return {c: half_even(self.order_value[c], n) for c, n in self.orders_by_currency.items() if n}
+
+    @property
+    def net_platform_revenue(self) -> dict[str, int]:
+        currencies = self.platform_fees.keys() | self.service_fees.keys() | self.processor_fees.keys()
+        return {
+            c: self.platform_fees.get(c, 0) + self.service_fees.get(c, 0) - self.processor_fees.get(c, 0)
+            for c in currencies
+        }
+
+
+async def money_windows(
+    conn: asyncpg.Connection, organization_id: uuid.UUID | None, starts: list[datetime], ends: list[datetime]
+) -> list[MoneyWindow]:
+    """GMV, orders, tickets and fees of each [start, end), from the ledger."""
+    windows = [MoneyWindow(s, e) for s, e in zip(starts, ends, strict=True)]
+    for row in await conn.fetch(_MONEY, organization_id, starts, ends, GMV_TYPES, ORDER_TYPES):
+        window, currency = windows[row["i"]], row["currency"]
+        add_to(window.gmv, currency, row["gmv"])
+        window.orders_by_currency[currency] = row["orders"]
+        add_to(window.order_value, currency, row["order_value"])
+        window.tickets += row["tickets"]
+        add_to(window.platform_fees, currency, row["platform_fees"])
+        add_to(window.service_fees, currency, row["service_fees"])
+        add_to(window.processor_fees, currency, row["processor_fees"])
+    return windows
+
+
+# --------------------------------------------------------------------------- organizations
+
+_ORGANIZATIONS = """
+SELECT o.id, o.name, o.status, o.created_at, o.status_changed_at, o.status_changed_by, o.status_reason,
+       (SELECT max(x.received_at) FROM outbox x WHERE x.organization_id = o.id) AS last_event_at
+FROM organizations o
+WHERE $1::uuid IS NULL OR o.id = $1
+ORDER BY o.name, o.id
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class OrganizationState:
+    id: uuid.UUID
+    name: str
+    status: str
+    created_at: datetime
+    last_event_at: datetime | None
+    churned: bool
+    status_changed_at: datetime | None
+    status_changed_by: str | None
+    status_reason: str | None
+
+    @property
+    def active(self) -> bool:
+        return self.status == "active" and not self.churned
+
+
+def is_churned(status: str, created_at: datetime, last_event_at: datetime | None, now: datetime) -> bool:
+    """Not suspended, and nothing received for 90 days (nor ever, once 90 days old)."""
+    return status != "suspended" and (last_event_at or created_at) < now - CHURN_AFTER
+
+
+async def organization_states(conn: asyncpg.Connection, organization_id: uuid.UUID | None, now: datetime) -> list[OrganizationState]:
+    rows = await conn.fetch(_ORGANIZATIONS, organization_id)
+    return [
+        OrganizationState(
+            id=r["id"], name=r["name"], status=r["status"], created_at=r["created_at"], last_event_at=r["last_event_at"],
+            churned=is_churned(r["status"], r["created_at"], r["last_event_at"], now),
+            status_changed_at=r["status_changed_at"], status_changed_by=r["status_changed_by"], status_reason=r["status_reason"],
+        )  # fmt: skip
+        for r in rows
+    ]
+
+
+@dataclass(frozen=True, slots=True)
+class OrganizationCounts:
+    total: int
+    active: int
+    suspended: int
+    churned: int
+    new_this_week: int
+    new_this_month: int
+    new_last_month: int
+    before_this_month: int
+
+    @property
+    def month_over_month_growth(self) -> float | None:
+        """Organizations created this month / organizations that existed before it, in percent."""
+        return round(self.new_this_month * 100 / self.before_this_month, 2) if self.before_this_month else None
+
+
+def count_organizations(states: list[OrganizationState], windows: UtcWindows) -> OrganizationCounts:
+    created = [s.created_at for s in states]
+    return OrganizationCounts(
+        total=len(states), active=sum(s.active for s in states), suspended=sum(s.status == "suspended" for s in states),
+        churned=sum(s.churned for s in states), new_this_week=sum(c >= windows.week for c in created),
+        new_this_month=sum(c >= windows.this_month for c in created),
+        new_last_month=sum(windows.last_month <= c < windows.this_month for c in created),
+        before_this_month=sum(c < windows.this_month for c in created),
+    )  # fmt: skip
+
+
+# --------------------------------------------------------------------------- KPIs
+
+
+@dataclass(frozen=True, slots=True)
+class UtcWindows:
+    now: datetime
+    week: datetime
+    this_month: datetime
+    last_month: datetime
+
+
+def utc_windows(now: datetime) -> UtcWindows:
+    this_month = month_start(now, UTC_ZONE)
+    return UtcWindows(
+        now=now, week=bucket_start(now, Grain.WEEK, UTC_ZONE), this_month=this_month,
+        last_month=month_start(this_month - timedelta(days=1), UTC_ZONE),
+    )  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class Kpis:
+    organization_id: uuid.UUID | None
+    windows: UtcWindows
+    organizations: OrganizationCounts
+    this_month: MoneyWindow
+    last_month: MoneyWindow
+    all_time: MoneyWindow
+
+
+async def kpis(*, viewer: Viewer, organization_id: Any = None) -> Kpis:
+    """Organization counts and money for this month (to now), last month and all time, in UTC."""
+    org = await platform_scope(viewer=viewer, organization_id=organization_id)
+    windows = utc_windows(utcnow())
+    starts = [windows.this_month, windows.last_month, EARLIEST_INSTANT]
+    ends = [windows.now, windows.this_month, windows.now]
+    async with connection() as conn:
+        states = await organization_states(conn, org, windows.now)
+        this_month, last_month, all_time = await money_windows(conn, org, starts, ends)
+    return Kpis(org, windows, count_organizations(states, windows), this_month, last_month, all_time)
+
+
+# --------------------------------------------------------------------------- growth series
+
+
+class GrowthPreset(str, Enum):
+    """Moving windows ending at the end of the current UTC day (days) or month (months)."""
+
+    LAST_7_DAYS = "last_7_days"
+    LAST_30_DAYS = "last_30_days"
+    LAST_90_DAYS = "last_90_days"
+    LAST_12_MONTHS = "last_12_months"
+
+
+PRESET_DAYS = {GrowthPreset.LAST_7_DAYS: 7, GrowthPreset.LAST_30_DAYS: 30, GrowthPreset.LAST_90_DAYS: 90}
+
+
+def growth_range(preset: GrowthPreset | None, custom: RangeSpec, grain: Grain | None, now: datetime) -> tuple[TimeRange, Grain]:
+    """The range and bucket size: day presets by day, 12 months by month, custom ranges by
+    `grain` (DAY unless given) within resolve_range's limits."""
+    if preset is None:
+        return resolve_range(custom, UTC_ZONE, now=now), grain or Grain.DAY
+    if custom.start is not None or custom.end is not None:
+        raise BadInput("give either a preset or from/to, not both", field="range")
+    if preset is GrowthPreset.LAST_12_MONTHS:
+        start = month_start(now, UTC_ZONE)
+        for _ in range(11):
+            start = month_start(start - timedelta(days=1), UTC_ZONE)
+        end = month_start(month_start(now, UTC_ZONE) + timedelta(days=32), UTC_ZONE)
+        return TimeRange(start, end, UTC_ZONE), grain or Grain.MONTH
+    today = bucket_start(now, Grain.DAY, UTC_ZONE).date()
+    start = local_midnight(today - timedelta(days=PRESET_DAYS[preset] - 1), UTC_ZONE)
+    return TimeRange(start, local_midnight(today + timedelta(days=1), UTC_ZONE), UTC_ZONE), grain or Grain.DAY
+
+
+_NEW_ORGANIZATIONS = """
+SELECT b.i - 1 AS i, count(o.id) AS n
+FROM unnest($2::timestamptz[], $3::timestamptz[]) WITH ORDINALITY AS b(s, e, i)
+JOIN organizations o ON o.created_at >= b.s AND o.created_at < b.e AND ($1::uuid IS NULL OR o.id = $1)
+GROUP BY b.i
+"""
+_ACTIVE_PROFILES = """
+SELECT b.i - 1 AS i, count(DISTINCT p.profile_id) AS n
+FROM unnest($2::timestamptz[], $3::timestamptz[]) WITH ORDINALITY AS b(s, e, i)
+JOIN profile_events p ON p.occurred_at >= b.s AND p.occurred_at < b.e AND p.kind = 'view'
+ AND ($1::uuid IS NULL OR p.organization_id = $1)
+GROUP BY b.i
+"""
+
+
+@dataclass(slots=True)
+class GrowthPoint:
+    money: MoneyWindow
+    new_organizations: int = 0
+    active_profiles: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Growth:
+    organization_id: uuid.UUID | None
+    range: TimeRange
+    grain: Grain
+    points: list[GrowthPoint]
+
+
+async def growth(
+    *,
+    viewer: Viewer,
+    organization_id: Any = None,
+    preset: GrowthPreset | None = None,
+    custom: RangeSpec = RangeSpec(),
+    grain: Grain | None = None,
+) -> Growth:
+    """GMV, new organizations, active profiles and net platform revenue per UTC bucket."""
+    org = await platform_scope(viewer=viewer, organization_id=organization_id)
+    span, grain = growth_range(preset, custom, grain, utcnow())
+    starts, ends = clipped_buckets(span, grain)
+    async with connection() as conn:
+        points = [GrowthPoint(w) for w in await money_windows(conn, org, starts, ends)]
+        for row in await conn.fetch(_NEW_ORGANIZATIONS, org, starts, ends):
+            points[row["i"]].new_organizations = row["n"]
+        for row in await conn.fetch(_ACTIVE_PROFILES, org, starts, ends):
+            points[row["i"]].active_profiles = row["n"]
+    return Growth(org, span, grain, points)
+
+
+# --------------------------------------------------------------------------- lifecycle
+
+
+@dataclass(frozen=True, slots=True)
+class StatusChange:
+    action: str
+    actor: str
+    reason: str
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Lifecycle:
+    state: OrganizationState
+    history: list[StatusChange]
+
+
+LIFECYCLE_LIMIT_MAX = 500
+
+
+async def organizations_lifecycle(*, viewer: Viewer, organization_id: Any = None, limit: int = 50) -> list[Lifecycle]:
+    """The first `limit` organizations by name (or the one named) with status, churn, last event and status history."""
+    org = await platform_scope(viewer=viewer, organization_id=organization_id)
+    if not 1 <= limit <= LIFECYCLE_LIMIT_MAX:
+        raise BadInput(f"limit must be from 1 to {LIFECYCLE_LIMIT_MAX}", field="limit")
+    async with connection() as conn:
+        states = (await organization_states(conn, org, utcnow()))[:limit]
+        history = await _history(conn, [s.id for s in states])
+    return [Lifecycle(s, history.get(s.id, [])) for s in states]
+
+
+async def _history(conn: asyncpg.Connection, ids: list[uuid.UUID]) -> dict[uuid.UUID, list[StatusChange]]:
+    rows = await conn.fetch(
+        "SELECT organization_id, action, actor, reason, at FROM organization_status_audit"
+        " WHERE organization_id = ANY($1::uuid[]) ORDER BY organization_id, id",
+        ids,
+    )
+    out: dict[uuid.UUID, list[StatusChange]] = {}
+    for r in rows:
+        out.setdefault(r["organization_id"], []).append(StatusChange(r["action"], r["actor"], r["reason"], r["at"]))
+    return out
+
+
+def _reason(value: str) -> str:
+    text = value.strip() if isinstance(value, str) else ""
+    if not text or len(text) > REASON_MAX_CHARS:
+        raise BadInput(f"reason must be text of 1 to {REASON_MAX_CHARS} characters", field="reason")
+    return text
+
+
+async def set_status(*, viewer: Viewer, organization_id: Any, suspend: bool, reason: str) -> Lifecycle:
+    """Suspend or reinstate an organization (platform admins), audited with who, when and why;
+    suspending a suspended organization (or reinstating an active one) is refused."""
+    org = await platform_scope(viewer=viewer, organization_id=organization_id)
+    if org is None:
+        raise BadInput("name the organization", field="organizationId")
+    text = _reason(reason)
+    wanted, action = ("suspended", "suspended") if suspend else ("active", "reinstated")
+    async with transaction() as conn:
+        current = await conn.fetchval("SELECT status FROM organizations WHERE id = $1 FOR UPDATE", org)
+        if current is None:
+            raise NotFound("organization not found", field="organizationId")
+        if current == wanted:
+            raise BadInput(f"the organization is already {wanted}", field="organizationId")
+        await conn.execute(
+            "UPDATE organizations SET status = $2, status_changed_at = clock_timestamp(), status_changed_by = $3,"
+            " status_reason = $4 WHERE id = $1",
+            org, wanted, viewer.subject, text,
+        )  # fmt: skip
+        await conn.execute(
+            "INSERT INTO organization_status_audit (organization_id, action, actor, reason) VALUES ($1, $2, $3, $4)",
+            org, action, viewer.subject, text,
+        )  # fmt: skip
+        [state] = await organization_states(conn, org, utcnow())
+        history = await _history(conn, [org])
+    return Lifecycle(state, history.get(org, []))

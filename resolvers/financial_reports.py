@@ -1,0 +1,156 @@
+"""Financial reports and their files (thin: convert, call, map)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import strawberry
+from strawberry.types import Info
+
+from app.services import financial_reports as service
+from app.services.pnl import ExportFile
+from resolvers.common import RangeArg, to_range_spec, to_resolved_range, viewer_of
+from resolvers.platform import PlatformOrganizationArg, as_id
+from resolvers.revenue import money
+from app.timebuckets import Grain
+from schema.common import Granularity, Money
+from schema.financial_reports import (
+    InvoiceGroup,
+    MonthlySummary,
+    MonthlySummaryLine,
+    MonthlySummaryMonth,
+    OrganizationRevenue,
+    OrganizationRevenueSort,
+    OutstandingInvoice,
+    OutstandingInvoices,
+    PayoutReconciliation,
+    PayoutReconciliationRow,
+    PayoutStatus,
+    ReportFile,
+    RevenueByOrganization,
+    SortDirection,
+)
+from schema.pnl import ExportFormat
+
+UtcRangeArg = RangeArg  # the same input; platform reports resolve it in UTC
+SortArg = Annotated[OrganizationRevenueSort | None, strawberry.argument(description="Sort order; default GMV descending.")]
+CurrencyArg = Annotated[str | None, strawberry.argument(description="Only this ISO 4217 currency.")]
+FormatArg = Annotated[ExportFormat, strawberry.argument(name="format", description="CSV (default) or XLSX.")]
+PeriodArg = Annotated[Granularity, strawberry.argument(description="Period size: MONTH (default), or WEEK, DAY, HOUR (UTC).")]
+StatusesArg = Annotated[
+    list[PayoutStatus] | None, strawberry.argument(description="Only these statuses; omit for all.")
+]
+
+
+def _revenue_query(info: Info, range_: Any, organization_id: Any, currency: Any, sort: Any) -> dict[str, Any]:
+    sort = sort or OrganizationRevenueSort()
+    return {
+        "viewer": viewer_of(info), "time_range": to_range_spec(range_), "organization_id": organization_id,
+        "currency": currency, "sort": service.SortField(sort.field.value), "descending": sort.direction is SortDirection.DESC,
+    }  # fmt: skip
+
+
+def to_file(found: ExportFile) -> ReportFile:
+    return ReportFile(filename=found.filename, content_type=found.content_type, encoding=found.encoding, content=found.content)
+
+
+async def revenue_by_organization(
+    info: Info, range_: UtcRangeArg, organization_id: PlatformOrganizationArg = None, currency: CurrencyArg = None,
+    sort: SortArg = None,
+) -> RevenueByOrganization:  # fmt: skip
+    found = await service.revenue_by_organization(**_revenue_query(info, range_, organization_id, currency, sort))
+    return RevenueByOrganization(
+        range=to_resolved_range(found.range),
+        rows=[
+            OrganizationRevenue(
+                organization_id=as_id(r.organization_id), organization_name=r.organization_name, currency=r.currency,
+                gmv=r.gmv, service_fees=r.service_fees, platform_fees=r.platform_fees, processor_fees=r.processor_fees,
+                net=r.net, entries=r.entries, last_payment_at=r.last_payment_at,
+            )
+            for r in found.rows
+        ],
+    )  # fmt: skip
+
+
+async def revenue_by_organization_export(
+    info: Info, range_: UtcRangeArg, organization_id: PlatformOrganizationArg = None, currency: CurrencyArg = None,
+    sort: SortArg = None, format_: FormatArg = ExportFormat.CSV,
+) -> ReportFile:  # fmt: skip
+    query = _revenue_query(info, range_, organization_id, currency, sort)
+    return to_file(await service.revenue_by_organization_export(fmt=format_.value, **query))
+
+
+def to_line(line: service.SummaryLine) -> MonthlySummaryLine:
+    return MonthlySummaryLine(
+        currency=line.currency, gross=line.gross, fees=line.fees, costs=line.costs, net_profit=line.net_profit
+    )
+
+
+async def monthly_summary(
+    info: Info, range_: UtcRangeArg, organization_id: PlatformOrganizationArg = None, granularity: PeriodArg = Granularity.MONTH
+) -> MonthlySummary:
+    found = await service.monthly_summary(
+        viewer=viewer_of(info), time_range=to_range_spec(range_), organization_id=organization_id,
+        grain=Grain(granularity.value),
+    )
+    return MonthlySummary(
+        range=to_resolved_range(found.range),
+        months=[MonthlySummaryMonth(start=m.start, end=m.end, lines=[to_line(x) for x in m.lines.values()]) for m in found.months],
+        totals=[to_line(x) for x in found.totals],
+    )  # fmt: skip
+
+
+async def monthly_summary_export(
+    info: Info, range_: UtcRangeArg, organization_id: PlatformOrganizationArg = None,
+    granularity: PeriodArg = Granularity.MONTH, format_: FormatArg = ExportFormat.CSV,
+) -> ReportFile:  # fmt: skip
+    found = await service.monthly_summary_export(
+        fmt=format_.value, viewer=viewer_of(info), time_range=to_range_spec(range_), organization_id=organization_id,
+        grain=Grain(granularity.value),
+    )
+    return to_file(found)
+
+
+async def payout_reconciliation(
+    info: Info, range_: UtcRangeArg, organization_id: PlatformOrganizationArg = None, statuses: StatusesArg = None
+) -> PayoutReconciliation:
+    found = await service.payout_reconciliation(
+        viewer=viewer_of(info), time_range=to_range_spec(range_), organization_id=organization_id,
+        statuses=[service.PayoutStatus(s.value) for s in statuses] if statuses else None,
+    )  # fmt: skip
+    rows = [
+        PayoutReconciliationRow(
+            organization_id=as_id(r.organization_id), organization_name=r.organization_name, payout_id=r.payout_id,
+            profile_id=as_id(r.profile_id) if r.profile_id else None, currency=r.currency, paid_minor=r.paid,
+            expected_minor=r.expected, difference_minor=r.difference, entries=r.entries, settled_at=r.settled_at,
+            last_entry_at=r.last_entry_at, status=PayoutStatus(r.status.value),
+            discrepancy=r.status is not service.PayoutStatus.MATCHED,
+        )  # fmt: skip
+        for r in found.rows
+    ]
+    return PayoutReconciliation(
+        range=to_resolved_range(found.range), rows=rows, discrepancies=sum(r.discrepancy for r in rows)
+    )
+
+
+async def outstanding_invoices(info: Info, organization_id: PlatformOrganizationArg = None) -> OutstandingInvoices:
+    found = await service.outstanding_invoices(viewer=viewer_of(info), organization_id=organization_id)
+    today = found.today
+    groups, invoices = [], []
+    for o in found.organizations:
+        for g in o.due_dates:
+            for currency, amount in sorted(g.total.items()):
+                groups.append(InvoiceGroup(
+                    organization_id=as_id(o.organization_id), organization_name=o.organization_name, due_date=g.due_date,
+                    overdue=g.due_date < today, currency=currency, amount_minor=amount,
+                    invoices=sum(1 for i in g.invoices if i.currency == currency),
+                ))  # fmt: skip
+            invoices += [
+                OutstandingInvoice(
+                    organization_id=as_id(o.organization_id), organization_name=o.organization_name, invoice_id=i.invoice_id,
+                    amount=Money(amount_minor=i.amount_minor, currency=i.currency), due_date=i.due_date,
+                    issued_at=i.issued_at, overdue=i.due_date < today, days_overdue=max((today - i.due_date).days, 0),
+                )  # fmt: skip
+                for i in g.invoices
+            ]
+    return OutstandingInvoices(today=today, groups=groups, invoices=invoices)

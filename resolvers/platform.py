@@ -1,0 +1,123 @@
+"""Platform KPIs, growth and organization lifecycle (thin: convert, call, map)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import strawberry
+from strawberry.types import Info
+
+from app.services import platform as service
+from app.timebuckets import Grain, RangeSpec
+from resolvers.common import to_resolved_range, viewer_of
+from resolvers.revenue import money
+from schema.common import Granularity
+from schema.platform import (
+    GrowthPoint,
+    GrowthRangeInput,
+    OrganizationCounts,
+    OrganizationLifecycle,
+    OrganizationStatus,
+    OrganizationStatusChange,
+    PeriodKpis,
+    PlatformGrowth,
+    PlatformKpis,
+)
+from schema.revenue import RevenueChange
+
+PlatformOrganizationArg = Annotated[
+    strawberry.ID | None, strawberry.argument(description="Only this organization; omit for the whole platform.")
+]
+TargetOrganizationArg = Annotated[strawberry.ID, strawberry.argument(description="The organization.")]
+ReasonArg = Annotated[str, strawberry.argument(description="Why (1 to 500 characters); kept in the audit trail.")]
+
+
+def as_id(value: object) -> strawberry.ID:
+    return strawberry.ID(str(value))
+
+
+def to_period(window: service.MoneyWindow) -> PeriodKpis:
+    return PeriodKpis(
+        from_=window.start, to=window.end, gmv=money(window.gmv), orders=window.orders, tickets=window.tickets,
+        average_order_value=money(window.average_order_value), platform_fees=money(window.platform_fees),
+        service_fees=money(window.service_fees), processor_fees=money(window.processor_fees),
+        net_platform_revenue=money(window.net_platform_revenue),
+    )  # fmt: skip
+
+
+def change(current: dict[str, int], previous: dict[str, int]) -> list[RevenueChange]:
+    out = []
+    for currency in sorted(current.keys() | previous.keys()):
+        now, before = current.get(currency, 0), previous.get(currency, 0)
+        percent = round((now - before) * 100 / abs(before), 2) if before else None
+        out.append(RevenueChange(currency=currency, amount_minor=now - before, percent=percent))
+    return out
+
+
+async def platform_kpis(info: Info, organization_id: PlatformOrganizationArg = None) -> PlatformKpis:
+    found = await service.kpis(viewer=viewer_of(info), organization_id=organization_id)
+    counts = found.organizations
+    return PlatformKpis(
+        organization_id=as_id(found.organization_id) if found.organization_id else None, as_of=found.windows.now,
+        organizations=OrganizationCounts(
+            total=counts.total, active=counts.active, suspended=counts.suspended, churned=counts.churned,
+            new_this_week=counts.new_this_week, new_this_month=counts.new_this_month,
+            new_last_month=counts.new_last_month, month_over_month_growth_percent=counts.month_over_month_growth,
+        ),
+        this_month=to_period(found.this_month), last_month=to_period(found.last_month), all_time=to_period(found.all_time),
+        gmv_change=change(found.this_month.gmv, found.last_month.gmv),
+    )  # fmt: skip
+
+
+async def platform_growth(
+    info: Info,
+    range_: Annotated[GrowthRangeInput, strawberry.argument(name="range", description="A preset or a custom from/to (UTC buckets).")],
+    granularity: Annotated[
+        Granularity | None,
+        strawberry.argument(description="Bucket size; defaults to DAY (MONTH for LAST_12_MONTHS)."),
+    ] = None,
+    organization_id: PlatformOrganizationArg = None,
+) -> PlatformGrowth:
+    found = await service.growth(
+        viewer=viewer_of(info), organization_id=organization_id,
+        preset=service.GrowthPreset(range_.preset.value) if range_.preset else None,
+        custom=RangeSpec(start=range_.from_, end=range_.to), grain=Grain(granularity.value) if granularity else None,
+    )  # fmt: skip
+    return PlatformGrowth(
+        organization_id=as_id(found.organization_id) if found.organization_id else None, range=to_resolved_range(found.range),
+        granularity=Granularity(found.grain.value),
+        points=[
+            GrowthPoint(start=p.money.start, end=p.money.end, gmv=money(p.money.gmv), new_organizations=p.new_organizations,
+                        active_profiles=p.active_profiles, platform_revenue=money(p.money.net_platform_revenue))
+            for p in found.points
+        ],
+    )  # fmt: skip
+
+
+def to_lifecycle(found: service.Lifecycle) -> OrganizationLifecycle:
+    s = found.state
+    return OrganizationLifecycle(
+        organization_id=as_id(s.id), name=s.name, status=OrganizationStatus(s.status), churned=s.churned, active=s.active,
+        created_at=s.created_at, last_event_at=s.last_event_at, status_changed_at=s.status_changed_at,
+        status_changed_by=s.status_changed_by, status_reason=s.status_reason,
+        history=[OrganizationStatusChange(action=h.action, actor=h.actor, reason=h.reason, at=h.at) for h in found.history],
+    )  # fmt: skip
+
+
+async def platform_organizations(
+    info: Info,
+    organization_id: PlatformOrganizationArg = None,
+    limit: Annotated[int, strawberry.argument(description="At most this many organizations (1 to 500), by name.")] = 50,
+) -> list[OrganizationLifecycle]:
+    found = await service.organizations_lifecycle(viewer=viewer_of(info), organization_id=organization_id, limit=limit)
+    return [to_lifecycle(x) for x in found]
+
+
+async def suspend_organization(info: Info, organization_id: TargetOrganizationArg, reason: ReasonArg) -> OrganizationLifecycle:
+    found = await service.set_status(viewer=viewer_of(info), organization_id=organization_id, suspend=True, reason=reason)
+    return to_lifecycle(found)
+
+
+async def reinstate_organization(info: Info, organization_id: TargetOrganizationArg, reason: ReasonArg) -> OrganizationLifecycle:
+    found = await service.set_status(viewer=viewer_of(info), organization_id=organization_id, suspend=False, reason=reason)
+    return to_lifecycle(found)
