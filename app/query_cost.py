@@ -11,8 +11,9 @@ the number of objects and values an operation returns and refuses it with
 - a list's size is its `limit` (or `first`) argument (from the literal, the variables or
   the argument's default); a list of a time series (a field with `range` and
   `granularity` arguments, e.g. `profileTimeseries { views }`) has one entry per bucket,
-  estimated from the range and capped at the resolver's own cap; any other list counts
-  `DEFAULT_LIST_SIZE`;
+  estimated from the range and capped at the resolver's own cap; a list of a type the domain
+  bounds (money per currency, revenue per source, ...: `BOUNDED_LISTS`) counts that bound;
+  any other list counts `DEFAULT_LIST_SIZE`;
 - introspection (`__schema`, `__type`, `__typename`) is free: it is answered from memory.
 
 The estimate runs per request with the request's variables (a validation rule could not
@@ -46,6 +47,23 @@ from graphql import (
 from strawberry.extensions import SchemaExtension
 
 DEFAULT_LIST_SIZE = 100
+# Lists whose length the domain bounds, whatever the data: one entry per currency (an
+# organization deals in a handful), per revenue source, cost category or risk level. Without
+# these, a plain revenue summary (money per source per currency) was priced like 100 x 100.
+PER_CURRENCY = 10
+BOUNDED_LISTS = {
+    "Money": PER_CURRENCY,
+    "RevenueChange": PER_CURRENCY,
+    "PnlLine": PER_CURRENCY,
+    "MonthlySummaryLine": PER_CURRENCY,
+    "SourceRevenue": 5,  # booking, gift, subscription, affiliate, order
+    "StreamAmount": 5,
+    "CategoryAmount": 5,  # marketing, subscriptions, tools, platform_fees, other
+    "CategoryCost": 5 * PER_CURRENCY,
+    "PayoutStatus": 4,
+    "FraudRiskCount": 3,
+    "ReferrerCount": 10,  # the top 10
+}
 MAX_SERIES_BUCKETS = 1500  # resolvers refuse longer series (see app.timebuckets)
 LIMIT_ARGUMENTS = ("limit", "first")
 PRESET_SPAN = {
@@ -168,17 +186,19 @@ class _Walker:
         size = 1
         while isinstance(gtype, GraphQLNonNull | GraphQLList):
             if isinstance(gtype, GraphQLList):
-                size *= self._one_list(arguments, series)
+                size *= self._one_list(arguments, series, _named(gtype))
                 arguments, series = {}, None  # the arguments size the outermost list only
             gtype = gtype.of_type
         return size, gtype if isinstance(gtype, GraphQLObjectType) or hasattr(gtype, "fields") else None
 
-    def _one_list(self, arguments: Mapping[str, Any], series: int | None) -> int:
+    def _one_list(self, arguments: Mapping[str, Any], series: int | None, element: str | None) -> int:
         for name in LIMIT_ARGUMENTS:
             value = arguments.get(name)
             if isinstance(value, int) and not isinstance(value, bool):
                 return max(1, value)
-        return series if series is not None else self.default
+        if series is not None:
+            return series
+        return BOUNDED_LISTS.get(element or "", self.default)
 
     def _arguments(self, node: FieldNode, field: Any) -> dict[str, Any]:
         values: dict[str, Any] = {}
@@ -200,6 +220,13 @@ class _Walker:
         if condition is None:
             return parent
         return self.schema.get_type(condition.name.value) or parent
+
+
+def _named(gtype: Any) -> str | None:
+    """The name of the type a (possibly nested, non-null) list holds."""
+    while isinstance(gtype, GraphQLNonNull | GraphQLList):
+        gtype = gtype.of_type
+    return getattr(gtype, "name", None)
 
 
 def _is_undefined(value: Any) -> bool:

@@ -11,7 +11,6 @@ from app.services import financial_reports as service
 from app.services.pnl import ExportFile
 from resolvers.common import RangeArg, to_range_spec, to_resolved_range, viewer_of
 from resolvers.platform import PlatformOrganizationArg, as_id
-from resolvers.revenue import money
 from app.timebuckets import Grain
 from schema.common import Granularity, Money
 from schema.financial_reports import (

@@ -10,7 +10,7 @@ from strawberry.types import Info
 from app.services import platform as service
 from app.timebuckets import Grain, RangeSpec
 from resolvers.common import to_resolved_range, viewer_of
-from resolvers.revenue import money
+from resolvers.revenue import money, to_changes
 from schema.common import Granularity
 from schema.platform import (
     GrowthPoint,
@@ -23,7 +23,6 @@ from schema.platform import (
     PlatformGrowth,
     PlatformKpis,
 )
-from schema.revenue import RevenueChange
 
 PlatformOrganizationArg = Annotated[
     strawberry.ID | None, strawberry.argument(description="Only this organization; omit for the whole platform.")
@@ -45,15 +44,6 @@ def to_period(window: service.MoneyWindow) -> PeriodKpis:
     )  # fmt: skip
 
 
-def change(current: dict[str, int], previous: dict[str, int]) -> list[RevenueChange]:
-    out = []
-    for currency in sorted(current.keys() | previous.keys()):
-        now, before = current.get(currency, 0), previous.get(currency, 0)
-        percent = round((now - before) * 100 / abs(before), 2) if before else None
-        out.append(RevenueChange(currency=currency, amount_minor=now - before, percent=percent))
-    return out
-
-
 async def platform_kpis(info: Info, organization_id: PlatformOrganizationArg = None) -> PlatformKpis:
     found = await service.kpis(viewer=viewer_of(info), organization_id=organization_id)
     counts = found.organizations
@@ -65,7 +55,7 @@ async def platform_kpis(info: Info, organization_id: PlatformOrganizationArg = N
             new_last_month=counts.new_last_month, month_over_month_growth_percent=counts.month_over_month_growth,
         ),
         this_month=to_period(found.this_month), last_month=to_period(found.last_month), all_time=to_period(found.all_time),
-        gmv_change=change(found.this_month.gmv, found.last_month.gmv),
+        gmv_change=to_changes(found.this_month.gmv, found.last_month.gmv),
     )  # fmt: skip
 
 

@@ -64,13 +64,11 @@ def _sources(current: dict[tuple[str, str], int], previous: dict[tuple[str, str]
     ]
 
 
-def _change(current: dict[str, int], previous: dict[str, int]) -> list[RevenueChange]:
-    changes = []
-    for currency in sorted(current.keys() | previous.keys()):
-        now, before = current.get(currency, 0), previous.get(currency, 0)
-        percent = round((now - before) * 100 / abs(before), 2) if before else None
-        changes.append(RevenueChange(currency=currency, amount_minor=now - before, percent=percent))
-    return changes
+def to_changes(current: Mapping[str, int], previous: Mapping[str, int]) -> list[RevenueChange]:
+    return [
+        RevenueChange(currency=c.currency, amount_minor=c.amount_minor, percent=c.percent)
+        for c in service.changes(current, previous)
+    ]
 
 
 def _converted(scope: service.Scope, totals: dict[str, int]) -> ConvertedTotal | None:
@@ -94,7 +92,7 @@ async def revenue_summary(
     now, before = found.current.totals, found.before.totals
     return RevenueSummary(
         range=_range(found.range), previous_range=_range(found.previous), total=money(now), previous_total=money(before),
-        change=_change(now, before), transactions=found.current.transactions,
+        change=to_changes(now, before), transactions=found.current.transactions,
         by_source=_sources(found.current.by_source, found.before.by_source), converted=_converted(found.scope, now),
     )  # fmt: skip
 
@@ -120,31 +118,13 @@ async def revenue_timeseries(
 # --------------------------------------------------------------------------- gifts
 
 
-async def _gifts(info: Info, range_: Any, profile_id: Any, organization_id: Any) -> service.Gifts:
-    return await service.gifts(
-        viewer=viewer_of(info), profile_id=profile_id, organization_id=organization_id, time_range=to_range_spec(range_)
-    )
-
-
 async def gift_summary(
     info: Info, range_: RangeArg, profile_id: ProfileArg = None, organization_id: OrganizationArg = None
 ) -> GiftSummary:
-    found = await _gifts(info, range_, profile_id, organization_id)
-    totals: dict[str, int] = {}
-    for row in found.rows:
-        service.add_to(totals, row["currency"], row["amount_minor"])
-    sales = found.sales
-    donors = {r["customer_id"] for r in sales if r["customer_id"] is not None}
-    return GiftSummary(range=_range(found.range), revenue=money(totals), gifts=len(sales), donors=len(donors))
-
-
-def _by_category(rows: list[Any]) -> dict[str, tuple[dict[str, int], int]]:
-    out: dict[str, tuple[dict[str, int], int]] = {}
-    for row in rows:
-        totals, count = out.get(row["category"], ({}, 0))
-        service.add_to(totals, row["currency"], row["amount_minor"])
-        out[row["category"]] = (totals, count + (0 if row["is_refund"] else 1))
-    return out
+    found = await service.gift_summary(
+        viewer=viewer_of(info), profile_id=profile_id, organization_id=organization_id, time_range=to_range_spec(range_)
+    )
+    return GiftSummary(range=_range(found.range), revenue=money(found.revenue), gifts=found.gifts, donors=found.donors)
 
 
 async def gift_categories(
@@ -154,16 +134,16 @@ async def gift_categories(
     organization_id: OrganizationArg = None,
     limit: Annotated[int, strawberry.argument(description="How many categories, most gifts first (1..100).")] = 20,
 ) -> list[GiftCategory]:
-    service.check_limit(limit, service.TOP_DONORS_MAX)
-    found = await _gifts(info, range_, profile_id, organization_id)
-    current, previous = _by_category(found.rows), _by_category(found.previous_rows)
-    ranked = sorted(current.keys() | previous.keys(), key=lambda c: (-current.get(c, ({}, 0))[1], c))[:limit]
+    found = await service.gift_categories(
+        viewer=viewer_of(info), profile_id=profile_id, organization_id=organization_id,
+        time_range=to_range_spec(range_), limit=limit,
+    )  # fmt: skip
     return [
         GiftCategory(
-            category=category, revenue=money(current.get(category, ({}, 0))[0]), gifts=current.get(category, ({}, 0))[1],
-            previous_revenue=money(previous.get(category, ({}, 0))[0]), previous_gifts=previous.get(category, ({}, 0))[1],
+            category=c.category, revenue=money(c.current.revenue), gifts=c.current.gifts,
+            previous_revenue=money(c.previous.revenue), previous_gifts=c.previous.gifts,
         )  # fmt: skip
-        for category in ranked
+        for c in found
     ]
 
 
@@ -182,21 +162,14 @@ async def top_gift_donors(
     organization_id: OrganizationArg = None,
     limit: Annotated[int, strawberry.argument(description="How many donors (1..100).")] = 10,
 ) -> list[GiftDonor]:
-    service.check_limit(limit, service.TOP_DONORS_MAX)
-    found = await _gifts(info, range_, profile_id, organization_id)
-    donors: dict[str, tuple[dict[str, int], list[Mapping[str, Any]]]] = {}
-    for row in found.rows:
-        if row["customer_id"] is None:
-            continue
-        totals, purchases = donors.setdefault(row["customer_id"], ({}, []))
-        service.add_to(totals, row["currency"], row["amount_minor"])
-        if not row["is_refund"]:
-            purchases.append(row)
-    ranked = sorted(donors.items(), key=lambda item: (-len(item[1][1]), item[0]))[:limit]
+    found = await service.top_gift_donors(
+        viewer=viewer_of(info), profile_id=profile_id, organization_id=organization_id,
+        time_range=to_range_spec(range_), limit=limit,
+    )  # fmt: skip
     return [
-        GiftDonor(donor_id=donor, gifts=len(purchases), revenue=money(totals),
-                  purchases=[_purchase(p) for p in purchases[: service.DONOR_PURCHASES_MAX]])  # fmt: skip
-        for donor, (totals, purchases) in ranked
+        GiftDonor(donor_id=d.donor_id, gifts=len(d.purchases), revenue=money(d.revenue),
+                  purchases=[_purchase(p) for p in d.purchases[: service.DONOR_PURCHASES_MAX]])  # fmt: skip
+        for d in found
     ]
 
 
@@ -207,15 +180,9 @@ async def duo_stats(
     info: Info, range_: RangeArg, profile_id: Annotated[strawberry.ID, strawberry.argument(description="The profile.")]
 ) -> DuoStats:
     found = await service.duo_stats(viewer=viewer_of(info), profile_id=profile_id, time_range=to_range_spec(range_))
-    revenue: dict[str, int] = {}
-    own: dict[str, int] = {}
-    for partner in found.partners:
-        for currency, amount in partner.revenue.items():
-            service.add_to(revenue, currency, amount)
-            service.add_to(own, currency, partner.own_share.get(currency, 0))
     return DuoStats(
-        range=_range(found.range), bookings=sum(p.bookings for p in found.partners), revenue=money(revenue),
-        own_share=money(own), partner_share=money({c: revenue[c] - own.get(c, 0) for c in revenue}),
+        range=_range(found.range), bookings=found.bookings, revenue=money(found.revenue),
+        own_share=money(found.own_share), partner_share=money(found.partner_share),
         partners=[
             DuoPartner(
                 partner_profile_id=strawberry.ID(str(p.partner_profile_id)), partner_name=p.partner_name,

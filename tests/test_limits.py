@@ -52,6 +52,17 @@ def test_time_series_cost_follows_the_bucket_count():
     assert by_variable == 1 + 25
 
 
+def test_lists_the_domain_bounds_cost_their_bound():
+    """Money per currency (10), revenue per source (5): a full revenue summary is cheap."""
+    summary = cost(
+        '{ revenueSummary(range: {preset: LAST_30_DAYS}) { total { amountMinor currency } '
+        "change { currency amountMinor percent } "
+        "bySource { source revenue { amountMinor currency } previousRevenue { amountMinor currency } } } }"
+    )
+    assert summary == 1 + (10 + 20) + (10 + 30) + (5 + 5 + 5 * (10 + 20) * 2)
+    assert cost("{ organizations { id } }") == 100 + 100  # lists the data sizes still count the default
+
+
 def test_introspection_is_free():
     assert cost(get_introspection_query()) == 0
 

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
@@ -580,6 +580,100 @@ def check_limit(limit: int, most: int) -> int:
     return limit
 
 
+@dataclass(frozen=True, slots=True)
+class GiftSummary:
+    range: TimeRange
+    revenue: dict[str, int]
+    gifts: int
+    donors: int
+
+
+async def gift_summary(
+    *, viewer: Viewer, profile_id: Any = None, organization_id: Any = None, time_range: RangeSpec
+) -> GiftSummary:
+    """Gift revenue (refunds subtracted), gifts bought (refunded ones included), distinct donors."""
+    found = await gifts(viewer=viewer, profile_id=profile_id, organization_id=organization_id, time_range=time_range)
+    revenue: dict[str, int] = {}
+    for row in found.rows:
+        add_to(revenue, row["currency"], row["amount_minor"])
+    donors = {r["customer_id"] for r in found.sales if r["customer_id"] is not None}
+    return GiftSummary(found.range, revenue, len(found.sales), len(donors))
+
+
+@dataclass(slots=True)
+class CategoryTotals:
+    revenue: dict[str, int] = field(default_factory=dict)
+    gifts: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class GiftCategory:
+    category: str
+    current: CategoryTotals
+    previous: CategoryTotals
+
+
+async def gift_categories(
+    *, viewer: Viewer, profile_id: Any = None, organization_id: Any = None, time_range: RangeSpec, limit: int = 20
+) -> list[GiftCategory]:
+    """Categories by gifts bought (then name), each against the previous equal period: its trend."""
+    check_limit(limit, TOP_DONORS_MAX)
+    found = await gifts(viewer=viewer, profile_id=profile_id, organization_id=organization_id, time_range=time_range)
+    current, previous = _by_category(found.rows), _by_category(found.previous_rows)
+    ranked = sorted(current.keys() | previous.keys(), key=lambda c: (-current.get(c, CategoryTotals()).gifts, c))
+    return [GiftCategory(c, current.get(c, CategoryTotals()), previous.get(c, CategoryTotals())) for c in ranked[:limit]]
+
+
+def _by_category(rows: Sequence[Mapping[str, Any]]) -> dict[str, CategoryTotals]:
+    out: dict[str, CategoryTotals] = {}
+    for row in rows:
+        totals = out.setdefault(row["category"], CategoryTotals())
+        add_to(totals.revenue, row["currency"], row["amount_minor"])
+        totals.gifts += 0 if row["is_refund"] else 1
+    return out
+
+
+@dataclass(slots=True)
+class GiftDonor:
+    donor_id: str
+    revenue: dict[str, int] = field(default_factory=dict)
+    purchases: list[Mapping[str, Any]] = field(default_factory=list)  # newest first
+
+
+async def top_gift_donors(
+    *, viewer: Viewer, profile_id: Any = None, organization_id: Any = None, time_range: RangeSpec, limit: int = 10
+) -> list[GiftDonor]:
+    """Donors by gifts bought in the range (then id), with what they paid, refunds subtracted."""
+    check_limit(limit, TOP_DONORS_MAX)
+    found = await gifts(viewer=viewer, profile_id=profile_id, organization_id=organization_id, time_range=time_range)
+    donors: dict[str, GiftDonor] = {}
+    for row in found.rows:
+        if row["customer_id"] is None:
+            continue
+        donor = donors.setdefault(row["customer_id"], GiftDonor(row["customer_id"]))
+        add_to(donor.revenue, row["currency"], row["amount_minor"])
+        if not row["is_refund"]:
+            donor.purchases.append(row)
+    return sorted(donors.values(), key=lambda d: (-len(d.purchases), d.donor_id))[:limit]
+
+
+@dataclass(frozen=True, slots=True)
+class MoneyChange:
+    currency: str
+    amount_minor: int
+    percent: float | None  # None when the previous period had nothing in this currency
+
+
+def changes(current: Mapping[str, int], previous: Mapping[str, int]) -> list[MoneyChange]:
+    """Per currency: the difference to the previous period, and in percent of it."""
+    out = []
+    for currency in sorted(current.keys() | previous.keys()):
+        now, before = current.get(currency, 0), previous.get(currency, 0)
+        percent = round((now - before) * 100 / abs(before), 2) if before else None
+        out.append(MoneyChange(currency, now - before, percent))
+    return out
+
+
 # --------------------------------------------------------------------------- duo referrals
 
 _DUO = """
@@ -615,6 +709,31 @@ class DuoStats:
     scope: Scope
     range: TimeRange
     partners: list[DuoPartner]
+
+    @property
+    def bookings(self) -> int:
+        return sum(p.bookings for p in self.partners)
+
+    @property
+    def revenue(self) -> dict[str, int]:
+        return _summed(p.revenue for p in self.partners)
+
+    @property
+    def own_share(self) -> dict[str, int]:
+        return _summed(p.own_share for p in self.partners)
+
+    @property
+    def partner_share(self) -> dict[str, int]:
+        own = self.own_share
+        return {c: amount - own.get(c, 0) for c, amount in self.revenue.items()}
+
+
+def _summed(totals: Iterable[Mapping[str, int]]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for one in totals:
+        for currency, amount in one.items():
+            add_to(out, currency, amount)
+    return out
 
 
 async def duo_stats(*, viewer: Viewer, profile_id: Any, time_range: RangeSpec) -> DuoStats:
