@@ -136,8 +136,13 @@ KIND = {"booking": "BOOKING_COMPLETED", "gift": "GIFT_PURCHASED", "subscription"
         "affiliate": "AFFILIATE_COMMISSION", "order": "ORDER_PAID"}  # fmt: skip
 
 
-def generate(tenant: Tenant, rng: random.Random, now: datetime) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """(events to publish, expected ledger entries: stream, currency, amount, fees, at, profile) over ~75 days."""
+def generate(
+    tenant: Tenant, rng: random.Random, now: datetime, *, third: str, default_split: int
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(events to publish, expected ledger entries: stream, currency, amount, fees, at, profile, duo partner and
+    split, donor, category) over ~75 days. Some duo bookings name their split, the others get `default_split`
+    (the organization's duoSplitPercent); `third` is a profile only ever booked as a partner."""
+    everyone = [tenant.profile_id, str(tenant.other_profile.id), third]
     events: list[dict[str, Any]] = []
     entries: list[dict[str, Any]] = []
     for n in range(160):
@@ -145,13 +150,15 @@ def generate(tenant: Tenant, rng: random.Random, now: datetime) -> tuple[list[di
         currency = rng.choice(("USD", "EUR", "JPY"))
         amount = rng.randrange(100, 90_000)
         at = now - timedelta(minutes=rng.randrange(10, 75 * 24 * 60))
-        profile = rng.choice([tenant.profile_id, str(tenant.other_profile.id)]) if stream != "affiliate" else None
+        profile = rng.choice(everyone[:2]) if stream != "affiliate" else None
         fees = {"platformFeeMinor": amount // 10, "processorFeeMinor": rng.randrange(0, 50)} if rng.random() < 0.6 else {}
         props: dict[str, Any] = {"orderId": f"o-{n}", **fees}
         if stream == "gift":
             props["category"] = rng.choice(("flowers", "cake", "music"))
-        if stream == "booking" and rng.random() < 0.5:
-            props["partnerProfileId"] = str(tenant.other_profile.id) if profile == tenant.profile_id else tenant.profile_id
+        if stream == "booking" and rng.random() < 0.7:
+            props["partnerProfileId"] = rng.choice([p for p in everyone if p != profile])
+            if rng.random() < 0.5:
+                props["splitPercent"] = rng.choice((60, 70, 33))
         pending = rng.random() < 0.05
         if pending:
             props["status"] = "pending"
@@ -161,15 +168,18 @@ def generate(tenant: Tenant, rng: random.Random, now: datetime) -> tuple[list[di
             event["profileId"] = profile
         events.append(event)
         if not pending:
-            entries.append({"stream": stream, "currency": currency, "amount": amount, "fees": sum(fees.values()), "at": at,
-                            "profile": profile, "gift": stream == "gift", "donor": f"u:donor-{event['userId'][6:]}",
-                            "category": props.get("category"), "sale": True})  # fmt: skip
+            sale = {"id": event["eventId"], "stream": stream, "currency": currency, "amount": amount,
+                    "fees": sum(fees.values()), "at": at, "profile": profile, "gift": stream == "gift",
+                    "donor": f"u:{event['userId']}", "category": props.get("category"), "sale": True, "refunded": False,
+                    "partner": props.get("partnerProfileId"), "split": props.get("splitPercent", default_split)}  # fmt: skip
+            entries.append(sale)
             if rng.random() < 0.2:  # refunded later, often in another day, week or month
                 back = min(now - timedelta(minutes=1), at + timedelta(hours=rng.randrange(1, 24 * 40)))
                 part = rng.choice((amount, amount // 2))
                 events.append({"eventId": f"gen-{n}-r", "type": "ORDER_REFUNDED", "amountMinor": part, "currency": currency,
                                "occurredAt": back.isoformat(), "properties": {"originalEventId": f"gen-{n}"}})  # fmt: skip
-                entries.append({**entries[-1], "amount": -part, "fees": 0, "at": back, "sale": False})
+                entries.append({**sale, "id": f"gen-{n}-r", "amount": -part, "fees": 0, "at": back, "sale": False})
+                sale["refunded"] = True
         if rng.random() < 0.1:
             events.append({"eventId": f"gen-{n}-f", "type": "PAYMENT_FAILED", "amountMinor": amount, "currency": currency,
                            "occurredAt": at.isoformat(), "userId": "card-tester"})  # fmt: skip
@@ -194,6 +204,121 @@ def as_map(money_list: list[dict[str, Any]]) -> dict[str, int]:
     return {m["currency"]: m["amountMinor"] for m in money_list}
 
 
+def add(totals: dict[str, int], currency: str, amount: int) -> None:
+    totals[currency] = totals.get(currency, 0) + amount
+
+
+def booked_share(amount: int, split: int) -> int:
+    """The booked profile's share: amount * split / 100 truncated toward zero (refunds are negative)."""
+    share = abs(amount) * split // 100
+    return share if amount >= 0 else -share
+
+
+def expected_duo(entries: list[dict[str, Any]], pid: str) -> dict[str, Any]:
+    """duoStats of `pid` from the entries: per partner (ranked by bookings, then id) and in total."""
+    partners: dict[str, dict[str, Any]] = {}
+    for e in entries:
+        if e["stream"] != "booking" or e["partner"] is None or pid not in (e["profile"], e["partner"]):
+            continue
+        other = e["partner"] if e["profile"] == pid else e["profile"]
+        booked = booked_share(e["amount"], e["split"])
+        own = booked if e["profile"] == pid else e["amount"] - booked
+        p = partners.setdefault(other, {"partnerProfileId": other, "bookings": 0, "revenue": {}, "ownShare": {}, "partnerShare": {}})
+        p["bookings"] += e["sale"]
+        add(p["revenue"], e["currency"], e["amount"])
+        add(p["ownShare"], e["currency"], own)
+        add(p["partnerShare"], e["currency"], e["amount"] - own)
+    ranked = sorted(partners.values(), key=lambda p: (-p["bookings"], p["partnerProfileId"]))
+    total: dict[str, Any] = {"bookings": sum(p["bookings"] for p in ranked), "revenue": {}, "ownShare": {}, "partnerShare": {}}
+    for p in ranked:
+        for key in ("revenue", "ownShare", "partnerShare"):
+            for currency, amount in p[key].items():
+                add(total[key], currency, amount)
+    return {**total, "partners": ranked}
+
+
+def duo_as_maps(duo: dict[str, Any]) -> dict[str, Any]:
+    def maps(x: dict[str, Any]) -> dict[str, Any]:
+        return {k: as_map(v) if k in ("revenue", "ownShare", "partnerShare") else v for k, v in x.items()}
+
+    return {**maps({k: v for k, v in duo.items() if k != "partners"}), "partners": [maps(p) for p in duo["partners"]]}
+
+
+def expected_donors(gifts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """topGiftDonors from gift entries: by gifts bought (then id), revenue refunds subtracted, purchases newest first."""
+    donors: dict[str, dict[str, Any]] = {}
+    for e in gifts:
+        d = donors.setdefault(e["donor"], {"donorId": e["donor"], "gifts": 0, "revenue": {}, "purchases": []})
+        add(d["revenue"], e["currency"], e["amount"])
+        if e["sale"]:
+            d["gifts"] += 1
+            d["purchases"].append(e)
+    for d in donors.values():
+        d["purchases"] = [
+            {"eventId": p["id"], "profileId": p["profile"], "donorId": p["donor"], "amount": {"amountMinor": p["amount"],
+             "currency": p["currency"]}, "category": p["category"], "refunded": p["refunded"]}
+            for p in sorted(d["purchases"], key=lambda p: (p["at"], p["id"]), reverse=True)
+        ]  # fmt: skip
+    return sorted(donors.values(), key=lambda d: (-d["gifts"], d["donorId"]))
+
+
+def expected_categories(current: list[dict[str, Any]], previous: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """giftCategories: gifts bought and revenue per category, against the previous equal period."""
+
+    def fold(gifts: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        out: dict[str, dict[str, Any]] = {}
+        for e in gifts:
+            c = out.setdefault(e["category"], {"gifts": 0, "revenue": {}})
+            c["gifts"] += e["sale"]
+            add(c["revenue"], e["currency"], e["amount"])
+        return out
+
+    now, before = fold(current), fold(previous)
+    empty = {"gifts": 0, "revenue": {}}
+    ranked = sorted(now.keys() | before.keys(), key=lambda c: (-now.get(c, empty)["gifts"], c))
+    return [{"category": c, "gifts": now.get(c, empty)["gifts"], "revenue": now.get(c, empty)["revenue"],
+             "previousGifts": before.get(c, empty)["gifts"], "previousRevenue": before.get(c, empty)["revenue"]}
+            for c in ranked]  # fmt: skip
+
+
+def expected_pnl_totals(entries: list[dict[str, Any]], costs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """P&L totals per currency: revenue by stream, fees, costs by category, gross and net profit."""
+    lines: dict[str, dict[str, Any]] = {}
+
+    def line(currency: str) -> dict[str, Any]:
+        return lines.setdefault(currency, {"revenue": 0, "fees": 0, "costs": 0, "byStream": dict.fromkeys(STREAMS, 0),
+                                           "byCategory": dict.fromkeys(COST_CATEGORIES, 0)})  # fmt: skip
+
+    for e in entries:
+        x = line(e["currency"])
+        x["revenue"] += e["amount"]
+        x["fees"] += e["fees"]
+        x["byStream"][e["stream"]] += e["amount"]
+    for c in costs:
+        x = line(c["currency"])
+        x["costs"] += c["amount"]
+        x["byCategory"][c["category"].lower()] += c["amount"]
+    for x in lines.values():
+        x["grossProfit"] = x["revenue"] - x["fees"]
+        x["netProfit"] = x["grossProfit"] - x["costs"]
+    return lines
+
+
+def pnl_totals(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {
+        line["currency"]: {
+            "revenue": line["revenue"], "fees": line["fees"], "costs": line["costs"],
+            "grossProfit": line["grossProfit"], "netProfit": line["netProfit"],
+            "byStream": {s["stream"].lower(): s["amountMinor"] for s in line["revenueByStream"]},
+            "byCategory": {c["category"].lower(): c["amountMinor"] for c in line["costsByCategory"]},
+        }  # fmt: skip
+        for line in report["totals"]
+    }
+
+
+COST_CATEGORIES = ("marketing", "subscriptions", "tools", "platform_fees", "other")
+
+
 SUMMARY = """query($org: ID, $p: ID, $r: TimeRangeInput!) { revenueSummary(organizationId: $org, profileId: $p, range: $r) {
   total { amountMinor currency } previousTotal { amountMinor currency } transactions
   bySource { source revenue { amountMinor currency } }
@@ -207,10 +332,18 @@ PNL_DAYS = """query($org: ID, $r: TimeRangeInput!) { pnl(organizationId: $org, r
   periods { start lines { currency revenue } } } }"""
 EXPORT = """query($org: ID, $r: TimeRangeInput!, $g: Granularity!, $f: ExportFormat) {
   pnlExport(organizationId: $org, range: $r, granularity: $g, format: $f) { filename contentType encoding content } }"""
-GIFTS = """query($p: ID, $r: TimeRangeInput!) { giftSummary(profileId: $p, range: $r) { revenue { amountMinor currency } gifts donors }
-  topGiftDonors(profileId: $p, range: $r, limit: 3) { donorId gifts } }"""
-DUO = """query($p: ID!, $r: TimeRangeInput!) { duoStats(profileId: $p, range: $r) { bookings revenue { amountMinor currency }
-  ownShare { amountMinor currency } partnerShare { amountMinor currency } } }"""
+GIFTS = """query($p: ID, $org: ID, $r: TimeRangeInput!, $n: Int!) {
+  giftSummary(profileId: $p, organizationId: $org, range: $r) { revenue { amountMinor currency } gifts donors }
+  topGiftDonors(profileId: $p, organizationId: $org, range: $r, limit: $n) { donorId gifts revenue { amountMinor currency }
+    purchases { eventId profileId donorId amount { amountMinor currency } category refunded } }
+  giftCategories(profileId: $p, organizationId: $org, range: $r) { category gifts revenue { amountMinor currency }
+    previousGifts previousRevenue { amountMinor currency } } }"""
+SHARES = "bookings revenue { amountMinor currency } ownShare { amountMinor currency } partnerShare { amountMinor currency }"
+DUO = f"""query($p: ID!, $r: TimeRangeInput!) {{ duoStats(profileId: $p, range: $r) {{ {SHARES}
+  partners {{ partnerProfileId {SHARES} }} }} }}"""
+COST_SUMMARY = """query($p: ID, $org: ID, $r: TimeRangeInput!) { costSummary(profileId: $p, organizationId: $org, range: $r) {
+  total { amountMinor currency } byCategory { category amount { amountMinor currency } } entries } }"""
+SETTINGS = "mutation($org: ID, $s: Int) { updateMoneySettings(organizationId: $org, duoSplitPercent: $s) { duoSplitPercent } }"
 CREATE_COST = """mutation($org: ID, $c: CostCategory!, $a: Int!, $cur: String!, $d: Date!, $p: ID) {
   createCost(organizationId: $org, category: $c, amountMinor: $a, currency: $cur, date: $d, profileId: $p) { id } }"""
 
@@ -223,10 +356,15 @@ async def ok(client: Any, query: str, variables: dict[str, Any], token: str) -> 
 
 async def test_every_report_matches_a_from_scratch_computation(app, settings, client, worker):
     now = datetime.now(UTC).replace(microsecond=0)
-    for seed, tz in ((11, "America/Los_Angeles"), (12, "Asia/Tokyo")):
+    from app.services import organizations as orgs
+
+    for seed, tz, default_split in ((11, "America/Los_Angeles", None), (12, "Asia/Tokyo", 65)):
         tenant = await make_tenant(settings, timezone=tz)
+        third = str((await orgs.create_profile(organization=tenant.organization, name="Cleo Partner")).id)
+        if default_split is not None:  # recorded with each booking that names no split
+            await ok(client, SETTINGS, {"org": tenant.org_id, "s": default_split}, tenant.org_admin_token)
         rng = random.Random(seed)
-        events, entries = generate(tenant, rng, now)
+        events, entries = generate(tenant, rng, now, third=third, default_split=default_split or 50)
         for i in range(0, len(events), 100):
             await publish(client, tenant, events[i : i + 100])
         await worker.drain()
@@ -250,19 +388,50 @@ async def test_every_report_matches_a_from_scratch_computation(app, settings, cl
         got = {(max(datetime.fromisoformat(p["start"]), start), m["currency"]): m["amountMinor"] for p in series for m in p["total"]}
         assert got == {(max(k[0], start), k[1]): v for k, v in expected.items()}
 
-        cost_days = [(now - timedelta(days=d)).astimezone(ZoneInfo(tz)).date() for d in (3, 20, 45)]
-        cost_rows = [("MARKETING", 12_345, "USD"), ("TOOLS", 5_000, "JPY"), ("OTHER", 777, "EUR")]
-        for day, (category, amount, currency) in zip(cost_days, cost_rows, strict=True):
-            await ok(client, CREATE_COST, {"org": org, "c": category, "a": amount, "cur": currency, "d": day.isoformat()}, token)
+        pid, other = tenant.profile_id, str(tenant.other_profile.id)
+
+        def days_ago(d: int) -> str:
+            return (now - timedelta(days=d)).astimezone(ZoneInfo(tz)).date().isoformat()
+
+        costs = [
+            {"category": "MARKETING", "amount": 12_345, "currency": "USD", "date": days_ago(3), "profile": None},
+            {"category": "TOOLS", "amount": 5_000, "currency": "JPY", "date": days_ago(20), "profile": None},
+            {"category": "OTHER", "amount": 777, "currency": "EUR", "date": days_ago(45), "profile": None},
+            {"category": "MARKETING", "amount": 2_500, "currency": "EUR", "date": days_ago(10), "profile": pid},
+            {"category": "SUBSCRIPTIONS", "amount": 999, "currency": "USD", "date": days_ago(30), "profile": pid},
+            {"category": "TOOLS", "amount": 4_000, "currency": "USD", "date": days_ago(15), "profile": other},
+            {"category": "OTHER", "amount": 50_000, "currency": "USD", "date": days_ago(70), "profile": pid},  # before
+            # the range's first (partial) day: its midnight is before the range starts
+            {"category": "PLATFORM_FEES", "amount": 1_111, "currency": "EUR", "date": start.astimezone(ZoneInfo(tz)).date().isoformat(),
+             "profile": pid},
+        ]  # fmt: skip
+        for c in costs:
+            await ok(client, CREATE_COST, {"org": org, "c": c["category"], "a": c["amount"], "cur": c["currency"], "d": c["date"],
+                                           "p": c["profile"]}, token)  # fmt: skip
+        counted = [c for c in costs if start <= datetime.fromisoformat(c["date"]).replace(tzinfo=ZoneInfo(tz)) < now]
+        assert len(counted) == 6
         report = (await ok(client, PNL, {"org": org, "r": window, "g": "MONTH"}, token))["pnl"]
+        assert pnl_totals(report) == expected_pnl_totals(inside, counted)
         for line in report["totals"]:
-            cur = line["currency"]
-            revenue = sum(e["amount"] for e in inside if e["currency"] == cur)
-            fees = sum(e["fees"] for e in inside if e["currency"] == cur)
-            costs = sum(a for d, (_, a, c) in zip(cost_days, cost_rows, strict=True) if c == cur
-                        and start <= datetime(d.year, d.month, d.day, tzinfo=ZoneInfo(tz)) < now)  # fmt: skip
-            assert (line["revenue"], line["fees"], line["costs"]) == (revenue, fees, costs), cur
-            assert line["grossProfit"] == revenue - fees and line["netProfit"] == revenue - fees - costs
+            assert line["margin"] == (round(line["netProfit"] / line["revenue"], 4) if line["revenue"] else None)
+
+        # Costs: by category and currency, in total, entries; a profile's are those carrying it.
+        for who, variables, viewer_token in ((None, {"org": org}, token), (pid, {"p": pid}, tenant.provider_token)):
+            mine_costs = [c for c in counted if who is None or c["profile"] == who]
+            summary_of_costs = (await ok(client, COST_SUMMARY, {**variables, "r": window}, viewer_token))["costSummary"]
+            by_category: dict[tuple[str, str], int] = {}
+            for c in mine_costs:
+                by_category[(c["category"], c["currency"])] = by_category.get((c["category"], c["currency"]), 0) + c["amount"]
+            assert {(x["category"], x["amount"]["currency"]): x["amount"]["amountMinor"] for x in summary_of_costs["byCategory"]} == by_category
+            assert len(summary_of_costs["byCategory"]) == len(by_category)
+            assert as_map(summary_of_costs["total"]) == sums(mine_costs, lambda c: c["currency"])
+            assert summary_of_costs["entries"] == len(mine_costs)
+
+        # A profile's P&L: the ledger entries booked on it, the costs carrying it.
+        profile_report = (await ok(client, PNL, {"p": pid, "r": window, "g": "MONTH"}, tenant.provider_token))["pnl"]
+        assert pnl_totals(profile_report) == expected_pnl_totals(
+            [e for e in inside if e["profile"] == pid], [c for c in counted if c["profile"] == pid]
+        )
         days = (await ok(client, PNL_DAYS, {"org": org, "r": window}, token))["pnl"]["periods"]
         per_day = {(p["start"], x["currency"]): x["revenue"] for p in days for x in p["lines"] if x["revenue"]}
         want = sums(inside, lambda e: (max(local_bucket(e["at"], tz, "day"), start), e["currency"]))
@@ -285,15 +454,34 @@ async def test_every_report_matches_a_from_scratch_computation(app, settings, cl
         period_rows = [r for r in rows if r["period_start"] != "total"]
         assert sum(int(r["revenue"]) for r in period_rows) == sum(x["revenue"] for x in report["totals"])
 
-        # A profile: gifts and duo bookings.
-        pid = tenant.profile_id
-        mine = [e for e in inside if e["profile"] == pid and e["gift"]]
-        gifts = await ok(client, GIFTS, {"p": pid, "r": window}, tenant.provider_token)
-        assert as_map(gifts["giftSummary"]["revenue"]) == sums(mine, lambda e: e["currency"])
-        assert gifts["giftSummary"]["gifts"] == sum(1 for e in mine if e["sale"])
-        assert gifts["giftSummary"]["donors"] == len({e["donor"] for e in mine if e["sale"]})
-        duo = (await ok(client, DUO, {"p": pid, "r": window}, tenant.provider_token))["duoStats"]
-        assert duo["bookings"] >= 0 and as_map(duo["revenue"]).keys() == as_map(duo["ownShare"]).keys()
+        # Gifts: a profile's (its provider) and the organization's (its admin).
+        for who, variables, viewer_token in ((pid, {"p": pid}, tenant.provider_token), (None, {"org": org}, token)):
+            now_gifts = [e for e in inside if e["gift"] and who in (None, e["profile"])]
+            before_gifts = [e for e in before if e["gift"] and who in (None, e["profile"])]
+            found = await ok(client, GIFTS, {**variables, "r": window, "n": 20}, viewer_token)
+            assert as_map(found["giftSummary"]["revenue"]) == sums(now_gifts, lambda e: e["currency"])
+            assert found["giftSummary"]["gifts"] == sum(1 for e in now_gifts if e["sale"])
+            assert found["giftSummary"]["donors"] == len({e["donor"] for e in now_gifts if e["sale"]})
+            donors = expected_donors(now_gifts)
+            assert [{**d, "revenue": as_map(d["revenue"])} for d in found["topGiftDonors"]] == donors
+            assert sum(d["gifts"] for d in donors) == found["giftSummary"]["gifts"] and len(donors) > 3
+            top = (await ok(client, GIFTS, {**variables, "r": window, "n": 3}, viewer_token))["topGiftDonors"]
+            assert [d["donorId"] for d in top] == [d["donorId"] for d in donors[:3]]
+            categories = [{**c, "revenue": as_map(c["revenue"]), "previousRevenue": as_map(c["previousRevenue"])}
+                          for c in found["giftCategories"]]  # fmt: skip
+            assert categories == expected_categories(now_gifts, before_gifts)
+
+        # Duo bookings, from each side, with explicit and default splits.
+        duo_bookings = [e for e in inside if e["stream"] == "booking" and e["partner"]]
+        splits = {e["split"] for e in duo_bookings}
+        assert (default_split or 50) in splits and len(splits & {60, 70, 33}) >= 2
+        assert any(not e["sale"] for e in duo_bookings)  # a refund splits too
+        for who in (pid, other, third):
+            duo = (await ok(client, DUO, {"p": who, "r": window}, token))["duoStats"]
+            assert duo_as_maps(duo) == expected_duo(inside, who), who
+        mine = (await ok(client, DUO, {"p": pid, "r": window}, tenant.provider_token))["duoStats"]
+        assert [p["partnerProfileId"] for p in mine["partners"]] == [p["partnerProfileId"] for p in expected_duo(inside, pid)["partners"]]
+        assert len(mine["partners"]) == 2
 
         # Providers do not see organization-wide money.
         refused = await gql(client, SUMMARY, {"org": org, "r": window}, token=tenant.provider_token)
