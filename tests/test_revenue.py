@@ -124,6 +124,7 @@ async def test_money_properties_are_checked_at_ingestion(client, tenant):
 # -- a generated ledger, every report against a from-scratch computation ------------------------
 
 import base64  # noqa: E402
+import contextlib  # noqa: E402
 import csv  # noqa: E402
 import io  # noqa: E402
 import random  # noqa: E402
@@ -527,3 +528,190 @@ async def test_costs_are_validated_and_audited(client, tenant, other_tenant):
     audit = (await ok(client, "query($id: ID) { costAudit(costId: $id) { action before after actor } }", {"id": cost_id}, token))["costAudit"]
     assert [a["action"] for a in audit] == ["created", "updated", "deleted"]
     assert audit[1]["before"]["amountMinor"] == 500 and audit[1]["after"]["amountMinor"] == 650 and audit[2]["after"] is None
+
+
+# -- live gifts and revenue counters over a real websocket --------------------------------------
+
+import time  # noqa: E402
+
+import httpx  # noqa: E402
+import pytest  # noqa: E402
+
+pytest_plugins = ["tests.servers"]  # memory_stack: API with the worker in-process
+
+GIFT_LIVE = """subscription($p: ID!) { giftPurchased(profileId: $p) {
+  eventId profileId donorId amount { amountMinor currency } category occurredAt } }"""
+COUNTERS_LIVE = """subscription($org: ID) { revenueCounters(organizationId: $org) {
+  organizationId since revenue { amountMinor currency } transactions failedPayments } }"""
+
+
+def money_event(kind: str, tag: str, amount: int | None = None, currency: str | None = None, **fields: Any) -> dict[str, Any]:
+    """A domain event that happened a second ago."""
+    event = {"eventId": f"{tag}-{uuid.uuid4().hex[:10]}", "type": kind, "occurredAt": _at(0), **fields}
+    if amount is not None:
+        event |= {"amountMinor": amount, "currency": currency}
+    return event
+
+
+class LiveLedger:
+    """Money events sent to a running server, and the counters of today they add up to."""
+
+    def __init__(self, stack: Any, http: httpx.AsyncClient) -> None:
+        self.stack, self.http = stack, http
+        self.sent: list[tuple[str, dict[str, Any]]] = []  # (organization id, event)
+
+    async def send(self, tenant: Any, events: list[dict[str, Any]]) -> None:
+        response = await self.http.post(self.stack.graphql_url, json={"query": PUBLISH, "variables": {"e": events}},
+                                        headers={"Authorization": f"Bearer {tenant.service_token}"})  # fmt: skip
+        assert response.json()["data"]["publishDomainEvents"]["accepted"] == len(events), response.text
+        self.sent += [(tenant.org_id, e) for e in events]
+
+    def counters(self, organization_id: str | None, since: str) -> dict[str, Any]:
+        """revenueCounters from the events sent: revenue (refunds negative) and entries counted as
+        revenue, failed payments with an amount; pending sales are neither."""
+        start = datetime.fromisoformat(since)
+        revenue: dict[str, int] = {}
+        entries = failed = 0
+        for org, e in self.sent:
+            at = datetime.fromisoformat(e["occurredAt"])
+            if organization_id not in (None, org) or "amountMinor" not in e or not start <= at < start + timedelta(days=1):
+                continue
+            if e["type"] == "PAYMENT_FAILED":
+                failed += 1
+            elif e.get("properties", {}).get("status") != "pending":
+                add(revenue, e["currency"], -e["amountMinor"] if e["type"] == "ORDER_REFUNDED" else e["amountMinor"])
+                entries += 1
+        return {"organizationId": organization_id, "since": since, "revenue": revenue, "transactions": entries,
+                "failedPayments": failed}  # fmt: skip
+
+
+def counters_as_maps(pushed: dict[str, Any]) -> dict[str, Any]:
+    return {**pushed, "revenue": as_map(pushed["revenue"])}
+
+
+async def counters_reaching(client: Any, expected: dict[str, Any], seen: list[dict[str, Any]]) -> dict[str, Any]:
+    """The first pushed counters with the expected entry and failure counts (each push within the bound)."""
+    from tests.test_live import WAIT
+
+    while True:
+        _, data = await client.data("counters", timeout=WAIT)
+        seen.append(data["revenueCounters"])
+        counts = (seen[-1]["transactions"], seen[-1]["failedPayments"])
+        if counts == (expected["transactions"], expected["failedPayments"]):
+            return counters_as_maps(seen[-1])
+        assert counts[0] <= expected["transactions"] and counts[1] <= expected["failedPayments"], (seen[-1], expected)
+
+
+@pytest.mark.usefixtures("server_logs_on_failure")
+async def test_live_gifts_and_revenue_counters_over_a_websocket(memory_stack):
+    from tests.test_live import BARRIER_WAIT, WAIT, ws_client
+
+    tenant, other = memory_stack.tenant(), memory_stack.tenant()
+    async with (
+        httpx.AsyncClient(timeout=WAIT, trust_env=False) as http,
+        ws_client(memory_stack, tenant.provider_token) as provider,
+        ws_client(memory_stack, tenant.org_admin_token) as admin,
+        ws_client(memory_stack, other.org_admin_token) as bystander,
+        ws_client(memory_stack, tenant.admin_token) as platform,
+    ):
+        live = LiveLedger(memory_stack, http)
+        await provider.subscribe("gifts", GIFT_LIVE, {"p": tenant.profile_id})
+        counters = {"admin": admin, "bystander": bystander, "platform": platform}
+        seen: dict[str, list[dict[str, Any]]] = {name: [] for name in counters}
+        for client in counters.values():
+            await client.subscribe("counters", COUNTERS_LIVE, {})
+        for name, client in counters.items():  # the counters of now come first
+            seen[name].append((await client.data("counters"))[1]["revenueCounters"])
+        assert [seen[n][0]["organizationId"] for n in counters] == [tenant.org_id, other.org_id, None]
+        for name in ("admin", "bystander"):  # fresh organizations
+            assert (seen[name][0]["revenue"], seen[name][0]["transactions"], seen[name][0]["failedPayments"]) == ([], 0, 0)
+
+        # No subscribe acknowledgement: send warm-up gifts to both organizations until every
+        # subscription has pushed once. They are money too: they count in the totals below.
+        waiting = {"gifts": provider, **counters}
+        deadline = time.monotonic() + BARRIER_WAIT
+        while waiting:
+            assert time.monotonic() < deadline, f"nothing pushed on {sorted(waiting)} within {BARRIER_WAIT} s"
+            await live.send(tenant, [money_event("GIFT_PURCHASED", "warmup", 100, "USD", profileId=tenant.profile_id, userId="warm")])
+            await live.send(other, [money_event("GIFT_PURCHASED", "warmup", 100, "USD", profileId=other.profile_id, userId="warm")])
+            for name, client in list(waiting.items()):
+                op = "gifts" if name == "gifts" else "counters"
+                with contextlib.suppress(AssertionError):
+                    _, data = await client.data(op, timeout=0.5)
+                    if op == "counters":
+                        seen[name].append(data["revenueCounters"])
+                    del waiting[name]
+
+        # Another organization's money: its admin sees it, nobody of this organization does.
+        await live.send(other, [
+            money_event("GIFT_PURCHASED", "other", 4_321, "EUR", profileId=other.profile_id, userId="rival"),
+            money_event("ORDER_PAID", "other", 90_000, "JPY", userId="rival"),
+        ])  # fmt: skip
+        since = seen["bystander"][-1]["since"]
+        assert await counters_reaching(bystander, live.counters(other.org_id, since), seen["bystander"]) == live.counters(
+            other.org_id, since
+        )
+
+        # This organization's money: gifts to the profile, a booking, an order partly refunded,
+        # a failed payment (with and without amount), a pending subscription.
+        gifts = [
+            money_event("GIFT_PURCHASED", "gift", 1_234, "USD", profileId=tenant.profile_id, userId="fan-1",
+                        properties={"category": "flowers"}),
+            money_event("GIFT_PURCHASED", "gift", 500, "JPY", profileId=tenant.profile_id, anonymousId="anon-7"),
+        ]  # fmt: skip
+        await live.send(tenant, [
+            *gifts,
+            money_event("GIFT_PURCHASED", "gift", 999, "USD", profileId=tenant.other_profile_id, userId="fan-2"),
+            money_event("BOOKING_COMPLETED", "sale", 10_050, "EUR", profileId=tenant.profile_id, userId="fan-1"),
+            money_event("ORDER_PAID", "sale", 3_000, "USD", userId="fan-3", properties={"orderId": "live-1"}),
+            money_event("ORDER_REFUNDED", "sale", 1_001, "USD", properties={"orderId": "live-1"}),
+            money_event("PAYMENT_FAILED", "fail", 777, "EUR", userId="fan-4"),
+            money_event("PAYMENT_FAILED", "fail", userId="fan-4"),
+            money_event("SUBSCRIPTION_CHARGED", "sale", 1_500, "USD", profileId=tenant.profile_id, properties={"status": "pending"}),
+        ])  # fmt: skip
+
+        pushed: dict[str, dict[str, Any]] = {}
+        while len(pushed) < len(gifts):
+            _, data = await provider.data("gifts", timeout=WAIT)
+            gift = data["giftPurchased"]
+            assert gift["profileId"] == tenant.profile_id, gift  # never the other profile's, nor the other organization's
+            if not gift["eventId"].startswith("warmup"):
+                pushed[gift["eventId"]] = {**gift, "occurredAt": datetime.fromisoformat(gift["occurredAt"])}
+        assert pushed == {
+            g["eventId"]: {"eventId": g["eventId"], "profileId": tenant.profile_id, "donorId": donor,
+                           "amount": {"amountMinor": g["amountMinor"], "currency": g["currency"]}, "category": category,
+                           "occurredAt": datetime.fromisoformat(g["occurredAt"])}
+            for g, donor, category in zip(gifts, ("u:fan-1", "a:anon-7"), ("flowers", "other"), strict=True)
+        }  # fmt: skip
+
+        since = seen["admin"][-1]["since"]
+        expected = live.counters(tenant.org_id, since)
+        assert expected["revenue"]["EUR"] == 10_050 and expected["failedPayments"] == 1
+        assert await counters_reaching(admin, expected, seen["admin"]) == expected
+        assert {c["organizationId"] for c in seen["admin"]} == {tenant.org_id}  # the other organization's never pushed here
+        everywhere = live.counters(None, seen["platform"][-1]["since"])
+        assert await counters_reaching(platform, everywhere, seen["platform"]) == everywhere
+        late = [m["payload"]["data"]["giftPurchased"] for m in provider.pending("gifts")]
+        assert all(g["eventId"].startswith("warmup") and g["profileId"] == tenant.profile_id for g in late), late
+
+
+@pytest.mark.usefixtures("server_logs_on_failure")
+async def test_live_money_is_refused_to_those_who_may_not_read_it(memory_stack):
+    from tests.test_live import error_codes as frame_codes
+    from tests.test_live import ws_client
+
+    tenant, other = memory_stack.tenant(), memory_stack.tenant()
+    async with (
+        ws_client(memory_stack, tenant.provider_token) as provider,
+        ws_client(memory_stack, other.org_admin_token) as stranger,
+    ):
+        await provider.subscribe("colleague", GIFT_LIVE, {"p": tenant.other_profile_id})
+        await provider.subscribe("counters", COUNTERS_LIVE, {})
+        await provider.subscribe("own-organization", COUNTERS_LIVE, {"org": tenant.org_id})
+        await stranger.subscribe("gifts", GIFT_LIVE, {"p": tenant.profile_id})
+        await stranger.subscribe("counters", COUNTERS_LIVE, {"org": tenant.org_id})
+        assert frame_codes((await provider.frame("colleague")).message) == ["NOT_FOUND"]
+        assert frame_codes((await provider.frame("counters")).message) == ["FORBIDDEN"]
+        assert frame_codes((await provider.frame("own-organization")).message) == ["FORBIDDEN"]
+        assert frame_codes((await stranger.frame("gifts")).message) == ["NOT_FOUND"]
+        assert frame_codes((await stranger.frame("counters")).message) == ["NOT_FOUND"]
