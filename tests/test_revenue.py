@@ -1,6 +1,6 @@
 """Money end to end: domain events published through the API, recorded in the ledger by the
 real outbox worker, reports read back through GraphQL and compared with an independent
-computation over the events that were sent (tests/money_ledger.py generates them)."""
+computation over the events that were sent (`generate` below makes them)."""
 
 from __future__ import annotations
 
