@@ -19,12 +19,13 @@ range plus the raw visitor ids, never a sum.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
@@ -45,6 +46,8 @@ from app.timebuckets import (
     day_start,
     hour_ceil,
     hour_start,
+    local_date,
+    local_midnight,
     month_ceil,
     month_start,
     resolve_range,
@@ -877,11 +880,19 @@ class RecentProfileViewsQuery:
 # == rebuilding the rollups from the worker's ledger =========================================
 #
 # `profile_events` holds exactly the events whose effects the worker applied (it is the
-# worker's exactly-once ledger), so the rollups are a function of it: counters are grouped
-# in SQL by local hour (the same formula as RAW_HOURS), days are derived from hours with
-# `day_start` in Python (the worker's own function), sketches are built in Python from the
-# distinct visitor ids of each hour. Rows are streamed from a server-side cursor into COPY,
-# so memory stays bounded whatever the number of events.
+# worker's exactly-once ledger), so the rollups are a function of it. Everything is grouped
+# by local hour in SQL (the same formula as RAW_HOURS); a local hour's day and month are the
+# worker's own `_rollup_buckets`, so the rebuild cannot disagree with it about DST:
+#   * referrers and revenue never leave the server: one INSERT ... SELECT per table writes the
+#     hour rows and their sums per day and month, found through a (zone, local date) table
+#     computed in Python (SQL's midnight of an ambiguous local date is not zoneinfo's);
+#   * counters and sketches: hour rows stream from a server-side cursor in (org, profile, hour)
+#     order into COPY. The sketch of an hour is built from its visitor ids (repeats are
+#     harmless: an HLL update is idempotent, so SQL need not sort them for DISTINCT); days and
+#     months are unions of those sketch objects, emitted when the local day or month changes,
+#     so memory stays bounded whatever the number of events.
+# The cursor's query (a sort of every event) runs on the reader connection while the
+# referrer and revenue statements run on the writer: two backends at once.
 #
 # Concurrency: the rebuild locks the three rollup tables (SHARE ROW EXCLUSIVE) before it
 # reads. A worker batch that committed earlier is in what we read; one that has not yet
@@ -890,7 +901,6 @@ class RecentProfileViewsQuery:
 # which makes reports wait for the commit instead).
 
 _KIND = PROFILE_EVENT_KIND
-_MONEY_KINDS = sorted(_KIND[t] for t in MONEY_EVENT_TYPES)
 _REVENUE_OF_KIND = {_KIND[t]: REVENUE_SOURCE[t] for t in MONEY_EVENT_TYPES}
 _LOCAL_HOUR = (
     "pe.occurred_at - ((pe.occurred_at AT TIME ZONE o.timezone)"
@@ -906,37 +916,67 @@ SELECT pe.organization_id, pe.profile_id, o.timezone, {_LOCAL_HOUR} AS bucket,
        count(*) FILTER (WHERE pe.kind = $3) AS inquiries,
        count(*) FILTER (WHERE pe.kind = $4) AS conversions,
        COALESCE(sum(pe.engagement_ms), 0)::bigint AS engagement_ms,
-       array_agg(DISTINCT pe.visitor_id) FILTER (WHERE pe.kind = $2 AND pe.visitor_id <> '') AS visitors,
-       array_agg(DISTINCT pe.visitor_id) FILTER (WHERE pe.kind = $3 AND pe.visitor_id <> '') AS inquirers
+       array_agg(pe.visitor_id) FILTER (WHERE pe.kind = $2 AND pe.visitor_id <> '') AS visitors,
+       array_agg(pe.visitor_id) FILTER (WHERE pe.kind = $3 AND pe.visitor_id <> '') AS inquirers
 {_REBUILD_FROM}
 GROUP BY 1, 2, 3, 4
 HAVING count(*) FILTER (WHERE pe.kind IN ($2, $3, $4) OR pe.engagement_ms > 0) > 0
 ORDER BY 1, 2, 4
 """
-REBUILD_REFERRERS = f"""
-SELECT pe.organization_id, pe.profile_id, o.timezone, {_LOCAL_HOUR} AS bucket,
-       COALESCE(NULLIF(pe.referrer_domain, ''), $3) AS referrer, count(*) AS views
-{_REBUILD_FROM} AND pe.kind = $2
-GROUP BY 1, 2, 3, 4, 5
-ORDER BY 1, 2, 4, 5
+# The hour rows of one table (`hours`: its hour query, with $1 the organization or NULL and
+# $2-$5 the local days), then their sums per local day and per local month.
+_LOCAL_DAYS = "unnest($2::text[], $3::date[], $4::timestamptz[], $5::timestamptz[]) AS d(timezone, local_date, day, month)"
+_HOURS_AND_SUMS = """
+WITH hours AS MATERIALIZED (
+    SELECT h.*, d.day, d.month
+    FROM ({hours}) h
+    JOIN {days} ON d.timezone = h.timezone AND d.local_date = (h.bucket AT TIME ZONE h.timezone)::date
+)
+INSERT INTO {table} (organization_id, profile_id, grain, bucket_start, {keys}, {values})
+SELECT organization_id, profile_id, 'hour', bucket, {keys}, {values} FROM hours
+UNION ALL
+SELECT organization_id, profile_id, 'day', day, {keys}, {sums} FROM hours GROUP BY organization_id, profile_id, day, {keys}
+UNION ALL
+SELECT organization_id, profile_id, 'month', month, {keys}, {sums} FROM hours GROUP BY organization_id, profile_id, month, {keys}
 """
-REBUILD_REVENUE = f"""
-SELECT pe.organization_id, pe.profile_id, o.timezone, {_LOCAL_HOUR} AS bucket, pe.kind, pe.currency,
+_REFERRER_HOURS = f"""
+SELECT pe.organization_id, pe.profile_id, o.timezone, {_LOCAL_HOUR} AS bucket,
+       COALESCE(NULLIF(pe.referrer_domain, ''), $7) AS referrer, count(*) AS views
+{_REBUILD_FROM} AND pe.kind = $6
+GROUP BY 1, 2, 3, 4, 5
+"""
+_REVENUE_HOURS = f"""
+SELECT pe.organization_id, pe.profile_id, o.timezone, {_LOCAL_HOUR} AS bucket, s.source, pe.currency,
        sum(pe.amount_minor)::bigint AS amount_minor, count(*) AS transactions
-{_REBUILD_FROM} AND pe.kind = ANY($2::text[]) AND pe.amount_minor IS NOT NULL AND pe.currency <> ''
+FROM profile_events pe JOIN organizations o ON o.id = pe.organization_id
+JOIN unnest($6::text[], $7::text[]) AS s(kind, source) ON s.kind = pe.kind
+WHERE ($1::uuid IS NULL OR pe.organization_id = $1::uuid) AND pe.amount_minor IS NOT NULL AND pe.currency <> ''
 GROUP BY 1, 2, 3, 4, 5, 6
-ORDER BY 1, 2, 4, 5, 6
+"""
+REBUILD_REFERRERS = _HOURS_AND_SUMS.format(
+    hours=_REFERRER_HOURS, days=_LOCAL_DAYS, table="profile_referrer_rollups",
+    keys="referrer", values="views", sums="sum(views)::bigint",
+)  # fmt: skip
+REBUILD_REVENUE = _HOURS_AND_SUMS.format(
+    hours=_REVENUE_HOURS, days=_LOCAL_DAYS, table="profile_revenue_rollups", keys="source, currency",
+    values="amount_minor, transactions", sums="sum(amount_minor)::bigint, sum(transactions)::bigint",
+)  # fmt: skip
+REBUILD_SPAN = """
+SELECT o.timezone, min(pe.occurred_at) AS first, max(pe.occurred_at) AS last
+FROM profile_events pe JOIN organizations o ON o.id = pe.organization_id
+WHERE ($1::uuid IS NULL OR pe.organization_id = $1::uuid)
+GROUP BY 1
 """
 ROLLUP_TABLES = ("profile_rollups", "profile_referrer_rollups", "profile_revenue_rollups")
+# updated_at is left to its default, now(): the rebuild's transaction time.
 ROLLUP_COLUMNS = (
     "organization_id", "profile_id", "grain", "bucket_start", "views", "inquiries", "conversions",
-    "engagement_ms", "visitors_hll", "inquirers_hll", "updated_at",
-)  # fmt: skip
-REFERRER_COLUMNS = ("organization_id", "profile_id", "grain", "bucket_start", "referrer", "views")
-REVENUE_COLUMNS = (
-    "organization_id", "profile_id", "grain", "bucket_start", "source", "currency", "amount_minor", "transactions",
+    "engagement_ms", "visitors_hll", "inquirers_hll",
 )  # fmt: skip
 REBUILD_FETCH = 20_000
+# Hash aggregates of a year of events fit in memory instead of spilling sorts to disk; JIT
+# compilation costs more than it saves on these one-pass statements.
+REBUILD_SETTINGS = "SET LOCAL work_mem = '256MB'; SET LOCAL jit = off"
 
 
 @dataclass
@@ -953,118 +993,142 @@ class RebuildStats:
         return {**self.__dict__, "organization_id": str(self.organization_id) if self.organization_id else None}
 
 
-@lru_cache(maxsize=65_536)
-def _day_of_hour(timezone: str, hour: datetime) -> datetime:
-    return day_start(hour, timezone)
+async def _local_days(conn: asyncpg.Connection, org: uuid.UUID | None) -> tuple[list[Any], ...]:
+    """(zone, local date, day start, month start) of every local date from the first event to
+    the last, as four columns for `_LOCAL_DAYS`: `day_start` and `month_start` as the worker
+    computes them (zoneinfo's midnight, also when it is ambiguous or skipped)."""
+    columns: tuple[list[Any], ...] = ([], [], [], [])
+    for span in await conn.fetch(REBUILD_SPAN, org):
+        timezone = span["timezone"]
+        day, last = local_date(span["first"], timezone), local_date(span["last"], timezone)
+        while day <= last:
+            row = (timezone, day, local_midnight(day, timezone), local_midnight(day.replace(day=1), timezone))
+            for column, value in zip(columns, row, strict=True):
+                column.append(value)
+            day += timedelta(days=1)
+    return columns
 
 
-@lru_cache(maxsize=65_536)
-def _month_of_hour(timezone: str, hour: datetime) -> datetime:
-    return month_start(hour, timezone)
+class _Grain:
+    """The day or month being summed: its key, counters and the union of its hours' sketches."""
+
+    __slots__ = ("key", "counters", "visitors", "inquirers")
+
+    def __init__(self, key: tuple) -> None:
+        self.key = key
+        self.counters = [0, 0, 0, 0]
+        self.visitors: hll_union | None = None
+        self.inquirers: hll_union | None = None
+
+    def add(self, views: int, inquiries: int, conversions: int, engagement: int, visitors: hll_sketch | None,
+            inquirers: hll_sketch | None) -> None:  # fmt: skip
+        counters = self.counters
+        counters[0] += views
+        counters[1] += inquiries
+        counters[2] += conversions
+        counters[3] += engagement
+        if visitors is not None:
+            self.visitors = _with(self.visitors, visitors)
+        if inquirers is not None:
+            self.inquirers = _with(self.inquirers, inquirers)
+
+    def record(self) -> tuple:
+        return (*self.key, *self.counters, _result(self.visitors), _result(self.inquirers))
 
 
-def _sketch_of(*id_lists: Sequence[str] | None) -> bytes | None:
-    sketch = None
-    for ids in id_lists:
-        for visitor in ids or ():
-            if sketch is None:
-                sketch = new_sketch()
-            sketch.update(visitor)
-    return sketch.serialize_compact() if sketch is not None else None
+def _with(union: hll_union | None, sketch: hll_sketch) -> hll_union:
+    if union is None:
+        union = hll_union(HLL_LG_K)
+    union.update(sketch)
+    return union
 
 
-async def _grouped_rows(conn: asyncpg.Connection, sql: str, *args: Any) -> Any:
-    """Rows of a rebuild query from a server-side cursor, in the query's (org, profile, hour) order."""
-    async with conn.transaction(isolation="repeatable_read", readonly=True):
-        async for row in conn.cursor(sql, *args, prefetch=REBUILD_FETCH):
-            yield row
+def _result(union: hll_union | None) -> bytes | None:
+    """A union's sketch (None when no hour had an id, as the worker leaves it)."""
+    return union.get_result(HLL_TYPE).serialize_compact() if union is not None else None
 
 
-async def _rollup_records(conn: asyncpg.Connection, org: uuid.UUID | None, stats: RebuildStats, now: datetime) -> Any:
-    """Hour rows as they come; a day row whenever the (org, profile, local day) changes and a
-    month row whenever the local month does (its sketches: the union of its days')."""
-    day_key: tuple | None = None
-    day: list[Any] = []
-    month_key: tuple | None = None
-    month: list[Any] = []
-
-    def flush_day() -> tuple:
-        stats.day_rows += 1
-        visitors, inquirers = _sketch_of(*day[4]), _sketch_of(*day[5])
-        for i in range(4):
-            month[i] += day[i]
-        month[4].append(visitors)
-        month[5].append(inquirers)
-        return (*day_key, *day[:4], visitors, inquirers, now)
-
-    def flush_month() -> tuple:
-        stats.month_rows += 1
-        return (*month_key, *month[:4], _union_of(month[4]), _union_of(month[5]), now)
-
-    rows = _grouped_rows(conn, REBUILD_HOURS, org, _KIND[PROFILE_VIEWED], _KIND[PROFILE_INQUIRY], _KIND[BOOKING_COMPLETED])
-    async for r in rows:
-        o, p, bucket = r["organization_id"], r["profile_id"], r["bucket"]
-        views, inquiries, conversions, engagement = r["views"], r["inquiries"], r["conversions"], r["engagement_ms"]
-        visitors, inquirers = r["visitors"], r["inquirers"]
-        stats.hour_rows += 1
-        yield (o, p, "hour", bucket, views, inquiries, conversions, engagement,
-               _sketch_of(visitors), _sketch_of(inquirers), now)  # fmt: skip
-        key = (o, p, "day", _day_of_hour(r["timezone"], bucket))
-        if key != day_key:
-            if day_key is not None:
-                yield flush_day()
-            new_month = (o, p, "month", _month_of_hour(r["timezone"], bucket))
-            if new_month != month_key:
-                if month_key is not None:
-                    yield flush_month()
-                month_key, month = new_month, [0, 0, 0, 0, [], []]
-            day_key, day = key, [0, 0, 0, 0, [], []]
-        day[0] += views
-        day[1] += inquiries
-        day[2] += conversions
-        day[3] += engagement
-        day[4].append(visitors)
-        day[5].append(inquirers)
-    if day_key is not None:
-        yield flush_day()
-        yield flush_month()
-
-
-def _union_of(sketches: Sequence[bytes | None]) -> bytes | None:
-    """The union of serialized sketches (None when none has an id, as the worker leaves it)."""
-    present = [s for s in sketches if s]
-    if not present:
+def _sketch_of(ids: Sequence[str] | None) -> hll_sketch | None:
+    if not ids:
         return None
-    union = hll_union(HLL_LG_K)
-    for data in present:
-        union.update(hll_sketch.deserialize(data))
-    return union.get_result(HLL_TYPE).serialize_compact()
+    sketch = new_sketch()
+    for visitor in ids:
+        sketch.update(visitor)
+    return sketch
 
 
-async def _summed_records(rows: Any, width: int, counter: list[int]) -> Any:
-    """Hour rows of a (key..., value...) query as they come, plus their sums per local day
-    and per local month."""
-    coarser: dict[str, dict[tuple, list[int]]] = {"day": {}, "month": {}}
-    current: dict[str, tuple | None] = {"day": None, "month": None}
-    async for r in rows:
-        o, p, tz, bucket, *rest = r.values()
-        keys, values = rest[:width], rest[width:]
-        counter[0] += 1
-        yield (o, p, "hour", bucket, *keys, *values)
-        for grain, start in (("day", _day_of_hour(tz, bucket)), ("month", _month_of_hour(tz, bucket))):
-            bucket_key = (o, p, grain, start)
-            if bucket_key != current[grain]:
-                for k, v in coarser[grain].items():
-                    counter[0] += 1
-                    yield (*k, *v)
-                coarser[grain], current[grain] = {}, bucket_key
-            sums = coarser[grain].setdefault((*bucket_key, *keys), [0] * len(values))
-            for i, value in enumerate(values):
-                sums[i] += value
-    for grain in coarser:
-        for k, v in coarser[grain].items():
-            counter[0] += 1
-            yield (*k, *v)
+class _RollupRecords:
+    """profile_rollups records of hour rows in (org, profile, hour) order: each hour, then a
+    day row whenever the (org, profile, local day) changes and a month row whenever the local
+    month does."""
+
+    def __init__(self, stats: RebuildStats) -> None:
+        self.stats = stats
+        self.day: _Grain | None = None
+        self.month: _Grain | None = None
+
+    def of(self, rows: Sequence[asyncpg.Record]) -> list[tuple]:
+        out: list[tuple] = []
+        day, month = self.day, self.month
+        for o, p, timezone, bucket, views, inquiries, conversions, engagement, visitor_ids, inquirer_ids in rows:
+            visitors, inquirers = _sketch_of(visitor_ids), _sketch_of(inquirer_ids)
+            out.append((o, p, "hour", bucket, views, inquiries, conversions, engagement,
+                        visitors.serialize_compact() if visitors is not None else None,
+                        inquirers.serialize_compact() if inquirers is not None else None))  # fmt: skip
+            _, day_start_, month_start_ = _rollup_buckets(timezone, bucket)
+            if day is None or day.key != (o, p, "day", day_start_):
+                if day is not None:
+                    out.append(self._closed(day))
+                if month is None or month.key != (o, p, "month", month_start_):
+                    if month is not None:
+                        out.append(self._closed(month))
+                    month = _Grain((o, p, "month", month_start_))
+                day = _Grain((o, p, "day", day_start_))
+            day.add(views, inquiries, conversions, engagement, visitors, inquirers)
+            month.add(views, inquiries, conversions, engagement, visitors, inquirers)
+        self.day, self.month = day, month
+        self.stats.hour_rows += len(rows)
+        return out
+
+    def last(self) -> list[tuple]:
+        return [self._closed(grain) for grain in (self.day, self.month) if grain is not None]
+
+    def _closed(self, grain: _Grain) -> tuple:
+        if grain.key[2] == "day":
+            self.stats.day_rows += 1
+        else:
+            self.stats.month_rows += 1
+        return grain.record()
+
+
+async def _hour_batches(conn: asyncpg.Connection, org: uuid.UUID | None) -> AsyncIterator[list[asyncpg.Record]]:
+    """REBUILD_HOURS in batches from a server-side cursor. The first batch is requested at
+    once, so the server sorts while the caller's other statements run."""
+    async with conn.transaction(isolation="repeatable_read", readonly=True):
+        await conn.execute(REBUILD_SETTINGS)
+        cursor = await conn.cursor(REBUILD_HOURS, org, _KIND[PROFILE_VIEWED], _KIND[PROFILE_INQUIRY],
+                                   _KIND[BOOKING_COMPLETED])  # fmt: skip
+        batch = asyncio.ensure_future(cursor.fetch(REBUILD_FETCH))
+        try:
+            while rows := await batch:
+                batch = asyncio.ensure_future(cursor.fetch(REBUILD_FETCH))
+                yield rows
+        finally:
+            batch.cancel()
+
+
+async def _rollup_records(batches: AsyncIterator[list[asyncpg.Record]], stats: RebuildStats) -> AsyncIterator[tuple]:
+    records = _RollupRecords(stats)
+    async for rows in batches:
+        for record in records.of(rows):
+            yield record
+    for record in records.last():
+        yield record
+
+
+async def _inserted(conn: asyncpg.Connection, sql: str, *args: Any) -> int:
+    status = await conn.execute(sql, *args)
+    return int(status.rsplit(" ", 1)[1])
 
 
 async def rebuild_rollups(organization_id: uuid.UUID | str | None = None) -> RebuildStats:
@@ -1077,39 +1141,38 @@ async def rebuild_rollups(organization_id: uuid.UUID | str | None = None) -> Reb
     started = time.perf_counter()
     org = uuid.UUID(str(organization_id)) if organization_id is not None else None
     stats = RebuildStats(organization_id=org)
-    now = utcnow()
     async with transaction() as conn, connection() as reader:
+        await conn.execute(REBUILD_SETTINGS)
         await conn.execute(f"LOCK TABLE {', '.join(ROLLUP_TABLES)} IN SHARE ROW EXCLUSIVE MODE")
         if org is None:
             await conn.execute(f"TRUNCATE {', '.join(ROLLUP_TABLES)}")
         else:
             for table in ROLLUP_TABLES:
                 await conn.execute(f"DELETE FROM {table} WHERE organization_id = $1", org)
-        await conn.copy_records_to_table(
-            "profile_rollups", records=_rollup_records(reader, org, stats, now), columns=ROLLUP_COLUMNS
+        hours = _hour_batches(reader, org)
+        first = asyncio.ensure_future(anext(hours, None))
+        days = await _local_days(conn, org)
+        stats.referrer_rows = await _inserted(conn, REBUILD_REFERRERS, org, *days, _KIND[PROFILE_VIEWED], DIRECT)
+        sources = list(_REVENUE_OF_KIND.items())
+        stats.revenue_rows = await _inserted(
+            conn, REBUILD_REVENUE, org, *days, [k for k, _ in sources], [s for _, s in sources]
         )
-        count = [0]
-        referrers = _grouped_rows(reader, REBUILD_REFERRERS, org, _KIND[PROFILE_VIEWED], DIRECT)
         await conn.copy_records_to_table(
-            "profile_referrer_rollups", records=_summed_records(referrers, 1, count), columns=REFERRER_COLUMNS
+            "profile_rollups", records=_rollup_records(_chained(first, hours), stats), columns=ROLLUP_COLUMNS
         )
-        stats.referrer_rows, count = count[0], [0]
-        revenue = _grouped_rows(reader, REBUILD_REVENUE, org, _MONEY_KINDS)
-        await conn.copy_records_to_table(
-            "profile_revenue_rollups",
-            records=_sources(_summed_records(revenue, 2, count)),
-            columns=REVENUE_COLUMNS,
-        )
-        stats.revenue_rows = count[0]
     stats.seconds = time.perf_counter() - started
     log.info("rebuilt rollups: %s", stats.as_dict())
     return stats
 
 
-async def _sources(records: Any) -> Any:
-    """profile_events keeps the kind; revenue rollups name the source (the same words today)."""
-    async for o, p, grain, bucket, kind, currency, amount, transactions in records:
-        yield (o, p, grain, bucket, _REVENUE_OF_KIND[kind], currency, amount, transactions)
+async def _chained(first: Awaitable[Any], rest: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    """`first` (the already started first item of `rest`), then the rest."""
+    item = await first
+    if item is None:
+        return
+    yield item
+    async for item in rest:
+        yield item
 
 
 async def profile_overview(
