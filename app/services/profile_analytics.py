@@ -881,18 +881,22 @@ class RecentProfileViewsQuery:
 #
 # `profile_events` holds exactly the events whose effects the worker applied (it is the
 # worker's exactly-once ledger), so the rollups are a function of it. Everything is grouped
-# by local hour in SQL (the same formula as RAW_HOURS); a local hour's day and month are the
-# worker's own `_rollup_buckets`, so the rebuild cannot disagree with it about DST:
-#   * referrers and revenue never leave the server: one INSERT ... SELECT per table writes the
-#     hour rows and their sums per day and month, found through a (zone, local date) table
-#     computed in Python (SQL's midnight of an ambiguous local date is not zoneinfo's);
-#   * counters and sketches: hour rows stream from a server-side cursor in (org, profile, hour)
-#     order into COPY. The sketch of an hour is built from its visitor ids (repeats are
-#     harmless: an HLL update is idempotent, so SQL need not sort them for DISTINCT); days and
-#     months are unions of those sketch objects, emitted when the local day or month changes,
-#     so memory stays bounded whatever the number of events.
-# The cursor's query (a sort of every event) runs on the reader connection while the
-# referrer and revenue statements run on the writer: two backends at once.
+# by local hour in SQL (the same formula as RAW_HOURS); the local day and month of an hour are
+# the worker's own (`_rollup_buckets`, `local_midnight`), so the rebuild cannot disagree with
+# it about DST. Four connections work at once (two cores: measured, see README "Benchmarks"):
+#   * reader: the hour rows of profile_rollups (counters and visitor ids) from a server-side
+#     cursor in (org, profile, hour) order. Python builds each hour's sketch from its ids
+#     (repeats are harmless: an HLL update is idempotent, so SQL need not sort them for
+#     DISTINCT); a day is the union of its hours' sketch objects and a month the union of its
+#     days', emitted when the local day or month changes, so memory stays bounded;
+#   * two sources: referrer and revenue rows (hours, and their sums per day and month found
+#     through a (zone, local date) table computed in Python, since SQL's midnight of an
+#     ambiguous local date is not zoneinfo's) never become Python objects: a binary COPY TO
+#     is handed over to a binary COPY FROM on the writer. Their queries aggregate and sort
+#     while the writer loads profile_rollups;
+#   * writer: the one transaction that empties the tables and loads them. Referrer and revenue
+#     rows come in primary-key order, so their index grows at its right edge; a full rebuild
+#     builds profile_rollups' index after loading instead (one sort, not a descent per row).
 #
 # Concurrency: the rebuild locks the three rollup tables (SHARE ROW EXCLUSIVE) before it
 # reads. A worker batch that committed earlier is in what we read; one that has not yet
@@ -910,8 +914,10 @@ _REBUILD_FROM = """
 FROM profile_events pe JOIN organizations o ON o.id = pe.organization_id
 WHERE ($1::uuid IS NULL OR pe.organization_id = $1::uuid)
 """
+# Grouping by o.id (a primary key) rather than by the zone name keeps text comparisons out
+# of the sort: the zone follows from the organization.
 REBUILD_HOURS = f"""
-SELECT pe.organization_id, pe.profile_id, o.timezone, {_LOCAL_HOUR} AS bucket,
+SELECT o.id AS organization_id, pe.profile_id, o.timezone, {_LOCAL_HOUR} AS bucket,
        count(*) FILTER (WHERE pe.kind = $2) AS views,
        count(*) FILTER (WHERE pe.kind = $3) AS inquiries,
        count(*) FILTER (WHERE pe.kind = $4) AS conversions,
@@ -919,7 +925,7 @@ SELECT pe.organization_id, pe.profile_id, o.timezone, {_LOCAL_HOUR} AS bucket,
        array_agg(pe.visitor_id) FILTER (WHERE pe.kind = $2 AND pe.visitor_id <> '') AS visitors,
        array_agg(pe.visitor_id) FILTER (WHERE pe.kind = $3 AND pe.visitor_id <> '') AS inquirers
 {_REBUILD_FROM}
-GROUP BY 1, 2, 3, 4
+GROUP BY o.id, pe.profile_id, bucket
 HAVING count(*) FILTER (WHERE pe.kind IN ($2, $3, $4) OR pe.engagement_ms > 0) > 0
 ORDER BY 1, 2, 4
 """
@@ -938,27 +944,28 @@ UNION ALL
 SELECT organization_id, profile_id, 'day', day, {keys}, {sums} FROM hours GROUP BY organization_id, profile_id, day, {keys}
 UNION ALL
 SELECT organization_id, profile_id, 'month', month, {keys}, {sums} FROM hours GROUP BY organization_id, profile_id, month, {keys}
+ORDER BY 1, 2, 3, 4, {order}
 """
 _REFERRER_HOURS = f"""
-SELECT pe.organization_id, pe.profile_id, o.timezone, {_LOCAL_HOUR} AS bucket,
+SELECT o.id AS organization_id, pe.profile_id, o.timezone, {_LOCAL_HOUR} AS bucket,
        COALESCE(NULLIF(pe.referrer_domain, ''), $7) AS referrer, count(*) AS views
 {_REBUILD_FROM} AND pe.kind = $6
-GROUP BY 1, 2, 3, 4, 5
+GROUP BY o.id, pe.profile_id, bucket, referrer
 """
 _REVENUE_HOURS = f"""
-SELECT pe.organization_id, pe.profile_id, o.timezone, {_LOCAL_HOUR} AS bucket, s.source, pe.currency,
+SELECT o.id AS organization_id, pe.profile_id, o.timezone, {_LOCAL_HOUR} AS bucket, s.source, pe.currency,
        sum(pe.amount_minor)::bigint AS amount_minor, count(*) AS transactions
 FROM profile_events pe JOIN organizations o ON o.id = pe.organization_id
 JOIN unnest($6::text[], $7::text[]) AS s(kind, source) ON s.kind = pe.kind
 WHERE ($1::uuid IS NULL OR pe.organization_id = $1::uuid) AND pe.amount_minor IS NOT NULL AND pe.currency <> ''
-GROUP BY 1, 2, 3, 4, 5, 6
+GROUP BY o.id, pe.profile_id, bucket, s.source, pe.currency
 """
 REBUILD_REFERRERS = _HOURS_AND_SUMS.format(
-    hours=_REFERRER_HOURS, days=_LOCAL_DAYS, keys="referrer", values="views", sums="sum(views)::bigint"
+    hours=_REFERRER_HOURS, days=_LOCAL_DAYS, keys="referrer", values="views", sums="sum(views)::bigint", order="5"
 )
 REBUILD_REVENUE = _HOURS_AND_SUMS.format(
     hours=_REVENUE_HOURS, days=_LOCAL_DAYS, keys="source, currency", values="amount_minor, transactions",
-    sums="sum(amount_minor)::bigint, sum(transactions)::bigint",
+    sums="sum(amount_minor)::bigint, sum(transactions)::bigint", order="5, 6",
 )  # fmt: skip
 REFERRER_COLUMNS = ("organization_id", "profile_id", "grain", "bucket_start", "referrer", "views")
 REVENUE_COLUMNS = (
@@ -984,9 +991,10 @@ REBUILD_SETTINGS = (
     "SET LOCAL work_mem = '256MB'; SET LOCAL maintenance_work_mem = '256MB';"
     " SET LOCAL jit = off; SET LOCAL enable_mergejoin = off"
 )
-# A full rebuild drops the indexes of the (truncated) rollup tables and builds them again
-# after loading: one sort per index instead of a B-tree descent per row, about half the time.
-# Indexes a foreign key depends on stay.
+# A full rebuild drops the indexes of these (truncated) tables and builds them again after
+# loading: profile_rollups rows arrive in (org, profile, hour) order, not in key order. Indexes
+# a foreign key depends on stay.
+INDEXED_AFTER_LOAD = ("profile_rollups",)
 ROLLUP_INDEXES = """
 SELECT i.indexrelid::regclass::text AS name, pg_get_indexdef(i.indexrelid) AS definition,
        c.conname AS constraint_name, pg_get_constraintdef(c.oid) AS constraint_definition
@@ -1144,9 +1152,9 @@ async def _rollup_records(batches: AsyncIterator[list[asyncpg.Record]], stats: R
 
 
 async def _dropped_indexes(conn: asyncpg.Connection) -> list[str]:
-    """Drop the indexes of the rollup tables; the statements that build them again."""
+    """Drop the indexes of INDEXED_AFTER_LOAD; the statements that build them again."""
     builds = []
-    for table in ROLLUP_TABLES:
+    for table in INDEXED_AFTER_LOAD:
         for index in await conn.fetch(ROLLUP_INDEXES, table):
             if index["constraint_name"]:
                 name = index["constraint_name"]
@@ -1158,47 +1166,47 @@ async def _dropped_indexes(conn: asyncpg.Connection) -> list[str]:
     return builds
 
 
-async def _piped(source: asyncpg.Connection, target: asyncpg.Connection, table: str, columns: Sequence[str],
-                 sql: str, *args: Any) -> int:  # fmt: skip
-    """COPY the rows of `sql` on `source` into `table` on `target`, binary, as they come: one
-    backend aggregates while the other inserts, and Python only hands buffers over."""
-    queue: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=16)
+class _Pipe:
+    """The rows of a query on its own connection, binary, on their way into a COPY on the
+    writer. Started early, the query aggregates (one backend) while the writer is busy with
+    other tables; once it is consumed, Python only hands buffers over."""
 
-    async def produce() -> None:
+    def __init__(self, source: asyncpg.Connection, sql: str, *args: Any) -> None:
+        self._chunks: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=16)
+        self._producer = asyncio.ensure_future(self._produce(source, sql, args))
+
+    async def _produce(self, source: asyncpg.Connection, sql: str, args: tuple) -> None:
         try:
-            await source.copy_from_query(sql, *args, output=queue.put, format="binary")
+            async with source.transaction(isolation="repeatable_read", readonly=True):
+                await source.execute(REBUILD_SETTINGS)
+                await source.copy_from_query(sql, *args, output=self._chunks.put, format="binary")
         finally:
-            await queue.put(None)
+            await self._chunks.put(None)
 
-    async def chunks() -> AsyncIterator[bytes]:
-        while (chunk := await queue.get()) is not None:
+    async def _rows(self) -> AsyncIterator[bytes]:
+        while (chunk := await self._chunks.get()) is not None:
             yield chunk
 
-    producer = asyncio.ensure_future(produce())
-    try:
-        status = await target.copy_to_table(table, source=chunks(), columns=columns, format="binary")
-    except BaseException:
-        producer.cancel()
-        raise
-    await producer  # a failed query must not leave a partial table behind
-    return int(status.rsplit(" ", 1)[1])
+    async def into(self, target: asyncpg.Connection, table: str, columns: Sequence[str]) -> int:
+        """COPY everything into `table`; the number of rows."""
+        status = await target.copy_to_table(table, source=self._rows(), columns=columns, format="binary")
+        await self._producer  # a failed query must not leave a partial table behind
+        return int(status.rsplit(" ", 1)[1])
+
+    def cancel(self) -> None:
+        self._producer.cancel()
 
 
-async def _sums(source: asyncpg.Connection, target: asyncpg.Connection, org: uuid.UUID | None,
-                stats: RebuildStats) -> None:  # fmt: skip
-    """Referrer and revenue rollups, computed on `source` and written on `target`."""
-    days = await _local_days(source, org)
-    async with source.transaction(isolation="repeatable_read", readonly=True):
-        await source.execute(REBUILD_SETTINGS)
-        stats.referrer_rows = await _piped(
-            source, target, "profile_referrer_rollups", REFERRER_COLUMNS, REBUILD_REFERRERS,
-            org, *days, _KIND[PROFILE_VIEWED], DIRECT,
-        )  # fmt: skip
-        sources = list(_REVENUE_OF_KIND.items())
-        stats.revenue_rows = await _piped(
-            source, target, "profile_revenue_rollups", REVENUE_COLUMNS, REBUILD_REVENUE,
-            org, *days, [k for k, _ in sources], [s for _, s in sources],
-        )  # fmt: skip
+async def _cleared(conn: asyncpg.Connection, org: uuid.UUID | None) -> list[str]:
+    """Lock the rollup tables and empty them (of `org`); the index builds to run after loading."""
+    await conn.execute(REBUILD_SETTINGS)
+    await conn.execute(f"LOCK TABLE {', '.join(ROLLUP_TABLES)} IN SHARE ROW EXCLUSIVE MODE")
+    if org is None:
+        await conn.execute(f"TRUNCATE {', '.join(ROLLUP_TABLES)}")
+        return await _dropped_indexes(conn)
+    for table in ROLLUP_TABLES:
+        await conn.execute(f"DELETE FROM {table} WHERE organization_id = $1", org)
+    return []
 
 
 async def rebuild_rollups(organization_id: uuid.UUID | str | None = None) -> RebuildStats:
@@ -1211,22 +1219,28 @@ async def rebuild_rollups(organization_id: uuid.UUID | str | None = None) -> Reb
     started = time.perf_counter()
     org = uuid.UUID(str(organization_id)) if organization_id is not None else None
     stats = RebuildStats(organization_id=org)
-    async with transaction() as conn, connection() as reader, connection() as summer:
-        await conn.execute(REBUILD_SETTINGS)
-        await conn.execute(f"LOCK TABLE {', '.join(ROLLUP_TABLES)} IN SHARE ROW EXCLUSIVE MODE")
-        builds: list[str] = []
-        if org is None:
-            await conn.execute(f"TRUNCATE {', '.join(ROLLUP_TABLES)}")
-            builds = await _dropped_indexes(conn)
-        else:
-            for table in ROLLUP_TABLES:
-                await conn.execute(f"DELETE FROM {table} WHERE organization_id = $1", org)
+    async with (
+        transaction() as conn,
+        connection() as reader,
+        connection() as referrer_source,
+        connection() as revenue_source,
+    ):
+        builds = await _cleared(conn, org)
         hours = _hour_batches(reader, org)
         first = asyncio.ensure_future(anext(hours, None))
-        await _sums(summer, conn, org, stats)
-        await conn.copy_records_to_table(
-            "profile_rollups", records=_rollup_records(_chained(first, hours), stats), columns=ROLLUP_COLUMNS
-        )
+        days = await _local_days(conn, org)
+        sources = list(_REVENUE_OF_KIND.items())
+        referrers = _Pipe(referrer_source, REBUILD_REFERRERS, org, *days, _KIND[PROFILE_VIEWED], DIRECT)
+        revenue = _Pipe(revenue_source, REBUILD_REVENUE, org, *days, [k for k, _ in sources], [s for _, s in sources])
+        try:
+            await conn.copy_records_to_table(
+                "profile_rollups", records=_rollup_records(_chained(first, hours), stats), columns=ROLLUP_COLUMNS
+            )
+            stats.referrer_rows = await referrers.into(conn, "profile_referrer_rollups", REFERRER_COLUMNS)
+            stats.revenue_rows = await revenue.into(conn, "profile_revenue_rollups", REVENUE_COLUMNS)
+        finally:
+            referrers.cancel()
+            revenue.cancel()
         for build in builds:
             await conn.execute(build)
     stats.seconds = time.perf_counter() - started
