@@ -883,7 +883,7 @@ class RecentProfileViewsQuery:
 # worker's exactly-once ledger), so the rollups are a function of it. Everything is grouped
 # by local hour in SQL (the same formula as RAW_HOURS); the local day and month of an hour are
 # the worker's own (`_rollup_buckets`, `local_midnight`), so the rebuild cannot disagree with
-# it about DST. Four connections work at once (two cores: measured, see README "Benchmarks"):
+# it about DST. Four connections work at once:
 #   * reader: the hour rows of profile_rollups (counters and visitor ids) from a server-side
 #     cursor in (org, profile, hour) order. Python builds each hour's sketch from its ids
 #     (repeats are harmless: an HLL update is idempotent, so SQL need not sort them for
