@@ -117,6 +117,24 @@ async def test_full_rebuild_equals_what_the_worker_built_and_keeps_the_indexes(a
             )
 
 
+async def test_a_failed_rebuild_raises_the_query_error_and_keeps_the_rollups(app, settings, worker, monkeypatch):
+    """The referrer rows come from another connection: when their query fails, the rebuild
+    raises that error (not the half-fed COPY's) and its transaction rolls back."""
+    from app.services import profile_analytics
+
+    tenant = await make_tenant(settings)
+    await send(app, settings, tenant, generate(tenant, now=datetime.now(UTC), count=400, days=3, visitors=80, seed=41))
+    await worker.drain()
+    built = await snapshot(tenant.organization.id)
+    failing = profile_analytics.REBUILD_REFERRERS.replace("count(*) AS views", "count(*) / 0 AS views")
+    monkeypatch.setattr(profile_analytics, "REBUILD_REFERRERS", failing)
+
+    with pytest.raises(asyncpg.DivisionByZeroError):
+        await rebuild_rollups(tenant.organization.id)
+
+    assert await snapshot(tenant.organization.id) == built
+
+
 async def rollup_indexes() -> list[tuple[str, str]]:
     async with connection() as conn:
         rows = await conn.fetch(

@@ -1189,12 +1189,23 @@ class _Pipe:
 
     async def into(self, target: asyncpg.Connection, table: str, columns: Sequence[str]) -> int:
         """COPY everything into `table`; the number of rows."""
-        status = await target.copy_to_table(table, source=self._rows(), columns=columns, format="binary")
+        try:
+            status = await target.copy_to_table(table, source=self._rows(), columns=columns, format="binary")
+        except asyncpg.PostgresError:
+            if self._producer.done() and not self._producer.cancelled() and self._producer.exception():
+                await self._producer  # the query's error, not the half-fed COPY's
+            raise
         await self._producer  # a failed query must not leave a partial table behind
         return int(status.rsplit(" ", 1)[1])
 
-    def cancel(self) -> None:
-        self._producer.cancel()
+    async def stop(self) -> None:
+        """After a failure (the transaction rolls back): stop the query, drop what it sent so
+        that its end mark finds room, and wait until it has let go of its connection."""
+        if not self._producer.done():
+            self._producer.cancel()
+            while not self._chunks.empty():
+                self._chunks.get_nowait()
+        await asyncio.gather(self._producer, return_exceptions=True)
 
 
 async def _cleared(conn: asyncpg.Connection, org: uuid.UUID | None) -> list[str]:
@@ -1239,8 +1250,10 @@ async def rebuild_rollups(organization_id: uuid.UUID | str | None = None) -> Reb
             stats.referrer_rows = await referrers.into(conn, "profile_referrer_rollups", REFERRER_COLUMNS)
             stats.revenue_rows = await revenue.into(conn, "profile_revenue_rollups", REVENUE_COLUMNS)
         finally:
-            referrers.cancel()
-            revenue.cancel()
+            # Nothing may touch a connection once it is back in the pool; after a failure the
+            # errors of these are echoes of the first one.
+            first.cancel()
+            await asyncio.gather(first, hours.aclose(), referrers.stop(), revenue.stop(), return_exceptions=True)
         for build in builds:
             await conn.execute(build)
     stats.seconds = time.perf_counter() - started
