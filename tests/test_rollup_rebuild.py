@@ -12,6 +12,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+import asyncpg
 import pytest
 
 from app.database import connection
@@ -91,6 +92,56 @@ async def test_rebuild_equals_what_the_worker_built(app, settings, worker, timez
     assert {grain for _, grain, _ in built["rollups"]} == {"hour", "day", "month"}
     assert stats.referrer_rows == len(built["referrers"]) and stats.revenue_rows == len(built["revenue"])
     assert await snapshot(other.organization.id) == untouched  # --org leaves other tenants alone
+
+
+async def test_full_rebuild_equals_what_the_worker_built_and_keeps_the_indexes(app, settings, worker):
+    """A rebuild of every organization loads the truncated tables without their indexes and
+    builds them again: the same rows, the same index definitions, and the keys still unique."""
+    tenant = await make_tenant(settings, timezone="Australia/Lord_Howe")  # a 30-minute DST shift
+    now = datetime.now(UTC)
+    await send(app, settings, tenant, generate(tenant, now=now, count=2500, days=40, visitors=900, seed=31))
+    await worker.drain()
+    built = await snapshot(tenant.organization.id)
+    indexes = await rollup_indexes()
+
+    stats = await rebuild_rollups()
+
+    assert stats.organization_id is None and stats.hour_rows and stats.referrer_rows and stats.revenue_rows
+    assert await snapshot(tenant.organization.id) == built
+    assert await rollup_indexes() == indexes
+    async with connection() as conn:
+        with pytest.raises(asyncpg.UniqueViolationError):
+            await conn.execute(
+                "INSERT INTO profile_rollups (organization_id, profile_id, grain, bucket_start)"
+                " SELECT organization_id, profile_id, grain, bucket_start FROM profile_rollups LIMIT 1"
+            )
+
+
+async def test_a_failed_rebuild_raises_the_query_error_and_keeps_the_rollups(app, settings, worker, monkeypatch):
+    """The referrer rows come from another connection: when their query fails, the rebuild
+    raises that error (not the half-fed COPY's) and its transaction rolls back."""
+    from app.services import profile_analytics
+
+    tenant = await make_tenant(settings)
+    await send(app, settings, tenant, generate(tenant, now=datetime.now(UTC), count=400, days=3, visitors=80, seed=41))
+    await worker.drain()
+    built = await snapshot(tenant.organization.id)
+    failing = profile_analytics.REBUILD_REFERRERS.replace("count(*) AS views", "count(*) / 0 AS views")
+    monkeypatch.setattr(profile_analytics, "REBUILD_REFERRERS", failing)
+
+    with pytest.raises(asyncpg.DivisionByZeroError):
+        await rebuild_rollups(tenant.organization.id)
+
+    assert await snapshot(tenant.organization.id) == built
+
+
+async def rollup_indexes() -> list[tuple[str, str]]:
+    async with connection() as conn:
+        rows = await conn.fetch(
+            "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = ANY($1::text[]) ORDER BY 1",
+            ["profile_rollups", "profile_referrer_rollups", "profile_revenue_rollups"],
+        )
+    return [(r["indexname"], r["indexdef"]) for r in rows]
 
 
 async def test_worker_after_rebuild_keeps_counting(app, settings, worker):

@@ -19,12 +19,13 @@ range plus the raw visitor ids, never a sum.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
@@ -45,6 +46,8 @@ from app.timebuckets import (
     day_start,
     hour_ceil,
     hour_start,
+    local_date,
+    local_midnight,
     month_ceil,
     month_start,
     resolve_range,
@@ -880,11 +883,23 @@ class RecentProfileViewsQuery:
 # == rebuilding the rollups from the worker's ledger =========================================
 #
 # `profile_events` holds exactly the events whose effects the worker applied (it is the
-# worker's exactly-once ledger), so the rollups are a function of it: counters are grouped
-# in SQL by local hour (the same formula as RAW_HOURS), days are derived from hours with
-# `day_start` in Python (the worker's own function), sketches are built in Python from the
-# distinct visitor ids of each hour. Rows are streamed from a server-side cursor into COPY,
-# so memory stays bounded whatever the number of events.
+# worker's exactly-once ledger), so the rollups are a function of it. Everything is grouped
+# by local hour in SQL (the same formula as RAW_HOURS); the local day and month of an hour are
+# the worker's own (`_rollup_buckets`, `local_midnight`), so the rebuild cannot disagree with
+# it about DST. Four connections work at once:
+#   * reader: the hour rows of profile_rollups (counters and visitor ids) from a server-side
+#     cursor in (org, profile, hour) order. Python builds each hour's sketch from its ids
+#     (repeats are harmless: an HLL update is idempotent, so SQL need not sort them for
+#     DISTINCT); a day is the union of its hours' sketch objects and a month the union of its
+#     days', emitted when the local day or month changes, so memory stays bounded;
+#   * two sources: referrer and revenue rows (hours, and their sums per day and month found
+#     through a (zone, local date) table computed in Python, since SQL's midnight of an
+#     ambiguous local date is not zoneinfo's) never become Python objects: a binary COPY TO
+#     is handed over to a binary COPY FROM on the writer. Their queries aggregate and sort
+#     while the writer loads profile_rollups;
+#   * writer: the one transaction that empties the tables and loads them. Referrer and revenue
+#     rows come in primary-key order, so their index grows at its right edge; a full rebuild
+#     builds profile_rollups' index after loading instead (one sort, not a descent per row).
 #
 # Concurrency: the rebuild locks the three rollup tables (SHARE ROW EXCLUSIVE) before it
 # reads. A worker batch that committed earlier is in what we read; one that has not yet
@@ -893,7 +908,6 @@ class RecentProfileViewsQuery:
 # which makes reports wait for the commit instead).
 
 _KIND = PROFILE_EVENT_KIND
-_MONEY_KINDS = sorted(_KIND[t] for t in MONEY_EVENT_TYPES)
 _REVENUE_OF_KIND = {_KIND[t]: REVENUE_SOURCE[t] for t in MONEY_EVENT_TYPES}
 _LOCAL_HOUR = (
     "pe.occurred_at - ((pe.occurred_at AT TIME ZONE o.timezone)"
@@ -903,43 +917,95 @@ _REBUILD_FROM = """
 FROM profile_events pe JOIN organizations o ON o.id = pe.organization_id
 WHERE ($1::uuid IS NULL OR pe.organization_id = $1::uuid)
 """
+# Grouping by o.id (a primary key) rather than by the zone name keeps text comparisons out
+# of the sort: the zone follows from the organization.
 REBUILD_HOURS = f"""
-SELECT pe.organization_id, pe.profile_id, o.timezone, {_LOCAL_HOUR} AS bucket,
+SELECT o.id AS organization_id, pe.profile_id, o.timezone, {_LOCAL_HOUR} AS bucket,
        count(*) FILTER (WHERE pe.kind = $2) AS views,
        count(*) FILTER (WHERE pe.kind = $3) AS inquiries,
        count(*) FILTER (WHERE pe.kind = $4) AS conversions,
        COALESCE(sum(pe.engagement_ms), 0)::bigint AS engagement_ms,
-       array_agg(DISTINCT pe.visitor_id) FILTER (WHERE pe.kind = $2 AND pe.visitor_id <> '') AS visitors,
-       array_agg(DISTINCT pe.visitor_id) FILTER (WHERE pe.kind = $3 AND pe.visitor_id <> '') AS inquirers
+       array_agg(pe.visitor_id) FILTER (WHERE pe.kind = $2 AND pe.visitor_id <> '') AS visitors,
+       array_agg(pe.visitor_id) FILTER (WHERE pe.kind = $3 AND pe.visitor_id <> '') AS inquirers
 {_REBUILD_FROM}
-GROUP BY 1, 2, 3, 4
+GROUP BY o.id, pe.profile_id, bucket
 HAVING count(*) FILTER (WHERE pe.kind IN ($2, $3, $4) OR pe.engagement_ms > 0) > 0
 ORDER BY 1, 2, 4
 """
-REBUILD_REFERRERS = f"""
-SELECT pe.organization_id, pe.profile_id, o.timezone, {_LOCAL_HOUR} AS bucket,
-       COALESCE(NULLIF(pe.referrer_domain, ''), $3) AS referrer, count(*) AS views
-{_REBUILD_FROM} AND pe.kind = $2
-GROUP BY 1, 2, 3, 4, 5
-ORDER BY 1, 2, 4, 5
+# The rows of one table: its hour rows (`hours`: a query with $1 the organization or NULL and
+# $2-$5 the local days), then their sums per local day and per local month; in the table's
+# column order, for a binary COPY into it.
+_LOCAL_DAYS = "unnest($2::text[], $3::date[], $4::timestamptz[], $5::timestamptz[]) AS d(timezone, local_date, day, month)"
+_HOURS_AND_SUMS = """
+WITH hours AS MATERIALIZED (
+    SELECT h.*, d.day, d.month
+    FROM ({hours}) h
+    JOIN {days} ON d.timezone = h.timezone AND d.local_date = (h.bucket AT TIME ZONE h.timezone)::date
+)
+SELECT organization_id, profile_id, 'hour', bucket, {keys}, {values} FROM hours
+UNION ALL
+SELECT organization_id, profile_id, 'day', day, {keys}, {sums} FROM hours GROUP BY organization_id, profile_id, day, {keys}
+UNION ALL
+SELECT organization_id, profile_id, 'month', month, {keys}, {sums} FROM hours GROUP BY organization_id, profile_id, month, {keys}
+ORDER BY 1, 2, 3, 4, {order}
 """
-REBUILD_REVENUE = f"""
-SELECT pe.organization_id, pe.profile_id, o.timezone, {_LOCAL_HOUR} AS bucket, pe.kind, pe.currency,
+_REFERRER_HOURS = f"""
+SELECT o.id AS organization_id, pe.profile_id, o.timezone, {_LOCAL_HOUR} AS bucket,
+       COALESCE(NULLIF(pe.referrer_domain, ''), $7) AS referrer, count(*) AS views
+{_REBUILD_FROM} AND pe.kind = $6
+GROUP BY o.id, pe.profile_id, bucket, referrer
+"""
+_REVENUE_HOURS = f"""
+SELECT o.id AS organization_id, pe.profile_id, o.timezone, {_LOCAL_HOUR} AS bucket, s.source, pe.currency,
        sum(pe.amount_minor)::bigint AS amount_minor, count(*) AS transactions
-{_REBUILD_FROM} AND pe.kind = ANY($2::text[]) AND pe.amount_minor IS NOT NULL AND pe.currency <> ''
-GROUP BY 1, 2, 3, 4, 5, 6
-ORDER BY 1, 2, 4, 5, 6
+FROM profile_events pe JOIN organizations o ON o.id = pe.organization_id
+JOIN unnest($6::text[], $7::text[]) AS s(kind, source) ON s.kind = pe.kind
+WHERE ($1::uuid IS NULL OR pe.organization_id = $1::uuid) AND pe.amount_minor IS NOT NULL AND pe.currency <> ''
+GROUP BY o.id, pe.profile_id, bucket, s.source, pe.currency
 """
-ROLLUP_TABLES = ("profile_rollups", "profile_referrer_rollups", "profile_revenue_rollups")
-ROLLUP_COLUMNS = (
-    "organization_id", "profile_id", "grain", "bucket_start", "views", "inquiries", "conversions",
-    "engagement_ms", "visitors_hll", "inquirers_hll", "updated_at",
+REBUILD_REFERRERS = _HOURS_AND_SUMS.format(
+    hours=_REFERRER_HOURS, days=_LOCAL_DAYS, keys="referrer", values="views", sums="sum(views)::bigint", order="5"
+)
+REBUILD_REVENUE = _HOURS_AND_SUMS.format(
+    hours=_REVENUE_HOURS, days=_LOCAL_DAYS, keys="source, currency", values="amount_minor, transactions",
+    sums="sum(amount_minor)::bigint, sum(transactions)::bigint", order="5, 6",
 )  # fmt: skip
 REFERRER_COLUMNS = ("organization_id", "profile_id", "grain", "bucket_start", "referrer", "views")
 REVENUE_COLUMNS = (
     "organization_id", "profile_id", "grain", "bucket_start", "source", "currency", "amount_minor", "transactions",
 )  # fmt: skip
+REBUILD_SPAN = """
+SELECT o.timezone, min(pe.occurred_at) AS first, max(pe.occurred_at) AS last
+FROM profile_events pe JOIN organizations o ON o.id = pe.organization_id
+WHERE ($1::uuid IS NULL OR pe.organization_id = $1::uuid)
+GROUP BY 1
+"""
+ROLLUP_TABLES = ("profile_rollups", "profile_referrer_rollups", "profile_revenue_rollups")
+# updated_at is left to its default, now(): the rebuild's transaction time.
+ROLLUP_COLUMNS = (
+    "organization_id", "profile_id", "grain", "bucket_start", "views", "inquiries", "conversions",
+    "engagement_ms", "visitors_hll", "inquirers_hll",
+)  # fmt: skip
 REBUILD_FETCH = 20_000
+# Hash aggregates of a year of events fit in memory instead of spilling sorts to disk; JIT
+# compilation costs more than it saves on these one-pass statements; a merge join would sort
+# every hour row to find its local day in a table of a few thousand rows.
+REBUILD_SETTINGS = (
+    "SET LOCAL work_mem = '256MB'; SET LOCAL maintenance_work_mem = '256MB';"
+    " SET LOCAL jit = off; SET LOCAL enable_mergejoin = off"
+)
+# A full rebuild drops the indexes of these (truncated) tables and builds them again after
+# loading: profile_rollups rows arrive in (org, profile, hour) order, not in key order. Indexes
+# a foreign key depends on stay.
+INDEXED_AFTER_LOAD = ("profile_rollups",)
+ROLLUP_INDEXES = """
+SELECT i.indexrelid::regclass::text AS name, pg_get_indexdef(i.indexrelid) AS definition,
+       c.conname AS constraint_name, pg_get_constraintdef(c.oid) AS constraint_definition
+FROM pg_index i LEFT JOIN pg_constraint c ON c.conindid = i.indexrelid AND c.conrelid = i.indrelid
+WHERE i.indrelid = $1::regclass
+  AND NOT EXISTS (SELECT 1 FROM pg_constraint f WHERE f.contype = 'f' AND f.conindid = i.indexrelid)
+ORDER BY 1
+"""
 
 
 @dataclass
@@ -956,118 +1022,205 @@ class RebuildStats:
         return {**self.__dict__, "organization_id": str(self.organization_id) if self.organization_id else None}
 
 
-@lru_cache(maxsize=65_536)
-def _day_of_hour(timezone: str, hour: datetime) -> datetime:
-    return day_start(hour, timezone)
+async def _local_days(conn: asyncpg.Connection, org: uuid.UUID | None) -> tuple[list[Any], ...]:
+    """(zone, local date, day start, month start) of every local date from the first event to
+    the last, as four columns for `_LOCAL_DAYS`: `day_start` and `month_start` as the worker
+    computes them (zoneinfo's midnight, also when it is ambiguous or skipped)."""
+    columns: tuple[list[Any], ...] = ([], [], [], [])
+    for span in await conn.fetch(REBUILD_SPAN, org):
+        timezone = span["timezone"]
+        day, last = local_date(span["first"], timezone), local_date(span["last"], timezone)
+        while day <= last:
+            row = (timezone, day, local_midnight(day, timezone), local_midnight(day.replace(day=1), timezone))
+            for column, value in zip(columns, row, strict=True):
+                column.append(value)
+            day += timedelta(days=1)
+    return columns
 
 
-@lru_cache(maxsize=65_536)
-def _month_of_hour(timezone: str, hour: datetime) -> datetime:
-    return month_start(hour, timezone)
+class _Grain:
+    """A day or month being summed: its key, counters and the union of its parts' sketches."""
+
+    __slots__ = ("key", "views", "inquiries", "conversions", "engagement", "visitors", "inquirers")
+
+    def __init__(self, key: tuple) -> None:
+        self.key = key
+        self.views = self.inquiries = self.conversions = self.engagement = 0
+        self.visitors: hll_union | None = None
+        self.inquirers: hll_union | None = None
+
+    def add(self, views: int, inquiries: int, conversions: int, engagement: int, visitors: hll_sketch | None,
+            inquirers: hll_sketch | None) -> None:  # fmt: skip
+        self.views += views
+        self.inquiries += inquiries
+        self.conversions += conversions
+        self.engagement += engagement
+        if visitors is not None:
+            if self.visitors is None:
+                self.visitors = hll_union(HLL_LG_K)
+            self.visitors.update(visitors)
+        if inquirers is not None:
+            if self.inquirers is None:
+                self.inquirers = hll_union(HLL_LG_K)
+            self.inquirers.update(inquirers)
+
+    def close(self, into: _Grain | None) -> tuple:
+        """The row of this grain; its counters and sketches are added to `into` (its month)."""
+        visitors = self.visitors.get_result(HLL_TYPE) if self.visitors is not None else None
+        inquirers = self.inquirers.get_result(HLL_TYPE) if self.inquirers is not None else None
+        if into is not None:
+            into.add(self.views, self.inquiries, self.conversions, self.engagement, visitors, inquirers)
+        return (*self.key, self.views, self.inquiries, self.conversions, self.engagement,
+                _serialized(visitors), _serialized(inquirers))  # fmt: skip
 
 
-def _sketch_of(*id_lists: Sequence[str] | None) -> bytes | None:
-    sketch = None
-    for ids in id_lists:
-        for visitor in ids or ():
-            if sketch is None:
-                sketch = new_sketch()
-            sketch.update(visitor)
+def _serialized(sketch: hll_sketch | None) -> bytes | None:
+    """None when no id was seen, as the worker leaves it."""
     return sketch.serialize_compact() if sketch is not None else None
 
 
-async def _grouped_rows(conn: asyncpg.Connection, sql: str, *args: Any) -> Any:
-    """Rows of a rebuild query from a server-side cursor, in the query's (org, profile, hour) order."""
-    async with conn.transaction(isolation="repeatable_read", readonly=True):
-        async for row in conn.cursor(sql, *args, prefetch=REBUILD_FETCH):
-            yield row
-
-
-async def _rollup_records(conn: asyncpg.Connection, org: uuid.UUID | None, stats: RebuildStats, now: datetime) -> Any:
-    """Hour rows as they come; a day row whenever the (org, profile, local day) changes and a
-    month row whenever the local month does (its sketches: the union of its days')."""
-    day_key: tuple | None = None
-    day: list[Any] = []
-    month_key: tuple | None = None
-    month: list[Any] = []
-
-    def flush_day() -> tuple:
-        stats.day_rows += 1
-        visitors, inquirers = _sketch_of(*day[4]), _sketch_of(*day[5])
-        for i in range(4):
-            month[i] += day[i]
-        month[4].append(visitors)
-        month[5].append(inquirers)
-        return (*day_key, *day[:4], visitors, inquirers, now)
-
-    def flush_month() -> tuple:
-        stats.month_rows += 1
-        return (*month_key, *month[:4], _union_of(month[4]), _union_of(month[5]), now)
-
-    rows = _grouped_rows(conn, REBUILD_HOURS, org, _KIND[PROFILE_VIEWED], _KIND[PROFILE_INQUIRY], _KIND[BOOKING_COMPLETED])
-    async for r in rows:
-        o, p, bucket = r["organization_id"], r["profile_id"], r["bucket"]
-        views, inquiries, conversions, engagement = r["views"], r["inquiries"], r["conversions"], r["engagement_ms"]
-        visitors, inquirers = r["visitors"], r["inquirers"]
-        stats.hour_rows += 1
-        yield (o, p, "hour", bucket, views, inquiries, conversions, engagement,
-               _sketch_of(visitors), _sketch_of(inquirers), now)  # fmt: skip
-        key = (o, p, "day", _day_of_hour(r["timezone"], bucket))
-        if key != day_key:
-            if day_key is not None:
-                yield flush_day()
-            new_month = (o, p, "month", _month_of_hour(r["timezone"], bucket))
-            if new_month != month_key:
-                if month_key is not None:
-                    yield flush_month()
-                month_key, month = new_month, [0, 0, 0, 0, [], []]
-            day_key, day = key, [0, 0, 0, 0, [], []]
-        day[0] += views
-        day[1] += inquiries
-        day[2] += conversions
-        day[3] += engagement
-        day[4].append(visitors)
-        day[5].append(inquirers)
-    if day_key is not None:
-        yield flush_day()
-        yield flush_month()
-
-
-def _union_of(sketches: Sequence[bytes | None]) -> bytes | None:
-    """The union of serialized sketches (None when none has an id, as the worker leaves it)."""
-    present = [s for s in sketches if s]
-    if not present:
+def _sketch_of(ids: Sequence[str] | None) -> hll_sketch | None:
+    if not ids:
         return None
-    union = hll_union(HLL_LG_K)
-    for data in present:
-        union.update(hll_sketch.deserialize(data))
-    return union.get_result(HLL_TYPE).serialize_compact()
+    sketch = new_sketch()
+    for visitor in ids:
+        sketch.update(visitor)
+    return sketch
 
 
-async def _summed_records(rows: Any, width: int, counter: list[int]) -> Any:
-    """Hour rows of a (key..., value...) query as they come, plus their sums per local day
-    and per local month."""
-    coarser: dict[str, dict[tuple, list[int]]] = {"day": {}, "month": {}}
-    current: dict[str, tuple | None] = {"day": None, "month": None}
-    async for r in rows:
-        o, p, tz, bucket, *rest = r.values()
-        keys, values = rest[:width], rest[width:]
-        counter[0] += 1
-        yield (o, p, "hour", bucket, *keys, *values)
-        for grain, start in (("day", _day_of_hour(tz, bucket)), ("month", _month_of_hour(tz, bucket))):
-            bucket_key = (o, p, grain, start)
-            if bucket_key != current[grain]:
-                for k, v in coarser[grain].items():
-                    counter[0] += 1
-                    yield (*k, *v)
-                coarser[grain], current[grain] = {}, bucket_key
-            sums = coarser[grain].setdefault((*bucket_key, *keys), [0] * len(values))
-            for i, value in enumerate(values):
-                sums[i] += value
-    for grain in coarser:
-        for k, v in coarser[grain].items():
-            counter[0] += 1
-            yield (*k, *v)
+class _RollupRecords:
+    """profile_rollups records of hour rows in (org, profile, hour) order: each hour, then a
+    day row whenever the (org, profile, local day) changes and a month row (the sum and union
+    of its days) whenever the local month does."""
+
+    def __init__(self, stats: RebuildStats) -> None:
+        self.stats = stats
+        self.day: _Grain | None = None
+        self.month: _Grain | None = None
+
+    def of(self, rows: Sequence[asyncpg.Record]) -> list[tuple]:
+        out: list[tuple] = []
+        day, month, stats = self.day, self.month, self.stats
+        for o, p, timezone, bucket, views, inquiries, conversions, engagement, visitor_ids, inquirer_ids in rows:
+            visitors, inquirers = _sketch_of(visitor_ids), _sketch_of(inquirer_ids)
+            out.append((o, p, "hour", bucket, views, inquiries, conversions, engagement,
+                        _serialized(visitors), _serialized(inquirers)))  # fmt: skip
+            _, day_start_, month_start_ = _rollup_buckets(timezone, bucket)
+            if day is None or day.key != (o, p, "day", day_start_):
+                if day is not None:
+                    out.append(day.close(month))
+                    stats.day_rows += 1
+                if month is None or month.key != (o, p, "month", month_start_):
+                    if month is not None:
+                        out.append(month.close(None))
+                        stats.month_rows += 1
+                    month = _Grain((o, p, "month", month_start_))
+                day = _Grain((o, p, "day", day_start_))
+            day.add(views, inquiries, conversions, engagement, visitors, inquirers)
+        self.day, self.month = day, month
+        stats.hour_rows += len(rows)
+        return out
+
+    def last(self) -> list[tuple]:
+        if self.day is None or self.month is None:
+            return []
+        self.stats.day_rows += 1
+        self.stats.month_rows += 1
+        return [self.day.close(self.month), self.month.close(None)]
+
+
+async def _hour_batches(conn: asyncpg.Connection, org: uuid.UUID | None) -> AsyncIterator[list[asyncpg.Record]]:
+    """REBUILD_HOURS in batches from a server-side cursor. The first batch is requested at
+    once, so the server sorts while the caller's other statements run."""
+    async with conn.transaction(isolation="repeatable_read", readonly=True):
+        await conn.execute(REBUILD_SETTINGS)
+        cursor = await conn.cursor(REBUILD_HOURS, org, _KIND[PROFILE_VIEWED], _KIND[PROFILE_INQUIRY],
+                                   _KIND[BOOKING_COMPLETED])  # fmt: skip
+        batch = asyncio.ensure_future(cursor.fetch(REBUILD_FETCH))
+        try:
+            while rows := await batch:
+                batch = asyncio.ensure_future(cursor.fetch(REBUILD_FETCH))
+                yield rows
+        finally:
+            batch.cancel()
+
+
+async def _rollup_records(batches: AsyncIterator[list[asyncpg.Record]], stats: RebuildStats) -> AsyncIterator[tuple]:
+    records = _RollupRecords(stats)
+    async for rows in batches:
+        for record in records.of(rows):
+            yield record
+    for record in records.last():
+        yield record
+
+
+async def _dropped_indexes(conn: asyncpg.Connection) -> list[str]:
+    """Drop the indexes of INDEXED_AFTER_LOAD; the statements that build them again."""
+    builds = []
+    for table in INDEXED_AFTER_LOAD:
+        for index in await conn.fetch(ROLLUP_INDEXES, table):
+            if index["constraint_name"]:
+                name = index["constraint_name"]
+                await conn.execute(f'ALTER TABLE {table} DROP CONSTRAINT "{name}"')
+                builds.append(f'ALTER TABLE {table} ADD CONSTRAINT "{name}" {index["constraint_definition"]}')
+            else:
+                await conn.execute(f"DROP INDEX {index['name']}")
+                builds.append(index["definition"])
+    return builds
+
+
+class _Pipe:
+    """The rows of a query on its own connection, binary, on their way into a COPY on the
+    writer. Started early, the query aggregates (one backend) while the writer is busy with
+    other tables; once it is consumed, Python only hands buffers over."""
+
+    def __init__(self, source: asyncpg.Connection, sql: str, *args: Any) -> None:
+        self._chunks: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=16)
+        self._producer = asyncio.ensure_future(self._produce(source, sql, args))
+
+    async def _produce(self, source: asyncpg.Connection, sql: str, args: tuple) -> None:
+        try:
+            async with source.transaction(isolation="repeatable_read", readonly=True):
+                await source.execute(REBUILD_SETTINGS)
+                await source.copy_from_query(sql, *args, output=self._chunks.put, format="binary")
+        finally:
+            await self._chunks.put(None)
+
+    async def _rows(self) -> AsyncIterator[bytes]:
+        while (chunk := await self._chunks.get()) is not None:
+            yield chunk
+
+    async def into(self, target: asyncpg.Connection, table: str, columns: Sequence[str]) -> int:
+        """COPY everything into `table`; the number of rows."""
+        try:
+            status = await target.copy_to_table(table, source=self._rows(), columns=columns, format="binary")
+        except asyncpg.PostgresError:
+            if self._producer.done() and not self._producer.cancelled() and self._producer.exception():
+                await self._producer  # the query's error, not the half-fed COPY's
+            raise
+        await self._producer  # a failed query must not leave a partial table behind
+        return int(status.rsplit(" ", 1)[1])
+
+    async def stop(self) -> None:
+        """After a failure (the transaction rolls back): stop the query, drop what it sent so
+        that its end mark finds room, and wait until it has let go of its connection."""
+        if not self._producer.done():
+            self._producer.cancel()
+            while not self._chunks.empty():
+                self._chunks.get_nowait()
+        await asyncio.gather(self._producer, return_exceptions=True)
+
+
+async def _cleared(conn: asyncpg.Connection, org: uuid.UUID | None) -> list[str]:
+    """Lock the rollup tables and empty them (of `org`); the index builds to run after loading."""
+    await conn.execute(REBUILD_SETTINGS)
+    await conn.execute(f"LOCK TABLE {', '.join(ROLLUP_TABLES)} IN SHARE ROW EXCLUSIVE MODE")
+    if org is None:
+        await conn.execute(f"TRUNCATE {', '.join(ROLLUP_TABLES)}")
+        return await _dropped_indexes(conn)
+    for table in ROLLUP_TABLES:
+        await conn.execute(f"DELETE FROM {table} WHERE organization_id = $1", org)
+    return []
 
 
 async def rebuild_rollups(organization_id: uuid.UUID | str | None = None) -> RebuildStats:
@@ -1080,39 +1233,45 @@ async def rebuild_rollups(organization_id: uuid.UUID | str | None = None) -> Reb
     started = time.perf_counter()
     org = uuid.UUID(str(organization_id)) if organization_id is not None else None
     stats = RebuildStats(organization_id=org)
-    now = utcnow()
-    async with transaction() as conn, connection() as reader:
-        await conn.execute(f"LOCK TABLE {', '.join(ROLLUP_TABLES)} IN SHARE ROW EXCLUSIVE MODE")
-        if org is None:
-            await conn.execute(f"TRUNCATE {', '.join(ROLLUP_TABLES)}")
-        else:
-            for table in ROLLUP_TABLES:
-                await conn.execute(f"DELETE FROM {table} WHERE organization_id = $1", org)
-        await conn.copy_records_to_table(
-            "profile_rollups", records=_rollup_records(reader, org, stats, now), columns=ROLLUP_COLUMNS
-        )
-        count = [0]
-        referrers = _grouped_rows(reader, REBUILD_REFERRERS, org, _KIND[PROFILE_VIEWED], DIRECT)
-        await conn.copy_records_to_table(
-            "profile_referrer_rollups", records=_summed_records(referrers, 1, count), columns=REFERRER_COLUMNS
-        )
-        stats.referrer_rows, count = count[0], [0]
-        revenue = _grouped_rows(reader, REBUILD_REVENUE, org, _MONEY_KINDS)
-        await conn.copy_records_to_table(
-            "profile_revenue_rollups",
-            records=_sources(_summed_records(revenue, 2, count)),
-            columns=REVENUE_COLUMNS,
-        )
-        stats.revenue_rows = count[0]
+    async with (
+        transaction() as conn,
+        connection() as reader,
+        connection() as referrer_source,
+        connection() as revenue_source,
+    ):
+        builds = await _cleared(conn, org)
+        hours = _hour_batches(reader, org)
+        first = asyncio.ensure_future(anext(hours, None))
+        days = await _local_days(conn, org)
+        sources = list(_REVENUE_OF_KIND.items())
+        referrers = _Pipe(referrer_source, REBUILD_REFERRERS, org, *days, _KIND[PROFILE_VIEWED], DIRECT)
+        revenue = _Pipe(revenue_source, REBUILD_REVENUE, org, *days, [k for k, _ in sources], [s for _, s in sources])
+        try:
+            await conn.copy_records_to_table(
+                "profile_rollups", records=_rollup_records(_chained(first, hours), stats), columns=ROLLUP_COLUMNS
+            )
+            stats.referrer_rows = await referrers.into(conn, "profile_referrer_rollups", REFERRER_COLUMNS)
+            stats.revenue_rows = await revenue.into(conn, "profile_revenue_rollups", REVENUE_COLUMNS)
+        finally:
+            # Nothing may touch a connection once it is back in the pool; after a failure the
+            # errors of these are echoes of the first one.
+            first.cancel()
+            await asyncio.gather(first, hours.aclose(), referrers.stop(), revenue.stop(), return_exceptions=True)
+        for build in builds:
+            await conn.execute(build)
     stats.seconds = time.perf_counter() - started
     log.info("rebuilt rollups: %s", stats.as_dict())
     return stats
 
 
-async def _sources(records: Any) -> Any:
-    """profile_events keeps the kind; revenue rollups name the source (the same words today)."""
-    async for o, p, grain, bucket, kind, currency, amount, transactions in records:
-        yield (o, p, grain, bucket, _REVENUE_OF_KIND[kind], currency, amount, transactions)
+async def _chained(first: Awaitable[Any], rest: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    """`first` (the already started first item of `rest`), then the rest."""
+    item = await first
+    if item is None:
+        return
+    yield item
+    async for item in rest:
+        yield item
 
 
 async def profile_overview(
