@@ -495,3 +495,43 @@ async def test_fraud_alerts_about_an_address_are_pseudonymized_with_its_events(c
     assert {(r["ip"], r["ip_hash"]) for r in stored} == {(None, hashed)}
     await privacy.pseudonymize_old_ips(datetime.now(UTC), settings=settings)  # a second run changes nothing
     assert [a for a in await alerts_of(client, tenant) if a["kind"] == "ACCOUNTS_PER_IP"] == [after]
+
+
+async def test_deleting_a_subject_erases_them_from_the_ledger_and_fraud_alerts(client, worker, tenant):
+    """The ledger (bookkeeping) and fraud alerts (investigations) keep their rows, but the
+    subject's ids become tokens: counts stay right, nothing leads back to the person."""
+    from tests.test_fraud import Stream, alerts_of, run
+
+    stream = Stream()
+    for minute in range(4):
+        stream.failed("subject-17", minute)
+    await run(client, worker, tenant, stream)
+    gift = {"eventId": f"gift-{uuid.uuid4().hex[:8]}", "type": "GIFT_PURCHASED", "profileId": tenant.profile_id,
+            "amountMinor": 700, "currency": "EUR", "userId": "subject-17"}  # fmt: skip
+    published = await gql(
+        client,
+        "mutation($e: [DomainEventInput!]!) { publishDomainEvents(events: $e) { accepted } }",
+        {"e": [gift]},
+        token=tenant.service_token,
+    )
+    assert published["data"]["publishDomainEvents"]["accepted"] == 1
+    await worker.drain()
+    [alert] = [a for a in await alerts_of(client, tenant) if a["kind"] == "FAILED_PAYMENTS"]
+    assert alert["subject"] == "actor:u:subject-17" and alert["details"]["actor"] == "subject-17"
+
+    deleted = await gql(client, DELETE, {"user": "subject-17"}, token=tenant.org_admin_token)
+    assert deleted["data"]["deleteSubjectData"]["events"] == 5, deleted
+
+    [after] = [a for a in await alerts_of(client, tenant) if a["kind"] == "FAILED_PAYMENTS"]
+    token = after["subject"].removeprefix("actor:")
+    assert token.startswith("erased:") and after["details"]["actor"] == token and after["id"] == alert["id"]
+    assert after["evidence"] == alert["evidence"] and after["details"]["failedPayments"] == 4
+    async with connection() as conn:
+        customers = await conn.fetch(
+            "SELECT DISTINCT customer_id FROM transactions WHERE organization_id = $1", tenant.organization.id
+        )
+        left = await conn.fetchval(
+            "SELECT count(*) FROM transactions WHERE organization_id = $1 AND customer_id LIKE '%subject-17%'",
+            tenant.organization.id,
+        )
+    assert left == 0 and [r["customer_id"] for r in customers] == [token]  # one person, still one customer

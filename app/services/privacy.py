@@ -566,10 +566,29 @@ async def export_subject(
     )
 
 
+# Records that must outlive a deletion (the money ledger is bookkeeping; a fraud alert is an
+# investigation) keep their rows but lose the person: each of the subject's visitor ids
+# becomes its own random token, so aggregates (distinct donors, one alert per actor) stay
+# right and nothing leads back to the subject.
+_ERASE_CUSTOMER = "UPDATE transactions SET customer_id = $3 WHERE organization_id = $1 AND customer_id = $2"
+_ERASE_ACTOR_ALERTS = """
+UPDATE fraud_alerts SET subject = 'actor:' || $3::text, details = jsonb_set(details, '{actor}', to_jsonb($3::text))
+WHERE organization_id = $1 AND subject = 'actor:' || $2::text
+"""
+
+
+async def _erase_subject_from_records(conn: asyncpg.Connection, org: uuid.UUID, visitors: list[str]) -> None:
+    for visitor in visitors:
+        token = f"erased:{secrets.token_hex(8)}"
+        await conn.execute(_ERASE_CUSTOMER, org, visitor, token)
+        await conn.execute(_ERASE_ACTOR_ALERTS, org, visitor, token)
+
+
 async def delete_subject(
     *, viewer: Viewer, user_id: str | None = None, anonymous_id: str | None = None, organization_id: Any = None
 ) -> SubjectDeletion:
-    """Delete one data subject's events, sessions and profile events, in one transaction."""
+    """Delete one data subject's events, sessions, profile events and gov alerts, and erase
+    them from the ledger and fraud alerts, in one transaction."""
     org = await administered_organization(
         viewer, organization_id, refusal="privacy settings and data-subject requests need an organization admin token"
     )
@@ -611,6 +630,7 @@ async def delete_subject(
             visitors,
             session_ids,
         )
+        await _erase_subject_from_records(conn, org, visitors)
     deletion = SubjectDeletion(
         organization_id=org,
         events=int(events.split()[-1]),
