@@ -40,6 +40,8 @@ GROWTH_REVENUE = """query($org: ID, $r: GrowthRangeInput!, $g: Granularity) {
   platformGrowth(organizationId: $org, range: $r, granularity: $g) { points { platformRevenue { amountMinor currency } } } }"""
 LIFECYCLE = """query($org: ID) { platformOrganizations(organizationId: $org) { organizationId status churned active lastEventAt
   statusReason statusChangedBy history { action actor reason } } }"""
+TRACK_ONE = "mutation($e: TrackEventInput!) { trackEvent(event: $e) { accepted } }"
+PUBLISH_DOMAIN = "mutation($e: [DomainEventInput!]!) { publishDomainEvents(events: $e) { accepted } }"
 SUSPEND = """mutation($org: ID!, $reason: String!) { suspendOrganization(organizationId: $org, reason: $reason) {
   status active history { action reason } } }"""
 REINSTATE = """mutation($org: ID!, $reason: String!) { reinstateOrganization(organizationId: $org, reason: $reason) {
@@ -168,9 +170,22 @@ async def test_lifecycle_suspended_and_churned_organizations(app, settings, clie
     kpis = (await ok(client, KPIS, {"org": quiet.org_id}, admin))["platformKpis"]["organizations"]
     assert (kpis["total"], kpis["churned"], kpis["active"], kpis["newThisMonth"]) == (1, 1, 0, 0)
 
+    # A suspended organization's events are refused, by key and by service token, and nothing is stored.
+    view = {"type": "profile.viewed", "eventId": f"s-{uuid.uuid4()}", "profileId": suspended.profile_id}
+    tracked = await gql(client, TRACK_ONE, {"e": view}, token=suspended.ingestion_key)
+    assert error_codes(tracked) == ["FORBIDDEN"] and "suspended" in tracked["errors"][0]["message"], tracked
+    domain = {"eventId": view["eventId"], "type": "PROFILE_VIEWED", "profileId": suspended.profile_id}
+    published = await gql(client, PUBLISH_DOMAIN, {"e": [domain]}, token=suspended.service_token)
+    assert error_codes(published) == ["FORBIDDEN"], published
+    async with connection() as conn:
+        stored = await conn.fetchval("SELECT count(*) FROM outbox WHERE event_id = $1", view["eventId"])
+    assert stored == 0
+
     back = (await ok(client, REINSTATE, {"org": suspended.org_id, "reason": "paid"}, admin))["reinstateOrganization"]
     assert back["status"] == "ACTIVE" and back["active"] is True
     assert [h["action"] for h in back["history"]] == ["suspended", "reinstated"]
+    tracked = await gql(client, TRACK_ONE, {"e": view}, token=suspended.ingestion_key)
+    assert tracked["data"]["trackEvent"]["accepted"] == 1, tracked
 
 
 async def test_churn_lookup_stays_cheap_with_many_events(app, settings, client):

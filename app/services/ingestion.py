@@ -55,7 +55,7 @@ from tortoise.exceptions import DBConnectionError
 
 from app.auth import Viewer, require_service, require_writer
 from app.database import connection
-from app.errors import BadInput, Unavailable, UserError
+from app.errors import BadInput, Forbidden, Unavailable, UserError
 from app.services import financial_reports, privacy, revenue
 from app.services.enrichment import (
     Attribution,
@@ -684,19 +684,29 @@ async def _lookups(organization_id: uuid.UUID, valid: list[_Event], now: datetim
     """Everything validation and enrichment need from the database, on one connection."""
     wanted = list({e.profile_id for e in valid if e.profile_id is not None})
     async with connection() as conn:
-        known = await _known_profiles(conn, organization_id, wanted) if wanted else set()
+        known = await _open_organization_profiles(conn, organization_id, wanted)
         salt = await _daily_salt(conn, salt_day(now))
     return known, salt
 
 
-async def _known_profiles(
+ORGANIZATION_AND_PROFILES = """
+SELECT o.status,
+       ARRAY(SELECT p.id FROM profiles p WHERE p.organization_id = o.id AND p.id = ANY($2::uuid[])) AS known
+FROM organizations o WHERE o.id = $1
+"""
+
+
+async def _open_organization_profiles(
     conn: asyncpg.Connection, organization_id: uuid.UUID, wanted: list[uuid.UUID]
 ) -> set[uuid.UUID]:
-    """One query for the whole batch, scoped to the viewer's organization."""
-    rows = await conn.fetch(
-        "SELECT id FROM profiles WHERE organization_id = $1 AND id = ANY($2::uuid[])", organization_id, wanted
-    )
-    return {row["id"] for row in rows}
+    """The batch's profiles that belong to the viewer's organization, in the same query that
+    refuses a suspended organization (a platform admin's suspension stops its data at once)."""
+    row = await conn.fetchrow(ORGANIZATION_AND_PROFILES, organization_id, wanted)
+    if row is None:
+        return set()
+    if row["status"] == "suspended":
+        raise Forbidden("this organization is suspended: its events are refused until a platform admin reinstates it")
+    return set(row["known"])
 
 
 async def _daily_salt(conn: asyncpg.Connection, day: date) -> bytes:
