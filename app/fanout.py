@@ -19,8 +19,9 @@ How it is wired, and why it stays small:
   `LIVE_OPERATION` inside each operation's task: the operation's id, document, variables
   and its socket. Context variables are copied into tasks, so the subscription resolver
   running inside that task sees exactly its own operation.
-* The resolver (`resolvers/live.py`) still checks access and subscribes to the bus as
-  before, then hands each bus payload to `LiveOperation.deliver`. When that returns
+* Every live resolver follows its channel through `resolvers.common.follow_channel`, which
+  subscribes to the bus (access was checked before) and hands each bus payload to
+  `LiveOperation.deliver`. When that returns
   False (no shared result: the execution had errors, or the send failed) the resolver
   yields the event instead, and strawberry's own path executes, masks errors and sends
   it exactly as it always did. Errors raised by the resolver (access, SLOW_CONSUMER)
