@@ -10,7 +10,7 @@ import strawberry
 from strawberry.types import Info
 
 from app.services import revenue as service
-from app.timebuckets import Grain, TimeRange
+from app.timebuckets import Grain
 from app.vocabulary import REVENUE_COUNTERS_ALL_CHANNEL, gift_channel, revenue_counter_channel
 from resolvers.common import RangeArg, follow_channel, follow_profile, to_range_spec, to_resolved_range, viewer_of
 from schema.common import Granularity, Money
@@ -79,10 +79,6 @@ def _converted(scope: service.Scope, totals: dict[str, int]) -> ConvertedTotal |
     return ConvertedTotal(total=amount, missing_rates=missing)
 
 
-def _range(span: TimeRange):
-    return to_resolved_range(span)
-
-
 async def revenue_summary(
     info: Info, range_: RangeArg, profile_id: ProfileArg = None, organization_id: OrganizationArg = None
 ) -> RevenueSummary:
@@ -91,7 +87,7 @@ async def revenue_summary(
     )
     now, before = found.current.totals, found.before.totals
     return RevenueSummary(
-        range=_range(found.range), previous_range=_range(found.previous), total=money(now), previous_total=money(before),
+        range=to_resolved_range(found.range), previous_range=to_resolved_range(found.previous), total=money(now), previous_total=money(before),
         change=to_changes(now, before), transactions=found.current.transactions,
         by_source=_sources(found.current.by_source, found.before.by_source), converted=_converted(found.scope, now),
     )  # fmt: skip
@@ -112,7 +108,7 @@ async def revenue_timeseries(
         RevenuePoint(start=b.start, end=b.end, total=money(b.totals), by_source=_sources(b.by_source, {}), transactions=b.transactions)
         for b in found.buckets
     ]
-    return RevenueTimeseries(range=_range(found.range), granularity=granularity, points=points)
+    return RevenueTimeseries(range=to_resolved_range(found.range), granularity=granularity, points=points)
 
 
 # --------------------------------------------------------------------------- gifts
@@ -124,7 +120,7 @@ async def gift_summary(
     found = await service.gift_summary(
         viewer=viewer_of(info), profile_id=profile_id, organization_id=organization_id, time_range=to_range_spec(range_)
     )
-    return GiftSummary(range=_range(found.range), revenue=money(found.revenue), gifts=found.gifts, donors=found.donors)
+    return GiftSummary(range=to_resolved_range(found.range), revenue=money(found.revenue), gifts=found.gifts, donors=found.donors)
 
 
 async def gift_categories(
@@ -181,7 +177,7 @@ async def duo_stats(
 ) -> DuoStats:
     found = await service.duo_stats(viewer=viewer_of(info), profile_id=profile_id, time_range=to_range_spec(range_))
     return DuoStats(
-        range=_range(found.range), bookings=found.bookings, revenue=money(found.revenue),
+        range=to_resolved_range(found.range), bookings=found.bookings, revenue=money(found.revenue),
         own_share=money(found.own_share), partner_share=money(found.partner_share),
         partners=[
             DuoPartner(

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import logging
 import random
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta

@@ -42,9 +42,9 @@ from openpyxl import Workbook
 from app.auth import Viewer
 from app.database import connection
 from app.errors import BadInput
-from app.services.platform import UTC_ZONE, add_to, money_windows, platform_scope
+from app.services.platform import UTC_ZONE, platform_scope
 from app.services.pnl import CSV_TYPE, XLSX_TYPE, ExportFile
-from app.services.revenue import CURRENCY_RE, TEXT_PROPERTY_MAX_CHARS, clipped_buckets, minor_digits
+from app.services.revenue import CURRENCY_RE, TEXT_PROPERTY_MAX_CHARS, add_to, clipped_buckets, minor_digits
 from app.timebuckets import BucketIndex, Grain, RangeSpec, TimeRange, local_midnight, resolve_range, utcnow
 from app.vocabulary import INVOICE_EVENT_TYPES, INVOICE_ISSUED, INVOICE_PAID
 

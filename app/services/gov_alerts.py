@@ -32,7 +32,6 @@ from app.services.gov_detection import GovCheck, GovDetector
 from app.timebuckets import RangeSpec, TimeRange, resolve_range, utcnow
 from app.vocabulary import PROFILE_VIEWED
 
-DEFAULT_THRESHOLD = 0.7
 MIN_THRESHOLD = 0.05  # below this nearly every network would alert: a typo, not a policy
 MAX_ALERTS = 500
 
@@ -208,6 +207,7 @@ def alert_payload(alert: GovAlert) -> dict[str, Any]:
     """An alert as the `govAlerts` subscription and the flagged `profileViews` send it (camelCase)."""
     return {
         "eventId": alert.event_id,
+        "organizationId": str(alert.organization_id),
         "profileId": str(alert.profile_id),
         "occurredAt": alert.occurred_at.isoformat(),
         "raisedAt": alert.raised_at.isoformat(),
@@ -228,7 +228,7 @@ def alert_payload(alert: GovAlert) -> dict[str, Any]:
 def alert_from_payload(payload: Mapping[str, Any]) -> GovAlert:
     return GovAlert(
         event_id=payload["eventId"],
-        organization_id=uuid.UUID(int=0),  # not sent to subscribers
+        organization_id=uuid.UUID(payload["organizationId"]),
         profile_id=uuid.UUID(payload["profileId"]),
         occurred_at=datetime.fromisoformat(payload["occurredAt"]),
         raised_at=datetime.fromisoformat(payload["raisedAt"]),

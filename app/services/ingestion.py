@@ -86,7 +86,6 @@ USER_AGENT_MAX_CHARS = 1024
 PROPERTIES_MAX_BYTES = 8 * 1024
 ENGAGEMENT_MAX_MS = 86_400_000
 BIGINT_MAX = 2**63 - 1
-CURRENCY_RE = re.compile(r"[A-Z]{3}")
 # An escaped NUL inside a JSON string (not an escaped backslash before "u0000"):
 # PostgreSQL's jsonb refuses it, which would fail the whole COPY.
 _JSON_NUL_RE = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
@@ -450,7 +449,7 @@ def _money(event_type: str, amount: Any, currency: Any, money_allowed: bool) -> 
     if not _is_int(amount) or not lowest <= amount <= BIGINT_MAX:
         kind = "a positive" if is_money else "a non-negative"
         raise _Invalid("amountMinor", f"amountMinor must be {kind} integer in minor units (e.g. cents)")
-    if not isinstance(currency, str) or not CURRENCY_RE.fullmatch(currency):
+    if not isinstance(currency, str) or not revenue.CURRENCY_RE.fullmatch(currency):
         raise _Invalid("currency", "currency must be an ISO 4217 code such as EUR")
     return amount, currency
 

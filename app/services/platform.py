@@ -37,7 +37,7 @@ import asyncpg
 from app.auth import Viewer, administered_by, administered_scope
 from app.database import connection, transaction
 from app.errors import BadInput, Forbidden, NotFound
-from app.services.revenue import clipped_buckets
+from app.services.revenue import add_to, clipped_buckets
 from app.timebuckets import (
     EARLIEST_INSTANT,
     Grain,
@@ -64,10 +64,6 @@ async def platform_scope(*, viewer: Viewer, organization_id: Any = None) -> uuid
     if administered_by(viewer, refusal=PLATFORM_REFUSAL) is not None:
         raise Forbidden(PLATFORM_REFUSAL)
     return await administered_scope(viewer, organization_id, refusal=PLATFORM_REFUSAL)
-
-
-def add_to(totals: dict[str, int], currency: str, amount: int) -> None:
-    totals[currency] = totals.get(currency, 0) + amount
 
 
 def half_even(numerator: int, denominator: int) -> int:

@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import ipaddress
 import logging
 import re
 import secrets
@@ -53,6 +52,7 @@ import asyncpg
 from app.auth import Viewer, administered_organization
 from app.database import connection, transaction
 from app.errors import BadInput, NotFound
+from app.services.enrichment import normalize_ip
 from app.settings import Settings
 
 log = logging.getLogger("pulsegraph.privacy")
@@ -159,13 +159,7 @@ class IpKey:
 
 def canonical_ip(ip: str) -> str:
     """One spelling per address (IPv4-mapped IPv6 as IPv4), as ingestion stores it."""
-    try:
-        address = ipaddress.ip_address(ip.strip())
-    except ValueError:
-        return ip.strip()
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return address.ipv4_mapped.compressed
-    return address.compressed
+    return normalize_ip(ip) or ip.strip()
 
 
 def key_period(now: datetime, settings: Settings) -> tuple[date, date]:
@@ -310,7 +304,7 @@ WHERE a.organization_id = u.organization_id AND a.id = u.id
 async def _pseudonymize_alert_ips(now: datetime, *, settings: Settings) -> int:
     async with transaction() as conn:
         key = await current_ip_key(conn, now, settings)
-        rows = [r for r in await conn.fetch(_RAW_IP_ALERTS, now) if _is_address(r["ip"])]
+        rows = [r for r in await conn.fetch(_RAW_IP_ALERTS, now) if normalize_ip(r["ip"]) is not None]
         if rows:
             await conn.execute(
                 _SET_ALERT_IP_HASHES,
@@ -319,14 +313,6 @@ async def _pseudonymize_alert_ips(now: datetime, *, settings: Settings) -> int:
                 [key.hash(r["organization_id"], r["ip"]) for r in rows],
             )
     return len(rows)
-
-
-def _is_address(value: str) -> bool:
-    try:
-        ipaddress.ip_address(value)
-    except ValueError:
-        return False
-    return True
 
 
 @dataclass(slots=True)

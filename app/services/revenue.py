@@ -475,7 +475,7 @@ class Bucket:
     def totals(self) -> dict[str, int]:
         out: dict[str, int] = {}
         for (_, currency), amount in self.by_source.items():
-            out[currency] = out.get(currency, 0) + amount
+            add_to(out, currency, amount)
         return dict(sorted(out.items()))
 
 
