@@ -16,11 +16,12 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+from datasketches import hll_sketch, hll_union
 
 from app.auth import Role, Viewer, issue_token
 from app.database import connection
 from app.services.ingestion import track_events
-from app.services.profile_analytics import plan_segments
+from app.services.profile_analytics import HLL_LG_K, _merged, new_sketch, plan_segments, register_estimate
 from app.timebuckets import (
     Grain,
     RangeSpec,
@@ -568,6 +569,29 @@ async def test_unique_visitors_are_a_sketch_union_within_two_percent(app, client
     assert sum(daily["uniqueVisitors"]) > 24_000  # what a sum of daily uniques would claim
     weekly = await assert_series_matches_raw(client, tenant, {"preset": "LAST_30_DAYS"}, "WEEK")
     assert sum(weekly["views"]) == len(events)
+
+
+@pytest.mark.parametrize("visitors", [3, 300, 3_000, 30_000, 200_000])
+def test_one_bucket_counts_the_same_however_its_visitors_were_batched(visitors):
+    """The worker adds a profile's visitors batch by batch, a rebuild all at once. A bucket's
+    unique visitors must not depend on which of them wrote its sketch, and must be what a
+    union of the sketch says (the estimator over its registers), from sparse to dense."""
+    ids = [f"visitor-{i}" for i in range(visitors)]
+    all_at_once = new_sketch()
+    for visitor in ids:
+        all_at_once.update(visitor)
+    shuffled = random.Random(visitors).sample(ids, len(ids))
+    batched = None
+    for start in range(0, len(shuffled), 977):
+        batched = _merged(batched, set(shuffled[start : start + 977]))
+    union = hll_union(HLL_LG_K)  # what a report over both sketches' buckets would say
+    union.update(all_at_once)
+    union.update(hll_sketch.deserialize(batched))
+
+    counts = {register_estimate(all_at_once.serialize_compact()), register_estimate(batched)}
+
+    assert counts == {round(union.get_estimate())}
+    assert within(counts.pop(), visitors)
 
 
 async def test_buckets_without_events_are_zero(app, client, settings, worker):
