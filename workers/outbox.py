@@ -13,8 +13,10 @@ processing is at-least-once, effects are exactly-once (and keyed by event id bes
 re-run batch changes nothing).
 
 After commit the batch is published to the event bus (views, gov alerts, per-profile running
-totals, fraud alerts); that is best effort: a failed publish is logged and the worker
-carries on.
+totals, fraud alerts, gifts and revenue counters), in one publish and only to the channels
+someone follows (one question to the bus first); the running totals come from the day rows
+the batch just wrote, not from a query. That is best effort: a failed publish is logged and
+the worker carries on.
 
 The worker wakes on `NOTIFY pulsegraph_outbox` (sent by ingestion after commit) on a
 dedicated connection that is re-opened when it drops, and polls every
@@ -92,6 +94,17 @@ class BatchEffects:
     gov_alerts: list[dict[str, Any]] = field(default_factory=list)
     fraud_alerts: list[fraud.Alert] = field(default_factory=list)
     ledger: revenue.LedgerEffects = field(default_factory=revenue.LedgerEffects)
+
+    def channels(self) -> set[str]:
+        """Every channel this batch's live pushes may go to."""
+        applied = self.applied
+        channels = {view_channel(str(event["profile_id"])) for event in applied.views}
+        channels |= {engagement_channel(str(profile)) for _, profile in applied.touched_profiles}
+        channels |= {gov_alert_channel(alert["profileId"]) for alert in self.gov_alerts}
+        channels |= {fraud_alert_channel(str(alert.organization_id)) for alert in self.fraud_alerts}
+        if self.fraud_alerts:
+            channels.add(FRAUD_ALERTS_ALL_CHANNEL)
+        return channels | self.ledger.channels
 
 
 class OutboxWorker:
@@ -208,8 +221,6 @@ class OutboxWorker:
                     (time.perf_counter() - started) * 1000,
                 )
                 await self._publish(effects)
-                await self._publish_fraud_alerts(effects.fraud_alerts)
-                await self._publish_ledger(effects.ledger)
                 self._log_summary()
             return claimed
         return 0
@@ -245,50 +256,17 @@ class OutboxWorker:
 
     async def _publish(self, effects: BatchEffects) -> None:
         """Best effort, after commit: the data is durable whatever happens here."""
-        applied = effects.applied
-        if self.bus is None or not applied.events:
+        if self.bus is None:
+            return
+        channels = effects.channels()
+        if not channels:
             return
         try:
-            # Views and alerts first, before the snapshot query: they are what a live feed waits for.
-            alerts = {alert["eventId"]: alert for alert in effects.gov_alerts}
-            messages: list[tuple[str, dict[str, Any]]] = [
-                (view_channel(str(event["profile_id"])), profile_analytics.view_payload(event, alerts.get(event["event_id"])))
-                for event in applied.views
-            ]
-            messages += [(gov_alert_channel(alert["profileId"]), alert) for alert in effects.gov_alerts]
-            if messages:
-                await self.bus.publish_many(messages)
-            async with connection() as conn:
-                snapshots = await profile_analytics.engagement_snapshots(
-                    conn, applied.touched_profiles, applied.timezones
-                )
-            await self.bus.publish_many([(engagement_channel(s["profileId"]), s) for s in snapshots])
+            followed = await self.bus.followed(channels)
+            if followed:
+                await self.bus.publish_many(await _live_messages(effects, followed))
         except Exception as exc:  # noqa: BLE001 - BusUnavailable, a dead pool connection...: never fatal
             log.warning("worker %s: live publish failed (%r); subscribers miss this batch", self.name, exc)
-
-    async def _publish_fraud_alerts(self, alerts: list[fraud.Alert]) -> None:
-        """Raised or extended alerts, after commit, to their organization's and the platform's channel."""
-        if self.bus is None or not alerts:
-            return
-        try:
-            payloads = [fraud.alert_payload(alert) for alert in alerts]
-            await self.bus.publish_many(
-                [(fraud_alert_channel(p["organizationId"]), p) for p in payloads]
-                + [(FRAUD_ALERTS_ALL_CHANNEL, p) for p in payloads]
-            )
-        except Exception as exc:  # noqa: BLE001 - as in _publish: never fatal
-            log.warning("worker %s: fraud alert publish failed (%r)", self.name, exc)
-
-    async def _publish_ledger(self, ledger: revenue.LedgerEffects) -> None:
-        """Gifts to their profile's channel, today's counters of each touched organization (and the platform's)."""
-        if self.bus is None or not ledger.organizations:
-            return
-        try:
-            async with connection() as conn:
-                messages = await revenue.live_messages(conn, ledger)
-            await self.bus.publish_many(messages)
-        except Exception as exc:  # noqa: BLE001 - as in _publish: never fatal
-            log.warning("worker %s: revenue publish failed (%r)", self.name, exc)
 
     def _log_summary(self) -> None:
         elapsed = time.monotonic() - self._summary_at
@@ -359,6 +337,32 @@ async def _connect_like_pool() -> asyncpg.Connection:
         database=client.database,
         server_settings={"application_name": "pulsegraph-worker-listen"},
     )
+
+
+async def _live_messages(effects: BatchEffects, followed: set[str]) -> list[tuple[str, dict[str, Any]]]:
+    """The batch's messages to the `followed` channels, views and alerts first (they are
+    what a live feed waits for); a payload nobody follows is not built."""
+    applied = effects.applied
+    alerts = {alert["eventId"]: alert for alert in effects.gov_alerts}
+    messages: list[tuple[str, dict[str, Any]]] = [
+        (channel, profile_analytics.view_payload(event, alerts.get(event["event_id"])))
+        for event in applied.views
+        if (channel := view_channel(str(event["profile_id"]))) in followed
+    ]
+    messages += [
+        (channel, alert) for alert in effects.gov_alerts if (channel := gov_alert_channel(alert["profileId"])) in followed
+    ]
+    watched = [(org, profile) for org, profile in applied.touched_profiles if engagement_channel(str(profile)) in followed]
+    if watched:
+        snapshots = await profile_analytics.engagement_snapshots(watched, applied.timezones, written=applied.days)
+        messages += [(engagement_channel(s["profileId"]), s) for s in snapshots]
+    for payload in map(fraud.alert_payload, effects.fraud_alerts):
+        channels = (fraud_alert_channel(payload["organizationId"]), FRAUD_ALERTS_ALL_CHANNEL)
+        messages += [(channel, payload) for channel in channels if channel in followed]
+    if followed & effects.ledger.channels:
+        async with connection() as conn:
+            messages += await revenue.live_messages(conn, effects.ledger, followed)
+    return messages
 
 
 def _retryable(exc: Exception) -> bool:
