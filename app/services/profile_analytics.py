@@ -173,32 +173,38 @@ class AppliedBatch:
 _known_partitions: set[tuple[int, int]] = set()
 
 PROFILE_EVENT_COLUMNS = (
-    ("organization_id", "uuid"),
-    ("profile_id", "uuid"),
-    ("occurred_at", "timestamptz"),
-    ("event_id", "text"),
-    ("kind", "text"),
-    ("visitor_id", "text"),
-    ("session_id", "text"),
-    ("country", "text"),
-    ("city", "text"),
-    ("device_type", "text"),
-    ("browser", "text"),
-    ("os", "text"),
-    ("referrer_domain", "text"),
-    ("utm_source", "text"),
-    ("amount_minor", "bigint"),
-    ("currency", "text"),
-    ("engagement_ms", "integer"),
-    ("is_gov", "boolean"),
+    "organization_id",
+    "profile_id",
+    "occurred_at",
+    "event_id",
+    "kind",
+    "visitor_id",
+    "session_id",
+    "country",
+    "city",
+    "device_type",
+    "browser",
+    "os",
+    "referrer_domain",
+    "utm_source",
+    "amount_minor",
+    "currency",
+    "engagement_ms",
+    "is_gov",
 )
-_names = ", ".join(name for name, _ in PROFILE_EVENT_COLUMNS)
-_arrays = ", ".join(f"${i}::{kind}[]" for i, (_, kind) in enumerate(PROFILE_EVENT_COLUMNS, start=1))
+# Every column but the kind (of the event's type) and the gov flag (of the batch's checks)
+# is the event's own. The rows are copied from `events` inside the database, so only their
+# keys travel: sending every column of every row again was the worker's largest statement.
+EVENT_COLUMNS = tuple(name for name in PROFILE_EVENT_COLUMNS if name not in ("kind", "is_gov"))
+_selected = ", ".join(f"e.{name}" if name in EVENT_COLUMNS else f"k.{name}" for name in PROFILE_EVENT_COLUMNS)
 INSERT_PROFILE_EVENTS = f"""
-INSERT INTO profile_events ({_names})
-SELECT * FROM unnest({_arrays})
+INSERT INTO profile_events ({", ".join(PROFILE_EVENT_COLUMNS)})
+SELECT {_selected}
+FROM unnest($1::uuid[], $2::timestamptz[], $3::text[], $4::text[], $5::boolean[])
+     AS k(organization_id, occurred_at, event_id, kind, is_gov)
+JOIN events e ON e.organization_id = k.organization_id AND e.occurred_at = k.occurred_at AND e.event_id = k.event_id
 ON CONFLICT DO NOTHING
-RETURNING organization_id, profile_id, occurred_at, event_id
+RETURNING organization_id, event_id
 """
 
 ENSURE_ROLLUP_KEYS = """
@@ -261,8 +267,9 @@ async def apply_events(
 ) -> AppliedBatch:
     """Apply a batch of claimed events (rows of `events`) inside the caller's transaction.
 
-    One statement per table: profile events, rollup keys, rollup locks, rollup update,
-    referrers, revenue. Events already in `profile_events` are skipped entirely.
+    One statement per table: profile events (copied from their event rows), rollup keys,
+    rollup locks, rollup update, referrers, revenue. Events already in `profile_events` are
+    skipped entirely.
     `gov_flagged` holds the (organization, event id) of views the gov checks flagged.
     """
     candidates = [
@@ -273,8 +280,8 @@ async def apply_events(
     timezones = await _timezones(conn, {e["organization_id"] for e in candidates})
     candidates = [e for e in candidates if e["organization_id"] in timezones]  # org deleted: nothing to roll up
     await _ensure_partitions(conn, {(e["occurred_at"].year, e["occurred_at"].month) for e in candidates})
-    columns = [[e[name] for e in candidates] for name, _ in PROFILE_EVENT_COLUMNS]
-    inserted = await conn.fetch(INSERT_PROFILE_EVENTS, *columns)
+    keys = [[e[name] for e in candidates] for name in ("organization_id", "occurred_at", "event_id", "kind", "is_gov")]
+    inserted = await conn.fetch(INSERT_PROFILE_EVENTS, *keys)
     fresh = {(r["organization_id"], r["event_id"]) for r in inserted}
     events = [e for e in candidates if (e["organization_id"], e["event_id"]) in fresh]
     days = await _apply_rollups(conn, _RollupDelta.of(events, timezones)) if events else {}
@@ -282,7 +289,7 @@ async def apply_events(
 
 
 def _profile_event(row: Mapping[str, Any], gov_flagged: Collection[tuple[uuid.UUID, str]]) -> dict[str, Any]:
-    event = {name: row[name] for name, _ in PROFILE_EVENT_COLUMNS if name not in ("kind", "is_gov")}
+    event = {name: row[name] for name in EVENT_COLUMNS}
     event["kind"] = PROFILE_EVENT_KIND[row["type"]]
     event["type"] = row["type"]
     event["occurred_at"] = row["occurred_at"].astimezone(UTC)
