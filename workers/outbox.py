@@ -58,6 +58,9 @@ TEST_DELAY_ENV = "PULSEGRAPH_WORKER_TEST_DELAY_MS"
 SUMMARY_EVERY_SECONDS = 60.0
 MAX_RETRIES = 5  # deadlocks and serialization failures: the batch is rolled back and retried
 
+# Each claimed row's event is looked up by its primary key. As a plain join, PostgreSQL
+# planned a sort-merge over the whole month partition of `events` for every batch (the
+# claim then took most of a batch's time); the LIMIT keeps the lookup a nested index probe.
 CLAIM = """
 WITH claimed AS (
     SELECT seq, organization_id, event_id, occurred_at
@@ -72,8 +75,11 @@ SELECT c.seq, c.organization_id, c.event_id, c.occurred_at, e.type, e.profile_id
        e.browser, e.os, e.referrer_domain, e.utm_source, host(e.ip) AS ip, e.asn, e.as_org,
        e.occurred_at IS NOT NULL AS found
 FROM claimed c
-LEFT JOIN events e
-  ON e.organization_id = c.organization_id AND e.occurred_at = c.occurred_at AND e.event_id = c.event_id
+LEFT JOIN LATERAL (
+    SELECT * FROM events e
+    WHERE e.organization_id = c.organization_id AND e.occurred_at = c.occurred_at AND e.event_id = c.event_id
+    LIMIT 1
+) e ON true
 ORDER BY c.seq
 """
 
