@@ -83,10 +83,11 @@ LEFT JOIN LATERAL (
 ORDER BY c.seq
 """
 
+# By `seq` through the pending index the claim walked: joined on the primary key instead,
+# PostgreSQL hashed the whole outbox (processed rows are kept) for every batch.
 MARK_PROCESSED = """
-UPDATE outbox o SET processed_at = now()
-FROM unnest($1::uuid[], $2::text[]) AS k(organization_id, event_id)
-WHERE o.organization_id = k.organization_id AND o.event_id = k.event_id
+UPDATE outbox SET processed_at = now()
+WHERE processed_at IS NULL AND seq = ANY($1::bigint[])
 """
 
 RETRYABLE = (asyncpg.DeadlockDetectedError, asyncpg.SerializationError)
@@ -257,7 +258,7 @@ class OutboxWorker:
             await financial_reports.record_invoices(conn, found)
             if self.test_delay:
                 await asyncio.sleep(self.test_delay)  # fault tests: a SIGKILL lands mid-batch
-            await conn.execute(MARK_PROCESSED, [r["organization_id"] for r in rows], [r["event_id"] for r in rows])
+            await conn.execute(MARK_PROCESSED, [r["seq"] for r in rows])
         return len(rows), effects
 
     async def _publish(self, effects: BatchEffects) -> None:
