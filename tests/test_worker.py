@@ -404,7 +404,7 @@ async def test_sigkill_mid_batch_loses_nothing_and_counts_nothing_twice(app, set
                 )
 
         await wait_for(some_processed, timeout=60, what="the first worker to process some batches")
-        # Inside a batch's 300 ms window: effects written, outbox not yet marked, no commit.
+        # Inside a batch's 300 ms window: effects written and outbox marked, no commit.
         await wait_for(effects_applied_not_committed, timeout=10, what="a batch in flight")
         os.kill(victim.pid, signal.SIGKILL)
         victim.wait(10)

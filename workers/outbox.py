@@ -4,10 +4,14 @@ Claiming, applying and marking happen in ONE transaction: the batch's outbox row
 locked with `FOR UPDATE SKIP LOCKED` (so N workers share the queue without waiting for
 each other), the effects are applied, and the rows are marked processed before commit:
   * gov checks of the views (`gov_alerts.assess_views`, before the views are stored, so the
-    flag is part of them), then the profile events and rollups
-    (`profile_analytics.apply_events`), then the gov alerts of the new views;
+    flag is part of them);
   * the fraud rules over the commerce events (`fraud.evaluate_batch`);
-  * the money ledger (`revenue.record_batch`) and invoices (`financial_reports.record_invoices`).
+  * the money ledger (`revenue.record_batch`) and invoices (`financial_reports.record_invoices`);
+  * the processed mark;
+  * last, the profile events and rollups (`profile_analytics.apply_events`), then the gov
+    alerts of the new views. Rollup rows are what concurrent workers contend for (every
+    batch touches the busiest profiles' day and month rows), and a row lock is held until
+    commit: taken last, it is held for the shortest time.
 A worker killed at any instant leaves either the whole batch applied and marked, or nothing:
 processing is at-least-once, effects are exactly-once (and keyed by event id besides, so a
 re-run batch changes nothing).
@@ -248,17 +252,19 @@ class OutboxWorker:
                 )
             found = [r for r in rows if r["found"]]
             findings = await gov_alerts.assess_views(conn, found, self.detector)
+            fraud_alerts = await fraud.evaluate_batch(conn, found)
+            ledger = await revenue.record_batch(conn, found)
+            await financial_reports.record_invoices(conn, found)
+            await conn.execute(MARK_PROCESSED, [r["seq"] for r in rows])
             applied = await profile_analytics.apply_events(conn, found, gov_flagged=findings.keys())
             effects = BatchEffects(
                 applied=applied,
                 gov_alerts=await gov_alerts.record_alerts(conn, applied.views, findings),
-                fraud_alerts=await fraud.evaluate_batch(conn, found),
-                ledger=await revenue.record_batch(conn, found),
+                fraud_alerts=fraud_alerts,
+                ledger=ledger,
             )
-            await financial_reports.record_invoices(conn, found)
             if self.test_delay:
                 await asyncio.sleep(self.test_delay)  # fault tests: a SIGKILL lands mid-batch
-            await conn.execute(MARK_PROCESSED, [r["seq"] for r in rows])
         return len(rows), effects
 
     async def _publish(self, effects: BatchEffects) -> None:
