@@ -21,7 +21,7 @@ import asyncio
 import logging
 import re
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from contextlib import asynccontextmanager
 from typing import Any
 from urllib.parse import urlsplit
@@ -192,6 +192,24 @@ class EventBus:
             return
         for channel, message in messages:
             await self._send(channel, message)
+
+    async def followed(self, channels: Collection[str]) -> set[str]:
+        """The channels among `channels` that someone may be subscribed to, so that a publisher
+        builds and sends only payloads somebody reads. Redis counts the subscribers of every
+        process (PUBSUB NUMSUB, one round trip); the memory bus serves this process alone and
+        knows its own; PostgreSQL cannot tell, so there every channel counts as followed."""
+        backend = self._backend
+        if backend is None:
+            raise BusUnavailable(f"event bus {_redacted(self.url)} is down; cannot count subscribers")
+        if isinstance(backend, _RedisBackend):
+            try:
+                async with asyncio.timeout(PUBLISH_TIMEOUT):
+                    return await backend.followed(channels)
+            except Exception as exc:
+                raise BusUnavailable(f"counting subscribers of {len(channels)} channels failed: {exc!r}") from exc
+        if isinstance(backend, MemoryBackend):
+            return {channel for channel in channels if channel in self._subscribers}
+        return set(channels)
 
     @asynccontextmanager
     async def subscribe(self, channel: str) -> AsyncIterator[Subscription]:
@@ -390,6 +408,13 @@ class _RedisBackend(RedisBackend):
             for channel, message in messages:
                 pipe.publish(channel, message)
             await pipe.execute()
+
+    async def followed(self, channels: Collection[str]) -> set[str]:
+        """The channels with at least one subscriber on this Redis server."""
+        if not channels:
+            return set()
+        counts = await self._conn.pubsub_numsub(*channels)
+        return {channel.decode() for channel, count in counts if count}
 
     async def _pubsub_listener(self) -> None:
         try:

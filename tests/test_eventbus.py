@@ -146,6 +146,34 @@ async def test_cross_instance_delivery(server_url: str) -> None:
         await listener.disconnect()
 
 
+@pytest.mark.parametrize("where", [MEMORY, REDIS, POSTGRES])
+async def test_followed_channels_are_those_someone_subscribes_to(where: str) -> None:
+    """A publisher asks which channels have subscribers in any process (Redis counts them,
+    the memory bus is its own process); PostgreSQL cannot tell, so it answers every channel."""
+    watched, quiet = fresh_channel(), fresh_channel()
+    publisher = EventBus(where)
+    listener = publisher if where.startswith("memory:") else EventBus(where)
+    await publisher.connect()
+    await listener.connect()
+    try:
+        async with listener.subscribe(watched):
+            followed = await publisher.followed([watched, quiet])
+    finally:
+        await publisher.disconnect()
+        await listener.disconnect()
+    assert followed == ({watched, quiet} if where == DATABASE_URL else {watched})
+
+
+async def test_followed_fails_fast_while_the_bus_is_down() -> None:
+    bus = EventBus("redis://127.0.0.1:1/0")
+    await bus.connect(required=False)
+    try:
+        with pytest.raises(BusUnavailable):
+            await bus.followed([fresh_channel()])
+    finally:
+        await bus.disconnect()
+
+
 async def test_slow_subscriber_is_dropped_without_slowing_others(url: str) -> None:
     bus = EventBus(url, queue_size=4)
     await bus.connect()

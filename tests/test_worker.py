@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Collection
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from typing import Any
 import pytest
 
 from app.database import connection, transaction
+from app.services import profile_analytics
 from app.eventbus import BusUnavailable
 from app.vocabulary import (
     BOOKING_COMPLETED,
@@ -257,7 +259,32 @@ async def test_each_batch_is_published_after_commit(app, settings, worker):
         assert snapshot["uniqueVisitors"] >= 1 and snapshot["views"] >= 1
 
 
+async def test_engagement_snapshots_report_today_as_stored(app, settings, worker):
+    """Pushed totals are today's day row as the batch committed it; a batch of late events
+    (none of them today) still pushes today's totals, unchanged."""
+    tenant = await make_tenant(settings, timezone="America/New_York")
+    org, profile = tenant.organization.id, tenant.profile.id
+    now = datetime.now(UTC)
+    today = [dict(e, occurred_at=min(e["occurred_at"], now)) for e in make_events([tenant.profile_id], 60, seed=6, hours=0.01)]
+    late = [dict(e, occurred_at=e["occurred_at"] - timedelta(days=3)) for e in make_events([tenant.profile_id], 20, seed=7)]
+    async with app.state.bus.subscribe(engagement_channel(tenant.profile_id)) as totals:
+        await insert_pending(tenant, today)
+        await worker.drain()
+        first = await asyncio.wait_for(totals.get(), 2)
+        await insert_pending(tenant, late)
+        await worker.drain()
+        second = await asyncio.wait_for(totals.get(), 2)
+    [stored] = await profile_analytics.engagement_snapshots([(org, profile)], {org: "America/New_York"})
+    since = datetime.fromisoformat(first["since"])
+    if since <= min(e["occurred_at"] for e in today) and stored["since"] == first["since"]:  # not around midnight
+        assert {**first, "updatedAt": None} == {**second, "updatedAt": None} == {**stored, "updatedAt": None}
+        assert first["views"] == expected_totals(today)["views"] and first["uniqueVisitors"] >= 1
+
+
 class DeadBus:
+    async def followed(self, channels: Collection[str]) -> set[str]:
+        raise BusUnavailable("down for the test")
+
     async def publish_many(self, items: list[tuple[str, dict[str, Any]]]) -> None:
         raise BusUnavailable("down for the test")
 
@@ -377,7 +404,7 @@ async def test_sigkill_mid_batch_loses_nothing_and_counts_nothing_twice(app, set
                 )
 
         await wait_for(some_processed, timeout=60, what="the first worker to process some batches")
-        # Inside a batch's 300 ms window: effects written, outbox not yet marked, no commit.
+        # Inside a batch's 300 ms window: effects written and outbox marked, no commit.
         await wait_for(effects_applied_not_committed, timeout=10, what="a batch in flight")
         os.kill(victim.pid, signal.SIGKILL)
         victim.wait(10)

@@ -4,17 +4,23 @@ Claiming, applying and marking happen in ONE transaction: the batch's outbox row
 locked with `FOR UPDATE SKIP LOCKED` (so N workers share the queue without waiting for
 each other), the effects are applied, and the rows are marked processed before commit:
   * gov checks of the views (`gov_alerts.assess_views`, before the views are stored, so the
-    flag is part of them), then the profile events and rollups
-    (`profile_analytics.apply_events`), then the gov alerts of the new views;
+    flag is part of them);
   * the fraud rules over the commerce events (`fraud.evaluate_batch`);
-  * the money ledger (`revenue.record_batch`) and invoices (`financial_reports.record_invoices`).
+  * the money ledger (`revenue.record_batch`) and invoices (`financial_reports.record_invoices`);
+  * the processed mark;
+  * last, the profile events and rollups (`profile_analytics.apply_events`), then the gov
+    alerts of the new views. Rollup rows are what concurrent workers contend for (every
+    batch touches the busiest profiles' day and month rows), and a row lock is held until
+    commit: taken last, it is held for the shortest time.
 A worker killed at any instant leaves either the whole batch applied and marked, or nothing:
 processing is at-least-once, effects are exactly-once (and keyed by event id besides, so a
 re-run batch changes nothing).
 
 After commit the batch is published to the event bus (views, gov alerts, per-profile running
-totals, fraud alerts); that is best effort: a failed publish is logged and the worker
-carries on.
+totals, fraud alerts, gifts and revenue counters), in one publish and only to the channels
+someone follows (one question to the bus first); the running totals come from the day rows
+the batch just wrote, not from a query. That is best effort: a failed publish is logged and
+the worker carries on.
 
 The worker wakes on `NOTIFY pulsegraph_outbox` (sent by ingestion after commit) on a
 dedicated connection that is re-opened when it drops, and polls every
@@ -56,6 +62,9 @@ TEST_DELAY_ENV = "PULSEGRAPH_WORKER_TEST_DELAY_MS"
 SUMMARY_EVERY_SECONDS = 60.0
 MAX_RETRIES = 5  # deadlocks and serialization failures: the batch is rolled back and retried
 
+# Each claimed row's event is looked up by its primary key. As a plain join, PostgreSQL
+# planned a sort-merge over the whole month partition of `events` for every batch (the
+# claim then took most of a batch's time); the LIMIT keeps the lookup a nested index probe.
 CLAIM = """
 WITH claimed AS (
     SELECT seq, organization_id, event_id, occurred_at
@@ -70,15 +79,19 @@ SELECT c.seq, c.organization_id, c.event_id, c.occurred_at, e.type, e.profile_id
        e.browser, e.os, e.referrer_domain, e.utm_source, host(e.ip) AS ip, e.asn, e.as_org,
        e.occurred_at IS NOT NULL AS found
 FROM claimed c
-LEFT JOIN events e
-  ON e.organization_id = c.organization_id AND e.occurred_at = c.occurred_at AND e.event_id = c.event_id
+LEFT JOIN LATERAL (
+    SELECT * FROM events e
+    WHERE e.organization_id = c.organization_id AND e.occurred_at = c.occurred_at AND e.event_id = c.event_id
+    LIMIT 1
+) e ON true
 ORDER BY c.seq
 """
 
+# By `seq` through the pending index the claim walked: joined on the primary key instead,
+# PostgreSQL hashed the whole outbox (processed rows are kept) for every batch.
 MARK_PROCESSED = """
-UPDATE outbox o SET processed_at = now()
-FROM unnest($1::uuid[], $2::text[]) AS k(organization_id, event_id)
-WHERE o.organization_id = k.organization_id AND o.event_id = k.event_id
+UPDATE outbox SET processed_at = now()
+WHERE processed_at IS NULL AND seq = ANY($1::bigint[])
 """
 
 RETRYABLE = (asyncpg.DeadlockDetectedError, asyncpg.SerializationError)
@@ -92,6 +105,17 @@ class BatchEffects:
     gov_alerts: list[dict[str, Any]] = field(default_factory=list)
     fraud_alerts: list[fraud.Alert] = field(default_factory=list)
     ledger: revenue.LedgerEffects = field(default_factory=revenue.LedgerEffects)
+
+    def channels(self) -> set[str]:
+        """Every channel this batch's live pushes may go to."""
+        applied = self.applied
+        channels = {view_channel(str(event["profile_id"])) for event in applied.views}
+        channels |= {engagement_channel(str(profile)) for _, profile in applied.touched_profiles}
+        channels |= {gov_alert_channel(alert["profileId"]) for alert in self.gov_alerts}
+        channels |= {fraud_alert_channel(str(alert.organization_id)) for alert in self.fraud_alerts}
+        if self.fraud_alerts:
+            channels.add(FRAUD_ALERTS_ALL_CHANNEL)
+        return channels | self.ledger.channels
 
 
 class OutboxWorker:
@@ -208,8 +232,6 @@ class OutboxWorker:
                     (time.perf_counter() - started) * 1000,
                 )
                 await self._publish(effects)
-                await self._publish_fraud_alerts(effects.fraud_alerts)
-                await self._publish_ledger(effects.ledger)
                 self._log_summary()
             return claimed
         return 0
@@ -230,65 +252,34 @@ class OutboxWorker:
                 )
             found = [r for r in rows if r["found"]]
             findings = await gov_alerts.assess_views(conn, found, self.detector)
+            fraud_alerts = await fraud.evaluate_batch(conn, found)
+            ledger = await revenue.record_batch(conn, found)
+            await financial_reports.record_invoices(conn, found)
+            await conn.execute(MARK_PROCESSED, [r["seq"] for r in rows])
             applied = await profile_analytics.apply_events(conn, found, gov_flagged=findings.keys())
             effects = BatchEffects(
                 applied=applied,
                 gov_alerts=await gov_alerts.record_alerts(conn, applied.views, findings),
-                fraud_alerts=await fraud.evaluate_batch(conn, found),
-                ledger=await revenue.record_batch(conn, found),
+                fraud_alerts=fraud_alerts,
+                ledger=ledger,
             )
-            await financial_reports.record_invoices(conn, found)
             if self.test_delay:
                 await asyncio.sleep(self.test_delay)  # fault tests: a SIGKILL lands mid-batch
-            await conn.execute(MARK_PROCESSED, [r["organization_id"] for r in rows], [r["event_id"] for r in rows])
         return len(rows), effects
 
     async def _publish(self, effects: BatchEffects) -> None:
         """Best effort, after commit: the data is durable whatever happens here."""
-        applied = effects.applied
-        if self.bus is None or not applied.events:
+        if self.bus is None:
+            return
+        channels = effects.channels()
+        if not channels:
             return
         try:
-            # Views and alerts first, before the snapshot query: they are what a live feed waits for.
-            alerts = {alert["eventId"]: alert for alert in effects.gov_alerts}
-            messages: list[tuple[str, dict[str, Any]]] = [
-                (view_channel(str(event["profile_id"])), profile_analytics.view_payload(event, alerts.get(event["event_id"])))
-                for event in applied.views
-            ]
-            messages += [(gov_alert_channel(alert["profileId"]), alert) for alert in effects.gov_alerts]
-            if messages:
-                await self.bus.publish_many(messages)
-            async with connection() as conn:
-                snapshots = await profile_analytics.engagement_snapshots(
-                    conn, applied.touched_profiles, applied.timezones
-                )
-            await self.bus.publish_many([(engagement_channel(s["profileId"]), s) for s in snapshots])
+            followed = await self.bus.followed(channels)
+            if followed:
+                await self.bus.publish_many(await _live_messages(effects, followed))
         except Exception as exc:  # noqa: BLE001 - BusUnavailable, a dead pool connection...: never fatal
             log.warning("worker %s: live publish failed (%r); subscribers miss this batch", self.name, exc)
-
-    async def _publish_fraud_alerts(self, alerts: list[fraud.Alert]) -> None:
-        """Raised or extended alerts, after commit, to their organization's and the platform's channel."""
-        if self.bus is None or not alerts:
-            return
-        try:
-            payloads = [fraud.alert_payload(alert) for alert in alerts]
-            await self.bus.publish_many(
-                [(fraud_alert_channel(p["organizationId"]), p) for p in payloads]
-                + [(FRAUD_ALERTS_ALL_CHANNEL, p) for p in payloads]
-            )
-        except Exception as exc:  # noqa: BLE001 - as in _publish: never fatal
-            log.warning("worker %s: fraud alert publish failed (%r)", self.name, exc)
-
-    async def _publish_ledger(self, ledger: revenue.LedgerEffects) -> None:
-        """Gifts to their profile's channel, today's counters of each touched organization (and the platform's)."""
-        if self.bus is None or not ledger.organizations:
-            return
-        try:
-            async with connection() as conn:
-                messages = await revenue.live_messages(conn, ledger)
-            await self.bus.publish_many(messages)
-        except Exception as exc:  # noqa: BLE001 - as in _publish: never fatal
-            log.warning("worker %s: revenue publish failed (%r)", self.name, exc)
 
     def _log_summary(self) -> None:
         elapsed = time.monotonic() - self._summary_at
@@ -359,6 +350,32 @@ async def _connect_like_pool() -> asyncpg.Connection:
         database=client.database,
         server_settings={"application_name": "pulsegraph-worker-listen"},
     )
+
+
+async def _live_messages(effects: BatchEffects, followed: set[str]) -> list[tuple[str, dict[str, Any]]]:
+    """The batch's messages to the `followed` channels, views and alerts first (they are
+    what a live feed waits for); a payload nobody follows is not built."""
+    applied = effects.applied
+    alerts = {alert["eventId"]: alert for alert in effects.gov_alerts}
+    messages: list[tuple[str, dict[str, Any]]] = [
+        (channel, profile_analytics.view_payload(event, alerts.get(event["event_id"])))
+        for event in applied.views
+        if (channel := view_channel(str(event["profile_id"]))) in followed
+    ]
+    messages += [
+        (channel, alert) for alert in effects.gov_alerts if (channel := gov_alert_channel(alert["profileId"])) in followed
+    ]
+    watched = [(org, profile) for org, profile in applied.touched_profiles if engagement_channel(str(profile)) in followed]
+    if watched:
+        snapshots = await profile_analytics.engagement_snapshots(watched, applied.timezones, written=applied.days)
+        messages += [(engagement_channel(s["profileId"]), s) for s in snapshots]
+    for payload in map(fraud.alert_payload, effects.fraud_alerts):
+        channels = (fraud_alert_channel(payload["organizationId"]), FRAUD_ALERTS_ALL_CHANNEL)
+        messages += [(channel, payload) for channel in channels if channel in followed]
+    if followed & effects.ledger.channels:
+        async with connection() as conn:
+            messages += await revenue.live_messages(conn, effects.ledger, followed)
+    return messages
 
 
 def _retryable(exc: Exception) -> bool:

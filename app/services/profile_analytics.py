@@ -163,13 +163,29 @@ def conversion_rate(inquirers: int, visitors: int) -> float:
 # == writing: the worker's effects ==========================================================
 
 
+@dataclass(frozen=True, slots=True)
+class DayTotals:
+    """A day rollup row's counters and sketches as a batch left them: what an engagement
+    snapshot reports."""
+
+    views: int = 0
+    inquiries: int = 0
+    visitors_hll: bytes | None = None
+    inquirers_hll: bytes | None = None
+
+
+DayKey = tuple[uuid.UUID, uuid.UUID, datetime]  # (organization, profile, local day start)
+
+
 @dataclass
 class AppliedBatch:
-    """What a batch changed: the profile events that were new (duplicates are left out)
-    and the time zones of their organizations."""
+    """What a batch changed: the profile events that were new (duplicates are left out),
+    the time zones of their organizations, and the day rows it wrote (so that the live
+    snapshots after commit need not read them back)."""
 
     events: list[dict[str, Any]] = field(default_factory=list)
     timezones: dict[uuid.UUID, str] = field(default_factory=dict)
+    days: dict[DayKey, DayTotals] = field(default_factory=dict)
 
     @property
     def views(self) -> list[dict[str, Any]]:
@@ -183,32 +199,44 @@ class AppliedBatch:
 _known_partitions: set[tuple[int, int]] = set()
 
 PROFILE_EVENT_COLUMNS = (
-    ("organization_id", "uuid"),
-    ("profile_id", "uuid"),
-    ("occurred_at", "timestamptz"),
-    ("event_id", "text"),
-    ("kind", "text"),
-    ("visitor_id", "text"),
-    ("session_id", "text"),
-    ("country", "text"),
-    ("city", "text"),
-    ("device_type", "text"),
-    ("browser", "text"),
-    ("os", "text"),
-    ("referrer_domain", "text"),
-    ("utm_source", "text"),
-    ("amount_minor", "bigint"),
-    ("currency", "text"),
-    ("engagement_ms", "integer"),
-    ("is_gov", "boolean"),
+    "organization_id",
+    "profile_id",
+    "occurred_at",
+    "event_id",
+    "kind",
+    "visitor_id",
+    "session_id",
+    "country",
+    "city",
+    "device_type",
+    "browser",
+    "os",
+    "referrer_domain",
+    "utm_source",
+    "amount_minor",
+    "currency",
+    "engagement_ms",
+    "is_gov",
 )
-_names = ", ".join(name for name, _ in PROFILE_EVENT_COLUMNS)
-_arrays = ", ".join(f"${i}::{kind}[]" for i, (_, kind) in enumerate(PROFILE_EVENT_COLUMNS, start=1))
+# Every column but the kind (of the event's type) and the gov flag (of the batch's checks)
+# is the event's own. The rows are copied from `events` inside the database, so only their
+# keys travel: sending every column of every row again was the worker's largest statement.
+# Each event is a primary-key probe (LIMIT 1 keeps it one: as a plain join PostgreSQL
+# sort-merges the whole month partition).
+EVENT_COLUMNS = tuple(name for name in PROFILE_EVENT_COLUMNS if name not in ("kind", "is_gov"))
+_selected = ", ".join(f"e.{name}" if name in EVENT_COLUMNS else f"k.{name}" for name in PROFILE_EVENT_COLUMNS)
 INSERT_PROFILE_EVENTS = f"""
-INSERT INTO profile_events ({_names})
-SELECT * FROM unnest({_arrays})
+INSERT INTO profile_events ({", ".join(PROFILE_EVENT_COLUMNS)})
+SELECT {_selected}
+FROM unnest($1::uuid[], $2::timestamptz[], $3::text[], $4::text[], $5::boolean[])
+     AS k(organization_id, occurred_at, event_id, kind, is_gov)
+CROSS JOIN LATERAL (
+    SELECT * FROM events e
+    WHERE e.organization_id = k.organization_id AND e.occurred_at = k.occurred_at AND e.event_id = k.event_id
+    LIMIT 1
+) e
 ON CONFLICT DO NOTHING
-RETURNING organization_id, profile_id, occurred_at, event_id
+RETURNING organization_id, event_id
 """
 
 ENSURE_ROLLUP_KEYS = """
@@ -219,7 +247,8 @@ ON CONFLICT DO NOTHING
 """
 
 LOCK_ROLLUPS = """
-SELECT r.organization_id, r.profile_id, r.grain, r.bucket_start, r.visitors_hll, r.inquirers_hll
+SELECT r.organization_id, r.profile_id, r.grain, r.bucket_start, r.views, r.inquiries,
+       r.visitors_hll, r.inquirers_hll
 FROM profile_rollups r
 JOIN unnest($1::uuid[], $2::uuid[], $3::text[], $4::timestamptz[]) AS k(o, p, g, b)
   ON r.organization_id = k.o AND r.profile_id = k.p AND r.grain = k.g AND r.bucket_start = k.b
@@ -270,8 +299,9 @@ async def apply_events(
 ) -> AppliedBatch:
     """Apply a batch of claimed events (rows of `events`) inside the caller's transaction.
 
-    One statement per table: profile events, rollup keys, rollup locks, rollup update,
-    referrers, revenue. Events already in `profile_events` are skipped entirely.
+    One statement per table: profile events (copied from their event rows), rollup keys,
+    rollup locks, rollup update, referrers, revenue. Events already in `profile_events` are
+    skipped entirely.
     `gov_flagged` holds the (organization, event id) of views the gov checks flagged.
     """
     candidates = [
@@ -282,17 +312,16 @@ async def apply_events(
     timezones = await _timezones(conn, {e["organization_id"] for e in candidates})
     candidates = [e for e in candidates if e["organization_id"] in timezones]  # org deleted: nothing to roll up
     await _ensure_partitions(conn, {(e["occurred_at"].year, e["occurred_at"].month) for e in candidates})
-    columns = [[e[name] for e in candidates] for name, _ in PROFILE_EVENT_COLUMNS]
-    inserted = await conn.fetch(INSERT_PROFILE_EVENTS, *columns)
+    keys = [[e[name] for e in candidates] for name in ("organization_id", "occurred_at", "event_id", "kind", "is_gov")]
+    inserted = await conn.fetch(INSERT_PROFILE_EVENTS, *keys)
     fresh = {(r["organization_id"], r["event_id"]) for r in inserted}
     events = [e for e in candidates if (e["organization_id"], e["event_id"]) in fresh]
-    if events:
-        await _apply_rollups(conn, _RollupDelta.of(events, timezones))
-    return AppliedBatch(events=events, timezones=timezones)
+    days = await _apply_rollups(conn, _RollupDelta.of(events, timezones)) if events else {}
+    return AppliedBatch(events=events, timezones=timezones, days=days)
 
 
 def _profile_event(row: Mapping[str, Any], gov_flagged: Collection[tuple[uuid.UUID, str]]) -> dict[str, Any]:
-    event = {name: row[name] for name, _ in PROFILE_EVENT_COLUMNS if name not in ("kind", "is_gov")}
+    event = {name: row[name] for name in EVENT_COLUMNS}
     event["kind"] = PROFILE_EVENT_KIND[row["type"]]
     event["type"] = row["type"]
     event["occurred_at"] = row["occurred_at"].astimezone(UTC)
@@ -379,7 +408,9 @@ def _columns(keys: Sequence[tuple], width: int) -> list[list[Any]]:
     return [[k[i] for k in keys] for i in range(width)]
 
 
-async def _apply_rollups(conn: asyncpg.Connection, delta: _RollupDelta) -> None:
+async def _apply_rollups(conn: asyncpg.Connection, delta: _RollupDelta) -> dict[DayKey, DayTotals]:
+    """Add the delta to the rollup rows; returns the day rows as they now stand."""
+    days: dict[DayKey, DayTotals] = {}
     keys = sorted(delta.counters)
     if keys:
         key_columns = _columns(keys, 4)
@@ -402,6 +433,15 @@ async def _apply_rollups(conn: asyncpg.Connection, delta: _RollupDelta) -> None:
             visitors_hll,
             inquirers_hll,
         )
+        for key, added, visitors, inquirers in zip(keys, counters, visitors_hll, inquirers_hll, strict=True):
+            if key[2] == "day":
+                row = stored[key]
+                days[(key[0], key[1], key[3])] = DayTotals(
+                    views=row["views"] + added[0],
+                    inquiries=row["inquiries"] + added[1],
+                    visitors_hll=visitors or row["visitors_hll"],
+                    inquirers_hll=inquirers or row["inquirers_hll"],
+                )
     if delta.referrers:
         items = sorted(delta.referrers.items())
         await conn.execute(UPSERT_REFERRERS, *_columns([k for k, _ in items], 5), [v for _, v in items])
@@ -413,6 +453,7 @@ async def _apply_rollups(conn: asyncpg.Connection, delta: _RollupDelta) -> None:
             [v[0] for _, v in items],
             [v[1] for _, v in items],
         )
+    return days
 
 
 def _merged(stored: bytes | None, ids: set[str] | None) -> bytes | None:
@@ -461,36 +502,53 @@ LEFT JOIN profile_rollups r
 
 
 async def engagement_snapshots(
-    conn: asyncpg.Connection,
     profiles: Sequence[tuple[uuid.UUID, uuid.UUID]],
     timezones: Mapping[uuid.UUID, str],
     *,
+    written: Mapping[DayKey, DayTotals] | None = None,
     now: datetime | None = None,
 ) -> list[dict[str, Any]]:
-    """Today's totals (organization time zone) of each profile, from its day rollup."""
-    if not profiles:
-        return []
+    """Today's totals (organization time zone) of each profile, from its day rollup.
+
+    `written` holds the day rows a batch just committed (`AppliedBatch.days`): those are
+    today's totals already, and the database is asked only about the others (a profile
+    whose batch events all fell on earlier days).
+    """
     now = now or utcnow()
-    since = [day_start(now, timezones[org]) for org, _ in profiles]
-    rows = await conn.fetch(TODAY_ROLLUPS, [o for o, _ in profiles], [p for _, p in profiles], since)
-    snapshots = []
-    for row in rows:
-        visitors, inquirers = Uniques(), Uniques()
-        visitors.add_sketch(row["visitors_hll"])
-        inquirers.add_sketch(row["inquirers_hll"])
-        unique_visitors = visitors.estimate()
-        snapshots.append(
-            {
-                "profileId": str(row["profile_id"]),
-                "since": row["since"].astimezone(UTC).isoformat(),
-                "views": int(row["views"] or 0),
-                "uniqueVisitors": unique_visitors,
-                "inquiries": int(row["inquiries"] or 0),
-                "conversionRate": conversion_rate(inquirers.estimate(), unique_visitors),
-                "updatedAt": now.astimezone(UTC).isoformat(),
-            }
+    wanted = [(org, profile, day_start(now, timezones[org])) for org, profile in profiles]
+    totals = {key: written[key] for key in wanted if written and key in written}
+    missing = [key for key in wanted if key not in totals]
+    if missing:
+        async with connection() as conn:
+            totals.update(await _stored_day_totals(conn, missing))
+    return [_snapshot(key, totals.get(key, DayTotals()), now) for key in wanted]
+
+
+async def _stored_day_totals(conn: asyncpg.Connection, keys: Sequence[DayKey]) -> dict[DayKey, DayTotals]:
+    rows = await conn.fetch(TODAY_ROLLUPS, *_columns(keys, 3))
+    return {
+        (r["organization_id"], r["profile_id"], r["since"]): DayTotals(
+            int(r["views"] or 0), int(r["inquiries"] or 0), r["visitors_hll"], r["inquirers_hll"]
         )
-    return snapshots
+        for r in rows
+    }
+
+
+def _snapshot(key: DayKey, totals: DayTotals, now: datetime) -> dict[str, Any]:
+    """The `engagementUpdates` payload (camelCase) of one profile's day."""
+    visitors, inquirers = Uniques(), Uniques()
+    visitors.add_sketch(totals.visitors_hll)
+    inquirers.add_sketch(totals.inquirers_hll)
+    unique_visitors = visitors.estimate()
+    return {
+        "profileId": str(key[1]),
+        "since": key[2].astimezone(UTC).isoformat(),
+        "views": totals.views,
+        "uniqueVisitors": unique_visitors,
+        "inquiries": totals.inquiries,
+        "conversionRate": conversion_rate(inquirers.estimate(), unique_visitors),
+        "updatedAt": now.astimezone(UTC).isoformat(),
+    }
 
 
 # == reading: the planner ===================================================================

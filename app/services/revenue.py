@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
@@ -126,6 +126,17 @@ class LedgerEffects:
 
     gifts: list[dict[str, Any]] = field(default_factory=list)
     organizations: set[uuid.UUID] = field(default_factory=set)
+
+    @property
+    def channels(self) -> set[str]:
+        """Every channel `live_messages` may publish to."""
+        if not self.organizations:
+            return set()
+        return (
+            {gift_channel(g["profileId"]) for g in self.gifts}
+            | {revenue_counter_channel(str(org)) for org in self.organizations}
+            | {REVENUE_COUNTERS_ALL_CHANNEL}
+        )
 
 
 _LEDGER_EVENTS = """
@@ -367,15 +378,21 @@ def counters_from_payload(payload: Mapping[str, Any]) -> Counters:
     )  # fmt: skip
 
 
-async def live_messages(conn: asyncpg.Connection, ledger: LedgerEffects) -> list[tuple[str, dict[str, Any]]]:
+async def live_messages(
+    conn: asyncpg.Connection, ledger: LedgerEffects, followed: Collection[str]
+) -> list[tuple[str, dict[str, Any]]]:
     """After commit: each new gift to its profile's channel, fresh counters to each touched
-    organization's channel and the platform's."""
-    messages: list[tuple[str, dict[str, Any]]] = [(gift_channel(g["profileId"]), g) for g in ledger.gifts]
-    zones = await conn.fetch("SELECT id, timezone FROM organizations WHERE id = ANY($1::uuid[])", list(ledger.organizations))
-    for row in zones:
-        found = await counters(conn, row["id"], row["timezone"])
-        messages.append((revenue_counter_channel(str(row["id"])), counters_payload(found)))
-    messages.append((REVENUE_COUNTERS_ALL_CHANNEL, counters_payload(await counters(conn, None))))
+    organization's channel and the platform's; only to the `followed` channels, so that
+    counters nobody watches are not computed."""
+    messages = [(channel, g) for g in ledger.gifts if (channel := gift_channel(g["profileId"])) in followed]
+    organizations = [org for org in ledger.organizations if revenue_counter_channel(str(org)) in followed]
+    if organizations:
+        zones = await conn.fetch("SELECT id, timezone FROM organizations WHERE id = ANY($1::uuid[])", organizations)
+        for row in zones:
+            found = await counters(conn, row["id"], row["timezone"])
+            messages.append((revenue_counter_channel(str(row["id"])), counters_payload(found)))
+    if ledger.organizations and REVENUE_COUNTERS_ALL_CHANNEL in followed:
+        messages.append((REVENUE_COUNTERS_ALL_CHANNEL, counters_payload(await counters(conn, None))))
     return messages
 
 
