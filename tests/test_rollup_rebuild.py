@@ -117,17 +117,22 @@ async def test_full_rebuild_equals_what_the_worker_built_and_keeps_the_indexes(a
             )
 
 
-async def test_a_failed_rebuild_raises_the_query_error_and_keeps_the_rollups(app, settings, worker, monkeypatch):
-    """The referrer rows come from another connection: when their query fails, the rebuild
-    raises that error (not the half-fed COPY's) and its transaction rolls back."""
+@pytest.mark.parametrize(("query", "views"), [("REBUILD_REFERRERS", "count(*) AS views"), ("REBUILD_HOURS", " AS views,")])
+async def test_a_failed_rebuild_raises_the_query_error_and_keeps_the_rollups(
+    app, settings, worker, monkeypatch, query, views
+):
+    """The hour rows and the referrer rows come from other connections: when their query
+    fails, the rebuild raises that error (not the half-fed COPY's) and its transaction rolls
+    back."""
     from app.services import profile_analytics
 
     tenant = await make_tenant(settings)
     await send(app, settings, tenant, generate(tenant, now=datetime.now(UTC), count=400, days=3, visitors=80, seed=41))
     await worker.drain()
     built = await snapshot(tenant.organization.id)
-    failing = profile_analytics.REBUILD_REFERRERS.replace("count(*) AS views", "count(*) / 0 AS views")
-    monkeypatch.setattr(profile_analytics, "REBUILD_REFERRERS", failing)
+    sql = getattr(profile_analytics, query)
+    assert sql.count(views) == 1
+    monkeypatch.setattr(profile_analytics, query, sql.replace(views, views.replace("AS", "/ 0 AS")))
 
     with pytest.raises(asyncpg.DivisionByZeroError):
         await rebuild_rollups(tenant.organization.id)
