@@ -24,14 +24,17 @@ FROM outbox WHERE received_at >= $1 AND type = ANY($2::text[])
 
 async def run(
     database_url: str, broadcast_url: str, work_dir: Path, dataset: Dataset, tokens: dict, *,
-    events: int, clients: int, workers: int, stream_base: int,
+    events: int, clients: int, workers: int, stream_base: int, api_processes: int,
 ) -> list[Result]:  # fmt: skip
     streams = client_streams(dataset, clients, events // clients, stream_base=stream_base)
     conn = await asyncpg.connect(database_url)
     # Whatever B1 left pending is not this run's load.
     await conn.execute("UPDATE outbox SET processed_at = now() WHERE processed_at IS NULL")
     since = await conn.fetchval("SELECT now()")
-    stack = Stack(database_url, broadcast_url, work_dir / f"b2-{workers}", workers=workers, tag=f"-b2w{workers}")
+    stack = Stack(
+        database_url, broadcast_url, work_dir / f"b2-{workers}", workers=workers, api_processes=api_processes,
+        tag=f"-b2w{workers}",
+    )  # fmt: skip
     with stack:
         stack.start_workers()
         await asyncio.sleep(2)
@@ -52,12 +55,13 @@ async def run(
     worker_rss = max(v for k, v in rss.peak.items() if k.startswith("worker"))
     return [
         Result(
-            "B2", f"API -> processed, {workers} worker process(es): events/s end to end", e2e_rate,
+            "B2", f"API ({api_processes} processes) -> processed, {workers} worker process(es): events/s end to end",
+            e2e_rate,
             raw=api_rate, unit="events/s", raw_label="API accept rate in the same run", ratio=e2e_rate / api_rate,
             target="keeps up (ratio ~1) with 2 workers, lag p95 < 2 s" if workers == 2 else "",
             passed=(e2e_rate / api_rate >= 0.95 and percentile(lags, 0.95) < 2) if workers == 2 else None,
             extra={"lag_p50_s": percentile(lags, 0.5), "lag_p95_s": percentile(lags, 0.95), "lag_max_s": max(lags),
-                   "worker_events": len(lags), "accepted": accepted, "api_rss_mb": rss.peak["api"],
-                   "worker_rss_mb": worker_rss},
+                   "worker_events": len(lags), "accepted": accepted, "api_processes": api_processes,
+                   **rss.api_extra(), "worker_rss_mb": worker_rss},
         )  # fmt: skip
     ]

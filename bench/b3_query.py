@@ -137,5 +137,5 @@ async def run(
                     )
     await conn.close()
     for r in results:
-        r.extra["api_rss_mb"] = rss.peak["api"]
+        r.extra["api_rss_mb"] = rss.peak_of("api")
     return results

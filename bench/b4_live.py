@@ -219,7 +219,7 @@ async def run(
                         cpu = {k: sum(v.cpu_times()[:2]) - before[k] for k, v in procs.items()}
                         p50, p99 = percentile(delays, 0.5), percentile(delays, 0.99)
                         raw50, raw99 = percentile(raw, 0.5), percentile(raw, 0.99)
-                        api_rss = rss.peak["api"]
+                        api_rss = rss.peak_of("api")
                         final = size == max(sizes)
                         print(f"  N={size}: p50 {p50:.1f} ms, p99 {p99:.1f} ms (redis p99 {raw99:.2f} ms), lost {lost}, "
                               f"API RSS {api_rss:.0f} MB, CPU s api {cpu['api']:.1f} worker {cpu['worker']:.1f} "

@@ -13,7 +13,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -256,22 +256,51 @@ class Proc:
 
 
 class RssSampler:
-    """Peak RSS (MB) of the given processes, sampled every `interval` seconds in a thread."""
+    """Peak RSS (MB) of the given processes, and the peak of each group's sum, sampled every
+    `interval` seconds in a thread. A group is one process (its pid) or several (a callable
+    returning {label: pid}, e.g. the API's processes behind one port)."""
 
-    def __init__(self, procs: dict[str, int], interval: float = 0.1) -> None:
-        self.pids = procs
+    def __init__(self, procs: dict[str, int | Callable[[], dict[str, int]]], interval: float = 0.1) -> None:
+        self.procs = procs
         self.interval = interval
-        self.peak: dict[str, float] = {name: 0.0 for name in procs}
+        self.peak: dict[str, float] = {}
+        self.peak_sum: dict[str, float] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
+    def _handles(self) -> dict[str, tuple[str, psutil.Process]]:
+        """{label: (group, process)} for every process sampled."""
+        handles: dict[str, tuple[str, psutil.Process]] = {}
+        for group, pid_or_pids in self.procs.items():
+            if callable(pid_or_pids):
+                for label, pid in pid_or_pids().items():
+                    handles[label] = (group, psutil.Process(pid))
+            else:
+                handles[group] = (group, psutil.Process(pid_or_pids))
+        return handles
+
     def _run(self) -> None:
-        handles = {name: psutil.Process(pid) for name, pid in self.pids.items()}
+        handles = self._handles()
         while not self._stop.is_set():
-            for name, handle in handles.items():
+            totals: dict[str, float] = {}
+            for label, (group, handle) in handles.items():
                 with contextlib.suppress(psutil.Error):
-                    self.peak[name] = max(self.peak[name], handle.memory_info().rss / 2**20)
+                    rss = handle.memory_info().rss / 2**20
+                    self.peak[label] = max(self.peak.get(label, 0.0), rss)
+                    totals[group] = totals.get(group, 0.0) + rss
+            for group, total in totals.items():
+                self.peak_sum[group] = max(self.peak_sum.get(group, 0.0), total)
             self._stop.wait(self.interval)
+
+    def peak_of(self, group: str) -> float:
+        """The largest single process of the group (the per-process RSS target)."""
+        return max((v for k, v in self.peak.items() if k == group or k.startswith(f"{group}-")), default=0.0)
+
+    def api_extra(self) -> dict[str, Any]:
+        """What B1/B2 report about the API: each process's peak, the largest and their sum."""
+        per_process = {k: round(v, 1) for k, v in self.peak.items() if k.startswith("api")}
+        return {"api_rss_mb": self.peak_of("api"), "api_rss_sum_mb": self.peak_sum.get("api", 0.0),
+                "api_rss_per_process_mb": per_process}  # fmt: skip
 
     def __enter__(self) -> RssSampler:
         self._thread.start()
@@ -282,17 +311,24 @@ class RssSampler:
         self._thread.join()
 
 
-class Stack:
-    """`pulsegraph serve --no-worker` plus N `pulsegraph worker` processes."""
+API_PROCESSES = 2  # `serve --workers` of B1/B2 (the bench's --api-processes); B3 and B4 use one
 
-    def __init__(self, database_url: str, broadcast_url: str, work_dir: Path, *, workers: int = 0, tag: str = "") -> None:
+
+class Stack:
+    """`pulsegraph serve --no-worker --workers N` plus M `pulsegraph worker` processes."""
+
+    def __init__(
+        self, database_url: str, broadcast_url: str, work_dir: Path, *, workers: int = 0, api_processes: int = 1,
+        tag: str = "",
+    ) -> None:  # fmt: skip
         work_dir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.env = process_env(database_url, broadcast_url, work_dir / "data")
         py = sys.executable
         serve = [py, "-m", "app.cli", "serve", "--no-worker", "--no-demo", "--host", "127.0.0.1",
-                 "--port", str(self.port), "--log-level", "warning"]  # fmt: skip
+                 "--port", str(self.port), "--log-level", "warning", "--workers", str(api_processes)]  # fmt: skip
         self.api = Proc(f"api{tag}", serve, self.env, work_dir)
+        self.api_processes = api_processes
         self.work_dir = work_dir
         self.tag = tag
         self.spies: list[subprocess.Popen] = []
@@ -302,8 +338,22 @@ class Stack:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def pids(self) -> dict[str, int]:
-        out = {"api": self.api.pid}
+    def serving_pids(self) -> list[int]:
+        """The processes that answer requests: `serve` itself, or the ones uvicorn spawned."""
+        if self.api_processes == 1:
+            return [self.api.pid]
+        children = psutil.Process(self.api.pid).children()
+        return [c.pid for c in children if "spawn_main" in " ".join(c.cmdline())]
+
+    def api_pids(self) -> dict[str, int]:
+        """Every API process by label; with several, uvicorn's supervisor counts too."""
+        if self.api_processes == 1:
+            return {"api": self.api.pid}
+        serving = {f"api-{i}": pid for i, pid in enumerate(self.serving_pids(), 1)}
+        return {"api-supervisor": self.api.pid, **serving}
+
+    def pids(self) -> dict[str, int | Callable[[], dict[str, int]]]:
+        out: dict[str, int | Callable[[], dict[str, int]]] = {"api": self.api_pids}
         out.update({f"worker{i}": w.pid for i, w in enumerate(self.workers)})
         return out
 
@@ -323,19 +373,28 @@ class Stack:
     def __enter__(self) -> Stack:
         self.api.start()
         deadline = time.monotonic() + 60
-        with httpx.Client(timeout=2, trust_env=False) as http:
-            while True:
+        answered: set[int] = set()
+        # A new connection per probe: each is accepted by whichever API process is free.
+        with httpx.Client(timeout=2, trust_env=False, headers={"Connection": "close"}) as http:
+            while not self._serving(http, answered):
                 if self.api.popen.poll() is not None:
                     raise SystemExit(f"API exited; see {self.api.log_path}")
-                with contextlib.suppress(httpx.HTTPError):
-                    if http.get(f"{self.url}/healthz").status_code == 200:
-                        break
                 if time.monotonic() > deadline:
                     raise SystemExit(f"API not ready; see {self.api.log_path}")
-                time.sleep(0.2)
-        if os.environ.get("BENCH_PYSPY"):  # collapsed stacks of the API process, for profiling
-            self.spies.append(self._spy(self.api.pid, f"api{self.tag}.pyspy.txt"))
+                time.sleep(0.05)
+        if os.environ.get("BENCH_PYSPY"):  # collapsed stacks of the API processes, for profiling
+            for i, pid in enumerate(self.serving_pids(), 1):
+                self.spies.append(self._spy(pid, f"api{self.tag}-{i}.pyspy.txt"))
         return self
+
+    def _serving(self, http: httpx.Client, answered: set[int]) -> bool:
+        """Every API process has answered /healthz (each names itself): all of them accept."""
+        with contextlib.suppress(httpx.HTTPError):
+            response = http.get(f"{self.url}/healthz")
+            if response.status_code == 200:
+                answered.add(response.json()["process"])
+        serving = self.serving_pids()
+        return len(serving) == self.api_processes and answered.issuperset(serving)
 
     def __exit__(self, *exc: object) -> None:
         for spy in self.spies:
