@@ -585,10 +585,20 @@ class _Row:
         return (
             organization_id, e.occurred_at, e.event_id, e.type, e.profile_id, self.visitor_id, e.user_id,
             e.anonymous_id, self.session_id, e.properties, e.amount_minor, e.currency, e.engagement_ms,
-            self.ip, self.country, self.region, self.city, self.asn, self.as_org, self.user_agent,
+            _inet(self.ip), self.country, self.region, self.city, self.asn, self.as_org, self.user_agent,
             d.device_type, d.browser, d.os, a.url, a.referrer, a.referrer_domain, a.utm_source,
             a.utm_medium, a.utm_campaign, a.utm_term, a.utm_content, e.dnt, self.ip_hash,
         )  # fmt: skip
+
+
+def _inet(ip: str | None) -> int | str | None:
+    """The `ip` column's COPY value. asyncpg parses a text address with ipaddress on every row
+    (~4 µs, a third of the COPY's encoding); an IPv4 address given as its integer is taken as
+    is. `ip` is normalized already (enrichment.normalize_ip): IPv4 is a plain dotted quad."""
+    if ip is None or ":" in ip:
+        return ip
+    a, b, c, d = ip.split(".")
+    return int(a) << 24 | int(b) << 16 | int(c) << 8 | int(d)
 
 
 ATTRIBUTION_CACHE_SIZE = 4096
