@@ -157,12 +157,13 @@ GC_THRESHOLDS_ENV = "PULSEGRAPH_GC_THRESHOLDS"  # "a,b,c", or "default" for Pyth
 
 
 def _tune_gc() -> None:
-    """Per API process, once its app is built: keep the startup heap (modules, the schema) out of every collection and collect less
-    often. With 1,000 live subscriptions the default thresholds (700, 10, 10) ran full
-    collections of up to ~1 s that stalled every socket (B4: 17 gen-2 collections, 5.6 s of
-    a 40 s run; with these 3 and 0.5 s). The price is memory: a trackEvents load keeps more
-    cyclic garbage (B1 API RSS 160 MB by default, 217-264 MB with these, 268 MB with
-    (50,000, 20, 20), 374 MB with (2,000, 10, 100)); PULSEGRAPH_GC_THRESHOLDS sets them."""
+    """Per API process, once its app is built: keep the startup heap (modules, the schema)
+    out of every collection and collect less often. With 1,000 live subscriptions the
+    default thresholds (700, 10, 10) ran full collections of up to ~1 s that stalled every
+    socket (B4: 17 gen-2 collections, 5.6 s of a 40 s run; with these 3 and 0.5 s). The
+    price is memory: a trackEvents load keeps more cyclic garbage (B1 API RSS 160 MB by
+    default, 217-264 MB with these, 268 MB with (50,000, 20, 20), 374 MB with
+    (2,000, 10, 100)); PULSEGRAPH_GC_THRESHOLDS sets them."""
     import gc
 
     raw = os.environ.get(GC_THRESHOLDS_ENV, "").strip()

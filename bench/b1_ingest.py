@@ -15,7 +15,7 @@ import asyncpg
 import httpx
 import orjson
 
-from bench.common import Result, RssSampler, Stack, chunks
+from bench.common import Result, ProcessSampler, Stack, chunks
 from bench.generator import Dataset, Event, api_event, event_record
 
 TRACK = "mutation($e: [TrackEventInput!]!) { trackEvents(events: $e) { accepted duplicates rejected { index field reason } } }"
@@ -99,7 +99,7 @@ async def run(
     copied, raw_seconds = await raw_copy(database_url, streams)
     raw_rate = copied / raw_seconds
     stack = Stack(database_url, broadcast_url, work_dir / "b1", api_processes=api_processes)
-    with stack, RssSampler(stack.pids()) as rss:
+    with stack, ProcessSampler(stack.pids()) as rss:
         accepted, seconds, latencies = await send_all(stack.url, streams, dataset, tokens)
     rate = accepted / seconds
     conn = await asyncpg.connect(database_url)
@@ -120,6 +120,6 @@ async def run(
         passed=rate >= 30_000 and rate / raw_rate >= 0.25,
         extra={"accepted": accepted, "durable": durable, "seconds": seconds, "raw_seconds": raw_seconds,
                "call_p50_ms": latencies[len(latencies) // 2], "call_p95_ms": latencies[int(len(latencies) * 0.95)],
-               "api_processes": api_processes, **rss.api_extra()},
+               "api_processes": api_processes, **rss.api_extra(accepted)},
     )  # fmt: skip
     return [result], rate

@@ -11,7 +11,7 @@ from pathlib import Path
 import asyncpg
 
 from bench.b1_ingest import client_streams, send_all
-from bench.common import Result, RssSampler, Stack, percentile
+from bench.common import Result, ProcessSampler, Stack, percentile
 from app.vocabulary import PROFILE_EVENT_TYPES
 from bench.generator import Dataset
 
@@ -38,7 +38,7 @@ async def run(
     with stack:
         stack.start_workers()
         await asyncio.sleep(2)
-        with RssSampler(stack.pids()) as rss:
+        with ProcessSampler(stack.pids()) as rss:
             accepted, seconds, _ = await send_all(stack.url, streams, dataset, tokens)
             deadline = time.monotonic() + 600
             while await conn.fetchval("SELECT count(*) FROM outbox WHERE processed_at IS NULL") > 0:
@@ -62,6 +62,6 @@ async def run(
             passed=(e2e_rate / api_rate >= 0.95 and percentile(lags, 0.95) < 2) if workers == 2 else None,
             extra={"lag_p50_s": percentile(lags, 0.5), "lag_p95_s": percentile(lags, 0.95), "lag_max_s": max(lags),
                    "worker_events": len(lags), "accepted": accepted, "api_processes": api_processes,
-                   **rss.api_extra(), "worker_rss_mb": worker_rss},
+                   **rss.api_extra(accepted), "worker_rss_mb": worker_rss},
         )  # fmt: skip
     ]

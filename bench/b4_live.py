@@ -33,7 +33,7 @@ import psutil
 from redis import asyncio as aioredis
 from websockets.asyncio.client import ClientConnection, connect
 
-from bench.common import Result, RssSampler, Stack, percentile
+from bench.common import Result, ProcessSampler, Stack, percentile
 from bench.generator import Dataset
 
 TRACK = "mutation($e: TrackEventInput!) { trackEvent(event: $e) { accepted duplicates rejected { index field reason } } }"
@@ -196,7 +196,7 @@ async def run(
         subs = Subscribers(stack.url.replace("http://", "ws://") + "/graphql", keys["org_admin"], profile_id)
         limits = httpx.Limits(max_connections=4)
         async with httpx.AsyncClient(base_url=stack.url, timeout=60, limits=limits, trust_env=False) as http:
-            with RssSampler(stack.pids()) as rss:
+            with ProcessSampler(stack.pids()) as rss:
                 try:
                     for size in sizes:
                         await subs.add(size - len(subs.sockets))

@@ -255,16 +255,20 @@ class Proc:
             self._log = None
 
 
-class RssSampler:
-    """Peak RSS (MB) of the given processes, and the peak of each group's sum, sampled every
-    `interval` seconds in a thread. A group is one process (its pid) or several (a callable
-    returning {label: pid}, e.g. the API's processes behind one port)."""
+class ProcessSampler:
+    """Peak RSS (MB) of the given processes, the peak of each group's sum, and the CPU time
+    each group used while sampled, every `interval` seconds in a thread. A group is one
+    process (its pid) or several (a callable returning {label: pid}, e.g. the API's
+    processes behind one port). CPU time per event says what a change saved even when the
+    shared machine's load makes events/s drift."""
 
     def __init__(self, procs: dict[str, int | Callable[[], dict[str, int]]], interval: float = 0.1) -> None:
         self.procs = procs
         self.interval = interval
         self.peak: dict[str, float] = {}
         self.peak_sum: dict[str, float] = {}
+        self.cpu_seconds: dict[str, float] = {}
+        self._cpu_used: dict[str, float] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -281,6 +285,7 @@ class RssSampler:
 
     def _run(self) -> None:
         handles = self._handles()
+        started = {label: _cpu(handle) for label, (_, handle) in handles.items()}
         while not self._stop.is_set():
             totals: dict[str, float] = {}
             for label, (group, handle) in handles.items():
@@ -290,25 +295,47 @@ class RssSampler:
                     totals[group] = totals.get(group, 0.0) + rss
             for group, total in totals.items():
                 self.peak_sum[group] = max(self.peak_sum.get(group, 0.0), total)
+            self._add_cpu(handles, started)
             self._stop.wait(self.interval)
+
+    def _add_cpu(self, handles: dict[str, tuple[str, psutil.Process]], started: dict[str, float]) -> None:
+        """CPU seconds per group since sampling started (a process that is gone keeps its last)."""
+        for label, (_, handle) in handles.items():
+            now = _cpu(handle)
+            if now:
+                self._cpu_used[label] = now - started[label]
+        self.cpu_seconds = {}
+        for label, used in self._cpu_used.items():
+            group = handles[label][0]
+            self.cpu_seconds[group] = self.cpu_seconds.get(group, 0.0) + used
 
     def peak_of(self, group: str) -> float:
         """The largest single process of the group (the per-process RSS target)."""
         return max((v for k, v in self.peak.items() if k == group or k.startswith(f"{group}-")), default=0.0)
 
-    def api_extra(self) -> dict[str, Any]:
-        """What B1/B2 report about the API: each process's peak, the largest and their sum."""
+    def api_extra(self, events: int) -> dict[str, Any]:
+        """What B1/B2 report about the API: each process's RSS peak, the largest and their
+        sum, and the CPU time all of them used per event."""
         per_process = {k: round(v, 1) for k, v in self.peak.items() if k.startswith("api")}
         return {"api_rss_mb": self.peak_of("api"), "api_rss_sum_mb": self.peak_sum.get("api", 0.0),
-                "api_rss_per_process_mb": per_process}  # fmt: skip
+                "api_rss_per_process_mb": per_process,
+                "api_cpu_us_per_event": self.cpu_seconds.get("api", 0.0) / max(events, 1) * 1e6}  # fmt: skip
 
-    def __enter__(self) -> RssSampler:
+    def __enter__(self) -> ProcessSampler:
         self._thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
+
+
+def _cpu(handle: psutil.Process) -> float:
+    """User + system CPU seconds of a process so far (0.0 once it is gone)."""
+    with contextlib.suppress(psutil.Error):
+        times = handle.cpu_times()
+        return times.user + times.system
+    return 0.0
 
 
 API_PROCESSES = 2  # `serve --workers` of B1/B2 (the bench's --api-processes); B3 and B4 use one
@@ -326,7 +353,9 @@ class Stack:
         self.env = process_env(database_url, broadcast_url, work_dir / "data")
         py = sys.executable
         serve = [py, "-m", "app.cli", "serve", "--no-worker", "--no-demo", "--host", "127.0.0.1",
-                 "--port", str(self.port), "--log-level", "warning", "--workers", str(api_processes)]  # fmt: skip
+                 "--port", str(self.port), "--log-level", "warning"]  # fmt: skip
+        if api_processes > 1:
+            serve += ["--workers", str(api_processes)]
         self.api = Proc(f"api{tag}", serve, self.env, work_dir)
         self.api_processes = api_processes
         self.work_dir = work_dir
