@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from collections.abc import AsyncIterator
 from datetime import timedelta
 
@@ -76,7 +77,9 @@ class _BodyTooLarge(Exception):
 
 
 async def health(request: Request) -> JSONResponse:
-    """Liveness plus the two dependencies that matter: database and event bus."""
+    """Liveness plus the two dependencies that matter: database and event bus. With several
+    API processes behind one port (`serve --workers N`) each answers for itself, so the
+    answer names the process (its pid)."""
     database_ok = True
     try:
         async with connection() as conn:
@@ -84,7 +87,10 @@ async def health(request: Request) -> JSONResponse:
     except Exception:  # noqa: BLE001 - health reports, it does not raise
         database_ok = False
     bus: EventBus = request.app.state.bus
-    body = {"status": "ok" if database_ok else "degraded", "database": database_ok, "broadcast": bus.connected}
+    body = {
+        "status": "ok" if database_ok else "degraded", "database": database_ok, "broadcast": bus.connected,
+        "process": os.getpid(),
+    }  # fmt: skip
     return JSONResponse(body, status_code=200 if database_ok else 503)
 
 

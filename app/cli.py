@@ -11,12 +11,18 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import sys
 from collections.abc import Awaitable, Callable
-from typing import Any
+from dataclasses import asdict, dataclass, replace
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from app.errors import UserError
 from app.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from starlette.applications import Starlette
 
 EXIT_USAGE = 2
 
@@ -56,22 +62,94 @@ def _run(settings: Settings, action: Callable[[], Awaitable[dict[str, Any]]], as
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
-    from app.asgi import create_app
-
-    app = create_app(
-        settings,
+    processes = settings.web_concurrency if args.workers is None else args.workers
+    problem = _serve_problem(processes, settings)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return EXIT_USAGE
+    options = ServeOptions(
         with_worker=not args.no_worker,
         seed_demo=settings.demo_on_start and not args.no_demo,
         public_url=f"http://{args.host}:{args.port}",
     )
-    _tune_gc()
+    if processes > 1:
+        options = _prepare_once(settings, options)
+    os.environ[SERVE_OPTIONS_ENV] = options.to_env()
     # No permessage-deflate: views and snapshots are a few hundred bytes, and each compressed
     # socket keeps zlib state of its own (~100 KB; 1,000 subscribers were +150 MB of RSS) and
     # compresses every frame it sends.
     uvicorn.run(
-        app, host=args.host, port=args.port, log_level=args.log_level, lifespan="on", ws_per_message_deflate=False
-    )
+        "app.cli:served_app", factory=True, workers=processes, host=args.host, port=args.port,
+        log_level=args.log_level, lifespan="on", ws_per_message_deflate=False,
+    )  # fmt: skip
     return 0
+
+
+SERVE_OPTIONS_ENV = "PULSEGRAPH_SERVE_OPTIONS"
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    """What `serve` decided for its API processes. uvicorn starts each of them by importing
+    `served_app` in a fresh interpreter (spawned, not forked), so the options travel in the
+    environment, like the settings themselves."""
+
+    with_worker: bool
+    seed_demo: bool
+    public_url: str
+
+    def to_env(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_env(cls) -> ServeOptions:
+        return cls(**json.loads(os.environ[SERVE_OPTIONS_ENV]))
+
+
+def served_app() -> Starlette:
+    """uvicorn's app factory, called once in every API process `serve` runs."""
+    from app.asgi import create_app
+
+    options = ServeOptions.from_env()
+    app = create_app(
+        get_settings(), with_worker=options.with_worker, seed_demo=options.seed_demo, public_url=options.public_url
+    )
+    _tune_gc()
+    return app
+
+
+def _serve_problem(processes: int, settings: Settings) -> str | None:
+    """Why `serve` cannot run `processes` API processes, if it cannot."""
+    if processes < 1:
+        return f"--workers (PULSEGRAPH_WEB_CONCURRENCY) must be at least 1, got {processes}"
+    if processes > 1 and urlsplit(settings.broadcast_url).scheme == "memory":
+        return (
+            f"{processes} API processes need a shared BROADCAST_URL (redis://... or postgres://...): with "
+            "BROADCAST_URL=memory:// a subscriber would only see the events its own process handled. "
+            "Set BROADCAST_URL, or serve with --workers 1."
+        )
+    return None
+
+
+def _prepare_once(settings: Settings, options: ServeOptions) -> ServeOptions:
+    """Before several API processes start: the database exists and is migrated, and the demo
+    is seeded, once, here. The processes then find it ready (their own migration step finds
+    nothing to do), and an embedded PostgreSQL is started by this process only, which they
+    reach through DATABASE_URL."""
+    from app.database import resolve_database_url
+
+    os.environ["DATABASE_URL"] = resolve_database_url(settings)
+    ready = replace(settings, database_url=os.environ["DATABASE_URL"])
+
+    async def seed() -> dict[str, Any]:
+        if options.seed_demo:
+            from app.services.demo import ensure_demo
+
+            await ensure_demo(ready, url=options.public_url)
+        return {}
+
+    asyncio.run(_with_database(ready, seed))
+    return replace(options, seed_demo=False)
 
 
 GC_THRESHOLDS = (10_000, 10, 10)
@@ -79,14 +157,14 @@ GC_THRESHOLDS_ENV = "PULSEGRAPH_GC_THRESHOLDS"  # "a,b,c", or "default" for Pyth
 
 
 def _tune_gc() -> None:
-    """Keep the startup heap (modules, the schema) out of every collection and collect less
-    often. With 1,000 live subscriptions the default thresholds (700, 10, 10) ran full
-    collections of up to ~1 s that stalled every socket (B4: 17 gen-2 collections, 5.6 s of
-    a 40 s run; with these 3 and 0.5 s). The price is memory: a trackEvents load keeps more
-    cyclic garbage (B1 API RSS 160 MB by default, 217-264 MB with these, 268 MB with
-    (50,000, 20, 20), 374 MB with (2,000, 10, 100)); PULSEGRAPH_GC_THRESHOLDS sets them."""
+    """Per API process, once its app is built: keep the startup heap (modules, the schema)
+    out of every collection and collect less often. With 1,000 live subscriptions the
+    default thresholds (700, 10, 10) ran full collections of up to ~1 s that stalled every
+    socket (B4: 17 gen-2 collections, 5.6 s of a 40 s run; with these 3 and 0.5 s). The
+    price is memory: a trackEvents load keeps more cyclic garbage (B1 API RSS 160 MB by
+    default, 217-264 MB with these, 268 MB with (50,000, 20, 20), 374 MB with
+    (2,000, 10, 100)); PULSEGRAPH_GC_THRESHOLDS sets them."""
     import gc
-    import os
 
     raw = os.environ.get(GC_THRESHOLDS_ENV, "").strip()
     if raw == "default":
@@ -205,7 +283,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run the GraphQL API (with the worker in-process unless --no-worker)")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
-    serve.add_argument("--no-worker", action="store_true", help="do not run the outbox worker in this process")
+    serve.add_argument(
+        "--workers", type=int, default=None, metavar="N",
+        help="API processes behind the one port (default PULSEGRAPH_WEB_CONCURRENCY, else 1); "
+        "more than 1 needs a shared BROADCAST_URL",
+    )  # fmt: skip
+    serve.add_argument("--no-worker", action="store_true", help="do not run the outbox worker in each API process")
     serve.add_argument("--no-demo", action="store_true", help="do not seed the demo dataset on first start")
     serve.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     serve.set_defaults(handler=cmd_serve)

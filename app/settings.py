@@ -106,6 +106,8 @@ class Settings:
     ws_init_timeout_seconds: float = 10.0
     ws_keepalive_seconds: float = 15.0
     demo_on_start: bool = True
+    # API processes `pulsegraph serve` runs behind its one port (`--workers` overrides it).
+    web_concurrency: int = 1
     extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -134,6 +136,7 @@ class Settings:
             ws_init_timeout_seconds=_env_float("PULSEGRAPH_WS_INIT_TIMEOUT_SECONDS", 10.0),
             ws_keepalive_seconds=_env_float("PULSEGRAPH_WS_KEEPALIVE_SECONDS", 15.0),
             demo_on_start=_env_bool("PULSEGRAPH_DEMO", True),
+            web_concurrency=_env_int("PULSEGRAPH_WEB_CONCURRENCY", 1),
             query_cost_limit=_env_int("PULSEGRAPH_QUERY_COST_LIMIT", 50_000),
             statement_timeout_ms=_env_int("PULSEGRAPH_STATEMENT_TIMEOUT_MS", 10_000),
             jobs_enabled=_env_bool("PULSEGRAPH_JOBS", True),

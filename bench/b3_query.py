@@ -14,7 +14,7 @@ import asyncpg
 import httpx
 import orjson
 
-from bench.common import Result, RssSampler, Stack, percentile
+from bench.common import Result, ProcessSampler, Stack, percentile
 from bench.generator import Dataset
 
 OVERVIEW = """query($id: ID!, $range: TimeRangeInput!) { profileOverview(profileId: $id, range: $range) {
@@ -106,7 +106,7 @@ async def run(
     profile_events = await conn.fetchval(
         "SELECT count(*) FROM events WHERE organization_id = $1 AND profile_id = $2", org.id, org.top_profile
     )
-    with Stack(database_url, broadcast_url, work_dir / "b3") as stack, RssSampler(stack.pids()) as rss:
+    with Stack(database_url, broadcast_url, work_dir / "b3") as stack, ProcessSampler(stack.pids()) as rss:
         async with httpx.AsyncClient(base_url=stack.url, timeout=60, trust_env=False) as http:
             for label, (start, end, grain) in ranges(org.timezone, now).items():
                 range_ = {"from": start.isoformat(), "to": end.isoformat()}
@@ -137,5 +137,5 @@ async def run(
                     )
     await conn.close()
     for r in results:
-        r.extra["api_rss_mb"] = rss.peak["api"]
+        r.extra["api_rss_mb"] = rss.peak_of("api")
     return results

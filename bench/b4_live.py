@@ -33,7 +33,7 @@ import psutil
 from redis import asyncio as aioredis
 from websockets.asyncio.client import ClientConnection, connect
 
-from bench.common import Result, RssSampler, Stack, percentile
+from bench.common import Result, ProcessSampler, Stack, percentile
 from bench.generator import Dataset
 
 TRACK = "mutation($e: TrackEventInput!) { trackEvent(event: $e) { accepted duplicates rejected { index field reason } } }"
@@ -196,7 +196,7 @@ async def run(
         subs = Subscribers(stack.url.replace("http://", "ws://") + "/graphql", keys["org_admin"], profile_id)
         limits = httpx.Limits(max_connections=4)
         async with httpx.AsyncClient(base_url=stack.url, timeout=60, limits=limits, trust_env=False) as http:
-            with RssSampler(stack.pids()) as rss:
+            with ProcessSampler(stack.pids()) as rss:
                 try:
                     for size in sizes:
                         await subs.add(size - len(subs.sockets))
@@ -219,7 +219,7 @@ async def run(
                         cpu = {k: sum(v.cpu_times()[:2]) - before[k] for k, v in procs.items()}
                         p50, p99 = percentile(delays, 0.5), percentile(delays, 0.99)
                         raw50, raw99 = percentile(raw, 0.5), percentile(raw, 0.99)
-                        api_rss = rss.peak["api"]
+                        api_rss = rss.peak_of("api")
                         final = size == max(sizes)
                         print(f"  N={size}: p50 {p50:.1f} ms, p99 {p99:.1f} ms (redis p99 {raw99:.2f} ms), lost {lost}, "
                               f"API RSS {api_rss:.0f} MB, CPU s api {cpu['api']:.1f} worker {cpu['worker']:.1f} "

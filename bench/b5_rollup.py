@@ -10,7 +10,7 @@ from pathlib import Path
 
 import asyncpg
 
-from bench.common import Proc, Result, RssSampler, process_env
+from bench.common import Proc, Result, ProcessSampler, process_env
 
 RAW_SQL = """
 SELECT pe.organization_id, pe.profile_id,
@@ -36,7 +36,7 @@ async def run(database_url: str, work_dir: Path, events: int) -> list[Result]:
     proc = Proc("rebuild", [sys.executable, "-m", "app.cli", "rollups", "rebuild", "--json"], env, work_dir)
     started = time.perf_counter()
     proc.start()
-    with RssSampler({"rebuild": proc.pid}, interval=0.05) as rss:
+    with ProcessSampler({"rebuild": proc.pid}, interval=0.05) as rss:
         proc.popen.wait()
     seconds = time.perf_counter() - started
     proc.stop()
@@ -49,6 +49,6 @@ async def run(database_url: str, work_dir: Path, events: int) -> list[Result]:
             ratio=seconds / raw_seconds, target="<= 10 s per 1M events",
             passed=seconds <= 10 * max(1, events / 1_000_000),
             extra={"service_seconds": stats["seconds"], "stats": stats, "profile_events": profile_events,
-                   "raw_groups": len(rows), "rss_mb": rss.peak["rebuild"]},
+                   "raw_groups": len(rows), "rss_mb": rss.peak_of("rebuild")},
         )  # fmt: skip
     ]

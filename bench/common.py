@@ -13,7 +13,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -255,25 +255,73 @@ class Proc:
             self._log = None
 
 
-class RssSampler:
-    """Peak RSS (MB) of the given processes, sampled every `interval` seconds in a thread."""
+class ProcessSampler:
+    """Peak RSS (MB) of the given processes, the peak of each group's sum, and the CPU time
+    each group used while sampled, every `interval` seconds in a thread. A group is one
+    process (its pid) or several (a callable returning {label: pid}, e.g. the API's
+    processes behind one port). CPU time per event says what a change saved even when the
+    shared machine's load makes events/s drift."""
 
-    def __init__(self, procs: dict[str, int], interval: float = 0.1) -> None:
-        self.pids = procs
+    def __init__(self, procs: dict[str, int | Callable[[], dict[str, int]]], interval: float = 0.1) -> None:
+        self.procs = procs
         self.interval = interval
-        self.peak: dict[str, float] = {name: 0.0 for name in procs}
+        self.peak: dict[str, float] = {}
+        self.peak_sum: dict[str, float] = {}
+        self.cpu_seconds: dict[str, float] = {}
+        self._cpu_used: dict[str, float] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
+    def _handles(self) -> dict[str, tuple[str, psutil.Process]]:
+        """{label: (group, process)} for every process sampled."""
+        handles: dict[str, tuple[str, psutil.Process]] = {}
+        for group, pid_or_pids in self.procs.items():
+            if callable(pid_or_pids):
+                for label, pid in pid_or_pids().items():
+                    handles[label] = (group, psutil.Process(pid))
+            else:
+                handles[group] = (group, psutil.Process(pid_or_pids))
+        return handles
+
     def _run(self) -> None:
-        handles = {name: psutil.Process(pid) for name, pid in self.pids.items()}
+        handles = self._handles()
+        started = {label: _cpu(handle) for label, (_, handle) in handles.items()}
         while not self._stop.is_set():
-            for name, handle in handles.items():
+            totals: dict[str, float] = {}
+            for label, (group, handle) in handles.items():
                 with contextlib.suppress(psutil.Error):
-                    self.peak[name] = max(self.peak[name], handle.memory_info().rss / 2**20)
+                    rss = handle.memory_info().rss / 2**20
+                    self.peak[label] = max(self.peak.get(label, 0.0), rss)
+                    totals[group] = totals.get(group, 0.0) + rss
+            for group, total in totals.items():
+                self.peak_sum[group] = max(self.peak_sum.get(group, 0.0), total)
+            self._add_cpu(handles, started)
             self._stop.wait(self.interval)
 
-    def __enter__(self) -> RssSampler:
+    def _add_cpu(self, handles: dict[str, tuple[str, psutil.Process]], started: dict[str, float]) -> None:
+        """CPU seconds per group since sampling started (a process that is gone keeps its last)."""
+        for label, (_, handle) in handles.items():
+            now = _cpu(handle)
+            if now:
+                self._cpu_used[label] = now - started[label]
+        self.cpu_seconds = {}
+        for label, used in self._cpu_used.items():
+            group = handles[label][0]
+            self.cpu_seconds[group] = self.cpu_seconds.get(group, 0.0) + used
+
+    def peak_of(self, group: str) -> float:
+        """The largest single process of the group (the per-process RSS target)."""
+        return max((v for k, v in self.peak.items() if k == group or k.startswith(f"{group}-")), default=0.0)
+
+    def api_extra(self, events: int) -> dict[str, Any]:
+        """What B1/B2 report about the API: each process's RSS peak, the largest and their
+        sum, and the CPU time all of them used per event."""
+        per_process = {k: round(v, 1) for k, v in self.peak.items() if k.startswith("api")}
+        return {"api_rss_mb": self.peak_of("api"), "api_rss_sum_mb": self.peak_sum.get("api", 0.0),
+                "api_rss_per_process_mb": per_process,
+                "api_cpu_us_per_event": self.cpu_seconds.get("api", 0.0) / max(events, 1) * 1e6}  # fmt: skip
+
+    def __enter__(self) -> ProcessSampler:
         self._thread.start()
         return self
 
@@ -282,17 +330,34 @@ class RssSampler:
         self._thread.join()
 
 
-class Stack:
-    """`pulsegraph serve --no-worker` plus N `pulsegraph worker` processes."""
+def _cpu(handle: psutil.Process) -> float:
+    """User + system CPU seconds of a process so far (0.0 once it is gone)."""
+    with contextlib.suppress(psutil.Error):
+        times = handle.cpu_times()
+        return times.user + times.system
+    return 0.0
 
-    def __init__(self, database_url: str, broadcast_url: str, work_dir: Path, *, workers: int = 0, tag: str = "") -> None:
+
+API_PROCESSES = 2  # `serve --workers` of B1/B2 (the bench's --api-processes); B3 and B4 use one
+
+
+class Stack:
+    """`pulsegraph serve --no-worker --workers N` plus M `pulsegraph worker` processes."""
+
+    def __init__(
+        self, database_url: str, broadcast_url: str, work_dir: Path, *, workers: int = 0, api_processes: int = 1,
+        tag: str = "",
+    ) -> None:  # fmt: skip
         work_dir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.env = process_env(database_url, broadcast_url, work_dir / "data")
         py = sys.executable
         serve = [py, "-m", "app.cli", "serve", "--no-worker", "--no-demo", "--host", "127.0.0.1",
                  "--port", str(self.port), "--log-level", "warning"]  # fmt: skip
+        if api_processes > 1:
+            serve += ["--workers", str(api_processes)]
         self.api = Proc(f"api{tag}", serve, self.env, work_dir)
+        self.api_processes = api_processes
         self.work_dir = work_dir
         self.tag = tag
         self.spies: list[subprocess.Popen] = []
@@ -302,8 +367,22 @@ class Stack:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def pids(self) -> dict[str, int]:
-        out = {"api": self.api.pid}
+    def serving_pids(self) -> list[int]:
+        """The processes that answer requests: `serve` itself, or the ones uvicorn spawned."""
+        if self.api_processes == 1:
+            return [self.api.pid]
+        children = psutil.Process(self.api.pid).children()
+        return [c.pid for c in children if "spawn_main" in " ".join(c.cmdline())]
+
+    def api_pids(self) -> dict[str, int]:
+        """Every API process by label; with several, uvicorn's supervisor counts too."""
+        if self.api_processes == 1:
+            return {"api": self.api.pid}
+        serving = {f"api-{i}": pid for i, pid in enumerate(self.serving_pids(), 1)}
+        return {"api-supervisor": self.api.pid, **serving}
+
+    def pids(self) -> dict[str, int | Callable[[], dict[str, int]]]:
+        out: dict[str, int | Callable[[], dict[str, int]]] = {"api": self.api_pids}
         out.update({f"worker{i}": w.pid for i, w in enumerate(self.workers)})
         return out
 
@@ -323,19 +402,28 @@ class Stack:
     def __enter__(self) -> Stack:
         self.api.start()
         deadline = time.monotonic() + 60
-        with httpx.Client(timeout=2, trust_env=False) as http:
-            while True:
+        answered: set[int] = set()
+        # A new connection per probe: each is accepted by whichever API process is free.
+        with httpx.Client(timeout=2, trust_env=False, headers={"Connection": "close"}) as http:
+            while not self._serving(http, answered):
                 if self.api.popen.poll() is not None:
                     raise SystemExit(f"API exited; see {self.api.log_path}")
-                with contextlib.suppress(httpx.HTTPError):
-                    if http.get(f"{self.url}/healthz").status_code == 200:
-                        break
                 if time.monotonic() > deadline:
                     raise SystemExit(f"API not ready; see {self.api.log_path}")
-                time.sleep(0.2)
-        if os.environ.get("BENCH_PYSPY"):  # collapsed stacks of the API process, for profiling
-            self.spies.append(self._spy(self.api.pid, f"api{self.tag}.pyspy.txt"))
+                time.sleep(0.05)
+        if os.environ.get("BENCH_PYSPY"):  # collapsed stacks of the API processes, for profiling
+            for i, pid in enumerate(self.serving_pids(), 1):
+                self.spies.append(self._spy(pid, f"api{self.tag}-{i}.pyspy.txt"))
         return self
+
+    def _serving(self, http: httpx.Client, answered: set[int]) -> bool:
+        """Every API process has answered /healthz (each names itself): all of them accept."""
+        with contextlib.suppress(httpx.HTTPError):
+            response = http.get(f"{self.url}/healthz")
+            if response.status_code == 200:
+                answered.add(response.json()["process"])
+        serving = self.serving_pids()
+        return len(serving) == self.api_processes and answered.issuperset(serving)
 
     def __exit__(self, *exc: object) -> None:
         for spy in self.spies:

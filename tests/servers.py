@@ -15,6 +15,9 @@ other modules' server-wide observations, e.g. test_worker counts the LISTEN sess
   boundary through Redis or PostgreSQL.
 * `memory_stack`: one `pulsegraph serve` with the worker in-process and BROADCAST_URL =
   memory://, the one-command mode of ./run.sh.
+* `two_process_stack`: `pulsegraph serve --workers 2` (two API processes behind one port,
+  each with its in-process worker) over the cross-process broadcast; ready once both
+  processes have answered /healthz.
 
 Each stack gets its own database, created next to the session's test database (same server,
 name suffixed) and dropped after the stack stops. A worker drains the whole outbox of its
@@ -296,11 +299,13 @@ def _env(database_url: str, broadcast_url: str, data_dir: Path) -> dict[str, str
     return env
 
 
-def _wait_ready(stack: Stack, deadline: float, *, need_broadcast: bool = True) -> str | None:
-    """None once /healthz is 200 with the bus connected (unless `need_broadcast` is false);
-    else why it is not (process gone)."""
+def _wait_ready(stack: Stack, deadline: float, *, need_broadcast: bool = True, api_processes: int = 1) -> str | None:
+    """None once /healthz is 200 with the bus connected (unless `need_broadcast` is false),
+    answered by `api_processes` different processes; else why it is not (process gone)."""
     last = "no answer yet"
-    with httpx.Client(timeout=2.0, trust_env=False) as http:
+    ready: set[int] = set()
+    # A new connection per probe: each is accepted by whichever API process is free.
+    with httpx.Client(timeout=2.0, trust_env=False, headers={"Connection": "close"}) as http:
         while time.monotonic() < deadline:
             if not stack.api.running:
                 return f"API process exited with {stack.api.returncode}"
@@ -308,8 +313,10 @@ def _wait_ready(stack: Stack, deadline: float, *, need_broadcast: bool = True) -
                 response = http.get(f"{stack.base_url}/healthz")
                 body = response.json()
                 if response.status_code == 200 and (body.get("broadcast") is True or not need_broadcast):
-                    return None
-                last = f"{response.status_code} {body}"
+                    ready.add(body["process"])
+                    if len(ready) == api_processes:
+                        return None
+                last = f"{response.status_code} {body}; ready so far: {sorted(ready)}"
             except (httpx.HTTPError, ValueError) as exc:
                 last = repr(exc)
             time.sleep(0.2)
@@ -325,10 +332,12 @@ def start_stack(
     in_process_worker: bool,
     extra_env: dict[str, str] | None = None,
     need_broadcast: bool = True,
+    api_processes: int = 1,
 ) -> Stack:
     """Start the API (and a worker process unless `in_process_worker`) and wait until ready.
     `extra_env` adds or overrides environment variables of every process (settings under test);
-    `need_broadcast=False` accepts a ready API whose bus is still down (it reconnects later)."""
+    `need_broadcast=False` accepts a ready API whose bus is still down (it reconnects later);
+    `api_processes` > 1 serves with `--workers N`, ready once every process has answered."""
     work_dir.mkdir(parents=True, exist_ok=True)
     env = {**_env(database_url, broadcast_url, work_dir / "data"), **(extra_env or {})}
     failure = ""
@@ -339,13 +348,17 @@ def start_stack(
         serve = [sys.executable, "-m", "app.cli", "serve", "--no-demo", "--host", "127.0.0.1", "--port", str(stack.port)]
         if not in_process_worker:
             serve.append("--no-worker")
+        if api_processes > 1:
+            serve += ["--workers", str(api_processes)]
         stack.processes.append(Process("api", serve, env, work_dir / f"api-{attempt}.log"))
         if not in_process_worker:
             worker = [sys.executable, "-m", "workers.outbox"]
             stack.processes.append(Process("worker", worker, env, work_dir / f"worker-{attempt}.log"))
         for process in stack.processes:
             process.start()
-        failure = _wait_ready(stack, time.monotonic() + READY_TIMEOUT, need_broadcast=need_broadcast) or ""
+        failure = _wait_ready(
+            stack, time.monotonic() + READY_TIMEOUT, need_broadcast=need_broadcast, api_processes=api_processes
+        ) or ""  # fmt: skip
         if not failure and not in_process_worker:
             time.sleep(WORKER_SETTLE)
             failure = "" if stack.processes[1].running else f"worker exited with {stack.processes[1].returncode}"
@@ -375,8 +388,9 @@ def _redacted(url: str) -> str:
 
 @contextlib.contextmanager
 def _stack_with_database(
-    name: str, suffix: str, server_database_url: str, work_dir: Path, *, broadcast_url: str | None, in_process_worker: bool
-) -> Iterator[Stack]:
+    name: str, suffix: str, server_database_url: str, work_dir: Path, *, broadcast_url: str | None, in_process_worker: bool,
+    api_processes: int = 1,
+) -> Iterator[Stack]:  # fmt: skip
     database_url = create_database(server_database_url, suffix)
     try:
         stack = start_stack(
@@ -385,6 +399,7 @@ def _stack_with_database(
             broadcast_url=broadcast_url or cross_process_broadcast_url(database_url),
             work_dir=work_dir,
             in_process_worker=in_process_worker,
+            api_processes=api_processes,
         )
         try:
             yield stack
@@ -410,6 +425,17 @@ def memory_stack(database_url: str, tmp_path_factory: pytest.TempPathFactory) ->
     with _stack_with_database(
         "one-process", "one", database_url, tmp_path_factory.mktemp("memory-stack"), broadcast_url="memory://", in_process_worker=True
     ) as stack:
+        yield stack
+
+
+@pytest.fixture(scope="module")
+def two_process_stack(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """`serve --workers 2`, each API process with its in-process worker, over Redis (REDIS_URL)
+    or PostgreSQL: a view may be accepted, processed and pushed by three different processes."""
+    with _stack_with_database(
+        "two-process", "two", database_url, tmp_path_factory.mktemp("two-process-stack"), broadcast_url=None,
+        in_process_worker=True, api_processes=2,
+    ) as stack:  # fmt: skip
         yield stack
 
 

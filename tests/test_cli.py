@@ -85,3 +85,17 @@ def test_serve_refuses_to_start_with_a_missing_geoip_database(cli_env, tmp_path)
     done = pulsegraph(env, "serve", "--no-worker", "--port", "0")
     assert done.returncode != 0
     assert "GeoLite2-ASN.mmdb" in done.stderr
+
+
+@pytest.mark.parametrize("asked_by", ["--workers", "PULSEGRAPH_WEB_CONCURRENCY"])
+def test_several_api_processes_need_a_shared_broadcast(cli_env, asked_by):
+    """With the in-process bus a subscriber would miss what the other processes handle: refused."""
+    env = {**cli_env, "BROADCAST_URL": "memory://"}
+    args = ["serve", "--no-demo", "--port", "0"]
+    if asked_by == "--workers":
+        args += ["--workers", "2"]
+    else:
+        env["PULSEGRAPH_WEB_CONCURRENCY"] = "2"
+    done = pulsegraph(env, *args)
+    assert done.returncode == 2, done.stderr
+    assert "2 API processes need a shared BROADCAST_URL" in done.stderr

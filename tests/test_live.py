@@ -5,7 +5,8 @@ tests/servers.py: `split_stack` runs the API (`serve --no-worker`) and the outbo
 two processes that only share PostgreSQL and the broadcast backend (Redis when REDIS_URL is
 set, PostgreSQL LISTEN/NOTIFY otherwise), so every view a subscriber receives there was
 published by another process. `memory_stack` is the one-process mode (memory bus, worker in
-the API process).
+the API process). `two_process_stack` is `serve --workers 2` (each API process with its own
+in-process worker).
 
 Live delivery is at-most-once: a view processed before the server has subscribed its
 channel is not pushed. There is no "subscribed" acknowledgement in either websocket
@@ -45,7 +46,7 @@ from websockets.exceptions import ConnectionClosed
 from app.auth import Role, issue_token
 from tests.servers import Stack, StackTenant
 
-pytest_plugins = ["tests.servers"]  # fixtures: split_stack, memory_stack, server_logs_on_failure
+pytest_plugins = ["tests.servers"]  # fixtures: split_stack, memory_stack, two_process_stack, server_logs_on_failure
 pytestmark = pytest.mark.usefixtures("server_logs_on_failure")
 
 WAIT = 15.0  # seconds for any one expected message
@@ -482,6 +483,31 @@ async def test_ingest_to_subscriber_delay_cross_process(split_stack: Stack, tena
         live = LiveProfile(client, tenant, split_stack, http)
         await live.start()
         await measure_latency(live, f"cross-process (API + worker process, {split_stack.broadcast} broadcast)")
+
+
+# -- several API processes behind one port (serve --workers 2) -----------------------------------
+
+
+async def test_every_view_reaches_a_subscriber_across_api_processes(two_process_stack: Stack) -> None:
+    """trackEvents calls land on either API process, either process's in-process worker claims
+    them, and a subscriber on one process still gets every view once, counted once."""
+    stack = two_process_stack
+    tenant = stack.tenant()
+    # A new connection per call, so that calls spread over both processes: a kept-alive
+    # connection stays with the process that accepted it.
+    async with httpx.AsyncClient(timeout=WAIT, trust_env=False, headers={"Connection": "close"}) as http:
+        async with ws_client(stack, tenant.provider_token) as client:
+            live = LiveProfile(client, tenant, stack, http)
+            await live.start()
+            batches = [view_batch(tenant.profile_id, 5) for _ in range(20)]
+            await asyncio.gather(*(live.send(batch) for batch in batches))
+            sent = [event for batch in batches for event in batch]
+            got = await collect_views(live.next_view, sent)
+            for event in sent:
+                assert_view(got[event["eventId"]][1], event)
+            _, snapshot = await snapshot_with_views(live.next_snapshot, live.views_sent)
+    assert_snapshot(snapshot, tenant.profile_id, views=live.views_sent, visitors=len(sent) + 1)
+    stack.check_alive()
 
 
 # -- gov alerts: a view from a government network arrives flagged, with its reasons -------------

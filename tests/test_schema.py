@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import strawberry
@@ -100,7 +101,7 @@ async def test_unexpected_errors_are_masked_with_a_request_id(caplog):
 async def test_health_reports_database_and_broadcast(client):
     response = await client.get("/healthz")
     assert response.status_code == 200
-    assert response.json() == {"status": "ok", "database": True, "broadcast": True}
+    assert response.json() == {"status": "ok", "database": True, "broadcast": True, "process": os.getpid()}
 
 
 async def test_unknown_field_is_a_validation_error(client, tenant):
