@@ -45,6 +45,7 @@ from tortoise import connections
 
 from app.database import close_database, connection, init_database, transaction
 from app.services import financial_reports, fraud, gov_alerts, profile_analytics, revenue
+from app.services.claimed_events import EVENT_OF_KEY
 from app.services.gov_detection import GovDetector, get_detector
 from app.settings import Settings
 from app.vocabulary import (
@@ -62,10 +63,8 @@ TEST_DELAY_ENV = "PULSEGRAPH_WORKER_TEST_DELAY_MS"
 SUMMARY_EVERY_SECONDS = 60.0
 MAX_RETRIES = 5  # deadlocks and serialization failures: the batch is rolled back and retried
 
-# Each claimed row's event is looked up by its primary key. As a plain join, PostgreSQL
-# planned a sort-merge over the whole month partition of `events` for every batch (the
-# claim then took most of a batch's time); the LIMIT keeps the lookup a nested index probe.
-CLAIM = """
+# Each claimed row's event is looked up by its primary key (see app.services.claimed_events).
+CLAIM = f"""
 WITH claimed AS (
     SELECT seq, organization_id, event_id, occurred_at
     FROM outbox
@@ -74,17 +73,13 @@ WITH claimed AS (
     LIMIT $1
     FOR UPDATE SKIP LOCKED
 )
-SELECT c.seq, c.organization_id, c.event_id, c.occurred_at, e.type, e.profile_id, e.visitor_id,
+SELECT k.seq, k.organization_id, k.event_id, k.occurred_at, e.type, e.profile_id, e.visitor_id,
        e.session_id, e.engagement_ms, e.amount_minor, e.currency, e.country, e.city, e.device_type,
        e.browser, e.os, e.referrer_domain, e.utm_source, host(e.ip) AS ip, e.asn, e.as_org,
        e.occurred_at IS NOT NULL AS found
-FROM claimed c
-LEFT JOIN LATERAL (
-    SELECT * FROM events e
-    WHERE e.organization_id = c.organization_id AND e.occurred_at = c.occurred_at AND e.event_id = c.event_id
-    LIMIT 1
-) e ON true
-ORDER BY c.seq
+FROM claimed k
+LEFT JOIN {EVENT_OF_KEY} ON true
+ORDER BY k.seq
 """
 
 # By `seq` through the pending index the claim walked: joined on the primary key instead,

@@ -42,6 +42,7 @@ from openpyxl import Workbook
 from app.auth import Viewer
 from app.database import connection
 from app.errors import BadInput
+from app.services.claimed_events import CLAIMED_EVENTS, keys_of
 from app.services.platform import UTC_ZONE, platform_scope
 from app.services.pnl import CSV_TYPE, XLSX_TYPE, ExportFile
 from app.services.revenue import CURRENCY_RE, TEXT_PROPERTY_MAX_CHARS, add_to, clipped_buckets, minor_digits
@@ -71,10 +72,9 @@ def _due_date(value: Any) -> date | None:
         return None
 
 
-_INVOICE_EVENTS = """
+_INVOICE_EVENTS = f"""
 SELECT e.organization_id, e.event_id, e.type, e.amount_minor, rtrim(e.currency) AS currency, e.properties, e.occurred_at
-FROM unnest($1::uuid[], $2::timestamptz[], $3::text[]) AS k(organization_id, occurred_at, event_id)
-JOIN events e ON e.organization_id = k.organization_id AND e.occurred_at = k.occurred_at AND e.event_id = k.event_id
+FROM {CLAIMED_EVENTS}
 ORDER BY e.occurred_at, e.event_id
 """
 _ISSUE = """
@@ -101,8 +101,7 @@ async def record_invoices(conn: asyncpg.Connection, rows: Sequence[Mapping[str, 
     claimed = [r for r in rows if r["type"] in INVOICE_EVENT_TYPES]
     if not claimed:
         return
-    keys = ([r["organization_id"] for r in claimed], [r["occurred_at"] for r in claimed], [r["event_id"] for r in claimed])
-    events = [dict(e, properties=orjson.loads(e["properties"])) for e in await conn.fetch(_INVOICE_EVENTS, *keys)]
+    events = [dict(e, properties=orjson.loads(e["properties"])) for e in await conn.fetch(_INVOICE_EVENTS, *keys_of(claimed))]
     issued = _first_per_invoice([e for e in events if e["type"] == INVOICE_ISSUED])
     paid = _first_per_invoice([e for e in events if e["type"] == INVOICE_PAID])
     if issued:

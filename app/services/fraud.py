@@ -46,6 +46,7 @@ import orjson
 from app.auth import Viewer, administered_by, administered_organization, administered_scope
 from app.database import connection, transaction
 from app.errors import BadInput, NotFound
+from app.services.claimed_events import CLAIMED_EVENTS, keys_of
 from app.timebuckets import RangeSpec, TimeRange, resolve_range, utcnow
 from app.vocabulary import (
     ACCOUNT_CREATED,
@@ -364,8 +365,7 @@ _TRIGGERS = """
 WITH rt AS (
     SELECT e.organization_id, e.occurred_at, e.event_id, e.visitor_id, e.user_id, e.properties,
            COALESCE(host(e.ip), e.ip_hash) AS ip_key, r.id AS rule_id, r.params
-    FROM unnest($1::uuid[], $2::timestamptz[], $3::text[]) AS k(organization_id, occurred_at, event_id)
-    JOIN events e ON e.organization_id = k.organization_id AND e.occurred_at = k.occurred_at AND e.event_id = k.event_id
+    FROM {claimed_events}
     JOIN fraud_rules r ON r.organization_id = e.organization_id AND r.kind = '{kind}' AND r.enabled
     WHERE e.type = '{type}'
 )
@@ -490,12 +490,12 @@ async def evaluate_batch(conn: asyncpg.Connection, rows: Sequence[Mapping[str, A
     triggers = [r for r in rows if r["type"] in FRAUD_EVENT_TYPES]
     if not triggers:
         return []
-    keys = ([r["organization_id"] for r in triggers], [r["occurred_at"] for r in triggers], [r["event_id"] for r in triggers])
+    keys = keys_of(triggers)
     present = {r["type"] for r in triggers}
     hits: dict[tuple[uuid.UUID, uuid.UUID, str], _Hit] = {}
     for kind, sql in _RULE_SQL.items():
         if TRIGGER_TYPE[kind] in present:
-            query = _TRIGGERS.format(kind=kind, type=TRIGGER_TYPE[kind]) + sql
+            query = _TRIGGERS.format(claimed_events=CLAIMED_EVENTS, kind=kind, type=TRIGGER_TYPE[kind]) + sql
             for found in await conn.fetch(query, *keys):
                 _add_hit(hits, found)
     if not hits:

@@ -37,6 +37,7 @@ from datasketches import hll_sketch, hll_union, tgt_hll_type
 from app.auth import Viewer, readable_profile
 from app.database import connection
 from app.errors import BadInput
+from app.services.claimed_events import EVENT_OF_KEY
 from app.services.gov_alerts import GovAlert, alerts_of_views
 from app.timebuckets import (
     BucketIndex,
@@ -223,8 +224,7 @@ PROFILE_EVENT_COLUMNS = (
 # Every column but the kind (of the event's type) and the gov flag (of the batch's checks)
 # is the event's own. The rows are copied from `events` inside the database, so only their
 # keys travel: sending every column of every row again was the worker's largest statement.
-# Each event is a primary-key probe (LIMIT 1 keeps it one: as a plain join PostgreSQL
-# sort-merges the whole month partition).
+# Each event is a primary-key probe (see app.services.claimed_events).
 EVENT_COLUMNS = tuple(name for name in PROFILE_EVENT_COLUMNS if name not in ("kind", "is_gov"))
 _selected = ", ".join(f"e.{name}" if name in EVENT_COLUMNS else f"k.{name}" for name in PROFILE_EVENT_COLUMNS)
 INSERT_PROFILE_EVENTS = f"""
@@ -232,11 +232,7 @@ INSERT INTO profile_events ({", ".join(PROFILE_EVENT_COLUMNS)})
 SELECT {_selected}
 FROM unnest($1::uuid[], $2::timestamptz[], $3::text[], $4::text[], $5::boolean[])
      AS k(organization_id, occurred_at, event_id, kind, is_gov)
-CROSS JOIN LATERAL (
-    SELECT * FROM events e
-    WHERE e.organization_id = k.organization_id AND e.occurred_at = k.occurred_at AND e.event_id = k.event_id
-    LIMIT 1
-) e
+CROSS JOIN {EVENT_OF_KEY}
 ON CONFLICT DO NOTHING
 RETURNING organization_id, event_id
 """

@@ -42,6 +42,7 @@ import orjson
 from app.auth import Viewer, administered_organization, administered_scope, readable_profile
 from app.database import connection, transaction
 from app.errors import BadInput, NotFound
+from app.services.claimed_events import CLAIMED_EVENTS, keys_of
 from app.timebuckets import (
     Grain,
     RangeSpec,
@@ -139,11 +140,10 @@ class LedgerEffects:
         )
 
 
-_LEDGER_EVENTS = """
+_LEDGER_EVENTS = f"""
 SELECT e.organization_id, e.event_id, e.type, e.profile_id, COALESCE(e.visitor_id, e.user_id) AS customer_id,
        e.amount_minor, rtrim(e.currency) AS currency, e.properties, e.occurred_at, o.duo_split_percent
-FROM unnest($1::uuid[], $2::timestamptz[], $3::text[]) AS k(organization_id, occurred_at, event_id)
-JOIN events e ON e.organization_id = k.organization_id AND e.occurred_at = k.occurred_at AND e.event_id = k.event_id
+FROM {CLAIMED_EVENTS}
 JOIN organizations o ON o.id = e.organization_id
 WHERE e.amount_minor IS NOT NULL AND e.currency IS NOT NULL
 ORDER BY e.organization_id, e.event_id
@@ -201,8 +201,7 @@ async def record_batch(conn: asyncpg.Connection, rows: Sequence[Mapping[str, Any
     claimed = [r for r in rows if r["type"] in LEDGER_EVENT_TYPES]
     if not claimed:
         return effects
-    keys = ([r["organization_id"] for r in claimed], [r["occurred_at"] for r in claimed], [r["event_id"] for r in claimed])
-    events = [dict(e, properties=orjson.loads(e["properties"])) for e in await conn.fetch(_LEDGER_EVENTS, *keys)]
+    events = [dict(e, properties=orjson.loads(e["properties"])) for e in await conn.fetch(_LEDGER_EVENTS, *keys_of(claimed))]
     sales = [_sale(e) for e in events if e["type"] in SALE_TYPE]
     new_sales = await _insert(conn, sales)
     refunds = await _refunds(conn, [e for e in events if e["type"] == ORDER_REFUNDED])
