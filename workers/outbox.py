@@ -17,10 +17,10 @@ processing is at-least-once, effects are exactly-once (and keyed by event id bes
 re-run batch changes nothing).
 
 After commit the batch is published to the event bus (views, gov alerts, per-profile running
-totals, fraud alerts, gifts and revenue counters), in one publish and only to the channels
-someone follows (one question to the bus first); the running totals come from the day rows
-the batch just wrote, not from a query. That is best effort: a failed publish is logged and
-the worker carries on.
+totals, fraud alerts, gifts and revenue counters), only to the channels someone follows (one
+question to the bus first): views and alerts in one publish, then running totals and gifts.
+The totals come from the day rows the batch just wrote (revenue counters from a query).
+That is best effort: a failed publish is logged and the worker carries on.
 
 The worker wakes on `NOTIFY pulsegraph_outbox` (sent by ingestion after commit) on a
 dedicated connection that is re-opened when it drops, and polls every
@@ -272,7 +272,8 @@ class OutboxWorker:
         try:
             followed = await self.bus.followed(channels)
             if followed:
-                await self.bus.publish_many(await _live_messages(effects, followed))
+                await self.bus.publish_many(_feed_messages(effects, followed))
+                await self.bus.publish_many(await _running_totals(effects, followed))
         except Exception as exc:  # noqa: BLE001 - BusUnavailable, a dead pool connection...: never fatal
             log.warning("worker %s: live publish failed (%r); subscribers miss this batch", self.name, exc)
 
@@ -347,26 +348,34 @@ async def _connect_like_pool() -> asyncpg.Connection:
     )
 
 
-async def _live_messages(effects: BatchEffects, followed: set[str]) -> list[tuple[str, dict[str, Any]]]:
-    """The batch's messages to the `followed` channels, views and alerts first (they are
-    what a live feed waits for); a payload nobody follows is not built."""
-    applied = effects.applied
+def _feed_messages(effects: BatchEffects, followed: set[str]) -> list[tuple[str, dict[str, Any]]]:
+    """The batch's views and alerts to the `followed` channels: what a live feed waits for,
+    built from memory, so they are sent before anything that reads the database."""
     alerts = {alert["eventId"]: alert for alert in effects.gov_alerts}
     messages: list[tuple[str, dict[str, Any]]] = [
         (channel, profile_analytics.view_payload(event, alerts.get(event["event_id"])))
-        for event in applied.views
+        for event in effects.applied.views
         if (channel := view_channel(str(event["profile_id"]))) in followed
     ]
     messages += [
         (channel, alert) for alert in effects.gov_alerts if (channel := gov_alert_channel(alert["profileId"])) in followed
     ]
+    for payload in map(fraud.alert_payload, effects.fraud_alerts):
+        channels = (fraud_alert_channel(payload["organizationId"]), FRAUD_ALERTS_ALL_CHANNEL)
+        messages += [(channel, payload) for channel in channels if channel in followed]
+    return messages
+
+
+async def _running_totals(effects: BatchEffects, followed: set[str]) -> list[tuple[str, dict[str, Any]]]:
+    """Engagement snapshots and revenue counters to the `followed` channels; a payload nobody
+    follows is not built (counters, and snapshots of days the batch did not write, are read
+    from the database)."""
+    applied = effects.applied
+    messages: list[tuple[str, dict[str, Any]]] = []
     watched = [(org, profile) for org, profile in applied.touched_profiles if engagement_channel(str(profile)) in followed]
     if watched:
         snapshots = await profile_analytics.engagement_snapshots(watched, applied.timezones, written=applied.days)
         messages += [(engagement_channel(s["profileId"]), s) for s in snapshots]
-    for payload in map(fraud.alert_payload, effects.fraud_alerts):
-        channels = (fraud_alert_channel(payload["organizationId"]), FRAUD_ALERTS_ALL_CHANNEL)
-        messages += [(channel, payload) for channel in channels if channel in followed]
     if followed & effects.ledger.channels:
         async with connection() as conn:
             messages += await revenue.live_messages(conn, effects.ledger, followed)
