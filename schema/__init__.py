@@ -13,6 +13,7 @@ from strawberry.schema.types.base_scalars import DateTimeDefinition, wrap_parser
 from strawberry.types import ExecutionContext
 
 from app.fast_variables import FastVariablesExecutor
+from app.plain_inputs import as_plain_dicts, resolved_as_coerced
 
 log = logging.getLogger("pulsegraph.graphql")
 
@@ -49,7 +50,9 @@ def build_schema(extensions: list | None = None) -> Schema:
     # Imported here: the root binds resolvers, which import the domain types of this package.
     from schema.root import Mutation, Query, Subscription
 
-    return Schema(
+    from schema.ingestion import EventContextInput, TrackEventInput
+
+    schema = Schema(
         query=Query,
         mutation=Mutation,
         subscription=Subscription,
@@ -57,6 +60,11 @@ def build_schema(extensions: list | None = None) -> Schema:
         scalar_overrides={dt.datetime: DATETIME},
         execution_context_class=FastVariablesExecutor,
     )
+    # Events reach the ingestion service as the dicts it takes, without a Strawberry object
+    # per event on the way (see app.plain_inputs).
+    as_plain_dicts(schema, TrackEventInput, EventContextInput)
+    resolved_as_coerced(schema, "Mutation", "trackEvents")
+    return schema
 
 
 __all__ = ["Schema", "build_schema"]

@@ -47,14 +47,14 @@ def test_valid_lists_coerce_to_what_graphql_core_gives(document: Any) -> None:
     variables = {"e": events()}
     fast = outcome(FastVariablesExecutor, document, variables)
     assert fast == outcome(StrawberryGraphQLCoreExecutionContext, document, variables)
-    assert fast[0]["e"][0]["occurredAt"].utcoffset().total_seconds() == 3600
+    assert fast[0]["e"][0]["occurred_at"].utcoffset().total_seconds() == 3600
 
 
 def test_the_fast_path_is_taken() -> None:
     built = build(FastVariablesExecutor, TRACK, {"e": events()})
-    assert built.variable_values.coerced["e"][-1] == {"type": "signup", "eventId": None, "profileId": None,
-        "occurredAt": None, "anonymousId": None, "userId": None, "sessionId": None, "engagementMs": None,
-        "amountMinor": None, "currency": None, "properties": None, "context": None}  # fmt: skip
+    assert built.variable_values.coerced["e"][-1] == {"type": "signup", "event_id": None, "profile_id": None,
+        "occurred_at": None, "anonymous_id": None, "user_id": None, "session_id": None, "engagement_ms": None,
+        "amount_minor": None, "currency": None, "properties": None, "context": None}  # fmt: skip
 
 
 def test_domain_events_with_an_enum_coerce_the_same() -> None:
