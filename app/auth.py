@@ -11,6 +11,7 @@ import hmac
 import secrets
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 
@@ -21,6 +22,7 @@ from app.settings import Settings, get_settings
 
 KEY_PREFIX = "pgk_"
 KEY_CACHE_SECONDS = 30.0
+TOKEN_CACHE_SIZE = 1024
 
 
 class Role(str, Enum):
@@ -88,9 +90,36 @@ def issue_token(
     return jwt.encode(claims, settings.jwt_secret, algorithm="HS256")
 
 
+# (signing secret, issuer, token) -> (its `exp`, its viewer). Keyed by the settings that
+# verified it, so a token stops working as soon as the secret or issuer changes.
+_token_cache: dict[tuple[str, str, str], tuple[int, Viewer]] = {}
+_clock: Callable[[], float] = time.time  # the wall clock `exp` is compared with; tests move it
+
+
 def viewer_from_token(token: str, settings: Settings | None = None) -> Viewer:
-    """Verify signature, algorithm, issuer and validity window; refuse anything else."""
+    """Verify signature, algorithm, issuer and validity window; refuse anything else.
+
+    A client sends the same token with every request, and verifying it (PyJWT checks every
+    character of its base64, then the HMAC, then the claims) cost ~140 µs, some 5% of a
+    small report. A verified token is remembered until its `exp`, which every reuse checks
+    as PyJWT would; tokens that fail are never remembered."""
     settings = settings or get_settings()
+    key = (settings.jwt_secret, settings.jwt_issuer, token)
+    cached = _token_cache.get(key)
+    if cached is not None:
+        if _clock() < cached[0]:
+            return cached[1]
+        _token_cache.pop(key, None)
+        raise Unauthenticated("token has expired")
+    expires, viewer = _verified(token, settings)
+    if len(_token_cache) >= TOKEN_CACHE_SIZE:
+        _token_cache.pop(next(iter(_token_cache)), None)  # the oldest
+    _token_cache[key] = (expires, viewer)
+    return viewer
+
+
+def _verified(token: str, settings: Settings) -> tuple[int, Viewer]:
+    """The token's `exp` and viewer, or Unauthenticated with the reason."""
     try:
         claims = jwt.decode(
             token,
@@ -112,7 +141,8 @@ def viewer_from_token(token: str, settings: Settings | None = None) -> Viewer:
         raise Unauthenticated("token has no organization")
     if role is Role.PROVIDER and profile is None:
         raise Unauthenticated("provider token has no profile")
-    return Viewer(subject=str(claims["sub"]), role=role, organization_id=org, profile_id=profile)
+    viewer = Viewer(subject=str(claims["sub"]), role=role, organization_id=org, profile_id=profile)
+    return int(claims["exp"]), viewer
 
 
 # -- ingestion keys ---------------------------------------------------------------------

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 
 import jwt
 import pytest
 
-from app.auth import Role, issue_token
-from tests.conftest import TEST_JWT_SECRET, error_codes, gql
+from app import auth
+from app.auth import Role, issue_token, viewer_from_token
+from app.errors import Unauthenticated
+from tests.conftest import TEST_JWT_SECRET, error_codes, gql, settings_with
 
 VIEWER = "{ viewer { role organizationId profileId } }"
 PROFILES = "{ profiles { id name } }"
@@ -93,6 +96,96 @@ async def test_token_for_a_deleted_tenant_sees_nothing(client, settings):
     ghost = issue_token(role=Role.ORG_ADMIN, organization_id=uuid.uuid4(), settings=settings)
     body = await gql(client, PROFILES, token=ghost)
     assert body["data"]["profiles"] == []
+
+
+# -- verified tokens are remembered --------------------------------------------------------
+
+
+@pytest.fixture
+def token_cache(monkeypatch):
+    """An empty cache of verified tokens; once a token is in it, PyJWT is no longer asked."""
+    monkeypatch.setattr(auth, "_token_cache", {})
+    return auth._token_cache
+
+
+def verification_refused(monkeypatch) -> None:
+    """From now on any token that is verified again fails, so an answer came from the cache."""
+
+    def refuse(*args, **kwargs):
+        raise jwt.InvalidSignatureError("verified again")
+
+    monkeypatch.setattr(auth.jwt, "decode", refuse)
+
+
+def tampered(token: str, **claims) -> str:
+    """`token` with its payload rewritten and its signature kept."""
+    header, payload, signature = token.split(".")
+    decoded = jwt.decode(token, options={"verify_signature": False})
+    rewritten = jwt.utils.base64url_encode(json.dumps({**decoded, **claims}).encode()).decode()
+    return ".".join((header, rewritten, signature))
+
+
+async def test_a_repeated_token_gives_the_same_viewer(settings, tenant, token_cache):
+    first = viewer_from_token(tenant.provider_token, settings)
+    again = viewer_from_token(tenant.provider_token, settings)
+    assert again == first
+    assert (first.role, str(first.profile_id)) == (Role.PROVIDER, tenant.profile_id)
+    assert len(token_cache) == 1
+
+
+async def test_a_cached_token_is_refused_once_it_expires(settings, tenant, token_cache, monkeypatch):
+    token = forged({"org": tenant.org_id})
+    expires = jwt.decode(token, options={"verify_signature": False})["exp"]
+    viewer_from_token(token, settings)
+    verification_refused(monkeypatch)
+    monkeypatch.setattr(auth, "_clock", lambda: expires - 0.001)
+    assert viewer_from_token(token, settings).organization_id == uuid.UUID(tenant.org_id)
+    monkeypatch.setattr(auth, "_clock", lambda: expires)  # PyJWT: expired when exp <= now
+    with pytest.raises(Unauthenticated, match="expired"):
+        viewer_from_token(token, settings)
+    assert token_cache == {}  # and so verified again next time, by PyJWT on the real clock
+
+
+async def test_refused_tokens_are_not_remembered(settings, tenant, token_cache):
+    valid = forged({"org": tenant.org_id})
+    viewer_from_token(valid, settings)
+    header, payload, signature = valid.split(".")
+    refused = [
+        tampered(valid, role="admin"),
+        ".".join((header, payload, signature[:10] + ("A" if signature[10] != "A" else "B") + signature[11:])),
+        forged({"org": tenant.org_id}, key="another-secret-" + "y" * 40),
+        forged({"org": tenant.org_id, "exp": int(time.time()) - 10}),
+        forged({"org": tenant.org_id, "nbf": int(time.time()) + 600}),
+        unsigned({"org": tenant.org_id}),
+    ]
+    for token in refused:
+        for _ in range(2):
+            with pytest.raises(Unauthenticated):
+                viewer_from_token(token, settings)
+    assert [key[2] for key in token_cache] == [valid]
+
+
+async def test_another_secret_refuses_a_token_the_old_one_cached(settings, tenant, token_cache):
+    viewer_from_token(tenant.org_admin_token, settings)
+    rotated = settings_with(settings, jwt_secret="rotated-secret-" + "z" * 40)
+    with pytest.raises(Unauthenticated, match="invalid"):
+        viewer_from_token(tenant.org_admin_token, rotated)
+    reissued = settings_with(settings, jwt_issuer="someone-else")
+    with pytest.raises(Unauthenticated, match="invalid"):
+        viewer_from_token(tenant.org_admin_token, reissued)
+    assert viewer_from_token(tenant.org_admin_token, settings).role is Role.ORG_ADMIN
+
+
+async def test_the_token_cache_forgets_the_oldest_when_full(settings, tenant, token_cache, monkeypatch):
+    monkeypatch.setattr(auth, "TOKEN_CACHE_SIZE", 3)
+    tokens = [forged({"org": tenant.org_id, "sub": f"user-{i}"}) for i in range(5)]
+    for token in tokens:
+        viewer_from_token(token, settings)
+    assert [key[2] for key in token_cache] == tokens[2:]
+    verification_refused(monkeypatch)
+    assert viewer_from_token(tokens[-1], settings).subject == "user-4"
+    with pytest.raises(Unauthenticated, match="invalid"):
+        viewer_from_token(tokens[0], settings)  # forgotten: verified again
 
 
 # -- the same tokens at websocket `connection_init` ------------------------------------------

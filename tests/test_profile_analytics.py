@@ -16,12 +16,21 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from datasketches import hll_sketch, hll_union
+from datasketches import hll_sketch, hll_union, tgt_hll_type
 
 from app.auth import Role, Viewer, issue_token
 from app.database import connection
 from app.services.ingestion import track_events
-from app.services.profile_analytics import HLL_LG_K, _merged, new_sketch, plan_segments, register_estimate
+from app.services.profile_analytics import (
+    HLL_LG_K,
+    HLL_TYPE,
+    _coupon_estimates,
+    _coupon_key,
+    _merged,
+    new_sketch,
+    plan_segments,
+    register_estimate,
+)
 from app.timebuckets import (
     Grain,
     RangeSpec,
@@ -592,6 +601,58 @@ def test_one_bucket_counts_the_same_however_its_visitors_were_batched(visitors):
 
     assert counts == {round(union.get_estimate())}
     assert within(counts.pop(), visitors)
+
+
+def library_estimate(data: bytes) -> int:
+    """What the library itself says of a stored sketch, marked out-of-order (no HIP)."""
+    flagged = bytearray(data)
+    flagged[5] |= 16
+    return round(hll_sketch.deserialize(bytes(flagged)).get_estimate())
+
+
+COUPON_LIMIT = 1536  # lg_k 14: a sketch holds 1-7 coupons as a LIST, up to 1,536 as a SET
+
+
+def test_coupon_sketches_are_estimated_as_the_library_does():
+    """A list or set sketch is answered by the estimate remembered for its coupon count, so
+    every image of every size, whichever image first taught that count, must get exactly
+    the library's number: ids added one by one, other ids into an HLL_8 sketch, union
+    results, and the worker's batched merges; dense sketches too, past the set mode."""
+    _coupon_estimates.clear()
+    sketches = {"ids": new_sketch(), "other": hll_sketch(HLL_LG_K, tgt_hll_type.HLL_8)}
+    union = hll_union(HLL_LG_K)
+    worker: bytes | None = None
+    for size in range(5_001):
+        images = {name: sketch.serialize_compact() for name, sketch in sketches.items()}
+        images["union"] = union.get_result(HLL_TYPE).serialize_compact()
+        if worker is not None and size % 7 == 0:
+            images["worker"] = worker
+        if size <= COUPON_LIMIT:
+            assert _coupon_key(images["ids"]) == (HLL_LG_K, 0 if size < 8 else 1, size), size
+        else:
+            assert _coupon_key(images["ids"]) is None, size
+        for name, image in images.items():
+            assert register_estimate(image) == library_estimate(image), (name, size)
+        sketches["ids"].update(f"visitor-{size}")
+        sketches["other"].update(f"other-{size}")
+        union.update(f"union-{size}")
+        if size % 7 == 0:
+            worker = _merged(worker, {f"worker-{size + i}" for i in range(7)})
+    assert len(_coupon_estimates) == COUPON_LIMIT + 1  # one per count, 0 to 1,536
+
+
+def test_truncated_or_updatable_sketches_take_the_library_path():
+    sketch = new_sketch()
+    for visitor in range(500):
+        sketch.update(visitor)
+    image = sketch.serialize_compact()
+    register_estimate(image)  # its count is known from now on
+    for broken in (image[:-4], image[:11]):
+        with pytest.raises(IndexError):
+            register_estimate(broken)
+    updatable = sketch.serialize_updatable()
+    assert _coupon_key(updatable) is None
+    assert register_estimate(updatable) == library_estimate(image)
 
 
 async def test_buckets_without_events_are_zero(app, client, settings, worker):
