@@ -49,8 +49,9 @@ async def track_event(
     info: Info,
     event: Annotated[TrackEventInput, strawberry.argument(description="The event to record.")],
 ) -> TrackResult:
-    """One event; an invalid one comes back as a rejection, as it would in a batch."""
-    return await _track(info, [_input_dict(event)], domain=False)
+    """One event; an invalid one comes back as a rejection, as it would in a batch. The event
+    arrives as the service's dict (see app.plain_inputs)."""
+    return await _track(info, [event], domain=False)
 
 
 async def track_events(
@@ -78,21 +79,10 @@ async def publish_domain_events(
     return await _track(info, [_domain_dict(e) for e in events], domain=True)
 
 
-def _input_dict(event: Any) -> dict[str, Any]:
-    """A TrackEventInput (and its context) arrives as the service's dict already (see
-    `app.plain_inputs`); other inputs are Strawberry dataclasses, whose __dict__ has the
-    same snake_case keys."""
-    if type(event) is dict:
-        return event
-    data = dict(event.__dict__)
-    context = data.get("context")
-    if context is not None and type(context) is not dict:
-        data["context"] = context.__dict__
-    return data
-
-
 def _domain_dict(event: DomainEventInput) -> dict[str, Any]:
-    data = _input_dict(event)
+    """A Strawberry dataclass: its __dict__ has the service's snake_case keys (its context is
+    a plain dict already, see app.plain_inputs); the type is the enum's value."""
+    data = dict(event.__dict__)
     data["type"] = event.type.value
     return data
 

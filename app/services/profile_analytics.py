@@ -126,7 +126,7 @@ def register_estimate(data: bytes) -> int:
     only on lg_k and how many coupons there are, but deserializing it rebuilds the set
     (~30 µs at 1,000 ids). So the library's estimate of the first image with a given count
     is remembered and answers for every later one: one entry per count a coupon sketch can
-    hold (~1,550 for lg_k 14)."""
+    hold (1,537 for lg_k 14)."""
     key = _coupon_key(data)
     if key is None:
         return _library_estimate(data)
