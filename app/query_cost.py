@@ -8,12 +8,15 @@ the number of objects and values an operation returns and refuses it with
 
 - every selected field costs one per time it is resolved, so its cost is the product of
   the sizes of the lists above it;
-- a list's size is its `limit` (or `first`) argument (from the literal, the variables or
-  the argument's default); a list of a time series (a field with `range` and
-  `granularity` arguments, e.g. `profileTimeseries { views }`) has one entry per bucket,
-  estimated from the range and capped at the resolver's own cap; a list of a type the domain
-  bounds (money per currency, revenue per source, ...: `BOUNDED_LISTS`) counts that bound;
-  any other list counts `DEFAULT_LIST_SIZE`;
+- a list's size is its own bound, first found of: its `limit` (or `first`) argument (from
+  the literal, the variables or the argument's default); the bound of a type the domain
+  bounds (money per currency, revenue per source, ...: `BOUNDED_LISTS`); one entry per
+  bucket for the lists of a time series (a field with `range` and `granularity` arguments,
+  e.g. `profileTimeseries { views }`, `pnl { periods }`), estimated from the range and
+  capped at the resolver's own cap; `DEFAULT_LIST_SIZE` otherwise;
+- the bucket count sizes the series' own lists and nothing inside them: a list within each
+  bucket (money per currency in every point) counts its own bound, multiplied by the
+  buckets above it, so the buckets are never counted twice;
 - introspection (`__schema`, `__type`, `__typename`) is free: it is answered from memory.
 
 The estimate runs per request with the request's variables (a validation rule could not
@@ -179,6 +182,8 @@ class _Walker:
             series = _series_length(arguments.get("range"), arguments.get("granularity") or _preset_grain(arguments.get("range")))
         size, inner = self._list_size(field.type, arguments, series)
         count = multiplier * size
+        if _is_list(field.type):
+            series = None  # the buckets are counted in `count`; lists inside them have bounds of their own
         return count + self.selection_cost(node.selection_set, inner, multiplier=count, series=series, seen=seen)
 
     def _list_size(self, gtype: Any, arguments: Mapping[str, Any], series: int | None) -> tuple[int, Any]:
@@ -196,9 +201,11 @@ class _Walker:
             value = arguments.get(name)
             if isinstance(value, int) and not isinstance(value, bool):
                 return max(1, value)
+        if element in BOUNDED_LISTS:
+            return BOUNDED_LISTS[element]
         if series is not None:
             return series
-        return BOUNDED_LISTS.get(element or "", self.default)
+        return self.default
 
     def _arguments(self, node: FieldNode, field: Any) -> dict[str, Any]:
         values: dict[str, Any] = {}
@@ -220,6 +227,12 @@ class _Walker:
         if condition is None:
             return parent
         return self.schema.get_type(condition.name.value) or parent
+
+
+def _is_list(gtype: Any) -> bool:
+    while isinstance(gtype, GraphQLNonNull):
+        gtype = gtype.of_type
+    return isinstance(gtype, GraphQLList)
 
 
 def _named(gtype: Any) -> str | None:

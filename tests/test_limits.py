@@ -4,6 +4,9 @@ test_ingestion.py."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
 import asyncpg
 import pytest
 import strawberry
@@ -13,8 +16,11 @@ from app.database import connection, tortoise_config
 from app.graphql import ErrorPolicy, schema_extensions
 from app.query_cost import MAX_SERIES_BUCKETS, estimate_cost
 from schema import build_schema
-from tests.conftest import error_codes, gql, settings_with
+from tests.conftest import Tenant, error_codes, gql, make_tenant, settings_with
 
+PUBLISH = """mutation($e: [DomainEventInput!]!) { publishDomainEvents(events: $e) { accepted rejected { index field reason } } }"""
+CREATE_COST = """mutation($c: CostCategory!, $cur: String!, $d: Date!) {
+  createCost(category: $c, amountMinor: 700, currency: $cur, date: $d) { id } }"""
 SERIES_FIELDS = "buckets views uniqueVisitors inquiries conversions engagementSeconds"
 
 
@@ -90,6 +96,99 @@ async def test_too_costly_operations_are_refused_before_they_run(client, tenant,
         token=tenant.org_admin_token,
     )
     assert fine.get("errors") is None, fine
+
+
+MONEY = "amountMinor currency"
+STREAMS = "revenueByStream { stream amountMinor }"
+CATEGORIES = "costsByCategory { category amountMinor }"
+PNL_LINE = f"currency revenue fees grossProfit costs netProfit margin {STREAMS} {CATEGORIES}"
+DAILY_REPORTS = {
+    "39-day P&L with every breakdown": (
+        f"query($r: TimeRangeInput!) {{ pnl(range: $r, granularity: DAY) {{ periods {{ start end lines {{ {PNL_LINE} }} }} "
+        f"totals {{ {PNL_LINE} }} }} }}",
+        {"from": 39},
+    ),
+    "30-day revenue series by source": (
+        f"query($r: TimeRangeInput!) {{ revenueTimeseries(range: $r, granularity: DAY) {{ points {{ start total {{ {MONEY} }} "
+        f"bySource {{ source revenue {{ {MONEY} }} previousRevenue {{ {MONEY} }} }} transactions }} }} }}",
+        {"preset": "LAST_30_DAYS"},
+    ),
+    "30-day P&L by stream": (
+        f"query($r: TimeRangeInput!) {{ pnl(range: $r, granularity: DAY) {{ periods {{ start lines {{ currency revenue {STREAMS} }} }} }} }}",
+        {"preset": "LAST_30_DAYS"},
+    ),
+}
+SOURCES = ("BOOKING_COMPLETED", "GIFT_PURCHASED", "SUBSCRIPTION_CHARGED", "AFFILIATE_COMMISSION", "ORDER_PAID")
+# Money per currency is bounded at 10 currencies, five times the two this organization sells
+# in; with the previous period partly empty, the estimate stays under this many times the answer.
+DAILY_REPORT_FACTOR = 8
+
+
+def returned_objects(value: Any) -> int:
+    """What a response really holds, counted the way the estimate counts: each field once per
+    resolution, each list entry once, and what is inside each entry."""
+    if isinstance(value, dict):
+        return sum(returned_objects(v) if isinstance(v, list) else 1 + returned_objects(v) for v in value.values())
+    if isinstance(value, list):
+        return len(value) + sum(returned_objects(v) for v in value)
+    return 0
+
+
+def report_range(spec: dict[str, Any]) -> dict[str, Any]:
+    if "from" in spec:
+        return {"from": (datetime.now(UTC) - timedelta(days=spec["from"])).isoformat()}
+    return spec
+
+
+async def a_daily_business(client: Any, settings: Any) -> Tenant:
+    """An organization in Adelaide selling in two currencies through every source, every day."""
+    tenant = await make_tenant(settings, timezone="Australia/Adelaide")
+    now = datetime.now(UTC)
+    events = [
+        {"eventId": f"{day}-{kind}-{currency}", "type": kind, "profileId": tenant.profile_id, "amountMinor": 1000 + day,
+         "currency": currency, "occurredAt": (now - timedelta(days=day, hours=1)).isoformat(),
+         "properties": {"orderId": f"o-{day}-{kind}-{currency}", "platformFeeMinor": 50}}
+        for day in range(40) for kind in SOURCES for currency in ("EUR", "JPY")
+    ]  # fmt: skip
+    body = await gql(client, PUBLISH, {"e": events}, token=tenant.service_token)
+    assert body["data"]["publishDomainEvents"]["accepted"] == len(events), body
+    for day in range(0, 40, 3):
+        for category in ("MARKETING", "TOOLS", "OTHER"):
+            created = await gql(client, CREATE_COST, {"c": category, "cur": "EUR", "d": (now - timedelta(days=day)).date().isoformat()},
+                                token=tenant.org_admin_token)  # fmt: skip
+            assert created.get("errors") is None, created
+    return tenant
+
+
+async def test_daily_reports_are_priced_by_their_own_bounds(app, client, worker, settings):
+    """A list inside each bucket counts its bound times the buckets, never the buckets twice:
+    ordinary daily reports pass, and their estimate stays close above what they return."""
+    empty = await make_tenant(settings)
+    busy = await a_daily_business(client, settings)
+    await worker.drain()
+    schema = build_schema()._schema
+    for name, (query, spec) in DAILY_REPORTS.items():
+        variables = {"r": report_range(spec)}
+        estimate = estimate_cost(schema, parse(query), variables=variables)
+        for tenant in (empty, busy):
+            body = await gql(client, query, variables, token=tenant.org_admin_token)
+            assert body.get("errors") is None, (name, body)
+        real = returned_objects(body["data"])
+        print(f"{name}: estimate {estimate}, returned {real}, {estimate / real:.1f}x")
+        assert real <= estimate <= DAILY_REPORT_FACTOR * real, (name, estimate, real)
+        assert estimate <= settings.query_cost_limit, name
+
+
+async def test_a_huge_breakdown_is_still_refused(client, tenant):
+    """A year of hourly P&L lines with every breakdown is millions of values: refused unrun."""
+    query = DAILY_REPORTS["39-day P&L with every breakdown"][0]
+    monthly = query.replace("granularity: DAY", "granularity: MONTH")
+    year = {"r": report_range({"from": 365})}
+    body = await gql(client, monthly, year, token=tenant.org_admin_token)
+    assert body.get("errors") is None, body
+    hourly = query.replace("granularity: DAY", "granularity: HOUR")
+    body = await gql(client, hourly, year, token=tenant.org_admin_token)
+    assert error_codes(body) == ["QUERY_TOO_COMPLEX"], body
 
 
 async def test_cost_limit_is_configurable_and_reads_variables(settings):

@@ -8,6 +8,8 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
+
 from app.database import connection
 from tests.conftest import Tenant, gql
 
@@ -84,22 +86,86 @@ async def test_the_worker_records_each_money_event_once(client, worker, tenant):
     assert await ledger(tenant) == rows
 
 
-async def test_a_refund_before_its_sale_is_linked_when_the_sale_arrives(client, worker, tenant):
+LINKED_REVENUE = """query($org: ID, $p: ID, $r: TimeRangeInput!) {
+  org: revenueSummary(organizationId: $org, range: $r) { bySource { source revenue { amountMinor currency } } }
+  own: revenueSummary(profileId: $p, range: $r) { total { amountMinor currency } transactions } }"""
+
+
+def _refund_pair(tag: str, tenant: Tenant, link: str, amount: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A 24,300 JPY booking and a refund naming it by event id or by order id."""
+    sale = {"eventId": f"{tag}-sale", "type": "BOOKING_COMPLETED", "profileId": tenant.profile_id, "amountMinor": 24_300,
+            "currency": "JPY", "userId": f"{tag}-guest", "occurredAt": _at(60),
+            "properties": {"orderId": f"{tag}-order", "category": "suite"}}  # fmt: skip
+    names = {"originalEventId": f"{tag}-sale"} if link == "event_id" else {"orderId": f"{tag}-order"}
+    refund = {"eventId": f"{tag}-refund", "type": "ORDER_REFUNDED", "amountMinor": amount, "currency": "JPY",
+              "occurredAt": _at(5), "properties": names}  # fmt: skip
+    return sale, refund
+
+
+async def _linked_revenue(client: Any, tenant: Tenant) -> dict[str, Any]:
+    window = {"from": _at(24 * 60), "to": _at(-1)}
+    data = await ok(client, LINKED_REVENUE, {"org": str(tenant.organization.id), "p": tenant.profile_id, "r": window},
+                    tenant.org_admin_token)  # fmt: skip
+    return {"by_source": {s["source"]: as_map(s["revenue"]) for s in data["org"]["bySource"]},
+            "own": as_map(data["own"]["total"]), "own_entries": data["own"]["transactions"]}  # fmt: skip
+
+
+@pytest.mark.parametrize("amount", [24_300, 9_000], ids=["full", "partial"])
+@pytest.mark.parametrize("arrival", ["refund_first", "sale_first", "one_batch"])
+@pytest.mark.parametrize("link", ["event_id", "order_id"])
+async def test_a_refund_is_linked_to_its_sale_whichever_arrives_first(client, worker, tenant, link, arrival, amount):
+    """A retried publish can deliver a refund before its sale: once both are in, the ledger and
+    every report read the same as when the sale came first, and redelivery changes nothing."""
     tag = uuid.uuid4().hex[:6]
-    await publish(client, tenant, [{"eventId": f"{tag}-r", "type": "ORDER_REFUNDED", "amountMinor": 400, "currency": "USD",
-                                    "occurredAt": _at(5), "properties": {"orderId": f"{tag}-1"}}])  # fmt: skip
+    sale, refund = _refund_pair(tag, tenant, link, amount)
+    batches = {"refund_first": [[refund], [sale]], "sale_first": [[sale], [refund]], "one_batch": [[refund, sale]]}[arrival]
+    for batch in batches:
+        await publish(client, tenant, batch)
+        await worker.drain()
+        if arrival == "refund_first" and batch is batches[0]:
+            assert (await ledger(tenant))[f"{tag}-refund"]["refund_of"] is None
+    rows = await ledger(tenant)
+    assert rows[f"{tag}-sale"]["status"] == "refunded"
+    linked = rows[f"{tag}-refund"]
+    assert (linked["refund_of"], linked["type"], str(linked["profile_id"]), linked["category"]) == (
+        f"{tag}-sale", "booking", tenant.profile_id, "suite"
+    )
+    assert (linked["amount_minor"], linked["customer_id"], linked["order_id"]) == (-amount, f"u:{tag}-guest", f"{tag}-order")
+    revenue = await _linked_revenue(client, tenant)
+    assert revenue == {"by_source": {"BOOKING": {"JPY": 24_300 - amount}}, "own": {"JPY": 24_300 - amount}, "own_entries": 2}
+
+    await publish(client, tenant, [sale, refund], duplicates=2)
+    async with connection() as conn:
+        await conn.execute("UPDATE outbox SET processed_at = NULL WHERE organization_id = $1", tenant.organization.id)
     await worker.drain()
-    assert (await ledger(tenant))[f"{tag}-r"]["refund_of"] is None
-    await publish(client, tenant, [{"eventId": f"{tag}-g", "type": "GIFT_PURCHASED", "profileId": tenant.profile_id,
-                                    "amountMinor": 900, "currency": "USD", "occurredAt": _at(60),
-                                    "properties": {"orderId": f"{tag}-1", "category": "cake"}}])  # fmt: skip
+    assert await ledger(tenant) == rows
+    assert await _linked_revenue(client, tenant) == revenue
+
+
+async def test_an_early_refund_waits_unlinked_and_links_only_to_the_sale_it_names(client, worker, tenant):
+    """Before its sale a refund counts under ORDER with no profile; a sale with the same orderId
+    but another event id does not take a refund that names its sale by event id."""
+    tag = uuid.uuid4().hex[:6]
+    sale, refund = _refund_pair(tag, tenant, "event_id", 5_000)
+    refund["properties"]["orderId"] = f"{tag}-order"
+    await publish(client, tenant, [refund])
+    await worker.drain()
+    waiting = (await ledger(tenant))[f"{tag}-refund"]
+    assert (waiting["refund_of"], waiting["type"], waiting["profile_id"]) == (None, "order", None)
+    assert (await _linked_revenue(client, tenant))["by_source"] == {"ORDER": {"JPY": -5_000}}
+
+    impostor = {**sale, "eventId": f"{tag}-other", "amountMinor": 100}
+    await publish(client, tenant, [impostor])
     await worker.drain()
     rows = await ledger(tenant)
-    assert rows[f"{tag}-g"]["status"] == "refunded"
-    refund = rows[f"{tag}-r"]
-    assert (refund["refund_of"], refund["type"], str(refund["profile_id"]), refund["category"]) == (
-        f"{tag}-g", "gift", tenant.profile_id, "cake"
-    )
+    assert rows[f"{tag}-refund"]["refund_of"] is None and rows[f"{tag}-other"]["status"] == "completed"
+
+    await publish(client, tenant, [sale])
+    await worker.drain()
+    rows = await ledger(tenant)
+    assert rows[f"{tag}-refund"]["refund_of"] == f"{tag}-sale"
+    assert (rows[f"{tag}-sale"]["status"], rows[f"{tag}-other"]["status"]) == ("refunded", "completed")
+    assert (await _linked_revenue(client, tenant))["by_source"] == {"BOOKING": {"JPY": 24_300 + 100 - 5_000}}
 
 
 async def test_money_properties_are_checked_at_ingestion(client, tenant):
@@ -535,7 +601,6 @@ async def test_costs_are_validated_and_audited(client, tenant, other_tenant):
 import time  # noqa: E402
 
 import httpx  # noqa: E402
-import pytest  # noqa: E402
 
 pytest_plugins = ["tests.servers"]  # memory_stack: API with the worker in-process
 

@@ -184,12 +184,18 @@ UPDATE transactions t SET status = 'refunded'
 FROM unnest($1::uuid[], $2::text[]) AS k(organization_id, event_id)
 WHERE t.organization_id = k.organization_id AND t.event_id = k.event_id AND t.status = 'completed' AND NOT t.is_refund
 """
+# Refunds recorded before their sale, linked now that it has arrived. A refund names its sale
+# the way _ORIGINALS reads it: by originalEventId when it has one, else by orderId. The link
+# copies what a refund recorded after its sale would have taken from it.
 _LINK_EARLY_REFUNDS = """
 UPDATE transactions r SET refund_of = s.event_id, type = s.type, profile_id = s.profile_id,
-       partner_profile_id = s.partner_profile_id, split_percent = s.split_percent, category = s.category
+       partner_profile_id = s.partner_profile_id, split_percent = s.split_percent, category = s.category,
+       customer_id = COALESCE(s.customer_id, r.customer_id), order_id = COALESCE(r.order_id, s.order_id)
 FROM unnest($1::uuid[], $2::text[]) AS k(organization_id, event_id)
 JOIN transactions s ON s.organization_id = k.organization_id AND s.event_id = k.event_id
-WHERE r.organization_id = s.organization_id AND r.is_refund AND r.refund_of IS NULL AND r.order_id = s.order_id
+WHERE r.organization_id = s.organization_id AND r.is_refund AND r.refund_of IS NULL
+  AND (r.metadata ->> 'originalEventId' = s.event_id
+       OR (r.metadata ->> 'originalEventId' IS NULL AND r.order_id = s.order_id))
   AND NOT s.is_refund AND s.status <> 'failed'
 RETURNING s.organization_id, s.event_id
 """
@@ -207,7 +213,7 @@ async def record_batch(conn: asyncpg.Connection, rows: Sequence[Mapping[str, Any
     refunds = await _refunds(conn, [e for e in events if e["type"] == ORDER_REFUNDED])
     new_refunds = await _insert(conn, refunds)
     refunded = [(r["organization_id"], r["refund_of"]) for r in new_refunds if r["refund_of"] is not None]
-    refunded += await _link_early_refunds(conn, [r for r in new_sales if r["order_id"] is not None])
+    refunded += await _link_early_refunds(conn, [r for r in new_sales if r["status"] != "failed"])
     if refunded:
         await conn.execute(_MARK_REFUNDED, [k[0] for k in refunded], [k[1] for k in refunded])
     await _insert_payouts(conn, [e for e in events if e["type"] == PAYOUT_SETTLED])
