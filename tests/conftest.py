@@ -9,7 +9,6 @@ embedded PostgreSQL when DATABASE_URL is unset.
 from __future__ import annotations
 
 import os
-import tempfile
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
@@ -26,6 +25,7 @@ from app.auth import Role, issue_token
 from app.settings import Settings, override_settings
 
 TEST_JWT_SECRET = "test-secret-" + "x" * 40
+CHECKOUT = Path(__file__).resolve().parent.parent  # the embedded test server lives here: one per checkout
 
 
 def _with_database(url: str, database: str) -> str:
@@ -40,7 +40,7 @@ def server_url() -> str:
         return os.environ["DATABASE_URL"]
     from app.database import start_embedded_postgres
 
-    data = Path(os.environ.get("PULSEGRAPH_TEST_PGDATA", Path(tempfile.gettempdir()) / "pulsegraph-test-pgdata"))
+    data = Path(os.environ.get("PULSEGRAPH_TEST_PGDATA", CHECKOUT / ".pulsegraph-test" / "pgdata"))
     return start_embedded_postgres(data, database="postgres")
 
 

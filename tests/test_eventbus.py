@@ -1,6 +1,7 @@
-"""The event bus against real backends: memory always, Redis and PostgreSQL when configured.
+"""The event bus against real backends: memory and PostgreSQL always, Redis when configured.
 
-REDIS_URL and DATABASE_URL select the servers; without them those cases are skipped. Every
+PostgreSQL is the test session's server (DATABASE_URL's, or the embedded one the suite
+starts); REDIS_URL selects Redis, and without it those cases are skipped. Every
 test uses its own channel names, so runs against a shared server do not see each other, and
 the fault tests kill only this test's own connection (by client name or by its LISTEN query),
 never every pub/sub client on the server.
@@ -14,7 +15,7 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
 import asyncpg
 import pytest
@@ -24,14 +25,12 @@ from redis import asyncio as redis
 from app.eventbus import BusUnavailable, EventBus, SubscriberDropped, Subscription
 
 REDIS_URL = os.environ.get("REDIS_URL")
-DATABASE_URL = os.environ.get("DATABASE_URL")
 
 needs_redis = pytest.mark.skipif(not REDIS_URL, reason="REDIS_URL is not set")
-needs_postgres = pytest.mark.skipif(not DATABASE_URL, reason="DATABASE_URL is not set")
 
-MEMORY = pytest.param("memory://", id="memory")
-REDIS = pytest.param(REDIS_URL, id="redis", marks=needs_redis)
-POSTGRES = pytest.param(DATABASE_URL, id="postgres", marks=needs_postgres)
+MEMORY = pytest.param("memory", id="memory")
+REDIS = pytest.param("redis", id="redis", marks=needs_redis)
+POSTGRES = pytest.param("postgres", id="postgres")
 
 WAIT = 5.0  # seconds before a missing message counts as lost
 
@@ -41,14 +40,25 @@ def fresh_channel() -> str:
     return f"test:{uuid.uuid4()}.live"
 
 
+def backend_url(backend: str, request: pytest.FixtureRequest) -> str:
+    """The bus URL of a backend: PostgreSQL is the session's server, whichever it is."""
+    if backend == "memory":
+        return "memory://"
+    if backend == "redis":
+        assert REDIS_URL is not None
+        return REDIS_URL
+    return request.getfixturevalue("server_url")
+
+
 @pytest.fixture(params=[MEMORY, REDIS, POSTGRES])
 def url(request: pytest.FixtureRequest) -> str:
-    return request.param
+    return backend_url(request.param, request)
 
 
 @pytest.fixture(params=[REDIS, POSTGRES])
-def server_url(request: pytest.FixtureRequest) -> str:
-    return request.param
+def shared_url(request: pytest.FixtureRequest) -> str:
+    """A backend that carries messages between processes."""
+    return backend_url(request.param, request)
 
 
 @pytest_asyncio.fixture
@@ -132,9 +142,9 @@ async def test_channels_are_separate(bus: EventBus) -> None:
         assert await receive(b, 1) == [{"to": "b"}]
 
 
-async def test_cross_instance_delivery(server_url: str) -> None:
+async def test_cross_instance_delivery(shared_url: str) -> None:
     channel = fresh_channel()
-    publisher, listener = EventBus(server_url), EventBus(server_url)
+    publisher, listener = EventBus(shared_url), EventBus(shared_url)
     await publisher.connect()
     await listener.connect()
     try:
@@ -147,12 +157,12 @@ async def test_cross_instance_delivery(server_url: str) -> None:
 
 
 @pytest.mark.parametrize("where", [MEMORY, REDIS, POSTGRES])
-async def test_followed_channels_are_those_someone_subscribes_to(where: str) -> None:
+async def test_followed_channels_are_those_someone_subscribes_to(where: str, request: pytest.FixtureRequest) -> None:
     """A publisher asks which channels have subscribers in any process (Redis counts them,
     the memory bus is its own process); PostgreSQL cannot tell, so it answers every channel."""
     watched, quiet = fresh_channel(), fresh_channel()
-    publisher = EventBus(where)
-    listener = publisher if where.startswith("memory:") else EventBus(where)
+    publisher = EventBus(backend_url(where, request))
+    listener = publisher if where == "memory" else EventBus(backend_url(where, request))
     await publisher.connect()
     await listener.connect()
     try:
@@ -161,7 +171,7 @@ async def test_followed_channels_are_those_someone_subscribes_to(where: str) -> 
     finally:
         await publisher.disconnect()
         await listener.disconnect()
-    assert followed == ({watched, quiet} if where == DATABASE_URL else {watched})
+    assert followed == ({watched, quiet} if where == "postgres" else {watched})
 
 
 async def test_followed_fails_fast_while_the_bus_is_down() -> None:
@@ -246,9 +256,8 @@ def test_refuses_unknown_scheme() -> None:
         EventBus("kafka://localhost:9092")
 
 
-@needs_postgres
-async def test_postgres_refuses_payloads_notify_cannot_carry() -> None:
-    bus = EventBus(DATABASE_URL)
+async def test_postgres_refuses_payloads_notify_cannot_carry(server_url: str) -> None:
+    bus = EventBus(server_url)
     await bus.connect()
     channel = fresh_channel()
     try:
@@ -289,8 +298,12 @@ class Proxy:
 
     def __init__(self, url: str) -> None:
         parts = urlsplit(url)
-        self._target = (parts.hostname or "127.0.0.1", parts.port or {"redis": 6379}.get(parts.scheme, 5432))
-        self._url = parts
+        port = parts.port or {"redis": 6379}.get(parts.scheme, 5432)
+        query = parse_qs(parts.query)
+        socket_dir = query.pop("host", [""])[0]  # libpq's ?host=/dir: a server on a unix socket
+        self._socket = f"{socket_dir}/.s.PGSQL.{port}" if socket_dir.startswith("/") else None
+        self._target = (parts.hostname or "127.0.0.1", port)
+        self._url = parts._replace(query=urlencode(query, doseq=True))
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
         self.port = 0
@@ -313,7 +326,10 @@ class Proxy:
         await self._server.wait_closed()
 
     async def _relay(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
-        server_reader, server_writer = await asyncio.open_connection(*self._target)
+        if self._socket is not None:
+            server_reader, server_writer = await asyncio.open_unix_connection(self._socket)
+        else:
+            server_reader, server_writer = await asyncio.open_connection(*self._target)
         self._writers |= {client_writer, server_writer}
         await asyncio.gather(self._pipe(client_reader, server_writer), self._pipe(server_reader, client_writer))
         self._writers -= {client_writer, server_writer}
@@ -330,8 +346,8 @@ class Proxy:
             writer.close()
 
 
-async def test_outage_fails_publish_fast_and_resumes_after(server_url: str) -> None:
-    proxy = Proxy(server_url)
+async def test_outage_fails_publish_fast_and_resumes_after(shared_url: str) -> None:
+    proxy = Proxy(shared_url)
     await proxy.start()
     bus = EventBus(proxy.url, reconnect_delay=0.05, max_reconnect_delay=0.2)
     await bus.connect()
@@ -407,12 +423,11 @@ async def listener_pid(bus: EventBus, admin: asyncpg.Connection) -> int:
     return pid
 
 
-@needs_postgres
-async def test_postgres_reconnects_after_listener_connection_is_terminated() -> None:
-    bus = EventBus(DATABASE_URL, reconnect_delay=0.05, max_reconnect_delay=0.5)
+async def test_postgres_reconnects_after_listener_connection_is_terminated(server_url: str) -> None:
+    bus = EventBus(server_url, reconnect_delay=0.05, max_reconnect_delay=0.5)
     await bus.connect()
     channel = fresh_channel()
-    admin = await asyncpg.connect(DATABASE_URL)
+    admin = await asyncpg.connect(server_url)
     try:
         async with bus.subscribe(channel) as subscription:
             await bus.publish(channel, {"before": True})
