@@ -1,0 +1,20 @@
+"""Where each table lives in a distributed PostgreSQL (Citus), declared in one place.
+
+Every table the migrations create is distributed by `organization_id` (its primary key and
+every unique index include that column, and it is never NULL), except the reference tables
+below: small, global, and copied whole to every node. `tests/test_catalog.py` checks the
+migrated catalog against this rule, so a new table either carries its tenant or is named here.
+"""
+
+from __future__ import annotations
+
+DISTRIBUTION_COLUMN = "organization_id"
+
+REFERENCE_TABLES: frozenset[str] = frozenset({
+    "organizations",  # the tenants themselves
+    "users",  # people sign in before a tenant is known
+    "ingestion_keys",  # found by prefix before the tenant is known
+    "visitor_salts",  # one salt a day for every tenant
+    "ip_hmac_keys",  # one key a period for every tenant
+    "schema_migrations",
+})  # fmt: skip
