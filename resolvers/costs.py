@@ -111,3 +111,37 @@ async def update_cost(
 
 async def delete_cost(info: Info, cost_id: CostIdArg) -> strawberry.ID:
     return _id(await service.delete_cost(viewer=viewer_of(info), cost_id=cost_id))
+
+
+# -- the domain's fields ------------------------------------------------------------------
+
+
+@strawberry.type
+class Query:
+    """The costs domain's reads, merged into the root by schema.root."""
+
+    costs: list[Cost] = strawberry.field(
+        resolver=costs, description="Cost entries of a range, by date (a profile's: those carrying it)."
+    )
+    cost_summary: CostSummary = strawberry.field(
+        resolver=cost_summary, description="Costs over a range by category, per currency."
+    )
+    cost_audit: list[CostAuditEntry] = strawberry.field(
+        resolver=cost_audit,
+        description="Who created, changed or deleted which cost entries, oldest first (organization admins).",
+    )
+
+
+@strawberry.type
+class Mutation:
+    """The costs domain's writes, merged into the root by schema.root."""
+
+    create_cost: Cost = strawberry.field(
+        resolver=create_cost, description="Record a cost entry (organization admins; audited)."
+    )
+    update_cost: Cost = strawberry.field(
+        resolver=update_cost, description="Change a cost entry (organization admins; audited with before and after)."
+    )
+    delete_cost: strawberry.ID = strawberry.field(
+        resolver=delete_cost, description="Delete a cost entry; the audit trail keeps it. Returns its id."
+    )

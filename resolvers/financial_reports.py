@@ -153,3 +153,38 @@ async def outstanding_invoices(info: Info, organization_id: PlatformOrganization
                 for i in g.invoices
             ]
     return OutstandingInvoices(today=today, groups=groups, invoices=invoices)
+
+
+# -- the domain's fields ------------------------------------------------------------------
+
+
+@strawberry.type
+class Query:
+    """The financial reports domain's reads, merged into the root by schema.root."""
+
+    revenue_by_organization: RevenueByOrganization = strawberry.field(
+        resolver=revenue_by_organization,
+        description="GMV, service, platform and processor fees, net and last payment per organization and currency over "
+        "a UTC range, sortable (platform admins).",
+    )
+    revenue_by_organization_export: ReportFile = strawberry.field(
+        resolver=revenue_by_organization_export,
+        description="Revenue by organization as a CSV or XLSX file with exactly the query's rows (platform admins).",
+    )
+    monthly_summary: MonthlySummary = strawberry.field(
+        resolver=monthly_summary,
+        description="Gross, fees, costs and net profit per UTC month and currency (platform admins).",
+    )
+    monthly_summary_export: ReportFile = strawberry.field(
+        resolver=monthly_summary_export,
+        description="The monthly summary as a CSV or XLSX file with exactly the query's numbers (platform admins).",
+    )
+    payout_reconciliation: PayoutReconciliation = strawberry.field(
+        resolver=payout_reconciliation,
+        description="Settled payouts matched to the ledger entries carrying their payoutId, with discrepancies "
+        "(platform admins).",
+    )
+    outstanding_invoices: OutstandingInvoices = strawberry.field(
+        resolver=outstanding_invoices,
+        description="Issued, unpaid invoices grouped by organization and due date, with overdue flags (platform admins).",
+    )

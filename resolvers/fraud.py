@@ -195,3 +195,59 @@ async def fraud_alerts_live(
 
 def _alert_of_payload(payload: Mapping[str, Any]) -> FraudAlert:
     return to_alert(service.alert_from_payload(payload))
+
+
+# -- the domain's fields ------------------------------------------------------------------
+
+
+@strawberry.type
+class Query:
+    """The fraud domain's reads, merged into the root by schema.root."""
+
+    fraud_rules: list[FraudRule] = strawberry.field(
+        resolver=fraud_rules, description="An organization's fraud rules (organization or platform admins)."
+    )
+    fraud_alerts: FraudAlertPage = strawberry.field(
+        resolver=fraud_alerts,
+        description="Fraud alerts, newest first, filtered (organization admins: theirs; platform admins: any organization).",
+    )
+    fraud_alert: FraudAlertDetail = strawberry.field(
+        resolver=fraud_alert, description="One fraud alert with its audit trail."
+    )
+    organization_fraud_profile: OrganizationFraudProfile = strawberry.field(
+        resolver=organization_fraud_profile,
+        description="Orders, refund rate, failed payment rate, account age and open alerts of an organization over a range.",
+    )
+
+
+@strawberry.type
+class Mutation:
+    """The fraud domain's writes, merged into the root by schema.root."""
+
+    create_fraud_rule: FraudRule = strawberry.field(
+        resolver=create_fraud_rule, description="Add a fraud rule with validated params (organization or platform admins)."
+    )
+    update_fraud_rule: FraudRule = strawberry.field(
+        resolver=update_fraud_rule,
+        description="Change a fraud rule's name, params, risk, or enable/disable it; applies to the next processed event.",
+    )
+    delete_fraud_rule: strawberry.ID = strawberry.field(
+        resolver=delete_fraud_rule, description="Delete a fraud rule (its alerts stay); returns its id."
+    )
+    update_fraud_alert: FraudAlertDetail = strawberry.field(
+        resolver=update_fraud_alert,
+        description="Move an alert: open -> investigating -> dismissed | resolved, with an optional note (audited).",
+    )
+    add_fraud_alert_note: FraudAlertDetail = strawberry.field(
+        resolver=add_fraud_alert_note, description="Add a note to an alert's audit trail."
+    )
+
+
+@strawberry.type
+class Subscription:
+    """The fraud domain's live updates, merged into the root by schema.root."""
+
+    fraud_alerts: FraudAlert = strawberry.subscription(
+        resolver=fraud_alerts_live,
+        description="Each fraud alert the worker raises or extends (platform admins: every organization or one; organization admins: theirs).",
+    )

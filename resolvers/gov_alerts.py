@@ -83,3 +83,40 @@ async def follow_gov_alerts(info: Info, profile_id: ProfileIdArg) -> AsyncGenera
 
 def _alert_of_payload(payload: Mapping[str, Any]) -> GovAlert:
     return to_gov_alert(service.alert_from_payload(payload))
+
+
+# -- the domain's fields ------------------------------------------------------------------
+
+
+@strawberry.type
+class Query:
+    """The gov alerts domain's reads, merged into the root by schema.root."""
+
+    gov_alerts: GovAlertList = strawberry.field(
+        resolver=gov_alerts,
+        description="Views of a profile from government or law-enforcement networks in a range, newest first.",
+    )
+    gov_alert_settings: GovAlertSettings = strawberry.field(
+        resolver=gov_alert_settings,
+        description="The gov-confidence threshold at which an organization's views raise alerts (organization admins).",
+    )
+
+
+@strawberry.type
+class Mutation:
+    """The gov alerts domain's writes, merged into the root by schema.root."""
+
+    update_gov_alert_settings: GovAlertSettings = strawberry.field(
+        resolver=update_gov_alert_settings,
+        description="Change the gov-confidence threshold for alerts; views processed from then on use it (organization admins).",
+    )
+
+
+@strawberry.type
+class Subscription:
+    """The gov alerts domain's live updates, merged into the root by schema.root."""
+
+    gov_alerts: GovAlert = strawberry.subscription(
+        resolver=follow_gov_alerts,
+        description="Each view of a profile from a government or law-enforcement network, as the worker flags it.",
+    )

@@ -29,3 +29,16 @@ def check_ip(
     info: Info, ip: Annotated[str, strawberry.argument(description="An IPv4 or IPv6 address.")]
 ) -> GovIpCheck:
     return to_check(service.check_ip(viewer=viewer_of(info), ip=ip))
+
+
+# -- the domain's fields ------------------------------------------------------------------
+
+
+@strawberry.type
+class Query:
+    """The gov detection domain's reads, merged into the root by schema.root."""
+
+    check_ip: GovIpCheck = strawberry.field(
+        resolver=check_ip,
+        description="Whether an IP address belongs to a government, military or law-enforcement network, with the evidence (any reader).",
+    )

@@ -247,3 +247,23 @@ def _error(exc: UserError) -> Response:
 
 def _json(body: dict[str, Any], status: int) -> Response:
     return Response(orjson.dumps(body), status_code=status, media_type="application/json", headers=_HEADERS)
+
+
+# -- the domain's fields ------------------------------------------------------------------
+
+
+@strawberry.type
+class Mutation:
+    """The ingestion domain's writes, merged into the root by schema.root."""
+
+    track_event: TrackResult = strawberry.field(
+        resolver=track_event, description="Record one event (ingestion key or token)."
+    )
+    track_events: TrackResult = strawberry.field(
+        resolver=track_events,
+        description="Record up to 1,000 events at once; valid ones are stored even when others are rejected.",
+    )
+    publish_domain_events: TrackResult = strawberry.field(
+        resolver=publish_domain_events,
+        description="Publish domain events from a backend service (service or org admin token); idempotent by eventId.",
+    )

@@ -65,3 +65,18 @@ async def profile_views(info: Info, profile_id: ProfileIdArg) -> AsyncGenerator[
 async def engagement_updates(info: Info, profile_id: ProfileIdArg) -> AsyncGenerator[EngagementSnapshot, None]:
     async for snapshot in follow_profile(info, profile_id, engagement_channel, to_engagement):
         yield snapshot
+
+
+# -- the domain's fields ------------------------------------------------------------------
+
+
+@strawberry.type
+class Subscription:
+    """The live domain's live updates, merged into the root by schema.root."""
+
+    profile_views: ProfileView = strawberry.subscription(
+        resolver=profile_views, description="Each view of a profile, as the worker processes it."
+    )
+    engagement_updates: EngagementSnapshot = strawberry.subscription(
+        resolver=engagement_updates, description="Running totals of a profile for today, after each processed batch."
+    )

@@ -55,3 +55,19 @@ async def profiles(
             raise BadInput("organizationId is not a valid id", field="organizationId") from exc
     found = await service.visible_profiles(viewer=viewer_of(info), organization_id=org, limit=limit)
     return [to_profile(p) for p in found]
+
+
+# -- the domain's fields ------------------------------------------------------------------
+
+
+@strawberry.type
+class Query:
+    """The organizations domain's reads, merged into the root by schema.root."""
+
+    viewer: ViewerInfo = strawberry.field(resolver=viewer, description="Who the current credential is.")
+    organizations: list[Organization] = strawberry.field(
+        resolver=organizations, description="Organizations you may see: all for platform admins, yours otherwise."
+    )
+    profiles: list[Profile] = strawberry.field(
+        resolver=profiles, description="Profiles you may see, by name."
+    )

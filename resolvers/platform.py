@@ -111,3 +111,39 @@ async def suspend_organization(info: Info, organization_id: TargetOrganizationAr
 async def reinstate_organization(info: Info, organization_id: TargetOrganizationArg, reason: ReasonArg) -> OrganizationLifecycle:
     found = await service.set_status(viewer=viewer_of(info), organization_id=organization_id, suspend=False, reason=reason)
     return to_lifecycle(found)
+
+
+# -- the domain's fields ------------------------------------------------------------------
+
+
+@strawberry.type
+class Query:
+    """The platform domain's reads, merged into the root by schema.root."""
+
+    platform_kpis: PlatformKpis = strawberry.field(
+        resolver=platform_kpis,
+        description="Organizations by lifecycle, GMV, orders, tickets, average order value and fees this month, last month "
+        "and all time, in UTC (platform admins).",
+    )
+    platform_growth: PlatformGrowth = strawberry.field(
+        resolver=platform_growth,
+        description="GMV, new organizations, active profiles and platform revenue per UTC bucket (platform admins).",
+    )
+    platform_organizations: list[OrganizationLifecycle] = strawberry.field(
+        resolver=platform_organizations,
+        description="Organizations with status, churn, last event received and status history, by name (platform admins).",
+    )
+
+
+@strawberry.type
+class Mutation:
+    """The platform domain's writes, merged into the root by schema.root."""
+
+    suspend_organization: OrganizationLifecycle = strawberry.field(
+        resolver=suspend_organization,
+        description="Suspend an organization, with a reason (platform admins; audited with who and when).",
+    )
+    reinstate_organization: OrganizationLifecycle = strawberry.field(
+        resolver=reinstate_organization,
+        description="Reinstate a suspended organization, with a reason (platform admins; audited with who and when).",
+    )

@@ -59,3 +59,20 @@ async def pnl_export(
         time_range=to_range_spec(range_), grain=Grain(granularity.value), fmt=(format_ or ExportFormat.CSV).value,
     )  # fmt: skip
     return ExportFile(filename=found.filename, content_type=found.content_type, encoding=found.encoding, content=found.content)
+
+
+# -- the domain's fields ------------------------------------------------------------------
+
+
+@strawberry.type
+class Query:
+    """The pnl domain's reads, merged into the root by schema.root."""
+
+    pnl: Pnl = strawberry.field(
+        resolver=pnl,
+        description="Profit and loss per period and currency: revenue by stream, fees, costs by category, gross and net profit, margin.",
+    )
+    pnl_export: ExportFile = strawberry.field(
+        resolver=pnl_export,
+        description="The P&L as a CSV or XLSX file with exactly the query's numbers.",
+    )

@@ -160,3 +160,34 @@ async def delete_subject_data(
         profile_events=done.profile_events,
         sessions=done.sessions,
     )
+
+
+# -- the domain's fields ------------------------------------------------------------------
+
+
+@strawberry.type
+class Query:
+    """The privacy domain's reads, merged into the root by schema.root."""
+
+    privacy_settings: PrivacySettings = strawberry.field(
+        resolver=privacy_settings,
+        description="An organization's IP and event retention (organization admins).",
+    )
+    subject_data: SubjectData = strawberry.field(
+        resolver=subject_data,
+        description="Export everything stored about one data subject, by userId and/or anonymousId (organization admins).",
+    )
+
+
+@strawberry.type
+class Mutation:
+    """The privacy domain's writes, merged into the root by schema.root."""
+
+    update_organization_settings: PrivacySettings = strawberry.field(
+        resolver=update_organization_settings,
+        description="Change an organization's IP and event retention (organization admins).",
+    )
+    delete_subject_data: SubjectDeletion = strawberry.field(
+        resolver=delete_subject_data,
+        description="Delete one data subject's events, sessions and profile events; rollups stay as aggregates (organization admins).",
+    )

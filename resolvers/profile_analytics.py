@@ -83,3 +83,23 @@ async def recent_profile_views(
 ) -> list[ProfileView]:
     views = await service.recent_profile_views(viewer=viewer_of(info), profile_id=str(profile_id), limit=limit)
     return [to_profile_view(v) for v in views]
+
+
+# -- the domain's fields ------------------------------------------------------------------
+
+
+@strawberry.type
+class Query:
+    """The profile analytics domain's reads, merged into the root by schema.root."""
+
+    profile_overview: ProfileOverview = strawberry.field(
+        resolver=profile_overview,
+        description="Views, unique visitors, inquiries, conversion, time on profile and top referrers of a profile over a range.",
+    )
+    profile_timeseries: ProfileTimeseries = strawberry.field(
+        resolver=profile_timeseries,
+        description="A zero-filled series of a profile's numbers, bucketed in the organization's time zone.",
+    )
+    recent_profile_views: list[ProfileView] = strawberry.field(
+        resolver=recent_profile_views, description="The latest views of a profile, newest first."
+    )

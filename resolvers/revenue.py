@@ -273,3 +273,62 @@ async def revenue_counters(
     channel = revenue_counter_channel(str(org)) if org is not None else REVENUE_COUNTERS_ALL_CHANNEL
     async for counters in follow_channel(info, channel, to_counters):
         yield counters
+
+
+# -- the domain's fields ------------------------------------------------------------------
+
+
+@strawberry.type
+class Query:
+    """The revenue domain's reads, merged into the root by schema.root."""
+
+    revenue_summary: RevenueSummary = strawberry.field(
+        resolver=revenue_summary,
+        description="Revenue of a profile or an organization by source, with the change against the previous equal period.",
+    )
+    revenue_timeseries: RevenueTimeseries = strawberry.field(
+        resolver=revenue_timeseries,
+        description="Revenue per bucket with its source breakdown, in the organization's time zone.",
+    )
+    gift_summary: GiftSummary = strawberry.field(
+        resolver=gift_summary, description="Gift revenue, gifts bought and distinct donors over a range."
+    )
+    gift_categories: list[GiftCategory] = strawberry.field(
+        resolver=gift_categories, description="Gift revenue by category (most gifts first), with the previous equal period as its trend."
+    )
+    top_gift_donors: list[GiftDonor] = strawberry.field(
+        resolver=top_gift_donors,
+        description="Donors ranked by gifts bought in the range (then by id), with their purchases.",
+    )
+    duo_stats: DuoStats = strawberry.field(
+        resolver=duo_stats,
+        description="A profile's duo bookings, revenue and each side's share, with its partners ranked.",
+    )
+    money_settings: MoneySettings = strawberry.field(
+        resolver=money_settings,
+        description="Reporting currency, exchange rates and default duo split of an organization (organization admins).",
+    )
+
+
+@strawberry.type
+class Mutation:
+    """The revenue domain's writes, merged into the root by schema.root."""
+
+    update_money_settings: MoneySettings = strawberry.field(
+        resolver=update_money_settings,
+        description="Set the reporting currency, its exchange rates and the default duo split (organization admins).",
+    )
+
+
+@strawberry.type
+class Subscription:
+    """The revenue domain's live updates, merged into the root by schema.root."""
+
+    gift_purchased: GiftPurchased = strawberry.subscription(
+        resolver=gift_purchased, description="Each gift bought for a profile, as the worker records it."
+    )
+    revenue_counters: RevenueCounters = strawberry.subscription(
+        resolver=revenue_counters,
+        description="Today's running revenue and transaction count: now, then after each batch that records money "
+        "(organization admins: theirs; platform admins: one organization or the platform).",
+    )
