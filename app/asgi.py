@@ -23,6 +23,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.database import close_database, connection, init_database
 from app.eventbus import EventBus
+from app.graphiql import graphiql_assets
 from app.graphql import PulsegraphGraphQL
 from app.ratelimit import RateLimiter
 from app.services.enrichment import GeoLocator
@@ -136,6 +137,7 @@ def create_app(
         routes=[
             Route("/graphql", graphql, methods=["GET", "POST"]),
             WebSocketRoute("/graphql", graphql),
+            graphiql_assets(),
             Route("/track", track_endpoint, methods=["POST"]),
             Route("/track/batch", track_batch_endpoint, methods=["POST"]),
             Route("/healthz", health, methods=["GET"]),
