@@ -53,6 +53,12 @@ PROFILE_EVENT_KIND = {
 }
 
 
+# Consumers whose effects other consumers of the same batch read (app/consumers.py).
+GOV_ASSESSMENT = "gov_assessment"  # findings about the batch's views, before they are stored
+PROFILE_ANALYTICS = "profile_analytics"  # the stored profile events and the rollup days written
+GOV_ALERTS = "gov_alerts"  # the alerts written for flagged views
+
+
 def needs_worker(event_type: str, has_profile: bool) -> bool:
     """Events the worker has effects for; others are stored already marked processed."""
     return (

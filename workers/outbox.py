@@ -2,25 +2,20 @@
 
 Claiming, applying and marking happen in ONE transaction: the batch's outbox rows are
 locked with `FOR UPDATE SKIP LOCKED` (so N workers share the queue without waiting for
-each other), the effects are applied, and the rows are marked processed before commit:
-  * gov checks of the views (`gov_alerts.assess_views`, before the views are stored, so the
-    flag is part of them);
-  * the fraud rules over the commerce events (`fraud.evaluate_batch`);
-  * the money ledger (`revenue.record_batch`) and invoices (`financial_reports.record_invoices`);
-  * the processed mark;
-  * last, the profile events and rollups (`profile_analytics.apply_events`), then the gov
-    alerts of the new views. Rollup rows are what concurrent workers contend for (every
-    batch touches the busiest profiles' day and month rows), and a row lock is held until
-    commit: taken last, it is held for the shortest time.
+each other), every registered consumer applies its effects (`workers/consumers.py` lists
+them: gov checks of the views, the fraud rules, the money ledger, invoices), the rows are
+marked processed, and last the consumers that contend for rollup rows run (profile events
+and rollups, then the gov alerts of the new views): a row lock is held until commit, so
+taken last it is held the shortest time.
 A worker killed at any instant leaves either the whole batch applied and marked, or nothing:
 processing is at-least-once, effects are exactly-once (and keyed by event id besides, so a
 re-run batch changes nothing).
 
 After commit the batch is published to the event bus (views, gov alerts, per-profile running
 totals, fraud alerts, gifts and revenue counters), only to the channels someone follows (one
-question to the bus first): views and alerts in one publish, then running totals and gifts.
-The totals come from the day rows the batch just wrote (revenue counters from a query).
-That is best effort: a failed publish is logged and the worker carries on.
+question to the bus first): what the consumers build from memory in one publish (views and
+alerts), then what they read (running totals, gifts and counters). That is best effort: a
+failed publish is logged and the worker carries on.
 
 The worker wakes on `NOTIFY pulsegraph_outbox` (sent by ingestion after commit) on a
 dedicated connection that is re-opened when it drops, and polls every
@@ -37,24 +32,18 @@ import logging
 import os
 import signal
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
 from tortoise import connections
 
-from app.database import close_database, connection, init_database, transaction
-from app.services import financial_reports, fraud, gov_alerts, profile_analytics, revenue
+from app.consumers import Batch, Consumer, Message
+from app.database import close_database, init_database, transaction
+from app.services import profile_analytics
 from app.services.claimed_events import EVENT_OF_KEY
 from app.services.gov_detection import GovDetector, get_detector
 from app.settings import Settings
-from app.vocabulary import (
-    FRAUD_ALERTS_ALL_CHANNEL,
-    engagement_channel,
-    fraud_alert_channel,
-    gov_alert_channel,
-    view_channel,
-)
+from workers.consumers import consumers
 
 log = logging.getLogger("pulsegraph.worker")
 
@@ -92,27 +81,6 @@ WHERE processed_at IS NULL AND seq = ANY($1::bigint[])
 RETRYABLE = (asyncpg.DeadlockDetectedError, asyncpg.SerializationError)
 
 
-@dataclass
-class BatchEffects:
-    """What a committed batch changed, for the live pushes that follow the commit."""
-
-    applied: profile_analytics.AppliedBatch = field(default_factory=profile_analytics.AppliedBatch)
-    gov_alerts: list[dict[str, Any]] = field(default_factory=list)
-    fraud_alerts: list[fraud.Alert] = field(default_factory=list)
-    ledger: revenue.LedgerEffects = field(default_factory=revenue.LedgerEffects)
-
-    def channels(self) -> set[str]:
-        """Every channel this batch's live pushes may go to."""
-        applied = self.applied
-        channels = {view_channel(str(event["profile_id"])) for event in applied.views}
-        channels |= {engagement_channel(str(profile)) for _, profile in applied.touched_profiles}
-        channels |= {gov_alert_channel(alert["profileId"]) for alert in self.gov_alerts}
-        channels |= {fraud_alert_channel(str(alert.organization_id)) for alert in self.fraud_alerts}
-        if self.fraud_alerts:
-            channels.add(FRAUD_ALERTS_ALL_CHANNEL)
-        return channels | self.ledger.channels
-
-
 class OutboxWorker:
     def __init__(
         self, *, bus: Any, settings: Settings, name: str = "worker", detector: GovDetector | None = None
@@ -121,6 +89,7 @@ class OutboxWorker:
         self.settings = settings
         # Built at start, so a configured GeoIP database that is missing fails here, not per batch.
         self.detector = detector or get_detector(settings)
+        self.consumers: tuple[Consumer, ...] = consumers(self.detector)
         self.name = name
         self.batch_size = max(1, settings.worker_batch_size)
         self.poll_seconds = max(0.05, settings.worker_poll_seconds)
@@ -207,7 +176,7 @@ class OutboxWorker:
         for attempt in range(1, MAX_RETRIES + 1):
             started = time.perf_counter()
             try:
-                claimed, effects = await self._claim_and_apply()
+                claimed, batch = await self._claim_and_apply()
             except (*RETRYABLE, asyncpg.CheckViolationError) as exc:
                 profile_analytics.forget_partitions()
                 if attempt == MAX_RETRIES or not _retryable(exc):
@@ -219,19 +188,13 @@ class OutboxWorker:
                 self.processed_total += claimed
                 self.batches_total += 1
                 self._summary_count += claimed
-                log.debug(
-                    "worker %s: batch of %d (%d new profile events) in %.1f ms",
-                    self.name,
-                    claimed,
-                    len(effects.applied.events),
-                    (time.perf_counter() - started) * 1000,
-                )
-                await self._publish(effects)
+                log.debug("worker %s: batch of %d in %.1f ms", self.name, claimed, (time.perf_counter() - started) * 1000)
+                await self._publish(batch)
                 self._log_summary()
             return claimed
         return 0
 
-    async def _claim_and_apply(self) -> tuple[int, BatchEffects]:
+    async def _claim_and_apply(self) -> tuple[int, Batch]:
         async with transaction() as conn:
             # The batch's effects and its processed mark commit together, so a commit lost in
             # a server crash only means the batch is claimed and applied again: no need to
@@ -239,43 +202,46 @@ class OutboxWorker:
             await conn.execute("SET LOCAL synchronous_commit = off")
             rows = await conn.fetch(CLAIM, self.batch_size)
             if not rows:
-                return 0, BatchEffects()
+                return 0, Batch([])
             missing = [r for r in rows if not r["found"]]
             if missing:
                 log.warning(
                     "worker %s: %d outbox rows have no event row; marking them processed", self.name, len(missing)
                 )
-            found = [r for r in rows if r["found"]]
-            findings = await gov_alerts.assess_views(conn, found, self.detector)
-            fraud_alerts = await fraud.evaluate_batch(conn, found)
-            ledger = await revenue.record_batch(conn, found)
-            await financial_reports.record_invoices(conn, found)
+            batch = Batch([r for r in rows if r["found"]])
+            for consumer in self.consumers:
+                if not consumer.after_mark:
+                    batch.effects[consumer.name] = await consumer.apply(conn, consumer.taken(batch.rows), batch)
             await conn.execute(MARK_PROCESSED, [r["seq"] for r in rows])
-            applied = await profile_analytics.apply_events(conn, found, gov_flagged=findings.keys())
-            effects = BatchEffects(
-                applied=applied,
-                gov_alerts=await gov_alerts.record_alerts(conn, applied.views, findings),
-                fraud_alerts=fraud_alerts,
-                ledger=ledger,
-            )
+            for consumer in self.consumers:
+                if consumer.after_mark:
+                    batch.effects[consumer.name] = await consumer.apply(conn, consumer.taken(batch.rows), batch)
             if self.test_delay:
                 await asyncio.sleep(self.test_delay)  # fault tests: a SIGKILL lands mid-batch
-        return len(rows), effects
+        return len(rows), batch
 
-    async def _publish(self, effects: BatchEffects) -> None:
+    async def _publish(self, batch: Batch) -> None:
         """Best effort, after commit: the data is durable whatever happens here."""
         if self.bus is None:
             return
-        channels = effects.channels()
+        channels = set().union(*(consumer.channels(batch) for consumer in self.consumers))
         if not channels:
             return
         try:
             followed = await self.bus.followed(channels)
             if followed:
-                await self.bus.publish_many(_feed_messages(effects, followed))
-                await self.bus.publish_many(await _running_totals(effects, followed))
+                await self.bus.publish_many(self._feed(batch, followed))
+                await self.bus.publish_many(await self._totals(batch, followed))
         except Exception as exc:  # noqa: BLE001 - BusUnavailable, a dead pool connection...: never fatal
             log.warning("worker %s: live publish failed (%r); subscribers miss this batch", self.name, exc)
+
+    def _feed(self, batch: Batch, followed: set[str]) -> list[Message]:
+        """What a live feed waits for, built from memory: sent before anything that reads."""
+        return [message for consumer in self.consumers for message in consumer.feed(batch, followed)]
+
+    async def _totals(self, batch: Batch, followed: set[str]) -> list[Message]:
+        """Running totals and counters; a payload nobody follows is not built."""
+        return [message for consumer in self.consumers for message in await consumer.totals(batch, followed)]
 
     def _log_summary(self) -> None:
         elapsed = time.monotonic() - self._summary_at
@@ -346,40 +312,6 @@ async def _connect_like_pool() -> asyncpg.Connection:
         database=client.database,
         server_settings={"application_name": "pulsegraph-worker-listen"},
     )
-
-
-def _feed_messages(effects: BatchEffects, followed: set[str]) -> list[tuple[str, dict[str, Any]]]:
-    """The batch's views and alerts to the `followed` channels: what a live feed waits for,
-    built from memory, so they are sent before anything that reads the database."""
-    alerts = {alert["eventId"]: alert for alert in effects.gov_alerts}
-    messages: list[tuple[str, dict[str, Any]]] = [
-        (channel, profile_analytics.view_payload(event, alerts.get(event["event_id"])))
-        for event in effects.applied.views
-        if (channel := view_channel(str(event["profile_id"]))) in followed
-    ]
-    messages += [
-        (channel, alert) for alert in effects.gov_alerts if (channel := gov_alert_channel(alert["profileId"])) in followed
-    ]
-    for payload in map(fraud.alert_payload, effects.fraud_alerts):
-        channels = (fraud_alert_channel(payload["organizationId"]), FRAUD_ALERTS_ALL_CHANNEL)
-        messages += [(channel, payload) for channel in channels if channel in followed]
-    return messages
-
-
-async def _running_totals(effects: BatchEffects, followed: set[str]) -> list[tuple[str, dict[str, Any]]]:
-    """Engagement snapshots and revenue counters to the `followed` channels; a payload nobody
-    follows is not built (counters, and snapshots of days the batch did not write, are read
-    from the database)."""
-    applied = effects.applied
-    messages: list[tuple[str, dict[str, Any]]] = []
-    watched = [(org, profile) for org, profile in applied.touched_profiles if engagement_channel(str(profile)) in followed]
-    if watched:
-        snapshots = await profile_analytics.engagement_snapshots(watched, applied.timezones, written=applied.days)
-        messages += [(engagement_channel(s["profileId"]), s) for s in snapshots]
-    if followed & effects.ledger.channels:
-        async with connection() as conn:
-            messages += await revenue.live_messages(conn, effects.ledger, followed)
-    return messages
 
 
 def _retryable(exc: Exception) -> bool:

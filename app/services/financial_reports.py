@@ -40,13 +40,28 @@ import orjson
 from openpyxl import Workbook
 
 from app.auth import Viewer
+from app.consumers import Batch, Consumer
 from app.database import connection
 from app.errors import BadInput
 from app.services.claimed_events import CLAIMED_EVENTS, keys_of
 from app.services.platform import UTC_ZONE, platform_scope
 from app.services.pnl import CSV_TYPE, XLSX_TYPE, ExportFile
-from app.services.revenue import CURRENCY_RE, TEXT_PROPERTY_MAX_CHARS, add_to, clipped_buckets, minor_digits
-from app.timebuckets import BucketIndex, Grain, RangeSpec, TimeRange, local_midnight, resolve_range, utcnow
+from app.services.revenue import (
+    CURRENCY_RE,
+    TEXT_PROPERTY_MAX_CHARS,
+    add_to,
+    clipped_buckets,
+    minor_digits,
+)
+from app.timebuckets import (
+    BucketIndex,
+    Grain,
+    RangeSpec,
+    TimeRange,
+    local_midnight,
+    resolve_range,
+    utcnow,
+)
 from app.vocabulary import INVOICE_EVENT_TYPES, INVOICE_ISSUED, INVOICE_PAID
 
 # --------------------------------------------------------------------------- invoices: ingestion and worker
@@ -539,3 +554,12 @@ async def monthly_summary_export(*, fmt: str, **query: Any) -> ExportFile:
     report = await monthly_summary(**query)
     return to_file(f"monthly-summary-{report.range.start.date()}", SUMMARY_HEADER, summary_table(report), fmt)
 
+
+class InvoiceConsumer(Consumer):
+    """invoice.issued and invoice.paid into the invoices table."""
+
+    name = "invoices"
+    event_types = INVOICE_EVENT_TYPES
+
+    async def apply(self, conn: asyncpg.Connection, rows: list[Mapping[str, Any]], batch: Batch) -> None:
+        await record_invoices(conn, rows)

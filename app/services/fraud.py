@@ -35,7 +35,7 @@ from __future__ import annotations
 import base64
 import binascii
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -43,18 +43,26 @@ from typing import Any
 import asyncpg
 import orjson
 
-from app.auth import Viewer, administered_by, administered_organization, administered_scope
+from app.auth import (
+    Viewer,
+    administered_by,
+    administered_organization,
+    administered_scope,
+)
+from app.consumers import Batch, Consumer, Message
 from app.database import connection, transaction
 from app.errors import BadInput, NotFound
 from app.services.claimed_events import CLAIMED_EVENTS, keys_of
 from app.timebuckets import RangeSpec, TimeRange, resolve_range, utcnow
 from app.vocabulary import (
     ACCOUNT_CREATED,
+    FRAUD_ALERTS_ALL_CHANNEL,
     FRAUD_EVENT_TYPES,
     ORDER_PAID,
     ORDER_REFUNDED,
     PAYMENT_FAILED,
     TICKET_SCANNED,
+    fraud_alert_channel,
 )
 
 FAILED_PAYMENTS = "failed_payments"
@@ -771,3 +779,26 @@ async def organization_profile(*, viewer: Viewer, organization_id: Any = None, t
         account_age_days=max(0, (utcnow() - row["created_at"].astimezone(UTC)).days),
         open_alerts={risk: by_risk.get(risk, 0) for risk in RISKS},
     )  # fmt: skip
+
+
+class FraudConsumer(Consumer):
+    """The fraud rules over a batch's commerce events; alerts to their organization and the platform."""
+
+    name = "fraud"
+    event_types = FRAUD_EVENT_TYPES
+
+    async def apply(self, conn: asyncpg.Connection, rows: list[Mapping[str, Any]], batch: Batch) -> list[Alert]:
+        return await evaluate_batch(conn, rows)
+
+    def channels(self, batch: Batch) -> set[str]:
+        alerts = batch.effects[self.name]
+        if not alerts:
+            return set()
+        return {fraud_alert_channel(str(alert.organization_id)) for alert in alerts} | {FRAUD_ALERTS_ALL_CHANNEL}
+
+    def feed(self, batch: Batch, followed: Collection[str]) -> list[Message]:
+        messages: list[Message] = []
+        for payload in map(alert_payload, batch.effects[self.name]):
+            channels = (fraud_alert_channel(payload["organizationId"]), FRAUD_ALERTS_ALL_CHANNEL)
+            messages += [(channel, payload) for channel in channels if channel in followed]
+        return messages

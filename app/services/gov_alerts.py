@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -26,11 +26,18 @@ import asyncpg
 import orjson
 
 from app.auth import Viewer, administered_organization, readable_profile
+from app.consumers import Batch, Consumer, Message
 from app.database import connection
 from app.errors import BadInput, NotFound
 from app.services.gov_detection import GovCheck, GovDetector
 from app.timebuckets import RangeSpec, TimeRange, resolve_range, utcnow
-from app.vocabulary import PROFILE_VIEWED
+from app.vocabulary import (
+    GOV_ALERTS,
+    GOV_ASSESSMENT,
+    PROFILE_ANALYTICS,
+    PROFILE_VIEWED,
+    gov_alert_channel,
+)
 
 MIN_THRESHOLD = 0.05  # below this nearly every network would alert: a typo, not a policy
 MAX_ALERTS = 500
@@ -346,3 +353,37 @@ async def _read_settings(org: uuid.UUID) -> GovAlertSettings:
     if value is None:
         raise NotFound("organization not found", field="organizationId")
     return GovAlertSettings(org, _rounded(value))
+
+
+# --------------------------------------------------------------------------- the worker's side
+
+
+class ViewAssessment(Consumer):
+    """Before the views are stored: which reach their organization's gov threshold, so the
+    flag is part of each stored view."""
+
+    name = GOV_ASSESSMENT
+    event_types = frozenset({PROFILE_VIEWED})
+
+    def __init__(self, detector: GovDetector) -> None:
+        self.detector = detector
+
+    async def apply(self, conn: asyncpg.Connection, rows: list[Mapping[str, Any]], batch: Batch) -> dict[ViewKey, GovFinding]:
+        return await assess_views(conn, rows, self.detector)
+
+
+class AlertRecorder(Consumer):
+    """After the views are stored: an alert for each new flagged view, sent to its profile."""
+
+    name = GOV_ALERTS
+    after_mark = True
+
+    async def apply(self, conn: asyncpg.Connection, rows: list[Mapping[str, Any]], batch: Batch) -> list[dict[str, Any]]:
+        views = batch.effects[PROFILE_ANALYTICS].views
+        return await record_alerts(conn, views, batch.effects[GOV_ASSESSMENT])
+
+    def channels(self, batch: Batch) -> set[str]:
+        return {gov_alert_channel(alert["profileId"]) for alert in batch.effects[self.name]}
+
+    def feed(self, batch: Batch, followed: Collection[str]) -> list[Message]:
+        return [(c, alert) for alert in batch.effects[self.name] if (c := gov_alert_channel(alert["profileId"])) in followed]

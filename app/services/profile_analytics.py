@@ -25,7 +25,15 @@ import logging
 import struct
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import AsyncIterator, Awaitable, Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Collection,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -36,6 +44,7 @@ import asyncpg
 from datasketches import hll_sketch, hll_union, tgt_hll_type
 
 from app.auth import Viewer, readable_profile
+from app.consumers import Batch, Consumer, Message
 from app.database import connection
 from app.errors import BadInput
 from app.services.claimed_events import EVENT_OF_KEY
@@ -59,11 +68,16 @@ from app.timebuckets import (
 )
 from app.vocabulary import (
     BOOKING_COMPLETED,
+    GOV_ALERTS,
+    GOV_ASSESSMENT,
     MONEY_EVENT_TYPES,
+    PROFILE_ANALYTICS,
     PROFILE_EVENT_KIND,
     PROFILE_INQUIRY,
     PROFILE_VIEWED,
     REVENUE_SOURCE,
+    engagement_channel,
+    view_channel,
 )
 
 log = logging.getLogger("pulsegraph.profile_analytics")
@@ -1498,3 +1512,38 @@ __all__ = [
     "recent_profile_views",
     "view_payload",
 ]
+
+
+class ProfileConsumer(Consumer):
+    """Profile events and their rollups; each view live, then the touched profiles' running totals.
+
+    Runs after the processed mark: every batch writes the busiest profiles' day and month
+    rows, and their row locks are held until commit."""
+
+    name = PROFILE_ANALYTICS
+    event_types = frozenset(PROFILE_EVENT_KIND)
+    after_mark = True
+
+    async def apply(self, conn: asyncpg.Connection, rows: list[Mapping[str, Any]], batch: Batch) -> AppliedBatch:
+        return await apply_events(conn, rows, gov_flagged=batch.effects.get(GOV_ASSESSMENT, {}).keys())
+
+    def channels(self, batch: Batch) -> set[str]:
+        applied: AppliedBatch = batch.effects[self.name]
+        channels = {view_channel(str(event["profile_id"])) for event in applied.views}
+        return channels | {engagement_channel(str(profile)) for _, profile in applied.touched_profiles}
+
+    def feed(self, batch: Batch, followed: Collection[str]) -> list[Message]:
+        alerts = {alert["eventId"]: alert for alert in batch.effects.get(GOV_ALERTS, ())}
+        return [
+            (channel, view_payload(event, alerts.get(event["event_id"])))
+            for event in batch.effects[self.name].views
+            if (channel := view_channel(str(event["profile_id"]))) in followed
+        ]
+
+    async def totals(self, batch: Batch, followed: Collection[str]) -> list[Message]:
+        applied: AppliedBatch = batch.effects[self.name]
+        watched = [(org, profile) for org, profile in applied.touched_profiles if engagement_channel(str(profile)) in followed]
+        if not watched:
+            return []
+        snapshots = await engagement_snapshots(watched, applied.timezones, written=applied.days)
+        return [(engagement_channel(s["profileId"]), s) for s in snapshots]

@@ -39,7 +39,13 @@ from typing import Any
 import asyncpg
 import orjson
 
-from app.auth import Viewer, administered_organization, administered_scope, readable_profile
+from app.auth import (
+    Viewer,
+    administered_organization,
+    administered_scope,
+    readable_profile,
+)
+from app.consumers import Batch, Consumer, Message
 from app.database import connection, transaction
 from app.errors import BadInput, NotFound
 from app.services.claimed_events import CLAIMED_EVENTS, keys_of
@@ -867,3 +873,23 @@ async def counters_scope(*, viewer: Viewer, organization_id: Any = None) -> tupl
 async def current_counters(*, organization_id: uuid.UUID | None, timezone: str) -> Counters:
     async with connection() as conn:
         return await counters(conn, organization_id, timezone)
+
+
+class LedgerConsumer(Consumer):
+    """Money events into the ledger; new gifts and fresh revenue counters live."""
+
+    name = "revenue"
+    event_types = LEDGER_EVENT_TYPES
+
+    async def apply(self, conn: asyncpg.Connection, rows: list[Mapping[str, Any]], batch: Batch) -> LedgerEffects:
+        return await record_batch(conn, rows)
+
+    def channels(self, batch: Batch) -> set[str]:
+        return batch.effects[self.name].channels
+
+    async def totals(self, batch: Batch, followed: Collection[str]) -> list[Message]:
+        ledger: LedgerEffects = batch.effects[self.name]
+        if not followed & ledger.channels:  # type: ignore[operator]
+            return []
+        async with connection() as conn:
+            return await live_messages(conn, ledger, followed)
