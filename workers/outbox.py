@@ -44,6 +44,7 @@ import asyncpg
 from tortoise import connections
 
 from app.database import close_database, connection, init_database, transaction
+from app.geoip_reload import geoip_reloading
 from app.services import financial_reports, fraud, gov_alerts, profile_analytics, revenue
 from app.services.claimed_events import EVENT_OF_KEY
 from app.services.gov_detection import GovDetector, get_detector
@@ -420,7 +421,8 @@ async def run_worker(settings: Settings) -> None:
     try:
         from workers.scheduler import run_with_jobs  # privacy and retention jobs, beside the worker
 
-        await run_with_jobs(worker, settings)
+        async with geoip_reloading([worker.detector], settings.geoip_reload_seconds):
+            await run_with_jobs(worker, settings)
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
