@@ -138,8 +138,8 @@ def update_geoip(settings: Settings, *, maxmind: MaxMindAccount | None = None, t
     _remove_stale_parts(target)
     with _part_files(target) as new_part, _client() as http:
         if maxmind is None:
-            month = today or datetime.now(UTC).date()
-            staged = [_fetch_dbip(http, settings.geoip_dbip_url, kind, month, new_part(kind)) for kind in KINDS]
+            today = today or datetime.now(UTC).date()
+            staged = [_fetch_dbip(http, settings.geoip_dbip_url, kind, today, new_part(kind)) for kind in KINDS]
         else:
             staged = [_fetch_maxmind(http, settings.geoip_maxmind_url, kind, maxmind, new_part) for kind in KINDS]
         verified = [_verify(item) for item in staged]
