@@ -2,7 +2,8 @@
 
 `create_app()` is the only factory; uvicorn, the CLI and the tests all use it. The lifespan
 opens the database (embedded when DATABASE_URL is unset), the event bus and the enrichment
-readers, and optionally runs the outbox worker in the same process for one-command use.
+readers (reloaded when `pulsegraph geoip update` replaces their files), and optionally runs
+the outbox worker in the same process for one-command use.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.database import close_database, connection, init_database
 from app.eventbus import EventBus
+from app.geoip_reload import geoip_reloading
 from app.graphiql import graphiql_assets
 from app.graphql import PulsegraphGraphQL
 from app.ratelimit import RateLimiter
@@ -114,7 +116,7 @@ def create_app(
         # and connects it in the background; queries and ingestion do not need it.
         await app.state.bus.connect(required=False)
         app.state.geo = GeoLocator(settings.geoip_city_db, settings.geoip_asn_db)
-        get_detector(settings)  # a missing or corrupt GeoIP file fails here, at start, not per request
+        detector = get_detector(settings)  # a missing or corrupt GeoIP file fails here, at start, not per request
         worker_task = None
         try:
             if seed_demo:
@@ -123,7 +125,8 @@ def create_app(
                 await ensure_demo(settings, url=public_url)
             if with_worker:
                 worker_task = await _start_worker(app, settings)
-            yield
+            async with geoip_reloading([app.state.geo, detector], settings.geoip_reload_seconds):
+                yield
         finally:
             if worker_task is not None:
                 await app.state.worker.stop()

@@ -16,7 +16,6 @@ import os
 import signal
 import socket
 import sys
-import warnings
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Any
@@ -30,6 +29,7 @@ if TYPE_CHECKING:
     from starlette.applications import Starlette
 
 EXIT_USAGE = 2
+EXIT_FAILED = 1  # the command was right but could not be carried out (e.g. a download failed)
 
 
 def _print(result: dict[str, Any], as_json: bool) -> None:
@@ -310,6 +310,29 @@ def cmd_rollups_rebuild(args: argparse.Namespace, settings: Settings) -> int:
     return _run(settings, action, args.json)
 
 
+def cmd_geoip_update(args: argparse.Namespace, settings: Settings) -> int:
+    from app.services.geoip_update import GeoipUpdateError, maxmind_account, update_geoip
+
+    try:
+        account = maxmind_account(
+            args.license_key or os.environ.get("MAXMIND_LICENSE_KEY"), args.account_id or os.environ.get("MAXMIND_ACCOUNT_ID")
+        )
+    except UserError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return EXIT_USAGE
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # our own log names each download
+    try:
+        report = update_geoip(settings, maxmind=account)
+    except GeoipUpdateError as exc:
+        print(f"error: geoip update failed, the installed databases were left in place: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    _print(report.as_dict(), args.json)
+    for variable in ("PULSEGRAPH_GEOIP_CITY_DB", "PULSEGRAPH_GEOIP_ASN_DB"):
+        if os.environ.get(variable):
+            print(f"note: {variable} is set, so the server reads {os.environ[variable]} instead", file=sys.stderr)
+    return 0
+
+
 # -- parser -------------------------------------------------------------------------------
 
 
@@ -378,6 +401,17 @@ def build_parser() -> argparse.ArgumentParser:
     rebuild.add_argument("--org", help="organization slug or id (default: every organization)")
     rebuild.add_argument("--json", action="store_true")
     rebuild.set_defaults(handler=cmd_rollups_rebuild)
+
+    geoip = sub.add_parser("geoip", help="GeoIP databases (visitors' country, city and network)")
+    geoip_sub = geoip.add_subparsers(dest="geoip_command", required=True)
+    geoip_update = geoip_sub.add_parser(
+        "update", help="download, verify and install DB-IP Lite City + ASN (or MaxMind GeoLite2 with a license key) "
+        "into the data dir; running servers pick them up by themselves",
+    )  # fmt: skip
+    geoip_update.add_argument("--license-key", help="MaxMind license key: GeoLite2 instead of DB-IP (prefer MAXMIND_LICENSE_KEY)")
+    geoip_update.add_argument("--account-id", help="MaxMind account ID, needed with the key (default MAXMIND_ACCOUNT_ID)")
+    geoip_update.add_argument("--json", action="store_true")
+    geoip_update.set_defaults(handler=cmd_geoip_update)
     for command in leaf_commands(parser):
         command.add_argument("-v", "--verbose", action="store_true", help=f"say more (as {logs.LEVEL_ENV}=info)")
     return parser

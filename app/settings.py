@@ -48,6 +48,29 @@ def _data_dir() -> Path:
     return path
 
 
+# `pulsegraph geoip update` installs its databases here, under fixed names, so the server
+# finds them whatever source or month they came from.
+GEOIP_DIR_NAME = "geoip"
+GEOIP_CITY_FILE = "city.mmdb"
+GEOIP_ASN_FILE = "asn.mmdb"
+DBIP_DOWNLOAD_URL = "https://download.db-ip.com/free"
+MAXMIND_DOWNLOAD_URL = "https://download.maxmind.com/geoip/databases"
+
+
+def geoip_dir(data_dir: Path) -> Path:
+    return data_dir / GEOIP_DIR_NAME
+
+
+def _geoip_db(variable: str, data_dir: Path, filename: str) -> str | None:
+    """An explicit path wins; otherwise the downloaded file, when there is one (a server
+    started before the first download runs without geo until it is restarted)."""
+    explicit = os.environ.get(variable)
+    if explicit:
+        return explicit
+    downloaded = geoip_dir(data_dir) / filename
+    return str(downloaded) if downloaded.is_file() else None
+
+
 def _persistent_secret(data_dir: Path) -> str:
     """A signing secret kept in the data folder, so demo tokens survive a restart."""
     path = data_dir / "jwt-secret"
@@ -69,6 +92,11 @@ class Settings:
     db_pool_max: int = 10
     geoip_city_db: str | None = None
     geoip_asn_db: str | None = None
+    # Where `pulsegraph geoip update` downloads from (tests point them at a local server).
+    geoip_dbip_url: str = DBIP_DOWNLOAD_URL
+    geoip_maxmind_url: str = MAXMIND_DOWNLOAD_URL
+    # How often a running process looks for replaced GeoIP files (two stat calls); 0 = never.
+    geoip_reload_seconds: float = 5.0
     # Curated government ASNs/networks (JSON), merged over app/data/gov_networks.json
     # ("mode": "replace" in the file replaces it instead).
     gov_networks_file: str | None = None
@@ -123,8 +151,11 @@ class Settings:
             jwt_secret=os.environ.get("PULSEGRAPH_JWT_SECRET") or _persistent_secret(data_dir),
             db_pool_min=_env_int("PULSEGRAPH_DB_POOL_MIN", 2),
             db_pool_max=_env_int("PULSEGRAPH_DB_POOL_MAX", 10),
-            geoip_city_db=os.environ.get("PULSEGRAPH_GEOIP_CITY_DB") or None,
-            geoip_asn_db=os.environ.get("PULSEGRAPH_GEOIP_ASN_DB") or None,
+            geoip_city_db=_geoip_db("PULSEGRAPH_GEOIP_CITY_DB", data_dir, GEOIP_CITY_FILE),
+            geoip_asn_db=_geoip_db("PULSEGRAPH_GEOIP_ASN_DB", data_dir, GEOIP_ASN_FILE),
+            geoip_dbip_url=os.environ.get("PULSEGRAPH_GEOIP_DBIP_URL") or DBIP_DOWNLOAD_URL,
+            geoip_maxmind_url=os.environ.get("PULSEGRAPH_GEOIP_MAXMIND_URL") or MAXMIND_DOWNLOAD_URL,
+            geoip_reload_seconds=_env_float("PULSEGRAPH_GEOIP_RELOAD_SECONDS", 5.0),
             gov_networks_file=os.environ.get("PULSEGRAPH_GOV_NETWORKS_FILE") or None,
             dnt_mode=dnt,  # type: ignore[arg-type]
             max_batch_size=_env_int("PULSEGRAPH_MAX_BATCH_SIZE", 1000),

@@ -39,6 +39,7 @@ from tortoise import connections
 
 from app.consumers import Batch, Consumer, Message
 from app.database import close_database, init_database, transaction
+from app.geoip_reload import geoip_reloading
 from app.services import profile_analytics
 from app.services.claimed_events import EVENT_OF_KEY
 from app.services.gov_detection import GovDetector, get_detector
@@ -352,7 +353,8 @@ async def run_worker(settings: Settings) -> None:
     try:
         from workers.scheduler import run_with_jobs  # privacy and retention jobs, beside the worker
 
-        await run_with_jobs(worker, settings)
+        async with geoip_reloading([worker.detector], settings.geoip_reload_seconds):
+            await run_with_jobs(worker, settings)
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)

@@ -13,6 +13,8 @@ import functools
 import hashlib
 import hmac
 import ipaddress
+import logging
+import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -22,6 +24,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import geoip2.database
 import geoip2.errors
+import maxminddb
 import ua_parser
 
 DeviceType = Literal["desktop", "mobile", "tablet", "bot", "other"]
@@ -34,6 +37,8 @@ UTM_MAX_CHARS = 256
 UTM_FIELDS = ("source", "medium", "campaign", "term", "content")
 
 _Record = TypeVar("_Record")
+
+log = logging.getLogger("pulsegraph.enrichment")
 
 
 # --------------------------------------------------------------------------- devices
@@ -312,38 +317,75 @@ def _network_fields(record: geoip2.models.ASN | None) -> tuple[int | None, str |
     return (record.autonomous_system_number, record.autonomous_system_organization)
 
 
+FileStamp = tuple[int, int, int, int] | None
+
+
+def _stamp(path: str | None) -> FileStamp:
+    """Device, inode, mtime and size: an atomic replace changes the inode, a copy over the
+    file its mtime or size. None when unset or missing."""
+    if not path:
+        return None
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return (info.st_dev, info.st_ino, info.st_mtime_ns, info.st_size)
+
+
+@dataclass(frozen=True, slots=True)
+class _Opened:
+    readers: tuple[geoip2.database.Reader, ...]
+    location: Callable[[str], geoip2.models.Country] | None
+    network: Callable[[str], geoip2.models.ASN] | None
+
+
+_CLOSED = _Opened(readers=(), location=None, network=None)
+
+
+def _open_databases(city_db: str | None, asn_db: str | None) -> _Opened:
+    """Open both files or neither: a half-built set must not leak the file it did open."""
+    readers: list[geoip2.database.Reader] = []
+    try:
+        location = network = None
+        if city_db:
+            readers.append(geoip2.database.Reader(city_db))
+            location = _location_method(readers[-1])
+        if asn_db:
+            readers.append(geoip2.database.Reader(asn_db))
+            network = _network_method(readers[-1])
+    except BaseException:
+        for reader in readers:
+            reader.close()
+        raise
+    return _Opened(readers=tuple(readers), location=location, network=network)
+
+
 class GeoLocator:
     """Opens the MaxMind files once per process and answers from memory-mapped data.
 
     A misconfigured path or wrong database type fails here, at start-up, rather than
     silently leaving every event without a country. Lookups never raise for IP-shaped
     problems; a corrupt file does surface, since hiding it would hide all geo data.
+
+    `reload_if_changed()` (called every few seconds by the process, never per lookup)
+    swaps in files replaced on disk, e.g. by `pulsegraph geoip update`; `version` counts
+    the swaps so callers' own caches of lookups can key on it.
     """
 
     def __init__(
         self, city_db: str | None, asn_db: str | None, *, cache_size: int = GEO_CACHE_SIZE
     ) -> None:
-        self._readers: list[geoip2.database.Reader] = []
-        self._location: Callable[[str], geoip2.models.Country] | None = None
-        self._network: Callable[[str], geoip2.models.ASN] | None = None
+        self._paths = (city_db, asn_db)
+        self._stamps = tuple(_stamp(path) for path in self._paths)
         self._cached_lookup = functools.lru_cache(maxsize=cache_size)(self._lookup_uncached)
-        try:
-            if city_db:
-                self._location = _location_method(self._open(city_db))
-            if asn_db:
-                self._network = _network_method(self._open(asn_db))
-        except BaseException:
-            self.close()  # a half-built locator must not leak the file it did open
-            raise
-
-    def _open(self, path: str) -> geoip2.database.Reader:
-        reader = geoip2.database.Reader(path)
-        self._readers.append(reader)
-        return reader
+        self._retired: tuple[geoip2.database.Reader, ...] = ()
+        self._open = _open_databases(city_db, asn_db)
+        self._closed = False
+        self.version = 0
 
     @property
     def enabled(self) -> bool:
-        return self._location is not None or self._network is not None
+        return self._open.location is not None or self._open.network is not None
 
     def lookup(self, ip: str | None) -> Geo:
         normalized = normalize_ip(ip)
@@ -352,18 +394,50 @@ class GeoLocator:
         return self._cached_lookup(normalized)
 
     def _lookup_uncached(self, ip: str) -> Geo:
-        country, region, city = _location_fields(_safe_lookup(self._location, ip))
-        asn, as_org = _network_fields(_safe_lookup(self._network, ip))
+        opened = self._open  # one snapshot: both fields come from the same set of files
+        country, region, city = _location_fields(_safe_lookup(opened.location, ip))
+        asn, as_org = _network_fields(_safe_lookup(opened.network, ip))
         return Geo(country=country, region=region, city=city, asn=asn, as_org=as_org)
+
+    def reload_if_changed(self) -> bool:
+        """Swap in the configured files if they changed on disk since they were opened.
+
+        A replacement that cannot be used (corrupt, wrong type, missing) is logged and the
+        previous files keep answering; it is tried again once the file changes again. The
+        readers swapped out stay open until the next swap, for a lookup still holding them.
+        """
+        stamps = tuple(_stamp(path) for path in self._paths)
+        if self._closed or stamps == self._stamps:
+            return False
+        self._stamps = stamps
+        try:
+            opened = _open_databases(*self._paths)
+        except (OSError, ValueError, maxminddb.InvalidDatabaseError) as exc:
+            log.error("GeoIP files %s changed but cannot be used (%s); the previous ones keep answering", self._described(), exc)
+            return False
+        self._close_retired()
+        self._retired, self._open = self._open.readers, opened
+        self._cached_lookup.cache_clear()
+        self.version += 1
+        log.info("GeoIP files %s reloaded", self._described())
+        return True
+
+    def _described(self) -> str:
+        return " and ".join(path for path in self._paths if path) or "(none)"
+
+    def _close_retired(self) -> None:
+        for reader in self._retired:
+            reader.close()
+        self._retired = ()
 
     def close(self) -> None:
         """Disable before closing so a concurrent lookup sees empty geo, not a closed file."""
-        self._location = None
-        self._network = None
+        self._closed = True
+        opened, self._open = self._open, _CLOSED
         self._cached_lookup.cache_clear()
-        for reader in self._readers:
+        for reader in opened.readers:
             reader.close()
-        self._readers.clear()
+        self._close_retired()
 
 
 # --------------------------------------------------------------------------- attribution

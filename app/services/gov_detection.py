@@ -438,6 +438,14 @@ class GovDetector:
     def cache_info(self) -> Any:
         return self._cached_check.cache_info()
 
+    def reload_if_changed(self) -> bool:
+        """Follow GeoIP files replaced on disk; address checks made with the old ones are
+        forgotten (checks of a recorded network never read the files)."""
+        if not self._geo.reload_if_changed():
+            return False
+        self._cached_check.cache_clear()
+        return True
+
     def close(self) -> None:
         self._cached_check.cache_clear()
         self._cached_network.cache_clear()

@@ -625,7 +625,7 @@ def _attribution(url: str | None, referrer: str | None, utm: tuple[tuple[str, st
 def _enrich(event: _Event, *, org: str, client_ip: str | None, geo: GeoLocator, salt: bytes) -> _Row:
     """Derive device, place, source and visitor; DNT events lose everything that identifies."""
     ctx = event.context
-    ip, place = _place(geo, ctx["ip"] if ctx.get("ip") is not None else client_ip)
+    ip, place = _place(geo, geo.version, ctx["ip"] if ctx.get("ip") is not None else client_ip)
     user_agent = _stored_user_agent(ctx.get("user_agent"))
     utm = tuple((key, value) for key in _UTM_KEYS if (value := ctx.get(key)) is not None)
     row = _Row(
@@ -649,8 +649,10 @@ def _enrich(event: _Event, *, org: str, client_ip: str | None, geo: GeoLocator, 
 
 
 @lru_cache(maxsize=IP_CACHE_SIZE)
-def _place(geo: GeoLocator, raw_ip: str | None) -> tuple[str | None, Geo]:
-    """Parsing an address costs ~6 µs and enrichment does it per call; a visitor's events repeat it."""
+def _place(geo: GeoLocator, version: int, raw_ip: str | None) -> tuple[str | None, Geo]:
+    """Parsing an address costs ~6 µs and enrichment does it per call; a visitor's events repeat it.
+    The locator's `version` is part of the key: after it reloads its files, no answer of the
+    previous ones is reused."""
     ip = normalize_ip(raw_ip)
     return ip, geo.lookup(ip)
 
