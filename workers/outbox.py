@@ -37,6 +37,7 @@ from typing import Any
 import asyncpg
 from tortoise import connections
 
+from app import logs
 from app.consumers import Batch, Consumer, Message
 from app.database import close_database, init_database, transaction
 from app.geoip_reload import geoip_reloading
@@ -351,7 +352,9 @@ async def run_worker(settings: Settings) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, request_stop)
     try:
-        from workers.scheduler import run_with_jobs  # privacy and retention jobs, beside the worker
+        from workers.scheduler import (
+            run_with_jobs,  # privacy and retention jobs, beside the worker
+        )
 
         async with geoip_reloading([worker.detector], settings.geoip_reload_seconds):
             await run_with_jobs(worker, settings)
@@ -364,10 +367,7 @@ async def run_worker(settings: Settings) -> None:
 
 
 def main() -> None:
-    logging.basicConfig(
-        level=os.environ.get("PULSEGRAPH_LOG_LEVEL", "INFO").upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    logs.configure(logs.level_name())
     asyncio.run(run_worker(Settings.from_env()))
 
 

@@ -1,13 +1,10 @@
-"""The scheduler: periodic privacy and retention jobs, run inside every worker process.
+"""The scheduler: every domain's periodic jobs (`app.jobs.Job`), run inside every worker process.
 
 Every `settings.jobs_interval_seconds` (hourly by default; the first run after
-`jobs_initial_delay_seconds`) it runs, in this order:
-
-1. `privacy.pseudonymize_old_ips`: raw IPs past each organization's ipRetentionDays
-   become keyed hashes;
-2. `privacy.purge_expired_events`: raw data past eventRetentionDays is purged once
-   processed (whole monthly partitions where possible);
-3. `privacy.forget_expired_ip_keys`: keys of finished periods are deleted.
+`jobs_initial_delay_seconds`) it runs the jobs of `JOBS`, in order: today the privacy and
+retention jobs (`privacy.JOBS`: raw IPs past each organization's ipRetentionDays become keyed
+hashes; raw data past eventRetentionDays is purged once processed; keys of finished periods
+are deleted). A domain with jobs adds one line to `JOBS`.
 
 Any number of worker processes may run it: a PostgreSQL advisory lock lets one run at a
 time, and the others skip that round. A failed run is logged and retried next round.
@@ -23,12 +20,13 @@ import asyncio
 import contextlib
 import json
 import logging
-import os
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from app import logs
 from app.database import close_database, connection, init_database
+from app.jobs import Job
 from app.services import privacy
 from app.settings import Settings
 
@@ -37,16 +35,17 @@ log = logging.getLogger("pulsegraph.scheduler")
 JOBS_LOCK_KEY = 7_214_002  # advisory lock id: one job run at a time across processes
 
 
+JOBS: tuple[Job, ...] = (*privacy.JOBS,)
+
+
 @dataclass(slots=True)
 class JobsReport:
     ran: bool = False  # False when another process held the lock
-    pseudonymized_ips: int = 0
-    purge: dict[str, Any] = field(default_factory=dict)
-    forgotten_keys: int = 0
+    results: dict[str, Any] = field(default_factory=dict)  # what each job returned, by its name
 
 
-async def run_jobs_once(settings: Settings, now: datetime | None = None) -> JobsReport:
-    """Run every job once, unless another process is running them right now."""
+async def run_jobs_once(settings: Settings, now: datetime | None = None, jobs: tuple[Job, ...] = JOBS) -> JobsReport:
+    """Run every job once, in order, unless another process is running them right now."""
     now = now or datetime.now(UTC)
     report = JobsReport()
     async with connection() as lock_conn:
@@ -54,9 +53,8 @@ async def run_jobs_once(settings: Settings, now: datetime | None = None) -> Jobs
             return report
         try:
             report.ran = True
-            report.pseudonymized_ips = await privacy.pseudonymize_old_ips(now, settings=settings)
-            report.purge = asdict(await privacy.purge_expired_events(now))
-            report.forgotten_keys = await privacy.forget_expired_ip_keys(now)
+            for job in jobs:
+                report.results[job.name] = await job.run(now, settings)
         finally:
             await lock_conn.execute("SELECT pg_advisory_unlock($1)", JOBS_LOCK_KEY)
     return report
@@ -117,7 +115,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m workers.scheduler", description=__doc__.split("\n")[0])
     parser.add_argument("--once", action="store_true", required=True, help="run the jobs once and exit")
     parser.parse_args()
-    logging.basicConfig(level=os.environ.get("PULSEGRAPH_LOG_LEVEL", "INFO").upper())
+    logs.configure(logs.level_name())
     report = asyncio.run(_once(Settings.from_env()))
     print(json.dumps(asdict(report), default=str, indent=2))
 

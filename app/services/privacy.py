@@ -43,7 +43,7 @@ import re
 import secrets
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -52,6 +52,7 @@ import asyncpg
 from app.auth import Viewer, administered_organization
 from app.database import connection, transaction
 from app.errors import BadInput, NotFound
+from app.jobs import Job
 from app.services.enrichment import normalize_ip
 from app.settings import Settings
 
@@ -625,3 +626,27 @@ async def delete_subject(
     )
     log.info("data-subject deletion in %s: %s", org, deletion)
     return deletion
+
+
+# --------------------------------------------------------------------------- scheduled jobs
+
+
+async def _pseudonymize_job(now: datetime, settings: Settings) -> int:
+    return await pseudonymize_old_ips(now, settings=settings)
+
+
+async def _purge_job(now: datetime, settings: Settings) -> dict[str, Any]:
+    return asdict(await purge_expired_events(now))
+
+
+async def _forget_keys_job(now: datetime, settings: Settings) -> int:
+    return await forget_expired_ip_keys(now)
+
+
+# In this order: raw IPs past ipRetentionDays become keyed hashes; raw data past
+# eventRetentionDays is purged once processed; keys of finished periods are deleted.
+JOBS = (
+    Job("pseudonymized_ips", _pseudonymize_job),
+    Job("purge", _purge_job),
+    Job("forgotten_keys", _forget_keys_job),
+)
