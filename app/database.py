@@ -20,7 +20,9 @@ from urllib.parse import parse_qs, unquote, urlparse
 
 import asyncpg
 from tortoise import Tortoise, connections
+from tortoise.exceptions import DBConnectionError
 
+from app.errors import Unavailable
 from app.settings import Settings
 
 log = logging.getLogger("pulsegraph.database")
@@ -227,3 +229,48 @@ async def migrate() -> list[str]:
         finally:
             await conn.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK_KEY)
     return applied
+
+
+# --------------------------------------------------------------------------- outages
+
+
+_UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
+    asyncpg.PostgresConnectionError,  # includes ConnectionDoesNotExistError
+    asyncpg.exceptions.OperatorInterventionError,  # CannotConnectNow, AdminShutdown, QueryCanceled
+    asyncpg.exceptions.InsufficientResourcesError,  # too many connections, disk full
+    asyncpg.exceptions.ReadOnlySQLTransactionError,  # failover left us on a replica
+    DBConnectionError,
+    OSError,  # refused, reset, TimeoutError (pool acquire, connect)
+    # "cannot switch to state N; another operation is in progress": a pooled connection
+    # that the server dropped mid-operation (seen on every PostgreSQL restart under load).
+    asyncpg.exceptions.InternalClientError,
+)
+
+
+@asynccontextmanager
+async def unavailable_on_database_errors() -> AsyncIterator[None]:
+    """A client must see a retryable error (UNAVAILABLE), never a success, when storage did
+    not happen: every write path that acknowledges data runs inside this."""
+    try:
+        yield
+    except _UNAVAILABLE_ERRORS as exc:
+        raise Unavailable("database unavailable; nothing was stored, retry") from exc
+    except asyncpg.InterfaceError as exc:
+        message = str(exc)
+        if "closed" in message or "closing" in message or "released" in message or _while_unavailable(exc):
+            raise Unavailable("database unavailable; nothing was stored, retry") from exc
+        raise
+
+
+def _while_unavailable(exc: BaseException) -> bool:
+    """Raised while handling a lost connection: e.g. the ROLLBACK of a transaction whose COPY
+    failed on a server that is shutting down answers "another operation is in progress",
+    which would otherwise replace the connection error (seen on PostgreSQL restarts)."""
+    cause = exc.__cause__ or exc.__context__
+    for _ in range(5):
+        if cause is None:
+            return False
+        if isinstance(cause, _UNAVAILABLE_ERRORS):
+            return True
+        cause = cause.__cause__ or cause.__context__
+    return False

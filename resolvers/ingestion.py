@@ -34,6 +34,7 @@ from starlette.responses import Response
 from strawberry.types import Info
 
 from app.auth import KEY_PREFIX, Viewer, viewer_from_credential
+from app.database import unavailable_on_database_errors
 from app.errors import BadInput, Unauthenticated, UserError
 from app.services import ingestion as service
 from app.services.ingestion import CONTEXT_FIELDS, EVENT_FIELDS, TrackOutcome
@@ -171,7 +172,7 @@ async def _rest_viewer(request: Request) -> Viewer:
             raise Unauthenticated(
                 "?key= only takes ingestion keys; send tokens in the Authorization header", field="key"
             )
-    async with service.unavailable_on_database_errors():
+    async with unavailable_on_database_errors():
         return await viewer_from_credential(credential)
 
 

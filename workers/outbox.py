@@ -37,11 +37,10 @@ from typing import Any
 import asyncpg
 from tortoise import connections
 
-from app import logs
+from app import logs, partitions
 from app.consumers import Batch, Consumer, Message
 from app.database import close_database, init_database, transaction
 from app.geoip_reload import geoip_reloading
-from app.services import profile_analytics
 from app.services.claimed_events import EVENT_OF_KEY
 from app.services.gov_detection import GovDetector, get_detector
 from app.settings import Settings
@@ -180,7 +179,7 @@ class OutboxWorker:
             try:
                 claimed, batch = await self._claim_and_apply()
             except (*RETRYABLE, asyncpg.CheckViolationError) as exc:
-                profile_analytics.forget_partitions()
+                partitions.forget()
                 if attempt == MAX_RETRIES or not _retryable(exc):
                     raise
                 log.warning("worker %s: batch rolled back (%s); retrying", self.name, type(exc).__name__)
@@ -319,7 +318,7 @@ async def _connect_like_pool() -> asyncpg.Connection:
 def _retryable(exc: Exception) -> bool:
     """Deadlocks, serialization failures, and a profile_events partition that vanished
     (a rolled-back batch may have created it): the batch rolled back whole, run it again."""
-    return isinstance(exc, RETRYABLE) or "no partition" in str(exc)
+    return isinstance(exc, RETRYABLE) or partitions.is_missing_partition(exc)
 
 
 def _env_int(name: str) -> int:

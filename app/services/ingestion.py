@@ -42,8 +42,7 @@ import os
 import re
 import secrets
 import uuid
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
@@ -51,11 +50,11 @@ from typing import Any
 
 import asyncpg
 import orjson
-from tortoise.exceptions import DBConnectionError
 
+from app import partitions
 from app.auth import Viewer, require_service, require_writer
-from app.database import connection
-from app.errors import BadInput, Forbidden, Unavailable, UserError
+from app.database import connection, unavailable_on_database_errors
+from app.errors import BadInput, Forbidden, UserError
 from app.services import financial_reports, privacy, revenue
 from app.services.enrichment import (
     Attribution,
@@ -744,36 +743,20 @@ async def _daily_salt(conn: asyncpg.Connection, day: date) -> bytes:
 # --------------------------------------------------------------------------- storage
 
 
-_ensured_partitions: set[tuple[str, date]] = set()
-
-
-def _month(ts: datetime) -> date:
-    return date(ts.year, ts.month, 1)
-
-
 async def _ensure_partitions(conn: asyncpg.Connection, rows: Iterable[_Row]) -> None:
     """Late or back-filled events may fall in months the migration did not create.
 
     profile_events partitions are made too for events the worker will copy there, so a
     late profile event cannot become a poison message for the worker. Runs outside the
-    transaction (DDL takes locks) and once per month per process.
+    transaction (DDL takes locks).
     """
-    needed: set[tuple[str, date]] = set()
+    needed: set[partitions.Partition] = set()
     for row in rows:
-        month = _month(row.event.occurred_at)
+        month = partitions.month_of(row.event.occurred_at)
         needed.add(("events", month))
         if row.pending:
             needed.add(("profile_events", month))
-    missing = sorted(needed - _ensured_partitions)
-    if not missing:
-        return
-    await conn.execute(
-        "SELECT pulsegraph_ensure_month_partition(p.parent, p.month)"
-        " FROM unnest($1::text[], $2::timestamptz[]) AS p(parent, month)",
-        [parent for parent, _ in missing],
-        [datetime(month.year, month.month, 1, tzinfo=UTC) for _, month in missing],
-    )
-    _ensured_partitions.update(missing)
+    await partitions.ensure(conn, needed)
 
 
 async def _store(organization_id: uuid.UUID, rows: list[_Row]) -> set[str]:
@@ -792,12 +775,12 @@ async def _store(organization_id: uuid.UUID, rows: list[_Row]) -> set[str]:
             except (asyncpg.CheckViolationError, asyncpg.DeadlockDetectedError) as exc:
                 if attempt == 2 or not _is_retryable_write_error(exc):
                     raise
-                _ensured_partitions.clear()
+                partitions.forget()
     raise AssertionError("unreachable")
 
 
 def _is_retryable_write_error(exc: Exception) -> bool:
-    return isinstance(exc, asyncpg.DeadlockDetectedError) or "no partition" in str(exc)
+    return isinstance(exc, asyncpg.DeadlockDetectedError) or partitions.is_missing_partition(exc)
 
 
 async def _write(conn: asyncpg.Connection, organization_id: uuid.UUID, rows: list[_Row]) -> set[str]:
@@ -971,47 +954,3 @@ def _new_session(session_id: str, first: _Row, last_seen: datetime, count: int) 
         session_id, first.visitor_id, first.event.occurred_at, last_seen, count, a.url, a.referrer_domain,
         a.utm_source, a.utm_medium, a.utm_campaign, d.device_type, d.browser, d.os, first.country,
     )  # fmt: skip
-
-
-# --------------------------------------------------------------------------- availability
-
-
-_UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
-    asyncpg.PostgresConnectionError,  # includes ConnectionDoesNotExistError
-    asyncpg.exceptions.OperatorInterventionError,  # CannotConnectNow, AdminShutdown, QueryCanceled
-    asyncpg.exceptions.InsufficientResourcesError,  # too many connections, disk full
-    asyncpg.exceptions.ReadOnlySQLTransactionError,  # failover left us on a replica
-    DBConnectionError,
-    OSError,  # refused, reset, TimeoutError (pool acquire, connect)
-    # "cannot switch to state N; another operation is in progress": a pooled connection
-    # that the server dropped mid-operation (seen on every PostgreSQL restart under load).
-    asyncpg.exceptions.InternalClientError,
-)
-
-
-@asynccontextmanager
-async def unavailable_on_database_errors() -> AsyncIterator[None]:
-    """A client must see a retryable error, never a success, when storage did not happen."""
-    try:
-        yield
-    except _UNAVAILABLE_ERRORS as exc:
-        raise Unavailable("database unavailable; nothing was stored, retry") from exc
-    except asyncpg.InterfaceError as exc:
-        message = str(exc)
-        if "closed" in message or "closing" in message or "released" in message or _while_unavailable(exc):
-            raise Unavailable("database unavailable; nothing was stored, retry") from exc
-        raise
-
-
-def _while_unavailable(exc: BaseException) -> bool:
-    """Raised while handling a lost connection: e.g. the ROLLBACK of a transaction whose COPY
-    failed on a server that is shutting down answers "another operation is in progress",
-    which would otherwise replace the connection error (seen on PostgreSQL restarts)."""
-    cause = exc.__cause__ or exc.__context__
-    for _ in range(5):
-        if cause is None:
-            return False
-        if isinstance(cause, _UNAVAILABLE_ERRORS):
-            return True
-        cause = cause.__cause__ or cause.__context__
-    return False

@@ -49,6 +49,7 @@ from typing import Any
 
 import asyncpg
 
+from app import partitions
 from app.auth import Viewer, administered_organization
 from app.database import connection, transaction
 from app.errors import BadInput, NotFound
@@ -400,10 +401,8 @@ async def _drop_whole_months(now: datetime, orgs: list[asyncpg.Record], report: 
             continue
         report.dropped_partitions += tables
     if report.dropped_partitions:
-        from app.services import ingestion, profile_analytics
 
-        ingestion._ensured_partitions.clear()
-        profile_analytics.forget_partitions()
+        partitions.forget()
 
 
 _DELETE_EVENTS = """

@@ -43,6 +43,7 @@ from typing import Any
 import asyncpg
 from datasketches import hll_sketch, hll_union, tgt_hll_type
 
+from app import partitions
 from app.auth import Viewer, readable_profile
 from app.consumers import Batch, Consumer, Message
 from app.database import connection
@@ -258,8 +259,6 @@ class AppliedBatch:
         return sorted({(e["organization_id"], e["profile_id"]) for e in self.events})
 
 
-_known_partitions: set[tuple[int, int]] = set()
-
 PROFILE_EVENT_COLUMNS = (
     "organization_id",
     "profile_id",
@@ -368,7 +367,7 @@ async def apply_events(
         return AppliedBatch()
     timezones = await _timezones(conn, {e["organization_id"] for e in candidates})
     candidates = [e for e in candidates if e["organization_id"] in timezones]  # org deleted: nothing to roll up
-    await _ensure_partitions(conn, {(e["occurred_at"].year, e["occurred_at"].month) for e in candidates})
+    await partitions.ensure(conn, {("profile_events", partitions.month_of(e["occurred_at"])) for e in candidates})
     keys = [[e[name] for e in candidates] for name in ("organization_id", "occurred_at", "event_id", "kind", "is_gov")]
     inserted = await conn.fetch(INSERT_PROFILE_EVENTS, *keys)
     fresh = {(r["organization_id"], r["event_id"]) for r in inserted}
@@ -389,21 +388,6 @@ def _profile_event(row: Mapping[str, Any], gov_flagged: Collection[tuple[uuid.UU
 async def _timezones(conn: asyncpg.Connection, org_ids: set[uuid.UUID]) -> dict[uuid.UUID, str]:
     rows = await conn.fetch("SELECT id, timezone FROM organizations WHERE id = ANY($1::uuid[])", list(org_ids))
     return {r["id"]: r["timezone"] for r in rows}
-
-
-async def _ensure_partitions(conn: asyncpg.Connection, months: set[tuple[int, int]]) -> None:
-    """profile_events partitions for late or back-filled events (once per month per process)."""
-    for year, month in sorted(months - _known_partitions):
-        await conn.execute(
-            "SELECT pulsegraph_ensure_month_partition('profile_events', $1)", datetime(year, month, 1, tzinfo=UTC)
-        )
-        _known_partitions.add((year, month))
-
-
-def forget_partitions() -> None:
-    """After a rollback (which may have undone a partition this process created) or when
-    retention dropped one: check again next time."""
-    _known_partitions.clear()
 
 
 class _RollupDelta:
