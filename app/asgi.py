@@ -2,7 +2,8 @@
 
 `create_app()` is the only factory; uvicorn, the CLI and the tests all use it. The lifespan
 opens the database (embedded when DATABASE_URL is unset), the event bus and the enrichment
-readers, and optionally runs the outbox worker in the same process for one-command use.
+readers, starts the revocation watcher (app/revocation.py), and optionally runs the outbox
+worker in the same process for one-command use.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from app.database import close_database, connection, init_database
 from app.eventbus import EventBus
 from app.graphql import PulsegraphGraphQL
 from app.ratelimit import RateLimiter
+from app.revocation import RevocationWatcher
 from app.services.enrichment import GeoLocator
 from app.services.gov_detection import get_detector
 from app.settings import Settings, get_settings
@@ -114,6 +116,9 @@ def create_app(
         await app.state.bus.connect(required=False)
         app.state.geo = GeoLocator(settings.geoip_city_db, settings.geoip_asn_db)
         get_detector(settings)  # a missing or corrupt GeoIP file fails here, at start, not per request
+        app.state.revocations = RevocationWatcher()
+        app.state.revocations.add_listener(graphql.open_sockets.close_revoked)
+        await app.state.revocations.start()
         worker_task = None
         try:
             if seed_demo:
@@ -128,6 +133,7 @@ def create_app(
                 await app.state.worker.stop()
                 with contextlib.suppress(asyncio.CancelledError):
                     await worker_task
+            await app.state.revocations.stop()
             await app.state.bus.disconnect()
             app.state.geo.close()
             await close_database()
