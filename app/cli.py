@@ -79,7 +79,7 @@ async def _with_database(settings: Settings, action: Callable[[], Awaitable[Resu
 
 
 def _run(settings: Settings, action: Callable[[], Awaitable[Result]], as_json: bool) -> int:
-    logging.getLogger("tortoise").setLevel(logging.WARNING)  # its start/stop chatter: not the command's output
+    logging.getLogger().setLevel(logging.WARNING)  # stderr is for errors: one line, naming the argument
     try:
         result = asyncio.run(_with_database(settings, action))
     except UserError as exc:

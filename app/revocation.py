@@ -42,10 +42,14 @@ KEY_ROW_SECONDS = max(600, 10 * int(KEY_CACHE_SECONDS))
 TOKEN = "token"
 INGESTION_KEY = "ingestion_key"
 
+# Revoked again: nothing changes, except that an expiry unknown until now (revoked by id
+# alone, then by the token itself) is filled in, so that the row can be pruned one day.
 INSERT = """
 INSERT INTO revoked_credentials (kind, credential_id, expires_at, revoked_by)
 VALUES ($1, $2, $3, $4)
-ON CONFLICT (kind, credential_id) DO NOTHING
+ON CONFLICT (kind, credential_id) DO UPDATE SET expires_at = EXCLUDED.expires_at
+    WHERE revoked_credentials.expires_at IS NULL AND EXCLUDED.expires_at IS NOT NULL
+RETURNING xmax = 0 AS inserted
 """
 NEWER = """
 SELECT id, kind, credential_id, extract(epoch FROM expires_at)::float8 AS expires
@@ -63,8 +67,7 @@ async def record_revocation(
     makes writers commit one after another in the order of their ids, so a watcher that has
     read id N will never see a row below N appear later."""
     await conn.execute("LOCK TABLE revoked_credentials IN SHARE ROW EXCLUSIVE MODE")
-    status = await conn.execute(INSERT, kind, credential_id, expires_at, revoked_by)
-    return status.endswith(" 1")
+    return await conn.fetchval(INSERT, kind, credential_id, expires_at, revoked_by) is True
 
 
 def key_row_expiry(now: datetime) -> datetime:

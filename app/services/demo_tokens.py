@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import stat
 import time
 import uuid
 from dataclasses import dataclass
@@ -65,6 +66,8 @@ async def demo_tokens(settings: Settings, *, organization_id: uuid.UUID, profile
     if tokens != stored:
         _write(path, tokens)
         log.info("demo: minted %s", ", ".join(sorted(set(tokens) - set(usable))))
+    elif stat.S_IMODE(path.stat().st_mode) != 0o600:
+        path.chmod(0o600)  # someone opened it up: the tokens are credentials
     return DemoTokens(**tokens)
 
 
