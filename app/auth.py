@@ -12,9 +12,9 @@ import math
 import secrets
 import time
 import uuid
-from datetime import UTC, datetime
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from enum import Enum
 
 import jwt
@@ -102,13 +102,14 @@ def mint_token(
         raise ValueError(f"a {role.value} token needs an organization")
     now = int(time.time())
     token_id = str(uuid.uuid4())
+    expires = now + (ttl_seconds or settings.jwt_ttl_seconds)
     claims: dict[str, object] = {
         "sub": subject or f"{role.value}:{uuid.uuid4()}",
         "role": role.value,
         "iss": settings.jwt_issuer,
         "iat": now,
         "nbf": now,
-        "exp": now + (ttl_seconds or settings.jwt_ttl_seconds),
+        "exp": expires,
         "jti": token_id,
     }
     if organization_id is not None:
@@ -116,7 +117,7 @@ def mint_token(
     if profile_id is not None:
         claims["profile"] = str(profile_id)
     token = jwt.encode(claims, settings.jwt_secret, algorithm="HS256")
-    return IssuedToken(token=token, token_id=token_id, expires_at=int(claims["exp"]))  # type: ignore[call-overload]
+    return IssuedToken(token=token, token_id=token_id, expires_at=expires)
 
 
 def token_id_of(token: str, claims: dict[str, object]) -> str:
@@ -198,6 +199,10 @@ def verified_token(token: str, settings: Settings) -> tuple[int, Viewer]:
         token_id=token_id_of(token, claims),
     )  # fmt: skip
     return int(claims["exp"]), viewer
+
+
+def is_token_revoked(token_id: str | None) -> bool:
+    return token_id in _revoked_tokens
 
 
 def learn_revoked_token(token_id: str, expires_at: float | None) -> None:

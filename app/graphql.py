@@ -40,7 +40,7 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
 )
 from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWSHandler
 
-from app.auth import ANONYMOUS, Viewer, viewer_from_credential
+from app.auth import ANONYMOUS, Viewer, is_token_revoked, viewer_from_credential
 from app.errors import QueryTimeout, Unavailable, UserError
 from app.fanout import LIVE_OPERATION, LiveOperation
 from app.query_cost import QueryCost
@@ -175,9 +175,6 @@ class OpenSockets:
             if not sockets:
                 del self._by_token[token_id]
 
-    def count(self, token_id: str) -> int:
-        return len(self._by_token.get(token_id, ()))
-
     async def close_revoked(self, token_ids: frozenset[str]) -> None:
         """The revocation watcher's listener: close every connection of these tokens."""
         doomed = [socket for token_id in token_ids for socket in self._by_token.pop(token_id, ())]
@@ -196,13 +193,16 @@ class RevocableSocket:
     connection_acknowledged: bool
     _listed_as: str | None = None
 
-    def _list_if_acknowledged(self) -> None:
+    async def _list_if_acknowledged(self) -> None:
         self._unlist()  # a legacy client may send connection_init again, with another token
         token_id = getattr(getattr(self.context, "viewer", None), "token_id", None)
         open_sockets = getattr(self.view, "open_sockets", None)
         if self.connection_acknowledged and token_id and open_sockets is not None:
             open_sockets.add(token_id, self)
             self._listed_as = token_id
+            if is_token_revoked(token_id):  # revoked while the acknowledgement was being sent
+                open_sockets.discard(token_id, self)
+                await self.close_revoked()
 
     def _unlist(self) -> None:
         if self._listed_as is not None:
@@ -259,7 +259,7 @@ class KeepAliveTransportWSHandler(RevocableSocket, LiveSocketHandlers, BaseGraph
 
     async def handle_connection_init(self, message: Any) -> None:
         await super().handle_connection_init(message)
-        self._list_if_acknowledged()
+        await self._list_if_acknowledged()
         if self.connection_acknowledged and self.view.keep_alive and self._pinger is None:
             self._pinger = asyncio.create_task(self._ping_forever(float(self.view.keep_alive_interval or 15)))
 
@@ -291,7 +291,7 @@ class LegacyWSHandler(RevocableSocket, LiveSocketHandlers, BaseGraphQLWSHandler)
 
     async def handle_connection_init(self, message: Any) -> None:
         await super().handle_connection_init(message)
-        self._list_if_acknowledged()
+        await self._list_if_acknowledged()
 
     async def cleanup(self) -> None:
         self._unlist()

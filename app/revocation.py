@@ -26,7 +26,7 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import jwt
 
-from app.auth import KEY_CACHE_SECONDS, learn_revoked_key, learn_revoked_token, forget_past_revocations, token_id_of
+from app.auth import KEY_CACHE_SECONDS, forget_past_revocations, learn_revoked_key, learn_revoked_token, token_id_of
 from app.database import connection, transaction
 from app.errors import BadInput
 from app.settings import Settings
@@ -216,10 +216,16 @@ class RevocationWatcher:
             log.info("reading revocations again (up to id %d)", self.last_id)
             self._failing = False
 
-    async def _prune_logged(self) -> None:
+    async def prune(self) -> int:
+        """Forget, here and in the table, revocations of credentials that have expired since;
+        the number of rows deleted."""
         forget_past_revocations(time.time())
+        async with connection() as conn:
+            status = await conn.execute(PRUNE)
+        return int(status.split()[-1])
+
+    async def _prune_logged(self) -> None:
         try:
-            async with connection() as conn:
-                await conn.execute(PRUNE)
+            await self.prune()
         except Exception as exc:  # noqa: BLE001 - pruning is housekeeping; the next round retries
             log.warning("cannot prune revocations (%r)", exc)
