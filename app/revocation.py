@@ -206,7 +206,8 @@ class RevocationWatcher:
     async def _poll_logged(self) -> None:
         """One poll; failures are logged once per outage and retried by the next poll."""
         try:
-            await asyncio.wait_for(self.poll(), POLL_TIMEOUT_SECONDS)
+            async with asyncio.timeout(POLL_TIMEOUT_SECONDS):  # in this task: no task per poll
+                await self.poll()
         except Exception as exc:  # noqa: BLE001 - the watcher outlives database outages
             if not self._failing:
                 log.warning("cannot read revocations (%r); retrying every %.1fs", exc, self.poll_seconds)

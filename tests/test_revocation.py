@@ -93,8 +93,8 @@ async def http() -> AsyncIterator[httpx.AsyncClient]:
         yield client
 
 
-def cli(env: dict[str, str], *args: str) -> dict[str, Any]:
-    """Run the installed `pulsegraph` with `--json`; its one JSON object."""
+def cli(env: dict[str, str], *args: str) -> Any:
+    """Run the installed `pulsegraph` with `--json`; its JSON object (array for `list`)."""
     done = subprocess.run([PULSEGRAPH, *args, "--json"], env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
