@@ -2,8 +2,9 @@
 
 `create_app()` is the only factory; uvicorn, the CLI and the tests all use it. The lifespan
 opens the database (embedded when DATABASE_URL is unset), the event bus and the enrichment
-readers (reloaded when `pulsegraph geoip update` replaces their files), and optionally runs
-the outbox worker in the same process for one-command use.
+readers (reloaded when `pulsegraph geoip update` replaces their files), starts the revocation
+watcher (app/revocation.py), and optionally runs the outbox worker in the same process for
+one-command use.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from app.geoip_reload import geoip_reloading
 from app.graphiql import graphiql_assets
 from app.graphql import PulsegraphGraphQL
 from app.ratelimit import RateLimiter
+from app.revocation import RevocationWatcher
 from app.services.enrichment import GeoLocator
 from app.services.gov_detection import get_detector
 from app.settings import Settings, get_settings
@@ -117,6 +119,9 @@ def create_app(
         await app.state.bus.connect(required=False)
         app.state.geo = GeoLocator(settings.geoip_city_db, settings.geoip_asn_db)
         detector = get_detector(settings)  # a missing or corrupt GeoIP file fails here, at start, not per request
+        app.state.revocations = RevocationWatcher()
+        app.state.revocations.add_listener(graphql.open_sockets.close_revoked)
+        await app.state.revocations.start()
         worker_task = None
         try:
             if seed_demo:
@@ -132,6 +137,7 @@ def create_app(
                 await app.state.worker.stop()
                 with contextlib.suppress(asyncio.CancelledError):
                     await worker_task
+            await app.state.revocations.stop()
             await app.state.bus.disconnect()
             app.state.geo.close()
             await close_database()

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import math
 import secrets
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from enum import Enum
 
 import jwt
@@ -39,6 +41,7 @@ class Viewer:
     organization_id: uuid.UUID | None
     profile_id: uuid.UUID | None = None
     ingestion_key_id: uuid.UUID | None = None
+    token_id: str | None = None  # the JWT's id (`jti`), which revocation names
 
     @property
     def is_authenticated(self) -> bool:
@@ -59,6 +62,13 @@ ANONYMOUS = Viewer(subject="anonymous", role=None, organization_id=None)
 # -- tokens -----------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class IssuedToken:
+    token: str
+    token_id: str  # the `jti` claim: what `pulsegraph token revoke --jti` takes
+    expires_at: int  # the `exp` claim, seconds since the epoch
+
+
 def issue_token(
     *,
     role: Role,
@@ -69,25 +79,54 @@ def issue_token(
     settings: Settings | None = None,
 ) -> str:
     """Sign a JWT; the claims carry the tenant so that no request needs a user lookup."""
+    return mint_token(
+        role=role, organization_id=organization_id, profile_id=profile_id, subject=subject,
+        ttl_seconds=ttl_seconds, settings=settings,
+    ).token  # fmt: skip
+
+
+def mint_token(
+    *,
+    role: Role,
+    organization_id: uuid.UUID | None,
+    profile_id: uuid.UUID | None = None,
+    subject: str | None = None,
+    ttl_seconds: int | None = None,
+    settings: Settings | None = None,
+) -> IssuedToken:
+    """`issue_token` with the token's id and expiry, which an operator needs to revoke it."""
     settings = settings or get_settings()
     if role is Role.PROVIDER and profile_id is None:
         raise ValueError("a provider token needs a profile")
     if role is not Role.ADMIN and organization_id is None:
         raise ValueError(f"a {role.value} token needs an organization")
     now = int(time.time())
+    token_id = str(uuid.uuid4())
+    expires = now + (ttl_seconds or settings.jwt_ttl_seconds)
     claims: dict[str, object] = {
         "sub": subject or f"{role.value}:{uuid.uuid4()}",
         "role": role.value,
         "iss": settings.jwt_issuer,
         "iat": now,
         "nbf": now,
-        "exp": now + (ttl_seconds or settings.jwt_ttl_seconds),
+        "exp": expires,
+        "jti": token_id,
     }
     if organization_id is not None:
         claims["org"] = str(organization_id)
     if profile_id is not None:
         claims["profile"] = str(profile_id)
-    return jwt.encode(claims, settings.jwt_secret, algorithm="HS256")
+    token = jwt.encode(claims, settings.jwt_secret, algorithm="HS256")
+    return IssuedToken(token=token, token_id=token_id, expires_at=expires)
+
+
+def token_id_of(token: str, claims: dict[str, object]) -> str:
+    """The id revocation names: the `jti`, or for tokens minted before tokens had one, a
+    hash of the whole token (still unique, and known to whoever holds the token)."""
+    jti = claims.get("jti")
+    if isinstance(jti, str) and jti:
+        return jti
+    return "sha256:" + hashlib.sha256(token.encode()).hexdigest()[:32]
 
 
 # (signing secret, issuer, token) -> (its `exp`, its viewer). Keyed by the settings that
@@ -95,31 +134,45 @@ def issue_token(
 _token_cache: dict[tuple[str, str, str], tuple[int, Viewer]] = {}
 _clock: Callable[[], float] = time.time  # the wall clock `exp` is compared with; tests move it
 
+# Revoked credentials this process knows of, filled by app.revocation's watcher from the
+# table every process and the CLI write to: token id -> its `exp`, ingestion key id -> until
+# when a key cache could still hold it (math.inf: not known). Checked on every request,
+# cache hits included, so they stay plain dict lookups.
+_revoked_tokens: dict[str, float] = {}
+_revoked_keys: dict[uuid.UUID, float] = {}
+
 
 def viewer_from_token(token: str, settings: Settings | None = None) -> Viewer:
-    """Verify signature, algorithm, issuer and validity window; refuse anything else.
+    """Verify signature, algorithm, issuer and validity window, and that the token is not
+    revoked; refuse anything else.
 
     A client sends the same token with every request, and verifying it (PyJWT checks every
     character of its base64, then the HMAC, then the claims) cost ~140 µs, some 5% of a
     small report. A verified token is remembered until its `exp`, which every reuse checks
-    as PyJWT would; tokens that fail are never remembered."""
+    as PyJWT would, as it checks revocation; tokens that fail are never remembered."""
     settings = settings or get_settings()
     key = (settings.jwt_secret, settings.jwt_issuer, token)
     cached = _token_cache.get(key)
     if cached is not None:
-        if _clock() < cached[0]:
-            return cached[1]
-        _token_cache.pop(key, None)
-        raise Unauthenticated("token has expired")
-    expires, viewer = _verified(token, settings)
+        if _clock() >= cached[0]:
+            _token_cache.pop(key, None)
+            raise Unauthenticated("token has expired")
+        if cached[1].token_id in _revoked_tokens:
+            _token_cache.pop(key, None)
+            raise Unauthenticated("token has been revoked")
+        return cached[1]
+    expires, viewer = verified_token(token, settings)
+    if viewer.token_id in _revoked_tokens:
+        raise Unauthenticated("token has been revoked")
     if len(_token_cache) >= TOKEN_CACHE_SIZE:
         _token_cache.pop(next(iter(_token_cache)), None)  # the oldest
     _token_cache[key] = (expires, viewer)
     return viewer
 
 
-def _verified(token: str, settings: Settings) -> tuple[int, Viewer]:
-    """The token's `exp` and viewer, or Unauthenticated with the reason."""
+def verified_token(token: str, settings: Settings) -> tuple[int, Viewer]:
+    """The token's `exp` and viewer, or Unauthenticated with the reason. Revocation is the
+    caller's to check."""
     try:
         claims = jwt.decode(
             token,
@@ -141,8 +194,36 @@ def _verified(token: str, settings: Settings) -> tuple[int, Viewer]:
         raise Unauthenticated("token has no organization")
     if role is Role.PROVIDER and profile is None:
         raise Unauthenticated("provider token has no profile")
-    viewer = Viewer(subject=str(claims["sub"]), role=role, organization_id=org, profile_id=profile)
+    viewer = Viewer(
+        subject=str(claims["sub"]), role=role, organization_id=org, profile_id=profile,
+        token_id=token_id_of(token, claims),
+    )  # fmt: skip
     return int(claims["exp"]), viewer
+
+
+def is_token_revoked(token_id: str | None) -> bool:
+    return token_id in _revoked_tokens
+
+
+def learn_revoked_token(token_id: str, expires_at: float | None) -> None:
+    """From now on this process refuses the token, cached or not."""
+    _revoked_tokens[token_id] = math.inf if expires_at is None else expires_at
+
+
+def learn_revoked_key(key_id: uuid.UUID, until: float | None) -> None:
+    """From now on this process refuses the ingestion key, even from its key cache."""
+    _revoked_keys[key_id] = math.inf if until is None else until
+
+
+def forget_past_revocations(now: float) -> int:
+    """Drop revocations that can no longer matter: tokens past their `exp` are refused as
+    expired, and no key cache holds a key longer than KEY_CACHE_SECONDS."""
+    gone = 0
+    for revoked in (_revoked_tokens, _revoked_keys):
+        for credential in [c for c, until in revoked.items() if until <= now]:
+            del revoked[credential]  # type: ignore[arg-type]
+            gone += 1
+    return gone
 
 
 # -- ingestion keys ---------------------------------------------------------------------
@@ -166,10 +247,15 @@ async def viewer_from_ingestion_key(raw_key: str) -> Viewer:
     """Look the key up by its prefix and compare hashes in constant time.
 
     Verified keys are cached briefly so a beacon's every batch does not cost a query; a
-    revoked key stops working within KEY_CACHE_SECONDS.
+    revoked key is refused by the cache as soon as this process learns of the revocation
+    (app.revocation). A lookup also records when the key was last used, at most once per
+    KEY_CACHE_SECONDS per process.
     """
     cached = _key_cache.get(raw_key)
     if cached and cached[0] > time.monotonic():
+        if cached[1].ingestion_key_id in _revoked_keys:
+            _key_cache.pop(raw_key, None)
+            raise Unauthenticated("ingestion key is invalid or revoked")
         return cached[1]
     from models.organizations import IngestionKey
 
@@ -177,8 +263,9 @@ async def viewer_from_ingestion_key(raw_key: str) -> Viewer:
     if not raw_key.startswith(KEY_PREFIX) or len(parts) != 2:
         raise Unauthenticated("ingestion key is malformed")
     key = await IngestionKey.get_or_none(prefix=parts[0], revoked_at=None)
-    if key is None or not hmac.compare_digest(key.key_hash, hash_key(raw_key)):
+    if key is None or not hmac.compare_digest(key.key_hash, hash_key(raw_key)) or key.id in _revoked_keys:
         raise Unauthenticated("ingestion key is invalid or revoked")
+    await IngestionKey.filter(id=key.id).update(last_used_at=datetime.now(UTC))
     viewer = Viewer(
         subject=f"key:{key.prefix}",
         role=None,

@@ -1,8 +1,9 @@
 """`pulsegraph`: run the API and the worker, migrate, seed, and manage tenants and credentials.
 
 Every command reads the same settings as the server (DATABASE_URL, PULSEGRAPH_DATA_DIR,
-PULSEGRAPH_JWT_SECRET, ...), so a token printed here is accepted there. `--json` prints
-one JSON object for scripts; errors go to stderr with exit status 2.
+PULSEGRAPH_JWT_SECRET, ...), so a token printed here is accepted there, and one revoked here
+is refused there. `--json` prints one JSON object (a JSON array for `list` commands) for
+scripts; errors go to stderr with exit status 2.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import errno
+import importlib.metadata
 import json
 import logging
 import os
@@ -18,6 +20,7 @@ import socket
 import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, replace
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -30,18 +33,47 @@ if TYPE_CHECKING:
 
 EXIT_USAGE = 2
 EXIT_FAILED = 1  # the command was right but could not be carried out (e.g. a download failed)
+REVOKED_BY = "cli"  # recorded with every revocation made here
+
+Result = dict[str, Any] | list[dict[str, Any]]
 
 
-def _print(result: dict[str, Any], as_json: bool) -> None:
+def _print(result: Result, as_json: bool) -> None:
     if as_json:
         print(json.dumps(result, default=str))
+        return
+    if isinstance(result, list):
+        _print_table(result)
         return
     width = max(len(k) for k in result) if result else 0
     for key, value in result.items():
         print(f"{key.ljust(width)}  {value}")
 
 
-async def _with_database(settings: Settings, action: Callable[[], Awaitable[dict[str, Any]]]) -> dict[str, Any]:
+def _print_table(rows: list[dict[str, Any]]) -> None:
+    """Rows of a `list` command as aligned columns under a header; `-` for nothing."""
+    if not rows:
+        print("(none)")
+        return
+    columns = list(rows[0])
+    cells = [[("-" if row[c] is None else str(row[c])) for c in columns] for row in rows]
+    widths = [max(len(c), *(len(line[i]) for line in cells)) for i, c in enumerate(columns)]
+    for line in [columns, *cells]:
+        print("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip())
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.astimezone(UTC).isoformat() if moment is not None else None
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("pulsegraph")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown (not installed)"
+
+
+async def _with_database(settings: Settings, action: Callable[[], Awaitable[Result]]) -> Result:
     from app.database import close_database, init_database
 
     await init_database(settings)
@@ -51,7 +83,7 @@ async def _with_database(settings: Settings, action: Callable[[], Awaitable[dict
         await close_database()
 
 
-def _run(settings: Settings, action: Callable[[], Awaitable[dict[str, Any]]], as_json: bool) -> int:
+def _run(settings: Settings, action: Callable[[], Awaitable[Result]], as_json: bool) -> int:
     try:
         result = asyncio.run(_with_database(settings, action))
     except UserError as exc:
@@ -264,26 +296,71 @@ def cmd_profile_create(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_token(args: argparse.Namespace, settings: Settings) -> int:
-    from app.auth import Role, issue_token
+    from app.auth import Role, mint_token
     from app.services import organizations as orgs
 
-    role = Role(args.role)
-
     async def action() -> dict[str, Any]:
+        if args.role is None:
+            raise UserError("--role is required (admin, org_admin, provider or service)", field="role")
+        role = Role(args.role)
         org = await orgs.find_organization(args.org) if args.org else None
         if role is not Role.ADMIN and org is None:
             raise UserError(f"--org is required for role {role.value}", field="org")
         if role is Role.PROVIDER and not args.profile:
             raise UserError("--profile is required for role provider", field="profile")
         profile = await orgs.find_profile(org, args.profile) if args.profile and org else None
-        token = issue_token(
+        issued = mint_token(
             role=role,
             organization_id=org.id if org and role is not Role.ADMIN else None,
             profile_id=profile.id if profile else None,
             ttl_seconds=args.ttl_days * 86400 if args.ttl_days else None,
             settings=settings,
         )
-        return {"token": token, "role": role.value, "organization": org.slug if org else None, "profile": profile.slug if profile else None}
+        return {
+            "token": issued.token, "jti": issued.token_id, "expires_at": _iso(datetime.fromtimestamp(issued.expires_at, UTC)),
+            "role": role.value, "organization": org.slug if org else None, "profile": profile.slug if profile else None,
+        }  # fmt: skip
+
+    return _run(settings, action, args.json)
+
+
+def cmd_token_revoke(args: argparse.Namespace, settings: Settings) -> int:
+    from app.revocation import revoke_token
+
+    async def action() -> dict[str, Any]:
+        revoked = await revoke_token(token=args.token, token_id=args.jti, settings=settings, revoked_by=REVOKED_BY)
+        return {
+            "jti": revoked.token_id, "revoked": True, "already_revoked": revoked.already_revoked,
+            "expires_at": _iso(revoked.expires_at), "expired": revoked.expired,
+            "note": "refused by every API process within a second, open websockets included",
+        }  # fmt: skip
+
+    return _run(settings, action, args.json)
+
+
+def cmd_org_list(args: argparse.Namespace, settings: Settings) -> int:
+    from app.services import organizations as orgs
+
+    async def action() -> list[dict[str, Any]]:
+        return [
+            {"id": str(org.id), "slug": org.slug, "name": org.name, "timezone": org.timezone, "currency": org.currency,
+             "created_at": _iso(org.created_at)}
+            for org in await orgs.list_organizations()
+        ]  # fmt: skip
+
+    return _run(settings, action, args.json)
+
+
+def cmd_profile_list(args: argparse.Namespace, settings: Settings) -> int:
+    from app.services import organizations as orgs
+
+    async def action() -> list[dict[str, Any]]:
+        org = await orgs.find_organization(args.org) if args.org else None
+        return [
+            {"id": str(p.id), "slug": p.slug, "name": p.name, "organization": p.organization.slug,
+             "created_at": _iso(p.created_at)}
+            for p in await orgs.list_profiles(org)
+        ]  # fmt: skip
 
     return _run(settings, action, args.json)
 
@@ -295,6 +372,36 @@ def cmd_key_create(args: argparse.Namespace, settings: Settings) -> int:
         org = await orgs.find_organization(args.org)
         created = await orgs.create_ingestion_key(organization=org, name=args.name)
         return {"key": created.raw, "id": created.key.id, "organization": org.slug, "note": "shown once; only its hash is stored"}
+
+    return _run(settings, action, args.json)
+
+
+def _key_row(key: Any, organization: str) -> dict[str, Any]:
+    from app.services.organizations import key_hint
+
+    return {
+        "id": str(key.id), "name": key.name, "organization": organization, "starts_with": key_hint(key),
+        "created_at": _iso(key.created_at), "last_used_at": _iso(key.last_used_at), "revoked_at": _iso(key.revoked_at),
+    }  # fmt: skip
+
+
+def cmd_key_list(args: argparse.Namespace, settings: Settings) -> int:
+    from app.services import organizations as orgs
+
+    async def action() -> list[dict[str, Any]]:
+        org = await orgs.find_organization(args.org)
+        return [_key_row(key, org.slug) for key in await orgs.list_ingestion_keys(org)]
+
+    return _run(settings, action, args.json)
+
+
+def cmd_key_revoke(args: argparse.Namespace, settings: Settings) -> int:
+    from app.services import organizations as orgs
+
+    async def action() -> dict[str, Any]:
+        revoked = await orgs.revoke_ingestion_key(args.key, revoked_by=REVOKED_BY)
+        org = await orgs.find_organization(str(revoked.key.organization_id))
+        return {**_key_row(revoked.key, org.slug), "already_revoked": revoked.already_revoked}
 
     return _run(settings, action, args.json)
 
@@ -338,6 +445,7 @@ def cmd_geoip_update(args: argparse.Namespace, settings: Settings) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pulsegraph", description="Self-hosted analytics: GraphQL API, worker and tools.")
+    parser.add_argument("--version", action="version", version=f"pulsegraph {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="run the GraphQL API (with the worker in-process unless --no-worker)")
@@ -373,6 +481,9 @@ def build_parser() -> argparse.ArgumentParser:
     org_create.add_argument("--currency", default="USD", help="ISO 4217 code")
     org_create.add_argument("--json", action="store_true")
     org_create.set_defaults(handler=cmd_org_create)
+    org_list = org.add_parser("list", help="list every organization")
+    org_list.add_argument("--json", action="store_true")
+    org_list.set_defaults(handler=cmd_org_list)
 
     profile = sub.add_parser("profile", help="profiles").add_subparsers(dest="profile_command", required=True)
     profile_create = profile.add_parser("create", help="create a profile")
@@ -380,14 +491,25 @@ def build_parser() -> argparse.ArgumentParser:
     profile_create.add_argument("name")
     profile_create.add_argument("--json", action="store_true")
     profile_create.set_defaults(handler=cmd_profile_create)
+    profile_list = profile.add_parser("list", help="list the profiles of one organization, or of all")
+    profile_list.add_argument("--org", help="organization slug or id (default: every organization)")
+    profile_list.add_argument("--json", action="store_true")
+    profile_list.set_defaults(handler=cmd_profile_list)
 
-    token = sub.add_parser("token", help="issue a JWT")
+    token = sub.add_parser("token", help="issue a JWT (`token revoke` revokes one)")
     token.add_argument("--org", help="organization slug or id (not needed for admin)")
-    token.add_argument("--role", required=True, choices=["admin", "org_admin", "provider", "service"])
+    token.add_argument("--role", choices=["admin", "org_admin", "provider", "service"], help="required to issue")
     token.add_argument("--profile", help="profile slug or id (provider tokens)")
     token.add_argument("--ttl-days", type=int, default=None)
     token.add_argument("--json", action="store_true")
     token.set_defaults(handler=cmd_token)
+    token_revoke = token.add_subparsers(dest="token_command").add_parser(
+        "revoke", help="refuse a token from now on, on every API process within a second"
+    )
+    token_revoke.add_argument("token", nargs="?", help="the token itself (its id and expiry are read from it)")
+    token_revoke.add_argument("--jti", help="the token's id instead (shown when it was issued)")
+    token_revoke.add_argument("--json", action="store_true")
+    token_revoke.set_defaults(handler=cmd_token_revoke)
 
     key = sub.add_parser("key", help="ingestion keys").add_subparsers(dest="key_command", required=True)
     key_create = key.add_parser("create", help="create a write-only ingestion key")
@@ -395,6 +517,14 @@ def build_parser() -> argparse.ArgumentParser:
     key_create.add_argument("--name", default="")
     key_create.add_argument("--json", action="store_true")
     key_create.set_defaults(handler=cmd_key_create)
+    key_list = key.add_parser("list", help="list an organization's ingestion keys (never the keys themselves)")
+    key_list.add_argument("--org", required=True, help="organization slug or id")
+    key_list.add_argument("--json", action="store_true")
+    key_list.set_defaults(handler=cmd_key_list)
+    key_revoke = key.add_parser("revoke", help="refuse a key from now on, on every API process within a second")
+    key_revoke.add_argument("key", metavar="KEY_ID", help="the key's id (see `key list`), or the pgk_... key itself")
+    key_revoke.add_argument("--json", action="store_true")
+    key_revoke.set_defaults(handler=cmd_key_revoke)
 
     rollups = sub.add_parser("rollups", help="hourly and daily rollups").add_subparsers(dest="rollups_command", required=True)
     rebuild = rollups.add_parser("rebuild", help="recompute rollups from the processed profile events")

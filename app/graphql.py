@@ -40,7 +40,7 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
 )
 from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWSHandler
 
-from app.auth import ANONYMOUS, Viewer, viewer_from_credential
+from app.auth import ANONYMOUS, Viewer, is_token_revoked, viewer_from_credential
 from app.errors import QueryTimeout, Unavailable, UserError
 from app.fanout import LIVE_OPERATION, LiveOperation
 from app.graphiql import graphiql_page
@@ -156,6 +156,70 @@ def schema_extensions(settings: Settings) -> list[Callable[[], SchemaExtension]]
     ]
 
 
+REVOKED_CLOSE = (4403, "Forbidden")  # graphql-transport-ws's own code for a refused credential
+
+
+class OpenSockets:
+    """The acknowledged websocket connections of this process by the token that opened them,
+    so that the connections of a revoked token are closed, not just its new ones refused."""
+
+    def __init__(self) -> None:
+        self._by_token: dict[str, set[RevocableSocket]] = {}
+
+    def add(self, token_id: str, socket: RevocableSocket) -> None:
+        self._by_token.setdefault(token_id, set()).add(socket)
+
+    def discard(self, token_id: str, socket: RevocableSocket) -> None:
+        sockets = self._by_token.get(token_id)
+        if sockets is not None:
+            sockets.discard(socket)
+            if not sockets:
+                del self._by_token[token_id]
+
+    async def close_revoked(self, token_ids: frozenset[str]) -> None:
+        """The revocation watcher's listener: close every connection of these tokens."""
+        doomed = [socket for token_id in token_ids for socket in self._by_token.pop(token_id, ())]
+        if doomed:
+            log.info("closing %d websocket connections of revoked tokens", len(doomed))
+            await asyncio.gather(*(socket.close_revoked() for socket in doomed))
+
+
+class RevocableSocket:
+    """Mixed into both protocol handlers: once `connection_init` is acknowledged, the
+    connection is listed in the view's OpenSockets under its token's id until it ends."""
+
+    view: Any
+    context: Any
+    websocket: Any
+    connection_acknowledged: bool
+    _listed_as: str | None = None
+
+    async def _list_if_acknowledged(self) -> None:
+        self._unlist()  # a legacy client may send connection_init again, with another token
+        token_id = getattr(getattr(self.context, "viewer", None), "token_id", None)
+        open_sockets = getattr(self.view, "open_sockets", None)
+        if self.connection_acknowledged and token_id and open_sockets is not None:
+            open_sockets.add(token_id, self)
+            self._listed_as = token_id
+            if is_token_revoked(token_id):  # revoked while the acknowledgement was being sent
+                open_sockets.discard(token_id, self)
+                await self.close_revoked()
+
+    def _unlist(self) -> None:
+        if self._listed_as is not None:
+            self.view.open_sockets.discard(self._listed_as, self)
+            self._listed_as = None
+
+    async def close_revoked(self) -> None:
+        """Close with 4403, as `connection_init` with the token would now be refused; the
+        protocol handler then ends the connection's operations as for any close."""
+        self._listed_as = None
+        try:
+            await self.websocket.close(code=REVOKED_CLOSE[0], reason=REVOKED_CLOSE[1])
+        except Exception as exc:  # noqa: BLE001 - already closing or gone: nothing left to close
+            log.debug("closing a revoked token's websocket: %r", exc)
+
+
 class LiveSocketHandlers:
     """Tells each websocket operation's subscription resolver where its results go, so that
     identical subscriptions share one execution and one encoding per event (app/fanout.py).
@@ -183,7 +247,7 @@ class LiveSocketHandlers:
         )
 
 
-class KeepAliveTransportWSHandler(LiveSocketHandlers, BaseGraphQLTransportWSHandler):
+class KeepAliveTransportWSHandler(RevocableSocket, LiveSocketHandlers, BaseGraphQLTransportWSHandler):
     """graphql-transport-ws with server keep-alives. Strawberry only sends them on the legacy
     protocol ("ka"); here the server sends the protocol's `ping` every `keep_alive_interval`
     once the connection is acknowledged, so that proxies keep an idle subscription open and
@@ -196,6 +260,7 @@ class KeepAliveTransportWSHandler(LiveSocketHandlers, BaseGraphQLTransportWSHand
 
     async def handle_connection_init(self, message: Any) -> None:
         await super().handle_connection_init(message)
+        await self._list_if_acknowledged()
         if self.connection_acknowledged and self.view.keep_alive and self._pinger is None:
             self._pinger = asyncio.create_task(self._ping_forever(float(self.view.keep_alive_interval or 15)))
 
@@ -214,14 +279,24 @@ class KeepAliveTransportWSHandler(LiveSocketHandlers, BaseGraphQLTransportWSHand
         await super().run_operation(operation)
 
     async def shutdown(self) -> None:
+        self._unlist()
         if self._pinger is not None:
             self._pinger.cancel()
             await asyncio.wait([self._pinger])
         await super().shutdown()
 
 
-class LegacyWSHandler(LiveSocketHandlers, BaseGraphQLWSHandler):
-    """graphql-ws (the legacy subprotocol) with shared live results, as above."""
+class LegacyWSHandler(RevocableSocket, LiveSocketHandlers, BaseGraphQLWSHandler):
+    """graphql-ws (the legacy subprotocol) with shared live results, as above. The protocol
+    defines no close codes; a revoked token's connection closes with 4403 all the same."""
+
+    async def handle_connection_init(self, message: Any) -> None:
+        await super().handle_connection_init(message)
+        await self._list_if_acknowledged()
+
+    async def cleanup(self) -> None:
+        self._unlist()
+        await super().cleanup()
 
     async def handle_async_results(
         self, operation_id: str, query: str, operation_name: str | None, variables: dict[str, object] | None
@@ -239,6 +314,10 @@ class PulsegraphGraphQL(GraphQL):
 
     graphql_transport_ws_handler_class = KeepAliveTransportWSHandler
     graphql_ws_handler_class = LegacyWSHandler
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.open_sockets = OpenSockets()
 
     async def render_graphql_ide(self, request: Request) -> Response:
         """GraphiQL with its scripts served by this API instead of a CDN (app/graphiql.py)."""

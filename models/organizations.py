@@ -70,6 +70,7 @@ class IngestionKey(Model):
     key_hash = fields.TextField()
     created_at = fields.DatetimeField(auto_now_add=True)
     revoked_at = fields.DatetimeField(null=True)
+    last_used_at = fields.DatetimeField(null=True)  # to within a minute: see app.auth
 
     class Meta:
         table = "ingestion_keys"

@@ -234,3 +234,48 @@ async def test_connection_init_accepts_readers(app, tenant):
         context = Context(request=SimpleNamespace(app=app), response=None, connection_params={"authorization": f"Bearer {token}"})  # type: ignore[arg-type]
         assert await graphql.on_ws_connect(context) is None
         assert context.viewer.can_read
+
+
+# -- revocation: learned by the process's watcher, checked on every use ------------------------
+
+
+@pytest.fixture
+def revoked_tokens(monkeypatch):
+    """This process's set of revoked tokens, emptied again after the test."""
+    monkeypatch.setattr(auth, "_revoked_tokens", {})
+    return auth._revoked_tokens
+
+
+async def test_a_cached_token_is_refused_as_soon_as_its_revocation_is_learned(settings, tenant, token_cache, revoked_tokens, monkeypatch):
+    viewer = viewer_from_token(tenant.org_admin_token, settings)
+    other = viewer_from_token(tenant.provider_token, settings)
+    verification_refused(monkeypatch)  # from here on, answers come from the cache
+    assert viewer_from_token(tenant.org_admin_token, settings) == viewer
+    auth.learn_revoked_token(viewer.token_id, time.time() + 600)
+    with pytest.raises(Unauthenticated, match="revoked"):
+        viewer_from_token(tenant.org_admin_token, settings)
+    assert viewer_from_token(tenant.provider_token, settings) == other
+
+
+async def test_a_token_minted_without_an_id_is_revoked_by_the_token_itself(app, client, settings, tenant, revoked_tokens):
+    """Tokens minted before tokens carried a `jti` are named by a hash of the whole token."""
+    from app.revocation import revoke_token
+
+    legacy = forged({"org": tenant.org_id, "sub": "minted-before-jti"})
+    assert "jti" not in jwt.decode(legacy, options={"verify_signature": False})
+    body = await gql(client, VIEWER, token=legacy)
+    assert body["data"]["viewer"]["organizationId"] == tenant.org_id
+    revoked = await revoke_token(token=legacy, settings=settings, revoked_by="test")
+    assert revoked.token_id.startswith("sha256:") and not revoked.already_revoked
+    await app.state.revocations.poll()
+    body = await gql(client, VIEWER, token=legacy)
+    assert error_codes(body) == ["UNAUTHENTICATED"] and "revoked" in body["errors"][0]["message"]
+    assert (await gql(client, VIEWER, token=tenant.org_admin_token))["data"]["viewer"]["role"] == "org_admin"
+
+
+async def test_past_revocations_are_forgotten(revoked_tokens):
+    auth.learn_revoked_token("gone", time.time() - 1)
+    auth.learn_revoked_token("kept", time.time() + 600)
+    auth.learn_revoked_token("unknown-expiry", None)
+    assert auth.forget_past_revocations(time.time()) == 1
+    assert set(revoked_tokens) == {"kept", "unknown-expiry"}

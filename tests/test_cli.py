@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
 import subprocess
 import sys
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -99,3 +101,98 @@ def test_several_api_processes_need_a_shared_broadcast(cli_env, asked_by):
     done = pulsegraph(env, *args)
     assert done.returncode == 2, done.stderr
     assert "2 API processes need a shared BROADCAST_URL" in done.stderr
+
+
+# -- listing and revoking ------------------------------------------------------------------
+
+
+def test_lists_show_organizations_profiles_and_keys_but_never_a_key(cli_env):
+    org = pulsegraph_json(cli_env, "org", "create", f"Lister {uuid.uuid4().hex[:6]}", "--currency", "EUR")
+    profile = pulsegraph_json(cli_env, "profile", "create", "--org", org["slug"], "Ada Listed")
+    key = pulsegraph_json(cli_env, "key", "create", "--org", org["slug"], "--name", "beacon")
+
+    listed_org = {o["slug"]: o for o in pulsegraph_json(cli_env, "org", "list")}[org["slug"]]
+    assert datetime.fromisoformat(listed_org.pop("created_at")) <= datetime.now(UTC)
+    assert listed_org == {"id": org["id"], "slug": org["slug"], "name": org["name"], "timezone": "UTC", "currency": "EUR"}
+    [listed_profile] = pulsegraph_json(cli_env, "profile", "list", "--org", org["id"])
+    assert listed_profile.pop("created_at")
+    assert listed_profile == {"id": profile["id"], "slug": "ada-listed", "name": "Ada Listed", "organization": org["slug"]}
+    assert profile["id"] in {p["id"] for p in pulsegraph_json(cli_env, "profile", "list")}
+
+    done = pulsegraph(cli_env, "key", "list", "--org", org["slug"], "--json")
+    assert done.returncode == 0, done.stderr
+    assert key["key"] not in done.stdout and key["key"].split("_")[2] not in done.stdout
+    [listed] = json.loads(done.stdout)
+    assert listed["id"] == key["id"] and listed["name"] == "beacon" and listed["created_at"]
+    assert (listed["last_used_at"], listed["revoked_at"]) == (None, None)
+    assert listed["starts_with"] == "_".join(key["key"].split("_")[:2]) + "_..."
+
+
+def test_lists_print_a_table_without_json(cli_env):
+    org = pulsegraph_json(cli_env, "org", "create", f"Tabled {uuid.uuid4().hex[:6]}")
+    done = pulsegraph(cli_env, "key", "list", "--org", org["slug"])
+    assert (done.returncode, done.stdout.strip()) == (0, "(none)"), done.stderr
+    pulsegraph_json(cli_env, "key", "create", "--org", org["slug"], "--name", "beacon")
+    header, row = pulsegraph(cli_env, "key", "list", "--org", org["slug"]).stdout.strip().splitlines()
+    assert header.split() == ["id", "name", "organization", "starts_with", "created_at", "last_used_at", "revoked_at"]
+    assert row.split()[1:3] == ["beacon", org["slug"]] and row.split()[-2:] == ["-", "-"]
+
+
+async def test_a_key_revoked_by_the_key_itself_is_refused_and_listed_as_revoked(app, client, cli_env):
+    org = pulsegraph_json(cli_env, "org", "create", f"Revoker {uuid.uuid4().hex[:6]}")
+    doomed = pulsegraph_json(cli_env, "key", "create", "--org", org["slug"])
+    kept = pulsegraph_json(cli_env, "key", "create", "--org", org["slug"])
+    track = {"type": "cli.revocation"}
+    for key in (doomed, kept):
+        response = await client.post("/track", json=track, headers={"Authorization": f"Bearer {key['key']}"})
+        assert response.status_code == 200, response.text
+
+    revoked = pulsegraph_json(cli_env, "key", "revoke", doomed["key"])
+    assert (revoked["id"], revoked["already_revoked"]) == (doomed["id"], False) and revoked["revoked_at"]
+    await app.state.revocations.poll()  # what this process's watcher does several times a second
+    response = await client.post("/track", json=track, headers={"Authorization": f"Bearer {doomed['key']}"})
+    assert (response.status_code, response.json()["error"]["code"]) == (401, "UNAUTHENTICATED")
+    response = await client.post("/track", json=track, headers={"Authorization": f"Bearer {kept['key']}"})
+    assert response.status_code == 200, response.text
+
+    again = pulsegraph_json(cli_env, "key", "revoke", doomed["id"])
+    assert (again["already_revoked"], again["revoked_at"]) == (True, revoked["revoked_at"])
+    listed = {k["id"]: k for k in pulsegraph_json(cli_env, "key", "list", "--org", org["slug"])}
+    assert listed[doomed["id"]]["revoked_at"] == revoked["revoked_at"]
+    assert listed[kept["id"]]["revoked_at"] is None and listed[kept["id"]]["last_used_at"]
+
+
+def test_an_issued_token_shows_its_id_and_expiry(cli_env):
+    import jwt
+
+    issued = pulsegraph_json(cli_env, "token", "--role", "admin", "--ttl-days", "2")
+    claims = jwt.decode(issued["token"], TEST_JWT_SECRET, algorithms=["HS256"], issuer="pulsegraph")
+    assert issued["jti"] == claims["jti"]
+    assert datetime.fromisoformat(issued["expires_at"]) == datetime.fromtimestamp(claims["exp"], UTC)
+    assert claims["exp"] - claims["iat"] == 2 * 86400
+
+
+def test_version_comes_from_the_installed_package(cli_env):
+    done = pulsegraph(cli_env, "--version")
+    assert (done.returncode, done.stdout.strip()) == (0, f"pulsegraph {importlib.metadata.version('pulsegraph')}")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["token"], "--role is required"),
+        (["token", "revoke"], "either TOKEN or --jti"),
+        (["token", "revoke", "not-a-jwt"], "TOKEN is not a token this server signed"),
+        (["token", "revoke", "x", "--jti", "y"], "either TOKEN or --jti"),
+        (["profile", "list", "--org", "no-such-org"], "organization 'no-such-org' not found"),
+        (["key", "list", "--org", "no-such-org"], "organization 'no-such-org' not found"),
+        (["key", "revoke", "not-an-id"], "KEY 'not-an-id' is neither a key id nor a pgk_... key"),
+        (["key", "revoke", "00000000-0000-4000-8000-000000000000"], "ingestion key '00000000-0000-4000-8000-000000000000' not found"),
+        (["key", "revoke", "pgk_000000000000_" + "z" * 32], "KEY is not an ingestion key of this server"),
+    ],
+)
+def test_list_and_revoke_errors_are_one_line_naming_the_argument(cli_env, args, message):
+    done = pulsegraph(cli_env, *args)
+    assert done.returncode == 2, done.stdout
+    [line] = done.stderr.strip().splitlines()
+    assert line.startswith("error: ") and message in line and done.stdout == ""

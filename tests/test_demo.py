@@ -105,3 +105,11 @@ async def test_every_platform_report_is_non_empty(client, demo) -> None:
     assert rows["po-demo-2"]["status"] == "AMOUNT_MISMATCH" and rows["po-demo-2"]["differenceMinor"] == -1000
     invoices = {i["invoiceId"]: i["overdue"] for i in data["outstandingInvoices"]["invoices"]}
     assert invoices.get("DEMO-1") is True and invoices.get("DEMO-2") is False and "DEMO-3" not in invoices
+
+
+async def test_a_restart_prints_the_same_tokens(demo, settings) -> None:
+    """Tokens are reused while good (tests/test_demo_tokens.py), not minted at every start."""
+    again = await ensure_demo(settings, announce=False)
+    assert (again.admin_token, again.org_admin_token, again.provider_token) == (
+        demo.admin_token, demo.org_admin_token, demo.provider_token,
+    )  # fmt: skip

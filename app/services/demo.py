@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from app.auth import Role, Viewer, issue_token
+from app.auth import Role, Viewer
 from app.settings import Settings
 
 log = logging.getLogger("pulsegraph.demo")
@@ -225,8 +225,10 @@ class DemoInfo:
 
 
 async def ensure_demo(settings: Settings, *, drain: bool = False, announce: bool = True, url: str = "http://127.0.0.1:8000") -> DemoInfo:
-    """Seed once (idempotent by organization slug), then print fresh tokens every start."""
+    """Seed once (idempotent by organization slug), then print the demo tokens: the stored
+    ones while they are good, new ones otherwise (app/services/demo_tokens.py)."""
     from app.services import organizations as orgs
+    from app.services.demo_tokens import demo_tokens
     from models.organizations import Organization, Profile
 
     org = await Organization.get_or_none(slug=DEMO_SLUG)
@@ -242,13 +244,14 @@ async def ensure_demo(settings: Settings, *, drain: bool = False, announce: bool
     if drain:
         await _drain(settings)
     raw_key = json.loads(key_file.read_text())["key"] if key_file.exists() else (await orgs.create_ingestion_key(organization=org, name="demo beacon")).raw
+    tokens = await demo_tokens(settings, organization_id=org.id, profile_id=profile.id)
     info = DemoInfo(
         organization=org.slug,
         provider_profile=profile.slug,
         profile_id=str(profile.id),
-        admin_token=issue_token(role=Role.ADMIN, organization_id=None, settings=settings),
-        org_admin_token=issue_token(role=Role.ORG_ADMIN, organization_id=org.id, settings=settings),
-        provider_token=issue_token(role=Role.PROVIDER, organization_id=org.id, profile_id=profile.id, settings=settings),
+        admin_token=tokens.admin_token,
+        org_admin_token=tokens.org_admin_token,
+        provider_token=tokens.provider_token,
         ingestion_key=raw_key,
         created=created,
     )

@@ -1,14 +1,19 @@
-"""Tenants, profiles, ingestion keys: creation for operators, scoped listing for viewers."""
+"""Tenants, profiles, ingestion keys: creation, listing and key revocation for operators,
+scoped listing for viewers."""
 
 from __future__ import annotations
 
+import hmac
 import re
 import uuid
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
-from app.auth import Role, Viewer, new_ingestion_key, require_reader
+from app.auth import KEY_PREFIX, Role, Viewer, hash_key, new_ingestion_key, require_reader
+from app.database import transaction
 from app.errors import BadInput, NotFound
+from app.revocation import INGESTION_KEY, key_row_expiry, record_revocation
 from models.organizations import IngestionKey, Organization, Profile
 
 SLUG_RE = re.compile(r"[^a-z0-9]+")
@@ -90,6 +95,74 @@ async def create_ingestion_key(*, organization: Organization, name: str = "") ->
         id=uuid.uuid4(), organization=organization, name=name, prefix=prefix, key_hash=key_hash
     )
     return NewIngestionKey(key=key, raw=raw)
+
+
+async def list_organizations() -> list[Organization]:
+    """Every tenant, for operators on the command line."""
+    return await Organization.all().order_by("slug")
+
+
+async def list_profiles(organization: Organization | None = None) -> list[Profile]:
+    """The profiles of one organization, or of all of them; each with its organization."""
+    query = Profile.all().prefetch_related("organization")
+    if organization is not None:
+        query = query.filter(organization_id=organization.id)
+    return await query.order_by("organization__slug", "slug")
+
+
+async def list_ingestion_keys(organization: Organization) -> list[IngestionKey]:
+    """An organization's keys, revoked ones included; the raw keys are not stored."""
+    return await IngestionKey.filter(organization_id=organization.id).order_by("created_at", "id")
+
+
+def key_hint(key: IngestionKey) -> str:
+    """How the raw key starts: enough to tell which key a beacon sends, useless to use."""
+    return f"{KEY_PREFIX}{key.prefix}_..."
+
+
+async def find_ingestion_key(ref: str) -> IngestionKey:
+    """By id, or by the raw key itself (which must match its stored hash)."""
+    ref = ref.strip()
+    key: IngestionKey | None = None
+    if ref.startswith(KEY_PREFIX):
+        parts = ref.removeprefix(KEY_PREFIX).split("_", 1)
+        key = await IngestionKey.get_or_none(prefix=parts[0]) if len(parts) == 2 else None
+        if key is not None and not hmac.compare_digest(key.key_hash, hash_key(ref)):
+            key = None
+        if key is None:
+            raise NotFound("KEY is not an ingestion key of this server", field="key")
+        return key
+    try:
+        key = await IngestionKey.get_or_none(id=uuid.UUID(ref))
+    except ValueError:
+        raise BadInput(f"KEY {ref!r} is neither a key id nor a pgk_... key", field="key") from None
+    if key is None:
+        raise NotFound(f"ingestion key {ref!r} not found", field="key")
+    return key
+
+
+@dataclass(frozen=True)
+class RevokedKey:
+    key: IngestionKey
+    already_revoked: bool
+
+
+async def revoke_ingestion_key(ref: str, *, revoked_by: str) -> RevokedKey:
+    """Refuse the key from now on: in the database at once, on every API process (which
+    may hold it in their key caches) once their revocation watchers read the new row."""
+    key = await find_ingestion_key(ref)
+    now = datetime.now(UTC)
+    async with transaction() as conn:
+        revoked_at = await conn.fetchval(
+            "UPDATE ingestion_keys SET revoked_at = coalesce(revoked_at, $2) WHERE id = $1 RETURNING revoked_at",
+            key.id, now,
+        )  # fmt: skip
+        await record_revocation(
+            conn, kind=INGESTION_KEY, credential_id=str(key.id), expires_at=key_row_expiry(now), revoked_by=revoked_by
+        )
+    already = key.revoked_at is not None
+    key.revoked_at = revoked_at
+    return RevokedKey(key=key, already_revoked=already)
 
 
 async def visible_organizations(*, viewer: Viewer) -> list[Organization]:
