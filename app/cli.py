@@ -542,22 +542,22 @@ def build_parser() -> argparse.ArgumentParser:
     geoip_update.add_argument("--account-id", help="MaxMind account ID, needed with the key (default MAXMIND_ACCOUNT_ID)")
     geoip_update.add_argument("--json", action="store_true")
     geoip_update.set_defaults(handler=cmd_geoip_update)
-    for command in leaf_commands(parser):
+    for command in commands(parser):
         command.add_argument("-v", "--verbose", action="store_true", help=f"say more (as {logs.LEVEL_ENV}=info)")
     return parser
 
 
-def leaf_commands(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
-    """Every command that runs something (`org create`, `serve`, ...), for the options they all take."""
+def commands(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
+    """Every command below `parser` (`org`, `org create`, `token`, `token revoke`, ...), for
+    the options they all take."""
     groups = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]  # noqa: SLF001 - argparse has no public walk
-    if not groups:
-        return [parser]
-    return [leaf for group in groups for child in group.choices.values() for leaf in leaf_commands(child)]
+    children = [child for group in groups for child in group.choices.values()]
+    return [found for child in children for found in (child, *commands(child))]
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logs.configure(getattr(args, "log_level", None) or logs.level_name(verbose=args.verbose))
+    logs.configure(getattr(args, "log_level", None) or logs.level_name(verbose=getattr(args, "verbose", False)))
     stop_on_signals()
     return args.handler(args, get_settings())
 

@@ -14,6 +14,7 @@ REFERENCE_TABLES: frozenset[str] = frozenset({
     "organizations",  # the tenants themselves
     "users",  # people sign in before a tenant is known
     "ingestion_keys",  # found by prefix before the tenant is known
+    "revoked_credentials",  # every API process reads every revocation
     "visitor_salts",  # one salt a day for every tenant
     "ip_hmac_keys",  # one key a period for every tenant
     "schema_migrations",
