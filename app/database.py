@@ -36,6 +36,9 @@ MODEL_MODULES = [
     "models.fraud",
     "models.revenue",
     "models.costs",
+    "models.platform",
+    "models.privacy",
+    "models.financial_reports",
 ]
 MIGRATION_LOCK_KEY = 7_214_001  # advisory lock id: one migrator at a time
 

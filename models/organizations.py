@@ -1,57 +1,73 @@
-"""Tenants and the people and keys that act on them."""
+"""Tenants and the people and keys that act on them (migrations 0001, 0002, 0003, 0006, 0007,
+0010). The organizations service creates and finds them through these models; the platform
+service changes an organization's status with SQL."""
 
 from __future__ import annotations
 
 from tortoise import fields
 from tortoise.models import Model
 
+from models.fields import NOW, FixedCharField, RealField, TextKeyField
+
 
 class Organization(Model):
+    """A tenant. A reference table: read on every node before a tenant's own rows."""
+
     id = fields.UUIDField(primary_key=True)
-    slug = fields.CharField(max_length=64, unique=True)
+    slug = TextKeyField(unique=True)
     name = fields.TextField()
-    timezone = fields.TextField(default="UTC")
-    currency = fields.CharField(max_length=3, default="USD")
-    created_at = fields.DatetimeField(auto_now_add=True)
-    ip_retention_days = fields.IntField(default=90)  # 0: raw IPs are never stored
-    event_retention_days = fields.IntField(null=True, default=395)  # null: keep forever
+    timezone = fields.TextField(db_default="UTC")  # IANA zone: days and months are bucketed in it
+    currency = FixedCharField(max_length=3, db_default="USD")
+    created_at = fields.DatetimeField(db_default=NOW)
+    ip_retention_days = fields.IntField(db_default=90)  # 0: raw IPs are never stored
+    event_retention_days = fields.IntField(null=True, db_default=395)  # null: keep forever
     purged_before = fields.DatetimeField(null=True)
-    gov_alert_threshold = fields.FloatField(default=0.7)  # gov alerts at or above this confidence
+    gov_alert_threshold = RealField(db_default=0.7)  # gov alerts at or above this confidence
+    reporting_currency = fields.TextField(null=True)  # ISO 4217; null: no reporting currency
+    duo_split_percent = fields.SmallIntField(db_default=50)
+    status = fields.TextField(db_default="active")  # active | suspended, changed by platform admins
+    status_changed_at = fields.DatetimeField(null=True)
+    status_changed_by = fields.TextField(null=True)
+    status_reason = fields.TextField(null=True)
 
     class Meta:
         table = "organizations"
 
 
 class Profile(Model):
-    """A provider's or creator's public profile: the thing whose audience we measure."""
+    """A provider's or creator's public profile: the thing whose audience we measure.
+
+    Real key: (organization_id, id); Tortoise knows it by `id`, which is unique on its own
+    too (a uuid), so saving or deleting one instance touches one row."""
 
     id = fields.UUIDField(primary_key=True)
     organization: fields.ForeignKeyRelation[Organization] = fields.ForeignKeyField(
         "models.Organization", related_name="profiles"
     )
     organization_id: str
-    slug = fields.CharField(max_length=128)
+    slug = fields.TextField()
     name = fields.TextField()
-    created_at = fields.DatetimeField(auto_now_add=True)
+    created_at = fields.DatetimeField(db_default=NOW)
 
     class Meta:
         table = "profiles"
+        unique_together = (("organization_id", "id"), ("organization_id", "slug"))
 
 
 class User(Model):
+    """A person who signs in. `profile_id` is a plain column: the table's foreign key to
+    profiles was dropped when profiles became keyed by tenant (migration 0010)."""
+
     id = fields.UUIDField(primary_key=True)
     organization: fields.ForeignKeyNullableRelation[Organization] = fields.ForeignKeyField(
         "models.Organization", related_name="users", null=True
     )
     organization_id: str | None
-    email = fields.CharField(max_length=320, unique=True)
-    name = fields.TextField(default="")
-    role = fields.CharField(max_length=16)
-    profile: fields.ForeignKeyNullableRelation[Profile] = fields.ForeignKeyField(
-        "models.Profile", related_name="users", null=True
-    )
-    profile_id: str | None
-    created_at = fields.DatetimeField(auto_now_add=True)
+    email = TextKeyField(unique=True)
+    name = fields.TextField(db_default="")
+    role = fields.TextField()  # admin | org_admin | provider | service
+    profile_id = fields.UUIDField(null=True)
+    created_at = fields.DatetimeField(db_default=NOW)
 
     class Meta:
         table = "users"
@@ -65,21 +81,12 @@ class IngestionKey(Model):
         "models.Organization", related_name="ingestion_keys"
     )
     organization_id: str
-    name = fields.TextField(default="")
-    prefix = fields.CharField(max_length=32, unique=True)
+    name = fields.TextField(db_default="")
+    prefix = TextKeyField(unique=True)
     key_hash = fields.TextField()
-    created_at = fields.DatetimeField(auto_now_add=True)
+    created_at = fields.DatetimeField(db_default=NOW)
     revoked_at = fields.DatetimeField(null=True)
     last_used_at = fields.DatetimeField(null=True)  # to within a minute: see app.auth
 
     class Meta:
         table = "ingestion_keys"
-
-
-class VisitorSalt(Model):
-    day = fields.DateField(primary_key=True)
-    salt = fields.BinaryField()
-    created_at = fields.DatetimeField(auto_now_add=True)
-
-    class Meta:
-        table = "visitor_salts"
