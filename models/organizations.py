@@ -90,3 +90,19 @@ class IngestionKey(Model):
 
     class Meta:
         table = "ingestion_keys"
+
+
+class RevokedCredential(Model):
+    """A token (by its jti) or an ingestion key taken back; every API process reads new rows
+    by increasing id (app/revocation.py), so writers lock the table until commit."""
+
+    id = fields.BigIntField(primary_key=True, generated=True)
+    kind = fields.TextField()  # token | ingestion_key
+    credential_id = fields.TextField()
+    expires_at = fields.DatetimeField(null=True)  # after it the row can go
+    revoked_at = fields.DatetimeField(db_default=NOW)
+    revoked_by = fields.TextField()
+
+    class Meta:
+        table = "revoked_credentials"
+        unique_together = (("kind", "credential_id"),)
