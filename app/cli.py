@@ -470,7 +470,7 @@ def build_parser() -> argparse.ArgumentParser:
     migrate.add_argument("--json", action="store_true")
     migrate.set_defaults(handler=cmd_migrate)
 
-    demo = sub.add_parser("demo", help="seed the demo organization, profiles and 30 days of events")
+    demo = sub.add_parser("demo", help="seed the demo organizations, their profiles and 13 months of history")
     demo.add_argument("--json", action="store_true")
     demo.set_defaults(handler=cmd_demo)
 

@@ -3,11 +3,25 @@ worker, makes every report a newcomer opens non-empty."""
 
 from __future__ import annotations
 
+import uuid
+from collections import Counter
+from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest_asyncio
 
-from app.services.demo import GOV_VISITS, ensure_demo
+from app.services.demo import (
+    DEMO_SLUG,
+    GOV_VISITS,
+    ensure_demo,
+    generate_commerce_events,
+    generate_events,
+    generate_fraud_events,
+    generate_money_events,
+)
+from app.services.demo_data import closed_shop
+from app.services.demo_data.timeline import Timeline
 from tests.conftest import gql
 
 OVERVIEW = """
@@ -78,7 +92,7 @@ async def test_every_money_report_is_non_empty(client, demo) -> None:
     assert data["giftSummary"]["gifts"] > 0 and data["giftSummary"]["donors"] > 0
     assert data["giftCategories"] and data["topGiftDonors"]
     assert data["duoStats"]["bookings"] > 0 and data["duoStats"]["partners"]
-    assert data["costSummary"]["entries"] == 3
+    assert data["costSummary"]["entries"] >= 2 and len(data["costSummary"]["byCategory"]) >= 2, data["costSummary"]
     [line] = data["pnl"]["totals"]
     assert line["revenue"] > 0 and line["fees"] > 0 and line["costs"] > 0
 
@@ -113,3 +127,177 @@ async def test_a_restart_prints_the_same_tokens(demo, settings) -> None:
     assert (again.admin_token, again.org_admin_token, again.provider_token) == (
         demo.admin_token, demo.org_admin_token, demo.provider_token,
     )  # fmt: skip
+
+
+# --------------------------------------------------------------------------- a history a newcomer can believe
+
+
+async def test_no_demo_event_happened_after_it_was_stored(demo) -> None:
+    """Every event happened before the seeding stored it (received_at), and so before now."""
+    from app.database import connection
+
+    async with connection() as conn:
+        row = await conn.fetchrow(
+            "SELECT count(*) FILTER (WHERE e.occurred_at >= e.received_at AND o.slug = $1) AS after_storing,"
+            " count(*) FILTER (WHERE e.occurred_at >= now()) AS in_the_future, count(*) AS events"
+            " FROM events e JOIN organizations o ON o.id = e.organization_id WHERE o.slug = ANY($2::text[])",
+            DEMO_SLUG,
+            [DEMO_SLUG, closed_shop.SLUG],
+        )
+    assert row["events"] > 10_000 and row["after_storing"] == 0 and row["in_the_future"] == 0, dict(row)
+
+
+def _month_starts(count: int, timezone: str) -> list[datetime]:
+    """Local midnights of the 1st of the current month and the `count - 1` before it."""
+    first = datetime.now(ZoneInfo(timezone)).date().replace(day=1)
+    months = [first]
+    for _ in range(count - 1):
+        months.insert(0, (months[0] - timedelta(days=1)).replace(day=1))
+    return [datetime.combine(m, datetime.min.time(), tzinfo=ZoneInfo(timezone)) for m in months]
+
+
+MONTHS = """
+query($p: ID!, $from: DateTime!) {
+  profileTimeseries(profileId: $p, range: {from: $from}, granularity: MONTH) { buckets views }
+  revenueTimeseries(range: {from: $from}, granularity: MONTH) { points { start total { amountMinor currency } } }
+  pnl(range: {from: $from}, granularity: MONTH) { periods { start lines { revenue fees costs } } }
+}"""
+
+
+async def test_each_of_the_last_13_months_has_views_revenue_and_costs_growing_gently(client, demo) -> None:
+    months = _month_starts(13, "Europe/Berlin")
+    body = await gql(client, MONTHS, {"p": demo.profile_id, "from": months[0].isoformat()}, token=demo.org_admin_token)
+    assert body.get("errors") is None, body
+    data = body["data"]
+    views = data["profileTimeseries"]["views"]
+    revenue = [sum(m["amountMinor"] for m in p["total"]) for p in data["revenueTimeseries"]["points"]]
+    lines = [p["lines"][0] if p["lines"] else {} for p in data["pnl"]["periods"]]
+    assert len(views) == len(revenue) == len(lines) == 13, data
+    begun = 13 if datetime.now(UTC) - months[-1] >= timedelta(days=1) else 12  # a month begun minutes ago may be empty
+    assert all(v > 0 for v in views[:begun]) and all(r > 0 for r in revenue[:begun]), (views, revenue)
+    assert all(line.get("costs", 0) > 0 and line.get("fees", 0) > 0 for line in lines[:begun]), lines
+    complete = views[:-1]  # the current month is still running
+    steps = [b / a for a, b in zip(complete, complete[1:], strict=False)]
+    assert all(0.75 <= s <= 1.35 for s in steps), steps  # no cliffs: gentle growth and noise
+    assert complete[-1] > complete[0], complete  # and it grew over the year
+
+
+COMPARISONS = """
+query($p: ID!) {
+  revenueSummary(range: {preset: LAST_30_DAYS}) {
+    previousRange { from to } total { amountMinor } previousTotal { amountMinor } change { currency percent }
+  }
+  profileOverview(profileId: $p, range: {preset: LAST_30_DAYS}) { views uniqueVisitors inquiries }
+}"""
+PREVIOUS_OVERVIEW = """
+query($p: ID!, $from: DateTime!, $to: DateTime!) {
+  profileOverview(profileId: $p, range: {from: $from, to: $to}) { views uniqueVisitors inquiries }
+}"""
+
+
+async def test_the_last_30_days_compare_plausibly_with_the_30_days_before(client, demo) -> None:
+    body = await gql(client, COMPARISONS, {"p": demo.profile_id}, token=demo.org_admin_token)
+    assert body.get("errors") is None, body
+    summary, current = body["data"]["revenueSummary"], body["data"]["profileOverview"]
+    [change] = summary["change"]
+    assert change["currency"] == "EUR" and -50 <= change["percent"] <= 100, summary
+    before = summary["previousRange"]
+    body = await gql(client, PREVIOUS_OVERVIEW, {"p": demo.profile_id, "from": before["from"], "to": before["to"]},
+                     token=demo.org_admin_token)  # fmt: skip
+    previous = body["data"]["profileOverview"]
+    for name in ("views", "uniqueVisitors", "inquiries"):
+        assert previous[name] > 0 and -50 <= 100 * (current[name] / previous[name] - 1) <= 100, (name, current, previous)
+
+
+GROWTH = """
+query {
+  weeks: platformGrowth(range: {preset: LAST_90_DAYS}, granularity: WEEK) { points { start gmv { amountMinor } activeProfiles } }
+  months: platformGrowth(range: {preset: LAST_12_MONTHS}) { points { start gmv { amountMinor } activeProfiles newOrganizations } }
+  platformKpis { lastMonth { gmv { amountMinor } orders } allTime { orders } }
+}"""
+
+
+def _begun_a_day_ago(points: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Buckets except a last one that began less than a day ago (it may have no sale yet)."""
+    last = datetime.fromisoformat(points[-1]["start"])
+    return points[:-1] if datetime.now(UTC) - last < timedelta(days=1) else points
+
+
+async def test_platform_growth_has_data_in_every_week_and_month(client, demo) -> None:
+    body = await gql(client, GROWTH, token=demo.admin_token)
+    assert body.get("errors") is None, body
+    weeks, months = body["data"]["weeks"]["points"], body["data"]["months"]["points"]
+    assert len(weeks) >= 13 and len(months) == 12
+    for point in _begun_a_day_ago(weeks) + _begun_a_day_ago(months):
+        assert point["gmv"] and point["activeProfiles"] > 0, point
+    assert body["data"]["platformKpis"]["lastMonth"]["orders"] > 30, body
+
+
+AGE = """
+query($org: ID!, $closed: ID!) {
+  organizationFraudProfile(range: {preset: LAST_30_DAYS}, organizationId: $org) { accountAgeDays orders refunds }
+  platformOrganizations(organizationId: $closed) { status createdAt lastEventAt statusChangedAt }
+}"""
+
+
+async def test_the_demo_organizations_have_been_around_for_their_history(client, demo) -> None:
+    orgs = await gql(client, "query { organizations { id slug } }", token=demo.admin_token)
+    ids = {o["slug"]: o["id"] for o in orgs["data"]["organizations"]}
+    body = await gql(client, AGE, {"org": ids[DEMO_SLUG], "closed": ids[closed_shop.SLUG]}, token=demo.admin_token)
+    assert body.get("errors") is None, body
+    profile = body["data"]["organizationFraudProfile"]
+    assert profile["accountAgeDays"] >= 365 and profile["orders"] > 0, profile
+    [closed] = body["data"]["platformOrganizations"]
+    suspended = datetime.fromisoformat(closed["statusChangedAt"])
+    assert closed["status"] == "SUSPENDED" and datetime.now(UTC) - suspended > timedelta(days=30), closed
+    assert datetime.fromisoformat(closed["createdAt"]) < suspended - timedelta(days=180), closed
+    assert datetime.fromisoformat(closed["lastEventAt"]) <= suspended, closed
+
+
+# --------------------------------------------------------------------------- the generators, without a database
+
+NOW = datetime(2026, 3, 31, 21, 30, 15, 123456, tzinfo=UTC)
+PROFILES = [str(uuid.UUID(int=n + 1)) for n in range(8)]
+
+
+def _everything(now: datetime, seed: int) -> list[dict[str, Any]]:
+    """What the demo organization and the closed shop get, seeded at `now`."""
+    timeline = Timeline.ending(now, timezone="Europe/Berlin")
+    closed = closed_shop.closed_shop_timeline(now)
+    return [
+        *generate_events(profile_ids=PROFILES, timeline=timeline, seed=seed),
+        *generate_money_events(PROFILES, timeline=timeline, seed=seed),
+        *generate_commerce_events(timeline=timeline, seed=seed),
+        *generate_fraud_events(now=now, seed=seed),
+        *closed_shop.closed_shop_visits(PROFILES[:2], timeline=closed),
+        *closed_shop.closed_shop_sales(PROFILES[:2], timeline=closed),
+    ]
+
+
+def test_the_same_seed_gives_the_same_events_and_another_seed_others() -> None:
+    first = _everything(NOW, 7)
+    assert first == _everything(NOW, 7)
+    assert [e["occurred_at"] for e in first] != [e["occurred_at"] for e in _everything(NOW, 8)]
+    assert len({e["event_id"] for e in first}) == len(first)
+
+
+def test_no_generated_event_is_at_or_after_the_moment_of_seeding() -> None:
+    """Also in the last minutes before it, where "now + a few minutes" used to end up."""
+    for now in (NOW, NOW.replace(hour=23, minute=59, second=59), NOW.replace(day=1, hour=0, minute=1)):
+        events = _everything(now, 7)
+        assert max(e["occurred_at"] for e in events) < now
+        assert min(e["occurred_at"] for e in events) >= Timeline.ending(now, timezone="Europe/Berlin").start
+
+
+def test_the_history_covers_13_whole_months_before_the_current_one() -> None:
+    timeline = Timeline.ending(NOW, timezone="Europe/Berlin")
+    views = Counter(
+        e["occurred_at"].astimezone(ZoneInfo("Europe/Berlin")).strftime("%Y-%m")
+        for e in generate_events(profile_ids=PROFILES, timeline=timeline)
+        if e["type"] == "profile.viewed"
+    )
+    assert sorted(views) == [
+        "2025-02", "2025-03", "2025-04", "2025-05", "2025-06", "2025-07", "2025-08",
+        "2025-09", "2025-10", "2025-11", "2025-12", "2026-01", "2026-02", "2026-03",
+    ]  # fmt: skip
+    assert min(views.values()) > 1000
