@@ -301,3 +301,22 @@ def test_the_history_covers_13_whole_months_before_the_current_one() -> None:
         "2025-09", "2025-10", "2025-11", "2025-12", "2026-01", "2026-02", "2026-03",
     ]  # fmt: skip
     assert min(views.values()) > 1000
+
+
+async def test_the_banner_names_ids_that_queries_take(client, demo, settings, capsys) -> None:
+    """What the banner prints as the organization and the profile answers in GraphQL as is."""
+    await ensure_demo(settings, announce=True)
+    banner = capsys.readouterr().out
+    printed = dict(line.split(":", 1) for line in banner.splitlines() if " : " in line)
+    org_id = printed["  organization id   "].split()[0]
+    profile_id = printed["  provider profile  "].split()[0]
+    admin_token = printed["  admin token       "].strip()
+    body = await gql(
+        client,
+        "query($o: ID!, $p: ID!) { revenueSummary(organizationId: $o, range: {preset: LAST_30_DAYS}) { transactions }"
+        " profileOverview(profileId: $p, range: {preset: LAST_30_DAYS}) { views } }",
+        {"o": org_id, "p": profile_id},
+        token=admin_token,
+    )
+    assert body.get("errors") is None, body
+    assert body["data"]["revenueSummary"]["transactions"] > 0 and body["data"]["profileOverview"]["views"] > 0

@@ -45,6 +45,7 @@ DEMO_PROVIDERS = [
 @dataclass
 class DemoInfo:
     organization: str
+    organization_id: str
     provider_profile: str
     profile_id: str
     admin_token: str
@@ -80,6 +81,7 @@ async def ensure_demo(settings: Settings, *, drain: bool = False, announce: bool
     tokens = await demo_tokens(settings, organization_id=org.id, profile_id=profile.id)
     info = DemoInfo(
         organization=org.slug,
+        organization_id=str(org.id),
         provider_profile=profile.slug,
         profile_id=str(profile.id),
         admin_token=tokens.admin_token,
@@ -211,7 +213,8 @@ def _banner(info: DemoInfo, url: str) -> str:
     return "\n".join([
         "",
         f"pulsegraph is ready: open {url}/graphql",
-        f"  demo organization : {info.organization}   provider profile: {info.provider_profile} ({info.profile_id})",
+        f"  organization id   : {info.organization_id}   (the demo, slug {info.organization}: organizationId in queries)",
+        f"  provider profile  : {info.profile_id}   ({info.provider_profile}: profileId in queries)",
         f"  admin token       : {info.admin_token}",
         f"  org admin token   : {info.org_admin_token}",
         f"  provider token    : {info.provider_token}",
