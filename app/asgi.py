@@ -29,6 +29,7 @@ from app.geoip_reload import geoip_reloading
 from app.graphiql import graphiql_assets
 from app.graphql import PulsegraphGraphQL
 from app.ratelimit import RateLimiter
+from app.result_cache import result_cache
 from app.revocation import RevocationWatcher
 from app.services.enrichment import GeoLocator
 from app.services.gov_detection import get_detector
@@ -117,6 +118,8 @@ def create_app(
         # A self-hosted API starts without its broadcast backend (healthz: "broadcast": false)
         # and connects it in the background; queries and ingestion do not need it.
         await app.state.bus.connect(required=False)
+        result_cache().enabled = settings.result_cache
+        await result_cache().listen(app.state.bus)
         app.state.geo = GeoLocator(settings.geoip_city_db, settings.geoip_asn_db)
         detector = get_detector(settings)  # a missing or corrupt GeoIP file fails here, at start, not per request
         app.state.revocations = RevocationWatcher()
@@ -138,6 +141,7 @@ def create_app(
                 with contextlib.suppress(asyncio.CancelledError):
                     await worker_task
             await app.state.revocations.stop()
+            await result_cache().close()
             await app.state.bus.disconnect()
             app.state.geo.close()
             await close_database()
@@ -176,7 +180,6 @@ def _extensions(settings: Settings) -> list:
 
 async def _start_worker(app: Starlette, settings: Settings) -> asyncio.Task:
     from workers.outbox import OutboxWorker
-
     from workers.scheduler import run_with_jobs
 
     app.state.worker = OutboxWorker(bus=app.state.bus, settings=settings, name="in-process")

@@ -12,12 +12,13 @@ import contextlib
 import functools
 import logging
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
 import orjson
+from graphql import DocumentNode, FieldNode, OperationDefinitionNode, OperationType
 from graphql.error import GraphQLError
 from starlette.requests import Request
 from starlette.responses import Response
@@ -45,6 +46,7 @@ from app.errors import QueryTimeout, Unavailable, UserError
 from app.fanout import LIVE_OPERATION, LiveOperation
 from app.graphiql import graphiql_page
 from app.query_cost import QueryCost
+from app.result_cache import result_cache
 from app.settings import Settings
 
 log = logging.getLogger("pulsegraph.graphql")
@@ -64,6 +66,34 @@ class Context:
 
 def _is_user_error(error: GraphQLError) -> bool:
     return isinstance(error.original_error, UserError)
+
+
+INGESTION_MUTATIONS = frozenset({"trackEvent", "trackEvents", "publishDomainEvents"})
+
+
+class InvalidateOnWrite(SchemaExtension):
+    """After a mutation other than ingestion (settings, costs, rules, rates, suspensions: what
+    reports read besides events), no cached report answer is served again, in any process.
+    Ingested events reach reports through the worker, which announces what it processed."""
+
+    async def on_execute(self) -> AsyncIterator[None]:
+        yield
+        context = self.execution_context
+        operation = _operation(context.graphql_document, context.operation_name)
+        if operation is None or operation.operation != OperationType.MUTATION:
+            return
+        fields = {s.name.value for s in operation.selection_set.selections if isinstance(s, FieldNode)}
+        if fields - INGESTION_MUTATIONS:
+            await result_cache().announce(None)
+
+
+def _operation(document: DocumentNode | None, name: str | None) -> OperationDefinitionNode | None:
+    if document is None:
+        return None
+    operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
+    if name is not None:
+        operations = [o for o in operations if o.name is not None and o.name.value == name]
+    return operations[0] if len(operations) == 1 or name is not None and operations else None
 
 
 class ErrorPolicy(MaskErrors):
@@ -153,6 +183,7 @@ def schema_extensions(settings: Settings) -> list[Callable[[], SchemaExtension]]
         functools.partial(SyntaxSafeParserCache, maxsize=512),
         functools.partial(ValidationCache, maxsize=512),
         ErrorPolicy,
+        InvalidateOnWrite,
     ]
 
 

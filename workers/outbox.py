@@ -41,6 +41,7 @@ from app import logs, partitions
 from app.consumers import Batch, Consumer, Message
 from app.database import close_database, init_database, transaction
 from app.geoip_reload import geoip_reloading
+from app.result_cache import result_cache
 from app.services.claimed_events import EVENT_OF_KEY
 from app.services.gov_detection import GovDetector, get_detector
 from app.settings import Settings
@@ -190,6 +191,7 @@ class OutboxWorker:
                 self.batches_total += 1
                 self._summary_count += claimed
                 log.debug("worker %s: batch of %d in %.1f ms", self.name, claimed, (time.perf_counter() - started) * 1000)
+                await result_cache().announce({row["organization_id"] for row in batch.rows}, self.bus)
                 await self._publish(batch)
                 self._log_summary()
             return claimed

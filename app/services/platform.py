@@ -30,13 +30,14 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
 from enum import Enum
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 
 from app.auth import Viewer, administered_by, administered_scope
 from app.database import connection, transaction
 from app.errors import BadInput, Forbidden, NotFound
+from app.runners import QueryRunner, Tenant
 from app.services.revenue import add_to, clipped_buckets
 from app.timebuckets import (
     EARLIEST_INSTANT,
@@ -240,16 +241,44 @@ class Kpis:
     all_time: MoneyWindow
 
 
-async def kpis(*, viewer: Viewer, organization_id: Any = None) -> Kpis:
+P = TypeVar("P")
+R = TypeVar("R")
+
+
+class PlatformReport(QueryRunner[uuid.UUID | None, P, R]):
+    """A platform admin's report over every organization, or the one named (organization_id).
+
+    Not cached: these reports count organizations, which the command line creates and nobody
+    announces, and churn, which turns with the clock."""
+
+    cacheable = False
+
+    async def scope(self) -> uuid.UUID | None:
+        return await platform_scope(viewer=self.viewer, organization_id=self.inputs.get("organization_id"))
+
+    def tenant(self, scope: uuid.UUID | None) -> Tenant:
+        return Tenant(scope)
+
+
+class KpisQuery(PlatformReport[UtcWindows, Kpis]):
     """Organization counts and money for this month (to now), last month and all time, in UTC."""
-    org = await platform_scope(viewer=viewer, organization_id=organization_id)
-    windows = utc_windows(utcnow())
-    starts = [windows.this_month, windows.last_month, EARLIEST_INSTANT]
-    ends = [windows.now, windows.this_month, windows.now]
-    async with connection() as conn:
-        states = await organization_states(conn, org, windows.now)
-        this_month, last_month, all_time = await money_windows(conn, org, starts, ends)
-    return Kpis(org, windows, count_organizations(states, windows), this_month, last_month, all_time)
+
+    kind = "platform_kpis"
+
+    def plan(self, org: uuid.UUID | None) -> UtcWindows:
+        return utc_windows(utcnow())
+
+    async def fetch(self, org: uuid.UUID | None, windows: UtcWindows) -> Kpis:
+        starts = [windows.this_month, windows.last_month, EARLIEST_INSTANT]
+        ends = [windows.now, windows.this_month, windows.now]
+        async with connection() as conn:
+            states = await organization_states(conn, org, windows.now)
+            this_month, last_month, all_time = await money_windows(conn, org, starts, ends)
+        return Kpis(org, windows, count_organizations(states, windows), this_month, last_month, all_time)
+
+
+async def kpis(*, viewer: Viewer, organization_id: Any = None) -> Kpis:
+    return await KpisQuery(viewer=viewer, organization_id=organization_id).run()
 
 
 # --------------------------------------------------------------------------- growth series
@@ -315,6 +344,26 @@ class Growth:
     points: list[GrowthPoint]
 
 
+class GrowthQuery(PlatformReport[tuple[TimeRange, Grain], Growth]):
+    """GMV, new organizations, active profiles and net platform revenue per UTC bucket."""
+
+    kind = "platform_growth"
+
+    def plan(self, org: uuid.UUID | None) -> tuple[TimeRange, Grain]:
+        return growth_range(self.inputs.get("preset"), self.inputs.get("custom") or RangeSpec(), self.inputs.get("grain"), utcnow())
+
+    async def fetch(self, org: uuid.UUID | None, plan: tuple[TimeRange, Grain]) -> Growth:
+        span, grain = plan
+        starts, ends = clipped_buckets(span, grain)
+        async with connection() as conn:
+            points = [GrowthPoint(w) for w in await money_windows(conn, org, starts, ends)]
+            for row in await conn.fetch(_NEW_ORGANIZATIONS, org, starts, ends):
+                points[row["i"]].new_organizations = row["n"]
+            for row in await conn.fetch(_ACTIVE_PROFILES, org, starts, ends):
+                points[row["i"]].active_profiles = row["n"]
+        return Growth(org, span, grain, points)
+
+
 async def growth(
     *,
     viewer: Viewer,
@@ -323,17 +372,7 @@ async def growth(
     custom: RangeSpec = RangeSpec(),
     grain: Grain | None = None,
 ) -> Growth:
-    """GMV, new organizations, active profiles and net platform revenue per UTC bucket."""
-    org = await platform_scope(viewer=viewer, organization_id=organization_id)
-    span, grain = growth_range(preset, custom, grain, utcnow())
-    starts, ends = clipped_buckets(span, grain)
-    async with connection() as conn:
-        points = [GrowthPoint(w) for w in await money_windows(conn, org, starts, ends)]
-        for row in await conn.fetch(_NEW_ORGANIZATIONS, org, starts, ends):
-            points[row["i"]].new_organizations = row["n"]
-        for row in await conn.fetch(_ACTIVE_PROFILES, org, starts, ends):
-            points[row["i"]].active_profiles = row["n"]
-    return Growth(org, span, grain, points)
+    return await GrowthQuery(viewer=viewer, organization_id=organization_id, preset=preset, custom=custom, grain=grain).run()
 
 
 # --------------------------------------------------------------------------- lifecycle
@@ -356,15 +395,24 @@ class Lifecycle:
 LIFECYCLE_LIMIT_MAX = 500
 
 
-async def organizations_lifecycle(*, viewer: Viewer, organization_id: Any = None, limit: int = 50) -> list[Lifecycle]:
+class LifecycleQuery(PlatformReport[None, list[Lifecycle]]):
     """The first `limit` organizations by name (or the one named) with status, churn, last event and status history."""
-    org = await platform_scope(viewer=viewer, organization_id=organization_id)
-    if not 1 <= limit <= LIFECYCLE_LIMIT_MAX:
-        raise BadInput(f"limit must be from 1 to {LIFECYCLE_LIMIT_MAX}", field="limit")
-    async with connection() as conn:
-        states = (await organization_states(conn, org, utcnow()))[:limit]
-        history = await _history(conn, [s.id for s in states])
-    return [Lifecycle(s, history.get(s.id, [])) for s in states]
+
+    kind = "platform_organizations"
+
+    def validate(self, org: uuid.UUID | None) -> None:
+        if not 1 <= self.inputs["limit"] <= LIFECYCLE_LIMIT_MAX:
+            raise BadInput(f"limit must be from 1 to {LIFECYCLE_LIMIT_MAX}", field="limit")
+
+    async def fetch(self, org: uuid.UUID | None, plan: None) -> list[Lifecycle]:
+        async with connection() as conn:
+            states = (await organization_states(conn, org, utcnow()))[: self.inputs["limit"]]
+            history = await _history(conn, [s.id for s in states])
+        return [Lifecycle(s, history.get(s.id, [])) for s in states]
+
+
+async def organizations_lifecycle(*, viewer: Viewer, organization_id: Any = None, limit: int = 50) -> list[Lifecycle]:
+    return await LifecycleQuery(viewer=viewer, organization_id=organization_id, limit=limit).run()
 
 
 async def _history(conn: asyncpg.Connection, ids: list[uuid.UUID]) -> dict[uuid.UUID, list[StatusChange]]:

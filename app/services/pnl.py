@@ -23,8 +23,16 @@ from openpyxl import Workbook
 
 from app.auth import Viewer
 from app.services import costs as cost_service
-from app.services.revenue import TYPES, Bucket, Scope, clipped_buckets, minor_digits, money_scope, revenue_buckets
-from app.timebuckets import BucketIndex, Grain, RangeSpec, TimeRange, local_midnight, resolve_range
+from app.services.revenue import (
+    TYPES,
+    Bucket,
+    MoneyReport,
+    Scope,
+    clipped_buckets,
+    minor_digits,
+    revenue_buckets,
+)
+from app.timebuckets import BucketIndex, Grain, RangeSpec, TimeRange, local_midnight
 
 STREAMS = TYPES
 CATEGORIES = cost_service.CATEGORIES
@@ -93,24 +101,33 @@ class Pnl:
         return [totals[c] for c in sorted(totals)]
 
 
+class PnlQuery(MoneyReport[Pnl]):
+    """Revenue by stream, fees, costs by category, gross and net profit per local period and currency."""
+
+    kind = "pnl"
+
+    async def fetch(self, scope: Scope, span: TimeRange) -> Pnl:
+        grain = self.inputs["grain"]
+        starts, ends = clipped_buckets(span, grain)
+        periods = [Period(s, e) for s, e in zip(starts, ends, strict=True)]
+        for period, bucket in zip(periods, await revenue_buckets(scope, starts, ends), strict=True):
+            _add_revenue(period, bucket)
+        index = BucketIndex(starts)
+        for cost in await cost_service.costs_in(scope, span):
+            position = index.find(local_midnight(cost.incurred_on, scope.timezone))
+            if position is not None:
+                periods[position].line(cost.currency).costs_by_category[cost.category] += cost.amount_minor
+        for period in periods:
+            period.lines = dict(sorted(period.lines.items()))
+        return Pnl(scope=scope, range=span, grain=grain, periods=periods)
+
+
 async def pnl(
     *, viewer: Viewer, profile_id: Any = None, organization_id: Any = None, time_range: RangeSpec, grain: Grain
 ) -> Pnl:
-    """Revenue by stream, fees, costs by category, gross and net profit per local period and currency."""
-    scope = await money_scope(viewer=viewer, profile_id=profile_id, organization_id=organization_id)
-    span = resolve_range(time_range, scope.timezone)
-    starts, ends = clipped_buckets(span, grain)
-    periods = [Period(s, e) for s, e in zip(starts, ends, strict=True)]
-    for period, bucket in zip(periods, await revenue_buckets(scope, starts, ends), strict=True):
-        _add_revenue(period, bucket)
-    index = BucketIndex(starts)
-    for cost in await cost_service.costs_in(scope, span):
-        position = index.find(local_midnight(cost.incurred_on, scope.timezone))
-        if position is not None:
-            periods[position].line(cost.currency).costs_by_category[cost.category] += cost.amount_minor
-    for period in periods:
-        period.lines = dict(sorted(period.lines.items()))
-    return Pnl(scope=scope, range=span, grain=grain, periods=periods)
+    return await PnlQuery(
+        viewer=viewer, profile_id=profile_id, organization_id=organization_id, time_range=time_range, grain=grain
+    ).run()
 
 
 def _add_revenue(period: Period, bucket: Bucket) -> None:

@@ -34,7 +34,7 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 import orjson
@@ -48,6 +48,7 @@ from app.auth import (
 from app.consumers import Batch, Consumer, Message
 from app.database import connection, transaction
 from app.errors import BadInput, NotFound
+from app.runners import QueryRunner
 from app.services.claimed_events import CLAIMED_EVENTS, keys_of
 from app.timebuckets import (
     Grain,
@@ -74,6 +75,8 @@ from app.vocabulary import (
     gift_channel,
     revenue_counter_channel,
 )
+
+R = TypeVar("R")
 
 TYPES = ("booking", "gift", "subscription", "affiliate", "order")
 STATUSES = ("pending", "completed", "refunded", "failed")
@@ -529,15 +532,36 @@ class RevenueSummary:
     before: Bucket
 
 
+class MoneyReport(QueryRunner[Scope, TimeRange, R]):
+    """A money report of one profile (profile_id) or one organization (organization_id) over
+    a range (time_range): the scope is `money_scope`'s, the plan the range in its zone."""
+
+    async def scope(self) -> Scope:
+        return await money_scope(
+            viewer=self.viewer, profile_id=self.inputs.get("profile_id"), organization_id=self.inputs.get("organization_id")
+        )
+
+    def plan(self, scope: Scope) -> TimeRange:
+        return resolve_range(self.inputs["time_range"], scope.timezone)
+
+
+class RevenueSummaryQuery(MoneyReport[RevenueSummary]):
+    """Revenue by source over a range, against the equally long period just before it."""
+
+    kind = "revenue_summary"
+
+    async def fetch(self, scope: Scope, span: TimeRange) -> RevenueSummary:
+        previous = TimeRange(span.start - (span.end - span.start), span.start, span.timezone)
+        before, current = await revenue_buckets(scope, [previous.start, span.start], [previous.end, span.end])
+        return RevenueSummary(scope=scope, range=span, previous=previous, current=current, before=before)
+
+
 async def revenue_summary(
     *, viewer: Viewer, profile_id: Any = None, organization_id: Any = None, time_range: RangeSpec
 ) -> RevenueSummary:
-    """Revenue by source over a range, against the equally long period just before it."""
-    scope = await money_scope(viewer=viewer, profile_id=profile_id, organization_id=organization_id)
-    span = resolve_range(time_range, scope.timezone)
-    previous = TimeRange(span.start - (span.end - span.start), span.start, span.timezone)
-    before, current = await revenue_buckets(scope, [previous.start, span.start], [previous.end, span.end])
-    return RevenueSummary(scope=scope, range=span, previous=previous, current=current, before=before)
+    return await RevenueSummaryQuery(
+        viewer=viewer, profile_id=profile_id, organization_id=organization_id, time_range=time_range
+    ).run()
 
 
 @dataclass(frozen=True, slots=True)
@@ -548,14 +572,23 @@ class RevenueSeries:
     buckets: list[Bucket]
 
 
+class RevenueTimeseriesQuery(MoneyReport[RevenueSeries]):
+    """Revenue per local bucket with its source breakdown (every bucket listed)."""
+
+    kind = "revenue_timeseries"
+
+    async def fetch(self, scope: Scope, span: TimeRange) -> RevenueSeries:
+        grain = self.inputs["grain"]
+        starts, ends = clipped_buckets(span, grain)
+        return RevenueSeries(scope=scope, range=span, grain=grain, buckets=await revenue_buckets(scope, starts, ends))
+
+
 async def revenue_timeseries(
     *, viewer: Viewer, profile_id: Any = None, organization_id: Any = None, time_range: RangeSpec, grain: Grain
 ) -> RevenueSeries:
-    """Revenue per local bucket with its source breakdown (every bucket listed)."""
-    scope = await money_scope(viewer=viewer, profile_id=profile_id, organization_id=organization_id)
-    span = resolve_range(time_range, scope.timezone)
-    starts, ends = clipped_buckets(span, grain)
-    return RevenueSeries(scope=scope, range=span, grain=grain, buckets=await revenue_buckets(scope, starts, ends))
+    return await RevenueTimeseriesQuery(
+        viewer=viewer, profile_id=profile_id, organization_id=organization_id, time_range=time_range, grain=grain
+    ).run()
 
 
 # --------------------------------------------------------------------------- gifts
@@ -585,17 +618,21 @@ class Gifts:
         return [r for r in self.rows if not r["is_refund"]]
 
 
-async def gifts(
-    *, viewer: Viewer, profile_id: Any = None, organization_id: Any = None, time_range: RangeSpec
-) -> Gifts:
+class GiftReport(MoneyReport[R]):
     """Gift entries of a range and of the equally long period before it (for trends): the
-    summary, categories and donors are folds over them."""
-    scope = await money_scope(viewer=viewer, profile_id=profile_id, organization_id=organization_id)
-    span = resolve_range(time_range, scope.timezone)
-    async with connection() as conn:
-        rows = await conn.fetch(_GIFTS, scope.organization_id, scope.profile_id, span.start - (span.end - span.start), span.end)
-    current = [r for r in rows if r["occurred_at"] >= span.start]
-    return Gifts(scope=scope, range=span, rows=current, previous_rows=[r for r in rows if r["occurred_at"] < span.start])
+    summary, categories and donors are folds over them (`calculate`)."""
+
+    def validate(self, scope: Scope) -> None:
+        if "limit" in self.inputs:
+            check_limit(self.inputs["limit"], TOP_DONORS_MAX)
+
+    async def fetch(self, scope: Scope, span: TimeRange) -> Gifts:
+        async with connection() as conn:
+            rows = await conn.fetch(
+                _GIFTS, scope.organization_id, scope.profile_id, span.start - (span.end - span.start), span.end
+            )
+        current = [r for r in rows if r["occurred_at"] >= span.start]
+        return Gifts(scope=scope, range=span, rows=current, previous_rows=[r for r in rows if r["occurred_at"] < span.start])
 
 
 def add_to(totals: dict[str, int], currency: str, amount: int) -> None:
@@ -616,16 +653,25 @@ class GiftSummary:
     donors: int
 
 
+class GiftSummaryQuery(GiftReport[GiftSummary]):
+    """Gift revenue (refunds subtracted), gifts bought (refunded ones included), distinct donors."""
+
+    kind = "gift_summary"
+
+    def calculate(self, scope: Scope, span: TimeRange, found: Gifts) -> GiftSummary:
+        revenue: dict[str, int] = {}
+        for row in found.rows:
+            add_to(revenue, row["currency"], row["amount_minor"])
+        donors = {r["customer_id"] for r in found.sales if r["customer_id"] is not None}
+        return GiftSummary(found.range, revenue, len(found.sales), len(donors))
+
+
 async def gift_summary(
     *, viewer: Viewer, profile_id: Any = None, organization_id: Any = None, time_range: RangeSpec
 ) -> GiftSummary:
-    """Gift revenue (refunds subtracted), gifts bought (refunded ones included), distinct donors."""
-    found = await gifts(viewer=viewer, profile_id=profile_id, organization_id=organization_id, time_range=time_range)
-    revenue: dict[str, int] = {}
-    for row in found.rows:
-        add_to(revenue, row["currency"], row["amount_minor"])
-    donors = {r["customer_id"] for r in found.sales if r["customer_id"] is not None}
-    return GiftSummary(found.range, revenue, len(found.sales), len(donors))
+    return await GiftSummaryQuery(
+        viewer=viewer, profile_id=profile_id, organization_id=organization_id, time_range=time_range
+    ).run()
 
 
 @dataclass(slots=True)
@@ -641,15 +687,24 @@ class GiftCategory:
     previous: CategoryTotals
 
 
+class GiftCategoriesQuery(GiftReport[list[GiftCategory]]):
+    """Categories by gifts bought (then name), each against the previous equal period: its trend."""
+
+    kind = "gift_categories"
+
+    def calculate(self, scope: Scope, span: TimeRange, found: Gifts) -> list[GiftCategory]:
+        current, previous = _by_category(found.rows), _by_category(found.previous_rows)
+        ranked = sorted(current.keys() | previous.keys(), key=lambda c: (-current.get(c, CategoryTotals()).gifts, c))
+        limit = self.inputs["limit"]
+        return [GiftCategory(c, current.get(c, CategoryTotals()), previous.get(c, CategoryTotals())) for c in ranked[:limit]]
+
+
 async def gift_categories(
     *, viewer: Viewer, profile_id: Any = None, organization_id: Any = None, time_range: RangeSpec, limit: int = 20
 ) -> list[GiftCategory]:
-    """Categories by gifts bought (then name), each against the previous equal period: its trend."""
-    check_limit(limit, TOP_DONORS_MAX)
-    found = await gifts(viewer=viewer, profile_id=profile_id, organization_id=organization_id, time_range=time_range)
-    current, previous = _by_category(found.rows), _by_category(found.previous_rows)
-    ranked = sorted(current.keys() | previous.keys(), key=lambda c: (-current.get(c, CategoryTotals()).gifts, c))
-    return [GiftCategory(c, current.get(c, CategoryTotals()), previous.get(c, CategoryTotals())) for c in ranked[:limit]]
+    return await GiftCategoriesQuery(
+        viewer=viewer, profile_id=profile_id, organization_id=organization_id, time_range=time_range, limit=limit
+    ).run()
 
 
 def _by_category(rows: Sequence[Mapping[str, Any]]) -> dict[str, CategoryTotals]:
@@ -668,21 +723,29 @@ class GiftDonor:
     purchases: list[Mapping[str, Any]] = field(default_factory=list)  # newest first
 
 
+class TopGiftDonorsQuery(GiftReport[list[GiftDonor]]):
+    """Donors by gifts bought in the range (then id), with what they paid, refunds subtracted."""
+
+    kind = "top_gift_donors"
+
+    def calculate(self, scope: Scope, span: TimeRange, found: Gifts) -> list[GiftDonor]:
+        donors: dict[str, GiftDonor] = {}
+        for row in found.rows:
+            if row["customer_id"] is None:
+                continue
+            donor = donors.setdefault(row["customer_id"], GiftDonor(row["customer_id"]))
+            add_to(donor.revenue, row["currency"], row["amount_minor"])
+            if not row["is_refund"]:
+                donor.purchases.append(row)
+        return sorted(donors.values(), key=lambda d: (-len(d.purchases), d.donor_id))[: self.inputs["limit"]]
+
+
 async def top_gift_donors(
     *, viewer: Viewer, profile_id: Any = None, organization_id: Any = None, time_range: RangeSpec, limit: int = 10
 ) -> list[GiftDonor]:
-    """Donors by gifts bought in the range (then id), with what they paid, refunds subtracted."""
-    check_limit(limit, TOP_DONORS_MAX)
-    found = await gifts(viewer=viewer, profile_id=profile_id, organization_id=organization_id, time_range=time_range)
-    donors: dict[str, GiftDonor] = {}
-    for row in found.rows:
-        if row["customer_id"] is None:
-            continue
-        donor = donors.setdefault(row["customer_id"], GiftDonor(row["customer_id"]))
-        add_to(donor.revenue, row["currency"], row["amount_minor"])
-        if not row["is_refund"]:
-            donor.purchases.append(row)
-    return sorted(donors.values(), key=lambda d: (-len(d.purchases), d.donor_id))[:limit]
+    return await TopGiftDonorsQuery(
+        viewer=viewer, profile_id=profile_id, organization_id=organization_id, time_range=time_range, limit=limit
+    ).run()
 
 
 @dataclass(frozen=True, slots=True)
@@ -764,24 +827,32 @@ def _summed(totals: Iterable[Mapping[str, int]]) -> dict[str, int]:
     return out
 
 
-async def duo_stats(*, viewer: Viewer, profile_id: Any, time_range: RangeSpec) -> DuoStats:
+class DuoStatsQuery(MoneyReport[DuoStats]):
     """A profile's duo bookings (either side) with each side's share under the booking's split.
 
     Split rule: the booked profile gets amount * splitPercent / 100 truncated toward zero
     (refunds are negative and truncate the same way), the partner the rest; the split is
     the event's properties.splitPercent, else the organization's duoSplitPercent when recorded."""
-    scope = await money_scope(viewer=viewer, profile_id=profile_id)
-    span = resolve_range(time_range, scope.timezone)
-    async with connection() as conn:
-        rows = await conn.fetch(_DUO, scope.organization_id, scope.profile_id, span.start, span.end)
-    partners: dict[uuid.UUID, DuoPartner] = {}
-    for row in rows:
-        partner = partners.setdefault(row["partner"], DuoPartner(row["partner"], row["partner_name"]))
-        partner.bookings += row["bookings"]
-        add_to(partner.revenue, row["currency"], row["revenue"])
-        add_to(partner.own_share, row["currency"], row["own_share"])
-    ranked = sorted(partners.values(), key=lambda p: (-p.bookings, str(p.partner_profile_id)))
-    return DuoStats(scope=scope, range=span, partners=ranked)
+
+    kind = "duo_stats"
+
+    async def fetch(self, scope: Scope, span: TimeRange) -> list[asyncpg.Record]:
+        async with connection() as conn:
+            return await conn.fetch(_DUO, scope.organization_id, scope.profile_id, span.start, span.end)
+
+    def calculate(self, scope: Scope, span: TimeRange, rows: list[asyncpg.Record]) -> DuoStats:
+        partners: dict[uuid.UUID, DuoPartner] = {}
+        for row in rows:
+            partner = partners.setdefault(row["partner"], DuoPartner(row["partner"], row["partner_name"]))
+            partner.bookings += row["bookings"]
+            add_to(partner.revenue, row["currency"], row["revenue"])
+            add_to(partner.own_share, row["currency"], row["own_share"])
+        ranked = sorted(partners.values(), key=lambda p: (-p.bookings, str(p.partner_profile_id)))
+        return DuoStats(scope=scope, range=span, partners=ranked)
+
+
+async def duo_stats(*, viewer: Viewer, profile_id: Any, time_range: RangeSpec) -> DuoStats:
+    return await DuoStatsQuery(viewer=viewer, profile_id=profile_id, time_range=time_range).run()
 
 
 # --------------------------------------------------------------------------- settings
