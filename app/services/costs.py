@@ -22,8 +22,8 @@ import orjson
 from app.auth import Viewer, administered_by, administered_organization
 from app.database import connection, transaction
 from app.errors import BadInput, NotFound
-from app.services.revenue import BIGINT_MAX, CURRENCY_RE, MONEY_REFUSAL, Scope, money_scope
-from app.timebuckets import RangeSpec, TimeRange, local_date, local_midnight, resolve_range
+from app.services.revenue import BIGINT_MAX, CURRENCY_RE, MONEY_REFUSAL, MoneyReport, Scope
+from app.timebuckets import RangeSpec, TimeRange, local_date, local_midnight
 
 CATEGORIES = ("marketing", "subscriptions", "tools", "platform_fees", "other")
 DESCRIPTION_MAX_CHARS = 1000
@@ -289,10 +289,18 @@ class CostList:
         return dict(sorted(totals.items()))
 
 
+class CostListQuery(MoneyReport[CostList]):
+    """Cost entries of a range, by date (a profile's: those carrying it)."""
+
+    kind = "costs"
+
+    async def fetch(self, scope: Scope, span: TimeRange) -> CostList:
+        return CostList(scope=scope, range=span, costs=await costs_in(scope, span))
+
+
 async def list_costs(
     *, viewer: Viewer, profile_id: Any = None, organization_id: Any = None, time_range: RangeSpec
 ) -> CostList:
-    """Cost entries of a range, by date (a profile's: those carrying it)."""
-    scope = await money_scope(viewer=viewer, profile_id=profile_id, organization_id=organization_id)
-    span = resolve_range(time_range, scope.timezone)
-    return CostList(scope=scope, range=span, costs=await costs_in(scope, span))
+    return await CostListQuery(
+        viewer=viewer, profile_id=profile_id, organization_id=organization_id, time_range=time_range
+    ).run()

@@ -44,7 +44,7 @@ from app.consumers import Batch, Consumer
 from app.database import connection
 from app.errors import BadInput
 from app.services.claimed_events import CLAIMED_EVENTS, keys_of
-from app.services.platform import UTC_ZONE, platform_scope
+from app.services.platform import UTC_ZONE, PlatformReport
 from app.services.pnl import CSV_TYPE, XLSX_TYPE, ExportFile
 from app.services.revenue import (
     CURRENCY_RE,
@@ -219,6 +219,31 @@ def _sort(rows: list[OrganizationRevenue], by: SortField, descending: bool) -> l
     return sorted(rows, key=lambda r: getattr(r, by.value), reverse=descending)
 
 
+class RevenueByOrganizationQuery(PlatformReport[None, RevenueByOrganization]):
+    """GMV, fees, net and last payment per organization and currency over a UTC range, sorted."""
+
+    kind = "revenue_by_organization"
+
+    async def fetch(self, org: uuid.UUID | None, plan: None) -> RevenueByOrganization:
+        time_range = self.inputs["time_range"]
+        currency = self.inputs["currency"]
+        sort = self.inputs["sort"]
+        descending = self.inputs["descending"]
+        span, wanted = utc_range(time_range), _currency_filter(currency)
+        async with connection() as conn:
+            found = await conn.fetch(_BY_ORGANIZATION, org, span.start, span.end, ["booking", "gift", "subscription", "order"], wanted)
+            names = await _names(conn, {r["organization_id"] for r in found})
+        rows = [
+            OrganizationRevenue(
+                organization_id=r["organization_id"], organization_name=names.get(r["organization_id"], ""),
+                currency=r["currency"], gmv=r["gmv"], service_fees=r["service_fees"], platform_fees=r["platform_fees"],
+                processor_fees=r["processor_fees"], entries=r["entries"], last_payment_at=r["last_payment_at"],
+            )  # fmt: skip
+            for r in found
+        ]
+        return RevenueByOrganization(span, _sort(rows, sort, descending))
+
+
 async def revenue_by_organization(
     *,
     viewer: Viewer,
@@ -228,21 +253,9 @@ async def revenue_by_organization(
     sort: SortField = SortField.GMV,
     descending: bool = True,
 ) -> RevenueByOrganization:
-    """GMV, fees, net and last payment per organization and currency over a UTC range, sorted."""
-    org = await platform_scope(viewer=viewer, organization_id=organization_id)
-    span, wanted = utc_range(time_range), _currency_filter(currency)
-    async with connection() as conn:
-        found = await conn.fetch(_BY_ORGANIZATION, org, span.start, span.end, ["booking", "gift", "subscription", "order"], wanted)
-        names = await _names(conn, {r["organization_id"] for r in found})
-    rows = [
-        OrganizationRevenue(
-            organization_id=r["organization_id"], organization_name=names.get(r["organization_id"], ""),
-            currency=r["currency"], gmv=r["gmv"], service_fees=r["service_fees"], platform_fees=r["platform_fees"],
-            processor_fees=r["processor_fees"], entries=r["entries"], last_payment_at=r["last_payment_at"],
-        )  # fmt: skip
-        for r in found
-    ]
-    return RevenueByOrganization(span, _sort(rows, sort, descending))
+    return await RevenueByOrganizationQuery(
+        viewer=viewer, time_range=time_range, organization_id=organization_id, currency=currency, sort=sort, descending=descending
+    ).run()
 
 
 REVENUE_HEADER = [
@@ -316,28 +329,39 @@ class MonthlySummary:
         return [totals[c] for c in sorted(totals)]
 
 
+class MonthlySummaryQuery(PlatformReport[None, MonthlySummary]):
+    """Gross, fees, costs and net profit per UTC month (or `grain`, clipped to the range) and currency."""
+
+    kind = "monthly_summary"
+
+    async def fetch(self, org: uuid.UUID | None, plan: None) -> MonthlySummary:
+        time_range = self.inputs["time_range"]
+        grain = self.inputs["grain"]
+        span = utc_range(time_range)
+        starts, ends = clipped_buckets(span, grain)
+        months = [SummaryMonth(s, e) for s, e in zip(starts, ends, strict=True)]
+        async with connection() as conn:
+            for row in await conn.fetch(_MONTH_REVENUE, org, starts, ends):
+                line = months[row["i"]].line(row["currency"])
+                line.gross, line.fees = row["gross"], row["fees"]
+            costs = await conn.fetch(_MONTH_COSTS, org, span.start.date() - timedelta(days=1), span.end.date())
+        index = BucketIndex(starts)
+        for cost in costs:
+            midnight = local_midnight(cost["incurred_on"], UTC_ZONE)
+            position = index.find(midnight)
+            if position is not None and span.start <= midnight < span.end:
+                months[position].line(cost["currency"]).costs += cost["amount"]
+        for month in months:
+            month.lines = dict(sorted(month.lines.items()))
+        return MonthlySummary(org, span, months)
+
+
 async def monthly_summary(
     *, viewer: Viewer, time_range: RangeSpec, organization_id: Any = None, grain: Grain = Grain.MONTH
 ) -> MonthlySummary:
-    """Gross, fees, costs and net profit per UTC month (or `grain`, clipped to the range) and currency."""
-    org = await platform_scope(viewer=viewer, organization_id=organization_id)
-    span = utc_range(time_range)
-    starts, ends = clipped_buckets(span, grain)
-    months = [SummaryMonth(s, e) for s, e in zip(starts, ends, strict=True)]
-    async with connection() as conn:
-        for row in await conn.fetch(_MONTH_REVENUE, org, starts, ends):
-            line = months[row["i"]].line(row["currency"])
-            line.gross, line.fees = row["gross"], row["fees"]
-        costs = await conn.fetch(_MONTH_COSTS, org, span.start.date() - timedelta(days=1), span.end.date())
-    index = BucketIndex(starts)
-    for cost in costs:
-        midnight = local_midnight(cost["incurred_on"], UTC_ZONE)
-        position = index.find(midnight)
-        if position is not None and span.start <= midnight < span.end:
-            months[position].line(cost["currency"]).costs += cost["amount"]
-    for month in months:
-        month.lines = dict(sorted(month.lines.items()))
-    return MonthlySummary(org, span, months)
+    return await MonthlySummaryQuery(
+        viewer=viewer, time_range=time_range, organization_id=organization_id, grain=grain
+    ).run()
 
 
 SUMMARY_HEADER = ["month_start", "month_end", "currency", "gross", "fees", "costs", "net_profit"]
@@ -422,28 +446,39 @@ class PayoutReconciliation:
     rows: list[PayoutRow]
 
 
+class PayoutReconciliationQuery(PlatformReport[None, PayoutReconciliation]):
+    """Payouts against the ledger entries they pay, dated in the range, filtered by status;
+    discrepancies first (largest difference first), then by date."""
+
+    kind = "payout_reconciliation"
+
+    async def fetch(self, org: uuid.UUID | None, plan: None) -> PayoutReconciliation:
+        time_range = self.inputs["time_range"]
+        statuses = self.inputs["statuses"]
+        span = utc_range(time_range)
+        async with connection() as conn:
+            found = await conn.fetch(_RECONCILE, org)
+            names = await _names(conn, {r["organization_id"] for r in found})
+        rows = [
+            PayoutRow(
+                organization_id=r["organization_id"], organization_name=names.get(r["organization_id"], ""),
+                payout_id=r["payout_id"], profile_id=r["profile_id"], currency=r["currency"], paid=r["paid"],
+                expected=r["expected"], entries=r["entries"], settled_at=r["settled_at"], last_entry_at=r["last_entry_at"],
+            )  # fmt: skip
+            for r in found
+        ]
+        wanted = set(statuses) if statuses else set(PayoutStatus)
+        kept = [r for r in rows if span.start <= r.at < span.end and r.status in wanted]
+        kept.sort(key=lambda r: (r.status is PayoutStatus.MATCHED, -abs(r.difference), r.at, r.payout_id or ""))
+        return PayoutReconciliation(span, kept)
+
+
 async def payout_reconciliation(
     *, viewer: Viewer, time_range: RangeSpec, organization_id: Any = None, statuses: Sequence[PayoutStatus] | None = None
 ) -> PayoutReconciliation:
-    """Payouts against the ledger entries they pay, dated in the range, filtered by status;
-    discrepancies first (largest difference first), then by date."""
-    org = await platform_scope(viewer=viewer, organization_id=organization_id)
-    span = utc_range(time_range)
-    async with connection() as conn:
-        found = await conn.fetch(_RECONCILE, org)
-        names = await _names(conn, {r["organization_id"] for r in found})
-    rows = [
-        PayoutRow(
-            organization_id=r["organization_id"], organization_name=names.get(r["organization_id"], ""),
-            payout_id=r["payout_id"], profile_id=r["profile_id"], currency=r["currency"], paid=r["paid"],
-            expected=r["expected"], entries=r["entries"], settled_at=r["settled_at"], last_entry_at=r["last_entry_at"],
-        )  # fmt: skip
-        for r in found
-    ]
-    wanted = set(statuses) if statuses else set(PayoutStatus)
-    kept = [r for r in rows if span.start <= r.at < span.end and r.status in wanted]
-    kept.sort(key=lambda r: (r.status is PayoutStatus.MATCHED, -abs(r.difference), r.at, r.payout_id or ""))
-    return PayoutReconciliation(span, kept)
+    return await PayoutReconciliationQuery(
+        viewer=viewer, time_range=time_range, organization_id=organization_id, statuses=statuses
+    ).run()
 
 
 # --------------------------------------------------------------------------- outstanding invoices
@@ -500,20 +535,27 @@ class OutstandingInvoices:
     organizations: list[OrganizationInvoices]
 
 
-async def outstanding_invoices(*, viewer: Viewer, organization_id: Any = None) -> OutstandingInvoices:
+class OutstandingInvoicesQuery(PlatformReport[None, OutstandingInvoices]):
     """Issued, unpaid invoices grouped by organization and due date (overdue: due before today, UTC)."""
-    org = await platform_scope(viewer=viewer, organization_id=organization_id)
-    async with connection() as conn:
-        found = await conn.fetch(_OUTSTANDING, org)
-    groups: dict[uuid.UUID, OrganizationInvoices] = {}
-    for r in found:
-        owner = groups.setdefault(r["organization_id"], OrganizationInvoices(r["organization_id"], r["name"]))
-        if not owner.due_dates or owner.due_dates[-1].due_date != r["due_date"]:
-            owner.due_dates.append(DueGroup(r["due_date"]))
-        owner.due_dates[-1].invoices.append(
-            OutstandingInvoice(r["invoice_id"], r["amount_minor"], r["currency"], r["due_date"], r["issued_at"])
-        )
-    return OutstandingInvoices(utcnow().date(), list(groups.values()))
+
+    kind = "outstanding_invoices"
+
+    async def fetch(self, org: uuid.UUID | None, plan: None) -> OutstandingInvoices:
+        async with connection() as conn:
+            found = await conn.fetch(_OUTSTANDING, org)
+        groups: dict[uuid.UUID, OrganizationInvoices] = {}
+        for r in found:
+            owner = groups.setdefault(r["organization_id"], OrganizationInvoices(r["organization_id"], r["name"]))
+            if not owner.due_dates or owner.due_dates[-1].due_date != r["due_date"]:
+                owner.due_dates.append(DueGroup(r["due_date"]))
+            owner.due_dates[-1].invoices.append(
+                OutstandingInvoice(r["invoice_id"], r["amount_minor"], r["currency"], r["due_date"], r["issued_at"])
+            )
+        return OutstandingInvoices(utcnow().date(), list(groups.values()))
+
+
+async def outstanding_invoices(*, viewer: Viewer, organization_id: Any = None) -> OutstandingInvoices:
+    return await OutstandingInvoicesQuery(viewer=viewer, organization_id=organization_id).run()
 
 
 # --------------------------------------------------------------------------- exports

@@ -52,6 +52,7 @@ from app.auth import (
 from app.consumers import Batch, Consumer, Message
 from app.database import connection, transaction
 from app.errors import BadInput, NotFound
+from app.runners import QueryRunner, Tenant
 from app.services.claimed_events import CLAIMED_EVENTS, keys_of
 from app.timebuckets import RangeSpec, TimeRange, resolve_range, utcnow
 from app.vocabulary import (
@@ -757,9 +758,26 @@ WHERE organization_id = $1 AND type = ANY($2::text[]) AND occurred_at >= $3 AND 
 """
 
 
-async def organization_profile(*, viewer: Viewer, organization_id: Any = None, time_range: RangeSpec) -> FraudProfile:
+class FraudProfileQuery(QueryRunner[uuid.UUID, None, FraudProfile]):
     """Commerce health of an organization over a range, and its alerts still being worked on."""
-    org = await _one_organization(viewer, organization_id)
+
+    kind = "organization_fraud_profile"
+
+    async def scope(self) -> uuid.UUID:
+        return await _one_organization(self.viewer, self.inputs.get("organization_id"))
+
+    def tenant(self, org: uuid.UUID) -> Tenant:
+        return Tenant(org)
+
+    async def fetch(self, org: uuid.UUID, plan: None) -> FraudProfile:
+        return await _fraud_profile(org, self.inputs["time_range"])
+
+
+async def organization_profile(*, viewer: Viewer, organization_id: Any = None, time_range: RangeSpec) -> FraudProfile:
+    return await FraudProfileQuery(viewer=viewer, organization_id=organization_id, time_range=time_range).run()
+
+
+async def _fraud_profile(org: uuid.UUID, time_range: RangeSpec) -> FraudProfile:
     async with connection() as conn:
         row = await conn.fetchrow("SELECT timezone, created_at FROM organizations WHERE id = $1", org)
         if row is None:

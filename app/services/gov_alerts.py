@@ -25,10 +25,11 @@ from typing import Any
 import asyncpg
 import orjson
 
-from app.auth import Viewer, administered_organization, readable_profile
+from app.auth import ReadableProfile, Viewer, administered_organization, readable_profile
 from app.consumers import Batch, Consumer, Message
 from app.database import connection
 from app.errors import BadInput, NotFound
+from app.runners import QueryRunner, Tenant
 from app.services.gov_detection import GovCheck, GovDetector
 from app.timebuckets import RangeSpec, TimeRange, resolve_range, utcnow
 from app.vocabulary import (
@@ -275,30 +276,31 @@ class GovAlertList:
     alerts: list[GovAlert]
 
 
-class GovAlertsQuery:
+class GovAlertsQuery(QueryRunner[ReadableProfile, TimeRange, GovAlertList]):
     """A profile's gov alerts in a range, newest first, with the range's total."""
 
-    def __init__(
-        self, *, viewer: Viewer, profile_id: uuid.UUID | str, time_range: RangeSpec, limit: int = 100,
-        now: datetime | None = None,
-    ) -> None:  # fmt: skip
-        self.viewer = viewer
-        self.profile_id = profile_id
-        self.spec = time_range
-        self.limit = limit
-        self.now = now or utcnow()
+    kind = "gov_alerts"
 
-    async def run(self) -> GovAlertList:
-        profile = await readable_profile(self.viewer, self.profile_id)
-        if not 1 <= self.limit <= MAX_ALERTS:
+    async def scope(self) -> ReadableProfile:
+        return await readable_profile(self.viewer, self.inputs["profile_id"])
+
+    def validate(self, profile: ReadableProfile) -> None:
+        if not 1 <= self.inputs["limit"] <= MAX_ALERTS:
             raise BadInput(f"limit must be between 1 and {MAX_ALERTS}", field="limit")
-        time_range = resolve_range(self.spec, profile.timezone, now=self.now)
+
+    def plan(self, profile: ReadableProfile) -> TimeRange:
+        return resolve_range(self.inputs["time_range"], profile.timezone, now=self.inputs.get("now") or utcnow())
+
+    def tenant(self, profile: ReadableProfile) -> Tenant:
+        return Tenant(profile.organization_id, profile.id)
+
+    async def fetch(self, profile: ReadableProfile, span: TimeRange) -> GovAlertList:
         async with connection() as conn:
             rows = await conn.fetch(
-                ALERTS_IN_RANGE, profile.organization_id, profile.id, time_range.start, time_range.end, self.limit
+                ALERTS_IN_RANGE, profile.organization_id, profile.id, span.start, span.end, self.inputs["limit"]
             )
         total = int(rows[0]["total"]) if rows else 0  # the window count is taken before LIMIT
-        return GovAlertList(profile.id, time_range, total, [_alert_of(r) for r in rows])
+        return GovAlertList(profile.id, span, total, [_alert_of(r) for r in rows])
 
 
 async def gov_alerts(

@@ -246,12 +246,7 @@ R = TypeVar("R")
 
 
 class PlatformReport(QueryRunner[uuid.UUID | None, P, R]):
-    """A platform admin's report over every organization, or the one named (organization_id).
-
-    Not cached: these reports count organizations, which the command line creates and nobody
-    announces, and churn, which turns with the clock."""
-
-    cacheable = False
+    """A platform admin's report over every organization, or the one named (organization_id)."""
 
     async def scope(self) -> uuid.UUID | None:
         return await platform_scope(viewer=self.viewer, organization_id=self.inputs.get("organization_id"))
@@ -264,6 +259,7 @@ class KpisQuery(PlatformReport[UtcWindows, Kpis]):
     """Organization counts and money for this month (to now), last month and all time, in UTC."""
 
     kind = "platform_kpis"
+    cacheable = False  # counts organizations, which the command line creates unannounced
 
     def plan(self, org: uuid.UUID | None) -> UtcWindows:
         return utc_windows(utcnow())
@@ -348,6 +344,7 @@ class GrowthQuery(PlatformReport[tuple[TimeRange, Grain], Growth]):
     """GMV, new organizations, active profiles and net platform revenue per UTC bucket."""
 
     kind = "platform_growth"
+    cacheable = False  # counts organizations, which the command line creates unannounced
 
     def plan(self, org: uuid.UUID | None) -> tuple[TimeRange, Grain]:
         return growth_range(self.inputs.get("preset"), self.inputs.get("custom") or RangeSpec(), self.inputs.get("grain"), utcnow())
@@ -399,6 +396,7 @@ class LifecycleQuery(PlatformReport[None, list[Lifecycle]]):
     """The first `limit` organizations by name (or the one named) with status, churn, last event and status history."""
 
     kind = "platform_organizations"
+    cacheable = False  # counts organizations, which the command line creates unannounced
 
     def validate(self, org: uuid.UUID | None) -> None:
         if not 1 <= self.inputs["limit"] <= LIFECYCLE_LIMIT_MAX:
