@@ -408,7 +408,7 @@ def cmd_key_revoke(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_rollups_rebuild(args: argparse.Namespace, settings: Settings) -> int:
     from app.services import organizations as orgs
-    from app.services.profile_analytics import rebuild_rollups
+    from app.services.profile_analytics.rebuild import rebuild_rollups
 
     async def action() -> dict[str, Any]:
         org = await orgs.find_organization(args.org) if args.org else None

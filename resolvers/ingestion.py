@@ -36,8 +36,9 @@ from strawberry.types import Info
 from app.auth import KEY_PREFIX, Viewer, viewer_from_credential
 from app.database import unavailable_on_database_errors
 from app.errors import BadInput, Unauthenticated, UserError
-from app.services import ingestion as service
-from app.services.ingestion import CONTEXT_FIELDS, EVENT_FIELDS, TrackOutcome
+from app.services.ingestion import service
+from app.services.ingestion.outcome import TrackOutcome
+from app.services.ingestion.validation import CONTEXT_FIELDS, EVENT_FIELDS
 from resolvers.common import app_state, viewer_of
 from schema.ingestion import DomainEventInput, RejectedEvent, TrackEventInput, TrackResult
 

@@ -7,14 +7,15 @@ from typing import Annotated
 import strawberry
 from strawberry.types import Info
 
-from app.services import profile_analytics as service
+from app.services.profile_analytics import reports
 from app.timebuckets import Grain
 from resolvers.common import ProfileIdArg, RangeArg, to_range_spec, to_resolved_range, viewer_of
 from resolvers.gov_alerts import to_gov_alert
 from schema.common import Granularity, Money
 from schema.profile_analytics import ProfileOverview, ProfileTimeseries, ProfileView, ReferrerCount
 
-def to_profile_view(view: service.RecentView) -> ProfileView:
+
+def to_profile_view(view: reports.RecentView) -> ProfileView:
     return ProfileView(
         event_id=view.event_id,
         profile_id=strawberry.ID(str(view.profile_id)),
@@ -32,7 +33,7 @@ def to_profile_view(view: service.RecentView) -> ProfileView:
 
 
 async def profile_overview(info: Info, profile_id: ProfileIdArg, range_: RangeArg) -> ProfileOverview:
-    result = await service.profile_overview(
+    result = await reports.profile_overview(
         viewer=viewer_of(info), profile_id=str(profile_id), time_range=to_range_spec(range_)
     )
     return ProfileOverview(
@@ -57,7 +58,7 @@ async def profile_timeseries(
         Granularity, strawberry.argument(description="Bucket size (HOUR series are limited to about 62 days).")
     ] = Granularity.DAY,
 ) -> ProfileTimeseries:
-    result = await service.profile_timeseries(
+    result = await reports.profile_timeseries(
         viewer=viewer_of(info),
         profile_id=str(profile_id),
         time_range=to_range_spec(range_),
@@ -81,7 +82,7 @@ async def recent_profile_views(
     profile_id: ProfileIdArg,
     limit: Annotated[int, strawberry.argument(description="How many, newest first (1..200).")] = 50,
 ) -> list[ProfileView]:
-    views = await service.recent_profile_views(viewer=viewer_of(info), profile_id=str(profile_id), limit=limit)
+    views = await reports.recent_profile_views(viewer=viewer_of(info), profile_id=str(profile_id), limit=limit)
     return [to_profile_view(v) for v in views]
 
 

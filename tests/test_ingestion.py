@@ -23,6 +23,7 @@ from app.errors import Unavailable
 from app.ratelimit import RateLimiter
 from app.services import ingestion
 from app.services.enrichment import visitor_id
+from app.services.ingestion.storage import OUTBOX_CHANNEL
 from tests.conftest import error_codes, gql, settings_with
 
 CHROME_WINDOWS = (
@@ -593,14 +594,14 @@ async def test_vocabulary_events_wait_for_the_worker_and_custom_events_do_not(cl
 async def test_the_worker_is_woken_only_when_it_has_work(client, tenant, settings):
     listener = await asyncpg.connect(settings.database_url)
     wakeups: asyncio.Queue[str] = asyncio.Queue()
-    await listener.add_listener(ingestion.OUTBOX_CHANNEL, lambda *args: wakeups.put_nowait(args[2]))
+    await listener.add_listener(OUTBOX_CHANNEL, lambda *args: wakeups.put_nowait(args[2]))
     try:
         await track(client, tenant.ingestion_key, {"type": "signup"})
         await asyncio.sleep(0.2)
         assert wakeups.empty()
 
         await track(client, tenant.ingestion_key, {"type": "profile.viewed", "profileId": tenant.profile_id})
-        assert await asyncio.wait_for(wakeups.get(), timeout=5) == ingestion.OUTBOX_CHANNEL
+        assert await asyncio.wait_for(wakeups.get(), timeout=5) == OUTBOX_CHANNEL
     finally:
         await listener.close()
 
@@ -642,7 +643,7 @@ async def test_an_unreachable_database_is_a_retryable_error_not_a_success(client
     def refused() -> Any:
         raise ConnectionRefusedError(111, "Connection refused")
 
-    monkeypatch.setattr(ingestion, "connection", refused)
+    monkeypatch.setattr("app.services.ingestion.service.connection", refused)
 
     body = await gql(client, TRACK_EVENTS, {"events": [{"type": "page"}]}, token=tenant.ingestion_key)
 
@@ -657,7 +658,7 @@ async def test_a_connection_lost_mid_write_stores_nothing(app, tenant, monkeypat
     async def lost(*args: Any, **kwargs: Any) -> None:
         raise asyncpg.ConnectionDoesNotExistError("connection was closed in the middle of operation")
 
-    monkeypatch.setattr(ingestion, "_upsert_sessions", lost)
+    monkeypatch.setattr("app.services.ingestion.sessions.upsert", lost)
     viewer = await viewer_from_credential(tenant.ingestion_key)
 
     with pytest.raises(Unavailable):

@@ -14,12 +14,14 @@ import uuid
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
-from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 from app.auth import Role, Viewer
 from app.database import connection
-from app.services import ingestion
 from app.services.enrichment import GeoLocator
+from app.services.ingestion import TrackOutcome, track_events, validation
 
 JSON_SCALARS = st.one_of(
     st.none(),
@@ -34,10 +36,10 @@ JSON_VALUES = st.recursive(
     lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=8), inner, max_size=4)),
     max_leaves=12,
 )
-FIELD_NAMES = st.one_of(st.sampled_from(list(ingestion.EVENT_FIELDS)), st.text(max_size=12))
+FIELD_NAMES = st.one_of(st.sampled_from(list(validation.EVENT_FIELDS)), st.text(max_size=12))
 CONTEXT = st.one_of(
     JSON_VALUES,
-    st.dictionaries(st.one_of(st.sampled_from(list(ingestion.CONTEXT_FIELDS)), st.text(max_size=8)), JSON_VALUES, max_size=5),
+    st.dictionaries(st.one_of(st.sampled_from(list(validation.CONTEXT_FIELDS)), st.text(max_size=8)), JSON_VALUES, max_size=5),
 )
 ARBITRARY_EVENT = st.one_of(
     JSON_VALUES,
@@ -65,7 +67,7 @@ def valid_events(draw: Any) -> dict[str, Any]:
         if draw(st.booleans()):
             event[key] = draw(PRINTABLE_ID)
     if draw(st.booleans()):
-        event["engagement_ms"] = draw(st.integers(min_value=0, max_value=ingestion.ENGAGEMENT_MAX_MS))
+        event["engagement_ms"] = draw(st.integers(min_value=0, max_value=validation.ENGAGEMENT_MAX_MS))
     if draw(st.booleans()):
         event["properties"] = draw(st.dictionaries(st.text(max_size=10).filter(lambda s: "\x00" not in s), st.one_of(st.integers(-1000, 1000), st.text(max_size=20).filter(lambda s: "\x00" not in s), st.booleans()), max_size=5))
     if draw(st.booleans()):
@@ -78,11 +80,11 @@ def valid_events(draw: Any) -> dict[str, Any]:
     return event
 
 
-def _validate(events: list[Any], *, domain: bool = False, money: bool = False) -> tuple[list[Any], ingestion.TrackOutcome]:
+def _validate(events: list[Any], *, domain: bool = False, money: bool = False) -> tuple[list[Any], TrackOutcome]:
     from app.settings import get_settings
 
-    outcome = ingestion.TrackOutcome()
-    valid = ingestion._validate_all(
+    outcome = TrackOutcome()
+    valid = validation.validate_all(
         events, now=datetime.now(UTC), settings=get_settings(), domain=domain, money_allowed=money, outcome=outcome
     )
     return valid, outcome
@@ -99,7 +101,7 @@ def test_validation_never_raises_and_accounts_for_every_event(settings, events, 
         assert rejection.field is None or (isinstance(rejection.field, str) and len(rejection.field) <= 80)
     for event in valid:
         assert event.occurred_at.tzinfo is not None
-        assert len(event.properties.encode()) <= ingestion.PROPERTIES_MAX_BYTES
+        assert len(event.properties.encode()) <= validation.PROPERTIES_MAX_BYTES
         assert "\x00" not in "".join(v or "" for v in event.context.values())
 
 
@@ -125,7 +127,7 @@ async def _stored_ids(tenant: Any) -> set[str]:
 @given(batch=st.lists(st.one_of(ARBITRARY_EVENT, valid_events()), max_size=6))
 async def test_the_service_answers_every_batch_with_counts_that_add_up(app, settings, tenant, batch):
     before = await _stored_ids(tenant)
-    outcome = await ingestion.track_events(viewer=_viewer(tenant), events=batch, geo=GeoLocator(None, None), settings=settings)
+    outcome = await track_events(viewer=_viewer(tenant), events=batch, geo=GeoLocator(None, None), settings=settings)
     assert outcome.accepted + outcome.duplicates + outcome.dropped + len(outcome.rejected) == len(batch)
     assert len(outcome.event_ids) == outcome.accepted
     assert await _stored_ids(tenant) - before == set(outcome.event_ids)
@@ -135,7 +137,7 @@ async def test_the_service_answers_every_batch_with_counts_that_add_up(app, sett
 @given(batch=st.lists(valid_events(), min_size=1, max_size=5))
 async def test_well_formed_events_are_accepted_once_however_often_they_are_sent(app, settings, tenant, batch):
     batch = [{**event, "event_id": f"prop-{uuid.uuid4()}"} for event in batch]
-    first = await ingestion.track_events(viewer=_viewer(tenant), events=batch, geo=GeoLocator(None, None), settings=settings)
+    first = await track_events(viewer=_viewer(tenant), events=batch, geo=GeoLocator(None, None), settings=settings)
     assert first.rejected == [] and first.accepted + first.dropped == len(batch)
-    again = await ingestion.track_events(viewer=_viewer(tenant), events=batch, geo=GeoLocator(None, None), settings=settings)
+    again = await track_events(viewer=_viewer(tenant), events=batch, geo=GeoLocator(None, None), settings=settings)
     assert again.accepted == 0 and again.duplicates + again.dropped == len(batch)

@@ -173,12 +173,10 @@ async def test_a_beacon_over_its_rate_gets_429_with_retry_after(app, client, ten
 
 
 async def test_a_database_outage_answers_503_so_the_beacon_retries(client, tenant, monkeypatch):
-    from app.services import ingestion
-
     def refused() -> Any:
         raise ConnectionRefusedError(111, "Connection refused")
 
-    monkeypatch.setattr(ingestion, "connection", refused)
+    monkeypatch.setattr("app.services.ingestion.service.connection", refused)
     response = await client.post("/track", json={"type": "page"}, headers=bearer(tenant.ingestion_key))
     monkeypatch.undo()
 

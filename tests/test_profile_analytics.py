@@ -21,14 +21,14 @@ from datasketches import hll_sketch, hll_union, tgt_hll_type
 from app.auth import Role, Viewer, issue_token
 from app.database import connection
 from app.services.ingestion import track_events
-from app.services.profile_analytics import (
+from app.services.profile_analytics.effects import _merged
+from app.services.profile_analytics.planner import plan_segments
+from app.services.profile_analytics.sketches import (
     HLL_LG_K,
     HLL_TYPE,
     _coupon_estimates,
     _coupon_key,
-    _merged,
     new_sketch,
-    plan_segments,
     register_estimate,
 )
 from app.timebuckets import (

@@ -16,7 +16,8 @@ import asyncpg
 import pytest
 
 from app.database import connection
-from app.services.profile_analytics import Uniques, rebuild_rollups
+from app.services.profile_analytics.rebuild import rebuild_rollups
+from app.services.profile_analytics.sketches import Uniques
 from tests.conftest import make_tenant
 from tests.test_profile_analytics import generate, pending, send
 
@@ -124,15 +125,15 @@ async def test_a_failed_rebuild_raises_the_query_error_and_keeps_the_rollups(
     """The hour rows and the referrer rows come from other connections: when their query
     fails, the rebuild raises that error (not the half-fed COPY's) and its transaction rolls
     back."""
-    from app.services import profile_analytics
+    from app.services.profile_analytics import rebuild
 
     tenant = await make_tenant(settings)
     await send(app, settings, tenant, generate(tenant, now=datetime.now(UTC), count=400, days=3, visitors=80, seed=41))
     await worker.drain()
     built = await snapshot(tenant.organization.id)
-    sql = getattr(profile_analytics, query)
+    sql = getattr(rebuild, query)
     assert sql.count(views) == 1
-    monkeypatch.setattr(profile_analytics, query, sql.replace(views, views.replace("AS", "/ 0 AS")))
+    monkeypatch.setattr(rebuild, query, sql.replace(views, views.replace("AS", "/ 0 AS")))
 
     with pytest.raises(asyncpg.DivisionByZeroError):
         await rebuild_rollups(tenant.organization.id)

@@ -24,8 +24,8 @@ from typing import Any
 import pytest
 
 from app.database import connection, transaction
-from app.services import profile_analytics
 from app.eventbus import BusUnavailable
+from app.services.profile_analytics.effects import engagement_snapshots
 from app.vocabulary import (
     BOOKING_COMPLETED,
     PROFILE_ENGAGED,
@@ -160,7 +160,7 @@ def expected_totals(events: list[dict[str, Any]]) -> dict[str, int]:
 
 async def distinct_visitor_estimate(tenant: Tenant) -> tuple[int, int]:
     """(union of every day sketch of the tenant's main profile, exact distinct count)."""
-    from app.services.profile_analytics import Uniques
+    from app.services.profile_analytics.sketches import Uniques
 
     async with connection() as conn:
         sketches = await conn.fetch(
@@ -274,7 +274,7 @@ async def test_engagement_snapshots_report_today_as_stored(app, settings, worker
         await insert_pending(tenant, late)
         await worker.drain()
         second = await asyncio.wait_for(totals.get(), 2)
-    [stored] = await profile_analytics.engagement_snapshots([(org, profile)], {org: "America/New_York"})
+    [stored] = await engagement_snapshots([(org, profile)], {org: "America/New_York"})
     since = datetime.fromisoformat(first["since"])
     if since <= min(e["occurred_at"] for e in today) and stored["since"] == first["since"]:  # not around midnight
         assert {**first, "updatedAt": None} == {**second, "updatedAt": None} == {**stored, "updatedAt": None}
