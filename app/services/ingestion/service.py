@@ -31,6 +31,7 @@ import asyncpg
 from app.auth import Viewer, require_service, require_writer
 from app.database import connection, unavailable_on_database_errors
 from app.errors import BadInput, Forbidden, UserError
+from app.result_cache import result_cache
 from app.services import privacy
 from app.services.enrichment import GeoLocator, salt_day
 from app.services.ingestion.enrich import daily_salt, enrich_event
@@ -89,6 +90,10 @@ async def track_events(
     async with unavailable_on_database_errors():
         await privacy.pseudonymize_at_ingest(organization_id, rows, now=now, settings=settings)
         fresh = await store(organization_id, rows)
+    if fresh:
+        # Reports count the open hour from raw events, processed or not: this process's next
+        # answer includes them. Other processes hear of them once the worker has processed them.
+        result_cache().bump([organization_id])
     return _finish(outcome, valid, fresh)
 
 

@@ -11,17 +11,19 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 
-from app.auth import Viewer, readable_profile
+from app.auth import ReadableProfile, Viewer, readable_profile
 from app.database import connection
 from app.errors import BadInput
+from app.runners import QueryRunner, Tenant
 from app.services.gov_alerts import GovAlert, alerts_of_views
 from app.services.profile_analytics.effects import stripped
 from app.services.profile_analytics.planner import (
     Params,
+    Segment,
     plan_segments,
     raw_filter,
     rollup_filter,
@@ -164,74 +166,82 @@ class RecentView:
     gov_alert: GovAlert | None = None
 
 
-class _RangeQuery:
-    """Shared steps of the range reports: scope, resolve the range, plan, fetch rows."""
+R = TypeVar("R")
+
+
+@dataclass(frozen=True, slots=True)
+class RangePlan:
+    """Where a range report reads: the range in the profile's zone and its segments."""
+
+    range: TimeRange
+    segments: list[Segment]
+    now: datetime
+
+
+class ProfileRangeReport(QueryRunner[ReadableProfile, RangePlan, R]):
+    """Shared steps of the range reports: the profile the viewer may read, the range in its
+    zone, the segments (rollups for closed buckets, raw events for the open part)."""
 
     whole_days = True
     whole_months = True
 
-    def __init__(
-        self, *, viewer: Viewer, profile_id: uuid.UUID | str, time_range: RangeSpec, now: datetime | None = None
-    ):
-        self.viewer = viewer
-        self.profile_id = profile_id
-        self.spec = time_range
-        self.now = now or utcnow()
+    async def scope(self) -> ReadableProfile:
+        return await readable_profile(self.viewer, self.inputs["profile_id"])
 
-    async def _prepare(self) -> None:
-        self.profile = await readable_profile(self.viewer, self.profile_id)
-        self.org_id = self.profile.organization_id
-        self.timezone = self.profile.timezone
-        self.range = resolve_range(self.spec, self.timezone, now=self.now)
-        self.validate()
-        self.segments = plan_segments(
-            self.range, now=self.now, whole_days=self.whole_days, whole_months=self.whole_months
-        )
+    def tenant(self, profile: ReadableProfile) -> Tenant:
+        return Tenant(profile.organization_id, profile.id)
 
-    def validate(self) -> None:
-        """Report-specific argument checks, after the range is known."""
+    def plan(self, profile: ReadableProfile) -> RangePlan:
+        now = self.inputs.get("now") or utcnow()
+        span = resolve_range(self.inputs["time_range"], profile.timezone, now=now)
+        self.check(span)
+        segments = plan_segments(span, now=now, whole_days=self.whole_days, whole_months=self.whole_months)
+        return RangePlan(span, segments, now)
 
-    def _base(self) -> tuple[uuid.UUID, uuid.UUID]:
-        return self.org_id, self.profile.id
+    def check(self, span: TimeRange) -> None:
+        """Report-specific argument checks, once the range is known."""
 
-    async def _rollup_rows(self, conn: asyncpg.Connection) -> list[asyncpg.Record]:
-        params = Params(*self._base())
-        condition = rollup_filter(params, self.segments)
+    async def rollup_rows(self, conn: asyncpg.Connection, profile: ReadableProfile, plan: RangePlan) -> list[asyncpg.Record]:
+        params = Params(profile.organization_id, profile.id)
+        condition = rollup_filter(params, plan.segments)
         if condition is None:
             return []
         return await conn.fetch(ROLLUP_ROWS.format(segments=condition), *params.values)
 
-    async def _raw_hours(self, conn: asyncpg.Connection) -> list[asyncpg.Record]:
+    async def raw_hours(self, conn: asyncpg.Connection, profile: ReadableProfile, plan: RangePlan) -> list[asyncpg.Record]:
         params = Params(
-            *self._base(), self.timezone, PROFILE_TYPES, PROFILE_VIEWED, PROFILE_INQUIRY, BOOKING_COMPLETED
-        )
-        condition = raw_filter(params, self.segments)
+            profile.organization_id, profile.id, profile.timezone, PROFILE_TYPES, PROFILE_VIEWED, PROFILE_INQUIRY,
+            BOOKING_COMPLETED,
+        )  # fmt: skip
+        condition = raw_filter(params, plan.segments)
         if condition is None:
             return []
         return await conn.fetch(RAW_HOURS.format(segments=condition), *params.values)
 
 
-class ProfileOverviewQuery(_RangeQuery):
+class ProfileOverviewQuery(ProfileRangeReport[Overview]):
     """Headline numbers of one profile over a range."""
 
-    async def run(self) -> Overview:
-        await self._prepare()
+    kind = "profile_overview"
+
+    async def fetch(self, profile: ReadableProfile, plan: RangePlan) -> Overview:
         totals = Totals()
         async with connection() as conn:
-            for row in await self._rollup_rows(conn):
+            for row in await self.rollup_rows(conn, profile, plan):
                 totals.add_rollup(row)
-            for row in await self._raw_hours(conn):
+            for row in await self.raw_hours(conn, profile, plan):
                 totals.add_raw(row)
             referrers = await self._fetch_union(
-                conn, REFERRER_ROLLUPS, REFERRER_EVENTS, TOP_REFERRERS_SQL, TOP_REFERRERS, event_type=PROFILE_VIEWED
-            )
+                conn, profile, plan, REFERRER_ROLLUPS, REFERRER_EVENTS, TOP_REFERRERS_SQL, TOP_REFERRERS,
+                event_type=PROFILE_VIEWED,
+            )  # fmt: skip
             revenue = await self._fetch_union(
-                conn, REVENUE_ROLLUPS, REVENUE_EVENTS, REVENUE_SQL, event_types=MONEY_TYPES
+                conn, profile, plan, REVENUE_ROLLUPS, REVENUE_EVENTS, REVENUE_SQL, event_types=MONEY_TYPES
             )
         unique_visitors = totals.visitors.estimate()
         return Overview(
-            profile_id=self.profile.id,
-            range=self.range,
+            profile_id=profile.id,
+            range=plan.range,
             views=totals.views,
             unique_visitors=unique_visitors,
             inquiries=totals.inquiries,
@@ -243,25 +253,28 @@ class ProfileOverviewQuery(_RangeQuery):
         )
 
     async def _fetch_union(
-        self, conn: asyncpg.Connection, rollups: str, events: str, outer: str, *outer_args: Any, **event_args: Any
-    ) -> list[asyncpg.Record]:
-        params = Params(*self._base(), *outer_args)
-        sql = union_query(params, self.segments, rollups, events, outer, event_args)
+        self, conn: asyncpg.Connection, profile: ReadableProfile, plan: RangePlan, rollups: str, events: str, outer: str,
+        *outer_args: Any, **event_args: Any,
+    ) -> list[asyncpg.Record]:  # fmt: skip
+        params = Params(profile.organization_id, profile.id, *outer_args)
+        sql = union_query(params, plan.segments, rollups, events, outer, event_args)
         return await conn.fetch(sql, *params.values) if sql else []
 
 
-class ProfileTimeseriesQuery(_RangeQuery):
+class ProfileTimeseriesQuery(ProfileRangeReport[Timeseries]):
     """A zero-filled series, one entry per local hour/day/ISO week/month bucket."""
 
-    def __init__(self, *, granularity: Grain | str = Grain.DAY, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
+    kind = "profile_timeseries"
+
+    def __init__(self, *, granularity: Grain | str = Grain.DAY, **inputs: Any) -> None:
+        super().__init__(granularity=Grain(granularity), **inputs)
         self.granularity = Grain(granularity)
         # Day rollups cannot be split into hours, nor month rollups into days or weeks.
         self.whole_days = self.granularity is not Grain.HOUR
         self.whole_months = self.granularity is Grain.MONTH
 
-    def validate(self) -> None:
-        self.buckets = bucket_starts(self.range, self.granularity)
+    def check(self, span: TimeRange) -> None:
+        self.buckets = bucket_starts(span, self.granularity)
         if len(self.buckets) > MAX_SERIES_BUCKETS:
             raise BadInput(
                 f"{len(self.buckets)} {self.granularity.value} buckets requested; at most {MAX_SERIES_BUCKETS}: "
@@ -269,13 +282,12 @@ class ProfileTimeseriesQuery(_RangeQuery):
                 field="granularity",
             )
 
-    async def run(self) -> Timeseries:
-        await self._prepare()
+    async def fetch(self, profile: ReadableProfile, plan: RangePlan) -> Timeseries:
         index = BucketIndex(self.buckets)
         totals = [Totals() for _ in self.buckets]
         async with connection() as conn:
-            rollups = await self._rollup_rows(conn)
-            raw = await self._raw_hours(conn)
+            rollups = await self.rollup_rows(conn, profile, plan)
+            raw = await self.raw_hours(conn, profile, plan)
         # Every rollup row and raw hour lies inside one report bucket: hours and days never
         # straddle a local day, week or month boundary.
         for rows, add in ((rollups, Totals.add_rollup), (raw, Totals.add_raw)):
@@ -285,8 +297,8 @@ class ProfileTimeseriesQuery(_RangeQuery):
                     position = 0
                 add(totals[position], row)
         return Timeseries(
-            profile_id=self.profile.id,
-            range=self.range,
+            profile_id=profile.id,
+            range=plan.range,
             granularity=self.granularity,
             buckets=self.buckets,
             views=[t.views for t in totals],
@@ -307,20 +319,24 @@ LIMIT $3
 """
 
 
-class RecentProfileViewsQuery:
+class RecentProfileViewsQuery(QueryRunner[ReadableProfile, None, list[RecentView]]):
     """The latest processed views of a profile, newest first."""
 
-    def __init__(self, *, viewer: Viewer, profile_id: uuid.UUID | str, limit: int = 50) -> None:
-        self.viewer = viewer
-        self.profile_id = profile_id
-        self.limit = limit
+    kind = "recent_profile_views"
 
-    async def run(self) -> list[RecentView]:
-        profile = await readable_profile(self.viewer, self.profile_id)
-        if not 1 <= self.limit <= MAX_RECENT_VIEWS:
+    async def scope(self) -> ReadableProfile:
+        return await readable_profile(self.viewer, self.inputs["profile_id"])
+
+    def tenant(self, profile: ReadableProfile) -> Tenant:
+        return Tenant(profile.organization_id, profile.id)
+
+    def validate(self, profile: ReadableProfile) -> None:
+        if not 1 <= self.inputs["limit"] <= MAX_RECENT_VIEWS:
             raise BadInput(f"limit must be between 1 and {MAX_RECENT_VIEWS}", field="limit")
+
+    async def fetch(self, profile: ReadableProfile, plan: None) -> list[RecentView]:
         async with connection() as conn:
-            rows = await conn.fetch(RECENT_VIEWS, profile.organization_id, profile.id, self.limit)
+            rows = await conn.fetch(RECENT_VIEWS, profile.organization_id, profile.id, self.inputs["limit"])
         alerts = await alerts_of_views(profile.organization_id, [r["event_id"] for r in rows if r["is_gov"]])
         return [
             RecentView(
