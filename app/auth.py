@@ -55,8 +55,39 @@ class Viewer:
     def can_read(self) -> bool:
         return self.role in (Role.ADMIN, Role.ORG_ADMIN, Role.PROVIDER)
 
+    @property
+    def actor(self) -> tuple[str, str]:
+        """Who did it and as what, for audit trails."""
+        return self.subject, self.role.value if self.role is not None else "unknown"
+
 
 ANONYMOUS = Viewer(subject="anonymous", role=None, organization_id=None)
+
+
+class Access(Enum):
+    """Who may call a GraphQL field, declared next to it (`resolvers.common.guarded`) and stated
+    in its description. The services enforce it through this module's scope functions (which
+    also narrow each credential to its own tenant: a foreign id answers NOT_FOUND);
+    tests/test_access.py tries every credential on every field against its declaration."""
+
+    # value: (the credentials admitted, as test names them; the text in the description)
+    ANYONE = (frozenset({"anonymous", "ingestion_key", "provider", "org_admin", "service", "admin"}), "anyone")
+    INGESTERS = (frozenset({"ingestion_key", "org_admin", "service"}), "ingestion keys, service and organization admin tokens")
+    PUBLISHERS = (frozenset({"org_admin", "service"}), "service and organization admin tokens")
+    READERS = (
+        frozenset({"provider", "org_admin", "admin"}),
+        "providers (their profile), organization admins (their organization), platform admins",
+    )
+    ORG_ADMINS = (frozenset({"org_admin", "admin"}), "organization admins (their organization), platform admins")
+    PLATFORM_ADMINS = (frozenset({"admin"}), "platform admins")
+
+    @property
+    def admits(self) -> frozenset[str]:
+        return self.value[0]
+
+    @property
+    def text(self) -> str:
+        return f"Access: {self.value[1]}."
 
 
 # -- tokens -----------------------------------------------------------------------------
@@ -364,6 +395,16 @@ async def administered_organization(
     if org is None:
         raise BadInput("platform admins must name the organization", field="organizationId")
     return org
+
+
+async def platform_admin_scope(
+    viewer: Viewer, organization_id: uuid.UUID | str | None, *, refusal: str
+) -> uuid.UUID | None:
+    """Platform admins only (organization admins reach no further than their own tenant, so
+    they are refused): None means every organization, else the one named."""
+    if administered_by(viewer, refusal=refusal) is not None:
+        raise Forbidden(refusal)
+    return await administered_scope(viewer, organization_id, refusal=refusal)
 
 
 @dataclass(frozen=True, slots=True)

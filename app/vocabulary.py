@@ -53,6 +53,9 @@ PROFILE_EVENT_KIND = {
 }
 
 
+# PostgreSQL NOTIFY channel: ingestion wakes the workers after committing events to the outbox.
+OUTBOX_CHANNEL = "pulsegraph_outbox"
+
 # Consumers whose effects other consumers of the same batch read (app/consumers.py).
 GOV_ASSESSMENT = "gov_assessment"  # findings about the batch's views, before they are stored
 PROFILE_ANALYTICS = "profile_analytics"  # the stored profile events and the rollup days written

@@ -9,7 +9,7 @@ from typing import Annotated, Any, TypeVar
 import strawberry
 from strawberry.types import Info
 
-from app.auth import Viewer, readable_profile
+from app.auth import Access, Viewer, readable_profile
 from app.errors import SlowConsumer
 from app.eventbus import SubscriberDropped
 from app.fanout import current_operation
@@ -80,3 +80,11 @@ async def follow_channel(
                     yield convert(payload)
         except SubscriberDropped as exc:
             raise SlowConsumer(f"{exc}; subscribe again to continue") from exc
+
+
+def guarded(access: Access, resolver: Callable[..., Any], description: str, *, subscription: bool = False) -> Any:
+    """A root field with its access declared next to it: stated at the end of its description
+    (what third parties read in the schema) and kept in its metadata (what tests/test_access.py
+    checks every credential against). The service behind the resolver enforces it."""
+    make = strawberry.subscription if subscription else strawberry.field
+    return make(resolver=resolver, description=f"{description} {access.text}", metadata={"access": access})

@@ -8,8 +8,9 @@ from typing import Annotated
 import strawberry
 from strawberry.types import Info
 
+from app.auth import Access
 from app.services import costs as service
-from resolvers.common import RangeArg, to_range_spec, to_resolved_range, viewer_of
+from resolvers.common import RangeArg, guarded, to_range_spec, to_resolved_range, viewer_of
 from resolvers.revenue import AdminOrganizationArg, OrganizationArg, ProfileArg, money
 from schema.common import Money
 from schema.costs import CategoryCost, Cost, CostAuditEntry, CostCategory, CostSummary
@@ -120,15 +121,14 @@ async def delete_cost(info: Info, cost_id: CostIdArg) -> strawberry.ID:
 class Query:
     """The costs domain's reads, merged into the root by schema.root."""
 
-    costs: list[Cost] = strawberry.field(
-        resolver=costs, description="Cost entries of a range, by date (a profile's: those carrying it)."
+    costs: list[Cost] = guarded(
+        Access.READERS, costs,
+        "Cost entries of a range, by date (a profile's: those carrying it).",
     )
-    cost_summary: CostSummary = strawberry.field(
-        resolver=cost_summary, description="Costs over a range by category, per currency."
-    )
-    cost_audit: list[CostAuditEntry] = strawberry.field(
-        resolver=cost_audit,
-        description="Who created, changed or deleted which cost entries, oldest first (organization admins).",
+    cost_summary: CostSummary = guarded(Access.READERS, cost_summary, "Costs over a range by category, per currency.")
+    cost_audit: list[CostAuditEntry] = guarded(
+        Access.ORG_ADMINS, cost_audit,
+        "Who created, changed or deleted which cost entries, oldest first.",
     )
 
 
@@ -136,12 +136,12 @@ class Query:
 class Mutation:
     """The costs domain's writes, merged into the root by schema.root."""
 
-    create_cost: Cost = strawberry.field(
-        resolver=create_cost, description="Record a cost entry (organization admins; audited)."
+    create_cost: Cost = guarded(Access.ORG_ADMINS, create_cost, "Record a cost entry (organization admins; audited).")
+    update_cost: Cost = guarded(
+        Access.ORG_ADMINS, update_cost,
+        "Change a cost entry (audited with before and after).",
     )
-    update_cost: Cost = strawberry.field(
-        resolver=update_cost, description="Change a cost entry (organization admins; audited with before and after)."
-    )
-    delete_cost: strawberry.ID = strawberry.field(
-        resolver=delete_cost, description="Delete a cost entry; the audit trail keeps it. Returns its id."
+    delete_cost: strawberry.ID = guarded(
+        Access.ORG_ADMINS, delete_cost,
+        "Delete a cost entry; the audit trail keeps it. Returns its id.",
     )

@@ -7,11 +7,12 @@ from typing import Annotated, Any
 import strawberry
 from strawberry.types import Info
 
+from app.auth import Access
 from app.services import financial_reports as service
 from app.services.pnl import ExportFile
-from resolvers.common import RangeArg, to_range_spec, to_resolved_range, viewer_of
-from resolvers.platform import PlatformOrganizationArg, as_id
 from app.timebuckets import Grain
+from resolvers.common import RangeArg, guarded, to_range_spec, to_resolved_range, viewer_of
+from resolvers.platform import PlatformOrganizationArg, as_id
 from schema.common import Granularity, Money
 from schema.financial_reports import (
     InvoiceGroup,
@@ -162,29 +163,29 @@ async def outstanding_invoices(info: Info, organization_id: PlatformOrganization
 class Query:
     """The financial reports domain's reads, merged into the root by schema.root."""
 
-    revenue_by_organization: RevenueByOrganization = strawberry.field(
-        resolver=revenue_by_organization,
-        description="GMV, service, platform and processor fees, net and last payment per organization and currency over "
-        "a UTC range, sortable (platform admins).",
+    revenue_by_organization: RevenueByOrganization = guarded(
+        Access.PLATFORM_ADMINS, revenue_by_organization,
+        "GMV, service, platform and processor fees, net and last payment per organization and currency over "
+        "a UTC range, sortable.",
     )
-    revenue_by_organization_export: ReportFile = strawberry.field(
-        resolver=revenue_by_organization_export,
-        description="Revenue by organization as a CSV or XLSX file with exactly the query's rows (platform admins).",
+    revenue_by_organization_export: ReportFile = guarded(
+        Access.PLATFORM_ADMINS, revenue_by_organization_export,
+        "Revenue by organization as a CSV or XLSX file with exactly the query's rows.",
     )
-    monthly_summary: MonthlySummary = strawberry.field(
-        resolver=monthly_summary,
-        description="Gross, fees, costs and net profit per UTC month and currency (platform admins).",
+    monthly_summary: MonthlySummary = guarded(
+        Access.PLATFORM_ADMINS, monthly_summary,
+        "Gross, fees, costs and net profit per UTC month and currency.",
     )
-    monthly_summary_export: ReportFile = strawberry.field(
-        resolver=monthly_summary_export,
-        description="The monthly summary as a CSV or XLSX file with exactly the query's numbers (platform admins).",
+    monthly_summary_export: ReportFile = guarded(
+        Access.PLATFORM_ADMINS, monthly_summary_export,
+        "The monthly summary as a CSV or XLSX file with exactly the query's numbers.",
     )
-    payout_reconciliation: PayoutReconciliation = strawberry.field(
-        resolver=payout_reconciliation,
-        description="Settled payouts matched to the ledger entries carrying their payoutId, with discrepancies "
+    payout_reconciliation: PayoutReconciliation = guarded(
+        Access.PLATFORM_ADMINS, payout_reconciliation,
+        "Settled payouts matched to the ledger entries carrying their payoutId, with discrepancies "
         "(platform admins).",
     )
-    outstanding_invoices: OutstandingInvoices = strawberry.field(
-        resolver=outstanding_invoices,
-        description="Issued, unpaid invoices grouped by organization and due date, with overdue flags (platform admins).",
+    outstanding_invoices: OutstandingInvoices = guarded(
+        Access.PLATFORM_ADMINS, outstanding_invoices,
+        "Issued, unpaid invoices grouped by organization and due date, with overdue flags.",
     )

@@ -10,9 +10,10 @@ import strawberry
 from strawberry.scalars import JSON
 from strawberry.types import Info
 
+from app.auth import Access
 from app.services import fraud as service
 from app.vocabulary import FRAUD_ALERTS_ALL_CHANNEL, fraud_alert_channel
-from resolvers.common import RangeArg, follow_channel, to_range_spec, to_resolved_range, viewer_of
+from resolvers.common import RangeArg, follow_channel, guarded, to_range_spec, to_resolved_range, viewer_of
 from schema.fraud import (
     FraudAlert,
     FraudAlertAuditEntry,
@@ -204,19 +205,18 @@ def _alert_of_payload(payload: Mapping[str, Any]) -> FraudAlert:
 class Query:
     """The fraud domain's reads, merged into the root by schema.root."""
 
-    fraud_rules: list[FraudRule] = strawberry.field(
-        resolver=fraud_rules, description="An organization's fraud rules (organization or platform admins)."
+    fraud_rules: list[FraudRule] = guarded(
+        Access.ORG_ADMINS, fraud_rules,
+        "An organization's fraud rules.",
     )
-    fraud_alerts: FraudAlertPage = strawberry.field(
-        resolver=fraud_alerts,
-        description="Fraud alerts, newest first, filtered (organization admins: theirs; platform admins: any organization).",
+    fraud_alerts: FraudAlertPage = guarded(
+        Access.ORG_ADMINS, fraud_alerts,
+        "Fraud alerts, newest first, filtered (organization admins: theirs; platform admins: any organization).",
     )
-    fraud_alert: FraudAlertDetail = strawberry.field(
-        resolver=fraud_alert, description="One fraud alert with its audit trail."
-    )
-    organization_fraud_profile: OrganizationFraudProfile = strawberry.field(
-        resolver=organization_fraud_profile,
-        description="Orders, refund rate, failed payment rate, account age and open alerts of an organization over a range.",
+    fraud_alert: FraudAlertDetail = guarded(Access.ORG_ADMINS, fraud_alert, "One fraud alert with its audit trail.")
+    organization_fraud_profile: OrganizationFraudProfile = guarded(
+        Access.ORG_ADMINS, organization_fraud_profile,
+        "Orders, refund rate, failed payment rate, account age and open alerts of an organization over a range.",
     )
 
 
@@ -224,22 +224,25 @@ class Query:
 class Mutation:
     """The fraud domain's writes, merged into the root by schema.root."""
 
-    create_fraud_rule: FraudRule = strawberry.field(
-        resolver=create_fraud_rule, description="Add a fraud rule with validated params (organization or platform admins)."
+    create_fraud_rule: FraudRule = guarded(
+        Access.ORG_ADMINS, create_fraud_rule,
+        "Add a fraud rule with validated params.",
     )
-    update_fraud_rule: FraudRule = strawberry.field(
-        resolver=update_fraud_rule,
-        description="Change a fraud rule's name, params, risk, or enable/disable it; applies to the next processed event.",
+    update_fraud_rule: FraudRule = guarded(
+        Access.ORG_ADMINS, update_fraud_rule,
+        "Change a fraud rule's name, params, risk, or enable/disable it; applies to the next processed event.",
     )
-    delete_fraud_rule: strawberry.ID = strawberry.field(
-        resolver=delete_fraud_rule, description="Delete a fraud rule (its alerts stay); returns its id."
+    delete_fraud_rule: strawberry.ID = guarded(
+        Access.ORG_ADMINS, delete_fraud_rule,
+        "Delete a fraud rule (its alerts stay); returns its id.",
     )
-    update_fraud_alert: FraudAlertDetail = strawberry.field(
-        resolver=update_fraud_alert,
-        description="Move an alert: open -> investigating -> dismissed | resolved, with an optional note (audited).",
+    update_fraud_alert: FraudAlertDetail = guarded(
+        Access.ORG_ADMINS, update_fraud_alert,
+        "Move an alert: open -> investigating -> dismissed | resolved, with an optional note (audited).",
     )
-    add_fraud_alert_note: FraudAlertDetail = strawberry.field(
-        resolver=add_fraud_alert_note, description="Add a note to an alert's audit trail."
+    add_fraud_alert_note: FraudAlertDetail = guarded(
+        Access.ORG_ADMINS, add_fraud_alert_note,
+        "Add a note to an alert's audit trail.",
     )
 
 
@@ -247,7 +250,7 @@ class Mutation:
 class Subscription:
     """The fraud domain's live updates, merged into the root by schema.root."""
 
-    fraud_alerts: FraudAlert = strawberry.subscription(
-        resolver=fraud_alerts_live,
-        description="Each fraud alert the worker raises or extends (platform admins: every organization or one; organization admins: theirs).",
+    fraud_alerts: FraudAlert = guarded(
+        Access.ORG_ADMINS, fraud_alerts_live,
+        "Each fraud alert the worker raises or extends (platform admins: every organization or one; organization admins: theirs).", subscription=True,
     )

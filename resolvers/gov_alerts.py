@@ -8,9 +8,18 @@ from typing import Annotated, Any
 import strawberry
 from strawberry.types import Info
 
+from app.auth import Access
 from app.services import gov_alerts as service
 from app.vocabulary import gov_alert_channel
-from resolvers.common import ProfileIdArg, RangeArg, follow_profile, to_range_spec, to_resolved_range, viewer_of
+from resolvers.common import (
+    ProfileIdArg,
+    RangeArg,
+    follow_profile,
+    guarded,
+    to_range_spec,
+    to_resolved_range,
+    viewer_of,
+)
 from schema.gov_alerts import GovAlert, GovAlertList, GovAlertSettings
 
 OrganizationArg = Annotated[
@@ -92,13 +101,13 @@ def _alert_of_payload(payload: Mapping[str, Any]) -> GovAlert:
 class Query:
     """The gov alerts domain's reads, merged into the root by schema.root."""
 
-    gov_alerts: GovAlertList = strawberry.field(
-        resolver=gov_alerts,
-        description="Views of a profile from government or law-enforcement networks in a range, newest first.",
+    gov_alerts: GovAlertList = guarded(
+        Access.READERS, gov_alerts,
+        "Views of a profile from government or law-enforcement networks in a range, newest first.",
     )
-    gov_alert_settings: GovAlertSettings = strawberry.field(
-        resolver=gov_alert_settings,
-        description="The gov-confidence threshold at which an organization's views raise alerts (organization admins).",
+    gov_alert_settings: GovAlertSettings = guarded(
+        Access.ORG_ADMINS, gov_alert_settings,
+        "The gov-confidence threshold at which an organization's views raise alerts.",
     )
 
 
@@ -106,9 +115,9 @@ class Query:
 class Mutation:
     """The gov alerts domain's writes, merged into the root by schema.root."""
 
-    update_gov_alert_settings: GovAlertSettings = strawberry.field(
-        resolver=update_gov_alert_settings,
-        description="Change the gov-confidence threshold for alerts; views processed from then on use it (organization admins).",
+    update_gov_alert_settings: GovAlertSettings = guarded(
+        Access.ORG_ADMINS, update_gov_alert_settings,
+        "Change the gov-confidence threshold for alerts; views processed from then on use it.",
     )
 
 
@@ -116,7 +125,7 @@ class Mutation:
 class Subscription:
     """The gov alerts domain's live updates, merged into the root by schema.root."""
 
-    gov_alerts: GovAlert = strawberry.subscription(
-        resolver=follow_gov_alerts,
-        description="Each view of a profile from a government or law-enforcement network, as the worker flags it.",
+    gov_alerts: GovAlert = guarded(
+        Access.READERS, follow_gov_alerts,
+        "Each view of a profile from a government or law-enforcement network, as the worker flags it.", subscription=True,
     )

@@ -7,8 +7,9 @@ from typing import Annotated
 import strawberry
 from strawberry.types import Info
 
+from app.auth import Access
 from app.services import gov_detection as service
-from resolvers.common import viewer_of
+from resolvers.common import guarded, viewer_of
 from schema.gov_detection import GovIpCheck
 
 
@@ -38,7 +39,7 @@ def check_ip(
 class Query:
     """The gov detection domain's reads, merged into the root by schema.root."""
 
-    check_ip: GovIpCheck = strawberry.field(
-        resolver=check_ip,
-        description="Whether an IP address belongs to a government, military or law-enforcement network, with the evidence (any reader).",
+    check_ip: GovIpCheck = guarded(
+        Access.READERS, check_ip,
+        "Whether an IP address belongs to a government, military or law-enforcement network, with the evidence (any reader).",
     )

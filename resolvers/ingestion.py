@@ -33,13 +33,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 from strawberry.types import Info
 
-from app.auth import KEY_PREFIX, Viewer, viewer_from_credential
+from app.auth import KEY_PREFIX, Access, Viewer, viewer_from_credential
 from app.database import unavailable_on_database_errors
 from app.errors import BadInput, Unauthenticated, UserError
 from app.services.ingestion import service
 from app.services.ingestion.outcome import TrackOutcome
 from app.services.ingestion.validation import CONTEXT_FIELDS, EVENT_FIELDS
-from resolvers.common import app_state, viewer_of
+from resolvers.common import app_state, guarded, viewer_of
 from schema.ingestion import DomainEventInput, RejectedEvent, TrackEventInput, TrackResult
 
 log = logging.getLogger("pulsegraph.ingestion")
@@ -258,14 +258,12 @@ def _json(body: dict[str, Any], status: int) -> Response:
 class Mutation:
     """The ingestion domain's writes, merged into the root by schema.root."""
 
-    track_event: TrackResult = strawberry.field(
-        resolver=track_event, description="Record one event (ingestion key or token)."
+    track_event: TrackResult = guarded(Access.INGESTERS, track_event, "Record one event.")
+    track_events: TrackResult = guarded(
+        Access.INGESTERS, track_events,
+        "Record up to 1,000 events at once; valid ones are stored even when others are rejected.",
     )
-    track_events: TrackResult = strawberry.field(
-        resolver=track_events,
-        description="Record up to 1,000 events at once; valid ones are stored even when others are rejected.",
-    )
-    publish_domain_events: TrackResult = strawberry.field(
-        resolver=publish_domain_events,
-        description="Publish domain events from a backend service (service or org admin token); idempotent by eventId.",
+    publish_domain_events: TrackResult = guarded(
+        Access.PUBLISHERS, publish_domain_events,
+        "Publish domain events from a backend service; idempotent by eventId.",
     )

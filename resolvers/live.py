@@ -14,9 +14,10 @@ from typing import Annotated, Any
 import strawberry
 from strawberry.types import Info
 
+from app.auth import Access
 from app.services.gov_alerts import alert_from_payload
 from app.vocabulary import engagement_channel, view_channel
-from resolvers.common import follow_profile
+from resolvers.common import follow_profile, guarded
 from resolvers.gov_alerts import to_gov_alert
 from schema.live import EngagementSnapshot
 from schema.profile_analytics import ProfileView
@@ -74,9 +75,11 @@ async def engagement_updates(info: Info, profile_id: ProfileIdArg) -> AsyncGener
 class Subscription:
     """The live domain's live updates, merged into the root by schema.root."""
 
-    profile_views: ProfileView = strawberry.subscription(
-        resolver=profile_views, description="Each view of a profile, as the worker processes it."
+    profile_views: ProfileView = guarded(
+        Access.READERS, profile_views,
+        "Each view of a profile, as the worker processes it.", subscription=True,
     )
-    engagement_updates: EngagementSnapshot = strawberry.subscription(
-        resolver=engagement_updates, description="Running totals of a profile for today, after each processed batch."
+    engagement_updates: EngagementSnapshot = guarded(
+        Access.READERS, engagement_updates,
+        "Running totals of a profile for today, after each processed batch.", subscription=True,
     )

@@ -7,8 +7,9 @@ from typing import Annotated, Any
 import strawberry
 from strawberry.types import Info
 
+from app.auth import Access
 from app.services import organizations as service
-from resolvers.common import viewer_of
+from resolvers.common import guarded, viewer_of
 from schema.organizations import Organization, Profile, ViewerInfo
 
 
@@ -64,10 +65,9 @@ async def profiles(
 class Query:
     """The organizations domain's reads, merged into the root by schema.root."""
 
-    viewer: ViewerInfo = strawberry.field(resolver=viewer, description="Who the current credential is.")
-    organizations: list[Organization] = strawberry.field(
-        resolver=organizations, description="Organizations you may see: all for platform admins, yours otherwise."
+    viewer: ViewerInfo = guarded(Access.ANYONE, viewer, "Who the current credential is.")
+    organizations: list[Organization] = guarded(
+        Access.READERS, organizations,
+        "Organizations you may see: all for platform admins, yours otherwise.",
     )
-    profiles: list[Profile] = strawberry.field(
-        resolver=profiles, description="Profiles you may see, by name."
-    )
+    profiles: list[Profile] = guarded(Access.READERS, profiles, "Profiles you may see, by name.")

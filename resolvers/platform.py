@@ -7,9 +7,10 @@ from typing import Annotated
 import strawberry
 from strawberry.types import Info
 
+from app.auth import Access
 from app.services import platform as service
 from app.timebuckets import Grain, RangeSpec
-from resolvers.common import to_resolved_range, viewer_of
+from resolvers.common import guarded, to_resolved_range, viewer_of
 from resolvers.revenue import money, to_changes
 from schema.common import Granularity
 from schema.platform import (
@@ -120,18 +121,18 @@ async def reinstate_organization(info: Info, organization_id: TargetOrganization
 class Query:
     """The platform domain's reads, merged into the root by schema.root."""
 
-    platform_kpis: PlatformKpis = strawberry.field(
-        resolver=platform_kpis,
-        description="Organizations by lifecycle, GMV, orders, tickets, average order value and fees this month, last month "
-        "and all time, in UTC (platform admins).",
+    platform_kpis: PlatformKpis = guarded(
+        Access.PLATFORM_ADMINS, platform_kpis,
+        "Organizations by lifecycle, GMV, orders, tickets, average order value and fees this month, last month "
+        "and all time, in UTC.",
     )
-    platform_growth: PlatformGrowth = strawberry.field(
-        resolver=platform_growth,
-        description="GMV, new organizations, active profiles and platform revenue per UTC bucket (platform admins).",
+    platform_growth: PlatformGrowth = guarded(
+        Access.PLATFORM_ADMINS, platform_growth,
+        "GMV, new organizations, active profiles and platform revenue per UTC bucket.",
     )
-    platform_organizations: list[OrganizationLifecycle] = strawberry.field(
-        resolver=platform_organizations,
-        description="Organizations with status, churn, last event received and status history, by name (platform admins).",
+    platform_organizations: list[OrganizationLifecycle] = guarded(
+        Access.PLATFORM_ADMINS, platform_organizations,
+        "Organizations with status, churn, last event received and status history, by name.",
     )
 
 
@@ -139,11 +140,11 @@ class Query:
 class Mutation:
     """The platform domain's writes, merged into the root by schema.root."""
 
-    suspend_organization: OrganizationLifecycle = strawberry.field(
-        resolver=suspend_organization,
-        description="Suspend an organization, with a reason (platform admins; audited with who and when).",
+    suspend_organization: OrganizationLifecycle = guarded(
+        Access.PLATFORM_ADMINS, suspend_organization,
+        "Suspend an organization, with a reason (audited with who and when).",
     )
-    reinstate_organization: OrganizationLifecycle = strawberry.field(
-        resolver=reinstate_organization,
-        description="Reinstate a suspended organization, with a reason (platform admins; audited with who and when).",
+    reinstate_organization: OrganizationLifecycle = guarded(
+        Access.PLATFORM_ADMINS, reinstate_organization,
+        "Reinstate a suspended organization, with a reason (audited with who and when).",
     )

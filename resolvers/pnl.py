@@ -7,9 +7,10 @@ from typing import Annotated
 import strawberry
 from strawberry.types import Info
 
+from app.auth import Access
 from app.services import pnl as service
 from app.timebuckets import Grain
-from resolvers.common import RangeArg, to_range_spec, to_resolved_range, viewer_of
+from resolvers.common import RangeArg, guarded, to_range_spec, to_resolved_range, viewer_of
 from resolvers.revenue import GranularityArg, OrganizationArg, ProfileArg
 from schema.costs import CostCategory
 from schema.pnl import CategoryAmount, ExportFile, ExportFormat, Pnl, PnlLine, PnlPeriod, StreamAmount
@@ -68,11 +69,11 @@ async def pnl_export(
 class Query:
     """The pnl domain's reads, merged into the root by schema.root."""
 
-    pnl: Pnl = strawberry.field(
-        resolver=pnl,
-        description="Profit and loss per period and currency: revenue by stream, fees, costs by category, gross and net profit, margin.",
+    pnl: Pnl = guarded(
+        Access.READERS, pnl,
+        "Profit and loss per period and currency: revenue by stream, fees, costs by category, gross and net profit, margin.",
     )
-    pnl_export: ExportFile = strawberry.field(
-        resolver=pnl_export,
-        description="The P&L as a CSV or XLSX file with exactly the query's numbers.",
+    pnl_export: ExportFile = guarded(
+        Access.READERS, pnl_export,
+        "The P&L as a CSV or XLSX file with exactly the query's numbers.",
     )

@@ -8,8 +8,9 @@ import orjson
 import strawberry
 from strawberry.types import Info
 
+from app.auth import Access
 from app.services import privacy as service
-from resolvers.common import viewer_of
+from resolvers.common import guarded, viewer_of
 from schema.privacy import (
     PrivacySettings,
     SubjectData,
@@ -169,13 +170,13 @@ async def delete_subject_data(
 class Query:
     """The privacy domain's reads, merged into the root by schema.root."""
 
-    privacy_settings: PrivacySettings = strawberry.field(
-        resolver=privacy_settings,
-        description="An organization's IP and event retention (organization admins).",
+    privacy_settings: PrivacySettings = guarded(
+        Access.ORG_ADMINS, privacy_settings,
+        "An organization's IP and event retention.",
     )
-    subject_data: SubjectData = strawberry.field(
-        resolver=subject_data,
-        description="Export everything stored about one data subject, by userId and/or anonymousId (organization admins).",
+    subject_data: SubjectData = guarded(
+        Access.ORG_ADMINS, subject_data,
+        "Export everything stored about one data subject, by userId and/or anonymousId.",
     )
 
 
@@ -183,11 +184,11 @@ class Query:
 class Mutation:
     """The privacy domain's writes, merged into the root by schema.root."""
 
-    update_organization_settings: PrivacySettings = strawberry.field(
-        resolver=update_organization_settings,
-        description="Change an organization's IP and event retention (organization admins).",
+    update_organization_settings: PrivacySettings = guarded(
+        Access.ORG_ADMINS, update_organization_settings,
+        "Change an organization's IP and event retention.",
     )
-    delete_subject_data: SubjectDeletion = strawberry.field(
-        resolver=delete_subject_data,
-        description="Delete one data subject's events, sessions and profile events; rollups stay as aggregates (organization admins).",
+    delete_subject_data: SubjectDeletion = guarded(
+        Access.ORG_ADMINS, delete_subject_data,
+        "Delete one data subject's events, sessions and profile events; rollups stay as aggregates.",
     )

@@ -7,9 +7,10 @@ from typing import Annotated
 import strawberry
 from strawberry.types import Info
 
+from app.auth import Access
 from app.services.profile_analytics import reports
 from app.timebuckets import Grain
-from resolvers.common import ProfileIdArg, RangeArg, to_range_spec, to_resolved_range, viewer_of
+from resolvers.common import ProfileIdArg, RangeArg, guarded, to_range_spec, to_resolved_range, viewer_of
 from resolvers.gov_alerts import to_gov_alert
 from schema.common import Granularity, Money
 from schema.profile_analytics import ProfileOverview, ProfileTimeseries, ProfileView, ReferrerCount
@@ -93,14 +94,15 @@ async def recent_profile_views(
 class Query:
     """The profile analytics domain's reads, merged into the root by schema.root."""
 
-    profile_overview: ProfileOverview = strawberry.field(
-        resolver=profile_overview,
-        description="Views, unique visitors, inquiries, conversion, time on profile and top referrers of a profile over a range.",
+    profile_overview: ProfileOverview = guarded(
+        Access.READERS, profile_overview,
+        "Views, unique visitors, inquiries, conversion, time on profile and top referrers of a profile over a range.",
     )
-    profile_timeseries: ProfileTimeseries = strawberry.field(
-        resolver=profile_timeseries,
-        description="A zero-filled series of a profile's numbers, bucketed in the organization's time zone.",
+    profile_timeseries: ProfileTimeseries = guarded(
+        Access.READERS, profile_timeseries,
+        "A zero-filled series of a profile's numbers, bucketed in the organization's time zone.",
     )
-    recent_profile_views: list[ProfileView] = strawberry.field(
-        resolver=recent_profile_views, description="The latest views of a profile, newest first."
+    recent_profile_views: list[ProfileView] = guarded(
+        Access.READERS, recent_profile_views,
+        "The latest views of a profile, newest first.",
     )

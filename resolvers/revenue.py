@@ -9,10 +9,19 @@ from typing import Annotated, Any
 import strawberry
 from strawberry.types import Info
 
+from app.auth import Access
 from app.services import revenue as service
 from app.timebuckets import Grain
 from app.vocabulary import REVENUE_COUNTERS_ALL_CHANNEL, gift_channel, revenue_counter_channel
-from resolvers.common import RangeArg, follow_channel, follow_profile, to_range_spec, to_resolved_range, viewer_of
+from resolvers.common import (
+    RangeArg,
+    follow_channel,
+    follow_profile,
+    guarded,
+    to_range_spec,
+    to_resolved_range,
+    viewer_of,
+)
 from schema.common import Granularity, Money
 from schema.revenue import (
     ConvertedTotal,
@@ -282,31 +291,33 @@ async def revenue_counters(
 class Query:
     """The revenue domain's reads, merged into the root by schema.root."""
 
-    revenue_summary: RevenueSummary = strawberry.field(
-        resolver=revenue_summary,
-        description="Revenue of a profile or an organization by source, with the change against the previous equal period.",
+    revenue_summary: RevenueSummary = guarded(
+        Access.READERS, revenue_summary,
+        "Revenue of a profile or an organization by source, with the change against the previous equal period.",
     )
-    revenue_timeseries: RevenueTimeseries = strawberry.field(
-        resolver=revenue_timeseries,
-        description="Revenue per bucket with its source breakdown, in the organization's time zone.",
+    revenue_timeseries: RevenueTimeseries = guarded(
+        Access.READERS, revenue_timeseries,
+        "Revenue per bucket with its source breakdown, in the organization's time zone.",
     )
-    gift_summary: GiftSummary = strawberry.field(
-        resolver=gift_summary, description="Gift revenue, gifts bought and distinct donors over a range."
+    gift_summary: GiftSummary = guarded(
+        Access.READERS, gift_summary,
+        "Gift revenue, gifts bought and distinct donors over a range.",
     )
-    gift_categories: list[GiftCategory] = strawberry.field(
-        resolver=gift_categories, description="Gift revenue by category (most gifts first), with the previous equal period as its trend."
+    gift_categories: list[GiftCategory] = guarded(
+        Access.READERS, gift_categories,
+        "Gift revenue by category (most gifts first), with the previous equal period as its trend.",
     )
-    top_gift_donors: list[GiftDonor] = strawberry.field(
-        resolver=top_gift_donors,
-        description="Donors ranked by gifts bought in the range (then by id), with their purchases.",
+    top_gift_donors: list[GiftDonor] = guarded(
+        Access.READERS, top_gift_donors,
+        "Donors ranked by gifts bought in the range (then by id), with their purchases.",
     )
-    duo_stats: DuoStats = strawberry.field(
-        resolver=duo_stats,
-        description="A profile's duo bookings, revenue and each side's share, with its partners ranked.",
+    duo_stats: DuoStats = guarded(
+        Access.READERS, duo_stats,
+        "A profile's duo bookings, revenue and each side's share, with its partners ranked.",
     )
-    money_settings: MoneySettings = strawberry.field(
-        resolver=money_settings,
-        description="Reporting currency, exchange rates and default duo split of an organization (organization admins).",
+    money_settings: MoneySettings = guarded(
+        Access.ORG_ADMINS, money_settings,
+        "Reporting currency, exchange rates and default duo split of an organization.",
     )
 
 
@@ -314,9 +325,9 @@ class Query:
 class Mutation:
     """The revenue domain's writes, merged into the root by schema.root."""
 
-    update_money_settings: MoneySettings = strawberry.field(
-        resolver=update_money_settings,
-        description="Set the reporting currency, its exchange rates and the default duo split (organization admins).",
+    update_money_settings: MoneySettings = guarded(
+        Access.ORG_ADMINS, update_money_settings,
+        "Set the reporting currency, its exchange rates and the default duo split.",
     )
 
 
@@ -324,11 +335,12 @@ class Mutation:
 class Subscription:
     """The revenue domain's live updates, merged into the root by schema.root."""
 
-    gift_purchased: GiftPurchased = strawberry.subscription(
-        resolver=gift_purchased, description="Each gift bought for a profile, as the worker records it."
+    gift_purchased: GiftPurchased = guarded(
+        Access.READERS, gift_purchased,
+        "Each gift bought for a profile, as the worker records it.", subscription=True,
     )
-    revenue_counters: RevenueCounters = strawberry.subscription(
-        resolver=revenue_counters,
-        description="Today's running revenue and transaction count: now, then after each batch that records money "
-        "(organization admins: theirs; platform admins: one organization or the platform).",
+    revenue_counters: RevenueCounters = guarded(
+        Access.ORG_ADMINS, revenue_counters,
+        "Today's running revenue and transaction count: now, then after each batch that records money "
+        "(organization admins: theirs; platform admins: one organization or the platform).", subscription=True,
     )

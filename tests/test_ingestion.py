@@ -23,7 +23,7 @@ from app.errors import Unavailable
 from app.ratelimit import RateLimiter
 from app.services import ingestion
 from app.services.enrichment import visitor_id
-from app.services.ingestion.storage import OUTBOX_CHANNEL
+from app.vocabulary import OUTBOX_CHANNEL
 from tests.conftest import error_codes, gql, settings_with
 
 CHROME_WINDOWS = (

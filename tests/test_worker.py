@@ -28,6 +28,7 @@ from app.eventbus import BusUnavailable
 from app.services.profile_analytics.effects import engagement_snapshots
 from app.vocabulary import (
     BOOKING_COMPLETED,
+    OUTBOX_CHANNEL,
     PROFILE_ENGAGED,
     PROFILE_INQUIRY,
     PROFILE_VIEWED,
@@ -102,7 +103,7 @@ async def insert_pending(tenant: Tenant, events: list[dict[str, Any]]) -> None:
             [e["type"] for e in events],
             [needs_worker(e["type"], e["profile_id"] is not None) for e in events],
         )
-        await conn.execute("NOTIFY pulsegraph_outbox")
+        await conn.execute(f"NOTIFY {OUTBOX_CHANNEL}")
 
 
 async def state(tenant: Tenant) -> dict[str, Any]:

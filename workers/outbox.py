@@ -45,11 +45,11 @@ from app.result_cache import result_cache
 from app.services.claimed_events import EVENT_OF_KEY
 from app.services.gov_detection import GovDetector, get_detector
 from app.settings import Settings
+from app.vocabulary import OUTBOX_CHANNEL
 from workers.consumers import consumers
 
 log = logging.getLogger("pulsegraph.worker")
 
-NOTIFY_CHANNEL = "pulsegraph_outbox"
 TEST_DELAY_ENV = "PULSEGRAPH_WORKER_TEST_DELAY_MS"
 SUMMARY_EVERY_SECONDS = 60.0
 MAX_RETRIES = 5  # deadlocks and serialization failures: the batch is rolled back and retried
@@ -271,7 +271,7 @@ class OutboxWorker:
             try:
                 self._listen_conn = await _connect_like_pool()
                 self._listen_conn.add_termination_listener(lambda _conn, lost=lost: lost.set())
-                await self._listen_conn.add_listener(NOTIFY_CHANNEL, self._notified)
+                await self._listen_conn.add_listener(OUTBOX_CHANNEL, self._notified)
                 delay = 0.5
                 self._wake.set()  # anything that arrived while we were not listening
                 self._listening.set()

@@ -120,10 +120,6 @@ async def _profile(conn: asyncpg.Connection, org: uuid.UUID, value: Any) -> uuid
     return pid
 
 
-def _actor(viewer: Viewer) -> tuple[str, str]:
-    return viewer.subject, viewer.role.value if viewer.role is not None else "unknown"
-
-
 # --------------------------------------------------------------------------- changes
 
 
@@ -141,7 +137,7 @@ async def create_cost(
     """Record a cost; the creation is audited with the entry as created."""
     org = await administered_organization(viewer, organization_id, refusal=MONEY_REFUSAL)
     values = (_category(category), _amount(amount_minor), _currency(currency), _date(incurred_on), _description(description))
-    actor, role = _actor(viewer)
+    actor, role = viewer.actor
     async with transaction() as conn:
         pid = await _profile(conn, org, profile_id)
         row = await conn.fetchrow(
@@ -182,7 +178,7 @@ async def update_cost(
     description: str | None = None,
 ) -> Cost:
     """Change what is given (None keeps; profileId None detaches); audited with before and after."""
-    actor, role = _actor(viewer)
+    actor, role = viewer.actor
     async with transaction() as conn:
         old = await _visible_cost(conn, viewer, cost_id)
         pid = old.profile_id if profile_id is _UNSET else await _profile(conn, old.organization_id, profile_id)
@@ -203,7 +199,7 @@ async def update_cost(
 
 async def delete_cost(*, viewer: Viewer, cost_id: Any) -> uuid.UUID:
     """Delete an entry; the audit trail keeps it as it was."""
-    actor, role = _actor(viewer)
+    actor, role = viewer.actor
     async with transaction() as conn:
         old = await _visible_cost(conn, viewer, cost_id)
         await conn.execute("DELETE FROM costs WHERE organization_id = $1 AND id = $2", old.organization_id, old.id)

@@ -211,25 +211,6 @@ def _parse_id(value: Any, what: str, field_name: str) -> uuid.UUID:
 FRAUD_REFUSAL = "fraud rules and alerts need an organization admin or platform admin token"
 
 
-def _fraud_viewer(viewer: Viewer) -> uuid.UUID | None:
-    """The organization a viewer's fraud data is limited to; None for platform admins."""
-    return administered_by(viewer, refusal=FRAUD_REFUSAL)
-
-
-async def _every_or_one(viewer: Viewer, organization_id: Any) -> uuid.UUID | None:
-    """The one tenant filter (app.auth): org admins get theirs, platform admins the one they
-    name or None (every organization); foreign ids are NOT_FOUND."""
-    return await administered_scope(viewer, organization_id, refusal=FRAUD_REFUSAL)
-
-
-async def _one_organization(viewer: Viewer, organization_id: Any) -> uuid.UUID:
-    return await administered_organization(viewer, organization_id, refusal=FRAUD_REFUSAL)
-
-
-def _actor(viewer: Viewer) -> tuple[str, str]:
-    return viewer.subject, viewer.role.value if viewer.role is not None else "unknown"
-
-
 # --------------------------------------------------------------------------- rules
 
 
@@ -287,7 +268,7 @@ RULE_COLUMNS = "organization_id, id, kind, name, params, risk, enabled, created_
 
 async def list_rules(*, viewer: Viewer, organization_id: Any = None) -> list[Rule]:
     """An organization's rules by name; platform admins name the organization."""
-    org = await _one_organization(viewer, organization_id)
+    org = await administered_organization(viewer, organization_id, refusal=FRAUD_REFUSAL)
     async with connection() as conn:
         rows = await conn.fetch(f"SELECT {RULE_COLUMNS} FROM fraud_rules WHERE organization_id = $1 ORDER BY name, id", org)
     return [_rule(r) for r in rows]
@@ -297,10 +278,10 @@ async def create_rule(
     *, viewer: Viewer, organization_id: Any = None, kind: str, name: str, params: Any, risk: str, enabled: bool = True
 ) -> Rule:
     """Thresholds are data: a new rule applies to the next event the worker processes."""
-    org = await _one_organization(viewer, organization_id)
+    org = await administered_organization(viewer, organization_id, refusal=FRAUD_REFUSAL)
     values = (_kind(kind), _name(name))
     checked = validate_params(kind, params)
-    actor, _ = _actor(viewer)
+    actor, _ = viewer.actor
     async with connection() as conn:
         try:
             row = await conn.fetchrow(
@@ -314,7 +295,7 @@ async def create_rule(
 
 
 async def _visible_rule(conn: asyncpg.Connection, viewer: Viewer, rule_id: Any) -> Rule:
-    own = _fraud_viewer(viewer)
+    own = administered_by(viewer, refusal=FRAUD_REFUSAL)
     rid = _parse_id(rule_id, "rule", "id")
     row = await conn.fetchrow(
         f"SELECT {RULE_COLUMNS} FROM fraud_rules WHERE id = $1 AND ($2::uuid IS NULL OR organization_id = $2) FOR UPDATE",
@@ -336,7 +317,7 @@ async def update_rule(
     enabled: bool | None = None,
 ) -> Rule:
     """Change what is given (None keeps); params given are merged over the current ones, then validated."""
-    actor, _ = _actor(viewer)
+    actor, _ = viewer.actor
     async with transaction() as conn:
         rule = await _visible_rule(conn, viewer, rule_id)
         if params is not None and not isinstance(params, Mapping):
@@ -581,7 +562,7 @@ def alert_from_payload(payload: Mapping[str, Any]) -> Alert:
 
 async def alert_stream_scope(*, viewer: Viewer, organization_id: Any = None) -> uuid.UUID | None:
     """The organization a live subscriber follows; None: every organization (platform admins)."""
-    return await _every_or_one(viewer, organization_id)
+    return await administered_scope(viewer, organization_id, refusal=FRAUD_REFUSAL)
 
 
 # --------------------------------------------------------------------------- alerts
@@ -667,7 +648,7 @@ async def list_alerts(
     after: str | None = None,
 ) -> AlertPage:
     """Newest first; platform admins see every organization unless they name one."""
-    org = await _every_or_one(viewer, organization_id)
+    org = await administered_scope(viewer, organization_id, refusal=FRAUD_REFUSAL)
     if not 1 <= first <= PAGE_MAX:
         raise BadInput(f"first must be from 1 to {PAGE_MAX}", field="first")
     filters = (_choice(status, tuple(TRANSITIONS), "status"), _choice(risk, RISKS, "risk"), _choice(kind, KINDS, "kind"))
@@ -680,7 +661,7 @@ async def list_alerts(
 
 
 async def _visible_alert(conn: asyncpg.Connection, viewer: Viewer, alert_id: Any, *, lock: bool = False) -> Alert:
-    own = _fraud_viewer(viewer)
+    own = administered_by(viewer, refusal=FRAUD_REFUSAL)
     aid = _parse_id(alert_id, "alert", "id")
     row = await conn.fetchrow(
         f"SELECT {ALERT_COLUMNS} FROM fraud_alerts WHERE id = $1 AND ($2::uuid IS NULL OR organization_id = $2)"
@@ -713,7 +694,7 @@ def _note(value: str | None, *, required: bool) -> str | None:
 async def update_alert(*, viewer: Viewer, alert_id: Any, status: str, note: str | None = None) -> Alert:
     """Move an alert along its workflow; the change and its note go into the audit trail."""
     text = _note(note, required=False)
-    actor, role = _actor(viewer)
+    actor, role = viewer.actor
     async with transaction() as conn:
         alert = await _visible_alert(conn, viewer, alert_id, lock=True)
         if status not in TRANSITIONS.get(alert.status, ()):
@@ -730,7 +711,7 @@ async def update_alert(*, viewer: Viewer, alert_id: Any, status: str, note: str 
 async def add_note(*, viewer: Viewer, alert_id: Any, note: str) -> Alert:
     """Notes are allowed in every status, closed ones included: investigations outlive alerts."""
     text = _note(note, required=True)
-    actor, role = _actor(viewer)
+    actor, role = viewer.actor
     async with transaction() as conn:
         alert = await _visible_alert(conn, viewer, alert_id, lock=True)
         await _audit(conn, alert, "note", actor, role, None, None, text)
@@ -764,7 +745,7 @@ class FraudProfileQuery(QueryRunner[uuid.UUID, None, FraudProfile]):
     kind = "organization_fraud_profile"
 
     async def scope(self) -> uuid.UUID:
-        return await _one_organization(self.viewer, self.inputs.get("organization_id"))
+        return await administered_organization(self.viewer, self.inputs.get("organization_id"), refusal=FRAUD_REFUSAL)
 
     def tenant(self, org: uuid.UUID) -> Tenant:
         return Tenant(org)

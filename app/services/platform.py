@@ -34,9 +34,9 @@ from typing import Any, TypeVar
 
 import asyncpg
 
-from app.auth import Viewer, administered_by, administered_scope
+from app.auth import Viewer, platform_admin_scope
 from app.database import connection, transaction
-from app.errors import BadInput, Forbidden, NotFound
+from app.errors import BadInput, NotFound
 from app.runners import QueryRunner, Tenant
 from app.services.revenue import add_to, clipped_buckets
 from app.timebuckets import (
@@ -57,14 +57,6 @@ GMV_TYPES = ["booking", "gift", "subscription", "order"]
 ORDER_TYPES = ["order", "booking"]
 PLATFORM_REFUSAL = "platform reports need a platform admin token"
 REASON_MAX_CHARS = 500
-
-
-async def platform_scope(*, viewer: Viewer, organization_id: Any = None) -> uuid.UUID | None:
-    """Platform admins only (organization admins reach no further than their own tenant, so
-    they are refused); None means every organization, else the one named."""
-    if administered_by(viewer, refusal=PLATFORM_REFUSAL) is not None:
-        raise Forbidden(PLATFORM_REFUSAL)
-    return await administered_scope(viewer, organization_id, refusal=PLATFORM_REFUSAL)
 
 
 def half_even(numerator: int, denominator: int) -> int:
@@ -249,7 +241,7 @@ class PlatformReport(QueryRunner[uuid.UUID | None, P, R]):
     """A platform admin's report over every organization, or the one named (organization_id)."""
 
     async def scope(self) -> uuid.UUID | None:
-        return await platform_scope(viewer=self.viewer, organization_id=self.inputs.get("organization_id"))
+        return await platform_admin_scope(self.viewer, self.inputs.get("organization_id"), refusal=PLATFORM_REFUSAL)
 
     def tenant(self, scope: uuid.UUID | None) -> Tenant:
         return Tenant(scope)
@@ -435,7 +427,7 @@ def _reason(value: str) -> str:
 async def set_status(*, viewer: Viewer, organization_id: Any, suspend: bool, reason: str) -> Lifecycle:
     """Suspend or reinstate an organization (platform admins), audited with who, when and why;
     suspending a suspended organization (or reinstating an active one) is refused."""
-    org = await platform_scope(viewer=viewer, organization_id=organization_id)
+    org = await platform_admin_scope(viewer, organization_id, refusal=PLATFORM_REFUSAL)
     if org is None:
         raise BadInput("name the organization", field="organizationId")
     text = _reason(reason)

@@ -18,8 +18,7 @@ from app import partitions
 from app.database import connection
 from app.services.ingestion import sessions
 from app.services.ingestion.enrich import STORED_COLUMNS, Row
-
-OUTBOX_CHANNEL = "pulsegraph_outbox"
+from app.vocabulary import OUTBOX_CHANNEL
 
 
 async def _ensure_partitions(conn: asyncpg.Connection, rows: Iterable[Row]) -> None:
