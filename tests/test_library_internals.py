@@ -377,7 +377,7 @@ def test_graphql_core_executor_runs_one_event_per_copy():
 
 
 def compact_image(ids: int) -> bytes:
-    from app.services.profile_analytics import new_sketch
+    from app.services.profile_analytics.sketches import new_sketch
 
     sketch = new_sketch()
     for i in range(ids):
@@ -387,9 +387,9 @@ def compact_image(ids: int) -> bytes:
 
 @pytest.mark.parametrize(("ids", "mode"), [(1, 0), (7, 0), (8, 1), (100, 1), (1536, 1), (1537, 2)])
 def test_datasketches_hll_compact_header_is_where_the_coupon_shortcut_reads_it(ids: int, mode: int):
-    """app.services.profile_analytics._coupon_key reads the preamble of a compact HLL image:
+    """app.services.profile_analytics.sketches._coupon_key reads the preamble of a compact HLL image:
     word count, serial version, family, lg_k, the compact flag, the mode and the coupon count."""
-    from app.services.profile_analytics import HLL_LG_K
+    from app.services.profile_analytics.sketches import HLL_LG_K
 
     image = compact_image(ids)
     words, version, family, lg_k, flags, mode_byte = image[0], image[1], image[2], image[3], image[5], image[7]
@@ -409,7 +409,7 @@ def test_datasketches_hll_compact_header_is_where_the_coupon_shortcut_reads_it(i
     assert ok, says(
         "datasketches",
         f"the compact HLL image of {ids} ids starts {list(image[:12])}, not the preamble "
-        "app.services.profile_analytics._coupon_key reads (offsets 0-3, 5, 6, 7, 8-11)",
+        "app.services.profile_analytics.sketches._coupon_key reads (offsets 0-3, 5, 6, 7, 8-11)",
     )
 
 
@@ -420,7 +420,7 @@ def test_datasketches_keeps_the_out_of_order_flag_where_the_estimator_switch_set
     assert kept, says(
         "datasketches",
         "flag 16 in byte 5 of a dense HLL image is no longer the out-of-order flag; "
-        "app.services.profile_analytics.register_estimate sets it to get the register estimator",
+        "app.services.profile_analytics.sketches.register_estimate sets it to get the register estimator",
     )
 
 
