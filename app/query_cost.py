@@ -49,6 +49,9 @@ from graphql import (
 )
 from strawberry.extensions import SchemaExtension
 
+from app.timebuckets import PRESET_DAYS, Preset
+from app.timebuckets import PRESET_GRAIN as TIMEBUCKET_PRESET_GRAIN
+
 DEFAULT_LIST_SIZE = 100
 # Lists whose length the domain bounds, whatever the data: one entry per currency (an
 # organization deals in a handful), per revenue source, cost category or risk level. Without
@@ -69,14 +72,13 @@ BOUNDED_LISTS = {
 }
 MAX_SERIES_BUCKETS = 1500  # resolvers refuse longer series (see app.timebuckets)
 LIMIT_ARGUMENTS = ("limit", "first")
+# The span of each preset of app.timebuckets' one family, by its GraphQL name.
 PRESET_SPAN = {
-    "LAST_24_HOURS": timedelta(hours=24),
-    "LAST_7_DAYS": timedelta(days=7),
-    "LAST_30_DAYS": timedelta(days=30),
-    "LAST_90_DAYS": timedelta(days=90),  # platformGrowth's presets
-    "LAST_12_MONTHS": timedelta(days=366),
+    Preset.LAST_24_HOURS.name: timedelta(hours=24),
+    **{preset.name: timedelta(days=days) for preset, days in PRESET_DAYS.items()},
+    Preset.LAST_12_MONTHS.name: timedelta(days=366),
 }
-PRESET_GRAIN = {"LAST_12_MONTHS": "MONTH"}  # a series' bucket when its granularity is left to the preset
+PRESET_GRAIN = {preset.name: grain.upper() for preset, grain in TIMEBUCKET_PRESET_GRAIN.items()}
 GRAIN_SPAN = {
     "HOUR": timedelta(hours=1),
     "DAY": timedelta(days=1),

@@ -34,11 +34,19 @@ class Grain(str, Enum):
 
 
 class Preset(str, Enum):
-    """Moving windows ending now (the same values as the GraphQL `RangePreset` enum)."""
+    """The one family of moving windows: each ends with the current local bucket (hour, day or
+    month) and reaches back a whole number of them. The GraphQL enums offer subsets (reports'
+    `RangePreset`, the platform's `GrowthPreset`) of these values."""
 
     LAST_24_HOURS = "last_24_hours"
     LAST_7_DAYS = "last_7_days"
     LAST_30_DAYS = "last_30_days"
+    LAST_90_DAYS = "last_90_days"
+    LAST_12_MONTHS = "last_12_months"
+
+
+PRESET_DAYS = {Preset.LAST_7_DAYS: 7, Preset.LAST_30_DAYS: 30, Preset.LAST_90_DAYS: 90}
+PRESET_GRAIN = {Preset.LAST_24_HOURS: "hour", Preset.LAST_12_MONTHS: "month"}  # a series' bucket, else days
 
 
 @dataclass(frozen=True)
@@ -234,8 +242,9 @@ def resolve_range(spec: RangeSpec, timezone: str, *, now: datetime | None = None
     """Turn a preset or a custom pair into [start, end) UTC instants in `timezone`.
 
     LAST_24_HOURS is the current local hour and the 23 before it (ends at the next hour
-    start); LAST_7_DAYS / LAST_30_DAYS are today and the 6 / 29 local days before (end at
-    the start of tomorrow). Custom ranges need offsets, `from` before `to`, and at most
+    start); LAST_7_DAYS / LAST_30_DAYS / LAST_90_DAYS are today and the 6 / 29 / 89 local days
+    before (end at the start of tomorrow); LAST_12_MONTHS is this local month and the 11
+    before (ends at the start of next month). Custom ranges need offsets, `from` before `to`, and at most
     400 days; `to` defaults to now.
     """
     tz = zone(timezone)
@@ -250,8 +259,14 @@ def resolve_range(spec: RangeSpec, timezone: str, *, now: datetime | None = None
             for _ in range(24):
                 start = hour_start(start - HOUR, tz)
             return TimeRange(start=start, end=end, timezone=timezone)
+        if preset is Preset.LAST_12_MONTHS:
+            start = month_start(now, tz)
+            for _ in range(11):
+                start = month_start(start - timedelta(days=1), tz)
+            end = month_start(month_start(now, tz) + timedelta(days=32), tz)
+            return TimeRange(start=start, end=end, timezone=timezone)
         today = local_date(now, tz)
-        days = 7 if preset is Preset.LAST_7_DAYS else 30
+        days = PRESET_DAYS[preset]
         return TimeRange(
             start=local_midnight(today - timedelta(days=days - 1), tz),
             end=local_midnight(today + timedelta(days=1), tz),

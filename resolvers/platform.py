@@ -9,7 +9,7 @@ from strawberry.types import Info
 
 from app.auth import Access
 from app.services import platform as service
-from app.timebuckets import Grain, RangeSpec
+from app.timebuckets import Grain, Preset, RangeSpec
 from resolvers.common import guarded, to_resolved_range, viewer_of
 from resolvers.revenue import money, to_changes
 from schema.common import Granularity
@@ -71,7 +71,7 @@ async def platform_growth(
 ) -> PlatformGrowth:
     found = await service.growth(
         viewer=viewer_of(info), organization_id=organization_id,
-        preset=service.GrowthPreset(range_.preset.value) if range_.preset else None,
+        preset=Preset(range_.preset.value) if range_.preset else None,
         custom=RangeSpec(start=range_.from_, end=range_.to), grain=Grain(granularity.value) if granularity else None,
     )  # fmt: skip
     return PlatformGrowth(

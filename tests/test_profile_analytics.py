@@ -369,6 +369,10 @@ def test_presets_resolve_in_the_organization_zone():
     assert (week.start, week.end) == (datetime(2026, 10, 26, 4, tzinfo=UTC), datetime(2026, 11, 2, 5, tzinfo=UTC))
     month = resolve_range(RangeSpec(preset="last_30_days"), "Asia/Kolkata", now=now)
     assert month.end == datetime(2026, 11, 1, 18, 30, tzinfo=UTC) and month.end - month.start == timedelta(days=30)
+    quarter = resolve_range(RangeSpec(preset="last_90_days"), ny, now=now)
+    assert (quarter.start, quarter.end) == (datetime(2026, 8, 4, 4, tzinfo=UTC), datetime(2026, 11, 2, 5, tzinfo=UTC))
+    year = resolve_range(RangeSpec(preset="last_12_months"), ny, now=now)
+    assert (year.start, year.end) == (datetime(2025, 12, 1, 5, tzinfo=UTC), datetime(2026, 12, 1, 5, tzinfo=UTC))
 
 
 @pytest.mark.parametrize("timezone", ["America/New_York", "Asia/Kolkata", "Australia/Lord_Howe", "UTC"])

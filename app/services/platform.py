@@ -29,7 +29,6 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
-from enum import Enum
 from typing import Any, TypeVar
 
 import asyncpg
@@ -41,11 +40,12 @@ from app.runners import QueryRunner, Tenant
 from app.services.revenue import add_to, clipped_buckets
 from app.timebuckets import (
     EARLIEST_INSTANT,
+    PRESET_GRAIN,
     Grain,
+    Preset,
     RangeSpec,
     TimeRange,
     bucket_start,
-    local_midnight,
     month_start,
     resolve_range,
     utcnow,
@@ -272,34 +272,12 @@ async def kpis(*, viewer: Viewer, organization_id: Any = None) -> Kpis:
 # --------------------------------------------------------------------------- growth series
 
 
-class GrowthPreset(str, Enum):
-    """Moving windows ending at the end of the current UTC day (days) or month (months)."""
-
-    LAST_7_DAYS = "last_7_days"
-    LAST_30_DAYS = "last_30_days"
-    LAST_90_DAYS = "last_90_days"
-    LAST_12_MONTHS = "last_12_months"
-
-
-PRESET_DAYS = {GrowthPreset.LAST_7_DAYS: 7, GrowthPreset.LAST_30_DAYS: 30, GrowthPreset.LAST_90_DAYS: 90}
-
-
-def growth_range(preset: GrowthPreset | None, custom: RangeSpec, grain: Grain | None, now: datetime) -> tuple[TimeRange, Grain]:
-    """The range and bucket size: day presets by day, 12 months by month, custom ranges by
-    `grain` (DAY unless given) within resolve_range's limits."""
-    if preset is None:
-        return resolve_range(custom, UTC_ZONE, now=now), grain or Grain.DAY
-    if custom.start is not None or custom.end is not None:
-        raise BadInput("give either a preset or from/to, not both", field="range")
-    if preset is GrowthPreset.LAST_12_MONTHS:
-        start = month_start(now, UTC_ZONE)
-        for _ in range(11):
-            start = month_start(start - timedelta(days=1), UTC_ZONE)
-        end = month_start(month_start(now, UTC_ZONE) + timedelta(days=32), UTC_ZONE)
-        return TimeRange(start, end, UTC_ZONE), grain or Grain.MONTH
-    today = bucket_start(now, Grain.DAY, UTC_ZONE).date()
-    start = local_midnight(today - timedelta(days=PRESET_DAYS[preset] - 1), UTC_ZONE)
-    return TimeRange(start, local_midnight(today + timedelta(days=1), UTC_ZONE), UTC_ZONE), grain or Grain.DAY
+def growth_range(preset: Preset | None, custom: RangeSpec, grain: Grain | None, now: datetime) -> tuple[TimeRange, Grain]:
+    """The range (in UTC) and bucket size: day presets by day, 12 months by month, custom ranges
+    by `grain` (DAY unless given) within resolve_range's limits."""
+    spec = RangeSpec(preset=preset, start=custom.start, end=custom.end) if preset is not None else custom
+    default = Grain(PRESET_GRAIN.get(preset, "day")) if preset is not None else Grain.DAY
+    return resolve_range(spec, UTC_ZONE, now=now), grain or default
 
 
 _NEW_ORGANIZATIONS = """
@@ -357,7 +335,7 @@ async def growth(
     *,
     viewer: Viewer,
     organization_id: Any = None,
-    preset: GrowthPreset | None = None,
+    preset: Preset | None = None,
     custom: RangeSpec = RangeSpec(),
     grain: Grain | None = None,
 ) -> Growth:
