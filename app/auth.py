@@ -329,6 +329,22 @@ def require_reader(viewer: Viewer) -> None:
         raise Forbidden("this credential can only write events")
 
 
+@dataclass(frozen=True, slots=True)
+class ReadScope:
+    """How far a reader sees: platform admins everything (both None), organization admins
+    their organization, providers their profile in it."""
+
+    organization_id: uuid.UUID | None
+    profile_id: uuid.UUID | None
+
+
+def read_scope(viewer: Viewer) -> ReadScope:
+    require_reader(viewer)
+    if viewer.role is Role.ADMIN:
+        return ReadScope(None, None)
+    return ReadScope(viewer.organization_id, viewer.profile_id if viewer.role is Role.PROVIDER else None)
+
+
 def require_writer(viewer: Viewer) -> uuid.UUID:
     """Any authenticated credential with an organization may write events to it."""
     if not viewer.is_authenticated:

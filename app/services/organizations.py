@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
-from app.auth import KEY_PREFIX, Role, Viewer, hash_key, new_ingestion_key, require_reader
+from app.auth import KEY_PREFIX, Viewer, hash_key, new_ingestion_key, read_scope
 from app.database import transaction
 from app.errors import BadInput, NotFound
 from app.revocation import INGESTION_KEY, key_row_expiry, record_revocation
@@ -167,20 +167,19 @@ async def revoke_ingestion_key(ref: str, *, revoked_by: str) -> RevokedKey:
 
 async def visible_organizations(*, viewer: Viewer) -> list[Organization]:
     """Admins see every tenant, everyone else their own."""
-    require_reader(viewer)
-    if viewer.role is Role.ADMIN:
-        return await Organization.all().order_by("name")
-    return await Organization.filter(id=viewer.organization_id).order_by("name")
+    scope = read_scope(viewer)
+    query = Organization.all() if scope.organization_id is None else Organization.filter(id=scope.organization_id)
+    return await query.order_by("name")
 
 
 async def visible_profiles(*, viewer: Viewer, organization_id: uuid.UUID | None = None, limit: int = 100) -> list[Profile]:
     """Providers see their profile, org admins their tenant's, admins any tenant's."""
-    require_reader(viewer)
+    scope = read_scope(viewer)
     query = Profile.all()
-    if viewer.role is Role.PROVIDER:
-        query = query.filter(id=viewer.profile_id, organization_id=viewer.organization_id)
-    elif viewer.role is Role.ORG_ADMIN:
-        query = query.filter(organization_id=viewer.organization_id)
+    if scope.organization_id is not None:
+        query = query.filter(organization_id=scope.organization_id)
+    if scope.profile_id is not None:
+        query = query.filter(id=scope.profile_id)
     if organization_id is not None:
         query = query.filter(organization_id=organization_id)
     return await query.order_by("name").limit(min(max(limit, 1), 500))
