@@ -9,7 +9,8 @@ after the mark, last, so its locks are held the shortest time.
 After the commit the worker asks every consumer which live channels its effects concern,
 asks the event bus which of them somebody follows, and sends their messages: first what
 consumers build from memory (`feed`), then what they read from the database (`totals`).
-Consumers see each other's effects in `Batch.effects`, by consumer name.
+Consumers return typed live messages (app/live_messages.py); the worker turns them into
+the bus's JSON. Consumers see each other's effects in `Batch.effects`, by consumer name.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any, ClassVar
 
 import asyncpg
 
-Message = tuple[str, dict[str, Any]]  # (channel, JSON-ready payload)
+from app.live_messages import LiveMessage
 
 
 @dataclass
@@ -54,10 +55,11 @@ class Consumer:
         """Every channel this consumer's live messages for the batch may go to."""
         return set()
 
-    def feed(self, batch: Batch, followed: Collection[str]) -> list[Message]:
-        """Messages built from memory, sent first (what a live feed waits for)."""
+    def feed(self, batch: Batch, followed: Collection[str]) -> list[LiveMessage]:
+        """Messages built from memory, sent first (what a live feed waits for). Only messages
+        to `followed` channels are sent, so a consumer may skip building the others."""
         return []
 
-    async def totals(self, batch: Batch, followed: Collection[str]) -> list[Message]:
+    async def totals(self, batch: Batch, followed: Collection[str]) -> list[LiveMessage]:
         """Messages that read the database, sent after the feed; built only for `followed` channels."""
         return []

@@ -1,5 +1,5 @@
 """What resolvers share: the viewer (refused with its reason), profile and range arguments,
-and following a profile's live channel."""
+and following a live channel (reading its payloads as typed messages)."""
 
 from __future__ import annotations
 
@@ -13,10 +13,12 @@ from app.auth import Access, Viewer, readable_profile
 from app.errors import SlowConsumer
 from app.eventbus import SubscriberDropped
 from app.fanout import current_operation
+from app.live_messages import LiveMessage
 from app.timebuckets import Preset, RangeSpec, TimeRange
 from schema.common import ResolvedRange, TimeRangeInput
 
 T = TypeVar("T")
+M = TypeVar("M", bound=LiveMessage)
 ProfileIdArg = Annotated[strawberry.ID, strawberry.argument(description="The profile.")]
 RangeArg = Annotated[
     TimeRangeInput,
@@ -50,6 +52,17 @@ def viewer_of(info: Info[Any, Any]) -> Viewer:
 def app_state(info: Info[Any, Any]) -> Any:
     """Process-wide objects (event bus, enrichment, rate limiter) set up at start."""
     return info.context.request.app.state
+
+
+def from_bus(message: type[M], mapper: Callable[[M], T]) -> Callable[[Mapping[str, Any]], T]:
+    """The subscribing edge: a bus payload read as its typed message, then mapped to its
+    GraphQL type by the type's one mapper."""
+    read = message.from_json
+
+    def convert(payload: Mapping[str, Any]) -> T:
+        return mapper(read(payload))
+
+    return convert
 
 
 async def follow_profile(

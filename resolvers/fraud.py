@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import AsyncGenerator
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 import strawberry
 from strawberry.scalars import JSON
 from strawberry.types import Info
 
 from app.auth import Access
+from app.live_messages import FraudAlertMessage
 from app.services import fraud as service
-from app.vocabulary import FRAUD_ALERTS_ALL_CHANNEL, fraud_alert_channel
-from resolvers.common import RangeArg, follow_channel, guarded, to_range_spec, to_resolved_range, viewer_of
+from resolvers.common import RangeArg, follow_channel, from_bus, guarded, to_range_spec, to_resolved_range, viewer_of
 from schema.fraud import (
     FraudAlert,
     FraudAlertAuditEntry,
@@ -58,18 +58,19 @@ def to_audit(entry: service.AuditEntry) -> FraudAlertAuditEntry:
     )  # fmt: skip
 
 
-def to_alert(alert: service.Alert) -> FraudAlert:
+def fraud_alert_of(alert: FraudAlertMessage) -> FraudAlert:
+    """The one FraudAlert mapper: listed, in a detail, and live."""
     return FraudAlert(
         id=_id(alert.id), organization_id=_id(alert.organization_id), rule_id=_id(alert.rule_id),
         rule_name=alert.rule_name, kind=FraudRuleKind(alert.kind), risk=FraudRisk(alert.risk), subject=alert.subject,
-        status=FraudAlertStatus(alert.status), details=alert.details, evidence=alert.evidence,
+        status=FraudAlertStatus(alert.status), details=alert.details, evidence=list(alert.evidence),
         triggered_at=alert.triggered_at, last_triggered_at=alert.last_triggered_at, raised_at=alert.raised_at,
         updated_at=alert.updated_at,
     )  # fmt: skip
 
 
-def to_detail(alert: service.Alert) -> FraudAlertDetail:
-    return FraudAlertDetail(alert=to_alert(alert), audit=[to_audit(e) for e in alert.audit])
+def to_detail(detail: service.AlertDetail) -> FraudAlertDetail:
+    return FraudAlertDetail(alert=fraud_alert_of(detail.alert), audit=[to_audit(e) for e in detail.audit])
 
 
 def _value(choice: FraudAlertStatus | FraudRisk | FraudRuleKind | None) -> str | None:
@@ -100,7 +101,8 @@ async def fraud_alerts(
         viewer=viewer_of(info), organization_id=organization_id, status=_value(status), risk=_value(risk),
         kind=_value(kind), since=since, first=first, after=after,
     )  # fmt: skip
-    return FraudAlertPage(alerts=[to_alert(a) for a in page.alerts], end_cursor=page.end_cursor, has_next_page=page.has_next_page)
+    alerts = [fraud_alert_of(a) for a in page.alerts]
+    return FraudAlertPage(alerts=alerts, end_cursor=page.end_cursor, has_next_page=page.has_next_page)
 
 
 async def fraud_alert(info: Info, alert_id: AlertIdArg) -> FraudAlertDetail:
@@ -189,13 +191,9 @@ async def fraud_alerts_live(
     ] = None,
 ) -> AsyncGenerator[FraudAlert, None]:
     org = await service.alert_stream_scope(viewer=viewer_of(info), organization_id=organization_id)
-    channel = fraud_alert_channel(str(org)) if org is not None else FRAUD_ALERTS_ALL_CHANNEL
-    async for alert in follow_channel(info, channel, _alert_of_payload):
+    channel = FraudAlertMessage.channel_of(str(org) if org is not None else None)
+    async for alert in follow_channel(info, channel, from_bus(FraudAlertMessage, fraud_alert_of)):
         yield alert
-
-
-def _alert_of_payload(payload: Mapping[str, Any]) -> FraudAlert:
-    return to_alert(service.alert_from_payload(payload))
 
 
 # -- the domain's fields ------------------------------------------------------------------

@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Mapping
-from typing import Annotated, Any
+from collections.abc import AsyncGenerator
+from typing import Annotated
 
 import strawberry
 from strawberry.types import Info
 
 from app.auth import Access
+from app.live_messages import GovAlertMessage
 from app.services import gov_alerts as service
-from app.vocabulary import gov_alert_channel
 from resolvers.common import (
     ProfileIdArg,
     RangeArg,
     follow_profile,
+    from_bus,
     guarded,
     to_range_spec,
     to_resolved_range,
@@ -28,7 +29,8 @@ OrganizationArg = Annotated[
 ]
 
 
-def to_gov_alert(alert: service.GovAlert) -> GovAlert:
+def gov_alert_of(alert: GovAlertMessage) -> GovAlert:
+    """The one GovAlert mapper: listed, inside a view, and live."""
     return GovAlert(
         event_id=alert.event_id,
         profile_id=strawberry.ID(str(alert.profile_id)),
@@ -65,7 +67,7 @@ async def gov_alerts(
         profile_id=strawberry.ID(str(result.profile_id)),
         range=to_resolved_range(result.range),
         total=result.total,
-        alerts=[to_gov_alert(a) for a in result.alerts],
+        alerts=[gov_alert_of(a) for a in result.alerts],
     )
 
 
@@ -86,12 +88,9 @@ async def update_gov_alert_settings(
 
 
 async def follow_gov_alerts(info: Info, profile_id: ProfileIdArg) -> AsyncGenerator[GovAlert, None]:
-    async for alert in follow_profile(info, profile_id, gov_alert_channel, _alert_of_payload):
+    convert = from_bus(GovAlertMessage, gov_alert_of)
+    async for alert in follow_profile(info, profile_id, GovAlertMessage.channel_of, convert):
         yield alert
-
-
-def _alert_of_payload(payload: Mapping[str, Any]) -> GovAlert:
-    return to_gov_alert(service.alert_from_payload(payload))
 
 
 # -- the domain's fields ------------------------------------------------------------------

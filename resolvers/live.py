@@ -1,70 +1,53 @@
 """Subscriptions: a profile's views and running totals, pushed by the worker via the bus.
 
 Following a channel (access checked once, payloads shared by every subscriber of the same
-operation through the fan-out) is `resolvers.common.follow_profile`; this module converts
-the payloads the worker publishes into the schema's types.
+operation through the fan-out) is `resolvers.common.follow_profile`; each payload is read
+as its typed message (app/live_messages.py) and mapped to the schema's type.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Mapping
-from datetime import datetime
-from typing import Annotated, Any
+from collections.abc import AsyncGenerator
+from typing import Annotated
 
 import strawberry
 from strawberry.types import Info
 
 from app.auth import Access
-from app.services.gov_alerts import alert_from_payload
-from app.vocabulary import engagement_channel, view_channel
-from resolvers.common import follow_profile, guarded
-from resolvers.gov_alerts import to_gov_alert
+from app.live_messages import EngagementSnapshotMessage, ProfileViewMessage
+from resolvers.common import follow_profile, from_bus, guarded
+from resolvers.profile_analytics import profile_view_of
 from schema.live import EngagementSnapshot
 from schema.profile_analytics import ProfileView
 
 ProfileIdArg = Annotated[strawberry.ID, strawberry.argument(description="The profile to follow.")]
 
 
-def _time(value: str) -> datetime:
-    return datetime.fromisoformat(value)
-
-
-def to_profile_view(payload: Mapping[str, Any]) -> ProfileView:
-    return ProfileView(
-        event_id=payload["eventId"],
-        profile_id=strawberry.ID(payload["profileId"]),
-        occurred_at=_time(payload["occurredAt"]),
-        country=payload.get("country"),
-        city=payload.get("city"),
-        device_type=payload.get("deviceType"),
-        browser=payload.get("browser"),
-        os=payload.get("os"),
-        referrer=payload.get("referrer"),
-        utm_source=payload.get("utmSource"),
-        is_gov=bool(payload.get("isGov")),
-        gov_alert=to_gov_alert(alert_from_payload(alert)) if (alert := payload.get("govAlert")) else None,
-    )
-
-
-def to_engagement(payload: Mapping[str, Any]) -> EngagementSnapshot:
+def engagement_snapshot_of(snapshot: EngagementSnapshotMessage) -> EngagementSnapshot:
+    """The one EngagementSnapshot mapper."""
     return EngagementSnapshot(
-        profile_id=strawberry.ID(payload["profileId"]),
-        since=_time(payload["since"]),
-        views=int(payload["views"]),
-        unique_visitors=int(payload["uniqueVisitors"]),
-        inquiries=int(payload["inquiries"]),
-        conversion_rate=float(payload["conversionRate"]),
-        updated_at=_time(payload["updatedAt"]),
+        profile_id=strawberry.ID(str(snapshot.profile_id)),
+        since=snapshot.since,
+        views=snapshot.views,
+        unique_visitors=snapshot.unique_visitors,
+        inquiries=snapshot.inquiries,
+        conversion_rate=snapshot.conversion_rate,
+        updated_at=snapshot.updated_at,
     )
+
+
+# What the subscriptions hand to the fan-out: a bus payload as its GraphQL type.
+to_profile_view = from_bus(ProfileViewMessage, profile_view_of)
+to_engagement = from_bus(EngagementSnapshotMessage, engagement_snapshot_of)
 
 
 async def profile_views(info: Info, profile_id: ProfileIdArg) -> AsyncGenerator[ProfileView, None]:
-    async for view in follow_profile(info, profile_id, view_channel, to_profile_view):
+    async for view in follow_profile(info, profile_id, ProfileViewMessage.channel_of, to_profile_view):
         yield view
 
 
 async def engagement_updates(info: Info, profile_id: ProfileIdArg) -> AsyncGenerator[EngagementSnapshot, None]:
-    async for snapshot in follow_profile(info, profile_id, engagement_channel, to_engagement):
+    async for snapshot in follow_profile(info, profile_id, EngagementSnapshotMessage.channel_of, to_engagement):
         yield snapshot
 
 

@@ -8,15 +8,17 @@ import strawberry
 from strawberry.types import Info
 
 from app.auth import Access
+from app.live_messages import ProfileViewMessage
 from app.services.profile_analytics import reports
 from app.timebuckets import Grain
 from resolvers.common import ProfileIdArg, RangeArg, guarded, to_range_spec, to_resolved_range, viewer_of
-from resolvers.gov_alerts import to_gov_alert
+from resolvers.gov_alerts import gov_alert_of
 from schema.common import Granularity, Money
 from schema.profile_analytics import ProfileOverview, ProfileTimeseries, ProfileView, ReferrerCount
 
 
-def to_profile_view(view: reports.RecentView) -> ProfileView:
+def profile_view_of(view: ProfileViewMessage) -> ProfileView:
+    """The one ProfileView mapper: stored views (recentProfileViews) and live ones (profileViews)."""
     return ProfileView(
         event_id=view.event_id,
         profile_id=strawberry.ID(str(view.profile_id)),
@@ -29,7 +31,7 @@ def to_profile_view(view: reports.RecentView) -> ProfileView:
         referrer=view.referrer,
         utm_source=view.utm_source,
         is_gov=view.is_gov,
-        gov_alert=to_gov_alert(view.gov_alert) if view.gov_alert is not None else None,
+        gov_alert=gov_alert_of(view.gov_alert) if view.gov_alert is not None else None,
     )
 
 
@@ -84,7 +86,7 @@ async def recent_profile_views(
     limit: Annotated[int, strawberry.argument(description="How many, newest first (1..200).")] = 50,
 ) -> list[ProfileView]:
     views = await reports.recent_profile_views(viewer=viewer_of(info), profile_id=str(profile_id), limit=limit)
-    return [to_profile_view(v) for v in views]
+    return [profile_view_of(v) for v in views]
 
 
 # -- the domain's fields ------------------------------------------------------------------

@@ -3,20 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Mapping
-from datetime import datetime
 from typing import Annotated, Any
 
 import strawberry
 from strawberry.types import Info
 
 from app.auth import Access
+from app.live_messages import GiftPurchasedMessage, RevenueCountersMessage
 from app.services import revenue as service
 from app.timebuckets import Grain
-from app.vocabulary import REVENUE_COUNTERS_ALL_CHANNEL, gift_channel, revenue_counter_channel
 from resolvers.common import (
     RangeArg,
     follow_channel,
     follow_profile,
+    from_bus,
     guarded,
     to_range_spec,
     to_resolved_range,
@@ -242,31 +242,29 @@ async def update_money_settings(
 # --------------------------------------------------------------------------- live
 
 
-def to_counters(payload: Mapping[str, Any]) -> RevenueCounters:
-    found = service.counters_from_payload(payload)
-    return _counters(found)
-
-
-def _counters(found: service.Counters) -> RevenueCounters:
+def revenue_counters_of(counters: RevenueCountersMessage) -> RevenueCounters:
+    """The one RevenueCounters mapper: the first answer of the subscription and every push."""
     return RevenueCounters(
-        organization_id=strawberry.ID(str(found.organization_id)) if found.organization_id else None,
-        since=found.start, revenue=money({c: a for a, c in found.revenue}), transactions=found.transactions,
-        failed_payments=found.failed_payments, updated_at=found.updated_at,
+        organization_id=strawberry.ID(str(counters.organization_id)) if counters.organization_id else None,
+        since=counters.start, revenue=money({c: a for a, c in counters.revenue}), transactions=counters.transactions,
+        failed_payments=counters.failed_payments, updated_at=counters.updated_at,
     )  # fmt: skip
 
 
-def to_gift(payload: Mapping[str, Any]) -> GiftPurchased:
+def gift_purchased_of(gift: GiftPurchasedMessage) -> GiftPurchased:
+    """The one GiftPurchased mapper."""
     return GiftPurchased(
-        event_id=payload["eventId"], profile_id=strawberry.ID(payload["profileId"]), donor_id=payload.get("donorId"),
-        amount=Money(amount_minor=payload["amountMinor"], currency=payload["currency"]), category=payload["category"],
-        occurred_at=datetime.fromisoformat(payload["occurredAt"]),
+        event_id=gift.event_id, profile_id=strawberry.ID(str(gift.profile_id)), donor_id=gift.donor_id,
+        amount=Money(amount_minor=gift.amount_minor, currency=gift.currency), category=gift.category,
+        occurred_at=gift.occurred_at,
     )  # fmt: skip
 
 
 async def gift_purchased(
     info: Info, profile_id: Annotated[strawberry.ID, strawberry.argument(description="The profile to follow.")]
 ) -> AsyncGenerator[GiftPurchased, None]:
-    async for gift in follow_profile(info, profile_id, gift_channel, to_gift):
+    convert = from_bus(GiftPurchasedMessage, gift_purchased_of)
+    async for gift in follow_profile(info, profile_id, GiftPurchasedMessage.channel_of, convert):
         yield gift
 
 
@@ -278,9 +276,9 @@ async def revenue_counters(
     ] = None,
 ) -> AsyncGenerator[RevenueCounters, None]:
     org, timezone = await service.counters_scope(viewer=viewer_of(info), organization_id=organization_id)
-    yield _counters(await service.current_counters(organization_id=org, timezone=timezone))
-    channel = revenue_counter_channel(str(org)) if org is not None else REVENUE_COUNTERS_ALL_CHANNEL
-    async for counters in follow_channel(info, channel, to_counters):
+    yield revenue_counters_of(await service.current_counters(organization_id=org, timezone=timezone))
+    channel = RevenueCountersMessage.channel_of(str(org) if org is not None else None)
+    async for counters in follow_channel(info, channel, from_bus(RevenueCountersMessage, revenue_counters_of)):
         yield counters
 
 

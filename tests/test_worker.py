@@ -275,7 +275,8 @@ async def test_engagement_snapshots_report_today_as_stored(app, settings, worker
         await insert_pending(tenant, late)
         await worker.drain()
         second = await asyncio.wait_for(totals.get(), 2)
-    [stored] = await engagement_snapshots([(org, profile)], {org: "America/New_York"})
+    [snapshot] = await engagement_snapshots([(org, profile)], {org: "America/New_York"})
+    stored = snapshot.to_json()
     since = datetime.fromisoformat(first["since"])
     if since <= min(e["occurred_at"] for e in today) and stored["since"] == first["since"]:  # not around midnight
         assert {**first, "updatedAt": None} == {**second, "updatedAt": None} == {**stored, "updatedAt": None}

@@ -14,7 +14,8 @@ re-run batch changes nothing).
 After commit the batch is published to the event bus (views, gov alerts, per-profile running
 totals, fraud alerts, gifts and revenue counters), only to the channels someone follows (one
 question to the bus first): what the consumers build from memory in one publish (views and
-alerts), then what they read (running totals, gifts and counters). That is best effort: a
+alerts), then what they read (running totals, gifts and counters). Consumers hand over typed
+messages (app/live_messages.py), encoded to the bus's JSON here. That is best effort: a
 failed publish is logged and the worker carries on.
 
 The worker wakes on `NOTIFY pulsegraph_outbox` (sent by ingestion after commit) on a
@@ -38,9 +39,10 @@ import asyncpg
 from tortoise import connections
 
 from app import logs, partitions
-from app.consumers import Batch, Consumer, Message
+from app.consumers import Batch, Consumer
 from app.database import close_database, init_database, transaction
 from app.geoip_reload import geoip_reloading
+from app.live_messages import LiveMessage, publishable
 from app.result_cache import result_cache
 from app.services.claimed_events import EVENT_OF_KEY
 from app.services.gov_detection import GovDetector, get_detector
@@ -233,16 +235,16 @@ class OutboxWorker:
         try:
             followed = await self.bus.followed(channels)
             if followed:
-                await self.bus.publish_many(self._feed(batch, followed))
-                await self.bus.publish_many(await self._totals(batch, followed))
+                await self.bus.publish_many(publishable(self._feed(batch, followed), followed))
+                await self.bus.publish_many(publishable(await self._totals(batch, followed), followed))
         except Exception as exc:  # noqa: BLE001 - BusUnavailable, a dead pool connection...: never fatal
             log.warning("worker %s: live publish failed (%r); subscribers miss this batch", self.name, exc)
 
-    def _feed(self, batch: Batch, followed: set[str]) -> list[Message]:
+    def _feed(self, batch: Batch, followed: set[str]) -> list[LiveMessage]:
         """What a live feed waits for, built from memory: sent before anything that reads."""
         return [message for consumer in self.consumers for message in consumer.feed(batch, followed)]
 
-    async def _totals(self, batch: Batch, followed: set[str]) -> list[Message]:
+    async def _totals(self, batch: Batch, followed: set[str]) -> list[LiveMessage]:
         """Running totals and counters; a payload nobody follows is not built."""
         return [message for consumer in self.consumers for message in await consumer.totals(batch, followed)]
 

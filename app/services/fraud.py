@@ -36,7 +36,7 @@ import base64
 import binascii
 import uuid
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -49,21 +49,20 @@ from app.auth import (
     administered_organization,
     administered_scope,
 )
-from app.consumers import Batch, Consumer, Message
+from app.consumers import Batch, Consumer
 from app.database import connection, transaction
 from app.errors import BadInput, NotFound
+from app.live_messages import FraudAlertMessage
 from app.runners import QueryRunner, Tenant
 from app.services.claimed_events import CLAIMED_EVENTS, keys_of
 from app.timebuckets import RangeSpec, TimeRange, resolve_range, utcnow
 from app.vocabulary import (
     ACCOUNT_CREATED,
-    FRAUD_ALERTS_ALL_CHANNEL,
     FRAUD_EVENT_TYPES,
     ORDER_PAID,
     ORDER_REFUNDED,
     PAYMENT_FAILED,
     TICKET_SCANNED,
-    fraud_alert_channel,
 )
 
 FAILED_PAYMENTS = "failed_payments"
@@ -151,28 +150,17 @@ class AuditEntry:
     note: str | None
 
 
-@dataclass(slots=True)
-class Alert:
-    id: uuid.UUID
-    organization_id: uuid.UUID
-    rule_id: uuid.UUID
-    rule_name: str
-    kind: str
-    risk: str
-    subject: str
-    status: str
-    details: dict[str, Any]
-    evidence: list[str]
-    triggered_at: datetime
-    last_triggered_at: datetime
-    raised_at: datetime
-    updated_at: datetime
-    audit: list[AuditEntry] = field(default_factory=list)
+@dataclass(frozen=True, slots=True)
+class AlertDetail:
+    """One alert (as listed and pushed live) with its audit trail."""
+
+    alert: FraudAlertMessage
+    audit: list[AuditEntry]
 
 
 @dataclass(frozen=True, slots=True)
 class AlertPage:
-    alerts: list[Alert]
+    alerts: list[FraudAlertMessage]
     end_cursor: str | None
     has_next_page: bool
 
@@ -475,7 +463,7 @@ class _Hit:
     details: str
 
 
-async def evaluate_batch(conn: asyncpg.Connection, rows: Sequence[Mapping[str, Any]]) -> list[Alert]:
+async def evaluate_batch(conn: asyncpg.Connection, rows: Sequence[Mapping[str, Any]]) -> list[FraudAlertMessage]:
     """Raise or extend alerts for a claimed batch, in the caller's transaction; returns them for publishing."""
     triggers = [r for r in rows if r["type"] in FRAUD_EVENT_TYPES]
     if not triggers:
@@ -506,7 +494,9 @@ def _add_hit(hits: dict[tuple[uuid.UUID, uuid.UUID, str], _Hit], found: Mapping[
         hit.last_triggered_at, hit.details = at, found["details"]
 
 
-async def _store_hits(conn: asyncpg.Connection, hits: dict[tuple[uuid.UUID, uuid.UUID, str], _Hit]) -> list[Alert]:
+async def _store_hits(
+    conn: asyncpg.Connection, hits: dict[tuple[uuid.UUID, uuid.UUID, str], _Hit]
+) -> list[FraudAlertMessage]:
     ordered = sorted(hits.items(), key=lambda item: (str(item[0][0]), str(item[0][1]), item[0][2]))
     records = await conn.fetch(
         _UPSERT_ALERTS,
@@ -526,38 +516,7 @@ async def _store_hits(conn: asyncpg.Connection, hits: dict[tuple[uuid.UUID, uuid
     return [_alert(r) for r in records]
 
 
-# --------------------------------------------------------------------------- live payloads
-
-
-def alert_payload(alert: Alert) -> dict[str, Any]:
-    """What the worker publishes: the alert without its audit trail, JSON-ready."""
-    return {
-        "id": str(alert.id),
-        "organizationId": str(alert.organization_id),
-        "ruleId": str(alert.rule_id),
-        "ruleName": alert.rule_name,
-        "kind": alert.kind,
-        "risk": alert.risk,
-        "subject": alert.subject,
-        "status": alert.status,
-        "details": alert.details,
-        "evidence": alert.evidence,
-        "triggeredAt": alert.triggered_at.isoformat(),
-        "lastTriggeredAt": alert.last_triggered_at.isoformat(),
-        "raisedAt": alert.raised_at.isoformat(),
-        "updatedAt": alert.updated_at.isoformat(),
-    }
-
-
-def alert_from_payload(payload: Mapping[str, Any]) -> Alert:
-    return Alert(
-        id=uuid.UUID(payload["id"]), organization_id=uuid.UUID(payload["organizationId"]),
-        rule_id=uuid.UUID(payload["ruleId"]), rule_name=payload["ruleName"], kind=payload["kind"],
-        risk=payload["risk"], subject=payload["subject"], status=payload["status"], details=payload["details"],
-        evidence=list(payload["evidence"]), triggered_at=datetime.fromisoformat(payload["triggeredAt"]),
-        last_triggered_at=datetime.fromisoformat(payload["lastTriggeredAt"]),
-        raised_at=datetime.fromisoformat(payload["raisedAt"]), updated_at=datetime.fromisoformat(payload["updatedAt"]),
-    )  # fmt: skip
+# --------------------------------------------------------------------------- live alerts
 
 
 async def alert_stream_scope(*, viewer: Viewer, organization_id: Any = None) -> uuid.UUID | None:
@@ -573,11 +532,11 @@ ALERT_COLUMNS = (
 )
 
 
-def _alert(row: Mapping[str, Any]) -> Alert:
-    return Alert(
+def _alert(row: Mapping[str, Any]) -> FraudAlertMessage:
+    return FraudAlertMessage(
         id=row["id"], organization_id=row["organization_id"], rule_id=row["rule_id"], rule_name=row["rule_name"],
         kind=row["kind"], risk=row["risk"], subject=row["subject"], status=row["status"],
-        details=orjson.loads(row["details"]), evidence=list(row["evidence"]), triggered_at=row["triggered_at"],
+        details=orjson.loads(row["details"]), evidence=tuple(row["evidence"]), triggered_at=row["triggered_at"],
         last_triggered_at=row["last_triggered_at"], raised_at=row["raised_at"], updated_at=row["updated_at"],
     )  # fmt: skip
 
@@ -589,23 +548,17 @@ def _audit_entry(row: Mapping[str, Any]) -> AuditEntry:
     )  # fmt: skip
 
 
-async def _with_audit(conn: asyncpg.Connection, alerts: list[Alert]) -> list[Alert]:
-    """One query for the audit trails of a whole page."""
-    if not alerts:
-        return alerts
+async def _with_audit(conn: asyncpg.Connection, alert: FraudAlertMessage) -> AlertDetail:
     rows = await conn.fetch(
-        "SELECT alert_id, at, action, actor, actor_role, from_status, to_status, note FROM fraud_alert_audit"
-        " WHERE organization_id = ANY($1::uuid[]) AND alert_id = ANY($2::uuid[]) ORDER BY id",
-        list({a.organization_id for a in alerts}),
-        [a.id for a in alerts],
+        "SELECT at, action, actor, actor_role, from_status, to_status, note FROM fraud_alert_audit"
+        " WHERE organization_id = $1 AND alert_id = $2 ORDER BY id",
+        alert.organization_id,
+        alert.id,
     )
-    by_alert = {a.id: a for a in alerts}
-    for row in rows:
-        by_alert[row["alert_id"]].audit.append(_audit_entry(row))
-    return alerts
+    return AlertDetail(alert, [_audit_entry(row) for row in rows])
 
 
-def _cursor(alert: Alert) -> str:
+def _cursor(alert: FraudAlertMessage) -> str:
     return base64.urlsafe_b64encode(f"{alert.raised_at.isoformat()}|{alert.id}".encode()).decode()
 
 
@@ -660,7 +613,9 @@ async def list_alerts(
     return AlertPage(alerts=alerts, end_cursor=_cursor(alerts[-1]) if alerts else None, has_next_page=more)
 
 
-async def _visible_alert(conn: asyncpg.Connection, viewer: Viewer, alert_id: Any, *, lock: bool = False) -> Alert:
+async def _visible_alert(
+    conn: asyncpg.Connection, viewer: Viewer, alert_id: Any, *, lock: bool = False
+) -> FraudAlertMessage:
     own = administered_by(viewer, refusal=FRAUD_REFUSAL)
     aid = _parse_id(alert_id, "alert", "id")
     row = await conn.fetchrow(
@@ -674,10 +629,10 @@ async def _visible_alert(conn: asyncpg.Connection, viewer: Viewer, alert_id: Any
     return _alert(row)
 
 
-async def get_alert(*, viewer: Viewer, alert_id: Any) -> Alert:
+async def get_alert(*, viewer: Viewer, alert_id: Any) -> AlertDetail:
     """One alert with its audit trail."""
     async with connection() as conn:
-        return (await _with_audit(conn, [await _visible_alert(conn, viewer, alert_id)]))[0]
+        return await _with_audit(conn, await _visible_alert(conn, viewer, alert_id))
 
 
 def _note(value: str | None, *, required: bool) -> str | None:
@@ -691,7 +646,7 @@ def _note(value: str | None, *, required: bool) -> str | None:
     return note
 
 
-async def update_alert(*, viewer: Viewer, alert_id: Any, status: str, note: str | None = None) -> Alert:
+async def update_alert(*, viewer: Viewer, alert_id: Any, status: str, note: str | None = None) -> AlertDetail:
     """Move an alert along its workflow; the change and its note go into the audit trail."""
     text = _note(note, required=False)
     actor, role = viewer.actor
@@ -708,7 +663,7 @@ async def update_alert(*, viewer: Viewer, alert_id: Any, status: str, note: str 
     return await get_alert(viewer=viewer, alert_id=alert.id)
 
 
-async def add_note(*, viewer: Viewer, alert_id: Any, note: str) -> Alert:
+async def add_note(*, viewer: Viewer, alert_id: Any, note: str) -> AlertDetail:
     """Notes are allowed in every status, closed ones included: investigations outlive alerts."""
     text = _note(note, required=True)
     actor, role = viewer.actor
@@ -719,7 +674,14 @@ async def add_note(*, viewer: Viewer, alert_id: Any, note: str) -> Alert:
 
 
 async def _audit(
-    conn: asyncpg.Connection, alert: Alert, action: str, actor: str, role: str, old: str | None, new: str | None, note: str | None
+    conn: asyncpg.Connection,
+    alert: FraudAlertMessage,
+    action: str,
+    actor: str,
+    role: str,
+    old: str | None,
+    new: str | None,
+    note: str | None,
 ) -> None:
     await conn.execute(
         "INSERT INTO fraud_alert_audit (organization_id, alert_id, action, actor, actor_role, from_status, to_status, note)"
@@ -786,18 +748,13 @@ class FraudConsumer(Consumer):
     name = "fraud"
     event_types = FRAUD_EVENT_TYPES
 
-    async def apply(self, conn: asyncpg.Connection, rows: list[Mapping[str, Any]], batch: Batch) -> list[Alert]:
+    async def apply(
+        self, conn: asyncpg.Connection, rows: list[Mapping[str, Any]], batch: Batch
+    ) -> list[FraudAlertMessage]:
         return await evaluate_batch(conn, rows)
 
     def channels(self, batch: Batch) -> set[str]:
-        alerts = batch.effects[self.name]
-        if not alerts:
-            return set()
-        return {fraud_alert_channel(str(alert.organization_id)) for alert in alerts} | {FRAUD_ALERTS_ALL_CHANNEL}
+        return {channel for alert in batch.effects[self.name] for channel in alert.channels}
 
-    def feed(self, batch: Batch, followed: Collection[str]) -> list[Message]:
-        messages: list[Message] = []
-        for payload in map(alert_payload, batch.effects[self.name]):
-            channels = (fraud_alert_channel(payload["organizationId"]), FRAUD_ALERTS_ALL_CHANNEL)
-            messages += [(channel, payload) for channel in channels if channel in followed]
-        return messages
+    def feed(self, batch: Batch, followed: Collection[str]) -> list[FraudAlertMessage]:
+        return batch.effects[self.name]

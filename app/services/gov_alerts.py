@@ -19,16 +19,17 @@ import math
 import uuid
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC
 from typing import Any
 
 import asyncpg
 import orjson
 
 from app.auth import ReadableProfile, Viewer, administered_organization, readable_profile
-from app.consumers import Batch, Consumer, Message
+from app.consumers import Batch, Consumer
 from app.database import connection
 from app.errors import BadInput, NotFound
+from app.live_messages import GovAlertMessage
 from app.runners import QueryRunner, Tenant
 from app.services.gov_detection import GovCheck, GovDetector
 from app.timebuckets import RangeSpec, TimeRange, resolve_range, utcnow
@@ -37,7 +38,6 @@ from app.vocabulary import (
     GOV_ASSESSMENT,
     PROFILE_ANALYTICS,
     PROFILE_VIEWED,
-    gov_alert_channel,
 )
 
 MIN_THRESHOLD = 0.05  # below this nearly every network would alert: a typo, not a policy
@@ -128,8 +128,8 @@ RETURNING {_names}, reasons, signals, raised_at
 
 async def record_alerts(
     conn: asyncpg.Connection, views: Sequence[Mapping[str, Any]], findings: Mapping[ViewKey, GovFinding]
-) -> list[dict[str, Any]]:
-    """Write an alert for each new flagged view; returns the live payloads of those written."""
+) -> list[GovAlertMessage]:
+    """Write an alert for each new flagged view; returns those written, to be sent live."""
     flagged = [(v, findings[key]) for v in views if (key := (v["organization_id"], v["event_id"])) in findings]
     if not flagged:
         return []
@@ -138,7 +138,7 @@ async def record_alerts(
     reasons = [orjson.dumps(f.check.reasons).decode() for _, f in flagged]
     signals = [orjson.dumps(f.check.signals).decode() for _, f in flagged]
     inserted = await conn.fetch(INSERT_ALERTS, *columns, reasons, signals)
-    return [alert_payload(_alert_of(r)) for r in inserted]
+    return [_alert_of(r) for r in inserted]
 
 
 def _alert_row(view: Mapping[str, Any], finding: GovFinding) -> dict[str, Any]:
@@ -161,32 +161,12 @@ def _alert_row(view: Mapping[str, Any], finding: GovFinding) -> dict[str, Any]:
     }
 
 
-# -- the alert, as stored, queried and pushed ----------------------------------------------------
+# -- the alert (app/live_messages.GovAlertMessage), as stored, queried and pushed -------------
 
 
-@dataclass(frozen=True, slots=True)
-class GovAlert:
-    event_id: str
-    organization_id: uuid.UUID
-    profile_id: uuid.UUID
-    occurred_at: datetime
-    raised_at: datetime
-    confidence: float
-    threshold: float
-    network_name: str | None
-    asn: int | None
-    country: str | None
-    city: str | None
-    device_type: str | None
-    browser: str | None
-    os: str | None
-    reasons: tuple[str, ...]
-    signals: tuple[str, ...]
-
-
-def _alert_of(row: Mapping[str, Any]) -> GovAlert:
+def _alert_of(row: Mapping[str, Any]) -> GovAlertMessage:
     country = row["country"]
-    return GovAlert(
+    return GovAlertMessage(
         event_id=row["event_id"],
         organization_id=row["organization_id"],
         profile_id=row["profile_id"],
@@ -211,49 +191,6 @@ def _rounded(value: float) -> float:
     return round(float(value), 3)
 
 
-def alert_payload(alert: GovAlert) -> dict[str, Any]:
-    """An alert as the `govAlerts` subscription and the flagged `profileViews` send it (camelCase)."""
-    return {
-        "eventId": alert.event_id,
-        "organizationId": str(alert.organization_id),
-        "profileId": str(alert.profile_id),
-        "occurredAt": alert.occurred_at.isoformat(),
-        "raisedAt": alert.raised_at.isoformat(),
-        "confidence": alert.confidence,
-        "threshold": alert.threshold,
-        "networkName": alert.network_name,
-        "asn": alert.asn,
-        "country": alert.country,
-        "city": alert.city,
-        "deviceType": alert.device_type,
-        "browser": alert.browser,
-        "os": alert.os,
-        "reasons": list(alert.reasons),
-        "signals": list(alert.signals),
-    }
-
-
-def alert_from_payload(payload: Mapping[str, Any]) -> GovAlert:
-    return GovAlert(
-        event_id=payload["eventId"],
-        organization_id=uuid.UUID(payload["organizationId"]),
-        profile_id=uuid.UUID(payload["profileId"]),
-        occurred_at=datetime.fromisoformat(payload["occurredAt"]),
-        raised_at=datetime.fromisoformat(payload["raisedAt"]),
-        confidence=float(payload["confidence"]),
-        threshold=float(payload["threshold"]),
-        network_name=payload.get("networkName"),
-        asn=payload.get("asn"),
-        country=payload.get("country"),
-        city=payload.get("city"),
-        device_type=payload.get("deviceType"),
-        browser=payload.get("browser"),
-        os=payload.get("os"),
-        reasons=tuple(payload.get("reasons") or ()),
-        signals=tuple(payload.get("signals") or ()),
-    )
-
-
 # -- reading ------------------------------------------------------------------------------------
 
 ALERTS_IN_RANGE = """
@@ -273,7 +210,7 @@ class GovAlertList:
     profile_id: uuid.UUID
     range: TimeRange
     total: int
-    alerts: list[GovAlert]
+    alerts: list[GovAlertMessage]
 
 
 class GovAlertsQuery(QueryRunner[ReadableProfile, TimeRange, GovAlertList]):
@@ -310,7 +247,7 @@ async def gov_alerts(
     return await GovAlertsQuery(viewer=viewer, profile_id=profile_id, time_range=time_range, limit=limit).run()
 
 
-async def alerts_of_views(organization_id: uuid.UUID, event_ids: Sequence[str]) -> dict[str, GovAlert]:
+async def alerts_of_views(organization_id: uuid.UUID, event_ids: Sequence[str]) -> dict[str, GovAlertMessage]:
     """The alerts of some views, by event id (to explain flagged views in a listing)."""
     if not event_ids:
         return {}
@@ -380,12 +317,14 @@ class AlertRecorder(Consumer):
     name = GOV_ALERTS
     after_mark = True
 
-    async def apply(self, conn: asyncpg.Connection, rows: list[Mapping[str, Any]], batch: Batch) -> list[dict[str, Any]]:
+    async def apply(
+        self, conn: asyncpg.Connection, rows: list[Mapping[str, Any]], batch: Batch
+    ) -> list[GovAlertMessage]:
         views = batch.effects[PROFILE_ANALYTICS].views
         return await record_alerts(conn, views, batch.effects[GOV_ASSESSMENT])
 
     def channels(self, batch: Batch) -> set[str]:
-        return {gov_alert_channel(alert["profileId"]) for alert in batch.effects[self.name]}
+        return {alert.channel for alert in batch.effects[self.name]}
 
-    def feed(self, batch: Batch, followed: Collection[str]) -> list[Message]:
-        return [(c, alert) for alert in batch.effects[self.name] if (c := gov_alert_channel(alert["profileId"])) in followed]
+    def feed(self, batch: Batch, followed: Collection[str]) -> list[GovAlertMessage]:
+        return [alert for alert in batch.effects[self.name] if alert.channel in followed]

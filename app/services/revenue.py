@@ -45,9 +45,10 @@ from app.auth import (
     administered_scope,
     readable_profile,
 )
-from app.consumers import Batch, Consumer, Message
+from app.consumers import Batch, Consumer
 from app.database import connection, transaction
 from app.errors import BadInput, NotFound
+from app.live_messages import GiftPurchasedMessage, LiveMessage, RevenueCountersMessage
 from app.runners import QueryRunner
 from app.services.claimed_events import CLAIMED_EVENTS, keys_of
 from app.timebuckets import (
@@ -70,10 +71,7 @@ from app.vocabulary import (
     ORDER_REFUNDED,
     PAYMENT_FAILED,
     PAYOUT_SETTLED,
-    REVENUE_COUNTERS_ALL_CHANNEL,
     SUBSCRIPTION_CHARGED,
-    gift_channel,
-    revenue_counter_channel,
 )
 
 R = TypeVar("R")
@@ -134,7 +132,7 @@ def check_properties(event_type: str, properties: Any) -> tuple[str, str] | None
 class LedgerEffects:
     """What a batch added to the ledger, for the live pushes after commit."""
 
-    gifts: list[dict[str, Any]] = field(default_factory=list)
+    gifts: list[GiftPurchasedMessage] = field(default_factory=list)
     organizations: set[uuid.UUID] = field(default_factory=set)
 
     @property
@@ -143,9 +141,9 @@ class LedgerEffects:
         if not self.organizations:
             return set()
         return (
-            {gift_channel(g["profileId"]) for g in self.gifts}
-            | {revenue_counter_channel(str(org)) for org in self.organizations}
-            | {REVENUE_COUNTERS_ALL_CHANNEL}
+            {gift.channel for gift in self.gifts}
+            | {RevenueCountersMessage.channel_of(str(org)) for org in self.organizations}
+            | {RevenueCountersMessage.channel_of(None)}
         )
 
 
@@ -227,7 +225,7 @@ async def record_batch(conn: asyncpg.Connection, rows: Sequence[Mapping[str, Any
         await conn.execute(_MARK_REFUNDED, [k[0] for k in refunded], [k[1] for k in refunded])
     await _insert_payouts(conn, [e for e in events if e["type"] == PAYOUT_SETTLED])
     effects.organizations = {r["organization_id"] for r in (*new_sales, *new_refunds)}
-    effects.gifts = [gift_payload(r) for r in new_sales if r["type"] == "gift" and r["profile_id"] is not None]
+    effects.gifts = [gift_message(r) for r in new_sales if r["type"] == "gift" and r["profile_id"] is not None]
     return effects
 
 
@@ -315,34 +313,16 @@ async def _insert_payouts(conn: asyncpg.Connection, events: list[dict[str, Any]]
     )  # fmt: skip
 
 
-def gift_payload(row: Mapping[str, Any]) -> dict[str, Any]:
-    """What the worker publishes for a recorded gift, JSON-ready."""
-    return {
-        "eventId": row["event_id"],
-        "organizationId": str(row["organization_id"]),
-        "profileId": str(row["profile_id"]),
-        "donorId": row["customer_id"],
-        "amountMinor": row["amount_minor"],
-        "currency": row["currency"],
-        "category": row["category"],
-        "occurredAt": row["occurred_at"].isoformat(),
-    }
+def gift_message(row: Mapping[str, Any]) -> GiftPurchasedMessage:
+    """What the worker publishes for a gift it recorded (a row of `transactions`)."""
+    return GiftPurchasedMessage(
+        event_id=row["event_id"], organization_id=row["organization_id"], profile_id=row["profile_id"],
+        donor_id=row["customer_id"], amount_minor=row["amount_minor"], currency=row["currency"],
+        category=row["category"], occurred_at=row["occurred_at"],
+    )  # fmt: skip
 
 
 # --------------------------------------------------------------------------- live counters
-
-
-@dataclass(frozen=True, slots=True)
-class Counters:
-    """Today's running revenue of one organization (its local day) or of the platform (the UTC day)."""
-
-    organization_id: uuid.UUID | None
-    start: datetime
-    end: datetime
-    revenue: list[tuple[int, str]]  # (amount_minor, currency), by currency
-    transactions: int
-    failed_payments: int
-    updated_at: datetime
 
 
 _COUNTERS = """
@@ -356,57 +336,36 @@ GROUP BY currency ORDER BY currency
 """
 
 
-async def counters(conn: asyncpg.Connection, organization_id: uuid.UUID | None, timezone: str = "UTC") -> Counters:
-    """Revenue (refunds netted), revenue entries and failed payments since the start of today."""
+async def counters(
+    conn: asyncpg.Connection, organization_id: uuid.UUID | None, timezone: str = "UTC"
+) -> RevenueCountersMessage:
+    """Today's running revenue of one organization (its local day) or of the platform (the UTC
+    day): revenue (refunds netted), revenue entries and failed payments since the day began."""
     now = utcnow()
     start = day_start(now, timezone)
     end = local_midnight(local_date(now, timezone) + timedelta(days=1), timezone)
     rows = await conn.fetch(_COUNTERS, organization_id, start, end)
-    return Counters(
+    return RevenueCountersMessage(
         organization_id=organization_id, start=start, end=end,
-        revenue=[(r["amount"], r["currency"]) for r in rows if r["n"]],
+        revenue=tuple((r["amount"], r["currency"]) for r in rows if r["n"]),
         transactions=sum(r["n"] for r in rows), failed_payments=sum(r["failed"] for r in rows), updated_at=now,
-    )  # fmt: skip
-
-
-def counters_payload(found: Counters) -> dict[str, Any]:
-    return {
-        "organizationId": str(found.organization_id) if found.organization_id else None,
-        "from": found.start.isoformat(),
-        "to": found.end.isoformat(),
-        "revenue": [{"amountMinor": amount, "currency": currency} for amount, currency in found.revenue],
-        "transactions": found.transactions,
-        "failedPayments": found.failed_payments,
-        "updatedAt": found.updated_at.isoformat(),
-    }
-
-
-def counters_from_payload(payload: Mapping[str, Any]) -> Counters:
-    org = payload.get("organizationId")
-    return Counters(
-        organization_id=uuid.UUID(org) if org else None, start=datetime.fromisoformat(payload["from"]),
-        end=datetime.fromisoformat(payload["to"]),
-        revenue=[(m["amountMinor"], m["currency"]) for m in payload["revenue"]],
-        transactions=payload["transactions"], failed_payments=payload["failedPayments"],
-        updated_at=datetime.fromisoformat(payload["updatedAt"]),
     )  # fmt: skip
 
 
 async def live_messages(
     conn: asyncpg.Connection, ledger: LedgerEffects, followed: Collection[str]
-) -> list[tuple[str, dict[str, Any]]]:
+) -> list[LiveMessage]:
     """After commit: each new gift to its profile's channel, fresh counters to each touched
     organization's channel and the platform's; only to the `followed` channels, so that
     counters nobody watches are not computed."""
-    messages = [(channel, g) for g in ledger.gifts if (channel := gift_channel(g["profileId"])) in followed]
-    organizations = [org for org in ledger.organizations if revenue_counter_channel(str(org)) in followed]
+    messages: list[LiveMessage] = [g for g in ledger.gifts if g.channel in followed]
+    organizations = [org for org in ledger.organizations if RevenueCountersMessage.channel_of(str(org)) in followed]
     if organizations:
         zones = await conn.fetch("SELECT id, timezone FROM organizations WHERE id = ANY($1::uuid[])", organizations)
         for row in zones:
-            found = await counters(conn, row["id"], row["timezone"])
-            messages.append((revenue_counter_channel(str(row["id"])), counters_payload(found)))
-    if ledger.organizations and REVENUE_COUNTERS_ALL_CHANNEL in followed:
-        messages.append((REVENUE_COUNTERS_ALL_CHANNEL, counters_payload(await counters(conn, None))))
+            messages.append(await counters(conn, row["id"], row["timezone"]))
+    if ledger.organizations and RevenueCountersMessage.channel_of(None) in followed:
+        messages.append(await counters(conn, None))
     return messages
 
 
@@ -941,7 +900,7 @@ async def counters_scope(*, viewer: Viewer, organization_id: Any = None) -> tupl
         return org, await conn.fetchval("SELECT timezone FROM organizations WHERE id = $1", org)
 
 
-async def current_counters(*, organization_id: uuid.UUID | None, timezone: str) -> Counters:
+async def current_counters(*, organization_id: uuid.UUID | None, timezone: str) -> RevenueCountersMessage:
     async with connection() as conn:
         return await counters(conn, organization_id, timezone)
 
@@ -958,7 +917,7 @@ class LedgerConsumer(Consumer):
     def channels(self, batch: Batch) -> set[str]:
         return batch.effects[self.name].channels
 
-    async def totals(self, batch: Batch, followed: Collection[str]) -> list[Message]:
+    async def totals(self, batch: Batch, followed: Collection[str]) -> list[LiveMessage]:
         ledger: LedgerEffects = batch.effects[self.name]
         if not followed & ledger.channels:  # type: ignore[operator]
             return []

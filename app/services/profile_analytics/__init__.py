@@ -2,7 +2,7 @@
 
 One module per job:
   * `sketches`: unique counts as HyperLogLog sketches (DataSketches), their estimates and unions;
-  * `effects`: the worker's write path (`apply_events`, `ProfileConsumer`) and its live payloads;
+  * `effects`: the worker's write path (`apply_events`, `ProfileConsumer`) and its live messages;
   * `planner`: which closed buckets of a range come from rollups, which open part from raw events;
   * `reports`: the report runners the resolvers call (overview, time series, recent views);
   * `rebuild`: recomputing every rollup from the worker's ledger (`rebuild_rollups`).
@@ -15,13 +15,12 @@ from app.services.profile_analytics.effects import (
     ProfileConsumer,
     apply_events,
     engagement_snapshots,
-    view_payload,
+    view_message,
 )
 from app.services.profile_analytics.planner import Segment, plan_segments
 from app.services.profile_analytics.rebuild import RebuildStats, rebuild_rollups
 from app.services.profile_analytics.reports import (
     Overview,
-    RecentView,
     Timeseries,
     profile_overview,
     profile_timeseries,
@@ -34,7 +33,6 @@ __all__ = [
     "Overview",
     "ProfileConsumer",
     "RebuildStats",
-    "RecentView",
     "Segment",
     "Timeseries",
     "Uniques",
@@ -45,5 +43,5 @@ __all__ = [
     "profile_timeseries",
     "rebuild_rollups",
     "recent_profile_views",
-    "view_payload",
+    "view_message",
 ]

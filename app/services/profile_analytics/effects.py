@@ -6,7 +6,7 @@ insert update the hour, day and month rollups, so reprocessing a batch changes n
 Unique visitors and inquirers are HyperLogLog sketches (see `sketches`), merged in Python
 under row locks taken in one global order, so any number of workers can run at once.
 
-After commit, `ProfileConsumer` publishes each new view (`view_payload`) and the touched
+After commit, `ProfileConsumer` publishes each new view (`view_message`) and the touched
 profiles' totals of the day (`engagement_snapshots`), taken from the day rows the batch wrote.
 """
 
@@ -24,8 +24,9 @@ import asyncpg
 from datasketches import hll_sketch
 
 from app import partitions
-from app.consumers import Batch, Consumer, Message
+from app.consumers import Batch, Consumer
 from app.database import connection
+from app.live_messages import EngagementSnapshotMessage, GovAlertMessage, ProfileViewMessage
 from app.services.claimed_events import EVENT_OF_KEY
 from app.services.profile_analytics.sketches import Uniques, conversion_rate, new_sketch
 from app.timebuckets import day_start, hour_start, month_start, utcnow
@@ -39,8 +40,6 @@ from app.vocabulary import (
     PROFILE_INQUIRY,
     PROFILE_VIEWED,
     REVENUE_SOURCE,
-    engagement_channel,
-    view_channel,
 )
 
 # Every rollup table keeps these grains; a month row makes a 12-month report read 12 sketches
@@ -333,23 +332,23 @@ def _merged(stored: bytes | None, ids: set[str] | None) -> bytes | None:
 # -- live payloads (published by the worker after commit) ---------------------------------
 
 
-def view_payload(event: Mapping[str, Any], gov_alert: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """A processed view as the `profileViews` subscription sends it (camelCase), with the
-    gov alert's payload when the view was flagged."""
-    return {
-        "eventId": event["event_id"],
-        "profileId": str(event["profile_id"]),
-        "occurredAt": event["occurred_at"].astimezone(UTC).isoformat(),
-        "country": stripped(event.get("country")),
-        "city": event.get("city"),
-        "deviceType": event.get("device_type"),
-        "browser": event.get("browser"),
-        "os": event.get("os"),
-        "referrer": event.get("referrer_domain"),
-        "utmSource": event.get("utm_source"),
-        "isGov": bool(event.get("is_gov")),
-        "govAlert": gov_alert,
-    }
+def view_message(event: Mapping[str, Any], gov_alert: GovAlertMessage | None = None) -> ProfileViewMessage:
+    """A processed view as the `profileViews` subscription sends it, with the gov alert
+    recorded for it when the view was flagged."""
+    return ProfileViewMessage(
+        event_id=event["event_id"],
+        profile_id=event["profile_id"],
+        occurred_at=event["occurred_at"].astimezone(UTC),
+        country=stripped(event.get("country")),
+        city=event.get("city"),
+        device_type=event.get("device_type"),
+        browser=event.get("browser"),
+        os=event.get("os"),
+        referrer=event.get("referrer_domain"),
+        utm_source=event.get("utm_source"),
+        is_gov=bool(event.get("is_gov")),
+        gov_alert=gov_alert,
+    )
 
 
 def stripped(value: str | None) -> str | None:
@@ -372,7 +371,7 @@ async def engagement_snapshots(
     *,
     written: Mapping[DayKey, DayTotals] | None = None,
     now: datetime | None = None,
-) -> list[dict[str, Any]]:
+) -> list[EngagementSnapshotMessage]:
     """Today's totals (organization time zone) of each profile, from its day rollup.
 
     `written` holds the day rows a batch just committed (`AppliedBatch.days`): those are
@@ -399,21 +398,21 @@ async def _stored_day_totals(conn: asyncpg.Connection, keys: Sequence[DayKey]) -
     }
 
 
-def _snapshot(key: DayKey, totals: DayTotals, now: datetime) -> dict[str, Any]:
-    """The `engagementUpdates` payload (camelCase) of one profile's day."""
+def _snapshot(key: DayKey, totals: DayTotals, now: datetime) -> EngagementSnapshotMessage:
+    """The `engagementUpdates` message of one profile's day."""
     visitors, inquirers = Uniques(), Uniques()
     visitors.add_sketch(totals.visitors_hll)
     inquirers.add_sketch(totals.inquirers_hll)
     unique_visitors = visitors.estimate()
-    return {
-        "profileId": str(key[1]),
-        "since": key[2].astimezone(UTC).isoformat(),
-        "views": totals.views,
-        "uniqueVisitors": unique_visitors,
-        "inquiries": totals.inquiries,
-        "conversionRate": conversion_rate(inquirers.estimate(), unique_visitors),
-        "updatedAt": now.astimezone(UTC).isoformat(),
-    }
+    return EngagementSnapshotMessage(
+        profile_id=key[1],
+        since=key[2].astimezone(UTC),
+        views=totals.views,
+        unique_visitors=unique_visitors,
+        inquiries=totals.inquiries,
+        conversion_rate=conversion_rate(inquirers.estimate(), unique_visitors),
+        updated_at=now.astimezone(UTC),
+    )
 
 
 class ProfileConsumer(Consumer):
@@ -431,21 +430,25 @@ class ProfileConsumer(Consumer):
 
     def channels(self, batch: Batch) -> set[str]:
         applied: AppliedBatch = batch.effects[self.name]
-        channels = {view_channel(str(event["profile_id"])) for event in applied.views}
-        return channels | {engagement_channel(str(profile)) for _, profile in applied.touched_profiles}
+        views = {ProfileViewMessage.channel_of(str(event["profile_id"])) for event in applied.views}
+        totals = {EngagementSnapshotMessage.channel_of(str(profile)) for _, profile in applied.touched_profiles}
+        return views | totals
 
-    def feed(self, batch: Batch, followed: Collection[str]) -> list[Message]:
-        alerts = {alert["eventId"]: alert for alert in batch.effects.get(GOV_ALERTS, ())}
+    def feed(self, batch: Batch, followed: Collection[str]) -> list[ProfileViewMessage]:
+        alerts: dict[str, GovAlertMessage] = {alert.event_id: alert for alert in batch.effects.get(GOV_ALERTS, ())}
         return [
-            (channel, view_payload(event, alerts.get(event["event_id"])))
+            view_message(event, alerts.get(event["event_id"]))
             for event in batch.effects[self.name].views
-            if (channel := view_channel(str(event["profile_id"]))) in followed
+            if ProfileViewMessage.channel_of(str(event["profile_id"])) in followed
         ]
 
-    async def totals(self, batch: Batch, followed: Collection[str]) -> list[Message]:
+    async def totals(self, batch: Batch, followed: Collection[str]) -> list[EngagementSnapshotMessage]:
         applied: AppliedBatch = batch.effects[self.name]
-        watched = [(org, profile) for org, profile in applied.touched_profiles if engagement_channel(str(profile)) in followed]
+        watched = [
+            (org, profile)
+            for org, profile in applied.touched_profiles
+            if EngagementSnapshotMessage.channel_of(str(profile)) in followed
+        ]
         if not watched:
             return []
-        snapshots = await engagement_snapshots(watched, applied.timezones, written=applied.days)
-        return [(engagement_channel(s["profileId"]), s) for s in snapshots]
+        return await engagement_snapshots(watched, applied.timezones, written=applied.days)

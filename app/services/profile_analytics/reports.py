@@ -18,9 +18,10 @@ import asyncpg
 from app.auth import ReadableProfile, Viewer, readable_profile
 from app.database import connection
 from app.errors import BadInput
+from app.live_messages import ProfileViewMessage
 from app.runners import QueryRunner, Tenant
-from app.services.gov_alerts import GovAlert, alerts_of_views
-from app.services.profile_analytics.effects import stripped
+from app.services.gov_alerts import alerts_of_views
+from app.services.profile_analytics.effects import view_message
 from app.services.profile_analytics.planner import (
     Params,
     Segment,
@@ -148,22 +149,6 @@ class Timeseries:
     inquiries: list[int]
     conversions: list[int]
     engagement_seconds: list[float]
-
-
-@dataclass(frozen=True)
-class RecentView:
-    event_id: str
-    profile_id: uuid.UUID
-    occurred_at: datetime
-    country: str | None
-    city: str | None
-    device_type: str | None
-    browser: str | None
-    os: str | None
-    referrer: str | None
-    utm_source: str | None
-    is_gov: bool
-    gov_alert: GovAlert | None = None
 
 
 R = TypeVar("R")
@@ -319,7 +304,7 @@ LIMIT $3
 """
 
 
-class RecentProfileViewsQuery(QueryRunner[ReadableProfile, None, list[RecentView]]):
+class RecentProfileViewsQuery(QueryRunner[ReadableProfile, None, list[ProfileViewMessage]]):
     """The latest processed views of a profile, newest first."""
 
     kind = "recent_profile_views"
@@ -334,27 +319,11 @@ class RecentProfileViewsQuery(QueryRunner[ReadableProfile, None, list[RecentView
         if not 1 <= self.inputs["limit"] <= MAX_RECENT_VIEWS:
             raise BadInput(f"limit must be between 1 and {MAX_RECENT_VIEWS}", field="limit")
 
-    async def fetch(self, profile: ReadableProfile, plan: None) -> list[RecentView]:
+    async def fetch(self, profile: ReadableProfile, plan: None) -> list[ProfileViewMessage]:
         async with connection() as conn:
             rows = await conn.fetch(RECENT_VIEWS, profile.organization_id, profile.id, self.inputs["limit"])
         alerts = await alerts_of_views(profile.organization_id, [r["event_id"] for r in rows if r["is_gov"]])
-        return [
-            RecentView(
-                event_id=r["event_id"],
-                profile_id=r["profile_id"],
-                occurred_at=r["occurred_at"],
-                country=stripped(r["country"]),
-                city=r["city"],
-                device_type=r["device_type"],
-                browser=r["browser"],
-                os=r["os"],
-                referrer=r["referrer_domain"],
-                utm_source=r["utm_source"],
-                is_gov=r["is_gov"],
-                gov_alert=alerts.get(r["event_id"]),
-            )
-            for r in rows
-        ]
+        return [view_message(r, alerts.get(r["event_id"])) for r in rows]
 
 
 async def profile_overview(
@@ -377,5 +346,7 @@ async def profile_timeseries(
     return await query.run()
 
 
-async def recent_profile_views(*, viewer: Viewer, profile_id: uuid.UUID | str, limit: int = 50) -> list[RecentView]:
+async def recent_profile_views(
+    *, viewer: Viewer, profile_id: uuid.UUID | str, limit: int = 50
+) -> list[ProfileViewMessage]:
     return await RecentProfileViewsQuery(viewer=viewer, profile_id=profile_id, limit=limit).run()
