@@ -16,14 +16,19 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
-import asyncpg
 import orjson
+from tortoise.backends.base.client import BaseDBAsyncClient
+from tortoise.expressions import RawSQL
+from tortoise.transactions import in_transaction
 
 from app.auth import Viewer, administered_by, administered_organization
-from app.database import connection, transaction
+from app.database import connection
 from app.errors import BadInput, NotFound
 from app.services.revenue import BIGINT_MAX, CURRENCY_RE, MONEY_REFUSAL, MoneyReport, Scope
 from app.timebuckets import RangeSpec, TimeRange, local_date, local_midnight
+from models.costs import Cost as CostRow
+from models.costs import CostAudit
+from models.organizations import Profile
 
 CATEGORIES = ("marketing", "subscriptions", "tools", "platform_fees", "other")
 DESCRIPTION_MAX_CHARS = 1000
@@ -60,7 +65,10 @@ class AuditEntry:
     at: datetime
 
 
-def _cost(row: Mapping[str, Any]) -> Cost:
+def _cost(row: Mapping[str, Any] | CostRow) -> Cost:
+    """From a row of the range query, or from the stored model the changes work on."""
+    if isinstance(row, CostRow):
+        return Cost(**{k: getattr(row, k) for k in Cost.__slots__})
     return Cost(**{k: row[k] for k in Cost.__slots__})
 
 
@@ -107,7 +115,7 @@ def _description(value: str) -> str:
     return text
 
 
-async def _profile(conn: asyncpg.Connection, org: uuid.UUID, value: Any) -> uuid.UUID | None:
+async def _profile(db: BaseDBAsyncClient, org: uuid.UUID, value: Any) -> uuid.UUID | None:
     """A cost's profile must be one of its organization's."""
     if value is None:
         return None
@@ -115,7 +123,7 @@ async def _profile(conn: asyncpg.Connection, org: uuid.UUID, value: Any) -> uuid
         pid = uuid.UUID(str(value))
     except ValueError:
         raise NotFound("profile not found", field="profileId") from None
-    if not await conn.fetchval("SELECT true FROM profiles WHERE organization_id = $1 AND id = $2", org, pid):
+    if not await Profile.filter(organization_id=org, id=pid).using_db(db).exists():
         raise NotFound("profile not found", field="profileId")
     return pid
 
@@ -136,31 +144,33 @@ async def create_cost(
 ) -> Cost:
     """Record a cost; the creation is audited with the entry as created."""
     org = await administered_organization(viewer, organization_id, refusal=MONEY_REFUSAL)
-    values = (_category(category), _amount(amount_minor), _currency(currency), _date(incurred_on), _description(description))
     actor, role = viewer.actor
-    async with transaction() as conn:
-        pid = await _profile(conn, org, profile_id)
-        row = await conn.fetchrow(
-            f"INSERT INTO costs ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, now(), $9, now()) RETURNING {COLUMNS}",
-            org, uuid.uuid4(), pid, *values, actor,
-        )  # fmt: skip
-        cost = _cost(row)
-        await _audit(conn, cost, "created", actor, role, None, _snapshot(cost))
+    fields = {
+        "category": _category(category), "amount_minor": _amount(amount_minor), "currency": _currency(currency),
+        "incurred_on": _date(incurred_on), "description": _description(description),
+    }  # fmt: skip
+    async with in_transaction() as db:
+        pid = await _profile(db, org, profile_id)
+        stored = await CostRow.create(
+            using_db=db, organization_id=org, id=uuid.uuid4(), profile_id=pid, created_by=actor, updated_by=actor, **fields
+        )
+        cost = _cost(await CostRow.get(organization_id=org, id=stored.id).using_db(db))  # with the database's timestamps
+        await _audit(db, cost, "created", actor, role, None, _snapshot(cost))
     return cost
 
 
-async def _visible_cost(conn: asyncpg.Connection, viewer: Viewer, cost_id: Any) -> Cost:
+async def _visible_cost(db: BaseDBAsyncClient, viewer: Viewer, cost_id: Any) -> CostRow:
+    """The entry, locked for the change, if the viewer administers its organization."""
     own = administered_by(viewer, refusal=MONEY_REFUSAL)
     try:
         cid = uuid.UUID(str(cost_id))
     except ValueError:
         raise NotFound("cost not found", field="id") from None
-    row = await conn.fetchrow(
-        f"SELECT {COLUMNS} FROM costs WHERE id = $1 AND ($2::uuid IS NULL OR organization_id = $2) FOR UPDATE", cid, own
-    )
-    if row is None:
+    query = CostRow.filter(id=cid) if own is None else CostRow.filter(organization_id=own, id=cid)
+    found = await query.select_for_update().using_db(db).first()
+    if found is None:
         raise NotFound("cost not found", field="id")
-    return _cost(row)
+    return found
 
 
 _UNSET: Any = object()
@@ -179,43 +189,41 @@ async def update_cost(
 ) -> Cost:
     """Change what is given (None keeps; profileId None detaches); audited with before and after."""
     actor, role = viewer.actor
-    async with transaction() as conn:
-        old = await _visible_cost(conn, viewer, cost_id)
-        pid = old.profile_id if profile_id is _UNSET else await _profile(conn, old.organization_id, profile_id)
-        row = await conn.fetchrow(
-            f"UPDATE costs SET profile_id = $3, category = $4, amount_minor = $5, currency = $6, incurred_on = $7,"
-            f" description = $8, updated_by = $9, updated_at = now() WHERE organization_id = $1 AND id = $2 RETURNING {COLUMNS}",
-            old.organization_id, old.id, pid,
-            _category(category) if category is not None else old.category,
-            _amount(amount_minor) if amount_minor is not None else old.amount_minor,
-            _currency(currency) if currency is not None else old.currency,
-            _date(incurred_on) if incurred_on is not None else old.incurred_on,
-            _description(description) if description is not None else old.description, actor,
-        )  # fmt: skip
-        cost = _cost(row)
-        await _audit(conn, cost, "updated", actor, role, _snapshot(old), _snapshot(cost))
+    async with in_transaction() as db:
+        stored = await _visible_cost(db, viewer, cost_id)
+        old = _cost(stored)
+        changes = {
+            "profile_id": old.profile_id if profile_id is _UNSET else await _profile(db, old.organization_id, profile_id),
+            "category": _category(category) if category is not None else old.category,
+            "amount_minor": _amount(amount_minor) if amount_minor is not None else old.amount_minor,
+            "currency": _currency(currency) if currency is not None else old.currency,
+            "incurred_on": _date(incurred_on) if incurred_on is not None else old.incurred_on,
+            "description": _description(description) if description is not None else old.description,
+        }  # fmt: skip
+        await CostRow.filter(organization_id=old.organization_id, id=old.id).using_db(db).update(
+            **changes, updated_by=actor, updated_at=RawSQL("now()")
+        )
+        cost = _cost(await CostRow.get(organization_id=old.organization_id, id=old.id).using_db(db))
+        await _audit(db, cost, "updated", actor, role, _snapshot(old), _snapshot(cost))
     return cost
 
 
 async def delete_cost(*, viewer: Viewer, cost_id: Any) -> uuid.UUID:
     """Delete an entry; the audit trail keeps it as it was."""
     actor, role = viewer.actor
-    async with transaction() as conn:
-        old = await _visible_cost(conn, viewer, cost_id)
-        await conn.execute("DELETE FROM costs WHERE organization_id = $1 AND id = $2", old.organization_id, old.id)
-        await _audit(conn, old, "deleted", actor, role, _snapshot(old), None)
+    async with in_transaction() as db:
+        old = _cost(await _visible_cost(db, viewer, cost_id))
+        await CostRow.filter(organization_id=old.organization_id, id=old.id).using_db(db).delete()
+        await _audit(db, old, "deleted", actor, role, _snapshot(old), None)
     return old.id
 
 
 async def _audit(
-    conn: asyncpg.Connection, cost: Cost, action: str, actor: str, role: str, before: Any, after: Any
+    db: BaseDBAsyncClient, cost: Cost, action: str, actor: str, role: str, before: Any, after: Any
 ) -> None:
-    await conn.execute(
-        "INSERT INTO cost_audit (organization_id, cost_id, action, actor, actor_role, before, after)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        cost.organization_id, cost.id, action, actor, role,
-        orjson.dumps(before).decode() if before is not None else None,
-        orjson.dumps(after).decode() if after is not None else None,
+    await CostAudit.create(
+        using_db=db, organization_id=cost.organization_id, cost_id=cost.id, action=action, actor=actor,
+        actor_role=role, before=before, after=after,
     )  # fmt: skip
 
 
