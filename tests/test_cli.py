@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import TEST_JWT_SECRET, gql
+from tests.support.graphql import gql
+from tests.support.settings import TEST_JWT_SECRET
 
 ROOT = Path(__file__).resolve().parent.parent
 

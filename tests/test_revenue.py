@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 
 from app.database import connection
-from tests.conftest import Tenant, gql
+from tests.support.graphql import gql
+from tests.support.tenants import Tenant
 
 PUBLISH = """
 mutation($e: [DomainEventInput!]!) {
@@ -196,7 +197,8 @@ import io  # noqa: E402
 import random  # noqa: E402
 from zoneinfo import ZoneInfo  # noqa: E402
 
-from tests.conftest import error_codes, make_tenant  # noqa: E402
+from tests.support.graphql import error_codes  # noqa: E402
+from tests.support.tenants import make_tenant  # noqa: E402
 
 STREAMS = ("booking", "gift", "subscription", "affiliate", "order")
 KIND = {"booking": "BOOKING_COMPLETED", "gift": "GIFT_PURCHASED", "subscription": "SUBSCRIPTION_CHARGED",
@@ -602,8 +604,6 @@ import time  # noqa: E402
 
 import httpx  # noqa: E402
 
-pytest_plugins = ["tests.servers"]  # memory_stack: API with the worker in-process
-
 GIFT_LIVE = """subscription($p: ID!) { giftPurchased(profileId: $p) {
   eventId profileId donorId amount { amountMinor currency } category occurredAt } }"""
 COUNTERS_LIVE = """subscription($org: ID) { revenueCounters(organizationId: $org) {
@@ -656,7 +656,7 @@ def counters_as_maps(pushed: dict[str, Any]) -> dict[str, Any]:
 
 async def counters_reaching(client: Any, expected: dict[str, Any], seen: list[dict[str, Any]]) -> dict[str, Any]:
     """The first pushed counters with the expected entry and failure counts (each push within the bound)."""
-    from tests.test_live import WAIT
+    from tests.support.websockets import WAIT
 
     while True:
         _, data = await client.data("counters", timeout=WAIT)
@@ -669,7 +669,8 @@ async def counters_reaching(client: Any, expected: dict[str, Any], seen: list[di
 
 @pytest.mark.usefixtures("server_logs_on_failure")
 async def test_live_gifts_and_revenue_counters_over_a_websocket(memory_stack):
-    from tests.test_live import BARRIER_WAIT, WAIT, ws_client
+    from tests.support.live_views import BARRIER_WAIT
+    from tests.support.websockets import WAIT, ws_client
 
     tenant, other = memory_stack.tenant(), memory_stack.tenant()
     async with (
@@ -762,8 +763,8 @@ async def test_live_gifts_and_revenue_counters_over_a_websocket(memory_stack):
 
 @pytest.mark.usefixtures("server_logs_on_failure")
 async def test_live_money_is_refused_to_those_who_may_not_read_it(memory_stack):
-    from tests.test_live import error_codes as frame_codes
-    from tests.test_live import ws_client
+    from tests.support.websockets import frame_error_codes as frame_codes
+    from tests.support.websockets import ws_client
 
     tenant, other = memory_stack.tenant(), memory_stack.tenant()
     async with (

@@ -10,10 +10,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from graphql import GraphQLList, GraphQLNonNull, GraphQLObjectType, GraphQLScalarType, GraphQLEnumType
+from graphql import GraphQLEnumType, GraphQLList, GraphQLNonNull, GraphQLObjectType, GraphQLScalarType
 
 from schema import build_schema
-from tests.conftest import error_codes, gql
+from tests.support.graphql import error_codes, gql
 
 DEFAULT_ARGS = {
     "range": '{preset: LAST_7_DAYS}',
