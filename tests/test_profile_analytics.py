@@ -20,13 +20,13 @@ from datasketches import hll_sketch, hll_union, tgt_hll_type
 
 from app.auth import Role, issue_token
 from app.database import connection
-from app.services.profile_analytics.effects import _merged
+from app.services.profile_analytics.effects import merged_sketch
 from app.services.profile_analytics.planner import plan_segments
 from app.services.profile_analytics.sketches import (
     HLL_LG_K,
     HLL_TYPE,
-    _coupon_estimates,
-    _coupon_key,
+    coupon_estimates,
+    coupon_key,
     new_sketch,
     register_estimate,
 )
@@ -518,7 +518,7 @@ def test_one_bucket_counts_the_same_however_its_visitors_were_batched(visitors):
     shuffled = random.Random(visitors).sample(ids, len(ids))
     batched = None
     for start in range(0, len(shuffled), 977):
-        batched = _merged(batched, set(shuffled[start : start + 977]))
+        batched = merged_sketch(batched, set(shuffled[start : start + 977]))
     union = hll_union(HLL_LG_K)  # what a report over both sketches' buckets would say
     union.update(all_at_once)
     union.update(hll_sketch.deserialize(batched))
@@ -544,7 +544,7 @@ def test_coupon_sketches_are_estimated_as_the_library_does():
     every image of every size, whichever image first taught that count, must get exactly
     the library's number: ids added one by one, other ids into an HLL_8 sketch, union
     results, and the worker's batched merges; dense sketches too, past the set mode."""
-    _coupon_estimates.clear()
+    coupon_estimates.clear()
     sketches = {"ids": new_sketch(), "other": hll_sketch(HLL_LG_K, tgt_hll_type.HLL_8)}
     union = hll_union(HLL_LG_K)
     worker: bytes | None = None
@@ -554,17 +554,17 @@ def test_coupon_sketches_are_estimated_as_the_library_does():
         if worker is not None and size % 7 == 0:
             images["worker"] = worker
         if size <= COUPON_LIMIT:
-            assert _coupon_key(images["ids"]) == (HLL_LG_K, 0 if size < 8 else 1, size), size
+            assert coupon_key(images["ids"]) == (HLL_LG_K, 0 if size < 8 else 1, size), size
         else:
-            assert _coupon_key(images["ids"]) is None, size
+            assert coupon_key(images["ids"]) is None, size
         for name, image in images.items():
             assert register_estimate(image) == library_estimate(image), (name, size)
         sketches["ids"].update(f"visitor-{size}")
         sketches["other"].update(f"other-{size}")
         union.update(f"union-{size}")
         if size % 7 == 0:
-            worker = _merged(worker, {f"worker-{size + i}" for i in range(7)})
-    assert len(_coupon_estimates) == COUPON_LIMIT + 1  # one per count, 0 to 1,536
+            worker = merged_sketch(worker, {f"worker-{size + i}" for i in range(7)})
+    assert len(coupon_estimates) == COUPON_LIMIT + 1  # one per count, 0 to 1,536
 
 
 def test_truncated_or_updatable_sketches_take_the_library_path():
@@ -577,7 +577,7 @@ def test_truncated_or_updatable_sketches_take_the_library_path():
         with pytest.raises(IndexError):
             register_estimate(broken)
     updatable = sketch.serialize_updatable()
-    assert _coupon_key(updatable) is None
+    assert coupon_key(updatable) is None
     assert register_estimate(updatable) == library_estimate(image)
 
 
