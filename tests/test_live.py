@@ -17,7 +17,8 @@ are sent after that. Warm-ups still count in the engagement totals, so the expec
 
 Every wait is bounded (WAIT, or BARRIER_WAIT for the first barrier of a session, which
 includes the worker process starting): a broken pipeline fails with the processes' logs
-instead of hanging. Timings are measured and printed (run with -s), never asserted.
+instead of hanging. How long delivery takes in each mode is a benchmark, not a test (B6 in
+bench/).
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
-import statistics
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -62,7 +62,6 @@ pytestmark = pytest.mark.usefixtures("server_logs_on_failure")
 
 WARMUP_EVERY = 0.5  # seconds between warm-up views while no subscription has answered
 LEAK_GRACE = 1.0  # after the control subscriber got everything, how long a leak may take
-LATENCY_SAMPLES = 20
 
 
 @pytest.fixture
@@ -211,11 +210,9 @@ class LiveProfile:
         at, data = await self.client.data("engagement", timeout)
         return at, data["engagementUpdates"]
 
-    async def send(self, events: list[dict[str, Any]]) -> float:
-        """Returns time.perf_counter() at the HTTP response."""
+    async def send(self, events: list[dict[str, Any]]) -> None:
         await track(self.http, self.stack, self.tenant.ingestion_key, events)
         self.views_sent += len(events)
-        return time.perf_counter()
 
 
 async def check_views_and_engagement(live: LiveProfile, count: int) -> None:
@@ -227,42 +224,6 @@ async def check_views_and_engagement(live: LiveProfile, count: int) -> None:
         assert_view(got[event["eventId"]][1], event)
     _, snapshot = await snapshot_with_views(live.next_snapshot, live.views_sent)
     assert_snapshot(snapshot, live.tenant.profile_id, views=live.views_sent, visitors=count + live.warmup_visitor)
-
-
-def _ms(seconds: float) -> str:
-    return f"{seconds * 1000:.1f} ms"
-
-
-def report_latency(label: str, from_response: list[float], from_request: list[float], snapshot: list[float]) -> None:
-    def summary(values: list[float]) -> str:
-        p90 = statistics.quantiles(values, n=10)[8] if len(values) >= 2 else values[0]
-        return f"p50 {_ms(statistics.median(values))}, p90 {_ms(p90)}, min {_ms(min(values))}, max {_ms(max(values))}"
-
-    print(
-        f"\n[latency] {label}, {len(from_response)} single-view trackEvents calls:"
-        f"\n  HTTP response -> profileViews frame:     {summary(from_response)}"
-        f"\n  HTTP request  -> profileViews frame:     {summary(from_request)}"
-        f"\n  HTTP response -> engagementUpdates frame: {summary(snapshot)}"
-    )
-
-
-async def measure_latency(live: LiveProfile, label: str) -> None:
-    """One view per trackEvents call, each awaited before the next; printed, not asserted."""
-    from_response: list[float] = []
-    from_request: list[float] = []
-    snapshot_delay: list[float] = []
-    for _ in range(LATENCY_SAMPLES):
-        event = view_event(live.tenant.profile_id)
-        requested = time.perf_counter()
-        responded = await live.send([event])
-        got = await collect_views(live.next_view, [event])
-        arrived, view = got[event["eventId"]]
-        assert_view(view, event)
-        snapshot_at, _ = await snapshot_with_views(live.next_snapshot, live.views_sent)
-        from_response.append(arrived - responded)
-        from_request.append(arrived - requested)
-        snapshot_delay.append(snapshot_at - responded)
-    report_latency(label, from_response, from_request, snapshot_delay)
 
 
 # -- graphql-transport-ws, cross-process ---------------------------------------------------------
@@ -277,13 +238,6 @@ async def test_transport_ws_views_and_engagement_cross_process(split_stack: Stac
         await check_views_and_engagement(live, count=5)
     split_stack.check_alive()
     print(f"\n[live] cross-process over {split_stack.broadcast}: 5 views and their snapshot delivered")
-
-
-async def test_ingest_to_subscriber_delay_cross_process(split_stack: Stack, tenant: StackTenant, http: httpx.AsyncClient) -> None:
-    async with ws_client(split_stack, tenant.provider_token) as client:
-        live = LiveProfile(client, tenant, split_stack, http)
-        await live.start()
-        await measure_latency(live, f"cross-process (API + worker process, {split_stack.broadcast} broadcast)")
 
 
 # -- several API processes behind one port (serve --workers 2) -----------------------------------
@@ -644,7 +598,6 @@ async def test_one_process_mode_with_memory_bus(memory_stack: Stack, memory_tena
         live = LiveProfile(client, memory_tenant, memory_stack, http)
         await live.start()
         await check_views_and_engagement(live, count=4)
-        await measure_latency(live, "one process (in-process worker, memory bus)")
     memory_stack.check_alive()
 
 
