@@ -342,18 +342,21 @@ API_PROCESSES = 2  # `serve --workers` of B1/B2 (the bench's --api-processes); B
 
 
 class Stack:
-    """`pulsegraph serve --no-worker --workers N` plus M `pulsegraph worker` processes."""
+    """`pulsegraph serve --no-worker --workers N` plus M `pulsegraph worker` processes; or, with
+    `in_process_worker`, `serve` running the worker itself (the one-process mode)."""
 
     def __init__(
         self, database_url: str, broadcast_url: str, work_dir: Path, *, workers: int = 0, api_processes: int = 1,
-        tag: str = "",
+        tag: str = "", in_process_worker: bool = False,
     ) -> None:  # fmt: skip
         work_dir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.env = process_env(database_url, broadcast_url, work_dir / "data")
         py = sys.executable
-        serve = [py, "-m", "app.cli", "serve", "--no-worker", "--no-demo", "--host", "127.0.0.1",
+        serve = [py, "-m", "app.cli", "serve", "--no-demo", "--host", "127.0.0.1",
                  "--port", str(self.port), "--log-level", "warning"]  # fmt: skip
+        if not in_process_worker:
+            serve.append("--no-worker")
         if api_processes > 1:
             serve += ["--workers", str(api_processes)]
         self.api = Proc(f"api{tag}", serve, self.env, work_dir)

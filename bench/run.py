@@ -1,4 +1,4 @@
-"""`python -m bench`: create a database, load generated data, run B1-B5, print a table and
+"""`python -m bench`: create a database, load generated data, run B1-B6, print a table and
 write bench/results/<timestamp>.json.
 
 Every benchmark measures pulsegraph and its raw limit in the same run on the same data
@@ -20,7 +20,7 @@ from pathlib import Path
 
 import asyncpg
 
-from bench import b1_ingest, b2_e2e, b3_query, b4_live, b5_rollup
+from bench import b1_ingest, b2_e2e, b3_query, b4_live, b5_rollup, b6_live_modes
 from bench.common import (
     API_PROCESSES,
     ROOT,
@@ -36,7 +36,7 @@ from bench.common import (
 )
 from bench.generator import Dataset
 
-ALL = ("B1", "B2", "B3", "B4", "B5")
+ALL = ("B1", "B2", "B3", "B4", "B5", "B6")
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -53,6 +53,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     )  # fmt: skip
     parser.add_argument("--repeats", type=int, default=40, help="timed GraphQL calls per B3 query")
     parser.add_argument("--b4-sends", type=int, default=60, help="views sent per subscriber count in B4")
+    parser.add_argument("--b6-sends", type=int, default=40, help="views sent one at a time per serving mode in B6")
     parser.add_argument("--db", default=None, help="database name (default pulsegraph_bench_<events>)")
     parser.add_argument("--reuse", action="store_true", help="reuse --db if it exists (skip loading)")
     parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
@@ -62,6 +63,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         args.ingest_events = min(args.ingest_events, 20_000)
         args.repeats = min(args.repeats, 10)
         args.b4_sends = min(args.b4_sends, 20)
+        args.b6_sends = min(args.b6_sends, 10)
     args.only = [b.strip().upper() for b in args.only.split(",") if b.strip()]
     return args
 
@@ -98,7 +100,7 @@ def _ratio(r: Result) -> str:
         return "-"
     if r.bench == "B3":
         return f"{r.ratio:,.0f}x faster"
-    if r.bench in ("B4", "B5", "RSS"):
+    if r.bench in ("B4", "B5", "B6", "RSS"):
         return f"{r.ratio:.1f}x raw"
     return f"{r.ratio:.0%} of raw"
 
@@ -156,7 +158,7 @@ async def run(args: argparse.Namespace) -> list[Result]:
                 database_url, broadcast_url, work_dir, dataset, keys, args.events,
                 repeats=args.repeats, raw_repeats=max(3, args.repeats // 8),
             )  # fmt: skip
-        if {"B1", "B2", "B4"} & set(args.only) and not fresh:
+        if {"B1", "B2", "B4", "B6"} & set(args.only) and not fresh:
             # A reused database carries the dead outbox/session rows of earlier runs; on a
             # server with autovacuum off (or behind) the worker's claim query walks them all.
             conn = await asyncpg.connect(database_url)
@@ -166,6 +168,9 @@ async def run(args: argparse.Namespace) -> list[Result]:
         if "B4" in args.only:
             print("B4: live subscriptions ...", flush=True)
             results += await b4_live.run(database_url, broadcast_url, work_dir, dataset, keys, sends=args.b4_sends)
+        if "B6" in args.only:
+            print("B6: live delay by serving mode ...", flush=True)
+            results += await b6_live_modes.run(database_url, broadcast_url, work_dir, dataset, keys, sends=args.b6_sends)
         if "B1" in args.only:
             print(f"B1: ingest {args.ingest_events:,} events ...", flush=True)
             b1, _ = await b1_ingest.run(

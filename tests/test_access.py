@@ -17,13 +17,13 @@ from graphql import (
     GraphQLNonNull,
     GraphQLScalarType,
 )
-
 from graphql.pyutils import Undefined
 
 from app.auth import ANONYMOUS, Access, viewer_from_credential
 from app.graphql import Context
 from schema import build_schema
-from tests.conftest import Tenant, gql
+from tests.support.graphql import gql
+from tests.support.tenants import Tenant
 
 REFUSALS = {"UNAUTHENTICATED", "FORBIDDEN"}
 SUBSCRIBE_WAIT = 1.0  # seconds: a refusal is the stream's first result; an admitted one waits for events

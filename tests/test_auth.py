@@ -12,7 +12,8 @@ import pytest
 from app import auth
 from app.auth import Role, issue_token, viewer_from_token
 from app.errors import Unauthenticated
-from tests.conftest import TEST_JWT_SECRET, error_codes, gql, settings_with
+from tests.support.graphql import error_codes, gql
+from tests.support.settings import TEST_JWT_SECRET, settings_with
 
 VIEWER = "{ viewer { role organizationId profileId } }"
 PROFILES = "{ profiles { id name } }"

@@ -22,7 +22,7 @@ from app.services.demo import (
 )
 from app.services.demo_data import closed_shop
 from app.services.demo_data.timeline import Timeline
-from tests.conftest import gql
+from tests.support.graphql import gql
 
 OVERVIEW = """
 query($p: ID!) {

@@ -15,7 +15,9 @@ from app.auth import Role, issue_token
 from app.revocation import revoke_token
 from app.services.demo_tokens import TOKENS_FILE, demo_tokens
 from app.settings import Settings
-from tests.conftest import Tenant, gql, settings_with
+from tests.support.graphql import gql
+from tests.support.settings import settings_with
+from tests.support.tenants import Tenant
 
 VIEWER = "{ viewer { role organizationId profileId } }"
 

@@ -17,8 +17,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from mmdb_writer import MmdbU32
 
-from tests.mmdb import write_mmdb
-
 from app.services.enrichment import (
     Attribution,
     Device,
@@ -30,6 +28,7 @@ from app.services.enrichment import (
     salt_day,
     visitor_id,
 )
+from tests.support.mmdb import write_mmdb
 
 # Hypothesis' example database would be written into the repo; these tests don't need it.
 PROPERTY = settings(database=None, deadline=None, max_examples=300)

@@ -1,12 +1,12 @@
 """Faults with real processes and real servers: what a client is told, and what is kept.
 
 Each test starts its own `pulsegraph serve --no-worker` and `python -m workers.outbox`
-processes (tests/servers.py) and, where it breaks a server, a PRIVATE one: an embedded
+processes (tests/support/stacks.py) and, where it breaks a server, a PRIVATE one: an embedded
 PostgreSQL in a temporary folder (stopped and started with its own pg_ctl) or a
 `redis-server` on a free loopback port. The shared PostgreSQL and Redis of DATABASE_URL and
 REDIS_URL are never stopped.
 
-The client side is the same everywhere: `Ingestor` sends trackEvents batches with client
+The client side is the same everywhere: `Ingestor` (tests/support/ingestor.py) sends trackEvents batches with client
 eventIds and files every call as acknowledged (the response said the events were accepted,
 or were duplicates of an earlier call), retryable (UNAVAILABLE, an HTTP 5xx, a transport
 error) or unexpected. Retryable batches are sent again later with the same eventIds, which
@@ -22,16 +22,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
-import random
 import signal
-import socket
 import time
 import uuid
-from collections import Counter
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -41,23 +37,15 @@ import httpx
 import pytest
 import pytest_asyncio
 
-from tests.servers import (
-    PrivatePostgres,
-    PrivateRedis,
-    Process,
-    Stack,
-    create_database,
-    drop_database,
-    running_stack,
-)
+from tests.support.ingestor import HTTP_TIMEOUT, Ingestor, merge, send_until, start_producers
+from tests.support.postgres import PrivatePostgres, create_database, drop_database
+from tests.support.processes import Process
+from tests.support.raw_websocket import RawWebSocket
+from tests.support.redis import PrivateRedis
+from tests.support.stacks import Stack, running_stack
 
-pytest_plugins = ["tests.servers"]
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("server_logs_on_failure")]
 
-TRACK = """
-mutation Track($events: [TrackEventInput!]!) {
-  trackEvents(events: $events) { accepted duplicates dropped eventIds rejected { index field reason } }
-}"""
 OVERVIEW = """
 query Overview($profileId: ID!) {
   profileOverview(profileId: $profileId, range: {preset: LAST_7_DAYS}) { views uniqueVisitors }
@@ -65,151 +53,7 @@ query Overview($profileId: ID!) {
 VIEWS = """
 subscription Views($profileId: ID!) { profileViews(profileId: $profileId) { eventId profileId occurredAt } }"""
 
-HTTP_TIMEOUT = 10.0  # a request that takes longer is a wedge, counted as such
-RETRY_DEADLINE = 45.0  # seconds to get every retryable batch acknowledged after a fault
 DRAIN_DEADLINE = 60.0  # seconds for the worker to process every stored event
-
-
-# -- the client side: batches with eventIds, acknowledged or retried ---------------------------
-
-
-@dataclass
-class Ingestor:
-    """A well-behaved producer: eventIds of its own, retries with the same ids."""
-
-    http: httpx.AsyncClient
-    url: str
-    key: str
-    profile_id: str
-    prefix: str
-    batch_size: int = 20
-    acknowledged: set[str] = field(default_factory=set)
-    sent: set[str] = field(default_factory=set)
-    to_retry: list[list[dict[str, Any]]] = field(default_factory=list)
-    outcomes: Counter[str] = field(default_factory=Counter)
-    unexpected: list[str] = field(default_factory=list)
-    failure_latency: list[float] = field(default_factory=list)
-    first_try_duplicates: int = 0
-    last_success_at: float = 0.0
-    _counter: int = 0
-
-    async def send_one(self) -> str:
-        """Send a single event and return its id; anything but success fails the test."""
-        events = self.batch()[:1]
-        assert await self.send(events) == "ok", self.unexpected
-        return events[0]["eventId"]
-
-    def batch(self) -> list[dict[str, Any]]:
-        events = []
-        for _ in range(self.batch_size):
-            self._counter += 1
-            event_id = f"{self.prefix}-{self._counter}"
-            events.append(
-                {
-                    "type": "profile.viewed",
-                    "eventId": event_id,
-                    "profileId": self.profile_id,
-                    "occurredAt": datetime.now(UTC).isoformat(),
-                    "anonymousId": f"visitor-{random.randrange(200)}",
-                }
-            )
-            self.sent.add(event_id)
-        return events
-
-    async def send(self, events: list[dict[str, Any]], *, retry: bool = False) -> str:
-        """One trackEvents call; returns "ok" or the kind of failure (the batch is then
-        queued for a retry, unless the failure is unexpected)."""
-        started = time.monotonic()
-        outcome = await self._call(events, retry=retry)
-        self.outcomes[outcome] += 1
-        if outcome == "ok":
-            self.last_success_at = time.monotonic()
-        else:
-            self.failure_latency.append(time.monotonic() - started)
-            self.to_retry.append(events)
-        return outcome
-
-    async def _call(self, events: list[dict[str, Any]], *, retry: bool) -> str:
-        try:
-            response = await self.http.post(
-                self.url,
-                json={"query": TRACK, "variables": {"events": events}},
-                headers={"Authorization": f"Bearer {self.key}"},
-                timeout=HTTP_TIMEOUT,
-            )
-        except httpx.TimeoutException:
-            return "timeout"
-        except httpx.TransportError:
-            return "transport"
-        if response.status_code != 200:
-            return f"http-{response.status_code}"
-        body = response.json()
-        errors = body.get("errors") or []
-        if errors:
-            codes = sorted(
-                {(e.get("extensions") or {}).get("code") or "?" for e in errors}
-            )
-            if codes == ["UNAVAILABLE"] and not body.get("data"):
-                return "unavailable"
-            self.unexpected.append(json.dumps(body)[:500])
-            return "error-" + "+".join(codes)
-        result = body["data"]["trackEvents"]
-        ids = [e["eventId"] for e in events]
-        if result["rejected"] or result["accepted"] + result["duplicates"] != len(ids):
-            self.unexpected.append(json.dumps(result)[:500])
-            return "partial"
-        if not retry:
-            self.first_try_duplicates += result["duplicates"]
-        assert set(result["eventIds"]) <= set(ids), result
-        self.acknowledged.update(ids)
-        return "ok"
-
-    async def retry_all(self, deadline: float = RETRY_DEADLINE) -> None:
-        """Send every failed batch again (same eventIds) until each one is acknowledged."""
-        give_up = time.monotonic() + deadline
-        while self.to_retry:
-            pending, self.to_retry = self.to_retry, []
-            for events in pending:
-                if await self.send(events, retry=True) != "ok":
-                    await asyncio.sleep(0.2)
-            if self.to_retry:
-                assert time.monotonic() < give_up, (
-                    f"{len(self.to_retry)} batches still refused after {deadline:.0f}s: {self.outcomes}"
-                )
-
-    def failures(self) -> Counter[str]:
-        return Counter({k: v for k, v in self.outcomes.items() if k != "ok"})
-
-
-def start_producers(
-    http: Any, stack: Any, tenant: Any, *, prefix: str, batch_size: int, count: int = 3
-) -> tuple[list[Ingestor], asyncio.Event, list[asyncio.Task]]:
-    """`count` producers paced to LOAD_EVENTS_PER_SECOND in all, sending until `stop` is set."""
-    ingestors = [
-        Ingestor(http, stack.graphql_url, tenant.ingestion_key, tenant.profile_id, prefix=f"{prefix}{i}", batch_size=batch_size)
-        for i in range(count)
-    ]
-    stop = asyncio.Event()
-    interval = count * 100 / LOAD_EVENTS_PER_SECOND  # seconds per call per producer
-    senders = [asyncio.create_task(send_until(i, stop, interval=interval)) for i in ingestors]
-    return ingestors, stop, senders
-
-
-async def send_until(
-    ingestor: Ingestor,
-    stop: asyncio.Event,
-    *,
-    pause: float = 0.01,
-    interval: float = 0.0,
-) -> None:
-    """Send batches until `stop`: `pause` seconds between calls, or one call per `interval`
-    seconds (a fixed rate, whatever each call takes) when that is set."""
-    next_at = time.monotonic()
-    while not stop.is_set():
-        outcome = await ingestor.send(ingestor.batch())
-        next_at += interval
-        wait = next_at - time.monotonic() if interval else pause
-        await asyncio.sleep(max(0.0, wait) if outcome == "ok" else max(0.1, wait))
 
 
 # -- the server side: what is stored and processed ---------------------------------------------
@@ -425,7 +269,7 @@ async def test_postgres_restart_during_sustained_ingestion(
             await ingestor.retry_all()
         total_acknowledged = sum(len(i.acknowledged) for i in ingestors)
         state = await drained(database_url, tenant.org_id, total_acknowledged)
-        merged = _merge(ingestors)
+        merged = merge(ingestors)
         assert_exactly_once(state, merged)
         assert merged.first_try_duplicates == 0
 
@@ -478,19 +322,6 @@ async def test_postgres_restart_during_sustained_ingestion(
         )
 
 
-def _merge(ingestors: list[Ingestor]) -> Ingestor:
-    merged = Ingestor(ingestors[0].http, "", "", "", prefix="all")
-    for ingestor in ingestors:
-        merged.acknowledged |= ingestor.acknowledged
-        merged.sent |= ingestor.sent
-        merged.outcomes += ingestor.outcomes
-        merged.unexpected += ingestor.unexpected
-        merged.failure_latency += ingestor.failure_latency
-        merged.first_try_duplicates += ingestor.first_try_duplicates
-    merged.failure_latency = merged.failure_latency or [0.0]
-    return merged
-
-
 # -- Redis (the broadcast backend) down at start, killed, restarted ---------------------------
 
 
@@ -533,7 +364,7 @@ async def test_redis_down_at_start_then_killed_and_restarted(
     when it comes up. Killed under a live subscriber, ingestion and queries keep answering and
     the worker keeps processing; restarted on the same port, the open subscription receives
     new views again without the client doing anything. Neither process wedges."""
-    from tests.test_live import ws_client
+    from tests.support.websockets import ws_client
 
     redis_server = PrivateRedis(tmp_path)
     stack_database = create_database(database_url, f"redis_{uuid.uuid4().hex[:6]}")
@@ -659,87 +490,6 @@ async def test_redis_down_at_start_then_killed_and_restarted(
 # -- a slow websocket subscriber ---------------------------------------------------------------
 
 
-class RawWebSocket:
-    """A graphql-transport-ws client on a plain blocking socket with a tiny receive buffer,
-    so that when it stops reading, TCP flow control pushes back on the server at once
-    (a library client would keep reading into its own buffers)."""
-
-    def __init__(
-        self, port: int, path: str = "/graphql", protocol: str = "graphql-transport-ws"
-    ) -> None:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.setsockopt(
-            socket.SOL_SOCKET, socket.SO_RCVBUF, 4096
-        )  # before connect: caps the window
-        self.sock.settimeout(10)
-        self.sock.connect(("127.0.0.1", port))
-        key = __import__("base64").b64encode(os.urandom(16)).decode()
-        self.sock.sendall(
-            (
-                f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: {protocol}\r\n\r\n"
-            ).encode()
-        )
-        head = b""
-        while b"\r\n\r\n" not in head:
-            chunk = self.sock.recv(1)
-            assert chunk, f"connection closed during the handshake: {head!r}"
-            head += chunk
-        assert head.startswith(b"HTTP/1.1 101"), head
-        self._buffer = b""
-
-    def send(self, message: dict[str, Any]) -> None:
-        payload = json.dumps(message).encode()
-        mask = os.urandom(4)
-        header = bytearray([0x81])
-        if len(payload) < 126:
-            header.append(0x80 | len(payload))
-        else:
-            header.append(0x80 | 126)
-            header += len(payload).to_bytes(2, "big")
-        masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-        self.sock.sendall(bytes(header) + mask + masked)
-
-    def _read(self, n: int) -> bytes:
-        while len(self._buffer) < n:
-            chunk = self.sock.recv(65536)
-            if not chunk:
-                raise ConnectionError("closed by the server")
-            self._buffer += chunk
-        data, self._buffer = self._buffer[:n], self._buffer[n:]
-        return data
-
-    def frame(self, timeout: float = 10.0) -> tuple[int, bytes]:
-        """(opcode, payload) of the next frame (no fragmentation: the server sends none)."""
-        self.sock.settimeout(timeout)
-        first, second = self._read(2)
-        length = second & 0x7F
-        if length == 126:
-            length = int.from_bytes(self._read(2), "big")
-        elif length == 127:
-            length = int.from_bytes(self._read(8), "big")
-        return first & 0x0F, self._read(length)
-
-    def message(self, timeout: float = 10.0) -> dict[str, Any]:
-        """The next text message; a close frame becomes {"type": "__close__", "code": ...}."""
-        while True:
-            opcode, payload = self.frame(timeout)
-            if opcode == 0x1:
-                return json.loads(payload)
-            if opcode == 0x8:
-                code = int.from_bytes(payload[:2], "big") if len(payload) >= 2 else None
-                return {
-                    "type": "__close__",
-                    "code": code,
-                    "reason": payload[2:].decode(errors="replace"),
-                }
-            # ping/pong frames: ignored (a real client would answer pings)
-
-    def close(self) -> None:
-        with contextlib.suppress(OSError):
-            self.sock.close()
-
-
 async def test_a_slow_subscriber_is_dropped_without_slowing_others_or_the_worker(
     database_url: str, tmp_path: Path, http: httpx.AsyncClient
 ) -> None:
@@ -747,8 +497,9 @@ async def test_a_slow_subscriber_is_dropped_without_slowing_others_or_the_worker
     hold up everyone. A subscriber that stops reading fills its TCP window, then its bounded
     queue (PULSEGRAPH_SUBSCRIBER_QUEUE), and is dropped with SLOW_CONSUMER; a reading
     subscriber on the same profile gets every view promptly and the outbox drains."""
-    from tests.test_live import VIEWS as FULL_VIEWS
-    from tests.test_live import error_codes, ws_client
+    from tests.support.live_views import VIEWS as FULL_VIEWS
+    from tests.support.websockets import frame_error_codes as error_codes
+    from tests.support.websockets import ws_client
 
     queue_size = 32
     stack_database = create_database(database_url, f"slow_{uuid.uuid4().hex[:6]}")
@@ -904,7 +655,7 @@ async def test_worker_sigkilled_mid_batch_repeatedly_under_load(
             in_process_worker=False, extra_env=env,
         ) as stack:  # fmt: skip
             tenant = stack.tenant()
-            ingestors, stop, senders = start_producers(http, stack, tenant, prefix="k", batch_size=50)
+            ingestors, stop, senders = start_producers(http, stack, tenant, prefix="k", batch_size=50, events_per_second=LOAD_EVENTS_PER_SECOND)
             kills, mid_batch, restarts = 0, 0, []
             try:
                 while kills < kills_wanted:
@@ -938,7 +689,7 @@ async def test_worker_sigkilled_mid_batch_repeatedly_under_load(
                 await asyncio.wait_for(
                     asyncio.gather(*senders, return_exceptions=True), HTTP_TIMEOUT + 5
                 )
-            merged = _merge(ingestors)
+            merged = merge(ingestors)
             assert not merged.failures(), merged.failures()  # the API never noticed
             state = await drained(
                 stack_database, tenant.org_id, len(merged.acknowledged)
@@ -989,7 +740,7 @@ async def test_sustained_load_sent_equals_stored_equals_processed(
         ) as stack:
             tenant = stack.tenant()
             started = time.monotonic()
-            ingestors, stop, senders = start_producers(http, stack, tenant, prefix="l", batch_size=100)
+            ingestors, stop, senders = start_producers(http, stack, tenant, prefix="l", batch_size=100, events_per_second=LOAD_EVENTS_PER_SECOND)
             try:
                 await asyncio.sleep(LOAD_SECONDS)
             finally:
@@ -998,7 +749,7 @@ async def test_sustained_load_sent_equals_stored_equals_processed(
                     asyncio.gather(*senders, return_exceptions=True), HTTP_TIMEOUT + 5
                 )
             elapsed = time.monotonic() - started
-            merged = _merge(ingestors)
+            merged = merge(ingestors)
             assert not merged.failures(), (merged.failures(), merged.unexpected[:3])
             assert len(merged.sent) >= 0.7 * LOAD_EVENTS_PER_SECOND * LOAD_SECONDS, (
                 f"only {len(merged.sent)} events sent: the API did not sustain {LOAD_EVENTS_PER_SECOND}/s"

@@ -1,4 +1,4 @@
-"""Financial reports end to end: a generated ledger (tests/platform_ledger.py) with payouts
+"""Financial reports end to end: a generated ledger (tests/support/ledger.py) with payouts
 that match, mismatch or are missing, invoices paid, unpaid and overdue, published through the
 API and drained by the real worker; every report and export compared with a from-scratch
 computation over the generated events, to the cent."""
@@ -14,9 +14,9 @@ from typing import Any
 
 from openpyxl import load_workbook
 
-from tests.conftest import error_codes, gql, make_tenant
-from tests.platform_ledger import GMV_STREAMS, Ledger, generate, month_start, publish
-from tests.test_platform import ok
+from tests.support.graphql import error_codes, gql, gql_data
+from tests.support.ledger import GMV_STREAMS, Ledger, generate, month_start, publish
+from tests.support.tenants import make_tenant
 
 BY_ORG = """query($r: TimeRangeInput!, $org: ID, $cur: String, $s: OrganizationRevenueSort) {
   revenueByOrganization(range: $r, organizationId: $org, currency: $cur, sort: $s) { range { from to timezone }
@@ -100,18 +100,18 @@ async def test_financial_reports_match_a_from_scratch_computation(app, settings,
     mine = {ledger.tenant.org_id: ledger for ledger in ledgers}
 
     # Revenue by organization, platform-wide: our organizations' rows, to the cent.
-    report = (await ok(client, BY_ORG, {"r": window}, admin))["revenueByOrganization"]
+    report = (await gql_data(client, BY_ORG, {"r": window}, admin))["revenueByOrganization"]
     assert report["range"]["timezone"] == "UTC"
     rows = [r for r in report["rows"] if r["organizationId"] in mine]
     assert {(r["organizationId"], r["currency"]): r for r in rows} == expected_by_org(ledgers, start, now)
     gmvs = [r["gmv"] for r in report["rows"]]
     assert gmvs == sorted(gmvs, reverse=True)
-    by_name = (await ok(client, BY_ORG, {"r": window, "s": {"field": "ORGANIZATION_NAME", "direction": "ASC"}}, admin))
+    by_name = (await gql_data(client, BY_ORG, {"r": window, "s": {"field": "ORGANIZATION_NAME", "direction": "ASC"}}, admin))
     names = [r["organizationName"] for r in by_name["revenueByOrganization"]["rows"]]
     assert names == sorted(names)
-    eur = (await ok(client, BY_ORG, {"r": window, "cur": "EUR"}, admin))["revenueByOrganization"]["rows"]
+    eur = (await gql_data(client, BY_ORG, {"r": window, "cur": "EUR"}, admin))["revenueByOrganization"]["rows"]
     assert {r["currency"] for r in eur} == {"EUR"}
-    csv_file = (await ok(client, BY_ORG_FILE, {"r": window, "f": "CSV"}, admin))["revenueByOrganizationExport"]
+    csv_file = (await gql_data(client, BY_ORG_FILE, {"r": window, "f": "CSV"}, admin))["revenueByOrganizationExport"]
     assert csv_file["contentType"] == "text/csv" and csv_file["filename"].endswith(".csv")
     read = [r for r in csv.DictReader(io.StringIO(csv_file["content"])) if r["organization_id"] in mine]
     assert len(read) == len(rows)
@@ -120,7 +120,7 @@ async def test_financial_reports_match_a_from_scratch_computation(app, settings,
         for key, name in (("gmv", "gmv"), ("service_fees", "serviceFees"), ("platform_fees", "platformFees"),
                           ("processor_fees", "processorFees"), ("net", "net"), ("entries", "entries")):  # fmt: skip
             assert int(row[key]) == api[name], key
-    xlsx = (await ok(client, BY_ORG_FILE, {"r": window, "f": "XLSX"}, admin))["revenueByOrganizationExport"]
+    xlsx = (await gql_data(client, BY_ORG_FILE, {"r": window, "f": "XLSX"}, admin))["revenueByOrganizationExport"]
     sheet = list(load_workbook(io.BytesIO(base64.b64decode(xlsx["content"]))).worksheets[0].iter_rows(values_only=True))
     assert [list(v) for v in sheet[1:] if v[0] in mine] == [[int(x) if x.lstrip("-").isdigit() else (x or None) for x in r.values()]
                                                            for r in read]  # fmt: skip
@@ -155,9 +155,9 @@ async def check_monthly(client: Any, admin: str, ledger: Ledger, start: datetime
     cost_rows = [(3, "MARKETING", 12_345, "USD"), (35, "TOOLS", 5_000, "JPY"), (69, "OTHER", 777, "EUR"), (90, "OTHER", 50, "EUR")]
     for days, category, amount, currency in cost_rows:
         day = (now - timedelta(days=days)).date().isoformat()
-        await ok(client, CREATE_COST, {"c": category, "a": amount, "cur": currency, "d": day}, token)
+        await gql_data(client, CREATE_COST, {"c": category, "a": amount, "cur": currency, "d": day}, token)
     window = {"from": start.isoformat(), "to": now.isoformat()}
-    summary = (await ok(client, MONTHLY, {"r": window, "org": org}, admin))["monthlySummary"]
+    summary = (await gql_data(client, MONTHLY, {"r": window, "org": org}, admin))["monthlySummary"]
     got = {(m["start"], x["currency"]): x for m in summary["months"] for x in m["lines"]}
     want: dict[tuple[str, str], dict[str, int]] = {}
 
@@ -179,7 +179,7 @@ async def check_monthly(client: Any, admin: str, ledger: Ledger, start: datetime
     assert {(datetime.fromisoformat(k[0]).isoformat(), k[1]): v for k, v in got.items()} == want
 
     for fmt in ("CSV", "XLSX"):
-        file = (await ok(client, MONTHLY_FILE, {"r": window, "org": org, "f": fmt}, admin))["monthlySummaryExport"]
+        file = (await gql_data(client, MONTHLY_FILE, {"r": window, "org": org, "f": fmt}, admin))["monthlySummaryExport"]
         if fmt == "CSV":
             table = list(csv.reader(io.StringIO(file["content"])))
         else:
@@ -198,7 +198,7 @@ async def check_monthly(client: Any, admin: str, ledger: Ledger, start: datetime
 async def check_payouts(client: Any, admin: str, ledger: Ledger, now: datetime) -> None:
     org = ledger.tenant.org_id
     window = {"from": (now - timedelta(days=120)).isoformat(), "to": (now + timedelta(minutes=1)).isoformat()}
-    report = (await ok(client, PAYOUTS, {"r": window, "org": org}, admin))["payoutReconciliation"]
+    report = (await gql_data(client, PAYOUTS, {"r": window, "org": org}, admin))["payoutReconciliation"]
     expected = expected_payouts(ledger)
     want = {}
     for (payout, currency), amount in expected.items():
@@ -212,16 +212,16 @@ async def check_payouts(client: Any, admin: str, ledger: Ledger, now: datetime) 
     assert got == want
     assert report["discrepancies"] == sum(1 for v in want.values() if v[5])
     assert [r["discrepancy"] for r in report["rows"]] == sorted((r["discrepancy"] for r in report["rows"]), reverse=True)
-    only = (await ok(client, PAYOUTS, {"r": window, "org": org, "st": ["UNPAID", "UNMATCHED_PAYOUT"]}, admin))
+    only = (await gql_data(client, PAYOUTS, {"r": window, "org": org, "st": ["UNPAID", "UNMATCHED_PAYOUT"]}, admin))
     assert {r["status"] for r in only["payoutReconciliation"]["rows"]} == {"UNPAID", "UNMATCHED_PAYOUT"}
     recent = {"from": (now - timedelta(minutes=90)).isoformat(), "to": (now + timedelta(minutes=1)).isoformat()}
-    late = (await ok(client, PAYOUTS, {"r": recent, "org": org}, admin))["payoutReconciliation"]["rows"]
+    late = (await gql_data(client, PAYOUTS, {"r": recent, "org": org}, admin))["payoutReconciliation"]["rows"]
     assert [(r["payoutId"], r["status"]) for r in late] == [("po-D", "UNMATCHED_PAYOUT")]
 
 
 async def check_invoices(client: Any, admin: str, ledger: Ledger, now: datetime) -> None:
     org = ledger.tenant.org_id
-    report = (await ok(client, INVOICES, {"org": org}, admin))["outstandingInvoices"]
+    report = (await gql_data(client, INVOICES, {"org": org}, admin))["outstandingInvoices"]
     today = date.fromisoformat(report["today"])
     late, soon = (today - timedelta(days=10)).isoformat(), (today + timedelta(days=20)).isoformat()
     assert [(g["organizationId"], g["dueDate"], g["overdue"], g["currency"], g["amountMinor"], g["invoices"]) for g in report["groups"]] == [

@@ -32,11 +32,11 @@ from app.errors import UserError
 from app.services.enrichment import GeoLocator
 from app.services.geoip_update import GeoipUpdateError, MaxMindAccount, maxmind_account, update_geoip
 from app.settings import Settings
-from tests.file_server import FileServer, file_server
-from tests.mmdb import write_mmdb
-from tests.servers import ROOT, create_database, drop_database, running_stack
-
-pytest_plugins = ["tests.servers"]  # fixtures: server_logs_on_failure
+from tests.support.http_files import FileServer, file_server
+from tests.support.mmdb import write_mmdb
+from tests.support.postgres import create_database, drop_database
+from tests.support.processes import ROOT
+from tests.support.stacks import running_stack
 
 VISITOR_IP = "81.2.69.160"
 VISITOR_NETWORK = "81.2.69.0/24"

@@ -13,8 +13,9 @@ from mmdb_writer import MmdbU32
 
 from app.services.gov_alerts import check_view
 from app.services.gov_detection import GovDetector
-from tests.conftest import Tenant, error_codes, gql
-from tests.mmdb import write_mmdb
+from tests.support.graphql import error_codes, gql
+from tests.support.mmdb import write_mmdb
+from tests.support.tenants import Tenant
 from workers.outbox import OutboxWorker
 
 ARMY_IP = "6.1.2.3"  # 6.0.0.0/8 is on the shipped curated list (IANA: US Army)

@@ -15,8 +15,6 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from mmdb_writer import MmdbU32
 
-from tests.mmdb import write_mmdb
-
 from app.errors import BadInput
 from app.services import gov_detection
 from app.services.gov_detection import (
@@ -31,7 +29,9 @@ from app.services.gov_detection import (
     name_evidence,
 )
 from app.settings import Settings, get_settings, override_settings
-from tests.conftest import error_codes, gql, settings_with
+from tests.support.graphql import error_codes, gql
+from tests.support.mmdb import write_mmdb
+from tests.support.settings import settings_with
 
 # --------------------------------------------------------------------------- test databases
 

@@ -28,10 +28,9 @@ import pytest_asyncio
 from playwright.async_api import Browser, Page, Request, Route, WebSocket, async_playwright
 from playwright.async_api import TimeoutError as PlaywrightTimeout
 
-from tests.servers import Stack, StackTenant
-from tests.test_live import track, view_event
-
-pytest_plugins = ["tests.servers"]  # fixtures: memory_stack, server_logs_on_failure
+from tests.support.live_views import track, view_event
+from tests.support.provision import StackTenant
+from tests.support.stacks import Stack
 
 CHROMIUM = Path("/usr/bin/chromium")
 HTML = {"Accept": "text/html"}

@@ -24,23 +24,12 @@ from app.ratelimit import RateLimiter
 from app.services import ingestion
 from app.services.enrichment import visitor_id
 from app.vocabulary import OUTBOX_CHANNEL
-from tests.conftest import error_codes, gql, settings_with
+from tests.support.graphql import error_codes, gql
+from tests.support.settings import settings_with
+from tests.support.tracking import CHROME_WINDOWS, TRACK_EVENT, TRACK_EVENTS
 
-CHROME_WINDOWS = (
-    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36"
-)
 FIREFOX_LINUX = "Mozilla/5.0 (X11; Ubuntu; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0"
 
-TRACK_EVENTS = """
-mutation Track($events: [TrackEventInput!]!) {
-  trackEvents(events: $events) { accepted duplicates dropped rejected { index field reason } }
-}
-"""
-TRACK_EVENT = """
-mutation Track($event: TrackEventInput!) {
-  trackEvent(event: $event) { accepted duplicates dropped rejected { index field reason } eventIds }
-}
-"""
 PUBLISH = """
 mutation Publish($events: [DomainEventInput!]!) {
   publishDomainEvents(events: $events) { accepted duplicates dropped rejected { index field reason } }

@@ -16,7 +16,9 @@ from app.database import connection, tortoise_config
 from app.graphql import ErrorPolicy, schema_extensions
 from app.query_cost import MAX_SERIES_BUCKETS, estimate_cost
 from schema import build_schema
-from tests.conftest import Tenant, error_codes, gql, make_tenant, settings_with
+from tests.support.graphql import error_codes, gql
+from tests.support.settings import settings_with
+from tests.support.tenants import Tenant, make_tenant
 
 PUBLISH = """mutation($e: [DomainEventInput!]!) { publishDomainEvents(events: $e) { accepted rejected { index field reason } } }"""
 CREATE_COST = """mutation($c: CostCategory!, $cur: String!, $d: Date!) {
@@ -44,7 +46,7 @@ def test_time_series_cost_follows_the_bucket_count():
     day = cost(f'{{ profileTimeseries(profileId: "x", range: {{preset: LAST_7_DAYS}}) {{ {SERIES_FIELDS} }} }}')
     assert day == 1 + 6 * 8
     hours = cost(
-        f'{{ profileTimeseries(profileId: "x", granularity: HOUR, range: {{from: "2026-01-01T00:00:00Z", to: "2026-03-01T00:00:00Z"}}) {{ views }} }}'
+        '{ profileTimeseries(profileId: "x", granularity: HOUR, range: {from: "2026-01-01T00:00:00Z", to: "2026-03-01T00:00:00Z"}) { views } }'
     )
     assert hours == 1 + 59 * 24 + 1
     capped = cost(

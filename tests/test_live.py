@@ -1,7 +1,7 @@
 """Live subscriptions end to end: real server processes, real sockets, real clients.
 
 Nothing here goes through an in-process ASGI transport. The servers come from
-tests/servers.py: `split_stack` runs the API (`serve --no-worker`) and the outbox worker as
+tests/support/stacks.py: `split_stack` runs the API (`serve --no-worker`) and the outbox worker as
 two processes that only share PostgreSQL and the broadcast backend (Redis when REDIS_URL is
 set, PostgreSQL LISTEN/NOTIFY otherwise), so every view a subscriber receives there was
 published by another process. `memory_stack` is the one-process mode (memory bus, worker in
@@ -17,7 +17,8 @@ are sent after that. Warm-ups still count in the engagement totals, so the expec
 
 Every wait is bounded (WAIT, or BARRIER_WAIT for the first barrier of a session, which
 includes the worker process starting): a broken pipeline fails with the processes' logs
-instead of hanging. Timings are measured and printed (run with -s), never asserted.
+instead of hanging. How long delivery takes in each mode is a benchmark, not a test (B6 in
+bench/).
 """
 
 from __future__ import annotations
@@ -25,13 +26,10 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
-import statistics
 import time
 import uuid
-from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager, suppress
-from dataclasses import dataclass
+from contextlib import suppress
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -40,105 +38,30 @@ import pytest
 import pytest_asyncio
 from gql import Client, GraphQLRequest
 from gql.transport.websockets import WebsocketsTransport
-from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from app.auth import Role, issue_token
-from tests.servers import Stack, StackTenant
+from tests.support.live_views import (
+    BARRIER_WAIT,
+    ENGAGEMENT,
+    VIEWS,
+    WARMUP,
+    assert_view,
+    track,
+    view_batch,
+    view_event,
+    warmup_event,
+)
+from tests.support.provision import StackTenant
+from tests.support.stacks import Stack
+from tests.support.websockets import LEGACY_WS, TRANSPORT_WS, WAIT, WsClient, ws_client
+from tests.support.websockets import frame_error_codes as error_codes
 
-pytest_plugins = ["tests.servers"]  # fixtures: split_stack, memory_stack, two_process_stack, server_logs_on_failure
 pytestmark = pytest.mark.usefixtures("server_logs_on_failure")
 
-WAIT = 15.0  # seconds for any one expected message
-BARRIER_WAIT = 45.0  # warm-up barrier: includes a worker process that is still starting
 WARMUP_EVERY = 0.5  # seconds between warm-up views while no subscription has answered
 LEAK_GRACE = 1.0  # after the control subscriber got everything, how long a leak may take
-LATENCY_SAMPLES = 20
-
-TRANSPORT_WS = "graphql-transport-ws"
-LEGACY_WS = "graphql-ws"
-
-CHROME_UA = (
-    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
-    "Chrome/126.0.0.0 Safari/537.36"
-)
-PAGE_URL = "https://market.example/p/ada?utm_source=newsletter&utm_medium=email"
-REFERRER = "https://www.google.com/search?q=ada+provider"
-WARMUP = "warmup"
-
-VIEWS = """
-subscription Views($profileId: ID!) {
-  profileViews(profileId: $profileId) {
-    eventId profileId occurredAt country city deviceType browser os referrer utmSource isGov
-  }
-}"""
-ENGAGEMENT = """
-subscription Engagement($profileId: ID!) {
-  engagementUpdates(profileId: $profileId) {
-    profileId since views uniqueVisitors inquiries conversionRate updatedAt
-  }
-}"""
-TRACK = """
-mutation Track($events: [TrackEventInput!]!) {
-  trackEvents(events: $events) { accepted duplicates dropped rejected { index field reason } }
-}"""
-
-
-# -- events and HTTP ----------------------------------------------------------------------
-
-
-def _now_ms() -> datetime:
-    now = datetime.now(UTC) - timedelta(seconds=1)
-    return now.replace(microsecond=now.microsecond // 1000 * 1000)
-
-
-def view_event(profile_id: str, *, tag: str = "e2e", visitor: str | None = None, at: datetime | None = None) -> dict[str, Any]:
-    """A profile view from desktop Chrome on Windows, referred by Google, tagged by a newsletter."""
-    return {
-        "type": "profile.viewed",
-        "eventId": f"{tag}-{uuid.uuid4().hex}",
-        "profileId": profile_id,
-        "occurredAt": (at or _now_ms()).isoformat(),
-        "anonymousId": visitor or f"visitor-{uuid.uuid4().hex[:12]}",
-        "context": {"ip": "203.0.113.10", "userAgent": CHROME_UA, "url": PAGE_URL, "referrer": REFERRER},
-    }
-
-
-def view_batch(profile_id: str, count: int) -> list[dict[str, Any]]:
-    """`count` views by distinct visitors, one millisecond apart (so occurredAt is distinct too)."""
-    start = _now_ms()
-    return [view_event(profile_id, at=start + timedelta(milliseconds=i)) for i in range(count)]
-
-
-def warmup_event(profile_id: str) -> dict[str, Any]:
-    return view_event(profile_id, tag=WARMUP, visitor="warmup-visitor")
-
-
-def assert_view(view: dict[str, Any], sent: dict[str, Any]) -> None:
-    """The pushed view is the sent event, enriched by the ingestion service."""
-    assert view["eventId"] == sent["eventId"]
-    assert view["profileId"] == sent["profileId"]
-    assert datetime.fromisoformat(view["occurredAt"]) == datetime.fromisoformat(sent["occurredAt"]), view
-    assert (view["deviceType"], view["browser"], view["os"]) == ("desktop", "Chrome", "Windows"), view
-    assert view["referrer"] == "google.com", view  # the referring domain, without "www."
-    assert view["utmSource"] == "newsletter", view
-    assert view["isGov"] is False, view
-    assert view["country"] is None and view["city"] is None, view  # no GeoIP database configured
-
-
-async def track(http: httpx.AsyncClient, stack: Stack, key: str, events: list[dict[str, Any]]) -> dict[str, Any]:
-    """trackEvents over HTTP against the running server; every event must be accepted."""
-    response = await http.post(
-        stack.graphql_url,
-        json={"query": TRACK, "variables": {"events": events}},
-        headers={"Authorization": f"Bearer {key}"},
-    )
-    assert response.status_code == 200, response.text
-    body = response.json()
-    assert not body.get("errors"), body
-    result = body["data"]["trackEvents"]
-    assert result == {"accepted": len(events), "duplicates": 0, "dropped": 0, "rejected": []}, result
-    return result
 
 
 @pytest.fixture
@@ -162,129 +85,6 @@ def memory_tenant(memory_stack: Stack) -> StackTenant:
 async def http() -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(timeout=WAIT, trust_env=False) as client:
         yield client
-
-
-# -- a websocket GraphQL client on a real socket, for both subprotocols ----------------------
-
-
-@dataclass(frozen=True)
-class Frame:
-    at: float  # time.perf_counter() when the frame was read off the socket
-    message: dict[str, Any]
-
-
-_CLOSED = Frame(at=0.0, message={"type": "__closed__"})
-
-
-class WsClient:
-    """Reads every frame in a task and files it by operation id, stamped with its arrival
-    time. Answers graphql-transport-ws pings; drops graphql-ws keep-alives ("ka")."""
-
-    def __init__(self, ws: ClientConnection, protocol: str) -> None:
-        self.ws = ws
-        self.protocol = protocol
-        self.closed = False
-        self._queues: defaultdict[str | None, asyncio.Queue[Frame]] = defaultdict(asyncio.Queue)
-        self._reader = asyncio.create_task(self._read(), name=f"ws-reader-{protocol}")
-
-    async def _read(self) -> None:
-        try:
-            async for raw in self.ws:
-                at = time.perf_counter()
-                message = json.loads(raw)
-                kind = message.get("type")
-                if kind == "ping":
-                    await self.ws.send(json.dumps({"type": "pong"}))
-                elif kind not in ("pong", "ka"):
-                    self._queues[message.get("id")].put_nowait(Frame(at, message))
-        except ConnectionClosed:
-            pass
-        finally:
-            self.closed = True
-            for queue in self._queues.values():
-                queue.put_nowait(_CLOSED)
-
-    @property
-    def close_description(self) -> str:
-        return f"closed with {self.ws.close_code} {self.ws.close_reason!r}"
-
-    async def send(self, message: dict[str, Any]) -> None:
-        await self.ws.send(json.dumps(message))
-
-    async def frame(self, op: str | None, timeout: float = WAIT) -> Frame:
-        """The next frame of an operation (None: connection-level frames)."""
-        queue = self._queues[op]
-        if queue.empty() and self.closed:
-            raise AssertionError(f"connection {self.close_description} while waiting for {op!r}")
-        try:
-            frame = await asyncio.wait_for(queue.get(), timeout)
-        except TimeoutError:
-            raise AssertionError(f"nothing for operation {op!r} within {timeout:.1f}s") from None
-        if frame is _CLOSED:
-            queue.put_nowait(_CLOSED)
-            raise AssertionError(f"connection {self.close_description} while waiting for {op!r}")
-        return frame
-
-    def pending(self, op: str | None) -> list[dict[str, Any]]:
-        """Frames already received and not yet read (without waiting)."""
-        queue = self._queues[op]
-        frames = []
-        while not queue.empty():
-            frames.append(queue.get_nowait())
-        return [f.message for f in frames if f is not _CLOSED]
-
-    def ops_with_frames(self) -> dict[str | None, list[dict[str, Any]]]:
-        return {op: msgs for op in list(self._queues) if (msgs := self.pending(op))}
-
-    async def init(self, payload: dict[str, Any] | None) -> None:
-        message: dict[str, Any] = {"type": "connection_init"}
-        if payload is not None:
-            message["payload"] = payload
-        await self.send(message)
-        ack = await self.frame(None)
-        assert ack.message["type"] == "connection_ack", ack.message
-
-    async def subscribe(self, op: str, query: str, variables: dict[str, Any]) -> None:
-        kind = "subscribe" if self.protocol == TRANSPORT_WS else "start"
-        await self.send({"id": op, "type": kind, "payload": {"query": query, "variables": variables}})
-
-    async def data(self, op: str, timeout: float = WAIT) -> tuple[float, dict[str, Any]]:
-        """The next result's data (`next` or `data` frame); anything else fails the test."""
-        frame = await self.frame(op, timeout)
-        message = frame.message
-        result_type = "next" if self.protocol == TRANSPORT_WS else "data"
-        assert message["type"] == result_type, f"expected {result_type} on {op!r}, got {message}"
-        assert not message["payload"].get("errors"), message
-        return frame.at, message["payload"]["data"]
-
-    async def close(self) -> None:
-        self._reader.cancel()
-        await asyncio.wait([self._reader])
-        await self.ws.close()
-
-
-@asynccontextmanager
-async def ws_client(stack: Stack, token: str | None, *, protocol: str = TRANSPORT_WS) -> AsyncIterator[WsClient]:
-    """Connected, initialised with `{"authorization": "Bearer <token>"}` and acknowledged."""
-    async with connect(stack.ws_url, subprotocols=[protocol], open_timeout=WAIT, close_timeout=2, proxy=None) as ws:  # type: ignore[list-item]
-        assert ws.subprotocol == protocol
-        client = WsClient(ws, protocol)
-        try:
-            await client.init({"authorization": f"Bearer {token}"} if token else {})
-            yield client
-        finally:
-            await client.close()
-
-
-def error_codes(message: dict[str, Any]) -> list[str | None]:
-    """Codes of an `error` frame (a list on graphql-transport-ws, one error on graphql-ws) or of
-    a result frame carrying errors."""
-    payload = message.get("payload")
-    if message["type"] == "error":
-        errors = payload if isinstance(payload, list) else [payload]
-    else:
-        errors = (payload or {}).get("errors") or []
-    return [(error.get("extensions") or {}).get("code") for error in errors]
 
 
 # -- waiting for live messages ----------------------------------------------------------------
@@ -410,11 +210,9 @@ class LiveProfile:
         at, data = await self.client.data("engagement", timeout)
         return at, data["engagementUpdates"]
 
-    async def send(self, events: list[dict[str, Any]]) -> float:
-        """Returns time.perf_counter() at the HTTP response."""
+    async def send(self, events: list[dict[str, Any]]) -> None:
         await track(self.http, self.stack, self.tenant.ingestion_key, events)
         self.views_sent += len(events)
-        return time.perf_counter()
 
 
 async def check_views_and_engagement(live: LiveProfile, count: int) -> None:
@@ -426,42 +224,6 @@ async def check_views_and_engagement(live: LiveProfile, count: int) -> None:
         assert_view(got[event["eventId"]][1], event)
     _, snapshot = await snapshot_with_views(live.next_snapshot, live.views_sent)
     assert_snapshot(snapshot, live.tenant.profile_id, views=live.views_sent, visitors=count + live.warmup_visitor)
-
-
-def _ms(seconds: float) -> str:
-    return f"{seconds * 1000:.1f} ms"
-
-
-def report_latency(label: str, from_response: list[float], from_request: list[float], snapshot: list[float]) -> None:
-    def summary(values: list[float]) -> str:
-        p90 = statistics.quantiles(values, n=10)[8] if len(values) >= 2 else values[0]
-        return f"p50 {_ms(statistics.median(values))}, p90 {_ms(p90)}, min {_ms(min(values))}, max {_ms(max(values))}"
-
-    print(
-        f"\n[latency] {label}, {len(from_response)} single-view trackEvents calls:"
-        f"\n  HTTP response -> profileViews frame:     {summary(from_response)}"
-        f"\n  HTTP request  -> profileViews frame:     {summary(from_request)}"
-        f"\n  HTTP response -> engagementUpdates frame: {summary(snapshot)}"
-    )
-
-
-async def measure_latency(live: LiveProfile, label: str) -> None:
-    """One view per trackEvents call, each awaited before the next; printed, not asserted."""
-    from_response: list[float] = []
-    from_request: list[float] = []
-    snapshot_delay: list[float] = []
-    for _ in range(LATENCY_SAMPLES):
-        event = view_event(live.tenant.profile_id)
-        requested = time.perf_counter()
-        responded = await live.send([event])
-        got = await collect_views(live.next_view, [event])
-        arrived, view = got[event["eventId"]]
-        assert_view(view, event)
-        snapshot_at, _ = await snapshot_with_views(live.next_snapshot, live.views_sent)
-        from_response.append(arrived - responded)
-        from_request.append(arrived - requested)
-        snapshot_delay.append(snapshot_at - responded)
-    report_latency(label, from_response, from_request, snapshot_delay)
 
 
 # -- graphql-transport-ws, cross-process ---------------------------------------------------------
@@ -476,13 +238,6 @@ async def test_transport_ws_views_and_engagement_cross_process(split_stack: Stac
         await check_views_and_engagement(live, count=5)
     split_stack.check_alive()
     print(f"\n[live] cross-process over {split_stack.broadcast}: 5 views and their snapshot delivered")
-
-
-async def test_ingest_to_subscriber_delay_cross_process(split_stack: Stack, tenant: StackTenant, http: httpx.AsyncClient) -> None:
-    async with ws_client(split_stack, tenant.provider_token) as client:
-        live = LiveProfile(client, tenant, split_stack, http)
-        await live.start()
-        await measure_latency(live, f"cross-process (API + worker process, {split_stack.broadcast} broadcast)")
 
 
 # -- several API processes behind one port (serve --workers 2) -----------------------------------
@@ -843,7 +598,6 @@ async def test_one_process_mode_with_memory_bus(memory_stack: Stack, memory_tena
         live = LiveProfile(client, memory_tenant, memory_stack, http)
         await live.start()
         await check_views_and_engagement(live, count=4)
-        await measure_latency(live, "one process (in-process worker, memory bus)")
     memory_stack.check_alive()
 
 

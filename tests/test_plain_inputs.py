@@ -15,8 +15,8 @@ from strawberry.permission import BasePermission
 from app.database import connection
 from app.fast_variables import MIN_ITEMS
 from app.plain_inputs import as_plain_dicts, resolved_as_coerced
-from tests.conftest import gql
-from tests.test_ingestion import CHROME_WINDOWS, TRACK_EVENT, TRACK_EVENTS
+from tests.support.graphql import gql
+from tests.support.tracking import CHROME_WINDOWS, TRACK_EVENT, TRACK_EVENTS
 
 COLUMNS = """type, profile_id, occurred_at, session_id, visitor_id, user_id, engagement_ms, properties,
              browser, os, device_type, url, referrer_domain, utm_source, utm_medium, utm_campaign, ip, dnt"""

@@ -1,6 +1,6 @@
 """Platform KPIs, growth series and the organization lifecycle, end to end: a generated
 multi-currency ledger published through the API and drained by the real worker, every figure
-compared with a from-scratch computation over the generated events (tests/platform_ledger.py)."""
+compared with a from-scratch computation over the generated events (tests/support/ledger.py)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from app.database import connection
-from tests.conftest import error_codes, gql, make_tenant
-from tests.platform_ledger import (
+from tests.support.graphql import error_codes, gql, gql_data
+from tests.support.ledger import (
     Ledger,
     api_period,
     as_map,
@@ -24,6 +24,7 @@ from tests.platform_ledger import (
     previous_month,
     publish,
 )
+from tests.support.tenants import make_tenant
 
 PERIOD = """from to gmv { amountMinor currency } orders tickets averageOrderValue { amountMinor currency }
   platformFees { amountMinor currency } serviceFees { amountMinor currency } processorFees { amountMinor currency }
@@ -46,12 +47,6 @@ SUSPEND = """mutation($org: ID!, $reason: String!) { suspendOrganization(organiz
   status active history { action reason } } }"""
 REINSTATE = """mutation($org: ID!, $reason: String!) { reinstateOrganization(organizationId: $org, reason: $reason) {
   status active history { action reason } } }"""
-
-
-async def ok(client: Any, query: str, variables: dict[str, Any], token: str) -> dict[str, Any]:
-    body = await gql(client, query, variables, token=token)
-    assert body.get("errors") is None, body
-    return body["data"]
 
 
 async def build(app: Any, settings: Any, client: Any, worker: Any, now: datetime) -> list[Ledger]:
@@ -78,7 +73,7 @@ async def test_kpis_and_growth_match_a_from_scratch_computation(app, settings, c
     last_month = previous_month(this_month)
     for ledger in ledgers:
         org = ledger.tenant.org_id
-        kpis = (await ok(client, KPIS, {"org": org}, admin))["platformKpis"]
+        kpis = (await gql_data(client, KPIS, {"org": org}, admin))["platformKpis"]
         assert kpis["organizationId"] == org
         assert kpis["organizations"] == {
             "total": 1, "active": 1, "suspended": 0, "churned": 0, "newThisWeek": 1, "newThisMonth": 1,
@@ -111,15 +106,15 @@ async def test_kpis_and_growth_match_a_from_scratch_computation(app, settings, c
         check_points(weekly["points"], ledger)
 
     # Platform-wide: the generated organizations are inside the totals.
-    everything = (await ok(client, KPIS, {"org": None}, admin))["platformKpis"]
+    everything = (await gql_data(client, KPIS, {"org": None}, admin))["platformKpis"]
     assert everything["organizationId"] is None and everything["organizations"]["total"] >= 2
     for currency, amount in gmv([e for ledger in ledgers for e in ledger.entries]).items():
         assert as_map(everything["allTime"]["gmv"]).get(currency, 0) != 0 or amount == 0
 
 
 async def growth(client: Any, variables: dict[str, Any], token: str) -> dict[str, Any]:
-    found = (await ok(client, GROWTH, variables, token))["platformGrowth"]
-    revenue = (await ok(client, GROWTH_REVENUE, variables, token))["platformGrowth"]["points"]
+    found = (await gql_data(client, GROWTH, variables, token))["platformGrowth"]
+    revenue = (await gql_data(client, GROWTH_REVENUE, variables, token))["platformGrowth"]["points"]
     for point, extra in zip(found["points"], revenue, strict=True):
         point.update(extra)
     return found
@@ -143,31 +138,31 @@ async def test_lifecycle_suspended_and_churned_organizations(app, settings, clie
     await publish(client, lively, [{"eventId": f"l-{uuid.uuid4()}", "type": "PROFILE_VIEWED", "profileId": lively.profile_id}])
     await publish(client, quiet, [{"eventId": f"q-{uuid.uuid4()}", "type": "PROFILE_VIEWED", "profileId": quiet.profile_id}])
     await worker.drain()
-    before = (await ok(client, KPIS, {"org": None}, admin))["platformKpis"]["organizations"]
+    before = (await gql_data(client, KPIS, {"org": None}, admin))["platformKpis"]["organizations"]
 
     # Nothing received from `quiet` for 100 days (it is 120 days old): churned.
     async with connection() as conn:
         await conn.execute("UPDATE organizations SET created_at = now() - interval '120 days' WHERE id = $1", quiet.organization.id)
         await conn.execute("UPDATE outbox SET received_at = now() - interval '100 days' WHERE organization_id = $1",
                            quiet.organization.id)  # fmt: skip
-    done = (await ok(client, SUSPEND, {"org": suspended.org_id, "reason": "unpaid invoices"}, admin))["suspendOrganization"]
+    done = (await gql_data(client, SUSPEND, {"org": suspended.org_id, "reason": "unpaid invoices"}, admin))["suspendOrganization"]
     assert done == {"status": "SUSPENDED", "active": False, "history": [{"action": "suspended", "reason": "unpaid invoices"}]}
     again = await gql(client, SUSPEND, {"org": suspended.org_id, "reason": "twice"}, token=admin)
     assert error_codes(again) == ["BAD_USER_INPUT"] and again["errors"][0]["extensions"]["field"] == "organizationId"
 
-    after = (await ok(client, KPIS, {"org": None}, admin))["platformKpis"]["organizations"]
+    after = (await gql_data(client, KPIS, {"org": None}, admin))["platformKpis"]["organizations"]
     assert after["total"] == before["total"]
     assert (after["suspended"], after["churned"], after["active"]) == (
         before["suspended"] + 1, before["churned"] + 1, before["active"] - 2
     )
     assert (after["newThisMonth"], after["newThisWeek"]) == (before["newThisMonth"] - 1, before["newThisWeek"] - 1)
-    [row] = (await ok(client, LIFECYCLE, {"org": quiet.org_id}, admin))["platformOrganizations"]
+    [row] = (await gql_data(client, LIFECYCLE, {"org": quiet.org_id}, admin))["platformOrganizations"]
     assert (row["status"], row["churned"], row["active"]) == ("ACTIVE", True, False)
     assert datetime.fromisoformat(row["lastEventAt"]) < datetime.now(UTC) - timedelta(days=99)
-    [row] = (await ok(client, LIFECYCLE, {"org": suspended.org_id}, admin))["platformOrganizations"]
+    [row] = (await gql_data(client, LIFECYCLE, {"org": suspended.org_id}, admin))["platformOrganizations"]
     assert (row["status"], row["churned"], row["statusReason"]) == ("SUSPENDED", False, "unpaid invoices")
     assert row["statusChangedBy"] and row["history"][0]["actor"] == row["statusChangedBy"]
-    kpis = (await ok(client, KPIS, {"org": quiet.org_id}, admin))["platformKpis"]["organizations"]
+    kpis = (await gql_data(client, KPIS, {"org": quiet.org_id}, admin))["platformKpis"]["organizations"]
     assert (kpis["total"], kpis["churned"], kpis["active"], kpis["newThisMonth"]) == (1, 1, 0, 0)
 
     # A suspended organization's events are refused, by key and by service token, and nothing is stored.
@@ -181,7 +176,7 @@ async def test_lifecycle_suspended_and_churned_organizations(app, settings, clie
         stored = await conn.fetchval("SELECT count(*) FROM outbox WHERE event_id = $1", view["eventId"])
     assert stored == 0
 
-    back = (await ok(client, REINSTATE, {"org": suspended.org_id, "reason": "paid"}, admin))["reinstateOrganization"]
+    back = (await gql_data(client, REINSTATE, {"org": suspended.org_id, "reason": "paid"}, admin))["reinstateOrganization"]
     assert back["status"] == "ACTIVE" and back["active"] is True
     assert [h["action"] for h in back["history"]] == ["suspended", "reinstated"]
     tracked = await gql(client, TRACK_ONE, {"e": view}, token=suspended.ingestion_key)
@@ -204,7 +199,7 @@ async def test_churn_lookup_stays_cheap_with_many_events(app, settings, client):
         ))  # fmt: skip
     assert "outbox_org_received" in plan, plan
     started = time.perf_counter()
-    await ok(client, KPIS, {"org": None}, tenant.admin_token)
+    await gql_data(client, KPIS, {"org": None}, tenant.admin_token)
     assert time.perf_counter() - started < 2.0
 
 

@@ -16,7 +16,7 @@ import pytest
 
 from app.database import connection
 from app.services import privacy
-from tests.conftest import error_codes, gql
+from tests.support.graphql import error_codes, gql
 
 TRACK = """
 mutation Track($events: [TrackEventInput!]!) {
@@ -426,7 +426,7 @@ async def test_scheduler_runs_the_jobs_once_across_processes(client, tenant, set
 
 
 async def test_scheduler_runs_beside_the_worker_and_stops_with_it(settings):
-    from tests.conftest import settings_with
+    from tests.support.settings import settings_with
     from workers.scheduler import run_with_jobs
 
     class FakeWorker:
@@ -461,7 +461,7 @@ async def test_scheduler_runs_beside_the_worker_and_stops_with_it(settings):
 
 @pytest.mark.parametrize("period_days", [1, 30])
 def test_key_periods_tile_time(settings, period_days):
-    from tests.conftest import settings_with
+    from tests.support.settings import settings_with
 
     custom = settings_with(settings, ip_hmac_key_period_days=period_days)
     moment = datetime(2026, 3, 15, 12, tzinfo=UTC)
@@ -473,7 +473,7 @@ def test_key_periods_tile_time(settings, period_days):
 async def test_fraud_alerts_about_an_address_are_pseudonymized_with_its_events(client, worker, tenant, settings):
     """An accounts-per-IP alert names the address; past IP retention it names the address's
     HMAC instead, the same one its events now carry."""
-    from tests.test_fraud import Stream, alerts_of, run
+    from tests.support.fraud_streams import Stream, alerts_of, run
 
     stream = Stream(base=datetime.now(UTC) - timedelta(days=100))
     sign_ups = [stream.account(f"new-{i}", "198.51.100.23", i) for i in range(4)]
@@ -501,7 +501,7 @@ async def test_fraud_alerts_about_an_address_are_pseudonymized_with_its_events(c
 async def test_deleting_a_subject_erases_them_from_the_ledger_and_fraud_alerts(client, worker, tenant):
     """The ledger (bookkeeping) and fraud alerts (investigations) keep their rows, but the
     subject's ids become tokens: counts stay right, nothing leads back to the person."""
-    from tests.test_fraud import Stream, alerts_of, run
+    from tests.support.fraud_streams import Stream, alerts_of, run
 
     stream = Stream()
     for minute in range(4):

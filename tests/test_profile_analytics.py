@@ -18,16 +18,15 @@ from zoneinfo import ZoneInfo
 import pytest
 from datasketches import hll_sketch, hll_union, tgt_hll_type
 
-from app.auth import Role, Viewer, issue_token
+from app.auth import Role, issue_token
 from app.database import connection
-from app.services.ingestion import track_events
-from app.services.profile_analytics.effects import _merged
+from app.services.profile_analytics.effects import merged_sketch
 from app.services.profile_analytics.planner import plan_segments
 from app.services.profile_analytics.sketches import (
     HLL_LG_K,
     HLL_TYPE,
-    _coupon_estimates,
-    _coupon_key,
+    coupon_estimates,
+    coupon_key,
     new_sketch,
     register_estimate,
 )
@@ -44,15 +43,14 @@ from app.timebuckets import (
 )
 from app.vocabulary import (
     BOOKING_COMPLETED,
-    GIFT_PURCHASED,
     MONEY_EVENT_TYPES,
-    PROFILE_ENGAGED,
     PROFILE_EVENT_TYPES,
     PROFILE_INQUIRY,
     PROFILE_VIEWED,
-    SUBSCRIPTION_CHARGED,
 )
-from tests.conftest import Tenant, error_codes, gql, make_tenant
+from tests.support.graphql import error_codes, gql
+from tests.support.profile_traffic import event, generate, pending, send
+from tests.support.tenants import Tenant, make_tenant
 
 OVERVIEW = """
 query Overview($id: ID!, $range: TimeRangeInput!) {
@@ -84,75 +82,10 @@ query Recent($id: ID!, $limit: Int!) {
 }
 """
 
-REFERRERS = [None, None, None] + [f"https://site{i}.example/post/{i}" for i in range(14)]
 PROFILE_TYPES = sorted(PROFILE_EVENT_TYPES)
 
 
 # -- helpers: sending events and asking the truth --------------------------------------
-
-
-async def send(app: Any, settings: Any, tenant: Tenant, events: list[dict[str, Any]]) -> None:
-    """Through the ingestion service, as a backend with a service token would."""
-    viewer = Viewer(subject="test-service", role=Role.SERVICE, organization_id=tenant.organization.id)
-    for i in range(0, len(events), 1000):
-        chunk = events[i : i + 1000]
-        outcome = await track_events(viewer=viewer, events=chunk, geo=app.state.geo, settings=settings)
-        assert outcome.accepted == len(chunk), outcome.rejected[:3]
-
-
-def event(
-    kind: str,
-    profile_id: str,
-    at: datetime,
-    visitor: str,
-    *,
-    referrer: str | None = None,
-    rnd: random.Random | None = None,
-) -> dict[str, Any]:
-    rnd = rnd or random.Random(0)
-    body: dict[str, Any] = {
-        "type": kind,
-        "event_id": f"e-{uuid.uuid4().hex}",
-        "profile_id": profile_id,
-        "occurred_at": at,
-        "anonymous_id": visitor,
-    }
-    if kind == PROFILE_VIEWED:
-        body["context"] = {"referrer": referrer} if referrer else {}
-        if rnd.random() < 0.2:
-            body["context"]["utm_source"] = rnd.choice(["newsletter", "ads"])
-    if kind == PROFILE_ENGAGED or (kind == PROFILE_VIEWED and rnd.random() < 0.1):
-        body["engagement_ms"] = rnd.randrange(500, 180_000)
-    if kind in MONEY_EVENT_TYPES:
-        body["amount_minor"] = rnd.randrange(100, 50_000)
-        body["currency"] = rnd.choice(["USD", "USD", "EUR"])
-    return body
-
-
-def generate(tenant: Tenant, *, now: datetime, count: int, days: int, visitors: int, seed: int) -> list[dict[str, Any]]:
-    """A mixed stream for both profiles of a tenant, denser towards now, with some events
-    in the current hour."""
-    rnd = random.Random(seed)
-    kinds = [PROFILE_VIEWED, PROFILE_INQUIRY, PROFILE_ENGAGED, BOOKING_COMPLETED, GIFT_PURCHASED, SUBSCRIPTION_CHARGED]
-    weights = [70, 9, 12, 4, 3, 2]
-    out = []
-    for i in range(count):
-        if i < 25:  # the open hour
-            at = now - timedelta(seconds=rnd.uniform(0, 600))
-        else:
-            at = now - timedelta(seconds=(rnd.random() ** 1.4) * days * 86_400)
-        profile = tenant.profile_id if rnd.random() < 0.85 else str(tenant.other_profile.id)
-        out.append(
-            event(
-                rnd.choices(kinds, weights)[0],
-                profile,
-                at,
-                f"visitor-{seed}-{rnd.randrange(visitors)}",
-                referrer=rnd.choice(REFERRERS),
-                rnd=rnd,
-            )
-        )
-    return out
 
 
 async def truth_overview(tenant: Tenant, start: datetime, end: datetime) -> dict[str, Any]:
@@ -298,13 +231,6 @@ async def assert_series_matches_raw(
         if slot["parts"] == 1:
             assert within(slot["uniques"][0], raw["visitors"]), (label, key, slot["uniques"][0], raw["visitors"])
     return got
-
-
-async def pending(tenant: Tenant) -> int:
-    async with connection() as conn:
-        return await conn.fetchval(
-            "SELECT count(*) FROM outbox WHERE organization_id = $1 AND processed_at IS NULL", tenant.organization.id
-        )
 
 
 async def away_from_hour_boundary(tz: str, margin: float = 45.0) -> None:
@@ -596,7 +522,7 @@ def test_one_bucket_counts_the_same_however_its_visitors_were_batched(visitors):
     shuffled = random.Random(visitors).sample(ids, len(ids))
     batched = None
     for start in range(0, len(shuffled), 977):
-        batched = _merged(batched, set(shuffled[start : start + 977]))
+        batched = merged_sketch(batched, set(shuffled[start : start + 977]))
     union = hll_union(HLL_LG_K)  # what a report over both sketches' buckets would say
     union.update(all_at_once)
     union.update(hll_sketch.deserialize(batched))
@@ -622,7 +548,7 @@ def test_coupon_sketches_are_estimated_as_the_library_does():
     every image of every size, whichever image first taught that count, must get exactly
     the library's number: ids added one by one, other ids into an HLL_8 sketch, union
     results, and the worker's batched merges; dense sketches too, past the set mode."""
-    _coupon_estimates.clear()
+    coupon_estimates.clear()
     sketches = {"ids": new_sketch(), "other": hll_sketch(HLL_LG_K, tgt_hll_type.HLL_8)}
     union = hll_union(HLL_LG_K)
     worker: bytes | None = None
@@ -632,17 +558,17 @@ def test_coupon_sketches_are_estimated_as_the_library_does():
         if worker is not None and size % 7 == 0:
             images["worker"] = worker
         if size <= COUPON_LIMIT:
-            assert _coupon_key(images["ids"]) == (HLL_LG_K, 0 if size < 8 else 1, size), size
+            assert coupon_key(images["ids"]) == (HLL_LG_K, 0 if size < 8 else 1, size), size
         else:
-            assert _coupon_key(images["ids"]) is None, size
+            assert coupon_key(images["ids"]) is None, size
         for name, image in images.items():
             assert register_estimate(image) == library_estimate(image), (name, size)
         sketches["ids"].update(f"visitor-{size}")
         sketches["other"].update(f"other-{size}")
         union.update(f"union-{size}")
         if size % 7 == 0:
-            worker = _merged(worker, {f"worker-{size + i}" for i in range(7)})
-    assert len(_coupon_estimates) == COUPON_LIMIT + 1  # one per count, 0 to 1,536
+            worker = merged_sketch(worker, {f"worker-{size + i}" for i in range(7)})
+    assert len(coupon_estimates) == COUPON_LIMIT + 1  # one per count, 0 to 1,536
 
 
 def test_truncated_or_updatable_sketches_take_the_library_path():
@@ -655,7 +581,7 @@ def test_truncated_or_updatable_sketches_take_the_library_path():
         with pytest.raises(IndexError):
             register_estimate(broken)
     updatable = sketch.serialize_updatable()
-    assert _coupon_key(updatable) is None
+    assert coupon_key(updatable) is None
     assert register_estimate(updatable) == library_estimate(image)
 
 

@@ -14,7 +14,7 @@ and that either side may `ping` and is answered with `pong`: the server pings ev
 PULSEGRAPH_WS_KEEPALIVE_SECONDS. Then two third-party clients follow a profile's views end to
 end: the Python `gql` client over graphql-transport-ws (with its keep-alive and ping checks
 on), and the protocol's reference client, `graphql-ws` from npm, run under Node
-(tests/node; skipped only when node or npm are not installed).
+(tests/support/node; skipped only when node or npm are not installed).
 
 The server here runs with a 1 s connection_init wait and a 0.5 s keep-alive.
 """
@@ -40,24 +40,17 @@ from gql.transport.websockets import WebsocketsTransport
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from tests.servers import (
-    Stack,
-    StackTenant,
-    create_database,
-    drop_database,
-    running_stack,
-)
-from tests.test_live import VIEWS, track, view_batch, warmup_event
+from tests.support.live_views import VIEWS, track, view_batch, warmup_event
+from tests.support.node_client import NODE_DIR, NodeClient
+from tests.support.postgres import create_database, drop_database
+from tests.support.provision import StackTenant
+from tests.support.stacks import Stack, running_stack
+from tests.support.websockets import LEGACY_WS, TRANSPORT_WS, WAIT
 
-pytest_plugins = ["tests.servers"]
 pytestmark = pytest.mark.usefixtures("server_logs_on_failure")
 
-TRANSPORT_WS = "graphql-transport-ws"
-LEGACY_WS = "graphql-ws"
 INIT_TIMEOUT = 1.0
 KEEPALIVE = 0.5
-WAIT = 15.0
-NODE_DIR = Path(__file__).resolve().parent / "node"
 
 
 @pytest.fixture(scope="module")
@@ -425,63 +418,9 @@ async def test_gql_client_keep_alive_and_pings_over_graphql_transport_ws(
             await asyncio.wait([consumer])
 
 
-class NodeClient:
-    """tests/node/client.mjs in a subprocess; its JSON lines in a queue."""
-
-    def __init__(self, *args: str) -> None:
-        self.args = args
-        self.lines: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-        self.process: asyncio.subprocess.Process | None = None
-        self._reader: asyncio.Task[None] | None = None
-        self.stderr = b""
-
-    async def __aenter__(self) -> NodeClient:  # noqa: PYI034
-        self.process = await asyncio.create_subprocess_exec(
-            "node", str(NODE_DIR / "client.mjs"), *self.args, cwd=NODE_DIR,
-            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        )  # fmt: skip
-        self._reader = asyncio.create_task(self._read())
-        return self
-
-    async def _read(self) -> None:
-        assert self.process and self.process.stdout
-        async for line in self.process.stdout:
-            with contextlib.suppress(ValueError):
-                self.lines.put_nowait(json.loads(line))
-
-    async def next(self, timeout: float = WAIT) -> dict[str, Any]:
-        try:
-            return await asyncio.wait_for(self.lines.get(), timeout)
-        except TimeoutError:
-            raise TimeoutError(
-                f"node client said nothing for {timeout:.1f}s{self._status()}"
-            ) from None
-
-    def _status(self) -> str:
-        if self.process and self.process.returncode is not None:
-            return f" and exited with {self.process.returncode}"
-        return ""
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self.process
-        if self.process.returncode is None:
-            self.process.terminate()
-            try:
-                await asyncio.wait_for(self.process.wait(), 5)
-            except TimeoutError:
-                self.process.kill()
-                await self.process.wait()
-        if self.process.stderr:
-            self.stderr = await self.process.stderr.read()
-        if self._reader:
-            await asyncio.wait([self._reader], timeout=5)
-        if self.stderr.strip():
-            print(f"\n[node stderr]\n{self.stderr.decode(errors='replace')[-3000:]}")
-
-
 @pytest.fixture(scope="module")
 def node_client_installed() -> Path:
-    """`npm ci` into tests/node/node_modules once (from the committed package-lock.json)."""
+    """`npm ci` into tests/support/node/node_modules once (from the committed package-lock.json)."""
     if shutil.which("node") is None or shutil.which("npm") is None:
         pytest.skip("node and npm are needed to run the reference graphql-ws client")
     if not (NODE_DIR / "node_modules" / "graphql-ws" / "package.json").exists():

@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 
 from app.database import connection
-from tests.conftest import Tenant, gql
+from tests.support.graphql import gql, gql_data
+from tests.support.tenants import Tenant
 
 PUBLISH = """
 mutation($e: [DomainEventInput!]!) {
@@ -104,7 +105,7 @@ def _refund_pair(tag: str, tenant: Tenant, link: str, amount: int) -> tuple[dict
 
 async def _linked_revenue(client: Any, tenant: Tenant) -> dict[str, Any]:
     window = {"from": _at(24 * 60), "to": _at(-1)}
-    data = await ok(client, LINKED_REVENUE, {"org": str(tenant.organization.id), "p": tenant.profile_id, "r": window},
+    data = await gql_data(client, LINKED_REVENUE, {"org": str(tenant.organization.id), "p": tenant.profile_id, "r": window},
                     tenant.org_admin_token)  # fmt: skip
     return {"by_source": {s["source"]: as_map(s["revenue"]) for s in data["org"]["bySource"]},
             "own": as_map(data["own"]["total"]), "own_entries": data["own"]["transactions"]}  # fmt: skip
@@ -196,7 +197,8 @@ import io  # noqa: E402
 import random  # noqa: E402
 from zoneinfo import ZoneInfo  # noqa: E402
 
-from tests.conftest import error_codes, make_tenant  # noqa: E402
+from tests.support.graphql import error_codes  # noqa: E402
+from tests.support.tenants import make_tenant  # noqa: E402
 
 STREAMS = ("booking", "gift", "subscription", "affiliate", "order")
 KIND = {"booking": "BOOKING_COMPLETED", "gift": "GIFT_PURCHASED", "subscription": "SUBSCRIPTION_CHARGED",
@@ -415,12 +417,6 @@ CREATE_COST = """mutation($org: ID, $c: CostCategory!, $a: Int!, $cur: String!, 
   createCost(organizationId: $org, category: $c, amountMinor: $a, currency: $cur, date: $d, profileId: $p) { id } }"""
 
 
-async def ok(client: Any, query: str, variables: dict[str, Any], token: str) -> dict[str, Any]:
-    body = await gql(client, query, variables, token=token)
-    assert body.get("errors") is None, body
-    return body["data"]
-
-
 async def test_every_report_matches_a_from_scratch_computation(app, settings, client, worker):
     now = datetime.now(UTC).replace(microsecond=0)
     from app.services import organizations as orgs
@@ -429,7 +425,7 @@ async def test_every_report_matches_a_from_scratch_computation(app, settings, cl
         tenant = await make_tenant(settings, timezone=tz)
         third = str((await orgs.create_profile(organization=tenant.organization, name="Cleo Partner")).id)
         if default_split is not None:  # recorded with each booking that names no split
-            await ok(client, SETTINGS, {"org": tenant.org_id, "s": default_split}, tenant.org_admin_token)
+            await gql_data(client, SETTINGS, {"org": tenant.org_id, "s": default_split}, tenant.org_admin_token)
         rng = random.Random(seed)
         events, entries = generate(tenant, rng, now, third=third, default_split=default_split or 50)
         for i in range(0, len(events), 100):
@@ -441,7 +437,7 @@ async def test_every_report_matches_a_from_scratch_computation(app, settings, cl
         inside = [e for e in entries if start <= e["at"] < now]
         before = [e for e in entries if start - (now - start) <= e["at"] < start]
 
-        summary = (await ok(client, SUMMARY, {"org": org, "r": window}, token))["revenueSummary"]
+        summary = (await gql_data(client, SUMMARY, {"org": org, "r": window}, token))["revenueSummary"]
         assert as_map(summary["total"]) == sums(inside, lambda e: e["currency"])
         assert as_map(summary["previousTotal"]) == sums(before, lambda e: e["currency"])
         assert summary["transactions"] == len(inside)
@@ -450,7 +446,7 @@ async def test_every_report_matches_a_from_scratch_computation(app, settings, cl
             assert as_map(source["revenue"]) == sums([e for e in inside if e["stream"] == stream], lambda e: e["currency"])
         assert summary["converted"] is None
 
-        series = (await ok(client, SERIES, {"org": org, "r": window, "g": "MONTH"}, token))["revenueTimeseries"]["points"]
+        series = (await gql_data(client, SERIES, {"org": org, "r": window, "g": "MONTH"}, token))["revenueTimeseries"]["points"]
         expected = sums(inside, lambda e: (local_bucket(e["at"], tz, "month"), e["currency"]))
         got = {(max(datetime.fromisoformat(p["start"]), start), m["currency"]): m["amountMinor"] for p in series for m in p["total"]}
         assert got == {(max(k[0], start), k[1]): v for k, v in expected.items()}
@@ -473,11 +469,11 @@ async def test_every_report_matches_a_from_scratch_computation(app, settings, cl
              "profile": pid},
         ]  # fmt: skip
         for c in costs:
-            await ok(client, CREATE_COST, {"org": org, "c": c["category"], "a": c["amount"], "cur": c["currency"], "d": c["date"],
+            await gql_data(client, CREATE_COST, {"org": org, "c": c["category"], "a": c["amount"], "cur": c["currency"], "d": c["date"],
                                            "p": c["profile"]}, token)  # fmt: skip
         counted = [c for c in costs if start <= datetime.fromisoformat(c["date"]).replace(tzinfo=ZoneInfo(tz)) < now]
         assert len(counted) == 6
-        report = (await ok(client, PNL, {"org": org, "r": window, "g": "MONTH"}, token))["pnl"]
+        report = (await gql_data(client, PNL, {"org": org, "r": window, "g": "MONTH"}, token))["pnl"]
         assert pnl_totals(report) == expected_pnl_totals(inside, counted)
         for line in report["totals"]:
             assert line["margin"] == (round(line["netProfit"] / line["revenue"], 4) if line["revenue"] else None)
@@ -485,7 +481,7 @@ async def test_every_report_matches_a_from_scratch_computation(app, settings, cl
         # Costs: by category and currency, in total, entries; a profile's are those carrying it.
         for who, variables, viewer_token in ((None, {"org": org}, token), (pid, {"p": pid}, tenant.provider_token)):
             mine_costs = [c for c in counted if who is None or c["profile"] == who]
-            summary_of_costs = (await ok(client, COST_SUMMARY, {**variables, "r": window}, viewer_token))["costSummary"]
+            summary_of_costs = (await gql_data(client, COST_SUMMARY, {**variables, "r": window}, viewer_token))["costSummary"]
             by_category: dict[tuple[str, str], int] = {}
             for c in mine_costs:
                 by_category[(c["category"], c["currency"])] = by_category.get((c["category"], c["currency"]), 0) + c["amount"]
@@ -495,19 +491,19 @@ async def test_every_report_matches_a_from_scratch_computation(app, settings, cl
             assert summary_of_costs["entries"] == len(mine_costs)
 
         # A profile's P&L: the ledger entries booked on it, the costs carrying it.
-        profile_report = (await ok(client, PNL, {"p": pid, "r": window, "g": "MONTH"}, tenant.provider_token))["pnl"]
+        profile_report = (await gql_data(client, PNL, {"p": pid, "r": window, "g": "MONTH"}, tenant.provider_token))["pnl"]
         assert pnl_totals(profile_report) == expected_pnl_totals(
             [e for e in inside if e["profile"] == pid], [c for c in counted if c["profile"] == pid]
         )
-        days = (await ok(client, PNL_DAYS, {"org": org, "r": window}, token))["pnl"]["periods"]
+        days = (await gql_data(client, PNL_DAYS, {"org": org, "r": window}, token))["pnl"]["periods"]
         per_day = {(p["start"], x["currency"]): x["revenue"] for p in days for x in p["lines"] if x["revenue"]}
         want = sums(inside, lambda e: (max(local_bucket(e["at"], tz, "day"), start), e["currency"]))
         assert {(datetime.fromisoformat(k[0]), k[1]): v for k, v in per_day.items()} == {k: v for k, v in want.items() if v}
 
         # Exports: the same numbers, read back.
-        csv_file = (await ok(client, EXPORT, {"org": org, "r": window, "g": "DAY", "f": "CSV"}, token))["pnlExport"]
+        csv_file = (await gql_data(client, EXPORT, {"org": org, "r": window, "g": "DAY", "f": "CSV"}, token))["pnlExport"]
         rows = list(csv.DictReader(io.StringIO(csv_file["content"])))
-        xlsx_file = (await ok(client, EXPORT, {"org": org, "r": window, "g": "DAY", "f": "XLSX"}, token))["pnlExport"]
+        xlsx_file = (await gql_data(client, EXPORT, {"org": org, "r": window, "g": "DAY", "f": "XLSX"}, token))["pnlExport"]
         from openpyxl import load_workbook
 
         sheet = load_workbook(io.BytesIO(base64.b64decode(xlsx_file["content"])))["P&L"]
@@ -525,14 +521,14 @@ async def test_every_report_matches_a_from_scratch_computation(app, settings, cl
         for who, variables, viewer_token in ((pid, {"p": pid}, tenant.provider_token), (None, {"org": org}, token)):
             now_gifts = [e for e in inside if e["gift"] and who in (None, e["profile"])]
             before_gifts = [e for e in before if e["gift"] and who in (None, e["profile"])]
-            found = await ok(client, GIFTS, {**variables, "r": window, "n": 20}, viewer_token)
+            found = await gql_data(client, GIFTS, {**variables, "r": window, "n": 20}, viewer_token)
             assert as_map(found["giftSummary"]["revenue"]) == sums(now_gifts, lambda e: e["currency"])
             assert found["giftSummary"]["gifts"] == sum(1 for e in now_gifts if e["sale"])
             assert found["giftSummary"]["donors"] == len({e["donor"] for e in now_gifts if e["sale"]})
             donors = expected_donors(now_gifts)
             assert [{**d, "revenue": as_map(d["revenue"])} for d in found["topGiftDonors"]] == donors
             assert sum(d["gifts"] for d in donors) == found["giftSummary"]["gifts"] and len(donors) > 3
-            top = (await ok(client, GIFTS, {**variables, "r": window, "n": 3}, viewer_token))["topGiftDonors"]
+            top = (await gql_data(client, GIFTS, {**variables, "r": window, "n": 3}, viewer_token))["topGiftDonors"]
             assert [d["donorId"] for d in top] == [d["donorId"] for d in donors[:3]]
             categories = [{**c, "revenue": as_map(c["revenue"]), "previousRevenue": as_map(c["previousRevenue"])}
                           for c in found["giftCategories"]]  # fmt: skip
@@ -544,9 +540,9 @@ async def test_every_report_matches_a_from_scratch_computation(app, settings, cl
         assert (default_split or 50) in splits and len(splits & {60, 70, 33}) >= 2
         assert any(not e["sale"] for e in duo_bookings)  # a refund splits too
         for who in (pid, other, third):
-            duo = (await ok(client, DUO, {"p": who, "r": window}, token))["duoStats"]
+            duo = (await gql_data(client, DUO, {"p": who, "r": window}, token))["duoStats"]
             assert duo_as_maps(duo) == expected_duo(inside, who), who
-        mine = (await ok(client, DUO, {"p": pid, "r": window}, tenant.provider_token))["duoStats"]
+        mine = (await gql_data(client, DUO, {"p": pid, "r": window}, tenant.provider_token))["duoStats"]
         assert [p["partnerProfileId"] for p in mine["partners"]] == [p["partnerProfileId"] for p in expected_duo(inside, pid)["partners"]]
         assert len(mine["partners"]) == 2
 
@@ -564,13 +560,13 @@ async def test_converted_totals_need_a_rate_for_every_currency(client, worker, t
     await worker.drain()
     settings_op = """mutation($cur: String, $rates: [ExchangeRateInput!]) {
       updateMoneySettings(reportingCurrency: $cur, rates: $rates) { reportingCurrency rates { currency rate } } }"""
-    await ok(client, settings_op, {"cur": "EUR", "rates": [{"currency": "USD", "rate": "0.9"}]}, tenant.org_admin_token)
+    await gql_data(client, settings_op, {"cur": "EUR", "rates": [{"currency": "USD", "rate": "0.9"}]}, tenant.org_admin_token)
     window = {"preset": "LAST_7_DAYS"}
-    summary = (await ok(client, SUMMARY, {"org": None, "r": window}, tenant.org_admin_token))["revenueSummary"]
+    summary = (await gql_data(client, SUMMARY, {"org": None, "r": window}, tenant.org_admin_token))["revenueSummary"]
     assert summary["converted"] == {"total": None, "missingRates": ["JPY"]}
-    await ok(client, settings_op, {"rates": [{"currency": "USD", "rate": "0.9"}, {"currency": "JPY", "rate": "0.0061"}]},
+    await gql_data(client, settings_op, {"rates": [{"currency": "USD", "rate": "0.9"}, {"currency": "JPY", "rate": "0.0061"}]},
              tenant.org_admin_token)  # fmt: skip
-    summary = (await ok(client, SUMMARY, {"org": None, "r": window}, tenant.org_admin_token))["revenueSummary"]
+    summary = (await gql_data(client, SUMMARY, {"org": None, "r": window}, tenant.org_admin_token))["revenueSummary"]
     # 1001 US cents * 0.9 = 900.9 -> 901 euro cents; 1500 yen * 0.0061 = 9.15 EUR = 915 euro cents.
     assert summary["converted"] == {"total": {"amountMinor": 901 + 915, "currency": "EUR"}, "missingRates": []}
     bad = await gql(client, settings_op, {"rates": [{"currency": "USD", "rate": "-1"}]}, token=tenant.org_admin_token)
@@ -585,13 +581,13 @@ async def test_costs_are_validated_and_audited(client, tenant, other_tenant):
     assert bad["errors"][0]["extensions"]["field"] == "currency"
     foreign = await gql(client, CREATE_COST, {"c": "TOOLS", "a": 5, "cur": "EUR", "d": "2026-01-05", "p": other_tenant.profile_id}, token=token)
     assert error_codes(foreign) == ["NOT_FOUND"]
-    created = await ok(client, CREATE_COST, {"c": "TOOLS", "a": 500, "cur": "EUR", "d": "2026-01-05"}, token)
+    created = await gql_data(client, CREATE_COST, {"c": "TOOLS", "a": 500, "cur": "EUR", "d": "2026-01-05"}, token)
     cost_id = created["createCost"]["id"]
-    await ok(client, "mutation($id: ID!) { updateCost(id: $id, amountMinor: 650) { id } }", {"id": cost_id}, token)
+    await gql_data(client, "mutation($id: ID!) { updateCost(id: $id, amountMinor: 650) { id } }", {"id": cost_id}, token)
     other = await gql(client, "mutation($id: ID!) { deleteCost(id: $id) }", {"id": cost_id}, token=other_tenant.org_admin_token)
     assert error_codes(other) == ["NOT_FOUND"]
-    await ok(client, "mutation($id: ID!) { deleteCost(id: $id) }", {"id": cost_id}, token)
-    audit = (await ok(client, "query($id: ID) { costAudit(costId: $id) { action before after actor } }", {"id": cost_id}, token))["costAudit"]
+    await gql_data(client, "mutation($id: ID!) { deleteCost(id: $id) }", {"id": cost_id}, token)
+    audit = (await gql_data(client, "query($id: ID) { costAudit(costId: $id) { action before after actor } }", {"id": cost_id}, token))["costAudit"]
     assert [a["action"] for a in audit] == ["created", "updated", "deleted"]
     assert audit[1]["before"]["amountMinor"] == 500 and audit[1]["after"]["amountMinor"] == 650 and audit[2]["after"] is None
 
@@ -601,8 +597,6 @@ async def test_costs_are_validated_and_audited(client, tenant, other_tenant):
 import time  # noqa: E402
 
 import httpx  # noqa: E402
-
-pytest_plugins = ["tests.servers"]  # memory_stack: API with the worker in-process
 
 GIFT_LIVE = """subscription($p: ID!) { giftPurchased(profileId: $p) {
   eventId profileId donorId amount { amountMinor currency } category occurredAt } }"""
@@ -656,7 +650,7 @@ def counters_as_maps(pushed: dict[str, Any]) -> dict[str, Any]:
 
 async def counters_reaching(client: Any, expected: dict[str, Any], seen: list[dict[str, Any]]) -> dict[str, Any]:
     """The first pushed counters with the expected entry and failure counts (each push within the bound)."""
-    from tests.test_live import WAIT
+    from tests.support.websockets import WAIT
 
     while True:
         _, data = await client.data("counters", timeout=WAIT)
@@ -669,7 +663,8 @@ async def counters_reaching(client: Any, expected: dict[str, Any], seen: list[di
 
 @pytest.mark.usefixtures("server_logs_on_failure")
 async def test_live_gifts_and_revenue_counters_over_a_websocket(memory_stack):
-    from tests.test_live import BARRIER_WAIT, WAIT, ws_client
+    from tests.support.live_views import BARRIER_WAIT
+    from tests.support.websockets import WAIT, ws_client
 
     tenant, other = memory_stack.tenant(), memory_stack.tenant()
     async with (
@@ -762,8 +757,8 @@ async def test_live_gifts_and_revenue_counters_over_a_websocket(memory_stack):
 
 @pytest.mark.usefixtures("server_logs_on_failure")
 async def test_live_money_is_refused_to_those_who_may_not_read_it(memory_stack):
-    from tests.test_live import error_codes as frame_codes
-    from tests.test_live import ws_client
+    from tests.support.websockets import frame_error_codes as frame_codes
+    from tests.support.websockets import ws_client
 
     tenant, other = memory_stack.tenant(), memory_stack.tenant()
     async with (

@@ -33,24 +33,17 @@ import pytest_asyncio
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from tests.servers import (
-    Stack,
-    StackTenant,
-    create_database,
-    cross_process_broadcast_url,
-    drop_database,
-    running_stack,
-)
+from tests.support.postgres import create_database, drop_database
+from tests.support.provision import StackTenant
+from tests.support.stacks import Stack, cross_process_broadcast_url, running_stack
+from tests.support.websockets import LEGACY_WS, TRANSPORT_WS
 
-pytest_plugins = ["tests.servers"]
 pytestmark = pytest.mark.usefixtures("server_logs_on_failure")
 
 REVOCATION_BOUND = 1.0  # seconds: the promise under test
 OBSERVE = 1.6  # seconds of probing after the revoking command has exited
 WAIT = 15.0
 USES_PER_PROCESS = 6  # new connections per stack before the revocation
-TRANSPORT_WS = "graphql-transport-ws"
-LEGACY_WS = "graphql-ws"
 PULSEGRAPH = str(Path(sys.executable).parent / "pulsegraph")  # the installed command
 
 VIEWER = "{ viewer { role organizationId } }"

@@ -18,8 +18,8 @@ import pytest
 from app.database import connection
 from app.services.profile_analytics.rebuild import rebuild_rollups
 from app.services.profile_analytics.sketches import Uniques
-from tests.conftest import make_tenant
-from tests.test_profile_analytics import generate, pending, send
+from tests.support.profile_traffic import generate, pending, send
+from tests.support.tenants import make_tenant
 
 
 async def snapshot(org_id: uuid.UUID) -> dict[str, Any]:

@@ -14,9 +14,8 @@ import pytest
 from app.runners import QueryRunner, frozen
 from app.services.pnl import PnlQuery
 from app.services.revenue import RevenueSummaryQuery
-from tests.conftest import Tenant, error_codes, gql
-
-pytest_plugins = ["tests.servers"]  # fixtures: split_stack
+from tests.support.graphql import error_codes, gql
+from tests.support.tenants import Tenant
 
 SUMMARY = """query($org: ID, $p: ID) { revenueSummary(organizationId: $org, profileId: $p, range: {preset: LAST_7_DAYS}) {
   total { amountMinor currency } transactions converted { total { amountMinor currency } missingRates } } }"""

@@ -11,7 +11,7 @@ from graphql import GraphQLEnumType, GraphQLInputObjectType, GraphQLObjectType
 from app.graphql import ErrorPolicy
 from app.settings import Settings
 from schema import build_schema
-from tests.conftest import error_codes, gql
+from tests.support.graphql import error_codes, gql
 
 SDL_FILE = Path(__file__).resolve().parent.parent / "schema.graphql"
 
@@ -49,7 +49,7 @@ async def test_introspection_is_on(client, tenant):
 async def test_query_depth_is_limited(settings: Settings):
     """Our types are shallow today; the limit is tested at 1 so it keeps guarding deeper ones."""
     from app.graphql import schema_extensions
-    from tests.conftest import settings_with
+    from tests.support.settings import settings_with
 
     schema = build_schema(schema_extensions(settings_with(settings, query_depth_limit=1)))
     query = '{ profileOverview(profileId: "x", range: {preset: LAST_7_DAYS}) { range { from } } }'

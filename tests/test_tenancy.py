@@ -1,257 +1,300 @@
-"""Every query and subscription that takes a profile id, tried with every other tenant's
-credentials, and every mutation that takes an id, sent with another tenant's ids.
+"""No credential of one organization ever reads or changes another organization's data.
 
-The lists are read from the schema itself, so a new field is covered without touching
-this file.
+Every root field is read from the schema (tests/support/schema_operations.py), so a new
+query, mutation or subscription is tried without touching this file, and
+`test_every_field_is_covered` names any field whose ids these tests cannot aim at a real
+object of another tenant.
+
+The victim (tests/support/victim.py) has views, money, fraud alerts, costs and settings with
+values nobody else has. Every query is asked with every credential of another tenant, with
+its own ids, with the victim's ids swapped in, and with each mix of the two; no answer may
+hold any value the victim's data put into the victim's own answers (amounts, counts, rates,
+names, ids), whatever else it says. Every mutation naming a victim's object is refused and
+leaves every row of the victim as it was; every subscription on a victim's id is refused.
 """
 
 from __future__ import annotations
 
+import csv
+import io
+import re
+import uuid
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from graphql import GraphQLList, GraphQLNonNull, GraphQLObjectType, GraphQLScalarType, GraphQLEnumType
+import pytest_asyncio
 
-from schema import build_schema
-from tests.conftest import error_codes, gql
+from app.auth import Role, issue_token
+from app.database import connection
+from tests.support.graphql import error_codes, gql, gql_data
+from tests.support.schema_operations import (
+    ROOT_KINDS,
+    Side,
+    enum_values,
+    field_id_paths,
+    id_arguments,
+    id_variants,
+    object_kind,
+    operation,
+    root_fields,
+)
+from tests.support.tenants import Tenant, make_tenant
+from tests.support.victim import SEEDED_KINDS, seed_victim
 
-DEFAULT_ARGS = {
-    "range": '{preset: LAST_7_DAYS}',
-    "granularity": "DAY",
-    "limit": "5",
-    "format": "CSV",
-}
-
-
-def _unwrap(gtype: Any) -> Any:
-    while isinstance(gtype, GraphQLNonNull | GraphQLList):
-        gtype = gtype.of_type
-    return gtype
-
-
-def _selection(gtype: Any, depth: int = 0) -> str:
-    """Every scalar field, and one level of nested objects."""
-    gtype = _unwrap(gtype)
-    if isinstance(gtype, GraphQLScalarType | GraphQLEnumType):
-        return ""
-    parts = []
-    for name, field in gtype.fields.items():
-        inner = _unwrap(field.type)
-        if isinstance(inner, GraphQLObjectType):
-            if depth < 1:
-                parts.append(f"{name} {{ {_selection(inner, depth + 1)} }}")
-        else:
-            parts.append(name)
-    return " ".join(parts)
+QUERIES = root_fields("query")
+MUTATIONS = root_fields("mutation")
+SUBSCRIPTIONS = root_fields("subscription")
+NO_TENANT_VALUES = {"viewer", "organizations", "checkIp"}  # who you are, your organizations, a public IP lookup
+REFUSALS = {"NOT_FOUND", "FORBIDDEN", "BAD_USER_INPUT"}
+DATE_LIKE = re.compile(r"^\d{4}-\d{2}-\d{2}")
+VOCABULARY = enum_values() | {role.value for role in Role}  # words of the API, not of a tenant
 
 
-def profile_scoped_operations(kind: str) -> list[tuple[str, str]]:
-    schema = build_schema()._schema
-    root = schema.query_type if kind == "query" else schema.subscription_type
-    operations = []
-    for name, field in root.fields.items():
-        if "profileId" not in field.args:
-            continue
-        args = ", ".join(
-            ["profileId: $profileId"]
-            + [f"{arg}: {DEFAULT_ARGS[arg]}" for arg, spec in field.args.items() if arg != "profileId" and isinstance(spec.type, GraphQLNonNull)]
-        )
-        selection = _selection(field.type)
-        body = f"{name}({args})" + (f" {{ {selection} }}" if selection else "")
-        operations.append((name, f"{kind}($profileId: ID!) {{ {body} }}"))
-    return operations
+def side_of(tenant: Tenant, **objects: str) -> Side:
+    """A tenant's objects by kind; objects it does not have are ids nobody has."""
+    unknown = {kind: str(uuid.uuid4()) for kind in SEEDED_KINDS}
+    return unknown | {"organization": tenant.org_id, "profile": tenant.profile_id} | objects
 
 
-QUERIES = profile_scoped_operations("query")
-
-
-def test_the_schema_has_profile_scoped_queries():
-    assert {"profileOverview", "profileTimeseries", "recentProfileViews"} <= {name for name, _ in QUERIES}
-
-
-@pytest.mark.parametrize(("name", "operation"), QUERIES, ids=[n for n, _ in QUERIES])
-async def test_profile_queries_never_cross_tenants(client, tenant, other_tenant, name, operation):
-    variables = {"profileId": tenant.profile_id}
-    own = await gql(client, operation, variables, token=tenant.provider_token)
-    assert own.get("errors") is None, own
-    org_admin = await gql(client, operation, variables, token=tenant.org_admin_token)
-    assert org_admin.get("errors") is None, org_admin
-
-    refused = {
-        "other tenant's org admin": other_tenant.org_admin_token,
-        "other tenant's provider": other_tenant.provider_token,
-        "same tenant, other profile's provider": _provider_of_other_profile(tenant),
+def credentials(tenant: Tenant) -> dict[str, str]:
+    return {
+        "org admin": tenant.org_admin_token,
+        "provider": tenant.provider_token,
+        "service": tenant.service_token,
+        "ingestion key": tenant.ingestion_key,
     }
-    for who, token in refused.items():
-        body = await gql(client, operation, variables, token=token)
-        assert body["data"] is None, who
-        assert error_codes(body) == ["NOT_FOUND"], who
-
-    admin = await gql(client, operation, variables, token=other_tenant.admin_token)
-    assert admin.get("errors") is None
-
-    unknown = await gql(client, operation, {"profileId": "00000000-0000-0000-0000-000000000000"}, token=tenant.org_admin_token)
-    assert error_codes(unknown) == ["NOT_FOUND"]
-    malformed = await gql(client, operation, {"profileId": "not-a-uuid"}, token=tenant.org_admin_token)
-    assert error_codes(malformed) == ["NOT_FOUND"]
 
 
-def _provider_of_other_profile(tenant: Any) -> str:
-    from app.auth import Role, issue_token
-
+def provider_of_other_profile(tenant: Tenant) -> str:
     return issue_token(role=Role.PROVIDER, organization_id=tenant.organization.id, profile_id=tenant.other_profile.id)
 
 
-# --------------------------------------------------------------------------- mutations
-#
-# Every mutation, generated from the schema: every ID argument (also inside inputs, e.g.
-# an event's profileId) names the *other* tenant's object, every other argument gets a
-# valid sample. Whatever credential of this tenant sends it, the answer is a refusal or a
-# per-event rejection on the id, and the other tenant's data is exactly as it was.
-
-SAMPLE_STRINGS = {"type": "profile.viewed", "currency": "EUR", "userId": "tenancy-subject", "anonymousId": "tenancy-device"}
-SAMPLE_INTS = {"amountMinor": 1200, "engagementMs": 1000, "ipRetentionDays": 1, "eventRetentionDays": 40}
-REFUSALS = {"NOT_FOUND", "FORBIDDEN", "BAD_USER_INPUT"}
+# --------------------------------------------------------------------------- coverage
 
 
-def _sample(gtype: Any, name: str, foreign: dict[str, str]) -> Any:
-    from graphql import GraphQLEnumType, GraphQLInputObjectType
-
-    nullable = gtype.of_type if isinstance(gtype, GraphQLNonNull) else gtype
-    if isinstance(nullable, GraphQLList):
-        return [_sample(nullable.of_type, name, foreign)]
-    if isinstance(nullable, GraphQLInputObjectType):
-        return {
-            field_name: _sample(field.type, field_name, foreign)
-            for field_name, field in nullable.fields.items()
-            if field_name in foreign or field_name in SAMPLE_STRINGS or field_name in SAMPLE_INTS or field_name == "eventId"
-            or isinstance(field.type, GraphQLNonNull)
-        }  # fmt: skip
-    if isinstance(nullable, GraphQLEnumType):
-        values = list(nullable.values)
-        return "PROFILE_VIEWED" if "PROFILE_VIEWED" in values else values[0]
-    if nullable.name == "ID":
-        return foreign.get(name, foreign["profileId"])
-    if name == "eventId":
-        import uuid
-
-        return f"tenancy-{uuid.uuid4()}"
-    if nullable.name == "Int":
-        return SAMPLE_INTS.get(name, 1)
-    if nullable.name == "Boolean":
-        return False
-    return SAMPLE_STRINGS.get(name, "x")
+@pytest.mark.parametrize("kind", ROOT_KINDS)
+def test_every_field_is_covered(kind: str) -> None:
+    """Each id argument of each root field names a kind of object the victim has, so the tests
+    below can aim it at a real foreign object; and each mutation or subscription takes an id
+    (one without could not be aimed at another tenant at all: it needs a test of its own)."""
+    uncovered = []
+    for name, field in root_fields(kind).items():
+        paths = field_id_paths(field)
+        unknown = [path for path in paths if object_kind(name, path) not in SEEDED_KINDS]
+        if unknown:
+            uncovered.append(f"{name}: which victim object do {unknown} name?")
+        elif not paths and kind != "query":
+            uncovered.append(f"{name}: takes no id")
+    assert not uncovered, f"{kind} fields the tenancy tests do not cover: {uncovered}"
 
 
-MUTATIONS = list(build_schema()._schema.mutation_type.fields.items())
+# --------------------------------------------------------------------------- queries: values
 
 
-def _mutation_operation(name: str, field: Any, foreign: dict[str, str]) -> tuple[str, dict[str, Any]]:
-    declared, passed, variables = [], [], {}
-    for arg_name, arg in field.args.items():
-        if arg_name in foreign or _mentions_ids(arg.type) or isinstance(arg.type, GraphQLNonNull) or arg_name in SAMPLE_STRINGS or arg_name in SAMPLE_INTS:
-            declared.append(f"${arg_name}: {arg.type}")
-            passed.append(f"{arg_name}: ${arg_name}")
-            variables[arg_name] = _sample(arg.type, arg_name, foreign)
-    selection = _selection(field.type)
-    body = f"{name}({', '.join(passed)})" + (f" {{ {selection} }}" if selection else "")
-    return f"mutation({', '.join(declared)}) {{ {body} }}", variables
+def values_in(data: Any) -> set[str]:
+    """Every value of an answer as text: numbers, ids, names, and the cells of a text file;
+    not booleans, nulls or dates (every tenant's answers have the same dates)."""
+    found: set[str] = set()
+    if isinstance(data, dict):
+        for value in data.values():
+            found |= values_in(value)
+    elif isinstance(data, list):
+        for value in data:
+            found |= values_in(value)
+    elif isinstance(data, int | float) and not isinstance(data, bool):
+        found.add(_number(data))
+    elif isinstance(data, str) and "\n" in data:
+        found |= values_in([cell for row in csv.reader(io.StringIO(data)) for cell in row])
+    elif isinstance(data, str) and data and not DATE_LIKE.match(data):
+        found.add(_number(float(data)) if _is_number(data) else data)
+    return found
 
 
-def _mentions_ids(gtype: Any, depth: int = 0) -> bool:
-    from graphql import GraphQLInputObjectType
-
-    inner = _unwrap(gtype)
-    if isinstance(inner, GraphQLScalarType):
-        return inner.name == "ID"
-    if isinstance(inner, GraphQLInputObjectType) and depth < 3:
-        return any(_mentions_ids(f.type, depth + 1) for f in inner.fields.values())
-    return False
+def _is_number(text: str) -> bool:
+    return re.fullmatch(r"-?\d+(\.\d+)?", text) is not None
 
 
-async def _footprint(tenant: Any) -> dict[str, Any]:
-    """Everything a mutation could change about a tenant."""
-    import uuid
-
-    from app.database import connection
-
-    org = uuid.UUID(tenant.org_id)
-    async with connection() as conn:
-        return {
-            table: await conn.fetchval(f"SELECT count(*) FROM {table} WHERE organization_id = $1", org)
-            for table in ("events", "outbox", "sessions", "profile_events", "profile_rollups")
-        } | dict(
-            await conn.fetchrow("SELECT ip_retention_days, event_retention_days, name FROM organizations WHERE id = $1", org)
-        )
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
 
 
-def test_every_mutation_is_covered():
-    names = {name for name, _ in MUTATIONS}
-    assert {"trackEvent", "trackEvents", "publishDomainEvents", "updateOrganizationSettings", "deleteSubjectData"} <= names
+@dataclass
+class World:
+    attacker: Tenant
+    victim: Tenant
+    victim_side: Side
+    fingerprint: dict[str, set[str]]  # per query: values the victim's data put in the victim's answer
+    identity: set[str]  # the victim's ids and name, there before its data
+
+    @property
+    def forbidden(self) -> set[str]:
+        return set().union(*self.fingerprint.values()) | self.identity
 
 
-@pytest.mark.parametrize(("name", "field"), MUTATIONS, ids=[n for n, _ in MUTATIONS])
-async def test_mutations_never_reach_another_tenant(client, tenant, other_tenant, name, field):
-    if not _mentions_ids_anywhere(field):
-        pytest.skip(f"{name} takes no id")
-    foreign = {"profileId": other_tenant.profile_id, "organizationId": other_tenant.org_id}
-    # The other tenant has a subject the mutation could delete, and data it could change.
-    await gql(
-        client,
-        "mutation($e: [TrackEventInput!]!) { trackEvents(events: $e) { accepted } }",
-        {"e": [{"type": "profile.viewed", "profileId": other_tenant.profile_id, "userId": "tenancy-subject", "anonymousId": "tenancy-device"}]},
-        token=other_tenant.org_admin_token,
+async def victim_answers(client: Any, victim: Tenant, side: Side, *, seeded: bool) -> dict[str, set[str]]:
+    """Each query about the victim, asked by a platform admin with each mix of the victim's
+    ids (some fields take one id or another, not both): the values of its answers. Once the
+    victim has its data, each query must have answered at least once."""
+    answers = {}
+    for name, field in QUERIES.items():
+        answers[name] = set()
+        answered = False
+        for label, sides in id_variants(field, side, side):
+            op = operation("query", name, field, sides)
+            body = await gql(client, op.document, op.variables, token=victim.admin_token)
+            assert set(error_codes(body)) <= {"NOT_FOUND", "BAD_USER_INPUT"}, (name, label, body)
+            answered |= not body.get("errors")
+            answers[name] |= values_in(body.get("data"))
+        assert answered or not seeded, f"a platform admin got no answer to {name} about the victim"
+    return answers
+
+
+@pytest_asyncio.fixture(scope="module")
+async def world(app: Any, client: Any, worker: Any, settings: Any) -> World:
+    """An attacker with no data, and the victim: its answers before and after its data went in."""
+    attacker = await make_tenant(settings)
+    victim = await make_tenant(settings, name=f"Victim {uuid.uuid4().hex[:8]}")
+    before = await victim_answers(client, victim, side_of(victim), seeded=False)
+    victim_side = side_of(victim, **await seed_victim(client, worker, victim))
+    after = await victim_answers(client, victim, victim_side, seeded=True)
+    baseline = set().union(*before.values()) | VOCABULARY
+    identity = {victim.org_id, victim.profile_id, str(victim.other_profile.id), victim.organization.name}
+    return World(attacker, victim, victim_side, {name: after[name] - baseline for name in QUERIES}, identity)
+
+
+@pytest.mark.parametrize("name", sorted(QUERIES))
+async def test_no_query_shows_another_tenants_values(client: Any, world: World, name: str) -> None:
+    """Any refusal is fine; any of the victim's values in an answer is a leak, echoed id or not."""
+    field = QUERIES[name]
+    assert world.fingerprint[name] or name in NO_TENANT_VALUES, (
+        f"the victim's data shows nothing of its own in {name}: seed data it reports (tests/support/victim.py)"
     )
-    before = await _footprint(other_tenant)
-    for who, token in {
-        "org admin": tenant.org_admin_token,
-        "service": tenant.service_token,
-        "ingestion key": tenant.ingestion_key,
-        "provider": tenant.provider_token,
-    }.items():
-        operation, variables = _mutation_operation(name, field, foreign)
-        body = await gql(client, operation, variables, token=token)
-        codes = set(error_codes(body))
-        if codes:
-            assert codes <= REFUSALS, (who, body)
-            continue
-        result = body["data"][name]
-        assert "rejected" in result, (who, "a mutation with a foreign id succeeded", body)
-        assert result["accepted"] == 0, (who, body)
-        assert result["rejected"] and {r["field"] for r in result["rejected"]} == {"profileId"}, (who, body)
-    assert await _footprint(other_tenant) == before
+    own = side_of(world.attacker)
+    for who, token in credentials(world.attacker).items():
+        for label, sides in id_variants(field, own, world.victim_side):
+            op = operation("query", name, field, sides)
+            body = await gql(client, op.document, op.variables, token=token)
+            assert set(error_codes(body)) <= REFUSALS, (who, label, body)
+            leaked = values_in(body.get("data")) & world.forbidden
+            assert not leaked, f"{name}({label}) as the other tenant's {who} shows the victim's {sorted(leaked)}: {body}"
 
 
-def _mentions_ids_anywhere(field: Any) -> bool:
-    return any(_mentions_ids(arg.type) for arg in field.args.values())
+# --------------------------------------------------------------------------- queries: refusals by profile
+
+
+PROFILE_QUERIES = sorted(name for name, field in QUERIES.items() if "profileId" in field.args)
+
+
+@pytest.mark.parametrize("name", PROFILE_QUERIES)
+async def test_profile_queries_never_cross_tenants(client, tenant, other_tenant, name):
+    """A profile of one tenant is NOT_FOUND to another tenant, and to a provider of its sibling."""
+    field = QUERIES[name]
+    mine = operation("query", name, field, {"profileId": side_of(tenant)})
+    assert (await gql(client, mine.document, mine.variables, token=tenant.provider_token)).get("errors") is None
+    assert (await gql(client, mine.document, mine.variables, token=tenant.org_admin_token)).get("errors") is None
+    assert (await gql(client, mine.document, mine.variables, token=other_tenant.admin_token)).get("errors") is None
+    refused = {
+        "other tenant's org admin": other_tenant.org_admin_token,
+        "other tenant's provider": other_tenant.provider_token,
+        "same tenant, other profile's provider": provider_of_other_profile(tenant),
+    }
+    for who, token in refused.items():
+        body = await gql(client, mine.document, mine.variables, token=token)
+        assert body["data"] is None, who
+        assert error_codes(body) == ["NOT_FOUND"], who
+    for unknown in ("00000000-0000-0000-0000-000000000000", "not-a-uuid"):
+        op = operation("query", name, field, {"profileId": side_of(tenant, profile=unknown)})
+        assert error_codes(await gql(client, op.document, op.variables, token=tenant.org_admin_token)) == ["NOT_FOUND"]
+
+
+# --------------------------------------------------------------------------- mutations
+
+
+async def footprint(org_id: str) -> dict[str, Any]:
+    """Every row of the organization in every table that has one (a digest per table), and its
+    own row: what any mutation could change about it."""
+    org = uuid.UUID(org_id)
+    async with connection() as conn:
+        tables = await conn.fetch(
+            "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = 'organization_id' AND NOT a.attisdropped"
+            " WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') AND NOT c.relispartition ORDER BY 1"
+        )
+        found: dict[str, Any] = {"organizations": await conn.fetchval("SELECT o::text FROM organizations o WHERE id = $1", org)}
+        for (table,) in tables:
+            digest = f"SELECT md5(string_agg(t::text, '|' ORDER BY t::text)) FROM {table} t WHERE organization_id = $1"
+            found[table] = await conn.fetchval(digest, org)
+    return found
+
+
+async def attacker_side(client: Any, tenant: Tenant) -> Side:
+    """The attacker's own cost and fraud rule, so a mutation can mix them with victim ids."""
+    cost = await gql_data(
+        client, 'mutation($d: Date!) { createCost(category: TOOLS, amountMinor: 1200, currency: "EUR", date: $d, '
+        'description: "own") { id } }', {"d": "2026-01-05"}, tenant.org_admin_token,
+    )  # fmt: skip
+    rules = await gql_data(client, "query { fraudRules { id } }", {}, tenant.org_admin_token)
+    return side_of(tenant, cost=cost["createCost"]["id"], **{"fraud rule": rules["fraudRules"][0]["id"]})
+
+
+def refusal_is_about_an_id(body: dict[str, Any], field: Any) -> bool:
+    """NOT_FOUND or FORBIDDEN, or bad input on an id: not a sample this test got wrong."""
+    paths = field_id_paths(field)
+    for error in body.get("errors") or []:
+        extensions = error.get("extensions") or {}
+        if extensions.get("code") not in REFUSALS:
+            return False
+        if extensions["code"] == "BAD_USER_INPUT" and not any(str(extensions.get("field")).endswith(p.rsplit(".", 1)[-1]) for p in paths):
+            return False
+    return True
+
+
+@pytest.mark.parametrize("name", sorted(MUTATIONS))
+async def test_mutations_never_reach_another_tenant(client, world, tenant, name):
+    """Every mix of the sender's and the victim's ids with at least one of the victim's: a
+    refusal on the id, or a per-event rejection of it, and the victim exactly as it was."""
+    field = MUTATIONS[name]
+    own = await attacker_side(client, tenant)
+    before = await footprint(world.victim.org_id)
+    for who, token in credentials(tenant).items():
+        for label, sides in id_variants(field, own, world.victim_side):
+            if all(side is not world.victim_side for side in sides.values()):
+                continue  # only the sender's own objects: not a crossing
+            op = operation("mutation", name, field, sides)
+            body = await gql(client, op.document, op.variables, token=token)
+            if body.get("errors"):
+                assert refusal_is_about_an_id(body, field), (who, label, body)
+                continue
+            result = body["data"][name]
+            assert isinstance(result, dict) and "rejected" in result, (who, label, "succeeded with a foreign id", body)
+            assert result["accepted"] == 0, (who, label, body)
+            assert result["rejected"] and {r["field"] for r in result["rejected"]} == {"profileId"}, (who, label, body)
+    assert await footprint(world.victim.org_id) == before
 
 
 # --------------------------------------------------------------------------- subscriptions
 
 
-SUBSCRIPTIONS = profile_scoped_operations("subscription")
-
-
-def test_the_schema_has_profile_scoped_subscriptions():
-    assert {"profileViews", "engagementUpdates"} <= {name for name, _ in SUBSCRIPTIONS}
-
-
-@pytest.mark.parametrize(("name", "operation"), SUBSCRIPTIONS, ids=[n for n, _ in SUBSCRIPTIONS])
-async def test_profile_subscriptions_never_cross_tenants(app, settings, tenant, other_tenant, name, operation):
-    """Driven in-process, as a websocket connection would after connection_init."""
+@pytest.mark.parametrize("name", sorted(SUBSCRIPTIONS))
+async def test_subscriptions_never_cross_tenants(app, settings, tenant, other_tenant, name):
+    """Driven in-process, as a websocket connection would after connection_init: the sender's
+    own ids subscribe, every mix with another tenant's ids is refused."""
     import asyncio
     from types import SimpleNamespace
 
     from app.auth import viewer_from_token
     from app.graphql import Context, schema_extensions
+    from schema import build_schema
 
     schema = build_schema(schema_extensions(settings))
-    variables = {"profileId": tenant.profile_id}
+    field = SUBSCRIPTIONS[name]
 
-    async def first(token: str, wait: float) -> Any:
+    async def first(sides: dict[str, Side | None], token: str, wait: float) -> Any:
         """The first result, or "subscribed" if nothing (no refusal) came within `wait`."""
+        op = operation("subscription", name, field, sides)
         context = Context(request=SimpleNamespace(app=app), response=None, viewer=viewer_from_token(token))
-        stream = await schema.subscribe(operation, variable_values=variables, context_value=context)
+        stream = await schema.subscribe(op.document, variable_values=op.variables, context_value=context)
         if not hasattr(stream, "__anext__"):
             return stream
         try:
@@ -261,47 +304,24 @@ async def test_profile_subscriptions_never_cross_tenants(app, settings, tenant, 
         finally:
             await stream.aclose()
 
-    assert await first(tenant.provider_token, wait=1.0) == "subscribed"
-    assert await first(tenant.org_admin_token, wait=1.0) == "subscribed"
-    for who, token in {
-        "other tenant's org admin": other_tenant.org_admin_token,
-        "other tenant's provider": other_tenant.provider_token,
-        "same tenant, other profile's provider": _provider_of_other_profile(tenant),
-    }.items():
-        result = await first(token, wait=15.0)  # a refusal may be slow on a loaded machine, never absent
-        assert result != "subscribed", who
-        assert result.data is None, who
-        assert [e.extensions.get("code") for e in result.errors] == ["NOT_FOUND"], (who, result.errors)
-
-
-# --------------------------------------------------------------------------- organization ids
-
-
-ORG_QUERIES = [
-    (name, field) for name, field in build_schema()._schema.query_type.fields.items() if "organizationId" in field.args
-]
-
-
-def test_the_schema_has_organization_scoped_queries():
-    assert {"profiles", "privacySettings", "subjectData"} <= {name for name, _ in ORG_QUERIES}
-
-
-@pytest.mark.parametrize(("name", "field"), ORG_QUERIES, ids=[n for n, _ in ORG_QUERIES])
-async def test_organization_queries_never_cross_tenants(client, tenant, other_tenant, name, field):
-    """Another tenant's organizationId answers NOT_FOUND or nothing, and never echoes its data."""
-    import json
-
-    foreign = {"profileId": tenant.profile_id, "organizationId": tenant.org_id}
-    declared, passed, variables = [], [], {}
-    for arg_name, arg in field.args.items():
-        if arg_name == "organizationId" or isinstance(arg.type, GraphQLNonNull) or arg_name in SAMPLE_STRINGS:
-            declared.append(f"${arg_name}: {arg.type}")
-            passed.append(f"{arg_name}: ${arg_name}")
-            variables[arg_name] = _sample(arg.type, arg_name, foreign)
-    selection = _selection(field.type)
-    operation = f"query({', '.join(declared)}) {{ {name}({', '.join(passed)})" + (f" {{ {selection} }}" if selection else "") + " }"
-    for who, token in {"other org admin": other_tenant.org_admin_token, "other provider": other_tenant.provider_token}.items():
-        body = await gql(client, operation, variables, token=token)
-        assert set(error_codes(body)) <= {"NOT_FOUND", "FORBIDDEN"}, (who, body)
-        leaked = json.dumps(body.get("data"))
-        assert tenant.org_id not in leaked and tenant.profile_id not in leaked, (who, body)
+    own, foreign = side_of(tenant), side_of(other_tenant)
+    mine = dict.fromkeys(id_arguments(field), own)
+    for token in (tenant.org_admin_token, tenant.provider_token) if "profileId" in field.args else (tenant.org_admin_token,):
+        accepted = await first(mine, token, wait=1.0)
+        assert accepted == "subscribed" or not accepted.errors, accepted
+    refused = {"org admin": tenant.org_admin_token, "provider": tenant.provider_token}
+    crossings = [(label, sides) for label, sides in id_variants(field, own, foreign) if any(s is foreign for s in sides.values())]
+    if "profileId" in field.args:
+        refused["same tenant, other profile's provider"] = provider_of_other_profile(tenant)
+        crossings.append(("sibling profile", mine))
+    for label, sides in crossings:
+        for who, token in refused.items():
+            if label == "sibling profile" and who != "same tenant, other profile's provider":
+                continue
+            result = await first(sides, token, wait=15.0)  # a refusal may be slow on a loaded machine, never absent
+            assert result != "subscribed", (who, label)
+            assert result.data is None, (who, label)
+            # A foreign id is NOT_FOUND; a provider may be FORBIDDEN to follow an organization at all.
+            allowed = {"NOT_FOUND", "FORBIDDEN"} if who == "provider" and "organizationId" in field.args else {"NOT_FOUND"}
+            codes = {e.extensions.get("code") for e in result.errors}
+            assert codes and codes <= allowed, (who, label, result.errors)

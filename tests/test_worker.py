@@ -36,7 +36,8 @@ from app.vocabulary import (
     needs_worker,
     view_channel,
 )
-from tests.conftest import TEST_JWT_SECRET, Tenant, make_tenant, settings_with
+from tests.support.settings import TEST_JWT_SECRET, settings_with
+from tests.support.tenants import Tenant, make_tenant
 from workers.outbox import OutboxWorker
 
 REPO = Path(__file__).resolve().parents[1]

@@ -286,8 +286,8 @@ async def _apply_rollups(conn: asyncpg.Connection, delta: _RollupDelta) -> dict[
         inquirers_hll: list[bytes | None] = []
         for key in keys:
             row = stored[key]
-            visitors_hll.append(_merged(row["visitors_hll"], delta.visitors.get(key)))
-            inquirers_hll.append(_merged(row["inquirers_hll"], delta.inquirers.get(key)))
+            visitors_hll.append(merged_sketch(row["visitors_hll"], delta.visitors.get(key)))
+            inquirers_hll.append(merged_sketch(row["inquirers_hll"], delta.inquirers.get(key)))
         counters = [delta.counters[k] for k in keys]
         await conn.execute(
             UPDATE_ROLLUPS,
@@ -319,7 +319,7 @@ async def _apply_rollups(conn: asyncpg.Connection, delta: _RollupDelta) -> dict[
     return days
 
 
-def _merged(stored: bytes | None, ids: set[str] | None) -> bytes | None:
+def merged_sketch(stored: bytes | None, ids: set[str] | None) -> bytes | None:
     """The stored sketch with `ids` added; None means "unchanged"."""
     if not ids:
         return None

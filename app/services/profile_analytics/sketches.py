@@ -42,7 +42,7 @@ _PREAMBLE = struct.Struct("<3sBxBBB")  # (words, version, family), lg_k, flags, 
 _SET_COUNT = struct.Struct("<I")
 _COUPON_PREAMBLES = (b"\x02\x01\x07", b"\x03\x01\x07")  # of a LIST, of a SET sketch
 CouponKey = tuple[int, int, int]  # (lg_k, mode, coupon count)
-_coupon_estimates: dict[CouponKey, int] = {}
+coupon_estimates: dict[CouponKey, int] = {}  # the library's estimate per key: at most one entry per count
 
 
 def register_estimate(data: bytes) -> int:
@@ -61,16 +61,16 @@ def register_estimate(data: bytes) -> int:
     (~30 µs at 1,000 ids). So the library's estimate of the first image with a given count
     is remembered and answers for every later one: one entry per count a coupon sketch can
     hold (1,537 for lg_k 14)."""
-    key = _coupon_key(data)
+    key = coupon_key(data)
     if key is None:
         return _library_estimate(data)
-    estimate = _coupon_estimates.get(key)
+    estimate = coupon_estimates.get(key)
     if estimate is None:
-        estimate = _coupon_estimates[key] = _library_estimate(data)
+        estimate = coupon_estimates[key] = _library_estimate(data)
     return estimate
 
 
-def _coupon_key(data: bytes) -> CouponKey | None:
+def coupon_key(data: bytes) -> CouponKey | None:
     """The key of a compact LIST or SET image whose length matches its count; None for
     anything else (dense, updatable or unexpected images take the library's path)."""
     if len(data) < 8 or data[_HLL_MODE_BYTE] & _HLL_MODE_BITS not in (_LIST, _SET):

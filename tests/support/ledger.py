@@ -8,9 +8,12 @@ import random
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from fractions import Fraction
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from tests.conftest import Tenant, gql
+from tests.support.graphql import gql
+
+if TYPE_CHECKING:
+    from tests.support.tenants import Tenant
 
 STREAMS = ("booking", "gift", "subscription", "affiliate", "order")
 KIND = {"booking": "BOOKING_COMPLETED", "gift": "GIFT_PURCHASED", "subscription": "SUBSCRIPTION_CHARGED",

@@ -1,0 +1,2 @@
+"""Harnesses the tests share: real processes and private servers, clients, tenants and
+generated data. Nothing here asserts a behaviour of its own; test modules do that."""

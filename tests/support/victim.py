@@ -1,0 +1,113 @@
+"""A tenant whose every report shows values nobody else has: the victim of the tenancy tests.
+
+Its views, inquiries, money, fraud, gov alerts, settings and costs go in through the public
+API (its own ingestion key, service and admin tokens) and the real worker, with amounts,
+counts and names chosen to occur nowhere else, so any of them in another tenant's answer can
+only have come from this tenant.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+
+from tests.support.graphql import gql_data
+from tests.support.schema_operations import SAMPLES, Side
+from tests.support.tenants import Tenant
+
+# What the seed creates, by the kinds of object an ID argument may name (see
+# tests/support/schema_operations.py): a field whose ID names another kind is not covered.
+SEEDED_KINDS = ("organization", "profile", "cost", "fraud rule", "fraud alert")
+SUBJECT = {"userId": SAMPLES["userId"], "anonymousId": SAMPLES["anonymousId"]}  # what deleteSubjectData samples name
+ARMY_IP = "6.1.2.3"  # 6.0.0.0/8 is on the shipped curated gov list
+VIEWS, INQUIRIES = 29, 11
+ENGAGEMENT_MS = 47_311
+
+TRACK = """mutation($e: [TrackEventInput!]!) { trackEvents(events: $e) { accepted rejected { index field reason } } }"""
+PUBLISH = """mutation($e: [DomainEventInput!]!) {
+  publishDomainEvents(events: $e) { accepted rejected { index field reason } } }"""
+ALERTS = "query { fraudAlerts { alerts { id kind } } }"
+RULE = """mutation($params: JSON!) { createFraudRule(kind: BULK_PURCHASE, name: "Victim bulk buyers", params: $params,
+  risk: HIGH) { id } }"""
+COST = """mutation($p: ID!, $d: Date!) { createCost(category: TOOLS, amountMinor: 73117, currency: "EUR", date: $d,
+  profileId: $p, description: "Victim studio rent") { id } }"""
+COST_FIX = """mutation($id: ID!) { updateCost(id: $id, amountMinor: 73119, description: "Victim studio rent, corrected") { id } }"""
+SETTINGS = [
+    "mutation { updateOrganizationSettings(ipRetentionDays: 17, eventRetentionDays: 419) { organizationId } }",
+    "mutation { updateGovAlertSettings(threshold: 0.83) { organizationId } }",
+    """mutation { updateMoneySettings(reportingCurrency: "CHF", duoSplitPercent: 37,
+       rates: [{currency: "EUR", rate: "0.9137"}, {currency: "JPY", rate: "0.0061"}]) { organizationId } }""",
+]
+NOTE = """mutation($id: ID!) { addFraudAlertNote(id: $id, note: "Victim card tester, seen twice") { alert { id } } }"""
+LIFECYCLE = """mutation($org: ID!) {
+  suspended: suspendOrganization(organizationId: $org, reason: "Victim suspended for a chargeback audit") { status }
+  reinstated: reinstateOrganization(organizationId: $org, reason: "Victim audit closed") { status } }"""
+
+
+def views(victim: Tenant, now: datetime) -> list[dict[str, Any]]:
+    """VIEWS views (one from a gov network, some by the subject), INQUIRIES inquiries and one
+    engagement event, over the last two days."""
+    events = []
+    for n in range(VIEWS):
+        context = {"referrer": f"https://victim-blog-{n % 3}.example/post", "ip": ARMY_IP if n == 0 else "198.51.100.23"}
+        who = SUBJECT if n % 5 == 0 else {"anonymousId": f"victim-visitor-{n}"}
+        at = now - timedelta(hours=2 + n)
+        events.append({"type": "profile.viewed", "profileId": victim.profile_id, "occurredAt": at.isoformat(), "context": context, **who})
+    for n in range(INQUIRIES):
+        at = now - timedelta(hours=3 + n)
+        events.append({"type": "profile.inquiry", "profileId": victim.profile_id, "occurredAt": at.isoformat(), **SUBJECT})
+    events.append({"type": "profile.engaged", "profileId": victim.profile_id, "engagementMs": ENGAGEMENT_MS, **SUBJECT})
+    return events
+
+
+def money(victim: Tenant, partner: str, now: datetime) -> list[dict[str, Any]]:
+    """A duo booking with fees and a payout, a gift, a subscription, an order partly refunded,
+    an affiliate commission, an invoice overdue, the payout settling, and four failed payments
+    by one card (the default FAILED_PAYMENTS rule raises an alert)."""
+    tag = uuid.uuid4().hex[:8]
+
+    def event(kind: str, n: int, amount: int, **fields: Any) -> dict[str, Any]:
+        at = (now - timedelta(hours=1, minutes=n)).isoformat()
+        return {"eventId": f"victim-{tag}-{n}", "type": kind, "amountMinor": amount, "currency": "EUR", "occurredAt": at, **fields}
+
+    booking = {"partnerProfileId": partner, "splitPercent": 63, "platformFeeMinor": 4_827, "processorFeeMinor": 311,
+               "payoutId": "po-victim-1", "orderId": "victim-order-1"}  # fmt: skip
+    return [
+        event("BOOKING_COMPLETED", 1, 48_271, profileId=victim.profile_id, userId="victim-buyer", properties=booking),
+        event("GIFT_PURCHASED", 2, 6_173, profileId=victim.profile_id, userId="victim-donor",
+              properties={"category": "victim-orchids", "serviceFeeMinor": 419}),
+        event("SUBSCRIPTION_CHARGED", 3, 9_137, profileId=victim.profile_id, userId="victim-fan"),
+        event("ORDER_PAID", 4, 15_551, userId="victim-buyer", properties={"orderId": "victim-order-2", "quantity": 3}),
+        event("ORDER_REFUNDED", 5, 2_203, properties={"orderId": "victim-order-2"}),
+        event("AFFILIATE_COMMISSION", 6, 3_119),
+        event("INVOICE_ISSUED", 7, 12_347, properties={"invoiceId": "INV-VICTIM-1", "dueDate": (now - timedelta(days=9)).date().isoformat()}),
+        event("PAYOUT_SETTLED", 8, 40_001, properties={"payoutId": "po-victim-1"}),
+        *(event("PAYMENT_FAILED", 10 + n, 2_917, userId="victim-card-tester") for n in range(4)),
+    ]  # fmt: skip
+
+
+async def seed_victim(client: httpx.AsyncClient, worker: Any, victim: Tenant) -> Side:
+    """Everything above, processed by the worker; returns the victim's objects by kind."""
+    from app.services import organizations
+
+    now = datetime.now(UTC).replace(microsecond=0)
+    partner = await organizations.create_profile(organization=victim.organization, name=f"Victim Partner {uuid.uuid4().hex[:6]}")
+    tracked = (await gql_data(client, TRACK, {"e": views(victim, now)}, victim.ingestion_key))["trackEvents"]
+    assert tracked["rejected"] == [], tracked
+    published = (await gql_data(client, PUBLISH, {"e": money(victim, str(partner.id), now)}, victim.service_token))
+    assert published["publishDomainEvents"]["rejected"] == [], published
+    await worker.drain()
+    admin = victim.org_admin_token
+    for mutation in SETTINGS:
+        await gql_data(client, mutation, {}, admin)
+    rule = (await gql_data(client, RULE, {"params": {"maxQuantity": 37, "windowMinutes": 53}}, admin))["createFraudRule"]
+    cost = (await gql_data(client, COST, {"p": victim.profile_id, "d": now.date().isoformat()}, admin))["createCost"]
+    await gql_data(client, COST_FIX, {"id": cost["id"]}, admin)
+    [alert] = (await gql_data(client, ALERTS, {}, admin))["fraudAlerts"]["alerts"]
+    await gql_data(client, NOTE, {"id": alert["id"]}, admin)
+    await gql_data(client, LIFECYCLE, {"org": victim.org_id}, victim.admin_token)
+    return {"organization": victim.org_id, "profile": victim.profile_id, "cost": cost["id"], "fraud rule": rule["id"],
+            "fraud alert": alert["id"]}  # fmt: skip
