@@ -22,7 +22,8 @@ import orjson
 from app.auth import Viewer, administered_by, administered_organization
 from app.database import connection, transaction
 from app.errors import BadInput, NotFound
-from app.services.revenue import BIGINT_MAX, CURRENCY_RE, MONEY_REFUSAL, MoneyReport, Scope
+from app.services.revenue.contract import BIGINT_MAX
+from app.services.revenue.money import CURRENCY_RE, MONEY_REFUSAL, MoneyReport, Scope
 from app.timebuckets import RangeSpec, TimeRange, local_date, local_midnight
 
 CATEGORIES = ("marketing", "subscriptions", "tools", "platform_fees", "other")
