@@ -16,7 +16,7 @@ ORDER_REFUNDED = "order.refunded"
 PAYMENT_FAILED = "payment.failed"
 ACCOUNT_CREATED = "account.created"
 TICKET_SCANNED = "ticket.scanned"
-# Money events without a fraud rule: the ledger (app/services/revenue.py) records them.
+# Money events without a fraud rule: the ledger (app/services/revenue/ledger.py) records them.
 AFFILIATE_COMMISSION = "affiliate.commission"
 PAYOUT_SETTLED = "payout.settled"
 # Invoices billed to an organization (app/services/financial_reports.py records them).

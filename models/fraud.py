@@ -1,6 +1,6 @@
 """Fraud rules (data, per organization), the alerts the worker raises from them, and the
 audit trail of what people did with each alert. Created by migration 0004; the service
-(app/services/fraud.py) reads and writes them with SQL."""
+(app/services/fraud/) reads and writes them with SQL."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """The money ledger the worker writes from domain events, payouts, and exchange rates.
-Created by migration 0006; the service (app/services/revenue.py) reads and writes them with
+Created by migration 0006; the service (app/services/revenue/) reads and writes them with
 SQL. Amounts are integer minor units; currencies are ISO 4217 codes in `text` columns."""
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from app.database import connection
-from app.services import fraud
+from app.services.fraud.rules import DEFAULT_RULES, validate_params
 from tests.support.fraud_streams import (
     ALERT_FIELDS,
     ALERTS,
@@ -84,11 +84,11 @@ def bad_field(body: dict[str, Any]) -> str | None:
 async def test_new_organizations_get_the_default_rules(client, tenant):
     body = await gql(client, RULES, {}, token=tenant.org_admin_token)
     rules = {(r["kind"], r["name"], r["risk"]) for r in body["data"]["fraudRules"]}
-    assert rules == {(k.upper(), n, r.upper()) for k, n, _, r in fraud.DEFAULT_RULES}
+    assert rules == {(k.upper(), n, r.upper()) for k, n, _, r in DEFAULT_RULES}
     for rule in body["data"]["fraudRules"]:
         kind = rule["kind"].lower()
-        assert rule["params"] == dict(next(p for k, _, p, _ in fraud.DEFAULT_RULES if k == kind))
-        assert fraud.validate_params(kind, rule["params"]) == rule["params"]
+        assert rule["params"] == dict(next(p for k, _, p, _ in DEFAULT_RULES if k == kind))
+        assert validate_params(kind, rule["params"]) == rule["params"]
         assert rule["enabled"] is True and rule["createdBy"] == "system"
 
 

@@ -26,7 +26,7 @@ from app.live_messages import (
 )
 from app.services.profile_analytics.effects import DayTotals, engagement_snapshots, view_message
 from app.services.profile_analytics.sketches import new_sketch
-from app.services.revenue import gift_message
+from app.services.revenue.ledger import gift_message
 from app.timebuckets import day_start
 from resolvers.live import to_profile_view
 from resolvers.profile_analytics import profile_view_of

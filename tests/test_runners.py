@@ -13,7 +13,7 @@ import pytest
 
 from app.runners import QueryRunner, frozen
 from app.services.pnl import PnlQuery
-from app.services.revenue import RevenueSummaryQuery
+from app.services.revenue.reports import RevenueSummaryQuery
 from tests.support.graphql import error_codes, gql
 from tests.support.tenants import Tenant
 

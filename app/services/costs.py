@@ -24,7 +24,8 @@ from tortoise.transactions import in_transaction
 from app.auth import Viewer, administered_by, administered_organization
 from app.database import connection
 from app.errors import BadInput, NotFound
-from app.services.revenue import BIGINT_MAX, CURRENCY_RE, MONEY_REFUSAL, MoneyReport, Scope
+from app.services.revenue.contract import BIGINT_MAX
+from app.services.revenue.money import CURRENCY_RE, MONEY_REFUSAL, MoneyReport, Scope
 from app.timebuckets import RangeSpec, TimeRange, local_date, local_midnight
 from models.costs import Cost as CostRow
 from models.costs import CostAudit

@@ -46,13 +46,8 @@ from app.errors import BadInput
 from app.services.claimed_events import CLAIMED_EVENTS, keys_of
 from app.services.platform import UTC_ZONE, PlatformReport
 from app.services.pnl import CSV_TYPE, XLSX_TYPE, ExportFile
-from app.services.revenue import (
-    CURRENCY_RE,
-    TEXT_PROPERTY_MAX_CHARS,
-    add_to,
-    clipped_buckets,
-    minor_digits,
-)
+from app.services.revenue.contract import TEXT_PROPERTY_MAX_CHARS
+from app.services.revenue.money import CURRENCY_RE, add_to, clipped_buckets, minor_digits
 from app.timebuckets import (
     BucketIndex,
     Grain,

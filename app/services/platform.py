@@ -37,7 +37,7 @@ from app.auth import Viewer, platform_admin_scope
 from app.database import connection, transaction
 from app.errors import BadInput, NotFound
 from app.runners import QueryRunner, Tenant
-from app.services.revenue import add_to, clipped_buckets
+from app.services.revenue.money import add_to, clipped_buckets
 from app.timebuckets import (
     EARLIEST_INSTANT,
     PRESET_GRAIN,

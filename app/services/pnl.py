@@ -1,4 +1,4 @@
-"""Profit and loss per period, from the ledger (app/services/revenue.py) and the cost entries
+"""Profit and loss per period, from the ledger (app/services/revenue/ledger.py) and the cost entries
 (app/services/costs.py), per currency, with CSV and XLSX exports of the same numbers.
 
 Definitions (also in the schema descriptions):
@@ -23,15 +23,9 @@ from openpyxl import Workbook
 
 from app.auth import Viewer
 from app.services import costs as cost_service
-from app.services.revenue import (
-    TYPES,
-    Bucket,
-    MoneyReport,
-    Scope,
-    clipped_buckets,
-    minor_digits,
-    revenue_buckets,
-)
+from app.services.revenue.contract import TYPES
+from app.services.revenue.money import MoneyReport, Scope, clipped_buckets, minor_digits
+from app.services.revenue.reports import Bucket, revenue_buckets
 from app.timebuckets import BucketIndex, Grain, RangeSpec, TimeRange, local_midnight
 
 STREAMS = TYPES

@@ -1,7 +1,7 @@
 -- pulsegraph 0004: the fraud rules engine.
 --
 -- fraud_rules: an organization's rules, as data. `kind` picks the evaluation, `params` its
---   thresholds (validated per kind by app/services/fraud.py), `risk` the level of the
+--   thresholds (validated per kind by app/services/fraud/rules.py), `risk` the level of the
 --   alerts it raises. Every organization gets the default set (trigger below; this
 --   migration gives existing organizations theirs).
 -- fraud_alerts: raised by the worker in the transaction that processes the triggering
@@ -75,7 +75,7 @@ CREATE INDEX events_ticket_scans ON events (organization_id, (properties ->> 'ti
 CREATE INDEX events_signup_ip ON events (organization_id, (COALESCE(host(ip), ip_hash)), occurred_at)
     WHERE type = 'account.created';
 
--- The default rule set (app/services/fraud.py DEFAULT_RULES mirrors it; a test keeps them equal).
+-- The default rule set (app/services/fraud/rules.py DEFAULT_RULES mirrors it; a test keeps them equal).
 CREATE FUNCTION pulsegraph_default_fraud_rules(org uuid) RETURNS void LANGUAGE sql AS $$
     INSERT INTO fraud_rules (organization_id, id, kind, name, params, risk, created_by, updated_by)
     SELECT org, gen_random_uuid(), d.kind, d.name, d.params::jsonb, d.risk, 'system', 'system'

@@ -56,7 +56,7 @@ def _order(rng: random.Random, quiet: Timeline, at: datetime, event_id: str, ord
 
 def generate_fraud_events(*, now: datetime | None = None, seed: int = 7) -> Iterator[dict[str, Any]]:
     """Commerce events of the last hours that cross each default fraud rule once (see
-    app/services/fraud.py DEFAULT_RULES), among orders that cross none."""
+    app/services/fraud/rules.py DEFAULT_RULES), among orders that cross none."""
     now = (now or datetime.now(UTC)).replace(microsecond=0)
     start = now - FRAUD_WINDOW
     prefix = f"demo-{seed}-fraud"

@@ -31,6 +31,7 @@ import orjson
 
 from app.services import financial_reports, revenue
 from app.services.ingestion.outcome import Rejection, TrackOutcome
+from app.services.revenue.money import CURRENCY_RE
 from app.settings import Settings
 from app.vocabulary import DOMAIN_EVENT_TYPES, MONEY_MOVING_EVENT_TYPES, PROFILE_EVENT_TYPES
 
@@ -302,7 +303,7 @@ def _money(event_type: str, amount: Any, currency: Any, money_allowed: bool) -> 
     if not _is_int(amount) or not lowest <= amount <= BIGINT_MAX:
         kind = "a positive" if is_money else "a non-negative"
         raise _Invalid("amountMinor", f"amountMinor must be {kind} integer in minor units (e.g. cents)")
-    if not isinstance(currency, str) or not revenue.CURRENCY_RE.fullmatch(currency):
+    if not isinstance(currency, str) or not CURRENCY_RE.fullmatch(currency):
         raise _Invalid("currency", "currency must be an ISO 4217 code such as EUR")
     return amount, currency
 

@@ -1,0 +1,68 @@
+"""The ledger's vocabulary and its ingestion contract.
+
+Ledger rows have a type (TYPES) and a status (STATUSES; REVENUE_STATUSES count as revenue);
+SALE_TYPE says which domain event records which type. The money properties the worker reads
+from an event (fees, text ids, duo split, partner, status) are checked at ingestion by
+`check_properties`, which names the bad field, so that the worker can trust them.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from app.vocabulary import (
+    AFFILIATE_COMMISSION,
+    BOOKING_COMPLETED,
+    GIFT_PURCHASED,
+    LEDGER_EVENT_TYPES,
+    ORDER_PAID,
+    PAYMENT_FAILED,
+    SUBSCRIPTION_CHARGED,
+)
+
+TYPES = ("booking", "gift", "subscription", "affiliate", "order")
+STATUSES = ("pending", "completed", "refunded", "failed")
+REVENUE_STATUSES = ("completed", "refunded")
+SALE_TYPE = {
+    BOOKING_COMPLETED: "booking",
+    GIFT_PURCHASED: "gift",
+    SUBSCRIPTION_CHARGED: "subscription",
+    AFFILIATE_COMMISSION: "affiliate",
+    ORDER_PAID: "order",
+    PAYMENT_FAILED: "order",
+}
+FEE_PROPERTIES = {"platformFeeMinor": "platform", "serviceFeeMinor": "service", "processorFeeMinor": "processor"}
+TEXT_PROPERTIES = ("category", "orderId", "originalEventId", "payoutId")
+TEXT_PROPERTY_MAX_CHARS = 128
+DEFAULT_GIFT_CATEGORY = "other"
+BIGINT_MAX = 2**63 - 1
+
+
+def check_properties(event_type: str, properties: Any) -> tuple[str, str] | None:
+    """The money properties the ledger reads, checked at ingestion so the worker can trust
+    them: (field, reason) of the first bad one, None when they are fine."""
+    if event_type not in LEDGER_EVENT_TYPES or not isinstance(properties, Mapping):
+        return None
+    for name in FEE_PROPERTIES:
+        value = properties.get(name)
+        if value is not None and (type(value) is not int or not 0 <= value <= BIGINT_MAX):
+            return f"properties.{name}", f"properties.{name} must be a non-negative integer in minor units"
+    for name in TEXT_PROPERTIES:
+        value = properties.get(name)
+        if value is not None and (not isinstance(value, str) or not value.strip() or len(value) > TEXT_PROPERTY_MAX_CHARS):
+            return f"properties.{name}", f"properties.{name} must be text of 1 to {TEXT_PROPERTY_MAX_CHARS} characters"
+    split = properties.get("splitPercent")
+    if split is not None and (type(split) is not int or not 1 <= split <= 99):
+        return "properties.splitPercent", "properties.splitPercent must be an integer from 1 to 99"
+    partner = properties.get("partnerProfileId")
+    if partner is not None:
+        try:
+            uuid.UUID(str(partner))
+        except ValueError:
+            return "properties.partnerProfileId", "properties.partnerProfileId is not a valid id"
+    status = properties.get("status")
+    if status is not None and status not in ("pending", "completed"):
+        return "properties.status", "properties.status must be pending or completed"
+    return None
