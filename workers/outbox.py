@@ -193,8 +193,10 @@ class OutboxWorker:
                 self.batches_total += 1
                 self._summary_count += claimed
                 log.debug("worker %s: batch of %d in %.1f ms", self.name, claimed, (time.perf_counter() - started) * 1000)
-                await result_cache().announce({row["organization_id"] for row in batch.rows}, self.bus)
+                organizations = {row["organization_id"] for row in batch.rows}
+                result_cache().bump(organizations)  # this process's next answer sees the batch
                 await self._publish(batch)
+                await result_cache().announce(organizations, self.bus)  # after the live feed: it waits for nothing
                 self._log_summary()
             return claimed
         return 0
