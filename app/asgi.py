@@ -119,6 +119,8 @@ def create_app(
         # and connects it in the background; queries and ingestion do not need it.
         await app.state.bus.connect(required=False)
         result_cache().enabled = settings.result_cache
+        if settings.result_cache and settings.redis_url:
+            result_cache().share(settings.redis_url)
         await result_cache().listen(app.state.bus)
         app.state.geo = GeoLocator(settings.geoip_city_db, settings.geoip_asn_db)
         detector = get_detector(settings)  # a missing or corrupt GeoIP file fails here, at start, not per request

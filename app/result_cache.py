@@ -14,7 +14,11 @@ kind, its tenant and its inputs. An answer is served again only while
 
 A process bumps its own versions at once (the in-process worker, the mutation that just
 ran) and tells the others through the bus. Answers live in this process's memory, at most
-`max_entries` of them, least recently used first out.
+`max_entries` of them, least recently used first out. With REDIS_URL set they are also shared
+through Redis (`app.shared_answers`), where the data versions live too: an answer computed by
+one process serves the others, and an announced change makes it stale for all of them.
+Ingestion bumps only its own process's versions (its next answer counts the open hour's raw
+events); the others see those events once the worker has processed them.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from app.eventbus import SubscriberDropped
+from app.shared_answers import SharedAnswers
 
 log = logging.getLogger("pulsegraph.result_cache")
 
@@ -37,6 +42,24 @@ PROCESSED_CHANNEL = "pg.processed"  # {"organizations": [...]} or {"all": true}
 ALL = "*all"  # moved when anything may have changed for anyone (settings, rules, an outage)
 ANY = "*any"  # moved by every change: what platform-wide answers depend on
 DEFAULT_MAX_ENTRIES = 2048
+
+
+@dataclass(frozen=True, slots=True)
+class Stamp:
+    """The data versions an answer was computed at: this process's, and the shared tier's."""
+
+    local: tuple[int, ...]
+    shared: tuple[int, ...] | None
+
+    @property
+    def full(self) -> tuple[int, ...]:
+        return self.local + (self.shared or ())
+
+
+def _names(tenants: Collection[str]) -> tuple[str, ...]:
+    """The versions an answer depends on: everything's, and its organizations' (a
+    platform-wide answer: any organization's)."""
+    return (ALL, *(tenants or (ANY,)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +78,7 @@ class ResultCache:
         self._entries: OrderedDict[Hashable, _Entry] = OrderedDict()
         self._versions: dict[str, int] = {}
         self._bus: Any = None
+        self.shared: SharedAnswers | None = None
         self._outage = False
         self._listener: asyncio.Task[None] | None = None
 
@@ -63,7 +87,7 @@ class ResultCache:
     def versions(self, tenants: Collection[str]) -> tuple[int, ...]:
         """The data versions an answer for these organizations depends on; with none, a
         platform-wide answer, on every organization's."""
-        return tuple(self._versions.get(t, 0) for t in (ALL, *(tenants or (ANY,))))
+        return tuple(self._versions.get(t, 0) for t in _names(tenants))
 
     def bump(self, organizations: Collection[uuid.UUID | str] | None) -> None:
         """Data of these organizations changed (None: anyone's). Answers computed before are stale."""
@@ -77,6 +101,8 @@ class ResultCache:
         in a worker process): best effort, as their answers also expire by age, and none are
         served while their bus is down."""
         self.bump(organizations)
+        if self.shared is not None:
+            await self.shared.bump([ALL] if organizations is None else [ANY, *(str(o) for o in organizations)])
         bus = bus or self._bus
         if bus is None:
             return
@@ -89,22 +115,35 @@ class ResultCache:
 
     # -- answers ----------------------------------------------------------------------------
 
-    def get(self, key: Hashable, tenants: Collection[str], max_age: float) -> tuple[bool, Any]:
-        """(True, answer) when a fresh answer is kept; (False, None) otherwise."""
+    async def lookup(self, key: Hashable, tenants: Collection[str], max_age: float) -> tuple[bool, Any, Stamp | None]:
+        """(True, answer, None) when a fresh answer is kept here or in the shared tier; else
+        (False, None, stamp): the versions to `store` the answer about to be computed with,
+        read before its data is (None: do not keep it)."""
         if not self._usable():
-            return False, None
+            return False, None, None
+        shared = await self.shared.versions(_names(tenants)) if self.shared is not None else None
+        stamp = Stamp(self.versions(tenants), shared)
         entry = self._entries.get(key)
-        if entry is None or entry.versions != self.versions(tenants) or time.monotonic() - entry.stored_at > max_age:
-            self.misses += 1
-            return False, None
-        self._entries.move_to_end(key)
-        self.hits += 1
-        return True, entry.value
+        if entry is not None and entry.versions == stamp.full and time.monotonic() - entry.stored_at <= max_age:
+            self._entries.move_to_end(key)
+            self.hits += 1
+            return True, entry.value, None
+        if shared is not None and self.shared is not None:
+            found, value = await self.shared.get(key, shared)
+            if found:
+                self._keep(key, value, stamp.full)
+                self.hits += 1
+                return True, value, None
+        self.misses += 1
+        return False, None, stamp
 
-    def put(self, key: Hashable, value: Any, versions: tuple[int, ...]) -> None:
-        """Keep an answer computed from data at `versions` (read before the data was)."""
-        if not self._usable():
-            return
+    async def store(self, key: Hashable, value: Any, stamp: Stamp, max_age: float) -> None:
+        """Keep an answer computed from data at `stamp`, here and in the shared tier."""
+        self._keep(key, value, stamp.full)
+        if stamp.shared is not None and self.shared is not None:
+            await self.shared.put(key, stamp.shared, value, max_age)
+
+    def _keep(self, key: Hashable, value: Any, versions: tuple[int, ...]) -> None:
         self._entries[key] = _Entry(value, versions, time.monotonic())
         self._entries.move_to_end(key)
         while len(self._entries) > self.max_entries:
@@ -128,9 +167,16 @@ class ResultCache:
         self._bus = bus
         self._listener = asyncio.create_task(self._follow(bus), name="pulsegraph-result-cache")
 
+    def share(self, redis_url: str) -> None:
+        """Keep answers and data versions in Redis too (REDIS_URL), for every process."""
+        self.shared = SharedAnswers(redis_url)
+
     async def close(self) -> None:
         listener, self._listener = self._listener, None
         self._bus = None
+        shared, self.shared = self.shared, None
+        if shared is not None:
+            await shared.close()
         if listener is not None:
             listener.cancel()
             with contextlib.suppress(asyncio.CancelledError):

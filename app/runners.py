@@ -88,12 +88,12 @@ class QueryRunner(Generic[S, P, R]):
         cache = result_cache()
         tenant = self.tenant(scope)
         key = self.cache_key(tenant)
-        found, answer = cache.get(key, tenant.versions_of, self.max_age)
+        found, answer, stamp = await cache.lookup(key, tenant.versions_of, self.max_age)
         if found:
             return answer
-        versions = cache.versions(tenant.versions_of)  # before reading: a change meanwhile makes it stale
         answer = await self._compute(scope, plan)
-        cache.put(key, answer, versions)
+        if stamp is not None:  # read before the data: a change meanwhile makes the answer stale
+            await cache.store(key, answer, stamp, self.max_age)
         return answer
 
     async def _compute(self, scope: S, plan: P) -> R:

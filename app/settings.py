@@ -135,6 +135,7 @@ class Settings:
     ws_keepalive_seconds: float = 15.0
     demo_on_start: bool = True
     result_cache: bool = True  # keep report answers until their data changes (app/result_cache.py)
+    redis_url: str | None = None  # REDIS_URL: the result cache's shared tier (app/shared_answers.py)
     # API processes `pulsegraph serve` runs behind its one port (`--workers` overrides it).
     web_concurrency: int = 1
     extra: dict[str, str] = field(default_factory=dict)
@@ -169,6 +170,7 @@ class Settings:
             ws_keepalive_seconds=_env_float("PULSEGRAPH_WS_KEEPALIVE_SECONDS", 15.0),
             demo_on_start=_env_bool("PULSEGRAPH_DEMO", True),
             result_cache=_env_bool("PULSEGRAPH_RESULT_CACHE", True),
+            redis_url=os.environ.get("REDIS_URL") or None,
             web_concurrency=_env_int("PULSEGRAPH_WEB_CONCURRENCY", 1),
             query_cost_limit=_env_int("PULSEGRAPH_QUERY_COST_LIMIT", 50_000),
             statement_timeout_ms=_env_int("PULSEGRAPH_STATEMENT_TIMEOUT_MS", 10_000),

@@ -3,6 +3,7 @@ answer, and a cached answer never crosses a tenant or a permission."""
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -11,6 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
+from app.result_cache import ResultCache
 from app.runners import QueryRunner, frozen
 from app.services.pnl import PnlQuery
 from app.services.revenue.reports import RevenueSummaryQuery
@@ -131,3 +133,29 @@ def test_a_worker_in_another_process_invalidates_the_apis_answers(split_stack):
         while (answer := ask())["transactions"] == 0 and time.monotonic() < deadline:
             time.sleep(0.1)
         assert answer["total"] == [{"amountMinor": 4_200, "currency": "EUR"}]
+
+
+@pytest.mark.skipif(not os.environ.get("REDIS_URL"), reason="REDIS_URL is not set")
+async def test_answers_and_data_versions_are_shared_through_redis():
+    """Two processes' caches: an answer one computed serves the other, and a change announced
+    by either (or by a worker) makes it stale for both, with no event bus involved."""
+    one, two = ResultCache(), ResultCache()
+    one.share(os.environ["REDIS_URL"])
+    two.share(os.environ["REDIS_URL"])
+    org, elsewhere = str(uuid.uuid4()), str(uuid.uuid4())
+    key = ("probe", org)
+    try:
+        found, _, stamp = await one.lookup(key, [org], 30)
+        assert not found and stamp is not None
+        await one.store(key, {"views": 7}, stamp, 30)
+        found, answer, _ = await two.lookup(key, [org], 30)
+        assert found and answer == {"views": 7}
+
+        await two.announce([elsewhere])  # another organization's change
+        assert (await one.lookup(key, [org], 30))[:2] == (True, {"views": 7})
+        await two.announce([org])
+        assert (await one.lookup(key, [org], 30))[0] is False
+        assert (await two.lookup(key, [org], 30))[0] is False
+    finally:
+        await one.close()
+        await two.close()

@@ -346,6 +346,8 @@ async def run_worker(settings: Settings) -> None:
     # Live pushes are optional, processing is not: a bus that is down at start connects in
     # the background (publishes fail fast and are logged until then).
     await bus.connect(required=False)
+    if settings.result_cache and settings.redis_url:
+        result_cache().share(settings.redis_url)  # announcements move the versions every API process reads
     worker = OutboxWorker(bus=bus, settings=settings, name=f"worker-{os.getpid()}")
     loop = asyncio.get_running_loop()
     stop_task: list[asyncio.Task] = []
@@ -366,6 +368,7 @@ async def run_worker(settings: Settings) -> None:
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
+        await result_cache().close()
         if bus is not None:
             await bus.disconnect()
         await close_database()

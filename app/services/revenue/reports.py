@@ -264,7 +264,7 @@ class TopGiftDonorsQuery(GiftReport[list[GiftDonor]]):
             donor = donors.setdefault(row["customer_id"], GiftDonor(row["customer_id"]))
             add_to(donor.revenue, row["currency"], row["amount_minor"])
             if not row["is_refund"]:
-                donor.purchases.append(row)
+                donor.purchases.append(dict(row))  # plain: an answer the shared cache can pickle
         return sorted(donors.values(), key=lambda d: (-len(d.purchases), d.donor_id))[: self.inputs["limit"]]
 
 
