@@ -15,13 +15,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import asyncpg
-import orjson
+from tortoise.backends.base.client import BaseDBAsyncClient
+from tortoise.exceptions import IntegrityError
+from tortoise.expressions import RawSQL
+from tortoise.transactions import in_transaction
 
 from app.auth import Viewer, administered_by, administered_organization
-from app.database import connection, transaction
 from app.errors import BadInput, NotFound
 from app.vocabulary import ACCOUNT_CREATED, ORDER_PAID, ORDER_REFUNDED, PAYMENT_FAILED, TICKET_SCANNED
+from models.fraud import FraudRule as FraudRuleRow
 
 FAILED_PAYMENTS = "failed_payments"
 REFUND_RATE = "refund_rate"
@@ -131,24 +133,18 @@ def _name(value: str) -> str:
     return name
 
 
-def _rule(row: Mapping[str, Any]) -> Rule:
+def _rule(row: FraudRuleRow) -> Rule:
     return Rule(
-        id=row["id"], organization_id=row["organization_id"], kind=row["kind"], name=row["name"],
-        params=orjson.loads(row["params"]), risk=row["risk"], enabled=row["enabled"],
-        created_by=row["created_by"], created_at=row["created_at"], updated_by=row["updated_by"],
-        updated_at=row["updated_at"],
+        id=row.id, organization_id=row.organization_id, kind=row.kind, name=row.name, params=dict(row.params),
+        risk=row.risk, enabled=row.enabled, created_by=row.created_by, created_at=row.created_at,
+        updated_by=row.updated_by, updated_at=row.updated_at,
     )  # fmt: skip
-
-
-RULE_COLUMNS = "organization_id, id, kind, name, params, risk, enabled, created_by, created_at, updated_by, updated_at"
 
 
 async def list_rules(*, viewer: Viewer, organization_id: Any = None) -> list[Rule]:
     """An organization's rules by name; platform admins name the organization."""
     org = await administered_organization(viewer, organization_id, refusal=FRAUD_REFUSAL)
-    async with connection() as conn:
-        rows = await conn.fetch(f"SELECT {RULE_COLUMNS} FROM fraud_rules WHERE organization_id = $1 ORDER BY name, id", org)
-    return [_rule(r) for r in rows]
+    return [_rule(r) for r in await FraudRuleRow.filter(organization_id=org).order_by("name", "id")]
 
 
 async def create_rule(
@@ -159,26 +155,24 @@ async def create_rule(
     values = (_kind(kind), _name(name))
     checked = validate_params(kind, params)
     actor, _ = viewer.actor
-    async with connection() as conn:
+    kind_, name_ = values
+    async with in_transaction() as db:
         try:
-            row = await conn.fetchrow(
-                f"INSERT INTO fraud_rules ({RULE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, now(), $8, now())"
-                f" RETURNING {RULE_COLUMNS}",
-                org, uuid.uuid4(), *values, orjson.dumps(checked).decode(), _risk(risk), bool(enabled), actor,
+            stored = await FraudRuleRow.create(
+                using_db=db, organization_id=org, id=uuid.uuid4(), kind=kind_, name=name_, params=checked,
+                risk=_risk(risk), enabled=bool(enabled), created_by=actor, updated_by=actor,
             )  # fmt: skip
-        except asyncpg.UniqueViolationError:
-            raise BadInput(f"a rule named {values[1]!r} already exists", field="name") from None
-    return _rule(row)
+        except IntegrityError:
+            raise BadInput(f"a rule named {name_!r} already exists", field="name") from None
+        return _rule(await FraudRuleRow.get(organization_id=org, id=stored.id).using_db(db))
 
 
-async def _visible_rule(conn: asyncpg.Connection, viewer: Viewer, rule_id: Any) -> Rule:
+async def _visible_rule(db: BaseDBAsyncClient, viewer: Viewer, rule_id: Any) -> Rule:
+    """The rule, locked for the change, if the viewer administers its organization."""
     own = administered_by(viewer, refusal=FRAUD_REFUSAL)
     rid = parse_id(rule_id, "rule", "id")
-    row = await conn.fetchrow(
-        f"SELECT {RULE_COLUMNS} FROM fraud_rules WHERE id = $1 AND ($2::uuid IS NULL OR organization_id = $2) FOR UPDATE",
-        rid,
-        own,
-    )
+    query = FraudRuleRow.filter(id=rid) if own is None else FraudRuleRow.filter(organization_id=own, id=rid)
+    row = await query.select_for_update().using_db(db).first()
     if row is None:
         raise NotFound("rule not found", field="id")
     return _rule(row)
@@ -195,31 +189,28 @@ async def update_rule(
 ) -> Rule:
     """Change what is given (None keeps); params given are merged over the current ones, then validated."""
     actor, _ = viewer.actor
-    async with transaction() as conn:
-        rule = await _visible_rule(conn, viewer, rule_id)
+    async with in_transaction() as db:
+        rule = await _visible_rule(db, viewer, rule_id)
         if params is not None and not isinstance(params, Mapping):
             raise BadInput("params must be a JSON object", field="params")
         merged = validate_params(rule.kind, {**rule.params, **(params or {})})
+        changes = {
+            "name": _name(name) if name is not None else rule.name, "params": merged,
+            "risk": _risk(risk) if risk is not None else rule.risk,
+            "enabled": rule.enabled if enabled is None else bool(enabled),
+        }  # fmt: skip
         try:
-            row = await conn.fetchrow(
-                f"UPDATE fraud_rules SET name = $3, params = $4, risk = $5, enabled = $6, updated_by = $7, updated_at = now()"
-                f" WHERE organization_id = $1 AND id = $2 RETURNING {RULE_COLUMNS}",
-                rule.organization_id,
-                rule.id,
-                _name(name) if name is not None else rule.name,
-                orjson.dumps(merged).decode(),
-                _risk(risk) if risk is not None else rule.risk,
-                rule.enabled if enabled is None else bool(enabled),
-                actor,
+            await FraudRuleRow.filter(organization_id=rule.organization_id, id=rule.id).using_db(db).update(
+                **changes, updated_by=actor, updated_at=RawSQL("now()")
             )
-        except asyncpg.UniqueViolationError:
+        except IntegrityError:
             raise BadInput(f"a rule named {name!r} already exists", field="name") from None
-    return _rule(row)
+        return _rule(await FraudRuleRow.get(organization_id=rule.organization_id, id=rule.id).using_db(db))
 
 
 async def delete_rule(*, viewer: Viewer, rule_id: Any) -> uuid.UUID:
     """Its alerts stay (they carry the rule's kind, name and risk); nothing new is raised."""
-    async with transaction() as conn:
-        rule = await _visible_rule(conn, viewer, rule_id)
-        await conn.execute("DELETE FROM fraud_rules WHERE organization_id = $1 AND id = $2", rule.organization_id, rule.id)
+    async with in_transaction() as db:
+        rule = await _visible_rule(db, viewer, rule_id)
+        await FraudRuleRow.filter(organization_id=rule.organization_id, id=rule.id).using_db(db).delete()
     return rule.id
