@@ -206,8 +206,8 @@ def _settings(found: service.MoneySettings) -> MoneySettings:
     return MoneySettings(
         organization_id=strawberry.ID(str(found.organization_id)), reporting_currency=found.reporting_currency,
         duo_split_percent=found.duo_split_percent,
-        rates=[ExchangeRate(currency=r["currency"], rate=str(r["rate"].normalize()), updated_by=r["updated_by"],
-                            updated_at=r["updated_at"]) for r in found.rates],
+        rates=[ExchangeRate(currency=r.currency, rate=str(r.rate.normalize()), updated_by=r.updated_by,
+                            updated_at=r.updated_at) for r in found.rates],
     )  # fmt: skip
 
 

@@ -111,6 +111,8 @@ async def test_rule_validation_names_the_field(client, tenant):
     assert (rule["kind"], rule["params"], rule["risk"], rule["enabled"]) == ("TICKET_MULTI_DEVICE", {"maxDevices": 2}, "MEDIUM", True)
     body = await gql(client, UPDATE_RULE, {"id": rule["id"], "params": {"maxDevices": -1}}, token=tenant.org_admin_token)
     assert bad_field(body) == "params.maxDevices"
+    renamed = await gql(client, UPDATE_RULE, {"id": rule["id"], "name": "Unusual bulk purchase"}, token=tenant.org_admin_token)
+    assert bad_field(renamed) == "name"  # another rule's name
     admin = await gql(client, CREATE_RULE, {"kind": "BULK_PURCHASE", "name": "n", "params": {}, "risk": "LOW"}, token=tenant.admin_token)
     assert bad_field(admin) == "organizationId"
     deleted = await gql(client, "mutation($id: ID!) { deleteFraudRule(id: $id) }", {"id": rule["id"]}, token=tenant.org_admin_token)

@@ -56,6 +56,7 @@ from app.errors import BadInput, NotFound
 from app.jobs import Job
 from app.services.enrichment import normalize_ip
 from app.settings import Settings
+from models.organizations import Organization
 
 log = logging.getLogger("pulsegraph.privacy")
 
@@ -127,10 +128,7 @@ async def update_settings(
             )
         changes["event_retention_days"] = event_retention_days
     if changes:
-        columns = list(changes)
-        assignments = ", ".join(f"{column} = ${i + 2}" for i, column in enumerate(columns))
-        async with connection() as conn:
-            await conn.execute(f"UPDATE organizations SET {assignments} WHERE id = $1", org, *changes.values())
+        await Organization.filter(id=org).update(**changes)
         _policy_cache.pop(org, None)
     return await _read_settings(org)
 

@@ -11,12 +11,15 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-import asyncpg
+from tortoise import connections
+from tortoise.backends.base.client import BaseDBAsyncClient
+from tortoise.transactions import in_transaction
 
 from app.auth import Viewer, administered_organization
-from app.database import connection, transaction
 from app.errors import BadInput
 from app.services.revenue.money import CURRENCY_RE, MONEY_REFUSAL
+from models.organizations import Organization
+from models.revenue import ExchangeRate as ExchangeRateRow
 
 RATE_MAX = Decimal("1000000000000")
 
@@ -26,22 +29,19 @@ class MoneySettings:
     organization_id: uuid.UUID
     reporting_currency: str | None
     duo_split_percent: int
-    rates: list[asyncpg.Record]
+    rates: list[ExchangeRateRow]
 
 
 async def money_settings(*, viewer: Viewer, organization_id: Any = None) -> MoneySettings:
     """Reporting currency, its exchange rates and the default duo split of an organization."""
     org = await administered_organization(viewer, organization_id, refusal=MONEY_REFUSAL)
-    async with connection() as conn:
-        return await _settings(conn, org)
+    return await _settings(connections.get("default"), org)
 
 
-async def _settings(conn: asyncpg.Connection, org: uuid.UUID) -> MoneySettings:
-    row = await conn.fetchrow("SELECT reporting_currency, duo_split_percent FROM organizations WHERE id = $1", org)
-    rates = await conn.fetch(
-        "SELECT currency, rate, updated_by, updated_at FROM exchange_rates WHERE organization_id = $1 ORDER BY currency", org
-    )
-    return MoneySettings(org, row["reporting_currency"], row["duo_split_percent"], rates)
+async def _settings(db: BaseDBAsyncClient, org: uuid.UUID) -> MoneySettings:
+    found = await Organization.get(id=org).using_db(db)
+    rates = await ExchangeRateRow.filter(organization_id=org).using_db(db).order_by("currency")
+    return MoneySettings(org, found.reporting_currency, found.duo_split_percent, list(rates))
 
 
 def _currency(value: str, name: str) -> str:
@@ -78,16 +78,18 @@ async def update_money_settings(
     checked = [(_currency(c, f"rates.{i}.currency"), _rate(r, i)) for i, (c, r) in enumerate(rates or [])]
     if len({c for c, _ in checked}) != len(checked):
         raise BadInput("each currency may have one rate", field="rates")
-    async with transaction() as conn:
-        await conn.execute(
-            "UPDATE organizations SET reporting_currency = CASE WHEN $2 THEN NULL ELSE COALESCE($3, reporting_currency) END,"
-            " duo_split_percent = COALESCE($4, duo_split_percent) WHERE id = $1",
-            org, clear_reporting_currency, target, duo_split_percent,
-        )  # fmt: skip
+    changes: dict[str, Any] = {}
+    if clear_reporting_currency or target is not None:
+        changes["reporting_currency"] = None if clear_reporting_currency else target
+    if duo_split_percent is not None:
+        changes["duo_split_percent"] = duo_split_percent
+    async with in_transaction() as db:
+        if changes:
+            await Organization.filter(id=org).using_db(db).update(**changes)
         if rates is not None:
-            await conn.execute("DELETE FROM exchange_rates WHERE organization_id = $1", org)
-            await conn.executemany(
-                "INSERT INTO exchange_rates (organization_id, currency, rate, updated_by) VALUES ($1, $2, $3, $4)",
-                [(org, c, r, viewer.subject) for c, r in checked],
-            )
-        return await _settings(conn, org)
+            await ExchangeRateRow.filter(organization_id=org).using_db(db).delete()
+            for currency, rate in checked:
+                await ExchangeRateRow.create(
+                    using_db=db, organization_id=org, currency=currency, rate=rate, updated_by=viewer.subject
+                )
+        return await _settings(db, org)
