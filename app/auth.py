@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import Enum
+from typing import Any
 
 import jwt
 
@@ -421,6 +422,19 @@ async def platform_admin_scope(
     if administered_by(viewer, refusal=refusal) is not None:
         raise Forbidden(refusal)
     return await administered_scope(viewer, organization_id, refusal=refusal)
+
+
+async def profile_or_organization(
+    viewer: Viewer, *, profile_id: Any, organization_id: Any, refusal: str = ADMIN_REFUSAL
+) -> tuple[uuid.UUID, uuid.UUID | None]:
+    """The tenant of a report about one profile or one organization: profileId for whoever
+    may read the profile (providers their own), organizationId for its admins; never both."""
+    if profile_id is not None and organization_id is not None:
+        raise BadInput("give profileId or organizationId, not both", field="organizationId")
+    if profile_id is not None:
+        profile = await readable_profile(viewer, profile_id)
+        return profile.organization_id, profile.id
+    return await administered_organization(viewer, organization_id, refusal=refusal), None
 
 
 @dataclass(frozen=True, slots=True)

@@ -248,10 +248,13 @@ async def test_events_past_retention_are_purged_once_processed(client, tenant, w
 
 
 async def _no_org_keeps_events_forever() -> None:
-    """Whole months go only when every organization has a retention; tests of this file set
-    some to null, and the shared test database holds every test's organizations."""
+    """Whole months go only when every organization has a retention, and only once they are
+    older than the longest one; the shared test database holds every test's organizations."""
     async with connection() as conn:
-        await conn.execute("UPDATE organizations SET event_retention_days = 395 WHERE event_retention_days IS NULL")
+        await conn.execute(
+            "UPDATE organizations SET event_retention_days = 395"
+            " WHERE event_retention_days IS NULL OR event_retention_days > 395"
+        )
 
 
 async def _partition_exists(name: str) -> bool:

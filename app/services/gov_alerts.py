@@ -39,6 +39,7 @@ from app.vocabulary import (
     PROFILE_ANALYTICS,
     PROFILE_VIEWED,
 )
+from models.organizations import Organization
 
 MIN_THRESHOLD = 0.05  # below this nearly every network would alert: a typo, not a policy
 MAX_ALERTS = 500
@@ -281,17 +282,15 @@ async def update_alert_settings(
     org = await administered_organization(viewer, organization_id, refusal=REFUSAL)
     if not isinstance(threshold, int | float) or not math.isfinite(threshold) or not MIN_THRESHOLD <= threshold <= 1:
         raise BadInput(f"threshold must be a number from {MIN_THRESHOLD} to 1", field="threshold")
-    async with connection() as conn:
-        await conn.execute("UPDATE organizations SET gov_alert_threshold = $2 WHERE id = $1", org, float(threshold))
+    await Organization.filter(id=org).update(gov_alert_threshold=float(threshold))
     return await _read_settings(org)
 
 
 async def _read_settings(org: uuid.UUID) -> GovAlertSettings:
-    async with connection() as conn:
-        value = await conn.fetchval("SELECT gov_alert_threshold FROM organizations WHERE id = $1", org)
-    if value is None:
+    found = await Organization.get_or_none(id=org)
+    if found is None:
         raise NotFound("organization not found", field="organizationId")
-    return GovAlertSettings(org, _rounded(value))
+    return GovAlertSettings(org, _rounded(found.gov_alert_threshold))
 
 
 # --------------------------------------------------------------------------- the worker's side

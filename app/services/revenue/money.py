@@ -17,9 +17,9 @@ from datetime import datetime
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any, TypeVar
 
-from app.auth import Viewer, administered_organization, readable_profile
+from app.auth import Viewer, profile_or_organization
 from app.database import connection
-from app.errors import BadInput, NotFound
+from app.errors import NotFound
 from app.runners import QueryRunner
 from app.timebuckets import Grain, TimeRange, bucket_starts, resolve_range
 
@@ -51,14 +51,10 @@ class Scope:
 
 
 async def money_scope(*, viewer: Viewer, profile_id: Any = None, organization_id: Any = None) -> Scope:
-    """profileId: whoever may read the profile (providers their own); organizationId: its admins."""
-    if profile_id is not None and organization_id is not None:
-        raise BadInput("give profileId or organizationId, not both", field="organizationId")
-    if profile_id is not None:
-        profile = await readable_profile(viewer, profile_id)
-        org, pid = uuid.UUID(str(profile.organization_id)), profile.id
-    else:
-        org, pid = await administered_organization(viewer, organization_id, refusal=MONEY_REFUSAL), None
+    """The tenant (app.auth decides who may read it) and what its money is counted in."""
+    org, pid = await profile_or_organization(
+        viewer, profile_id=profile_id, organization_id=organization_id, refusal=MONEY_REFUSAL
+    )
     async with connection() as conn:
         row = await conn.fetchrow("SELECT timezone, reporting_currency FROM organizations WHERE id = $1", org)
         rates = await conn.fetch("SELECT currency, rate FROM exchange_rates WHERE organization_id = $1", org)
