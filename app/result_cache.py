@@ -17,8 +17,9 @@ ran) and tells the others through the bus. Answers live in this process's memory
 `max_entries` of them, least recently used first out. With REDIS_URL set they are also shared
 through Redis (`app.shared_answers`), where the data versions live too: an answer computed by
 one process serves the others, and an announced change makes it stale for all of them.
-Ingestion bumps only its own process's versions (its next answer counts the open hour's raw
-events); the others see those events once the worker has processed them.
+Ingestion bumps only its own process's versions: without a shared tier its next answer
+counts the open hour's raw events at once; with one, a shared answer may be served until the
+worker has processed them (as in every other process).
 """
 
 from __future__ import annotations
