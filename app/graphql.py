@@ -18,7 +18,7 @@ from typing import Any
 
 import asyncpg
 import orjson
-from graphql import DocumentNode, FieldNode, OperationDefinitionNode, OperationType
+from graphql import FieldNode, OperationType, get_operation_ast
 from graphql.error import GraphQLError
 from starlette.requests import Request
 from starlette.responses import Response
@@ -79,21 +79,13 @@ class InvalidateOnWrite(SchemaExtension):
     async def on_execute(self) -> AsyncIterator[None]:
         yield
         context = self.execution_context
-        operation = _operation(context.graphql_document, context.operation_name)
+        document = context.graphql_document
+        operation = get_operation_ast(document, context.operation_name) if document is not None else None
         if operation is None or operation.operation != OperationType.MUTATION:
             return
         fields = {s.name.value for s in operation.selection_set.selections if isinstance(s, FieldNode)}
         if fields - INGESTION_MUTATIONS:
             await result_cache().announce(None)
-
-
-def _operation(document: DocumentNode | None, name: str | None) -> OperationDefinitionNode | None:
-    if document is None:
-        return None
-    operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
-    if name is not None:
-        operations = [o for o in operations if o.name is not None and o.name.value == name]
-    return operations[0] if len(operations) == 1 or name is not None and operations else None
 
 
 class ErrorPolicy(MaskErrors):

@@ -78,7 +78,7 @@ PRESET_SPAN = {
     **{preset.name: timedelta(days=days) for preset, days in PRESET_DAYS.items()},
     Preset.LAST_12_MONTHS.name: timedelta(days=366),
 }
-PRESET_GRAIN = {preset.name: grain.upper() for preset, grain in TIMEBUCKET_PRESET_GRAIN.items()}
+PRESET_GRAIN = {preset.name: grain.name for preset, grain in TIMEBUCKET_PRESET_GRAIN.items()}
 GRAIN_SPAN = {
     "HOUR": timedelta(hours=1),
     "DAY": timedelta(days=1),

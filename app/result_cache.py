@@ -98,10 +98,14 @@ class ResultCache:
             self._entries.clear()
 
     async def announce(self, organizations: Collection[uuid.UUID | str] | None, bus: Any = None) -> None:
-        """Bump here, and tell the other processes through the bus (this process's, or `bus`
-        in a worker process): best effort, as their answers also expire by age, and none are
-        served while their bus is down."""
+        """Bump here, and tell the other processes."""
         self.bump(organizations)
+        await self.tell_others(organizations, bus)
+
+    async def tell_others(self, organizations: Collection[uuid.UUID | str] | None, bus: Any = None) -> None:
+        """Move the shared versions (Redis) and tell the other processes through the bus (this
+        process's, or `bus` in a worker process): best effort, as their answers also expire by
+        age, and none are served while their bus is down."""
         if self.shared is not None:
             await self.shared.bump([ALL] if organizations is None else [ANY, *(str(o) for o in organizations)])
         bus = bus or self._bus

@@ -46,7 +46,7 @@ class Preset(str, Enum):
 
 
 PRESET_DAYS = {Preset.LAST_7_DAYS: 7, Preset.LAST_30_DAYS: 30, Preset.LAST_90_DAYS: 90}
-PRESET_GRAIN = {Preset.LAST_24_HOURS: "hour", Preset.LAST_12_MONTHS: "month"}  # a series' bucket, else days
+PRESET_GRAIN = {Preset.LAST_24_HOURS: Grain.HOUR, Preset.LAST_12_MONTHS: Grain.MONTH}  # a series' bucket, else days
 
 
 @dataclass(frozen=True)

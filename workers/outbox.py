@@ -196,7 +196,7 @@ class OutboxWorker:
                 organizations = {row["organization_id"] for row in batch.rows}
                 result_cache().bump(organizations)  # this process's next answer sees the batch
                 await self._publish(batch)
-                await result_cache().announce(organizations, self.bus)  # after the live feed: it waits for nothing
+                await result_cache().tell_others(organizations, self.bus)  # after the live feed: it waits for nothing
                 self._log_summary()
             return claimed
         return 0

@@ -276,7 +276,7 @@ def growth_range(preset: Preset | None, custom: RangeSpec, grain: Grain | None, 
     """The range (in UTC) and bucket size: day presets by day, 12 months by month, custom ranges
     by `grain` (DAY unless given) within resolve_range's limits."""
     spec = RangeSpec(preset=preset, start=custom.start, end=custom.end) if preset is not None else custom
-    default = Grain(PRESET_GRAIN.get(preset, "day")) if preset is not None else Grain.DAY
+    default = PRESET_GRAIN.get(preset, Grain.DAY)
     return resolve_range(spec, UTC_ZONE, now=now), grain or default
 
 
