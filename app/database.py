@@ -39,6 +39,7 @@ MODEL_MODULES = [
     "models.platform",
     "models.privacy",
     "models.financial_reports",
+    "models.insights",
 ]
 MIGRATION_LOCK_KEY = 7_214_001  # advisory lock id: one migrator at a time
 
