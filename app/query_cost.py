@@ -69,6 +69,8 @@ BOUNDED_LISTS = {
     "PayoutStatus": 4,
     "FraudRiskCount": 3,
     "ReferrerCount": 10,  # the top 10
+    "FunnelStep": 20,  # a funnel has at most 20 steps
+    "FunnelBreakdown": 101,  # the top 100 values and other
 }
 MAX_SERIES_BUCKETS = 1500  # resolvers refuse longer series (see app.timebuckets)
 LIMIT_ARGUMENTS = ("limit", "first")

@@ -15,6 +15,7 @@ from resolvers import (
     costs,
     financial_reports,
     fraud,
+    funnels,
     gov_alerts,
     gov_detection,
     ingestion,
@@ -40,6 +41,7 @@ DOMAINS: tuple[ModuleType, ...] = (
     costs,
     pnl,
     platform,
+    funnels,
     financial_reports,
 )
 

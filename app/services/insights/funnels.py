@@ -1,0 +1,677 @@
+"""Funnels: how many persons go through a sequence of steps, computed in PostgreSQL.
+
+Definitions (the README's "Funnels" section states the same, for clients):
+
+- A funnel has 2 to 20 steps (event matchers). An *attempt* starts at a step-0 event whose
+  time lies in the range; its later steps count while they happen within the conversion
+  window (seconds after the attempt's first event, the bound included), even past the range
+  end.
+- ORDERED: steps happen in order, other events may come between. STRICT: consecutive steps
+  are consecutive events of the person (no event of any kind between). UNORDERED: the
+  steps happen in any order inside the window, starting from any step's event.
+- ORDERED and STRICT follow the latest-start model (ClickHouse's windowFunnel): walking a
+  person's events in order (event time, arrival, event id), every step k keeps the latest
+  attempt standing on it; an event matching step k (k >= 1) moves the attempt standing on
+  step k-1 (as it stood before this event: an event fills one step of an attempt) to step
+  k if it is inside that attempt's window (STRICT: only when the attempt reached step k-1
+  on the person's previous event). Among attempts with the same start, the one whose step
+  events came first is kept.
+- A person is counted at the furthest step any of their attempts reached; the *counted
+  attempt* is the one that reached that step first (ties: the later start). Times between
+  steps, breakdown values and the conversion-over-time period are read from it.
+- Exclusions (event, filters, fromStep f < toStep t): an excluded event drops the attempts
+  standing on steps f..t-1 whose window is still open, unless an attempt started no
+  earlier already stands on step t; a dropped attempt counts at no step, and the steps
+  f..t-1 are empty after the excluded event (it is handled before the event's own steps).
+  UNORDERED funnels take whole-funnel exclusions only (0 to the last step): an excluded
+  event between an attempt's first event and its last step (to the window end when
+  incomplete), bounds included, drops it.
+- holdConstant: every event of an attempt carries the same value of each named property
+  (a missing property is a value of its own); a person counts once per combination.
+- Events without a person never count. Nothing is loaded into Python but per-step
+  aggregates (and one page of person ids).
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import Enum
+from typing import Any, ClassVar
+
+from app.auth import Viewer
+from app.database import connection
+from app.errors import BadInput
+from app.services.insights import grammar
+from app.services.insights.grammar import PERSON, Sql
+from app.services.insights.query import InsightRunner, InsightScope, Periods, check_regexes, periods_of
+from app.timebuckets import Grain, RangeSpec, TimeRange, resolve_range
+
+MIN_STEPS = 2
+MAX_STEPS = 20
+DEFAULT_WINDOW_SECONDS = 14 * 86400
+MAX_WINDOW_SECONDS = 365 * 86400
+MAX_EXCLUSIONS = 10
+MAX_HOLD_CONSTANT = 5
+DEFAULT_BINS = 10
+MAX_BINS = 100
+DEFAULT_PAGE = 100
+MAX_PAGE = 1000
+NO_VALUE_HASH = None  # the breakdown group of attempts without a value
+
+
+class FunnelOrder(str, Enum):
+    ORDERED = "ordered"
+    STRICT = "strict"
+    UNORDERED = "unordered"
+
+
+@dataclass(frozen=True, slots=True)
+class Exclusion:
+    matcher: grammar.EventMatcher
+    from_step: int
+    to_step: int
+
+
+@dataclass(frozen=True, slots=True)
+class FunnelSpec:
+    """A validated funnel definition (what every funnel runner takes)."""
+
+    steps: tuple[grammar.EventMatcher, ...]
+    order: FunnelOrder = FunnelOrder.ORDERED
+    window_seconds: int = DEFAULT_WINDOW_SECONDS
+    exclusions: tuple[Exclusion, ...] = ()
+    breakdown: grammar.Breakdown | None = None
+    hold_constant: tuple[grammar.PropertyKey, ...] = ()
+
+
+def funnel_spec(
+    *,
+    steps: Sequence[grammar.EventMatcher],
+    order: FunnelOrder | None = None,
+    window_seconds: int | None = None,
+    exclusions: Sequence[Exclusion] = (),
+    breakdown: grammar.Breakdown | None = None,
+    hold_constant: Sequence[grammar.PropertyKey] = (),
+    field: str = "query",
+) -> FunnelSpec:
+    """Check a funnel's shape, each refusal naming its field."""
+    order = order or FunnelOrder.ORDERED
+    if not MIN_STEPS <= len(steps) <= MAX_STEPS:
+        raise BadInput(f"a funnel has {MIN_STEPS} to {MAX_STEPS} steps, not {len(steps)}", field=f"{field}.steps")
+    window = DEFAULT_WINDOW_SECONDS if window_seconds is None else window_seconds
+    if not 1 <= window <= MAX_WINDOW_SECONDS:
+        raise BadInput(
+            f"the conversion window is 1 to {MAX_WINDOW_SECONDS} seconds (365 days)",
+            field=f"{field}.conversionWindowSeconds",
+        )
+    if order is FunnelOrder.UNORDERED:
+        for i, step in enumerate(steps):
+            if step in steps[:i]:
+                raise BadInput("an UNORDERED funnel's steps must differ", field=f"{field}.steps[{i}]")
+    if len(exclusions) > MAX_EXCLUSIONS:
+        raise BadInput(f"at most {MAX_EXCLUSIONS} exclusions", field=f"{field}.exclusions")
+    last = len(steps) - 1
+    for i, ex in enumerate(exclusions):
+        where = f"{field}.exclusions[{i}]"
+        if not 0 <= ex.from_step < last:
+            raise BadInput(f"fromStep is 0 to {last - 1}", field=f"{where}.fromStep")
+        if not ex.from_step < ex.to_step <= last:
+            raise BadInput(f"toStep is after fromStep and at most {last}", field=f"{where}.toStep")
+        if order is FunnelOrder.UNORDERED and (ex.from_step, ex.to_step) != (0, last):
+            raise BadInput(
+                f"UNORDERED funnels exclude over the whole funnel: fromStep 0, toStep {last}", field=f"{where}.fromStep"
+            )
+    if breakdown is not None and breakdown.step is not None and breakdown.step > last:
+        raise BadInput(f"the funnel's steps are 0 to {last}", field=f"{field}.breakdown.step")
+    if len(hold_constant) > MAX_HOLD_CONSTANT:
+        raise BadInput(f"at most {MAX_HOLD_CONSTANT} properties held constant", field=f"{field}.holdConstant")
+    return FunnelSpec(tuple(steps), order, window, tuple(exclusions), breakdown, tuple(hold_constant))
+
+
+# -- results ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class StepResult:
+    index: int
+    event: str
+    count: int
+    conversion_rate: float
+    conversion_rate_from_previous: float
+    drop_off: int
+    average_seconds_to_convert: float | None
+    median_seconds_to_convert: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class BreakdownResult:
+    value: str | None
+    is_other: bool
+    steps: list[StepResult]
+
+
+@dataclass(frozen=True, slots=True)
+class FunnelResult:
+    range: TimeRange
+    steps: list[StepResult]
+    breakdowns: list[BreakdownResult]
+
+
+@dataclass(frozen=True, slots=True)
+class ConversionSeries:
+    range: TimeRange
+    grain: Grain
+    starts: list[datetime]
+    entered: list[int]
+    converted: list[int]
+    conversion_rates: list[float]
+
+
+@dataclass(frozen=True, slots=True)
+class Histogram:
+    from_step: int
+    to_step: int
+    bin_starts: list[float]  # seconds; bin i is [bin_starts[i], bin_starts[i] + bin_width)
+    bin_width: float
+    counts: list[int]
+    total: int
+    average_seconds: float | None
+    median_seconds: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class PersonsPage:
+    person_ids: list[str]
+    total: int
+    end_cursor: str | None
+    has_next_page: bool
+
+
+# -- the SQL -----------------------------------------------------------------------------------
+
+ORDER_BY = "occurred_at, received_at, event_id"
+
+
+@dataclass
+class Core:
+    """The statement text of `entities` (one row per counted person, or person and held values:
+    `person, lvl, chain, bh`) and what reading it needs to know."""
+
+    sql: Sql
+    ctes: str
+    stride: int  # chain layout: rn at 1 + stride*k, time (µs) at 2 + stride*k, value hash at 3 + stride*k
+    steps: int
+
+    def t(self, k: int | str, chain: str = "chain") -> str:
+        return f"{chain}[2 + {self.stride} * ({k})]"
+
+
+def _us(instant: datetime) -> int:
+    delta = instant - datetime(1970, 1, 1, tzinfo=instant.tzinfo)
+    return delta.days * 86_400_000_000 + delta.seconds * 1_000_000 + delta.microseconds
+
+
+def core(scope: InsightScope, spec: FunnelSpec, span: TimeRange) -> Core:
+    """The funnel of every person as SQL: `entities(person, lvl, chain, bh)` where `lvl` is the
+    furthest step, `chain` the counted attempt's events and `bh` its breakdown value's hash."""
+    sql = Sql()
+    org = sql.param(scope.organization_id, "uuid")
+    n = len(spec.steps)
+    w_us = spec.window_seconds * 1_000_000
+    start_us, end_us = _us(span.start), _us(span.end)
+    matches = [grammar.matcher_condition(sql, m) for m in spec.steps]
+    excludes = [grammar.matcher_condition(sql, x.matcher) for x in spec.exclusions]
+    holds = [_value(sql, h.source, h.key) for h in spec.hold_constant]
+    bd = spec.breakdown
+    bd_expr = f"hashtextextended({_value(sql, bd.source, bd.key)}, 0)" if bd is not None else None
+    stride = 3 if bd is not None else 2
+    types = sorted({m.event for m in spec.steps} | {x.matcher.event for x in spec.exclusions})
+    p_start = sql.param(span.start, "timestamptz")
+    p_until = sql.param(span.end + timedelta(seconds=spec.window_seconds), "timestamptz")
+    strict = spec.order is FunnelOrder.STRICT
+    type_filter = "" if strict else f" AND e.type = ANY({sql.param(types, 'text[]')})"
+    columns = [f"{PERSON} AS person"]
+    columns += [f"{h} AS h{i}" for i, h in enumerate(holds)]
+    columns += ["e.occurred_at", "e.received_at", "e.event_id"]
+    columns += [f"COALESCE({m}, false) AS m{k}" for k, m in enumerate(matches)]
+    columns += [f"COALESCE({x}, false) AS x{j}" for j, x in enumerate(excludes)]
+    if bd_expr is not None:
+        columns.append(f"{bd_expr} AS bh")
+    any_match = " OR ".join([f"m{k}" for k in range(n)] + [f"x{j}" for j in range(len(excludes))])
+    entity = ", ".join(["person"] + [f"h{i}" for i in range(len(holds))])
+    base = (
+        f"base AS (SELECT * FROM (SELECT {', '.join(columns)} FROM {sql.events_from()}"
+        f" WHERE e.organization_id = {org} AND e.visitor_id IS NOT NULL"
+        f" AND e.occurred_at >= {p_start} AND e.occurred_at < {p_until}{type_filter} OFFSET 0) s"
+        + ("" if strict else f" WHERE {any_match}")
+        + ")"
+    )
+    window = f"PARTITION BY {entity} ORDER BY {ORDER_BY}"
+    if spec.order is FunnelOrder.UNORDERED:
+        body = _unordered(spec, n, w_us, start_us, end_us, entity, window, bd_expr is not None, sql)
+    else:
+        body = _ordered(spec, n, w_us, start_us, end_us, entity, window, bd_expr is not None, strict)
+    return Core(sql=sql, ctes=f"WITH {base}, {body}", stride=stride, steps=n)
+
+
+def _value(sql: Sql, source: grammar.PropertySource, key: str) -> str:
+    if source is grammar.PropertySource.COHORT:
+        member = grammar.cohort_membership(sql, grammar.cohort_id(key, "key"))
+        return f"(CASE WHEN {member} THEN 'member' ELSE 'not member' END)"
+    return grammar.value_text(sql, source, key)
+
+
+def _ordered(
+    spec: FunnelSpec, n: int, w_us: int, start_us: int, end_us: int, entity: str, window: str, has_bd: bool, strict: bool
+) -> str:
+    """The latest-start model as one window layer per step (see the module's docstring).
+
+    B_k, the attempt a row moves onto step k: ARRAY[seg_k, start_rn, start_t, (bh0),
+    -rn_1, t_1, (bh_1), ...]; the max of arrays keeps the latest start, then the earliest
+    step events. seg_k counts the excluded events that emptied step k so far: a value of
+    an older segment stands no more. p_k: B_k of the rows before (ORDERED: their max;
+    STRICT: the previous row's)."""
+    excl = spec.exclusions
+    bh = ", bh" if has_bd else ""
+
+    def seg(k: int) -> str:
+        covering = [j for j, x in enumerate(excl) if x.from_step <= k < x.to_step]
+        return "(" + " + ".join(f"sg{j}" for j in covering) + ")" if covering else "0"
+
+    def inc(k: int) -> str:
+        covering = [j for j, x in enumerate(excl) if x.from_step <= k < x.to_step]
+        return "(" + " + ".join(f"x{j}::int" for j in covering) + ")" if covering else "0"
+
+    def b(k: int) -> str:
+        if k == 0:
+            return (
+                f"(CASE WHEN m0 AND t >= {start_us} AND t < {end_us} THEN ARRAY[{seg(0)}::bigint, rn, t{bh}] END)"
+            )
+        prev = f"p{k - 1}"
+        return (
+            f"(CASE WHEN m{k} AND {prev} IS NOT NULL AND {prev}[1] = {seg(k - 1)} AND t - {prev}[3] <= {w_us}"
+            f" THEN ARRAY[{seg(k)}::bigint] || {prev}[2:] || ARRAY[-rn, t{bh}] END)"
+        )
+
+    def running(expr: str) -> str:
+        if strict:
+            return f"lag({expr}) OVER w"
+        return f"max({expr}) OVER (w ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)"
+
+    layers = []
+    seg_cols = "".join(f", count(*) FILTER (WHERE x{j}) OVER (w ROWS UNBOUNDED PRECEDING) AS sg{j}" for j in range(len(excl)))
+    layers.append(
+        f"l0 AS (SELECT base.*, (extract(epoch FROM occurred_at) * 1000000)::bigint AS t,"
+        f" row_number() OVER w AS rn{seg_cols} FROM base WINDOW w AS ({window}))"
+    )
+    # what exclusions need besides p_k: q_k, the latest attempt standing on step k (STRICT's
+    # p_k is only the previous row's)
+    need_q = bool(excl) and strict
+    for k in range(n - 1):
+        extra = ""
+        if need_q:
+            extra = f", max({b(k)}) OVER (w ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS q{k}"
+        layers.append(f"l{k + 1} AS (SELECT l{k}.*, {running(b(k))} AS p{k}{extra} FROM l{k} WINDOW w AS ({window}))")
+    last = f"l{n - 1}"
+    if excl:
+        # the last step's standing attempt, for "an attempt started no earlier stands on step t"
+        extra = f", max({b(n - 1)}) OVER (w ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS q{n - 1}"
+        layers.append(f"lq AS (SELECT {last}.*{extra} FROM {last} WINDOW w AS ({window}))")
+        last = "lq"
+        standing = (lambda k: f"q{k}") if strict else (lambda k: f"p{k}" if k < n - 1 else f"q{k}")
+        drops = []
+        for j, x in enumerate(excl):
+            target = standing(x.to_step)
+            reached_ok = f"({target} IS NOT NULL AND {target}[1] = {seg(x.to_step)} - {inc(x.to_step)})"
+            for k in range(x.from_step, x.to_step):
+                s = standing(k)
+                drops.append(
+                    f"CASE WHEN x{j} AND {s} IS NOT NULL AND {s}[1] = {seg(k)} - {inc(k)} AND t - {s}[3] <= {w_us}"
+                    f" AND NOT ({reached_ok} AND {target}[2] >= {s}[2]) THEN {s}[2] END"
+                )
+        any_x = " OR ".join(f"x{j}" for j in range(len(excl)))
+        layers.append(
+            f"ld AS (SELECT {last}.*, array_agg(ARRAY[{', '.join(drops)}]) FILTER (WHERE {any_x})"
+            f" OVER (PARTITION BY {entity}) AS dropped FROM {last})"
+        )
+        last = "ld"
+        alive = lambda k: f" AND NOT COALESCE({b(k)}[2] = ANY(dropped), false)"  # noqa: E731
+    else:
+        alive = lambda k: ""  # noqa: E731
+    record = " ".join(
+        f"WHEN {b(k)} IS NOT NULL{alive(k)} THEN ARRAY[{k}::bigint, -rn] || {b(k)}[2:]" for k in reversed(range(n))
+    )
+    return (
+        ", ".join(layers)
+        + f", best AS (SELECT {entity}, max(CASE {record} END) AS best FROM {last} GROUP BY {entity})"
+        + ", entities AS (SELECT person, best[1]::int AS lvl, best[3:] AS chain FROM best WHERE best IS NOT NULL)"
+    )
+
+
+def _unordered(
+    spec: FunnelSpec, n: int, w_us: int, start_us: int, end_us: int, entity: str, window: str, has_bd: bool, sql: Sql
+) -> str:
+    """Every step's first event in [start, start + window] of each starting row (a RANGE
+    frame); the attempt's steps are those events in completion order."""
+    bh = ", bh" if has_bd else ""
+    w = sql.param(timedelta(microseconds=w_us), "interval")
+    frame = f"PARTITION BY {entity} ORDER BY occurred_at RANGE BETWEEN CURRENT ROW AND {w} FOLLOWING"
+    firsts = ", ".join(
+        f"min(CASE WHEN m{k} THEN ARRAY[t, rn{bh}] END) OVER u AS f{k}" for k in range(n)
+    )
+    excl = ""
+    if spec.exclusions:
+        any_x = " OR ".join(f"x{j}" for j in range(len(spec.exclusions)))
+        excl = f", min(CASE WHEN {any_x} THEN t END) OVER u AS fx"
+    any_step = " OR ".join(f"m{k}" for k in range(n))
+    values = ", ".join(f"(f{k})" for k in range(n))
+    layers = [
+        f"l0 AS (SELECT base.*, (extract(epoch FROM occurred_at) * 1000000)::bigint AS t,"
+        f" row_number() OVER w AS rn FROM base WINDOW w AS ({window}))",
+        f"l1 AS (SELECT l0.*, {firsts}{excl} FROM l0 WINDOW u AS ({frame}))",
+        # done: the attempt's step events sorted by (time, rn), each [rn, t, (bh)]
+        f"l2 AS (SELECT {entity}, rn, t, {'fx' if spec.exclusions else 'NULL::bigint AS fx'},"
+        f" (SELECT array_agg(ARRAY[v[2], v[1]{', v[3]' if has_bd else ''}] ORDER BY v[1], v[2])"
+        f" FROM (VALUES {values}) AS s(v) WHERE v IS NOT NULL) AS done"
+        f" FROM l1 WHERE ({any_step}) AND t >= {start_us} AND t < {end_us})",
+    ]
+    kept = "true"
+    if spec.exclusions:
+        last_t = f"done[array_length(done, 1)][2]"
+        kept = (
+            f"NOT COALESCE(fx <= CASE WHEN array_length(done, 1) = {n} THEN {last_t} ELSE t + {w_us} END, false)"
+        )
+    layers.append(
+        f"best AS (SELECT {entity}, max(ARRAY[array_length(done, 1) - 1, -done[array_length(done, 1)][1], rn]::bigint[]"
+        f" || ARRAY(SELECT unnest(done))) AS best FROM l2 WHERE {kept} GROUP BY {entity})"
+    )
+    # best[3] is the start row's rn (a key's tie-break); the chain proper follows it
+    layers.append(
+        "entities AS (SELECT person, best[1]::int AS lvl, best[4:] AS chain FROM best WHERE best IS NOT NULL)"
+    )
+    return ", ".join(layers)
+
+
+def chosen_hash(spec: FunnelSpec, c: Core) -> str:
+    """The counted attempt's breakdown value hash, by attribution (NULL: no value)."""
+    b = spec.breakdown
+    if b is None:
+        return "NULL::bigint"
+    s = c.stride
+    if b.attribution is grammar.Attribution.FIRST_TOUCH:
+        return "chain[3]"
+    if b.attribution is grammar.Attribution.LAST_TOUCH:
+        return f"chain[3 + {s} * lvl]"
+    return f"(CASE WHEN lvl >= {b.step} THEN chain[3 + {s} * {b.step}] END)"
+
+
+async def _fetch(sql: Sql, statement: str) -> list[Any]:
+    async with connection() as conn:
+        await check_regexes(conn, sql.regexes)
+        return await conn.fetch(statement, *sql.params)
+
+
+def steps_statement(spec: FunnelSpec, c: Core) -> str:
+    """Per breakdown group (the top N values by persons at step 0, then other) and step, and
+    for the whole funnel (`whole`): persons, and the average and median seconds from the
+    previous step."""
+    limit = spec.breakdown.limit if spec.breakdown is not None else 1
+    dt = f"(CASE WHEN k > 0 THEN ({c.t('k')} - {c.t('k - 1')}) / 1000000.0 END)"
+    return (
+        f"{c.ctes}, ent AS MATERIALIZED (SELECT lvl, chain, {chosen_hash(spec, c)} AS bh FROM entities),"
+        f" top AS MATERIALIZED (SELECT bh FROM ent GROUP BY bh ORDER BY count(*) DESC, bh NULLS FIRST LIMIT {int(limit)}),"
+        f" grouped AS (SELECT ent.*, NOT EXISTS (SELECT 1 FROM top WHERE top.bh IS NOT DISTINCT FROM ent.bh) AS other"
+        f" FROM ent),"
+        f" g AS (SELECT lvl, chain, other, CASE WHEN other THEN NULL ELSE bh END AS gbh FROM grouped)"
+        f" SELECT gbh AS bh, other, k, GROUPING(gbh) = 1 AS whole, count(*) AS n, avg({dt}) AS avg,"
+        f" percentile_cont(0.5) WITHIN GROUP (ORDER BY {dt}) AS median"
+        f" FROM g, generate_series(0, lvl) AS k GROUP BY GROUPING SETS ((gbh, other, k), (k))"
+    )
+
+
+async def labels(scope: InsightScope, spec: FunnelSpec, span: TimeRange, hashes: list[int]) -> dict[int, str]:
+    """The breakdown values behind their hashes (one event per value is enough)."""
+    if not hashes or spec.breakdown is None:
+        return {}
+    sql = Sql()
+    value = _value(sql, spec.breakdown.source, spec.breakdown.key)
+    types = sorted({m.event for m in spec.steps})
+    statement = (
+        f"SELECT DISTINCT ON (h) h, v FROM (SELECT hashtextextended({value}, 0) AS h, {value} AS v"
+        f" FROM {sql.events_from()} WHERE e.organization_id = {sql.param(scope.organization_id, 'uuid')}"
+        f" AND e.visitor_id IS NOT NULL"
+        f" AND e.occurred_at >= {sql.param(span.start, 'timestamptz')}"
+        f" AND e.occurred_at < {sql.param(span.end + timedelta(seconds=spec.window_seconds), 'timestamptz')}"
+        + ("" if spec.order is FunnelOrder.STRICT else f" AND e.type = ANY({sql.param(types, 'text[]')})")
+        + f") s WHERE h = ANY({sql.param(hashes, 'bigint[]')})"
+    )
+    return {row["h"]: row["v"] for row in await _fetch(sql, statement)}
+
+
+def step_results(spec: FunnelSpec, rows: dict[int, Any]) -> list[StepResult]:
+    """rows: step -> (count, avg, median); the rates and drop-offs around them."""
+    out = []
+    first = rows.get(0, (0, None, None))[0]
+    previous = first
+    for k, step in enumerate(spec.steps):
+        count, avg, median = rows.get(k, (0, None, None))
+        out.append(
+            StepResult(
+                index=k,
+                event=step.event,
+                count=count,
+                conversion_rate=(count / first) if first else 0.0,
+                conversion_rate_from_previous=(count / previous) if previous else 0.0,
+                drop_off=0 if k == 0 else previous - count,
+                average_seconds_to_convert=None if k == 0 or avg is None else float(avg),
+                median_seconds_to_convert=None if k == 0 or median is None else float(median),
+            )
+        )
+        previous = count
+    return out
+
+
+# -- runners -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    span: TimeRange
+    spec: FunnelSpec
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class FunnelRunner(InsightRunner[Plan, Any]):
+    """Inputs: organization_id, time_range (RangeSpec), spec (FunnelSpec), and the kind's own."""
+
+    kind: ClassVar[str] = "funnel"
+
+    def plan(self, scope: InsightScope) -> Plan:
+        return Plan(resolve_range(self.inputs["time_range"], scope.timezone), self.inputs["spec"])
+
+    async def fetch(self, scope: InsightScope, plan: Plan) -> FunnelResult:
+        spec = plan.spec
+        c = core(scope, spec, plan.span)
+        rows = await _fetch(c.sql, steps_statement(spec, c))
+        groups: dict[tuple[Any, bool], dict[int, Any]] = {}
+        overall: dict[int, Any] = {}
+        for row in rows:
+            found = (row["n"], row["avg"], row["median"])
+            if row["whole"]:
+                overall[row["k"]] = found
+            else:
+                groups.setdefault((row["bh"], row["other"]), {})[row["k"]] = found
+        if spec.breakdown is None:
+            return FunnelResult(plan.span, step_results(spec, overall), [])
+        names = await labels(scope, spec, plan.span, [h for h, other in groups if h is not None and not other])
+        breakdowns = []
+        for (h, other), by_step in groups.items():
+            value = grammar.OTHER if other else (names.get(h) if h is not None else None)
+            breakdowns.append(BreakdownResult(value, other, step_results(spec, by_step)))
+        breakdowns.sort(key=lambda b: (b.is_other, -b.steps[0].count, b.value is not None, b.value or ""))
+        return FunnelResult(plan.span, step_results(spec, overall), breakdowns)
+
+
+class ConversionOverTimeRunner(FunnelRunner):
+    """Persons per period of their counted attempt's start, and those of them who converted."""
+
+    kind: ClassVar[str] = "funnel_conversion_over_time"
+
+    def plan(self, scope: InsightScope) -> Plan:
+        span = resolve_range(self.inputs["time_range"], scope.timezone)
+        return Plan(span, self.inputs["spec"], {"periods": periods_of(span, self.inputs["grain"])})
+
+    async def fetch(self, scope: InsightScope, plan: Plan) -> ConversionSeries:  # type: ignore[override]
+        spec = plan.spec
+        periods: Periods = plan.extra["periods"]
+        c = core(scope, spec, plan.span)
+        starts = c.sql.param(periods.starts, "timestamptz[]")
+        statement = (
+            f"{c.ctes} SELECT width_bucket(to_timestamp({c.t(0)} / 1000000.0), {starts}) AS i, count(*) AS entered,"
+            f" count(*) FILTER (WHERE lvl = {c.steps - 1}) AS converted FROM entities GROUP BY 1"
+        )
+        rows = await _fetch(c.sql, statement)
+        entered = [0] * len(periods)
+        converted = [0] * len(periods)
+        for row in rows:
+            if row["i"] and 1 <= row["i"] <= len(periods):
+                entered[row["i"] - 1] += row["entered"]
+                converted[row["i"] - 1] += row["converted"]
+        rates = [(cv / en) if en else 0.0 for en, cv in zip(entered, converted, strict=True)]
+        return ConversionSeries(plan.span, periods.grain, list(periods.starts), entered, converted, rates)
+
+
+class TimeToConvertRunner(FunnelRunner):
+    """The seconds from step `from_step` to step `to_step` of the counted attempts that reached it."""
+
+    kind: ClassVar[str] = "funnel_time_to_convert"
+
+    async def fetch(self, scope: InsightScope, plan: Plan) -> Histogram:  # type: ignore[override]
+        spec = plan.spec
+        last = len(spec.steps) - 1
+        a = self.inputs.get("from_step")
+        b = self.inputs.get("to_step")
+        a = 0 if a is None else a
+        b = last if b is None else b
+        if not 0 <= a <= last:
+            raise BadInput(f"the funnel's steps are 0 to {last}", field="fromStep")
+        if not a < b <= last:
+            raise BadInput(f"toStep is after fromStep and at most {last}", field="toStep")
+        bins = self.inputs.get("bins")
+        bins = DEFAULT_BINS if bins is None else bins
+        if not 1 <= bins <= MAX_BINS:
+            raise BadInput(f"1 to {MAX_BINS} bins", field="bins")
+        c = core(scope, spec, plan.span)
+        secs = f"(({c.t(b)} - {c.t(a)}) / 1000000.0)"
+        statement = (
+            f"{c.ctes}, d AS MATERIALIZED (SELECT {secs} AS s FROM entities WHERE lvl >= {b}),"
+            f" st AS (SELECT min(s) AS lo, count(*) AS n, avg(s) AS avg,"
+            f" percentile_cont(0.5) WITHIN GROUP (ORDER BY s) AS median,"
+            f" GREATEST(ceil((max(s) - min(s)) / {bins}), 1) AS width FROM d)"
+            f" SELECT st.*, (SELECT array_agg(cnt ORDER BY i) FROM (SELECT i, count(d.s) AS cnt"
+            f" FROM generate_series(1, {bins}) AS i LEFT JOIN d"
+            f" ON LEAST(width_bucket(d.s, st.lo, st.lo + st.width * {bins}, {bins}), {bins}) = i GROUP BY i) q)"
+            f" AS counts FROM st"
+        )
+        row = (await _fetch(c.sql, statement))[0]
+        if not row["n"]:
+            return Histogram(a, b, [], 0.0, [], 0, None, None)
+        lo, width = float(row["lo"]), float(row["width"])
+        return Histogram(
+            a, b, [lo + width * i for i in range(bins)], width, list(row["counts"]), row["n"],
+            float(row["avg"]), float(row["median"]),
+        )  # fmt: skip
+
+
+class PersonsRunner(FunnelRunner):
+    """A page of the persons who reached step `step` (or dropped off there), ordered by id."""
+
+    kind: ClassVar[str] = "funnel_persons"
+    cacheable: ClassVar[bool] = False
+
+    async def fetch(self, scope: InsightScope, plan: Plan) -> PersonsPage:  # type: ignore[override]
+        spec = plan.spec
+        last = len(spec.steps) - 1
+        step = self.inputs["step"]
+        dropped = bool(self.inputs.get("dropped"))
+        if not 0 <= step <= last:
+            raise BadInput(f"the funnel's steps are 0 to {last}", field="step")
+        if dropped and step == 0:
+            raise BadInput("nobody drops off before step 0: dropped needs step 1 or later", field="dropped")
+        first = self.inputs.get("first")
+        first = DEFAULT_PAGE if first is None else first
+        if not 1 <= first <= MAX_PAGE:
+            raise BadInput(f"first is 1 to {MAX_PAGE}", field="first")
+        after = decode_cursor(self.inputs.get("after"))
+        c = core(scope, spec, plan.span)
+        condition = f"lvl = {step - 1}" if dropped else f"lvl >= {step}"
+        value = self.inputs.get("breakdown_value")
+        if value is not None and spec.breakdown is not None:
+            condition += f" AND {chosen_hash(spec, c)} IS NOT DISTINCT FROM hashtextextended({c.sql.param(value, 'text')}, 0)"
+        cursor = f" WHERE person > {c.sql.param(after, 'text')}" if after is not None else ""
+        statement = (
+            f"{c.ctes}, ps AS (SELECT DISTINCT person FROM entities WHERE {condition}),"
+            f" counted AS (SELECT person, count(*) OVER () AS total FROM ps)"
+            f" SELECT person, total FROM counted{cursor} ORDER BY person LIMIT {first + 1}"
+        )
+        rows = await _fetch(c.sql, statement)
+        ids = [r["person"] for r in rows[:first]]
+        total = rows[0]["total"] if rows else await self._total(c, condition)
+        more = len(rows) > first
+        return PersonsPage(ids, total, encode_cursor(ids[-1]) if ids else None, more)
+
+    async def _total(self, c: Core, condition: str) -> int:
+        rows = await _fetch(c.sql, f"{c.ctes} SELECT count(DISTINCT person) AS n FROM entities WHERE {condition}")
+        return rows[0]["n"]
+
+
+def encode_cursor(person: str) -> str:
+    return base64.urlsafe_b64encode(person.encode()).decode()
+
+
+def decode_cursor(cursor: str | None) -> str | None:
+    if cursor is None:
+        return None
+    try:
+        return base64.urlsafe_b64decode(cursor.encode()).decode()
+    except (ValueError, UnicodeDecodeError):
+        raise BadInput("not a cursor this query returned", field="after") from None
+
+
+# -- the service's entry points ----------------------------------------------------------------
+
+
+async def funnel(*, viewer: Viewer, organization_id: Any, time_range: RangeSpec, spec: FunnelSpec) -> FunnelResult:
+    return await FunnelRunner(viewer=viewer, organization_id=organization_id, time_range=time_range, spec=spec).run()
+
+
+async def conversion_over_time(
+    *, viewer: Viewer, organization_id: Any, time_range: RangeSpec, spec: FunnelSpec, grain: Grain
+) -> ConversionSeries:
+    return await ConversionOverTimeRunner(
+        viewer=viewer, organization_id=organization_id, time_range=time_range, spec=spec, grain=grain
+    ).run()
+
+
+async def time_to_convert(
+    *, viewer: Viewer, organization_id: Any, time_range: RangeSpec, spec: FunnelSpec,
+    from_step: int | None, to_step: int | None, bins: int | None,
+) -> Histogram:  # fmt: skip
+    return await TimeToConvertRunner(
+        viewer=viewer, organization_id=organization_id, time_range=time_range, spec=spec,
+        from_step=from_step, to_step=to_step, bins=bins,
+    ).run()  # fmt: skip
+
+
+async def persons(
+    *, viewer: Viewer, organization_id: Any, time_range: RangeSpec, spec: FunnelSpec, step: int,
+    dropped: bool = False, first: int | None = None, after: str | None = None, breakdown_value: str | None = None,
+) -> PersonsPage:  # fmt: skip
+    return await PersonsRunner(
+        viewer=viewer, organization_id=organization_id, time_range=time_range, spec=spec, step=step,
+        dropped=dropped, first=first, after=after, breakdown_value=breakdown_value,
+    ).run()  # fmt: skip
