@@ -324,3 +324,317 @@ async def test_posthog_first_touch_breakdown(client, settings):
     assert {b["value"]: counts(b) for b in last["breakdowns"]} == {"Safari": [2, 1], "Chrome": [1, 1]}
     step1 = await run_funnel(client, tenant, {**q, "breakdown": {"key": "browser", "attribution": "STEP", "step": 1}})
     assert {b["value"]: counts(b) for b in step1["breakdowns"]} == {"Safari": [1, 1], "Chrome": [1, 1], None: [1, 0]}
+
+
+# -- seeded random events against the plain-Python reference ---------------------------------
+
+STEP_NAMES = ("a", "b", "c")
+PLANS = ("free", "pro")
+SOURCES = ("ads", "seo", "mail", None)
+
+
+def random_events(seed: int, base: datetime, *, persons: int = 36, days: int = 6) -> tuple[list[ProductEvent], dict[str, str]]:
+    """Events of `persons` persons over `days` days: steps a, b, c, exclusion x and noise n,
+    with shared timestamps, late arrivals (a later batch with earlier times), anonymous ids
+    linked to users, and events without a person. Returns the events and the links."""
+    rng = random.Random(seed)
+    events: list[ProductEvent] = []
+    links: dict[str, str] = {}
+    shared = [base + timedelta(seconds=rng.randrange(days * 86400)) for _ in range(12)]
+    for p in range(persons):
+        user = f"user{p}"
+        anon = f"anon{p}"
+        linked = p % 4 == 0
+        if linked:
+            links[f"a:{anon}"] = f"u:{user}"
+        plan = rng.choice(PLANS)
+        moment = base + timedelta(seconds=rng.randrange(days * 86400))
+        for i in range(rng.randrange(3, 16)):
+            moment += timedelta(seconds=rng.choice((0, 1, 30, 600, 3600, 5400, 20000, 86400)))
+            at = rng.choice(shared) if rng.random() < 0.08 else moment
+            kind = rng.choices(("a", "b", "c", "x", "n"), weights=(5, 4, 3, 1, 2))[0]
+            props: dict[str, Any] = {"plan": plan if rng.random() < 0.85 else rng.choice(PLANS)}
+            source = rng.choice(SOURCES)
+            if source is not None:
+                props["src"] = source
+            late = rng.random() < 0.1
+            as_anon = linked and rng.random() < 0.5 or (p % 9 == 5)
+            events.append(
+                ProductEvent(
+                    event_id=f"r{seed}-{p}-{i}", type=kind,
+                    occurred_at=at - (timedelta(seconds=rng.randrange(1, 7200)) if late else timedelta()),
+                    user_id=None if as_anon else user, anonymous_id=anon if as_anon else None,
+                    properties=props, batch=1 if late else 0,
+                )
+            )  # fmt: skip
+    return events, links
+
+
+async def send_without_person(client: Any, tenant: Any, at: datetime) -> None:
+    """Do-Not-Track events: stored without a visitor, so they never count as a person."""
+    from tests.support.tracking import TRACK_EVENTS
+
+    items = [
+        {"type": name, "occurredAt": (at + timedelta(minutes=i)).isoformat(), "context": {"dnt": True, "ip": "6.1.2.3"}}
+        for i, name in enumerate(("a", "b", "c"))
+    ]
+    body = await gql(client, TRACK_EVENTS, {"events": items}, token=tenant.org_admin_token)
+    assert body["data"]["trackEvents"]["accepted"] == 3, body
+
+
+def matcher(name: str, **equals: Any) -> ref.Matcher:
+    return lambda e: e.type == name and all(e.properties.get(k) == v for k, v in equals.items())
+
+
+def step_input(name: str, **equals: Any) -> dict[str, Any]:
+    return {"event": name, "filters": [{"key": k, "value": v} for k, v in equals.items()]}
+
+
+CASES = [
+    # (label, order, window, exclusions [(from, to)], breakdown (attribution, step), hold)
+    ("ordered-14d", "ordered", 14 * 86400, [], None, False),
+    ("ordered-1h", "ordered", 3600, [], None, False),
+    ("ordered-1d", "ordered", 86400, [], None, False),
+    ("strict-1d", "strict", 86400, [], None, False),
+    ("strict-14d", "strict", 14 * 86400, [], None, False),
+    ("unordered-1d", "unordered", 86400, [], None, False),
+    ("unordered-2h", "unordered", 7200, [], None, False),
+    ("ordered-excl-01", "ordered", 86400, [(0, 1)], None, False),
+    ("ordered-excl-12", "ordered", 2 * 86400, [(1, 2)], None, False),
+    ("ordered-excl-02", "ordered", 86400, [(0, 2)], None, False),
+    ("ordered-excl-two", "ordered", 86400, [(0, 1), (1, 2)], None, False),
+    ("strict-excl-01", "strict", 86400, [(0, 1)], None, False),
+    ("unordered-excl", "unordered", 86400, [(0, 2)], None, False),
+    ("ordered-first-touch", "ordered", 86400, [], ("FIRST_TOUCH", None), False),
+    ("ordered-last-touch", "ordered", 86400, [], ("LAST_TOUCH", None), False),
+    ("ordered-step-1", "ordered", 86400, [], ("STEP", 1), False),
+    ("strict-last-touch", "strict", 14 * 86400, [], ("LAST_TOUCH", None), False),
+    ("unordered-last-touch", "unordered", 86400, [], ("LAST_TOUCH", None), False),
+    ("ordered-hold", "ordered", 86400, [], None, True),
+    ("strict-hold", "strict", 86400, [], None, True),
+    ("unordered-hold", "unordered", 86400, [], None, True),
+    ("ordered-hold-excl-breakdown", "ordered", 2 * 86400, [(0, 2)], ("FIRST_TOUCH", None), True),
+]
+
+
+@pytest.mark.parametrize("seed", [11, 29])
+async def test_random_funnels_match_the_reference(client, settings, seed):
+    tenant = await make_tenant(settings)
+    base = datetime.now(UTC).replace(microsecond=0) - timedelta(days=40)
+    events, links = random_events(seed, base)
+    await send(client, tenant.org_admin_token, events)
+    await send_without_person(client, tenant, base + timedelta(days=1))
+    async with connection() as conn:
+        for alias, person in links.items():
+            assert await person_links.link(
+                conn, organization_id=tenant.organization.id, anonymous_id=alias[2:], user_id=person[2:]
+            )
+    start, end = base + timedelta(days=1), base + timedelta(days=4)
+    # step 1 filtered: "b" events of plan pro only; step 0 and 2 by name
+    ref_steps = [matcher("a"), matcher("b", plan="pro"), matcher("c")]
+    api_steps = [step_input("a"), step_input("b", plan="pro"), step_input("c")]
+    checked = 0
+    for label, order, window, exclusions, breakdown, hold in CASES:
+        funnel = ref.RefFunnel(
+            steps=ref_steps, start=start, end=end, order=order, window=window,
+            exclusions=[ref.RefExclusion(matcher("x"), f, t) for f, t in exclusions],
+            breakdown=ref.RefBreakdown(lambda e: e.properties.get("src"), breakdown[0].lower(), breakdown[1], 100)
+            if breakdown else None,
+            hold=[lambda e: e.properties.get("plan")] if hold else [],
+        )  # fmt: skip
+        q = query(tenant, start, end, api_steps, order=order.upper(), conversionWindowSeconds=window,
+                  exclusions=[{"event": "x", "fromStep": f, "toStep": t} for f, t in exclusions] or None,
+                  breakdown={"key": "src", "attribution": breakdown[0], "step": breakdown[1], "limit": 100}
+                  if breakdown else None,
+                  holdConstant=[{"key": "plan"}] if hold else None)  # fmt: skip
+        found = ref.entities(funnel, events, links)
+        answer = await run_funnel(client, tenant, q)
+        assert_steps(answer["steps"], ref.steps(funnel, found), label)
+        assert [s["event"] for s in answer["steps"]] == ["a", "b", "c"]
+        if breakdown:
+            expected = ref.breakdowns(funnel, found)
+            got = {b["value"]: b["steps"] for b in answer["breakdowns"]}
+            assert set(got) == set(expected), label
+            for value, steps in expected.items():
+                assert_steps(got[value], steps, (label, value))
+            volumes = [b["steps"][0]["count"] for b in answer["breakdowns"]]
+            assert volumes == sorted(volumes, reverse=True), label
+        checked += sum(e.level >= 1 for e in found)
+        # the persons behind each step, reached and dropped, page by page
+        if label in ("ordered-1d", "strict-14d", "unordered-1d", "ordered-excl-two"):
+            for step in range(3):
+                for dropped in (False, True) if step else (False,):
+                    want = sorted({e.person for e in found if (e.level == step - 1 if dropped else e.level >= step)})
+                    got_ids: list[str] = []
+                    after = None
+                    while True:
+                        page = (await gql_data(client, PERSONS, {"q": q, "step": step, "dropped": dropped, "first": 4,
+                                                                  "after": after}, tenant.org_admin_token))["funnelPersons"]  # fmt: skip
+                        assert page["totalCount"] == len(want), (label, step, dropped)
+                        got_ids += page["personIds"]
+                        if not page["hasNextPage"]:
+                            break
+                        after = page["endCursor"]
+                    assert got_ids == want, (label, step, dropped)
+    assert checked > 20  # the seeds make funnels worth comparing
+
+
+async def test_breakdown_top_values_and_other(client, settings):
+    """The top `limit` values by persons at step 0, then one `$other` group with the rest."""
+    tenant = await make_tenant(settings)
+    j = Journeys()
+    at = T(2026, 11, 10, 9)
+    sizes = {"alpha": 5, "beta": 4, "gamma": 3, "delta": 2, "eps": 1}
+    n = 0
+    for value, size in sizes.items():
+        for _ in range(size):
+            n += 1
+            j.add(f"p{n}", "a", at, src=value)
+            if n % 2:
+                j.add(f"p{n}", "b", at + timedelta(minutes=5 * n), src=value)
+    await send(client, tenant.org_admin_token, j.events)
+    q = query(tenant, T(2026, 11, 10), T(2026, 11, 11), ["a", "b"], breakdown={"key": "src", "limit": 2})
+    answer = await run_funnel(client, tenant, q)
+    groups = [(b["value"], b["isOther"], counts(b)) for b in answer["breakdowns"]]
+    assert groups == [("alpha", False, [5, 3]), ("beta", False, [4, 2]), ("$other", True, [6, 3])]
+    assert counts(answer) == [15, 8]
+    other = answer["breakdowns"][2]["steps"][1]
+    # persons 10..15 of gamma, delta, eps: 11, 13, 15 converted, after 55, 65, 75 minutes
+    assert other["averageSecondsToConvert"] == 3900 and other["medianSecondsToConvert"] == 3900
+
+
+@pytest.mark.parametrize(
+    ("zone", "first_day"),
+    [("Europe/Berlin", (2026, 10, 22)), ("America/New_York", (2026, 10, 29))],
+)
+async def test_conversion_over_time_and_time_to_convert_across_a_dst_change(client, settings, zone, first_day):
+    """Periods are local days (and hours) across the change of clocks; each person counts in
+    the period of their counted attempt's start; the histogram bins the counted attempts."""
+    tenant = await make_tenant(settings, timezone=zone)
+    tz = ZoneInfo(zone)
+    start = datetime(*first_day, tzinfo=tz)
+    end = start + timedelta(days=6)  # local midnights: 6 local days, one of 23 or 25 hours
+    end = datetime.combine(end.date(), datetime.min.time(), tzinfo=tz)
+    events, links = random_events(7, start.astimezone(UTC) - timedelta(hours=12), persons=40, days=6)
+    await send(client, tenant.org_admin_token, events)
+    funnel = ref.RefFunnel(steps=[matcher("a"), matcher("b"), matcher("c")], start=start.astimezone(UTC),
+                           end=end.astimezone(UTC), window=86400)  # fmt: skip
+    found = ref.entities(funnel, events, {})
+    q = query(tenant, start, end, ["a", "b", "c"], conversionWindowSeconds=86400)
+
+    series = (await gql_data(client, OVER_TIME, {"q": q, "g": "DAY"}, tenant.org_admin_token))["funnelConversionOverTime"]
+    days = [start.date() + timedelta(days=i) for i in range(6)]
+    assert [datetime.fromisoformat(s).astimezone(tz) for s in series["starts"]] == [
+        datetime.combine(d, datetime.min.time(), tzinfo=tz) for d in days
+    ]
+    entered = [sum(1 for e in found if e.chain[0].occurred_at.astimezone(tz).date() == d) for d in days]
+    converted = [sum(1 for e in found if e.level == 2 and e.chain[0].occurred_at.astimezone(tz).date() == d) for d in days]
+    assert series["entered"] == entered and series["converted"] == converted
+    assert sum(entered) == len(found) > 10
+    assert all(close(r, c / n if n else 0.0) for r, c, n in zip(series["conversionRates"], converted, entered, strict=True))
+
+    hourly = (await gql_data(client, OVER_TIME, {"q": q, "g": "HOUR"}, tenant.org_admin_token))["funnelConversionOverTime"]
+    assert len(hourly["starts"]) == int((end.astimezone(UTC) - start.astimezone(UTC)).total_seconds() // 3600) in (143, 145)
+    hours = [datetime.fromisoformat(s) for s in hourly["starts"]]
+    by_hour = [sum(1 for e in found if h <= e.chain[0].occurred_at < h + timedelta(hours=1)) for h in hours]
+    assert hourly["entered"] == by_hour
+
+    for a, b, bins in ((0, 2, 10), (0, 1, 4), (1, 2, 1)):
+        hist = (await gql_data(client, TIME_TO_CONVERT, {"q": q, "a": a, "b": b, "bins": bins},
+                               tenant.org_admin_token))["funnelTimeToConvert"]  # fmt: skip
+        seconds = sorted(e.seconds(a, b) for e in found if e.level >= b)
+        assert hist["total"] == len(seconds) > 0
+        lo, hi = seconds[0], seconds[-1]
+        width = max(-(-(hi - lo) // bins), 1)
+        want = [0] * bins
+        for s in seconds:
+            want[min(int((s - lo) // width), bins - 1)] += 1
+        assert hist["counts"] == want and hist["binWidthSeconds"] == width
+        assert hist["binStartsSeconds"] == [lo + width * i for i in range(bins)]
+        import statistics
+
+        assert close(hist["averageSeconds"], statistics.fmean(seconds))
+        assert close(hist["medianSeconds"], statistics.median(seconds))
+
+
+async def test_unknown_events_and_empty_funnels_answer_zeros(client, settings):
+    tenant = await make_tenant(settings)
+    q = query(tenant, T(2026, 11, 1), T(2026, 11, 8), ["never sent", "nor this"], breakdown={"key": "src"})
+    answer = await run_funnel(client, tenant, q)
+    assert answer["breakdowns"] == []
+    for step in answer["steps"]:
+        assert step["count"] == 0 and step["conversionRate"] == 0 and step["conversionRateFromPrevious"] == 0
+        assert step["dropOff"] == 0 and step["averageSecondsToConvert"] is None and step["medianSecondsToConvert"] is None
+    series = (await gql_data(client, OVER_TIME, {"q": q, "g": "DAY"}, tenant.org_admin_token))["funnelConversionOverTime"]
+    assert series["entered"] == [0] * 7 and series["conversionRates"] == [0.0] * 7
+    hist = (await gql_data(client, TIME_TO_CONVERT, {"q": q}, tenant.org_admin_token))["funnelTimeToConvert"]
+    assert hist["total"] == 0 and hist["counts"] == [] and hist["averageSeconds"] is None
+    page = (await gql_data(client, PERSONS, {"q": q, "step": 0}, tenant.org_admin_token))["funnelPersons"]
+    assert page == {"personIds": [], "totalCount": 0, "endCursor": None, "hasNextPage": False}
+
+
+BAD_INPUTS = [
+    ({"steps": [{"event": "a"}]}, "query.steps"),
+    ({"steps": [{"event": f"s{i}"} for i in range(21)]}, "query.steps"),
+    ({"conversionWindowSeconds": 0}, "query.conversionWindowSeconds"),
+    ({"conversionWindowSeconds": -5}, "query.conversionWindowSeconds"),
+    ({"conversionWindowSeconds": 366 * 86400}, "query.conversionWindowSeconds"),
+    ({"steps": [{"event": "a", "filters": [{"key": "k", "operator": "REGEX", "value": "(unclosed"}]}, {"event": "b"}]},
+     "query.steps[0].filters[0].value"),
+    ({"steps": [{"event": "a"}, {"event": "b", "filters": [{"key": "k", "operator": "GREATER_THAN", "value": "many"}]}]},
+     "query.steps[1].filters[0].value"),
+    ({"steps": [{"event": "a"}, {"event": "b", "filters": [{"key": "k", "operator": "EQUALS"}]}]},
+     "query.steps[1].filters[0].value"),
+    ({"steps": [{"event": "a"}, {"event": "b", "filters": [{"source": "DIMENSION", "key": "shoe_size", "value": 1}]}]},
+     "query.steps[1].filters[0].key"),
+    ({"exclusions": [{"event": "x", "fromStep": 0, "toStep": 2}]}, "query.exclusions[0].toStep"),
+    ({"exclusions": [{"event": "x", "fromStep": 1, "toStep": 1}]}, "query.exclusions[0].fromStep"),
+    ({"exclusions": [{"event": "x", "fromStep": -1, "toStep": 1}]}, "query.exclusions[0].fromStep"),
+    ({"exclusions": [{"event": "x", "fromStep": 0, "toStep": 1, "filters": [{"key": "k", "operator": "REGEX",
+                                                                            "value": "[z-a]"}]}]},
+     "query.exclusions[0].filters[0].value"),
+    ({"breakdown": {"key": "src", "attribution": "STEP", "step": 2}}, "query.breakdown.step"),
+    ({"breakdown": {"key": "src", "attribution": "STEP"}}, "query.breakdown.step"),
+    ({"breakdown": {"key": "src", "limit": 0}}, "query.breakdown.limit"),
+    ({"holdConstant": [{"source": "DIMENSION", "key": "nope"}]}, "query.holdConstant[0].key"),
+    ({"order": "UNORDERED", "steps": [{"event": "a"}, {"event": "a"}]}, "query.steps[1]"),
+    ({"order": "UNORDERED", "steps": [{"event": "a"}, {"event": "b"}, {"event": "c"}],
+      "exclusions": [{"event": "x", "fromStep": 0, "toStep": 1}]}, "query.exclusions[0].fromStep"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("change", "field"), BAD_INPUTS)
+async def test_bad_input_names_the_field(client, settings, change, field):
+    tenant = await make_tenant(settings)
+    q = query(tenant, T(2026, 11, 1), T(2026, 11, 8), ["a", "b"]) | change
+    body = await gql(client, FUNNEL, {"q": q}, token=tenant.org_admin_token)
+    assert error_codes(body) == ["BAD_USER_INPUT"], body
+    assert body["errors"][0]["extensions"]["field"] == field, body
+
+
+async def test_companion_arguments_are_checked(client, settings):
+    tenant = await make_tenant(settings)
+    q = query(tenant, T(2026, 11, 1), T(2026, 11, 8), ["a", "b", "c"])
+    for variables, field in (({"a": 2, "b": 1}, "toStep"), ({"a": 0, "b": 3}, "toStep"), ({"a": -1}, "fromStep"),
+                             ({"bins": 0}, "bins"), ({"bins": 101}, "bins")):  # fmt: skip
+        body = await gql(client, TIME_TO_CONVERT, {"q": q, **variables}, token=tenant.org_admin_token)
+        assert error_codes(body) == ["BAD_USER_INPUT"] and body["errors"][0]["extensions"]["field"] == field, body
+    for variables, field in (({"step": 3}, "step"), ({"step": 0, "dropped": True}, "dropped"),
+                             ({"step": 1, "first": 0}, "first"), ({"step": 1, "after": "%%%"}, "after")):  # fmt: skip
+        body = await gql(client, PERSONS, {"q": q, **variables}, token=tenant.org_admin_token)
+        assert error_codes(body) == ["BAD_USER_INPUT"] and body["errors"][0]["extensions"]["field"] == field, body
+
+
+async def test_access(client, settings):
+    """Organization admins their own organization; providers are refused; another
+    organization's id is not found."""
+    tenant = await make_tenant(settings)
+    other = await make_tenant(settings)
+    q = query(tenant, T(2026, 11, 1), T(2026, 11, 8), ["a", "b"])
+    for document, extra in ((FUNNEL, {}), (OVER_TIME, {"g": "DAY"}), (TIME_TO_CONVERT, {}), (PERSONS, {"step": 0})):
+        body = await gql(client, document, {"q": q, **extra}, token=tenant.provider_token)
+        assert error_codes(body) == ["FORBIDDEN"], body
+        body = await gql(client, document, {"q": q, **extra}, token=other.org_admin_token)
+        assert error_codes(body) == ["NOT_FOUND"], body
+        body = await gql(client, document, {"q": q, **extra}, token=tenant.admin_token)
+        assert body.get("errors") is None, body

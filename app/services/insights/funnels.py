@@ -614,32 +614,34 @@ class PersonsRunner(FunnelRunner):
             condition += f" AND {chosen_hash(spec, c)} IS NOT DISTINCT FROM hashtextextended({c.sql.param(value, 'text')}, 0)"
         cursor = f" WHERE person > {c.sql.param(after, 'text')}" if after is not None else ""
         statement = (
-            f"{c.ctes}, ps AS (SELECT DISTINCT person FROM entities WHERE {condition}),"
-            f" counted AS (SELECT person, count(*) OVER () AS total FROM ps)"
-            f" SELECT person, total FROM counted{cursor} ORDER BY person LIMIT {first + 1}"
+            f"{c.ctes}, ps AS MATERIALIZED (SELECT DISTINCT person FROM entities WHERE {condition})"
+            f" SELECT (SELECT count(*) FROM ps) AS total,"
+            f" ARRAY(SELECT person FROM ps{cursor} ORDER BY person LIMIT {first + 1}) AS ids"
         )
-        rows = await _fetch(c.sql, statement)
-        ids = [r["person"] for r in rows[:first]]
-        total = rows[0]["total"] if rows else await self._total(c, condition)
-        more = len(rows) > first
-        return PersonsPage(ids, total, encode_cursor(ids[-1]) if ids else None, more)
+        row = (await _fetch(c.sql, statement))[0]
+        ids = list(row["ids"][:first])
+        more = len(row["ids"]) > first
+        return PersonsPage(ids, row["total"], encode_cursor(ids[-1]) if ids else None, more)
 
-    async def _total(self, c: Core, condition: str) -> int:
-        rows = await _fetch(c.sql, f"{c.ctes} SELECT count(DISTINCT person) AS n FROM entities WHERE {condition}")
-        return rows[0]["n"]
+
+CURSOR_PREFIX = "funnel-person:"
 
 
 def encode_cursor(person: str) -> str:
-    return base64.urlsafe_b64encode(person.encode()).decode()
+    return base64.b64encode((CURSOR_PREFIX + person).encode(), altchars=b"-_").decode()
 
 
 def decode_cursor(cursor: str | None) -> str | None:
+    """The last person id of a page, from the cursor that page returned."""
     if cursor is None:
         return None
     try:
-        return base64.urlsafe_b64decode(cursor.encode()).decode()
+        text = base64.b64decode(cursor.encode(), altchars=b"-_", validate=True).decode()
     except (ValueError, UnicodeDecodeError):
-        raise BadInput("not a cursor this query returned", field="after") from None
+        text = ""
+    if not text.startswith(CURSOR_PREFIX):
+        raise BadInput("not a cursor this query returned", field="after")
+    return text[len(CURSOR_PREFIX) :]
 
 
 # -- the service's entry points ----------------------------------------------------------------
