@@ -70,14 +70,17 @@ def to_step(step: service.StepResult) -> FunnelStep:
     )  # fmt: skip
 
 
-def _common(info: Info, query: FunnelQueryInput) -> dict[str, Any]:
+async def _common(info: Info, query: FunnelQueryInput) -> dict[str, Any]:
+    """The service's arguments; access is checked before the input (a refused caller learns
+    nothing from validation)."""
     viewer = viewer_of(info)
+    await service.check_access(viewer, query.organization_id)
     spec = to_spec(query)
     return {"viewer": viewer, "organization_id": query.organization_id, "time_range": to_range_spec(query.range), "spec": spec}
 
 
 async def funnel(info: Info, query: QueryArg) -> Funnel:
-    found = await service.funnel(**_common(info, query))
+    found = await service.funnel(**await _common(info, query))
     return Funnel(
         range=to_resolved_range(found.range),
         steps=[to_step(s) for s in found.steps],
@@ -94,7 +97,7 @@ async def funnel_conversion_over_time(
         Granularity, strawberry.argument(description="The periods of entry (default DAY), in the organization's zone.")
     ] = Granularity.DAY,
 ) -> FunnelConversionOverTime:
-    found = await service.conversion_over_time(**_common(info, query), grain=Grain(granularity.value))
+    found = await service.conversion_over_time(**await _common(info, query), grain=Grain(granularity.value))
     return FunnelConversionOverTime(
         range=to_resolved_range(found.range), granularity=Granularity(found.grain.value), starts=found.starts,
         entered=found.entered, converted=found.converted, conversion_rates=found.conversion_rates,
@@ -108,7 +111,7 @@ async def funnel_time_to_convert(
     to_step: Annotated[int | None, strawberry.argument(description="To this step (default the last).")] = None,
     bins: Annotated[int | None, strawberry.argument(description="How many equal-width bins (1..100, default 10).")] = None,
 ) -> FunnelTimeToConvert:
-    found = await service.time_to_convert(**_common(info, query), from_step=from_step, to_step=to_step, bins=bins)
+    found = await service.time_to_convert(**await _common(info, query), from_step=from_step, to_step=to_step, bins=bins)
     return FunnelTimeToConvert(
         from_step=found.from_step, to_step=found.to_step, bin_starts_seconds=found.bin_starts,
         bin_width_seconds=found.bin_width, counts=found.counts, total=found.total,
@@ -132,7 +135,7 @@ async def funnel_persons(
     ] = None,
 ) -> FunnelPersons:
     found = await service.persons(
-        **_common(info, query), step=step, dropped=bool(dropped), first=first, after=after, breakdown_value=breakdown_value
+        **await _common(info, query), step=step, dropped=bool(dropped), first=first, after=after, breakdown_value=breakdown_value
     )
     return FunnelPersons(
         person_ids=found.person_ids, total_count=found.total, end_cursor=found.end_cursor, has_next_page=found.has_next_page

@@ -43,6 +43,7 @@ SAMPLES: dict[str, Any] = {
     "note": "tenancy note", "reason": "tenancy check", "amountMinor": 1200, "engagementMs": 1000,
     "ipRetentionDays": 1, "eventRetentionDays": 40, "duoSplitPercent": 50, "ip": "6.1.2.3",
     "userId": "tenancy-subject", "anonymousId": "tenancy-device",
+    "steps": [{"event": "profile.viewed"}, {"event": "profile.inquiry"}],
 }  # fmt: skip
 TYPE_SAMPLES: dict[str, Any] = {
     "TimeRangeInput": {"preset": "LAST_30_DAYS"}, "GrowthRangeInput": {"preset": "LAST_30_DAYS"},
@@ -159,6 +160,8 @@ def sample(gtype: Any, name: str, field_name: str, side: Side) -> Any:
     """A valid value of an argument (or input field) `name` of root field `field_name`; its
     IDs name the objects of `side`."""
     nullable = gtype.of_type if isinstance(gtype, GraphQLNonNull) else gtype
+    if isinstance(nullable, GraphQLList) and isinstance(SAMPLES.get(name), list):
+        return SAMPLES[name]  # a list that needs several items (a funnel's steps)
     if isinstance(nullable, GraphQLList):
         return [sample(nullable.of_type, name, field_name, side)]
     if nullable.name == "ID":

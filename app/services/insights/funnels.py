@@ -47,7 +47,7 @@ from app.database import connection
 from app.errors import BadInput
 from app.services.insights import grammar
 from app.services.insights.grammar import PERSON, Sql
-from app.services.insights.query import InsightRunner, InsightScope, Periods, check_regexes, periods_of
+from app.services.insights.query import InsightRunner, InsightScope, Periods, check_regexes, insight_scope, periods_of
 from app.timebuckets import Grain, RangeSpec, TimeRange, resolve_range
 
 MIN_STEPS = 2
@@ -645,6 +645,12 @@ def decode_cursor(cursor: str | None) -> str | None:
 
 
 # -- the service's entry points ----------------------------------------------------------------
+
+
+async def check_access(viewer: Viewer, organization_id: Any) -> None:
+    """Refuse a caller who may not read the organization's insights (before its input is read)."""
+    await insight_scope(viewer, organization_id)
+
 
 
 async def funnel(*, viewer: Viewer, organization_id: Any, time_range: RangeSpec, spec: FunnelSpec) -> FunnelResult:
