@@ -215,14 +215,17 @@ def _us(instant: datetime) -> int:
     return delta.days * 86_400_000_000 + delta.seconds * 1_000_000 + delta.microseconds
 
 
-def core(scope: InsightScope, spec: FunnelSpec, span: TimeRange) -> Core:
+def core(scope: InsightScope, spec: FunnelSpec, span: TimeRange, *, aliases: bool = True) -> Core:
     """The funnel of every person as SQL: `entities(person, lvl, chain, bh)` where `lvl` is the
-    furthest step, `chain` the counted attempt's events and `bh` its breakdown value's hash."""
+    furthest step, `chain` the counted attempt's events and `bh` its breakdown value's hash.
+    `aliases=False` (the organization has no identify links) reads the person straight from
+    the event, without the alias join."""
     sql = Sql()
     org = sql.param(scope.organization_id, "uuid")
     n = len(spec.steps)
     w_us = spec.window_seconds * 1_000_000
-    start_us, end_us = _us(span.start), _us(span.end)
+    # times are µs after the range start: small enough for float8's exact µs, cheap to compute
+    start_us, end_us = 0, _us(span.end) - _us(span.start)
     matches = [grammar.matcher_condition(sql, m) for m in spec.steps]
     excludes = [grammar.matcher_condition(sql, x.matcher) for x in spec.exclusions]
     holds = [_value(sql, h.source, h.key) for h in spec.hold_constant]
@@ -234,17 +237,28 @@ def core(scope: InsightScope, spec: FunnelSpec, span: TimeRange) -> Core:
     p_until = sql.param(span.end + timedelta(seconds=spec.window_seconds), "timestamptz")
     strict = spec.order is FunnelOrder.STRICT
     type_filter = "" if strict else f" AND e.type = ANY({sql.param(types, 'text[]')})"
-    columns = [f"{PERSON} AS person"]
-    columns += [f"{h} AS h{i}" for i, h in enumerate(holds)]
-    columns += ["e.occurred_at", "e.received_at", "e.event_id"]
+    # "C" collation: person keys and event ids sort by their bytes (cheaper, and the order
+    # Python's sorted() gives)
+    columns = [f'({PERSON}) COLLATE "C" AS person']
+    columns += [f'({h}) COLLATE "C" AS h{i}' for i, h in enumerate(holds)]
+    columns += ["e.occurred_at", "e.received_at", 'e.event_id COLLATE "C" AS event_id']
+    columns.append(f"(date_part('epoch', e.occurred_at - {p_start}) * 1000000)::bigint AS t")
     columns += [f"COALESCE({m}, false) AS m{k}" for k, m in enumerate(matches)]
     columns += [f"COALESCE({x}, false) AS x{j}" for j, x in enumerate(excludes)]
     if bd_expr is not None:
         columns.append(f"{bd_expr} AS bh")
     any_match = " OR ".join([f"m{k}" for k in range(n)] + [f"x{j}" for j in range(len(excludes))])
     entity = ", ".join(["person"] + [f"h{i}" for i in range(len(holds))])
+    source = sql.events_from()
+    if not aliases:
+        person = "e.visitor_id"
+        source = "events e" + (
+            f" LEFT JOIN persons pp ON pp.organization_id = e.organization_id AND pp.id = {person}"
+            if sql.joins_persons else ""
+        )  # fmt: skip
+        columns = [c.replace(PERSON, person) for c in columns]
     base = (
-        f"base AS (SELECT * FROM (SELECT {', '.join(columns)} FROM {sql.events_from()}"
+        f"base AS (SELECT * FROM (SELECT {', '.join(columns)} FROM {source}"
         f" WHERE e.organization_id = {org} AND e.visitor_id IS NOT NULL"
         f" AND e.occurred_at >= {p_start} AND e.occurred_at < {p_until}{type_filter} OFFSET 0) s"
         + ("" if strict else f" WHERE {any_match}")
@@ -286,16 +300,26 @@ def _ordered(
         covering = [j for j, x in enumerate(excl) if x.from_step <= k < x.to_step]
         return "(" + " + ".join(f"x{j}::int" for j in covering) + ")" if covering else "0"
 
-    def b(k: int) -> str:
+    # without exclusions the arrays carry no segment: o is the prefix's length
+    o = 1 if excl else 0
+    pre = lambda k: f"ARRAY[{seg(k)}::bigint] || " if excl else ""  # noqa: E731
+
+    def parts(k: int) -> tuple[str, str]:
+        """B_k as (condition, value)."""
         if k == 0:
-            return (
-                f"(CASE WHEN m0 AND t >= {start_us} AND t < {end_us} THEN ARRAY[{seg(0)}::bigint, rn, t{bh}] END)"
-            )
+            head = f"{seg(0)}::bigint, " if excl else ""
+            return f"m0 AND t >= {start_us} AND t < {end_us}", f"ARRAY[{head}rn, t{bh}]"
         prev = f"p{k - 1}"
+        valid = f" AND {prev}[1] = {seg(k - 1)}" if excl else ""
+        chain = f"{prev}[2:]" if excl else prev
         return (
-            f"(CASE WHEN m{k} AND {prev} IS NOT NULL AND {prev}[1] = {seg(k - 1)} AND t - {prev}[3] <= {w_us}"
-            f" THEN ARRAY[{seg(k)}::bigint] || {prev}[2:] || ARRAY[-rn, t{bh}] END)"
+            f"m{k} AND {prev} IS NOT NULL{valid} AND t - {prev}[{o + 2}] <= {w_us}",
+            f"{pre(k)}{chain} || ARRAY[-rn, t{bh}]",
         )
+
+    def b(k: int) -> str:
+        cond, value = parts(k)
+        return f"(CASE WHEN {cond} THEN {value} END)"
 
     def running(expr: str) -> str:
         if strict:
@@ -303,15 +327,37 @@ def _ordered(
         return f"max({expr}) OVER (w ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)"
 
     layers = []
-    seg_cols = "".join(f", count(*) FILTER (WHERE x{j}) OVER (w ROWS UNBOUNDED PRECEDING) AS sg{j}" for j in range(len(excl)))
-    layers.append(
-        f"l0 AS (SELECT base.*, (extract(epoch FROM occurred_at) * 1000000)::bigint AS t,"
-        f" row_number() OVER w AS rn{seg_cols} FROM base WINDOW w AS ({window}))"
-    )
+    before = "ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING"
+    fast = not excl and not strict and not has_bd
+    if fast:
+        # ORDERED without exclusions or breakdown: a start is named by its position among the
+        # starts (1, 2, ...: ordered like the rows), so the row numbers and the latest start
+        # before each row come out of one window pass.
+        opens = f"m0 AND t >= {start_us} AND t < {end_us}"
+        layers.append(
+            f"l0 AS (SELECT base.*, row_number() OVER w AS rn,"
+            f" count(*) FILTER (WHERE {opens}) OVER w AS n0, max(t) FILTER (WHERE {opens}) OVER w AS t0"
+            f" FROM base WINDOW w AS ({window} {before}))"
+        )
+        p0 = "(CASE WHEN n0 > 0 THEN ARRAY[n0, t0] END)"
+        parts_generic = parts
+
+        def parts(k: int) -> tuple[str, str]:  # noqa: F811 - the fast path's B_0 and p_0
+            if k == 0:
+                return opens, "ARRAY[n0 + 1, t]"
+            cond, value = parts_generic(k)
+            return (cond.replace("p0", p0), value.replace("p0", p0)) if k == 1 else (cond, value)
+
+        layers.append(f"l1 AS (SELECT l0.* FROM l0)")
+    else:
+        seg_cols = "".join(
+            f", count(*) FILTER (WHERE x{j}) OVER (w ROWS UNBOUNDED PRECEDING) AS sg{j}" for j in range(len(excl))
+        )
+        layers.append(f"l0 AS (SELECT base.*, row_number() OVER w AS rn{seg_cols} FROM base WINDOW w AS ({window}))")
     # what exclusions need besides p_k: q_k, the latest attempt standing on step k (STRICT's
     # p_k is only the previous row's)
     need_q = bool(excl) and strict
-    for k in range(n - 1):
+    for k in range(1 if fast else 0, n - 1):
         extra = ""
         if need_q:
             extra = f", max({b(k)}) OVER (w ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS q{k}"
@@ -339,15 +385,21 @@ def _ordered(
             f" OVER (PARTITION BY {entity}) AS dropped FROM {last})"
         )
         last = "ld"
-        alive = lambda k: f" AND NOT COALESCE({b(k)}[2] = ANY(dropped), false)"  # noqa: E731
+        alive = lambda k: f" AND NOT COALESCE({'rn' if k == 0 else f'p{k - 1}[2]'} = ANY(dropped), false)"  # noqa: E731
     else:
         alive = lambda k: ""  # noqa: E731
-    record = " ".join(
-        f"WHEN {b(k)} IS NOT NULL{alive(k)} THEN ARRAY[{k}::bigint, -rn] || {b(k)}[2:]" for k in reversed(range(n))
-    )
+    # each row's B_k once (OFFSET 0 keeps the planner from copying the expressions into
+    # every use), then per entity the furthest alive record, reached first
+
+    def record(k: int) -> str:
+        cond, value = parts(k)
+        return f"CASE WHEN {cond}{alive(k)} THEN ARRAY[{k}::bigint, -rn] || ({value}){'[2:]' if excl else ''} END"
+
+    # per entity the furthest alive record, reached first (each row's highest one)
+    records = ", ".join(record(k) for k in reversed(range(n)))
     return (
         ", ".join(layers)
-        + f", best AS (SELECT {entity}, max(CASE {record} END) AS best FROM {last} GROUP BY {entity})"
+        + f", best AS (SELECT {entity}, max(COALESCE({records})) AS best FROM {last} GROUP BY {entity})"
         + ", entities AS (SELECT person, best[1]::int AS lvl, best[3:] AS chain FROM best WHERE best IS NOT NULL)"
     )
 
@@ -370,7 +422,7 @@ def _unordered(
     any_step = " OR ".join(f"m{k}" for k in range(n))
     values = ", ".join(f"(f{k})" for k in range(n))
     layers = [
-        f"l0 AS (SELECT base.*, (extract(epoch FROM occurred_at) * 1000000)::bigint AS t,"
+        f"l0 AS (SELECT base.*,"
         f" row_number() OVER w AS rn FROM base WINDOW w AS ({window}))",
         f"l1 AS (SELECT l0.*, {firsts}{excl} FROM l0 WINDOW u AS ({frame}))",
         # done: the attempt's step events sorted by (time, rn), each [rn, t, (bh)]
@@ -409,6 +461,14 @@ def chosen_hash(spec: FunnelSpec, c: Core) -> str:
     return f"(CASE WHEN lvl >= {b.step} THEN chain[3 + {s} * {b.step}] END)"
 
 
+async def has_aliases(scope: InsightScope) -> bool:
+    """Whether any identify link exists in the organization (none: no alias join needed)."""
+    async with connection() as conn:
+        return bool(
+            await conn.fetchval("SELECT EXISTS (SELECT 1 FROM person_aliases WHERE organization_id = $1)", scope.organization_id)
+        )
+
+
 async def _fetch(sql: Sql, statement: str) -> list[Any]:
     async with connection() as conn:
         await check_regexes(conn, sql.regexes)
@@ -421,6 +481,15 @@ def steps_statement(spec: FunnelSpec, c: Core) -> str:
     previous step."""
     limit = spec.breakdown.limit if spec.breakdown is not None else 1
     dt = f"(CASE WHEN k > 0 THEN ({c.t('k')} - {c.t('k - 1')}) / 1000000.0 END)"
+    if spec.breakdown is None:  # one pass over the entities: a column per step
+        columns = ["count(*) AS n0"]
+        for k in range(1, c.steps):
+            d = f"(({c.t(k)} - {c.t(k - 1)}) / 1000000.0)"
+            columns.append(
+                f"count(*) FILTER (WHERE lvl >= {k}) AS n{k}, avg({d}) FILTER (WHERE lvl >= {k}) AS a{k},"
+                f" percentile_cont(0.5) WITHIN GROUP (ORDER BY {d}) FILTER (WHERE lvl >= {k}) AS m{k}"
+            )
+        return f"{c.ctes} SELECT {', '.join(columns)} FROM entities"
     return (
         f"{c.ctes}, ent AS MATERIALIZED (SELECT lvl, chain, {chosen_hash(spec, c)} AS bh FROM entities),"
         f" top AS MATERIALIZED (SELECT bh FROM ent GROUP BY bh ORDER BY count(*) DESC, bh NULLS FIRST LIMIT {int(limit)}),"
@@ -495,8 +564,13 @@ class FunnelRunner(InsightRunner[Plan, Any]):
 
     async def fetch(self, scope: InsightScope, plan: Plan) -> FunnelResult:
         spec = plan.spec
-        c = core(scope, spec, plan.span)
+        c = core(scope, spec, plan.span, aliases=await has_aliases(scope))
         rows = await _fetch(c.sql, steps_statement(spec, c))
+        if spec.breakdown is None:
+            row = rows[0]
+            whole = {0: (row["n0"], None, None)}
+            whole.update({k: (row[f"n{k}"], row[f"a{k}"], row[f"m{k}"]) for k in range(1, len(spec.steps))})
+            return FunnelResult(plan.span, step_results(spec, whole), [])
         groups: dict[tuple[Any, bool], dict[int, Any]] = {}
         overall: dict[int, Any] = {}
         for row in rows:
@@ -505,8 +579,6 @@ class FunnelRunner(InsightRunner[Plan, Any]):
                 overall[row["k"]] = found
             else:
                 groups.setdefault((row["bh"], row["other"]), {})[row["k"]] = found
-        if spec.breakdown is None:
-            return FunnelResult(plan.span, step_results(spec, overall), [])
         names = await labels(scope, spec, plan.span, [h for h, other in groups if h is not None and not other])
         breakdowns = []
         for (h, other), by_step in groups.items():
@@ -528,10 +600,11 @@ class ConversionOverTimeRunner(FunnelRunner):
     async def fetch(self, scope: InsightScope, plan: Plan) -> ConversionSeries:  # type: ignore[override]
         spec = plan.spec
         periods: Periods = plan.extra["periods"]
-        c = core(scope, spec, plan.span)
-        starts = c.sql.param(periods.starts, "timestamptz[]")
+        c = core(scope, spec, plan.span, aliases=await has_aliases(scope))
+        # the chain's times count µs from the range start
+        starts = c.sql.param([_us(p) - _us(plan.span.start) for p in periods.starts], "bigint[]")
         statement = (
-            f"{c.ctes} SELECT width_bucket(to_timestamp({c.t(0)} / 1000000.0), {starts}) AS i, count(*) AS entered,"
+            f"{c.ctes} SELECT width_bucket({c.t(0)}, {starts}) AS i, count(*) AS entered,"
             f" count(*) FILTER (WHERE lvl = {c.steps - 1}) AS converted FROM entities GROUP BY 1"
         )
         rows = await _fetch(c.sql, statement)
@@ -565,7 +638,7 @@ class TimeToConvertRunner(FunnelRunner):
         bins = DEFAULT_BINS if bins is None else bins
         if not 1 <= bins <= MAX_BINS:
             raise BadInput(f"1 to {MAX_BINS} bins", field="bins")
-        c = core(scope, spec, plan.span)
+        c = core(scope, spec, plan.span, aliases=await has_aliases(scope))
         secs = f"(({c.t(b)} - {c.t(a)}) / 1000000.0)"
         statement = (
             f"{c.ctes}, d AS MATERIALIZED (SELECT {secs} AS s FROM entities WHERE lvl >= {b}),"
@@ -607,7 +680,7 @@ class PersonsRunner(FunnelRunner):
         if not 1 <= first <= MAX_PAGE:
             raise BadInput(f"first is 1 to {MAX_PAGE}", field="first")
         after = decode_cursor(self.inputs.get("after"))
-        c = core(scope, spec, plan.span)
+        c = core(scope, spec, plan.span, aliases=await has_aliases(scope))
         condition = f"lvl = {step - 1}" if dropped else f"lvl >= {step}"
         value = self.inputs.get("breakdown_value")
         if value is not None and spec.breakdown is not None:
