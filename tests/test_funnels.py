@@ -638,3 +638,34 @@ async def test_access(client, settings):
         assert error_codes(body) == ["NOT_FOUND"], body
         body = await gql(client, document, {"q": q, **extra}, token=tenant.admin_token)
         assert body.get("errors") is None, body
+
+
+async def test_person_property_breakdown_and_persons_by_value(client, settings):
+    """A breakdown by a person property (linked anonymous history included), and the persons
+    behind one value."""
+    tenant = await make_tenant(settings)
+    j = Journeys()
+    at = T(2026, 11, 10, 9)
+    j.add("ann", "a", at, anonymous=True)  # linked to u:anna below: her history
+    j.add("anna", "b", at + timedelta(minutes=2))
+    j.add("bob", "a", at)
+    j.add("bob", "b", at + timedelta(minutes=3))
+    j.add("cid", "a", at)
+    await send(client, tenant.org_admin_token, j.events)
+    async with connection() as conn:
+        await person_links.link(conn, organization_id=tenant.organization.id, anonymous_id="ann", user_id="anna")
+        for person, plan in (("u:anna", "pro"), ("u:bob", "pro"), ("u:cid", "free")):
+            await conn.execute(
+                "INSERT INTO persons (organization_id, id, properties) VALUES ($1, $2, $3::jsonb)",
+                tenant.organization.id, person, f'{{"plan": "{plan}"}}',
+            )  # fmt: skip
+    q = query(tenant, T(2026, 11, 10), T(2026, 11, 11), ["a", "b"], breakdown={"source": "PERSON", "key": "plan"})
+    answer = await run_funnel(client, tenant, q)
+    assert [(b["value"], counts(b)) for b in answer["breakdowns"]] == [("pro", [2, 2]), ("free", [1, 0])]
+    assert answer["breakdowns"][0]["steps"][1]["averageSecondsToConvert"] == 150
+    body = await gql_data(
+        client,
+        "query($q: FunnelQueryInput!) { funnelPersons(query: $q, step: 1, breakdownValue: \"pro\") { personIds totalCount } }",
+        {"q": q}, tenant.org_admin_token,
+    )  # fmt: skip
+    assert body["funnelPersons"] == {"personIds": ["u:anna", "u:bob"], "totalCount": 2}
