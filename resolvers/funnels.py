@@ -54,7 +54,7 @@ def to_spec(query: FunnelQueryInput, field: str = "query") -> service.FunnelSpec
                 x.to_step,
             )
             for i, x in enumerate(exclusions)
-        ],  # fmt: skip
+        ],
         breakdown=to_breakdown(query.breakdown, f"{field}.breakdown"),
         hold_constant=[to_property_key(h, f"{field}.holdConstant[{i}]") for i, h in enumerate(holds)],
         field=field,
@@ -125,9 +125,11 @@ async def funnel_persons(
     step: Annotated[int, strawberry.argument(description="The step (0-based).")],
     dropped: Annotated[
         bool | None,
-        strawberry.argument(description="False (default): persons who reached `step`; true: who reached the step"
-                            " before it and stopped there."),
-    ] = False,  # fmt: skip
+        strawberry.argument(
+            description="False (default): persons who reached `step`; true: who reached the step before it and"
+            " stopped there."
+        ),
+    ] = False,
     first: Annotated[int | None, strawberry.argument(description="Page size (1..1000, default 100).")] = None,
     after: Annotated[str | None, strawberry.argument(description="The endCursor of the previous page.")] = None,
     breakdown_value: Annotated[

@@ -515,7 +515,7 @@ async def test_conversion_over_time_and_time_to_convert_across_a_dst_change(clie
     start = datetime(*first_day, tzinfo=tz)
     end = start + timedelta(days=6)  # local midnights: 6 local days, one of 23 or 25 hours
     end = datetime.combine(end.date(), datetime.min.time(), tzinfo=tz)
-    events, links = random_events(7, start.astimezone(UTC) - timedelta(hours=12), persons=40, days=6)
+    events, _ = random_events(7, start.astimezone(UTC) - timedelta(hours=12), persons=40, days=6)  # no links
     await send(client, tenant.org_admin_token, events)
     funnel = ref.RefFunnel(steps=[matcher("a"), matcher("b"), matcher("c")], start=start.astimezone(UTC),
                            end=end.astimezone(UTC), window=86400)  # fmt: skip

@@ -35,7 +35,6 @@ Definitions (the README's "Funnels" section states the same, for clients):
 from __future__ import annotations
 
 import base64
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -266,7 +265,7 @@ def core(scope: InsightScope, spec: FunnelSpec, span: TimeRange, *, aliases: boo
     )
     window = f"PARTITION BY {entity} ORDER BY {ORDER_BY}"
     if spec.order is FunnelOrder.UNORDERED:
-        body = _unordered(spec, n, w_us, start_us, end_us, entity, window, bd_expr is not None, sql)
+        body = _unordered(spec, n, w_us, start_us, end_us, entity, window, bd_expr is not None)
     else:
         body = _ordered(spec, n, w_us, start_us, end_us, entity, window, bd_expr is not None, strict)
     return Core(sql=sql, ctes=f"WITH {base}, {body}", stride=stride, steps=n)
@@ -302,7 +301,7 @@ def _ordered(
 
     # without exclusions the arrays carry no segment: o is the prefix's length
     o = 1 if excl else 0
-    pre = lambda k: f"ARRAY[{seg(k)}::bigint] || " if excl else ""  # noqa: E731
+    pre = lambda k: f"ARRAY[{seg(k)}::bigint] || " if excl else ""
 
     def parts(k: int) -> tuple[str, str]:
         """B_k as (condition, value)."""
@@ -342,13 +341,13 @@ def _ordered(
         p0 = "(CASE WHEN n0 > 0 THEN ARRAY[n0, t0] END)"
         parts_generic = parts
 
-        def parts(k: int) -> tuple[str, str]:  # noqa: F811 - the fast path's B_0 and p_0
+        def parts(k: int) -> tuple[str, str]:
             if k == 0:
                 return opens, "ARRAY[n0 + 1, t]"
             cond, value = parts_generic(k)
             return (cond.replace("p0", p0), value.replace("p0", p0)) if k == 1 else (cond, value)
 
-        layers.append(f"l1 AS (SELECT l0.* FROM l0)")
+        layers.append("l1 AS (SELECT l0.* FROM l0)")
     else:
         seg_cols = "".join(
             f", count(*) FILTER (WHERE x{j}) OVER (w ROWS UNBOUNDED PRECEDING) AS sg{j}" for j in range(len(excl))
@@ -385,11 +384,9 @@ def _ordered(
             f" OVER (PARTITION BY {entity}) AS dropped FROM {last})"
         )
         last = "ld"
-        alive = lambda k: f" AND NOT COALESCE({'rn' if k == 0 else f'p{k - 1}[2]'} = ANY(dropped), false)"  # noqa: E731
+        alive = lambda k: f" AND NOT COALESCE({'rn' if k == 0 else f'p{k - 1}[2]'} = ANY(dropped), false)"
     else:
-        alive = lambda k: ""  # noqa: E731
-    # each row's B_k once (OFFSET 0 keeps the planner from copying the expressions into
-    # every use), then per entity the furthest alive record, reached first
+        alive = lambda k: ""
 
     def record(k: int) -> str:
         cond, value = parts(k)
@@ -405,35 +402,35 @@ def _ordered(
 
 
 def _unordered(
-    spec: FunnelSpec, n: int, w_us: int, start_us: int, end_us: int, entity: str, window: str, has_bd: bool, sql: Sql
+    spec: FunnelSpec, n: int, w_us: int, start_us: int, end_us: int, entity: str, window: str, has_bd: bool
 ) -> str:
-    """Every step's first event in [start, start + window] of each starting row (a RANGE
-    frame); the attempt's steps are those events in completion order."""
+    """Every step's first event in [start, start + window] of each starting row; the attempt's
+    steps are those events in completion order. "First event at or after this instant" is a
+    running minimum in descending time (RANGE: the instant's peers included), one pass for
+    every step, instead of a moving frame whose minimum PostgreSQL would recompute per row."""
     bh = ", bh" if has_bd else ""
-    w = sql.param(timedelta(microseconds=w_us), "interval")
-    frame = f"PARTITION BY {entity} ORDER BY occurred_at RANGE BETWEEN CURRENT ROW AND {w} FOLLOWING"
-    firsts = ", ".join(
-        f"min(CASE WHEN m{k} THEN ARRAY[t, rn{bh}] END) OVER u AS f{k}" for k in range(n)
-    )
+    frame = f"PARTITION BY {entity} ORDER BY occurred_at DESC RANGE BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW"
+    firsts = ", ".join(f"min(CASE WHEN m{k} THEN ARRAY[t, rn{bh}] END) OVER u AS g{k}" for k in range(n))
     excl = ""
     if spec.exclusions:
         any_x = " OR ".join(f"x{j}" for j in range(len(spec.exclusions)))
         excl = f", min(CASE WHEN {any_x} THEN t END) OVER u AS fx"
     any_step = " OR ".join(f"m{k}" for k in range(n))
-    values = ", ".join(f"(f{k})" for k in range(n))
+    values = ", ".join(f"(CASE WHEN g{k}[1] <= t + {w_us} THEN g{k} END)" for k in range(n))
     layers = [
-        f"l0 AS (SELECT base.*,"
-        f" row_number() OVER w AS rn FROM base WINDOW w AS ({window}))",
+        f"l0 AS (SELECT base.*, row_number() OVER w AS rn FROM base WINDOW w AS ({window}))",
         f"l1 AS (SELECT l0.*, {firsts}{excl} FROM l0 WINDOW u AS ({frame}))",
         # done: the attempt's step events sorted by (time, rn), each [rn, t, (bh)]
-        f"l2 AS (SELECT {entity}, rn, t, {'fx' if spec.exclusions else 'NULL::bigint AS fx'},"
-        f" (SELECT array_agg(ARRAY[v[2], v[1]{', v[3]' if has_bd else ''}] ORDER BY v[1], v[2])"
-        f" FROM (VALUES {values}) AS s(v) WHERE v IS NOT NULL) AS done"
-        f" FROM l1 WHERE ({any_step}) AND t >= {start_us} AND t < {end_us})",
+        (
+            f"l2 AS (SELECT {entity}, rn, t, {'fx' if spec.exclusions else 'NULL::bigint AS fx'},"
+            f" (SELECT array_agg(ARRAY[v[2], v[1]{', v[3]' if has_bd else ''}] ORDER BY v[1], v[2])"
+            f" FROM (VALUES {values}) AS s(v) WHERE v IS NOT NULL) AS done"
+            f" FROM l1 WHERE ({any_step}) AND t >= {start_us} AND t < {end_us})"
+        ),
     ]
     kept = "true"
     if spec.exclusions:
-        last_t = f"done[array_length(done, 1)][2]"
+        last_t = "done[array_length(done, 1)][2]"
         kept = (
             f"NOT COALESCE(fx <= CASE WHEN array_length(done, 1) = {n} THEN {last_t} ELSE t + {w_us} END, false)"
         )
