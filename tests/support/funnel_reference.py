@@ -93,16 +93,28 @@ def entities(funnel: RefFunnel, events: list[ProductEvent], links: dict[str, str
             continue
         key = (event.key(links), *(h(event) for h in funnel.hold))
         by_entity.setdefault(key, []).append(event)
+    # STRICT: an event is the person's next one when it follows in all their events (events
+    # with other held values included)
+    position: dict[str, int] = {}
+    by_person: dict[str, list[ProductEvent]] = {}
+    for key, evs in by_entity.items():
+        by_person.setdefault(key[0], []).extend(evs)
+    for evs in by_person.values():
+        position.update({e.event_id: i for i, e in enumerate(ordered(evs))})
     out = []
     for key, evs in by_entity.items():
-        walk = _unordered if funnel.order == "unordered" else _ordered
-        found = walk(funnel, ordered(evs))
+        if funnel.order == "unordered":
+            found = _unordered(funnel, ordered(evs))
+        else:
+            found = _ordered(funnel, ordered(evs), position)
         if found is not None:
             out.append(Entity(key[0], found[0], found[1]))
     return out
 
 
-def _ordered(funnel: RefFunnel, events: list[ProductEvent]) -> tuple[int, tuple[ProductEvent, ...]] | None:
+def _ordered(
+    funnel: RefFunnel, events: list[ProductEvent], position: dict[str, int]
+) -> tuple[int, tuple[ProductEvent, ...]] | None:
     n = len(funnel.steps)
     w = timedelta(seconds=funnel.window)
     strict = funnel.order == "strict"
@@ -134,6 +146,8 @@ def _ordered(funnel: RefFunnel, events: list[ProductEvent]) -> tuple[int, tuple[
                     moved[0] = Chain(((rn, ev),))
                 continue
             before = previous[k - 1] if strict else standing[k - 1]
+            if strict and before is not None and position[before.rows[-1][1].event_id] != position[ev.event_id] - 1:
+                before = None
             if before is not None and ev.occurred_at - before.start_t <= w:
                 moved[k] = Chain((*before.rows, (rn, ev)))
         for k, chain in enumerate(moved):

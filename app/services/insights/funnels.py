@@ -299,6 +299,9 @@ def _ordered(
         covering = [j for j, x in enumerate(excl) if x.from_step <= k < x.to_step]
         return "(" + " + ".join(f"x{j}::int" for j in covering) + ")" if covering else "0"
 
+    # STRICT with held properties: an event with other values (another entity) still breaks
+    # the sequence, so rows carry their number among all the person's events
+    held_strict = strict and entity != "person"
     # without exclusions the arrays carry no segment: o is the prefix's length
     o = 1 if excl else 0
     pre = lambda k: f"ARRAY[{seg(k)}::bigint] || " if excl else ""
@@ -310,6 +313,8 @@ def _ordered(
             return f"m0 AND t >= {start_us} AND t < {end_us}", f"ARRAY[{head}rn, t{bh}]"
         prev = f"p{k - 1}"
         valid = f" AND {prev}[1] = {seg(k - 1)}" if excl else ""
+        if held_strict:  # the previous row of the entity must be the person's previous event
+            valid += " AND pprn = prn - 1"
         chain = f"{prev}[2:]" if excl else prev
         return (
             f"m{k} AND {prev} IS NOT NULL{valid} AND t - {prev}[{o + 2}] <= {w_us}",
@@ -352,7 +357,11 @@ def _ordered(
         seg_cols = "".join(
             f", count(*) FILTER (WHERE x{j}) OVER (w ROWS UNBOUNDED PRECEDING) AS sg{j}" for j in range(len(excl))
         )
-        layers.append(f"l0 AS (SELECT base.*, row_number() OVER w AS rn{seg_cols} FROM base WINDOW w AS ({window}))")
+        source = "base"
+        if held_strict:
+            seg_cols += ", lag(prn) OVER w AS pprn"
+            source = f"(SELECT base.*, row_number() OVER (PARTITION BY person ORDER BY {ORDER_BY}) AS prn FROM base) base"
+        layers.append(f"l0 AS (SELECT base.*, row_number() OVER w AS rn{seg_cols} FROM {source} WINDOW w AS ({window}))")
     # what exclusions need besides p_k: q_k, the latest attempt standing on step k (STRICT's
     # p_k is only the previous row's)
     need_q = bool(excl) and strict
@@ -497,6 +506,16 @@ def steps_statement(spec: FunnelSpec, c: Core) -> str:
         f" percentile_cont(0.5) WITHIN GROUP (ORDER BY {dt}) AS median"
         f" FROM g, generate_series(0, lvl) AS k GROUP BY GROUPING SETS ((gbh, other, k), (k))"
     )
+
+
+def funnel_statement(
+    organization_id: Any, spec: FunnelSpec, span: TimeRange, *, aliases: bool = True
+) -> tuple[str, list[Any]]:
+    """The statement `funnel` runs and its parameters, for benchmarks to time against
+    hand-written SQL. Without a breakdown it answers one row: n0 (persons at step 0), then per
+    step k >= 1 nK (persons), aK and mK (mean and median seconds from step k-1)."""
+    c = core(InsightScope(organization_id, span.timezone), spec, span, aliases=aliases)
+    return steps_statement(spec, c), c.sql.params
 
 
 async def labels(scope: InsightScope, spec: FunnelSpec, span: TimeRange, hashes: list[int]) -> dict[int, str]:
