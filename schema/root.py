@@ -18,10 +18,11 @@ from resolvers import (
     gov_alerts,
     gov_detection,
     ingestion,
+    insights,
     live,
     organizations,
-    pnl,
     platform,
+    pnl,
     privacy,
     profile_analytics,
     revenue,
@@ -41,6 +42,7 @@ DOMAINS: tuple[ModuleType, ...] = (
     pnl,
     platform,
     financial_reports,
+    insights,
 )
 
 

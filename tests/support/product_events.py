@@ -40,7 +40,7 @@ class ProductEvent:
         if self.anonymous_id is not None:
             item["anonymousId"] = self.anonymous_id
         if self.url is not None:
-            item["url"] = self.url
+            item["context"] = {"url": self.url}
         return item
 
     def key(self, links: dict[str, str]) -> str:

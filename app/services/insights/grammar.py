@@ -210,7 +210,13 @@ def _number(value: Any, field: str) -> Decimal:
 def breakdown(
     *, source: PropertySource, key: str, limit: int | None, attribution: Attribution | None, step: int | None, field: str
 ) -> Breakdown:
-    checked = property_key(source, key, field)
+    if source is PropertySource.COHORT:  # one or more cohorts, by id, comma-separated
+        ids = [cohort_id(part.strip(), f"{field}.key") for part in (key or "").split(",") if part.strip()]
+        if not ids:
+            raise BadInput("a cohort breakdown names one or more cohort ids", field=f"{field}.key")
+        checked = PropertyKey(source, ",".join(ids))
+    else:
+        checked = property_key(source, key, field)
     limit = DEFAULT_BREAKDOWN_LIMIT if limit is None else limit
     if not 1 <= limit <= MAX_BREAKDOWN_LIMIT:
         raise BadInput(f"a breakdown shows 1 to {MAX_BREAKDOWN_LIMIT} values", field=f"{field}.limit")
