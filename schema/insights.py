@@ -163,3 +163,28 @@ class TrendsResult:
     range: ResolvedRange = strawberry.field(description="The range after presets were resolved.")
     granularity: Granularity = strawberry.field(description="Period size.")
     series: list[TrendLine] = strawberry.field(description="The lines, series by series (or the formula's).")
+
+
+@strawberry.type(description="Sessions that started in one period (or the whole range).")
+class SessionPeriod:
+    start: datetime = strawberry.field(description="The period's local start (UTC instant).")
+    sessions: int = strawberry.field(description="Sessions whose first event is in the period.")
+    average_duration_seconds: float = strawberry.field(description="Mean time from first to last event.")
+    pages_per_session: float = strawberry.field(description="Mean number of events with a URL.")
+    bounce_rate: float = strawberry.field(description="Share (0..1) of sessions with exactly one event.")
+
+
+@strawberry.type(description="A page and how many sessions entered or left there.")
+class PageSessions:
+    page: str = strawberry.field(description="The URL without query string or fragment.")
+    sessions: int = strawberry.field(description="Sessions.")
+
+
+@strawberry.type(description="Visits: duration, depth, bounces, entry and exit pages.")
+class SessionMetrics:
+    range: ResolvedRange = strawberry.field(description="The range after presets were resolved.")
+    granularity: Granularity = strawberry.field(description="Period size.")
+    total: SessionPeriod = strawberry.field(description="Every session that started in the range.")
+    periods: list[SessionPeriod] = strawberry.field(description="One per period, zero-filled.")
+    top_entry_pages: list[PageSessions] = strawberry.field(description="The 10 pages most sessions started on.")
+    top_exit_pages: list[PageSessions] = strawberry.field(description="The 10 pages most sessions ended on.")
