@@ -36,7 +36,6 @@ from app.database import connection
 from app.errors import BadInput
 from app.services.insights.grammar import (
     OTHER,
-    PERSON,
     Breakdown,
     EventMatcher,
     PropertySource,
@@ -206,7 +205,7 @@ def scan(org: uuid.UUID, series: TrendSeries, breakdown: Breakdown | None, start
     if breakdown.source is PropertySource.COHORT:
         cohorts = sql.param(cohort_ids(breakdown), "uuid[]")
         joins = (
-            f" JOIN cohort_members cm ON cm.organization_id = e.organization_id AND cm.person_id = {PERSON}"
+            f" JOIN cohort_members cm ON cm.organization_id = e.organization_id AND cm.person_id = {sql.person()}"
             f" AND cm.cohort_id = ANY({cohorts})"
         )
         return Statement(sql, where, "cm.cohort_id::text", joins)
@@ -222,11 +221,12 @@ def aggregate(sql: Sql, series: TrendSeries) -> str:
     if math is Math.TOTAL:
         return "count(*)::float8"
     if math is Math.UNIQUE_PERSONS:
-        return f"count(DISTINCT {PERSON})::float8"
+        return f"count(DISTINCT {sql.person()})::float8"
     if math is Math.UNIQUE_SESSIONS:
         return "count(DISTINCT e.session_id)::float8"
     if math is Math.PER_PERSON_AVERAGE:
-        return f"(count(*) FILTER (WHERE {PERSON} IS NOT NULL))::float8 / NULLIF(count(DISTINCT {PERSON}), 0)"
+        person = sql.person()
+        return f"(count(*) FILTER (WHERE {person} IS NOT NULL))::float8 / NULLIF(count(DISTINCT {person}), 0)"
     number = numeric(f"(e.properties ->> {sql.param(series.property, 'text')})")
     if math in PERCENTILES:
         return f"percentile_cont({PERCENTILES[math]}) WITHIN GROUP (ORDER BY {number})"
@@ -266,12 +266,13 @@ def folded(statement: Statement, top: list[str | None]) -> str:
 def rolling(statement: Statement, series: TrendSeries, breakdown_expr: str, days: list[datetime], windows: list[tuple[int, int]]) -> str:
     """Distinct persons per point over each point's window of local days [lo, hi]."""
     sql = statement.sql
+    person = sql.person()
     day = f"width_bucket(e.occurred_at, {sql.param(days, 'timestamptz[]')})"
     lows = sql.param([lo for lo, _ in windows], "int[]")
     highs = sql.param([hi for _, hi in windows], "int[]")
     return (
-        f"WITH active AS (SELECT DISTINCT {day} AS d, {breakdown_expr} AS b, {PERSON} AS p"
-        f" FROM {sql.events_from()}{statement.joins} WHERE {statement.where} AND {PERSON} IS NOT NULL)"
+        f"WITH active AS (SELECT DISTINCT {day} AS d, {breakdown_expr} AS b, {person} AS p"
+        f" FROM {sql.events_from()}{statement.joins} WHERE {statement.where} AND {person} IS NOT NULL)"
         f" SELECT w.i::int AS i, a.b, count(DISTINCT a.p)::float8 AS v, 0 AS whole"
         f" FROM unnest({lows}, {highs}) WITH ORDINALITY AS w(lo, hi, i)"
         f" JOIN active a ON a.d BETWEEN w.lo AND w.hi GROUP BY w.i, a.b"
