@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import random
+import uuid
 from collections import Counter, defaultdict
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -301,3 +302,36 @@ async def test_providers_are_refused_and_other_organizations_are_not_found(clien
     assert error_codes(await gql(client, TRENDS, {"query": query}, token=other_tenant.org_admin_token)) == ["NOT_FOUND"]
     result = await gql_data(client, TRENDS, {"query": query}, tenant.org_admin_token)
     assert [p["value"] for p in result["trends"]["series"][0]["points"]] == [0.0] * 7
+
+
+async def test_cohorts_filter_and_break_down_a_trend(settings: Any, client: Any) -> None:
+    timezone, first_day = ZONES[1]
+    tenant, events, links = await tenant_with_events(settings, client, timezone, 16, first_day, 6)
+    org = tenant.organization.id
+    persons = sorted({person_of(e, links) for e in events})
+    loyal, curious = uuid.uuid4(), uuid.uuid4()
+    members = {loyal: set(persons[:10]), curious: set(persons[5:20])}  # persons 5..9 are in both
+    async with connection() as conn:
+        for cohort, people in members.items():
+            await conn.execute(
+                "INSERT INTO cohorts (organization_id, id, name, kind, created_by) VALUES ($1, $2, 'c', 'static', 't')",
+                org, cohort,
+            )  # fmt: skip
+            await conn.executemany(
+                "INSERT INTO cohort_members (organization_id, cohort_id, person_id) VALUES ($1, $2, $3)",
+                [(org, cohort, p) for p in people],
+            )
+    window = {"from": first_day.isoformat(), "to": (first_day + timedelta(days=6)).isoformat()}
+    searches = [e for e in events if e.type == "search"]
+    query = {
+        "organizationId": tenant.org_id, "range": window, "series": [{"event": "search"}],
+        "breakdown": {"source": "COHORT", "key": f"{loyal},{curious}"},
+    }  # fmt: skip
+    lines = (await gql_data(client, TRENDS, {"query": query}, tenant.org_admin_token))["trends"]["series"]
+    assert {line["breakdownValue"]: line["total"] for line in lines} == {
+        str(cohort): sum(1 for e in searches if person_of(e, links) in people) for cohort, people in members.items()
+    }
+    outsiders = {**query, "breakdown": None,
+                 "series": [{"event": "search", "filters": [{"source": "COHORT", "key": str(loyal), "operator": "IS_NOT_SET"}]}]}  # fmt: skip
+    (line,) = (await gql_data(client, TRENDS, {"query": outsiders}, tenant.org_admin_token))["trends"]["series"]
+    assert line["total"] == sum(1 for e in searches if person_of(e, links) not in members[loyal])
