@@ -11,12 +11,15 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import asyncpg
+import httpx
 import pytest
 
 from app.database import connection
 from app.services.insights.persons import link
 from tests.support.graphql import error_codes, gql, gql_data
 from tests.support.product_events import ProductEvent, send
+from tests.support.stacks import running_stack
 from tests.support.tenants import make_tenant
 
 TRENDS = """
@@ -335,3 +338,38 @@ async def test_cohorts_filter_and_break_down_a_trend(settings: Any, client: Any)
                  "series": [{"event": "search", "filters": [{"source": "COHORT", "key": str(loyal), "operator": "IS_NOT_SET"}]}]}  # fmt: skip
     (line,) = (await gql_data(client, TRENDS, {"query": outsiders}, tenant.org_admin_token))["trends"]["series"]
     assert line["total"] == sum(1 for e in searches if person_of(e, links) not in members[loyal])
+
+
+async def test_a_statement_past_the_timeout_is_query_timeout_and_the_server_keeps_serving(
+    database_url: str, tenant: Any, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An API process whose statements may run 50 ms, asked for distinct persons among 300,000
+    events: PostgreSQL cancels the statement, the answer is QUERY_TIMEOUT (not a masked
+    error), and the process answers the next request."""
+    first_day = datetime(2026, 9, 1, tzinfo=UTC)
+    rows = [
+        (tenant.organization.id, first_day + timedelta(seconds=n * 5), f"heavy-{n}", "search", f"u:person-{n % 50_000}",
+         f'{{"plan": "p{n % 997}"}}')
+        for n in range(300_000)
+    ]  # fmt: skip
+    conn = await asyncpg.connect(database_url)  # setup, not under test: no statement timeout
+    try:
+        await conn.execute("SELECT pulsegraph_ensure_month_partition('events', '2026-09-01T00:00:00Z')")
+        await conn.copy_records_to_table(
+            "events", records=rows, columns=("organization_id", "occurred_at", "event_id", "type", "visitor_id", "properties")
+        )
+    finally:
+        await conn.close()
+    monkeypatch.setenv("PULSEGRAPH_STATEMENT_TIMEOUT_MS", "50")
+    monkeypatch.setenv("PULSEGRAPH_RESULT_CACHE", "0")
+    with running_stack(
+        "insight-timeout", database_url=database_url, broadcast_url="memory://", work_dir=tmp_path, in_process_worker=True
+    ) as stack:
+        async with httpx.AsyncClient(base_url=stack.base_url, timeout=30) as http:
+            query = {
+                "organizationId": tenant.org_id, "range": {"from": "2026-09-01T00:00:00Z", "to": "2026-09-30T00:00:00Z"},
+                "series": [{"event": "search", "math": "UNIQUE_PERSONS"}], "breakdown": {"key": "plan", "limit": 100},
+            }  # fmt: skip
+            body = await gql(http, TRENDS, {"query": query}, token=tenant.org_admin_token)
+            assert error_codes(body) == ["QUERY_TIMEOUT"], body
+            assert (await http.get("/healthz")).status_code == 200
