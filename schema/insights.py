@@ -78,7 +78,7 @@ class BreakdownInput:
 
 @strawberry.input(description="Events of one name that meet every filter.")
 class EventMatcherInput:
-    event: str = strawberry.field(description="The event name, e.g. signup or booking.completed.")
+    event: str = strawberry.field(description="The event name, e.g. signup or booking.completed; $all for every event.")
     filters: list[PropertyFilterInput] | None = strawberry.field(default=None, description="All must hold.")
 
 
@@ -114,7 +114,7 @@ class TrendCompare(Enum):
 
 @strawberry.input(description="One series of a trend: events of one name, filtered, measured by a math.")
 class TrendSeriesInput:
-    event: str = strawberry.field(description="The event name.")
+    event: str = strawberry.field(description="The event name; $all for every event.")
     filters: list[PropertyFilterInput] | None = strawberry.field(default=None, description="All must hold.")
     math: TrendMath = strawberry.field(default=TrendMath.TOTAL, description="What to count or measure (default TOTAL).")
     property: str | None = strawberry.field(

@@ -250,6 +250,8 @@ async def test_filters_on_dimensions_text_and_numbers(settings: Any, client: Any
         1 for e in bookings if e.url and e.url.endswith("google")
     )
     assert await total([], event="no.such.event") == 0
+    assert await total([], event="$all") == len(events)
+    assert await total([{"key": "plan", "value": "pro"}], event="$all") == sum(1 for e in events if e.properties["plan"] == "pro")
 
 
 async def test_person_property_filter_follows_identify_links(settings: Any, client: Any) -> None:

@@ -30,6 +30,7 @@ MAX_VALUE_CHARS = 2000
 MAX_BREAKDOWN_LIMIT = 100
 DEFAULT_BREAKDOWN_LIMIT = 10
 OTHER = "$other"  # the breakdown value that gathers every value past the top N
+ALL_EVENTS = "$all"  # the event name that matches every event
 
 PERSON = "COALESCE(pa.person_id, e.visitor_id)"
 """The person of an event `e`, as every insight reads it: take it through `Sql.person()`, which
@@ -335,7 +336,9 @@ def filters_condition(sql: Sql, filters: tuple[PropertyFilter, ...] | list[Prope
 
 
 def matcher_condition(sql: Sql, matcher: EventMatcher) -> str:
-    """The events one matcher takes: its name and every filter."""
+    """The events one matcher takes: its name (any, for ALL_EVENTS) and every filter."""
+    if matcher.event == ALL_EVENTS:
+        return f"({filters_condition(sql, matcher.filters)})"
     return f"(e.type = {sql.param(matcher.event, 'text')} AND {filters_condition(sql, matcher.filters)})"
 
 
