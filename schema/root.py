@@ -19,6 +19,7 @@ from resolvers import (
     gov_alerts,
     gov_detection,
     ingestion,
+    insights,
     live,
     organizations,
     platform,
@@ -43,6 +44,7 @@ DOMAINS: tuple[ModuleType, ...] = (
     platform,
     funnels,
     financial_reports,
+    insights,
 )
 
 

@@ -669,3 +669,18 @@ async def test_person_property_breakdown_and_persons_by_value(client, settings):
         {"q": q}, tenant.org_admin_token,
     )  # fmt: skip
     assert body["funnelPersons"] == {"personIds": ["u:anna", "u:bob"], "totalCount": 2}
+
+
+async def test_all_events_step(client, settings):
+    """A "$all" step takes any event (and the funnel reads every type for it)."""
+    tenant = await make_tenant(settings)
+    j = Journeys()
+    j.add("person1", "sign up", T(2026, 1, 1, 12))
+    j.add("person1", "buy", T(2026, 1, 1, 13))
+    j.add("person2", "look", T(2026, 1, 2, 13))
+    j.add("person3", "buy", T(2026, 1, 2, 14))
+    j.add("person3", "buy", T(2026, 1, 2, 15))
+    await send(client, tenant.org_admin_token, j.events)
+    answer = await run_funnel(client, tenant, query(tenant, T(2026, 1, 1), T(2026, 1, 9), ["$all", "buy"]))
+    assert counts(answer) == [3, 2]
+    assert answer["steps"][1]["averageSecondsToConvert"] == 3600

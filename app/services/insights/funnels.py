@@ -124,6 +124,8 @@ def funnel_spec(
             raise BadInput(
                 f"UNORDERED funnels exclude over the whole funnel: fromStep 0, toStep {last}", field=f"{where}.fromStep"
             )
+    if breakdown is not None and breakdown.source is grammar.PropertySource.COHORT and "," in breakdown.key:
+        raise BadInput("a funnel breaks down by one cohort (each person is in one group)", field=f"{field}.breakdown.key")
     if breakdown is not None and breakdown.step is not None and breakdown.step > last:
         raise BadInput(f"the funnel's steps are 0 to {last}", field=f"{field}.breakdown.step")
     if len(hold_constant) > MAX_HOLD_CONSTANT:
@@ -235,10 +237,11 @@ def core(scope: InsightScope, spec: FunnelSpec, span: TimeRange, *, aliases: boo
     p_start = sql.param(span.start, "timestamptz")
     p_until = sql.param(span.end + timedelta(seconds=spec.window_seconds), "timestamptz")
     strict = spec.order is FunnelOrder.STRICT
-    type_filter = "" if strict else f" AND e.type = ANY({sql.param(types, 'text[]')})"
+    every_type = strict or grammar.ALL_EVENTS in types  # STRICT reads every event, as does a "$all" step
+    type_filter = "" if every_type else f" AND e.type = ANY({sql.param(types, 'text[]')})"
     # "C" collation: person keys and event ids sort by their bytes (cheaper, and the order
     # Python's sorted() gives)
-    columns = [f'({PERSON}) COLLATE "C" AS person']
+    columns = [f'({sql.person()}) COLLATE "C" AS person']
     columns += [f'({h}) COLLATE "C" AS h{i}' for i, h in enumerate(holds)]
     columns += ["e.occurred_at", "e.received_at", 'e.event_id COLLATE "C" AS event_id']
     columns.append(f"(date_part('epoch', e.occurred_at - {p_start}) * 1000000)::bigint AS t")
@@ -531,7 +534,11 @@ async def labels(scope: InsightScope, spec: FunnelSpec, span: TimeRange, hashes:
         f" AND e.visitor_id IS NOT NULL"
         f" AND e.occurred_at >= {sql.param(span.start, 'timestamptz')}"
         f" AND e.occurred_at < {sql.param(span.end + timedelta(seconds=spec.window_seconds), 'timestamptz')}"
-        + ("" if spec.order is FunnelOrder.STRICT else f" AND e.type = ANY({sql.param(types, 'text[]')})")
+        + (
+            ""
+            if spec.order is FunnelOrder.STRICT or grammar.ALL_EVENTS in types
+            else f" AND e.type = ANY({sql.param(types, 'text[]')})"
+        )
         + f") s WHERE h = ANY({sql.param(hashes, 'bigint[]')})"
     )
     return {row["h"]: row["v"] for row in await _fetch(sql, statement)}
