@@ -50,6 +50,9 @@ from app.services.insights.query import InsightRunner, InsightScope, Periods, ch
 from app.timebuckets import Grain, RangeSpec, TimeRange, resolve_range
 
 MIN_STEPS = 2
+PREFILTER = True  # read only persons with a step-0 event in the range (a semi-join)
+BASE_FILTER = True
+WORK_MEM = "64MB"  # per sort or hash of a funnel statement (SET LOCAL): memory stays bounded
 MAX_STEPS = 20
 DEFAULT_WINDOW_SECONDS = 14 * 86400
 MAX_WINDOW_SECONDS = 365 * 86400
@@ -259,11 +262,27 @@ def core(scope: InsightScope, spec: FunnelSpec, span: TimeRange, *, aliases: boo
             if sql.joins_persons else ""
         )  # fmt: skip
         columns = [c.replace(PERSON, person) for c in columns]
+    starters = ""
+    if PREFILTER and spec.order is not FunnelOrder.UNORDERED and spec.steps[0].event != grammar.ALL_EVENTS:
+        # only persons with a step-0 event in the range can count: their other events are
+        # all that is sorted (a semi-join through the type index)
+        person = PERSON if aliases else "e.visitor_id"
+        inner = "events e"
+        if aliases:
+            inner += " LEFT JOIN person_aliases pa ON pa.organization_id = e.organization_id AND pa.alias = e.visitor_id"
+        if sql.joins_persons:
+            inner += f" LEFT JOIN persons pp ON pp.organization_id = e.organization_id AND pp.id = {person}"
+        first = grammar.matcher_condition(sql, spec.steps[0]).replace(PERSON, person)
+        starters = (
+            f" AND {person} IN (SELECT {person} FROM {inner} WHERE e.organization_id = {org}"
+            f" AND e.visitor_id IS NOT NULL AND e.occurred_at >= {p_start}"
+            f" AND e.occurred_at < {sql.param(span.end, 'timestamptz')} AND {first})"
+        )
     base = (
         f"base AS (SELECT * FROM (SELECT {', '.join(columns)} FROM {source}"
         f" WHERE e.organization_id = {org} AND e.visitor_id IS NOT NULL"
-        f" AND e.occurred_at >= {p_start} AND e.occurred_at < {p_until}{type_filter} OFFSET 0) s"
-        + ("" if strict else f" WHERE {any_match}")
+        f" AND e.occurred_at >= {p_start} AND e.occurred_at < {p_until}{type_filter}{starters}) s"
+        + ("" if strict or not BASE_FILTER else f" WHERE {any_match}")
         + ")"
     )
     window = f"PARTITION BY {entity} ORDER BY {ORDER_BY}"
@@ -479,9 +498,13 @@ async def has_aliases(scope: InsightScope) -> bool:
 
 
 async def _fetch(sql: Sql, statement: str) -> list[Any]:
+    """Run a funnel statement with WORK_MEM for its sorts and hashes (PostgreSQL's default 4 MB
+    sends a month of events to disk), in a read-only transaction that scopes the setting."""
     async with connection() as conn:
         await check_regexes(conn, sql.regexes)
-        return await conn.fetch(statement, *sql.params)
+        async with conn.transaction(readonly=True):
+            await conn.execute(f"SET LOCAL work_mem = '{WORK_MEM}'")
+            return await conn.fetch(statement, *sql.params)
 
 
 def steps_statement(spec: FunnelSpec, c: Core) -> str:
