@@ -262,6 +262,8 @@ def core(scope: InsightScope, spec: FunnelSpec, span: TimeRange, *, aliases: boo
             if sql.joins_persons else ""
         )  # fmt: skip
         columns = [c.replace(PERSON, person) for c in columns]
+    # rows of the types read match a step or an exclusion unless a matcher has filters
+    filtered = BASE_FILTER and any(m.filters for m in (*spec.steps, *(x.matcher for x in spec.exclusions)))
     starters = ""
     if PREFILTER and spec.order is not FunnelOrder.UNORDERED and spec.steps[0].event != grammar.ALL_EVENTS:
         # only persons with a step-0 event in the range can count: their other events are
@@ -282,7 +284,7 @@ def core(scope: InsightScope, spec: FunnelSpec, span: TimeRange, *, aliases: boo
         f"base AS (SELECT * FROM (SELECT {', '.join(columns)} FROM {source}"
         f" WHERE e.organization_id = {org} AND e.visitor_id IS NOT NULL"
         f" AND e.occurred_at >= {p_start} AND e.occurred_at < {p_until}{type_filter}{starters}) s"
-        + ("" if strict or not BASE_FILTER else f" WHERE {any_match}")
+        + ("" if strict or not filtered else f" WHERE {any_match}")
         + ")"
     )
     window = f"PARTITION BY {entity} ORDER BY {ORDER_BY}"
