@@ -30,6 +30,12 @@ Definitions (the README's "Funnels" section states the same, for clients):
   (a missing property is a value of its own); a person counts once per combination.
 - Events without a person never count. Nothing is loaded into Python but per-step
   aggregates (and one page of person ids).
+
+The SQL (`core`): the range's rows of the step and exclusion types, of persons with a
+step-0 event in the range, sorted once per person by (occurred_at, received_at, event_id),
+then one window layer per step whose running max of small bigint arrays carries the latest
+attempt standing on each step; a GROUP BY per person keeps the furthest record.
+`funnel_statement` gives the whole statement of `funnel` for benchmarks.
 """
 
 from __future__ import annotations
@@ -50,9 +56,6 @@ from app.services.insights.query import InsightRunner, InsightScope, Periods, ch
 from app.timebuckets import Grain, RangeSpec, TimeRange, resolve_range
 
 MIN_STEPS = 2
-PREFILTER = True  # read only persons with a step-0 event in the range (a semi-join)
-BASE_FILTER = True
-WORK_MEM = "64MB"  # per sort or hash of a funnel statement (SET LOCAL): memory stays bounded
 MAX_STEPS = 20
 DEFAULT_WINDOW_SECONDS = 14 * 86400
 MAX_WINDOW_SECONDS = 365 * 86400
@@ -62,7 +65,10 @@ DEFAULT_BINS = 10
 MAX_BINS = 100
 DEFAULT_PAGE = 100
 MAX_PAGE = 1000
-NO_VALUE_HASH = None  # the breakdown group of attempts without a value
+# How the statement is built (module switches so a benchmark can compare variants):
+PREFILTER = True  # read only the persons with a step-0 event in the range (a semi-join)
+BASE_FILTER = True  # drop rows of the types read that match no step's or exclusion's filters
+WORK_MEM = "64MB"  # per sort or hash of a funnel statement (SET LOCAL): memory stays bounded
 
 
 class FunnelOrder(str, Enum):
