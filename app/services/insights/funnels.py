@@ -611,7 +611,7 @@ class Plan:
 class FunnelRunner(InsightRunner[Plan, Any]):
     """Inputs: organization_id, time_range (RangeSpec), spec (FunnelSpec), and the kind's own."""
 
-    kind: ClassVar[str] = "funnel"
+    kind: ClassVar[str] = "insight_funnel"
 
     def plan(self, scope: InsightScope) -> Plan:
         return Plan(resolve_range(self.inputs["time_range"], scope.timezone), self.inputs["spec"])
@@ -645,7 +645,7 @@ class FunnelRunner(InsightRunner[Plan, Any]):
 class ConversionOverTimeRunner(FunnelRunner):
     """Persons per period of their counted attempt's start, and those of them who converted."""
 
-    kind: ClassVar[str] = "funnel_conversion_over_time"
+    kind: ClassVar[str] = "insight_funnel_conversion_over_time"
 
     def plan(self, scope: InsightScope) -> Plan:
         span = resolve_range(self.inputs["time_range"], scope.timezone)
@@ -675,7 +675,7 @@ class ConversionOverTimeRunner(FunnelRunner):
 class TimeToConvertRunner(FunnelRunner):
     """The seconds from step `from_step` to step `to_step` of the counted attempts that reached it."""
 
-    kind: ClassVar[str] = "funnel_time_to_convert"
+    kind: ClassVar[str] = "insight_funnel_time_to_convert"
 
     async def fetch(self, scope: InsightScope, plan: Plan) -> Histogram:  # type: ignore[override]
         spec = plan.spec
@@ -717,7 +717,7 @@ class TimeToConvertRunner(FunnelRunner):
 class PersonsRunner(FunnelRunner):
     """A page of the persons who reached step `step` (or dropped off there), ordered by id."""
 
-    kind: ClassVar[str] = "funnel_persons"
+    kind: ClassVar[str] = "insight_funnel_persons"
     cacheable: ClassVar[bool] = False
 
     async def fetch(self, scope: InsightScope, plan: Plan) -> PersonsPage:  # type: ignore[override]
