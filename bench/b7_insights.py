@@ -41,18 +41,17 @@ TRENDS = """query($q: TrendsQueryInput!) { trends(query: $q) {
   series { breakdownValue total points { start value } } } }"""
 
 RAW_TRENDS = """
-WITH top AS (
-    SELECT country FROM events
+WITH g AS (
+    SELECT (date_trunc('day', occurred_at AT TIME ZONE $4) AT TIME ZONE $4) AS day, country, count(*) AS n
+    FROM events
     WHERE organization_id = $1 AND type = 'page.viewed' AND occurred_at >= $2 AND occurred_at < $3
-    GROUP BY 1 ORDER BY count(*) DESC, 1 LIMIT 10
+    GROUP BY 1, 2
+), t AS (
+    SELECT country, row_number() OVER (ORDER BY sum(n) DESC, country NULLS LAST) AS r FROM g GROUP BY 1
 )
-SELECT (date_trunc('day', occurred_at AT TIME ZONE $4) AT TIME ZONE $4) AS day,
-       CASE WHEN country IS NULL THEN NULL WHEN country IN (SELECT country FROM top) THEN country::text
-            ELSE '$other' END AS value,
-       count(*)
-FROM events
-WHERE organization_id = $1 AND type = 'page.viewed' AND occurred_at >= $2 AND occurred_at < $3
-GROUP BY 1, 2
+SELECT day, CASE WHEN t.r <= 10 THEN g.country::text ELSE '$other' END AS value, sum(n)
+FROM g JOIN t ON t.country IS NOT DISTINCT FROM g.country
+GROUP BY GROUPING SETS ((1, 2), (2))
 """
 
 
