@@ -32,7 +32,6 @@ from typing import Any
 
 import asyncpg
 
-from app.database import connection
 from app.errors import BadInput
 from app.services.insights.grammar import (
     OTHER,
@@ -49,6 +48,7 @@ from app.services.insights.query import (
     InsightScope,
     Periods,
     check_regexes,
+    insight_connection,
     periods,
     previous_range,
 )
@@ -284,14 +284,20 @@ def folded_in_one_scan(statement: Statement, series: TrendSeries, limit: int, st
     columns = "".join(f", {p.format(x=number)} AS p{k}" for k, p in enumerate(partials))
     period = f"width_bucket(e.occurred_at, {sql.param(starts, 'timestamptz[]')})"
     other = sql.param(OTHER, "text")
-    same_value = "(g.b IS NULL) = (t.b IS NULL) AND COALESCE(g.b, '') = COALESCE(t.b, '')"
+    grouped = (
+        f"SELECT {period} AS i, {statement.breakdown} AS b, count(*) AS n{columns}"
+        f" FROM {sql.events_from()}{statement.joins} WHERE {statement.where} GROUP BY 1, 2"
+    )
+    # Every row of one value has the same total, so dense_rank gives each value one rank
+    # (ties by value, null last): one reference to the grouped rows, which stay parallel.
+    ranked = (
+        f"SELECT g.*, dense_rank() OVER (ORDER BY g.total DESC, g.b NULLS LAST) AS r"
+        f" FROM (SELECT g.*, sum(g.n) OVER (PARTITION BY g.b) AS total FROM ({grouped}) g) g"
+    )
     return (
-        f"WITH g AS (SELECT {period} AS i, {statement.breakdown} AS b, count(*) AS n{columns}"
-        f" FROM {sql.events_from()}{statement.joins} WHERE {statement.where} GROUP BY 1, 2),"
-        f" t AS (SELECT b, row_number() OVER (ORDER BY sum(n) DESC, b NULLS LAST) AS r FROM g GROUP BY b),"
-        f" f AS (SELECT g.*, CASE WHEN t.r <= {int(limit)} THEN g.b ELSE {other} END AS fb,"
-        f" LEAST(t.r, {int(limit) + 1}) AS fr FROM g JOIN t ON {same_value})"
-        f" SELECT i, fb AS b, fr AS r, {combine} AS v, GROUPING(i) AS whole FROM f"
+        f"SELECT i, fb AS b, fr AS r, {combine} AS v, GROUPING(i) AS whole FROM ("
+        f"SELECT g.*, CASE WHEN g.r <= {int(limit)} THEN g.b ELSE {other} END AS fb,"
+        f" LEAST(g.r, {int(limit) + 1}) AS fr FROM ({ranked}) g) f"
         f" GROUP BY GROUPING SETS ((i, fb, fr), (fb, fr))"
     )
 
@@ -346,7 +352,7 @@ class TrendsRunner(InsightRunner[TrendsPlan, TrendsResult]):
     async def fetch(self, scope: InsightScope, plan: TrendsPlan) -> list[SeriesRows]:
         q = self.query
         found: list[SeriesRows] = []
-        async with connection() as conn:
+        async with insight_connection() as conn:
             for index, series in enumerate(q.series):
                 current = await self.series_rows(conn, scope, series, index, "current", plan.current, None, plan.now)
                 found.append(current)
