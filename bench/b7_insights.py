@@ -224,6 +224,7 @@ async def run(database_url: str, broadcast_url: str, work_dir: Path, *, events: 
 
     now = datetime.now(UTC)
     conn = await asyncpg.connect(database_url)
+    await conn.execute("SET jit = off")  # as the insights run: compiling these aggregates costs more than it saves
     stored = await loaded_events(conn)
     setup = 0.0
     if stored < events:
