@@ -18,12 +18,14 @@ from resolvers import (
     gov_alerts,
     gov_detection,
     ingestion,
+    lifecycle,
     live,
     organizations,
-    pnl,
     platform,
+    pnl,
     privacy,
     profile_analytics,
+    retention,
     revenue,
 )
 
@@ -40,6 +42,8 @@ DOMAINS: tuple[ModuleType, ...] = (
     costs,
     pnl,
     platform,
+    retention,
+    lifecycle,
     financial_reports,
 )
 
