@@ -16,7 +16,15 @@ from app.services.insights import lifecycle as service
 from app.services.insights.grammar import EventMatcher, FilterOperator, PropertyFilter, PropertySource
 from app.timebuckets import Grain, RangeSpec
 from tests.support import lifecycle_reference as reference
-from tests.support.activity_events import ZONES, Seeded, ordinal, periods_back, seeded_world, send_posthog_rows
+from tests.support.activity_events import (
+    ZONES,
+    Seeded,
+    ordinal,
+    periods_back,
+    seeded_world,
+    send_posthog_rows,
+    set_person_properties,
+)
 from tests.support.graphql import error_codes, gql, gql_data
 from tests.support.product_events import ProductEvent, send
 from tests.support.tenants import Tenant
@@ -146,6 +154,21 @@ async def test_posthog_lifecycle_event_filter(client: Any, tenant: Tenant) -> No
         "dormant": [0, 0, -1, 0, -1, 0, -1, 0], "new": [0, 0, 0, 0, 0, 0, 0, 0],
         "resurrecting": [0, 0, 0, 1, 0, 1, 0, 1], "returning": [1, 1, 0, 0, 0, 0, 0, 0],
     }  # fmt: skip
+
+
+async def test_posthog_lifecycle_person_property_filter(client: Any, tenant: Tenant) -> None:
+    """test_lifecycle_trend_person_prop_filtering: only p1 is named p1."""
+    await send_posthog_rows(client, tenant, LIFECYCLE_ROWS, aliases={})
+    for who in ("p1", "p2", "p3", "p4"):
+        await set_person_properties(tenant, who, {"name": who})
+    event = {"event": "$pageview", "filters": [{"source": "PERSON", "key": "name", "value": "p1"}]}
+    q = lifecycle_query(tenant, "2020-01-12T00:00:00Z", "2020-01-20T00:00:00Z", event=event)
+    assert await series(client, tenant, q) == {
+        "new": [0, 0, 0, 0, 0, 0, 0, 0], "returning": [1, 1, 0, 0, 0, 0, 0, 0],
+        "resurrecting": [0, 0, 0, 1, 0, 1, 0, 1], "dormant": [0, 0, -1, 0, -1, 0, -1, 0],
+    }  # fmt: skip
+    found = (await gql_data(client, STICKINESS, {"q": q}, tenant.org_admin_token))["stickiness"]
+    assert found["persons"] == 1 and found["counts"][4]["persons"] == 1  # p1: 12, 13, 15, 17, 19
 
 
 async def test_posthog_lifecycle_distinct_id_repeat(client: Any, tenant: Tenant) -> None:

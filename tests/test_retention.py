@@ -29,6 +29,7 @@ from tests.support.activity_events import (
     periods_back,
     seeded_world,
     send_posthog_rows,
+    set_person_properties,
 )
 from tests.support.graphql import error_codes, gql, gql_data
 from tests.support.product_events import ProductEvent, send
@@ -325,6 +326,30 @@ async def test_posthog_breakdown_by_event_property(client: Any, tenant: Tenant) 
                                         [1, 0, 0, 0, 0, 0], [0, 0, 0, 0, 0, 0]])  # fmt: skip
     assert_starts_with(rows["Firefox"], [[1, 0, 0, 0, 0, 1], [0, 0, 0, 0, 0, 0], [0, 0, 0, 0, 0, 0], [0, 0, 0, 0, 0, 0],
                                          [0, 0, 0, 0, 0, 0], [1, 0, 0, 0, 0, 0]])  # fmt: skip
+
+
+async def test_posthog_breakdown_by_person_property(client: Any, tenant: Tenant) -> None:
+    """test_retention_with_breakdown_with_person_properties."""
+    await posthog_events(client, tenant, [
+        ("person1", _date(0)), ("person1", _date(1)), ("person1", _date(3)), ("person3", _date(0)), ("person3", _date(2)),
+        ("person2", _date(0)), ("person2", _date(1)), ("person2", _date(4)), ("person4", _date(0)), ("person4", _date(5)),
+    ])  # fmt: skip
+    for who, country in {"person1": "US", "person2": "UK", "person3": "US", "person4": "Germany"}.items():
+        await set_person_properties(tenant, who, {"country": country})
+    found = await grid(client, tenant, query(tenant, _date(0, hour=0), _date(5, hour=1), periods=5,
+                                             breakdown={"source": "PERSON", "key": "country"}))  # fmt: skip
+    rows = {b["value"]: b["cohorts"] for b in found["breakdowns"]}
+    assert set(rows) == {"US", "UK", "Germany"}
+    assert_starts_with(rows["US"], [[2, 1, 1, 1, 0, 0], [1, 0, 1, 0, 0, 0], [1, 0, 0, 0, 0, 0], [1, 0, 0, 0, 0, 0],
+                                    [0, 0, 0, 0, 0, 0], [0, 0, 0, 0, 0, 0]])  # fmt: skip
+    assert_starts_with(rows["UK"], [[1, 1, 0, 0, 1, 0], [1, 0, 0, 1, 0, 0], [0, 0, 0, 0, 0, 0], [0, 0, 0, 0, 0, 0],
+                                    [1, 0, 0, 0, 0, 0], [0, 0, 0, 0, 0, 0]])  # fmt: skip
+    assert_starts_with(rows["Germany"], [[1, 0, 0, 0, 0, 1], [0, 0, 0, 0, 0, 0], [0, 0, 0, 0, 0, 0], [0, 0, 0, 0, 0, 0],
+                                         [0, 0, 0, 0, 0, 0], [1, 0, 0, 0, 0, 0]])  # fmt: skip
+    # a person property filter on the return event: only person1's returns count
+    us_only = {"event": "$pageview", "filters": [{"source": "PERSON", "key": "country", "value": "US"}]}
+    found = await grid(client, tenant, query(tenant, _date(0, hour=0), _date(5, hour=1), periods=5, returnEvent=us_only))
+    assert found["cohorts"][0]["counts"] == [4, 1, 1, 1, 0, 0]
 
 
 async def test_posthog_timezones(client: Any, app: Any, settings: Any) -> None:

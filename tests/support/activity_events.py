@@ -148,3 +148,15 @@ async def send_posthog_rows(
         for device, user in aliases.items():
             await persons.link(conn, organization_id=tenant.organization.id, anonymous_id=device, user_id=user)
     await send(client, tenant.ingestion_key, events)
+
+
+async def set_person_properties(tenant: Tenant, user_id: str, properties: dict[str, Any]) -> None:
+    """What an identify with $set stores for a user (written directly: the insights read it)."""
+    import json
+
+    async with connection() as conn:
+        await conn.execute(
+            "INSERT INTO persons (organization_id, id, properties) VALUES ($1, 'u:' || $2::text, $3::jsonb)"
+            " ON CONFLICT (organization_id, id) DO UPDATE SET properties = persons.properties || EXCLUDED.properties",
+            tenant.organization.id, user_id, json.dumps(properties),
+        )  # fmt: skip

@@ -120,12 +120,12 @@ class LifecycleQuery(ActivityRunner):
         cut = plan.periods
         previous = shift_periods(cut.starts[0], cut.grain, -1, timezone=cut.range.timezone)
         sql = Sql()
+        matcher = grammar.matcher_condition(sql, self.inputs["event"])  # first: it may add the persons join
         text = LIFECYCLE.format(
-            person=PERSON, events=sql.events_from(), known=PERSON_KNOWN,
+            person=PERSON, events=sql.events_from(), known=PERSON_KNOWN, matcher=matcher,
             org=sql.param(scope.organization_id, "uuid"),
             starts=sql.param([previous, *cut.starts[: plan.observed]], "timestamptz[]"),
             hi=sql.param(cut.ends[plan.observed - 1], "timestamptz"),
-            matcher=grammar.matcher_condition(sql, self.inputs["event"]),
             last_previous=plan.observed,
         )  # fmt: skip
         found: dict[int, list[int]] = {}
@@ -156,13 +156,13 @@ class StickinessQuery(ActivityRunner):
             return {}
         cut = plan.periods
         sql = Sql()
+        matcher = grammar.matcher_condition(sql, self.inputs["event"])  # first: it may add the persons join
         text = STICKINESS.format(
-            person=PERSON, events=sql.events_from(), known=PERSON_KNOWN,
+            person=PERSON, events=sql.events_from(), known=PERSON_KNOWN, matcher=matcher,
             org=sql.param(scope.organization_id, "uuid"),
             starts=sql.param(cut.starts[: plan.observed], "timestamptz[]"),
             lo=sql.param(cut.starts[0], "timestamptz"),
             hi=sql.param(cut.ends[plan.observed - 1], "timestamptz"),
-            matcher=grammar.matcher_condition(sql, self.inputs["event"]),
         )  # fmt: skip
         return {row["n"]: row["persons"] for row in await fetch(sql, text)}
 

@@ -162,10 +162,12 @@ def statement(plan: Plan, org: object, start: EventMatcher, back: EventMatcher, 
         order = "e.occurred_at, e.received_at, e.event_id"
         value_column = f",\n           (array_agg({value} ORDER BY {order}) FILTER (WHERE {grammar.matcher_condition(sql, start)}))[1] AS value"
         value_select = ", value"
+    conditions = {  # before `events_from`: a person property in a filter adds the persons join
+        "start": grammar.matcher_condition(sql, start), "returned": grammar.matcher_condition(sql, back),
+        "start_again": grammar.matcher_condition(sql, start), "returned_again": grammar.matcher_condition(sql, back),
+    }  # fmt: skip
     text = STATEMENT.format(
-        person=PERSON, events=sql.events_from(), known=PERSON_KNOWN,
-        start=grammar.matcher_condition(sql, start), returned=grammar.matcher_condition(sql, back),
-        start_again=grammar.matcher_condition(sql, start), returned_again=grammar.matcher_condition(sql, back),
+        person=PERSON, events=sql.events_from(), known=PERSON_KNOWN, **conditions,
         recurring_lo=f" AND e.occurred_at >= {params['lo']}" if kind is CohortKind.RECURRING else "",
         value_column=value_column,
         cohort=(RECURRING_COHORT if kind is CohortKind.RECURRING else FIRST_TIME_COHORT).format(value=value_select, n=n),
