@@ -328,6 +328,36 @@ async def test_posthog_breakdown_by_event_property(client: Any, tenant: Tenant) 
                                          [0, 0, 0, 0, 0, 0], [1, 0, 0, 0, 0, 0]])  # fmt: skip
 
 
+async def test_posthog_hour_interval(client: Any, tenant: Tenant) -> None:
+    hours = [("person1", 6), ("person2", 6), ("person1", 7), ("person2", 7), ("person1", 8), ("person2", 8), ("person1", 10),
+             ("person1", 11), ("person2", 11), ("person2", 12), ("person1", 14), ("person2", 16)]  # fmt: skip
+    await posthog_events(client, tenant, [(who, _date(0, hour=h)) for who, h in hours])
+    found = await grid(client, tenant, query(tenant, _date(0, hour=6), _date(0, hour=16, minute=13), period="HOUR", periods=10))
+    assert [c["start"][11:16] for c in found["cohorts"]] == [f"{h:02d}:00" for h in range(6, 17)]
+    assert_starts_with(found["cohorts"], [
+        [2, 2, 2, 0, 1, 2, 1, 0, 1, 0, 1], [2, 2, 0, 1, 2, 1, 0, 1, 0, 1], [2, 0, 1, 2, 1, 0, 1, 0, 1],
+        [0, 0, 0, 0, 0, 0, 0, 0], [1, 1, 0, 0, 1, 0, 0], [2, 1, 0, 1, 0, 1], [1, 0, 0, 0, 1], [0, 0, 0, 0], [1, 0, 0],
+        [0, 0], [1],
+    ])  # fmt: skip
+
+
+async def test_equal_times_take_the_earlier_arrival(client: Any, tenant: Tenant) -> None:
+    """Two start events at the same instant: the breakdown takes the one that arrived first,
+    whatever the order of their ids."""
+    at = _date(0)
+    await send(client, tenant.ingestion_key, [
+        ProductEvent(event_id="z-first", type="$pageview", occurred_at=at, user_id="ann", properties={"browser": "Safari"}),
+        ProductEvent(event_id="a-second", type="$pageview", occurred_at=at, user_id="ann", properties={"browser": "Chrome"},
+                     batch=1),
+        ProductEvent(event_id="b-same", type="$pageview", occurred_at=at, user_id="bob", properties={"browser": "Edge"},
+                     batch=2),
+        ProductEvent(event_id="a-same", type="$pageview", occurred_at=at, user_id="bob", properties={"browser": "Opera"},
+                     batch=2),
+    ])  # fmt: skip
+    found = await grid(client, tenant, query(tenant, _date(0, hour=0), _date(0, hour=6), periods=1, breakdown={"key": "browser"}))
+    assert {b["value"]: b["cohorts"][0]["size"] for b in found["breakdowns"]} == {"Safari": 1, "Opera": 1}  # same arrival: by id
+
+
 async def test_posthog_breakdown_by_person_property(client: Any, tenant: Tenant) -> None:
     """test_retention_with_breakdown_with_person_properties."""
     await posthog_events(client, tenant, [
