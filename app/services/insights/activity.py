@@ -17,7 +17,7 @@ from datetime import datetime
 
 from app.errors import BadInput
 from app.services.insights.query import Periods, periods
-from app.timebuckets import Grain, RangeSpec, utcnow
+from app.timebuckets import Grain, RangeSpec
 
 PERSON_KNOWN = "e.visitor_id IS NOT NULL"  # events without any identity count as no person
 
@@ -38,7 +38,3 @@ def started(starts: list[datetime], now: datetime) -> int:
     that has begun is observable, the current, still open one included (PostHog shows it
     too); a period that has not begun yet is not."""
     return bisect_right(starts, now)
-
-
-def now_or(value: datetime | None) -> datetime:
-    return value if value is not None else utcnow()

@@ -26,10 +26,10 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from app.services.insights import grammar
-from app.services.insights.activity import PERSON_KNOWN, now_or, query_periods, started
+from app.services.insights.activity import PERSON_KNOWN, query_periods, started
 from app.services.insights.grammar import PERSON, EventMatcher, Sql
 from app.services.insights.query import InsightRunner, InsightScope, Periods, fetch, shift_periods
-from app.timebuckets import Grain, RangeSpec, TimeRange
+from app.timebuckets import Grain, RangeSpec, TimeRange, utcnow
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +104,7 @@ class ActivityRunner(InsightRunner[Plan, object]):
     (Grain), now (tests)."""
 
     def plan(self, scope: InsightScope) -> Plan:
-        now = now_or(self.inputs.get("now"))
+        now = self.inputs.get("now") or utcnow()
         cut = query_periods(
             self.inputs["time_range"], self.inputs["granularity"], scope.timezone, now=now, grain_field="query.granularity"
         )
@@ -114,7 +114,7 @@ class ActivityRunner(InsightRunner[Plan, object]):
 class LifecycleQuery(ActivityRunner):
     kind = "insight_lifecycle"
 
-    async def fetch(self, scope: InsightScope, plan: Plan) -> dict[int, tuple[int, int, int, int]]:
+    async def fetch(self, scope: InsightScope, plan: Plan) -> dict[int, list[int]]:
         if plan.observed == 0:
             return {}
         cut = plan.periods
@@ -128,22 +128,20 @@ class LifecycleQuery(ActivityRunner):
             hi=sql.param(cut.ends[plan.observed - 1], "timestamptz"),
             last_previous=plan.observed,
         )  # fmt: skip
-        found: dict[int, list[int]] = {}
+        found: dict[int, list[int]] = {}  # period -> new, returning, resurrecting, dormant (two rows each)
         for row in await fetch(sql, text):
             cell = found.setdefault(row["p"] - 2, [0, 0, 0, 0])
-            cell[0] += row["new"]
-            cell[1] += row["returning"]
-            cell[2] += row["resurrecting"]
-            cell[3] += row["dormant"]
-        return {i: (a, b, c, d) for i, (a, b, c, d) in found.items()}
+            for i, name in enumerate(("new", "returning", "resurrecting", "dormant")):
+                cell[i] += row[name]
+        return found
 
-    def calculate(self, scope: InsightScope, plan: Plan, fetched: dict[int, tuple[int, int, int, int]]) -> Lifecycle:
+    def calculate(self, scope: InsightScope, plan: Plan, fetched: dict[int, list[int]]) -> Lifecycle:
         rows = []
         for i, start in enumerate(plan.periods.starts):
             if i >= plan.observed:
                 rows.append(LifecyclePeriod(start, None, None, None, None))
                 continue
-            new, returning, resurrecting, dormant = fetched.get(i, (0, 0, 0, 0))
+            new, returning, resurrecting, dormant = fetched.get(i, [0, 0, 0, 0])
             rows.append(LifecyclePeriod(start, new, returning, resurrecting, -dormant))
         return Lifecycle(range=plan.periods.range, granularity=plan.periods.grain, as_of=plan.now, periods=rows)
 

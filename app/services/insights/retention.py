@@ -30,10 +30,10 @@ from enum import Enum
 
 from app.errors import BadInput
 from app.services.insights import grammar
-from app.services.insights.activity import PERSON_KNOWN, now_or, query_periods, started
+from app.services.insights.activity import PERSON_KNOWN, query_periods, started
 from app.services.insights.grammar import PERSON, Breakdown, EventMatcher, Sql
-from app.services.insights.query import MAX_PERIODS, InsightRunner, InsightScope, Periods, fetch, shift_periods
-from app.timebuckets import Grain, RangeSpec, TimeRange, bucket_starts
+from app.services.insights.query import InsightRunner, InsightScope, Periods, fetch, shift_periods
+from app.timebuckets import Grain, RangeSpec, TimeRange, bucket_starts, utcnow
 
 DEFAULT_PERIODS = 8
 MAX_RETURN_PERIODS = 100
@@ -199,7 +199,7 @@ class RetentionQuery(InsightRunner[Plan, Retention]):
 
     def plan(self, scope: InsightScope) -> Plan:
         inputs = self.inputs
-        now = now_or(inputs.get("now"))
+        now = inputs.get("now") or utcnow()
         grain: Grain = inputs["period"]
         periods: int = inputs["periods"]
         if not 1 <= periods <= MAX_RETURN_PERIODS:
@@ -214,7 +214,7 @@ class RetentionQuery(InsightRunner[Plan, Retention]):
         tz = scope.timezone
         end = shift_periods(cohorts.starts[-1], grain, periods + 1, timezone=tz)
         starts = bucket_starts(TimeRange(start=cohorts.starts[0], end=end, timezone=tz), grain)
-        assert len(starts) == len(cohorts) + periods and len(starts) <= MAX_PERIODS + MAX_RETURN_PERIODS
+        assert len(starts) == len(cohorts) + periods  # period i of `starts` is width_bucket's i + 1
         return Plan(cohorts=cohorts, starts=starts, observed=started(starts, now), now=now)
 
     async def fetch(self, scope: InsightScope, plan: Plan) -> list[tuple[int, int, bool, str | None, int]]:
