@@ -19,12 +19,14 @@ from resolvers import (
     gov_detection,
     ingestion,
     insights,
+    lifecycle,
     live,
     organizations,
     platform,
     pnl,
     privacy,
     profile_analytics,
+    retention,
     revenue,
 )
 
@@ -43,6 +45,8 @@ DOMAINS: tuple[ModuleType, ...] = (
     platform,
     financial_reports,
     insights,
+    retention,
+    lifecycle,
 )
 
 
