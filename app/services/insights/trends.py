@@ -334,7 +334,7 @@ class SeriesRows:
 
 
 class TrendsRunner(InsightRunner[TrendsPlan, TrendsResult]):
-    kind = "trends"
+    kind = "insight_trends"
 
     @property
     def query(self) -> TrendsQuery:
