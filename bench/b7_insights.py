@@ -54,6 +54,45 @@ FROM g JOIN t ON t.country IS NOT DISTINCT FROM g.country
 GROUP BY GROUPING SETS ((1, 2), (2))
 """
 
+RETENTION = """query($q: RetentionQueryInput!) { retention(query: $q) { cohorts { start size counts } } }"""
+
+# Weekly cohorts of first sign-ups (first ever, over all history) and their page views in
+# each of the 8 weeks after: persons through identity links, weeks by local Monday starts.
+RAW_RETENTION = """
+WITH ev AS (
+    SELECT COALESCE(pa.person_id, e.visitor_id) AS p, e.type, e.occurred_at
+    FROM events e LEFT JOIN person_aliases pa ON pa.organization_id = e.organization_id AND pa.alias = e.visitor_id
+    WHERE e.organization_id = $1 AND e.visitor_id IS NOT NULL AND e.type IN ('signup', 'page.viewed') AND e.occurred_at < $3
+),
+cohort AS (
+    SELECT p, width_bucket(min(occurred_at), $4::timestamptz[]) AS c FROM ev WHERE type = 'signup' GROUP BY p
+    HAVING min(occurred_at) >= $2 AND min(occurred_at) < $5
+),
+back AS (SELECT DISTINCT p, width_bucket(occurred_at, $4::timestamptz[]) AS w FROM ev WHERE type = 'page.viewed' AND occurred_at >= $2)
+SELECT c, 0 AS k, count(*) FROM cohort GROUP BY 1
+UNION ALL
+SELECT c.c, b.w - c.c, count(*) FROM cohort c JOIN back b ON b.p = c.p AND b.w > c.c AND b.w <= c.c + 8 GROUP BY 1, 2
+"""
+
+LIFECYCLE = """query($q: LifecycleQueryInput!) { lifecycle(query: $q) { periods { start new returning resurrecting dormant } } }"""
+
+# Daily page-view lifecycle: every page view up to the range's end (a person is new on the
+# day of their first page view ever), each person's active days with the previous and next.
+RAW_LIFECYCLE = """
+WITH a AS (
+    SELECT COALESCE(pa.person_id, e.visitor_id) AS p, width_bucket(e.occurred_at, $2::timestamptz[]) AS d
+    FROM events e LEFT JOIN person_aliases pa ON pa.organization_id = e.organization_id AND pa.alias = e.visitor_id
+    WHERE e.organization_id = $1 AND e.visitor_id IS NOT NULL AND e.type = 'page.viewed' AND e.occurred_at < $3
+    GROUP BY 1, 2
+),
+m AS (SELECT d, lag(d) OVER w AS prev, lead(d) OVER w AS next FROM a WINDOW w AS (PARTITION BY p ORDER BY d))
+SELECT d, count(*) FILTER (WHERE prev IS NULL) AS new, count(*) FILTER (WHERE prev = d - 1) AS returning,
+       count(*) FILTER (WHERE prev < d - 1) AS resurrecting, 0 AS dormant
+FROM m WHERE d >= 2 GROUP BY d
+UNION ALL
+SELECT d + 1, 0, 0, 0, count(*) FROM m WHERE d BETWEEN 1 AND $4 AND (next IS NULL OR next > d + 1) GROUP BY d + 1
+"""
+
 
 # -- data -------------------------------------------------------------------------------------
 
@@ -211,10 +250,39 @@ def cases(now: datetime) -> list[tuple[str, dict[str, Any], str, tuple[Any, ...]
         "organizationId": str(ORG_ID), "range": window, "granularity": "DAY",
         "series": [{"event": "page.viewed"}], "breakdown": {"source": "DIMENSION", "key": "country", "limit": 10},
     }  # fmt: skip
+    weeks = local_weeks(now)
+    retention = {
+        "organizationId": str(ORG_ID), "range": {"from": weeks[0].isoformat(), "to": weeks[8].isoformat()},
+        "startEvent": {"event": "signup"}, "returnEvent": {"event": "page.viewed"}, "period": "WEEK", "periods": 8,
+        "cohortKind": "FIRST_TIME", "mode": "EXACT",
+    }  # fmt: skip
+    days = local_day_starts(start, end)
+    lifecycle = {"organizationId": str(ORG_ID), "range": window, "event": {"event": "page.viewed"}, "granularity": "DAY"}
     return [
         ("trends 30 d daily by country", {"query": TRENDS, "variables": {"q": trends}}, RAW_TRENDS,
          (ORG_ID, start, end, TIMEZONE)),
+        ("retention weekly, 8 weeks", {"query": RETENTION, "variables": {"q": retention}}, RAW_RETENTION,
+         (ORG_ID, weeks[0], weeks[16], weeks[:-1], weeks[8])),
+        ("lifecycle 30 d daily", {"query": LIFECYCLE, "variables": {"q": lifecycle}}, RAW_LIFECYCLE,
+         (ORG_ID, [days[0] - (days[1] - days[0]), *days[:-1]], min(end, now), 30)),
     ]  # fmt: skip
+
+
+def local_weeks(now: datetime) -> list[datetime]:
+    """17 local Monday starts: the 8 cohort weeks ending 8 weeks ago, then 8 (+1) return weeks."""
+    zone = ZoneInfo(TIMEZONE)
+    today = now.astimezone(zone).date()
+    monday = today - timedelta(days=today.weekday())
+    first = monday - timedelta(weeks=16)
+    return [datetime.combine(first + timedelta(weeks=k), datetime.min.time(), tzinfo=zone).astimezone(UTC) for k in range(17)]
+
+
+def local_day_starts(start: datetime, end: datetime) -> list[datetime]:
+    """Local midnights from `start` to `end` inclusive."""
+    zone = ZoneInfo(TIMEZONE)
+    first, last = start.astimezone(zone).date(), end.astimezone(zone).date()
+    return [datetime.combine(first + timedelta(days=k), datetime.min.time(), tzinfo=zone).astimezone(UTC)
+            for k in range((last - first).days + 1)]  # fmt: skip
 
 
 async def run(database_url: str, broadcast_url: str, work_dir: Path, *, events: int, repeats: int, seed: int) -> list[Result]:
