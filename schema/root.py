@@ -20,12 +20,14 @@ from resolvers import (
     gov_detection,
     ingestion,
     insights,
+    lifecycle,
     live,
     organizations,
     platform,
     pnl,
     privacy,
     profile_analytics,
+    retention,
     revenue,
 )
 
@@ -45,6 +47,8 @@ DOMAINS: tuple[ModuleType, ...] = (
     funnels,
     financial_reports,
     insights,
+    retention,
+    lifecycle,
 )
 
 
