@@ -451,12 +451,12 @@ async def test_scheduler_runs_beside_the_worker_and_stops_with_it(settings):
         fake = FakeWorker()
         quick = settings_with(settings, jobs_initial_delay_seconds=0, jobs_interval_seconds=3600)
         task = asyncio.create_task(run_with_jobs(fake, quick))
-        for _ in range(100):
+        for _ in range(600):  # the jobs before it read the whole test database: seconds on a busy machine
             if calls:
                 break
             await asyncio.sleep(0.05)
         fake.stop.set()
-        await asyncio.wait_for(task, 5)
+        await asyncio.wait_for(task, 30)
     finally:
         privacy.forget_expired_ip_keys = original  # type: ignore[assignment]
     assert len(calls) == 1
