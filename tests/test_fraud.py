@@ -487,3 +487,10 @@ async def test_an_alert_keeps_the_latest_thousand_events_of_its_evidence(client,
     [alert] = [a for a in await alerts_of(client, tenant) if a["kind"] == "FAILED_PAYMENTS"]
     assert alert["evidence"] == failures[5:]
     assert alert["details"]["failedPayments"] == 1005, alert["details"]
+
+
+async def test_alerts_since_the_first_instant_of_time_in_any_offset(client, tenant) -> None:
+    """Year 1 at +14:00 is before year 1 in UTC: every alert is after it (found by the fuzz run)."""
+    body = await gql(client, 'query { fraudAlerts(since: "0001-01-01T00:00:00+14:00") { alerts { id } } }',
+                     token=tenant.org_admin_token)  # fmt: skip
+    assert body.get("errors") is None, body

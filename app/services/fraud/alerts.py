@@ -11,7 +11,7 @@ import binascii
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -129,6 +129,19 @@ LIMIT $8
 """
 
 
+def _representable(since: datetime | None) -> datetime | None:
+    """`since` in UTC. An instant of year 1 with a positive offset falls before year 1 in UTC,
+    which no datetime holds: it is before every alert, so it filters nothing."""
+    if since is None or since.tzinfo is None:
+        return since
+    try:
+        return since.astimezone(UTC)
+    except OverflowError:
+        if since.year <= 1:
+            return None
+        raise BadInput("since is out of range", field="since") from None
+
+
 async def list_alerts(
     *,
     viewer: Viewer,
@@ -146,6 +159,7 @@ async def list_alerts(
         raise BadInput(f"first must be from 1 to {PAGE_MAX}", field="first")
     filters = (_choice(status, tuple(TRANSITIONS), "status"), _choice(risk, RISKS, "risk"), _choice(kind, KINDS, "kind"))
     cursor_at, cursor_id = _after(after)
+    since = _representable(since)
     async with connection() as conn:
         rows = await conn.fetch(_LIST_ALERTS, org, *filters, since, cursor_at, cursor_id, first + 1)
     alerts = [alert_message(r) for r in rows[:first]]
