@@ -93,6 +93,39 @@ UNION ALL
 SELECT d + 1, 0, 0, 0, count(*) FROM m WHERE d BETWEEN 1 AND $4 AND (next IS NULL OR next > d + 1) GROUP BY d + 1
 """
 
+FUNNEL = """query($q: FunnelQueryInput!) { funnel(query: $q) {
+  steps { index count conversionRate averageSecondsToConvert medianSecondsToConvert } } }"""
+
+# signup -> search -> booking, ordered, 7-day window, entries in the range: the latest-start
+# model (each step keeps the latest attempt standing on it; an event fills one step), persons
+# through identity links, counts only: the funnel also computes times between steps, which
+# this SQL leaves out, so it is a lower bound for the same answer.
+RAW_FUNNEL = """
+WITH ev AS (
+    SELECT COALESCE(pa.person_id, e.visitor_id) AS p, e.occurred_at AS t, e.received_at AS r, e.event_id AS id, e.type
+    FROM events e LEFT JOIN person_aliases pa ON pa.organization_id = e.organization_id AND pa.alias = e.visitor_id
+    WHERE e.organization_id = $1 AND e.visitor_id IS NOT NULL AND e.type IN ('signup', 'search', 'booking')
+      AND e.occurred_at >= $2 AND e.occurred_at <= $3::timestamptz + $4::interval
+),
+s0 AS (
+    SELECT *, max(CASE WHEN type = 'signup' AND t < $3 THEN t END) OVER w AS l0
+    FROM ev WINDOW w AS (PARTITION BY p ORDER BY t, r, id ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)
+),
+s1 AS (
+    SELECT *, CASE WHEN type = 'search' AND t <= l0 + $4::interval THEN l0 END AS c1 FROM s0
+),
+s2 AS (
+    SELECT *, max(c1) OVER w AS l1
+    FROM s1 WINDOW w AS (PARTITION BY p ORDER BY t, r, id ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)
+),
+persons AS (
+    SELECT p, bool_or(type = 'signup' AND t < $3) AS at0, bool_or(c1 IS NOT NULL) AS at1,
+           bool_or(type = 'booking' AND t <= l1 + $4::interval) AS at2
+    FROM s2 GROUP BY p
+)
+SELECT count(*) FILTER (WHERE at0), count(*) FILTER (WHERE at1), count(*) FILTER (WHERE at2) FROM persons
+"""
+
 
 # -- data -------------------------------------------------------------------------------------
 
@@ -244,6 +277,8 @@ def checksum(answer: Any, rows: list[asyncpg.Record]) -> tuple[float, float]:
     if "retention" in answer:
         api = sum(c or 0 for cohort in answer["retention"]["cohorts"] for c in cohort["counts"])
         return float(api), float(sum(r[2] for r in rows))
+    if "funnel" in answer:
+        return float(sum(step["count"] for step in answer["funnel"]["steps"])), float(sum(rows[0]))
     periods = answer["lifecycle"]["periods"][1:]  # the first period's previous one is not in the SQL's days
     api = sum((p["new"] or 0) + (p["returning"] or 0) + (p["resurrecting"] or 0) - (p["dormant"] or 0) for p in periods)
     return float(api), float(sum(r[1] + r[2] + r[3] + r[4] for r in rows if r[0] >= 3))
@@ -266,6 +301,10 @@ def cases(now: datetime) -> list[tuple[str, dict[str, Any], str, tuple[Any, ...]
         "organizationId": str(ORG_ID), "range": window, "granularity": "DAY",
         "series": [{"event": "page.viewed"}], "breakdown": {"source": "DIMENSION", "key": "country", "limit": 10},
     }  # fmt: skip
+    funnel = {
+        "organizationId": str(ORG_ID), "range": window, "order": "ORDERED", "conversionWindowSeconds": 7 * 86400,
+        "steps": [{"event": "signup"}, {"event": "search"}, {"event": "booking"}],
+    }  # fmt: skip
     weeks = local_weeks(now)
     retention = {
         "organizationId": str(ORG_ID), "range": {"from": weeks[0].isoformat(), "to": weeks[8].isoformat()},
@@ -277,6 +316,8 @@ def cases(now: datetime) -> list[tuple[str, dict[str, Any], str, tuple[Any, ...]
     return [
         ("trends 30 d daily by country", {"query": TRENDS, "variables": {"q": trends}}, RAW_TRENDS,
          (ORG_ID, start, end, TIMEZONE)),
+        ("funnel 3 steps ordered, 30 d, 7-day window", {"query": FUNNEL, "variables": {"q": funnel}}, RAW_FUNNEL,
+         (ORG_ID, start, end, timedelta(days=7))),
         ("retention weekly, 8 weeks", {"query": RETENTION, "variables": {"q": retention}}, RAW_RETENTION,
          (ORG_ID, weeks[0], weeks[16], weeks[:-1], weeks[8])),
         ("lifecycle 30 d daily", {"query": LIFECYCLE, "variables": {"q": lifecycle}}, RAW_LIFECYCLE,
@@ -321,6 +362,7 @@ async def run(database_url: str, broadcast_url: str, work_dir: Path, *, events: 
     results: list[Result] = []
     stack = Stack(database_url, broadcast_url, work_dir / "b7")
     stack.env["PULSEGRAPH_RESULT_CACHE"] = "0"  # every call computes
+    stack.env["PULSEGRAPH_STATEMENT_TIMEOUT_MS"] = "300000"  # measure what a slow answer costs, not the refusal
     with stack, ProcessSampler(stack.pids()) as rss:
         async with httpx.AsyncClient(base_url=stack.url, timeout=120, trust_env=False) as http:
             for name, body, statement, args in cases(now):
