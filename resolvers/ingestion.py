@@ -91,7 +91,7 @@ def _domain_dict(event: DomainEventInput) -> dict[str, Any]:
 
 async def _track(info: Info, events: list[dict[str, Any]], *, domain: bool) -> TrackResult:
     state = app_state(info)
-    outcome = await _ingest(viewer=viewer_of(info), events=events, state=state, client_ip=None, domain=domain)
+    outcome = await ingest(viewer=viewer_of(info), events=events, state=state, client_ip=None, domain=domain)
     return _result(outcome)
 
 
@@ -105,7 +105,7 @@ def _result(outcome: TrackOutcome) -> TrackResult:
     )
 
 
-async def _ingest(
+async def ingest(
     *, viewer: Viewer, events: list[Any], state: Any, client_ip: str | None, domain: bool
 ) -> TrackOutcome:
     """Auth, then size, then the rate limit: refused calls cost no tokens, batches cost one per event."""
@@ -142,7 +142,7 @@ async def _beacon(request: Request, *, batch: bool) -> Response:
         defaults = _rest_context_defaults(request)
         converted = [_rest_event(event, defaults) for event in events]
         client_ip = request.client.host if request.client else None
-        outcome = await _ingest(
+        outcome = await ingest(
             viewer=viewer, events=converted, state=request.app.state, client_ip=client_ip, domain=False
         )
     except UserError as exc:

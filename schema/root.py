@@ -20,6 +20,7 @@ from resolvers import (
     ingestion,
     live,
     organizations,
+    persons,
     pnl,
     platform,
     privacy,
@@ -40,6 +41,7 @@ DOMAINS: tuple[ModuleType, ...] = (
     costs,
     pnl,
     platform,
+    persons,
     financial_reports,
 )
 

@@ -33,7 +33,7 @@ from app.services import financial_reports, revenue
 from app.services.ingestion.outcome import Rejection, TrackOutcome
 from app.services.revenue.money import CURRENCY_RE
 from app.settings import Settings
-from app.vocabulary import DOMAIN_EVENT_TYPES, MONEY_MOVING_EVENT_TYPES, PROFILE_EVENT_TYPES
+from app.vocabulary import DOMAIN_EVENT_TYPES, MONEY_MOVING_EVENT_TYPES, PROFILE_EVENT_TYPES, USER_IDENTIFIED
 
 TYPE_MAX_CHARS = 128
 EVENT_ID_MAX_CHARS = 128
@@ -96,6 +96,9 @@ class ValidEvent:
     properties: str
     context: dict[str, str | None]
     dnt: bool
+    # properties.$set / properties.$set_once: person properties this event sets (None: none)
+    person_set: dict[str, Any] | None = None
+    person_set_once: dict[str, Any] | None = None
 
 
 class _Invalid(Exception):
@@ -157,21 +160,33 @@ def _validate(
     if problem is not None:
         raise _Invalid(*problem)
     context, dnt = _context(raw.get("context"))
+    user_id = _optional_id(raw.get("user_id"), "userId")
+    anonymous_id = _optional_id(raw.get("anonymous_id"), "anonymousId")
+    if event_type == USER_IDENTIFIED and (user_id is None or anonymous_id is None):
+        raise _Invalid("userId" if user_id is None else "anonymousId", f"{USER_IDENTIFIED} links an anonymousId to a userId: send both")
+    raw_properties = raw.get("properties")
+    properties = _properties(raw_properties)
+    person_set = person_set_once = None
+    if raw_properties and ("$set" in raw_properties or "$set_once" in raw_properties):
+        person_set = _person_properties(raw_properties, "$set")
+        person_set_once = _person_properties(raw_properties, "$set_once")
     return ValidEvent(
         index=index,
         event_id=_event_id(raw.get("event_id"), required=domain),
         type=event_type,
         occurred_at=_occurred_at(raw.get("occurred_at"), limits),
         profile_id=_profile_id(raw.get("profile_id"), event_type=event_type),
-        user_id=_optional_id(raw.get("user_id"), "userId"),
-        anonymous_id=_optional_id(raw.get("anonymous_id"), "anonymousId"),
+        user_id=user_id,
+        anonymous_id=anonymous_id,
         session_id=_optional_id(raw.get("session_id"), "sessionId"),
         engagement_ms=_engagement(raw.get("engagement_ms")),
         amount_minor=amount,
         currency=currency,
-        properties=_properties(raw.get("properties")),
+        properties=properties,
         context=context,
         dnt=dnt,
+        person_set=person_set,
+        person_set_once=person_set_once,
     )
 
 
@@ -334,6 +349,17 @@ def _properties(value: Any) -> str:
     if b"\\u0000" in data and _JSON_NUL_RE.search(data):
         raise _Invalid("properties", "properties must not contain NUL characters")
     return data.decode()
+
+
+def _person_properties(properties: Mapping[str, Any], key: str) -> dict[str, Any] | None:
+    """properties.$set / properties.$set_once: an object of person properties (checked as
+    plain JSON with the rest of `properties` already)."""
+    value = properties.get(key)
+    if value is None:
+        return None
+    if not _is_mapping(value):
+        raise _Invalid(f"properties.{key}", f"properties.{key} must be an object of person properties")
+    return dict(value) or None
 
 
 _NO_CONTEXT: dict[str, str | None] = {}
