@@ -137,7 +137,7 @@ async def track_batch_endpoint(request: Request) -> Response:
 
 async def _beacon(request: Request, *, batch: bool) -> Response:
     try:
-        viewer = await _rest_viewer(request)
+        viewer = await rest_viewer(request)
         events = _rest_events(await _json_body(request), batch=batch)
         defaults = _rest_context_defaults(request)
         converted = [_rest_event(event, defaults) for event in events]
@@ -146,22 +146,27 @@ async def _beacon(request: Request, *, batch: bool) -> Response:
             viewer=viewer, events=converted, state=request.app.state, client_ip=client_ip, domain=False
         )
     except UserError as exc:
-        return _error(exc)
+        return error_response(exc)
     except Exception:
-        request_id = uuid.uuid4().hex[:16]
-        log.exception("unexpected error in %s [request %s]", request.url.path, request_id)
-        body = {
-            "error": {
-                "code": "INTERNAL_SERVER_ERROR",
-                "message": f"Internal error; quote request id {request_id}.",
-                "requestId": request_id,
-            }
-        }
-        return _json(body, 500)
+        return unexpected_error_response(request)
     return _json(_outcome_body(outcome), 200)
 
 
-async def _rest_viewer(request: Request) -> Viewer:
+def unexpected_error_response(request: Request) -> Response:
+    """A bug, logged with a request id the client can quote (called in an `except` block)."""
+    request_id = uuid.uuid4().hex[:16]
+    log.exception("unexpected error in %s [request %s]", request.url.path, request_id)
+    body = {
+        "error": {
+            "code": "INTERNAL_SERVER_ERROR",
+            "message": f"Internal error; quote request id {request_id}.",
+            "requestId": request_id,
+        }
+    }
+    return _json(body, 500)
+
+
+async def rest_viewer(request: Request) -> Viewer:
     """Header first; a `?key=` only for ingestion keys (see the module docstring).
 
     Checking a key reads the database, so an outage answers 503 UNAVAILABLE here too.
@@ -237,7 +242,7 @@ def _outcome_body(outcome: TrackOutcome) -> dict[str, Any]:
     }
 
 
-def _error(exc: UserError) -> Response:
+def error_response(exc: UserError) -> Response:
     """The same code, field and extensions (retryAfterSeconds, ...) a GraphQL client gets."""
     body = {"error": {"code": exc.code, "message": exc.message, "field": exc.field, **exc.extensions}}
     response = _json(body, exc.http_status)

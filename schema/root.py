@@ -12,6 +12,7 @@ from types import ModuleType
 import strawberry
 
 from resolvers import (
+    cohorts,
     costs,
     financial_reports,
     fraud,
@@ -42,6 +43,7 @@ DOMAINS: tuple[ModuleType, ...] = (
     pnl,
     platform,
     persons,
+    cohorts,
     financial_reports,
 )
 

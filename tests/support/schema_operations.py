@@ -32,8 +32,9 @@ MAX_DEPTH = 4  # nested objects selected below a root field (the deepest report 
 
 # What an ID argument names, by its name; a bare `id` names the object its field is about
 # (`updateCost(id)`: a cost), found by the kinds below in the field's name.
-ID_NAMES = {"profileId": "profile", "partnerProfileId": "profile", "organizationId": "organization", "costId": "cost"}
-OBJECT_KINDS = {"fraudrule": "fraud rule", "fraudalert": "fraud alert", "cost": "cost"}
+ID_NAMES = {"profileId": "profile", "partnerProfileId": "profile", "organizationId": "organization", "costId": "cost",
+            "cohortId": "cohort"}  # fmt: skip
+OBJECT_KINDS = {"fraudrule": "fraud rule", "fraudalert": "fraud alert", "cost": "cost", "cohort": "cohort", "person": "person"}
 
 # Valid values for arguments that are not ids, by name, else by type: a mutation refused
 # for a bad sample would prove nothing about tenancy.
@@ -43,6 +44,7 @@ SAMPLES: dict[str, Any] = {
     "note": "tenancy note", "reason": "tenancy check", "amountMinor": 1200, "engagementMs": 1000,
     "ipRetentionDays": 1, "eventRetentionDays": 40, "duoSplitPercent": 50, "ip": "6.1.2.3",
     "userId": "tenancy-subject", "anonymousId": "tenancy-device",
+    "definition": {"kind": "STATIC", "personIds": ["u:tenancy-subject"]},
 }  # fmt: skip
 TYPE_SAMPLES: dict[str, Any] = {
     "TimeRangeInput": {"preset": "LAST_30_DAYS"}, "GrowthRangeInput": {"preset": "LAST_30_DAYS"},
