@@ -60,7 +60,7 @@ async def cohorts(info: Info, organization_id: OrganizationArg = None) -> list[C
     return [to_cohort(c) for c in await service.list_cohorts(org=org)]
 
 
-async def cohort(info: Info, id: CohortIdArg, organization_id: OrganizationArg = None) -> Cohort:  # noqa: A002
+async def cohort(info: Info, id: CohortIdArg, organization_id: OrganizationArg = None) -> Cohort:
     org = await service.cohort_scope(viewer_of(info), organization_id)
     return to_cohort(await service.get_cohort(org=org, cohort_id=id))
 
@@ -79,7 +79,7 @@ async def create_cohort(
 
 async def update_cohort(
     info: Info,
-    id: CohortIdArg,  # noqa: A002
+    id: CohortIdArg,
     organization_id: OrganizationArg = None,
     name: Annotated[str | None, strawberry.argument(description="A new name; omit to keep.")] = None,
     definition: Annotated[
@@ -91,7 +91,7 @@ async def update_cohort(
     return to_cohort(await service.update_cohort(org=org, cohort_id=id, name=name, definition=new))
 
 
-async def delete_cohort(info: Info, id: CohortIdArg, organization_id: OrganizationArg = None) -> strawberry.ID:  # noqa: A002
+async def delete_cohort(info: Info, id: CohortIdArg, organization_id: OrganizationArg = None) -> strawberry.ID:
     org = await service.cohort_scope(viewer_of(info), organization_id)
     return strawberry.ID(str(await service.delete_cohort(org=org, cohort_id=id)))
 
@@ -109,7 +109,7 @@ async def members_csv_endpoint(request: Request) -> Response:
             found, chunks = await service.members_csv(org=org, cohort_id=request.path_params["cohort_id"])
     except UserError as exc:
         return error_response(exc)
-    except Exception:
+    except Exception:  # noqa: BLE001 - a bug: logged with a request id
         return unexpected_error_response(request)
     filename = f"cohort-{found.id}.csv"
     headers = {"content-disposition": f'attachment; filename="{filename}"', "cache-control": "no-store"}

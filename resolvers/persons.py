@@ -85,7 +85,7 @@ async def persons(
 
 async def person(
     info: Info,
-    id: Annotated[strawberry.ID, strawberry.argument(description="Any of the person's keys: u:<userId>, a:<anonymousId>, ...")],  # noqa: A002
+    id: Annotated[strawberry.ID, strawberry.argument(description="Any of the person's keys: u:<userId>, a:<anonymousId>, ...")],
     organization_id: OrganizationArg = None,
 ) -> Person:
     found = await service.get_person(viewer=viewer_of(info), organization_id=organization_id, person_id=str(id))

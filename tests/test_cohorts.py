@@ -46,7 +46,7 @@ def make_events(seed: int = 3) -> list[ProductEvent]:
         kind = rng.choice(["purchase", "page.viewed", "page.viewed"])
         props: dict[str, Any] = {"amount": rng.randint(1, 30)} if kind == "purchase" else {}
         if rng.random() < 0.15:
-            props["$set"] = {"plan": rng.choice(["pro", "free"]), "email": f"{list(person.values())[0]}@ex.example"}
+            props["$set"] = {"plan": rng.choice(["pro", "free"]), "email": f"{next(iter(person.values()))}@ex.example"}
         at = NOW - timedelta(days=rng.uniform(0, 20))
         events.append(ProductEvent(f"c{seed}-{n}", kind, at, properties=props, **person))
     return events
@@ -264,7 +264,7 @@ async def test_access_and_tenancy(client, tenant, other_tenant):
 
 
 async def test_deleting_a_subject_removes_their_memberships(client, loaded):
-    tenant, events = loaded
+    tenant, _ = loaded
     token = tenant.org_admin_token
     listed = await create(client, token, {"kind": "STATIC", "personIds": ["u:p1", "a:anon-1", "u:p4"]})
     assert listed["memberCount"] == 2

@@ -220,3 +220,28 @@ async def test_deleting_a_subject_removes_the_person_and_its_links(client, tenan
         assert await conn.fetchval("SELECT count(*) FROM person_aliases WHERE organization_id = $1", org) == 0
         assert [r["id"] for r in await conn.fetch("SELECT id FROM persons WHERE organization_id = $1", org)] == ["u:yan"]
     assert error_codes(await gql(client, PERSON, {"id": "u:zoe"}, token=tenant.org_admin_token)) == ["NOT_FOUND"]
+
+
+async def test_concurrent_batches_keep_event_order(client, tenant):
+    """Batches for the same persons stored at once (row locks, an identify among them): the
+    properties are still those of event order, and no batch fails."""
+    import asyncio
+
+    rng = random.Random(11)
+    events = [
+        ev("x", rng.uniform(1, 300), batch=n % 6, **rng.choice([{"user": "gina"}, {"anon": "dev-g"}]),
+           **{"$set": {"plan": f"plan-{n}"}, "$set_once": {"first": f"first-{n}"}})
+        for n in range(120)
+    ]  # fmt: skip
+    events.append(ev("user.identified", 150, user="gina", anon="dev-g", batch=2))
+    groups: dict[int, list[ProductEvent]] = {}
+    for e in events:
+        groups.setdefault(e.batch, []).append(e)
+    await asyncio.gather(*(send(client, tenant.ingestion_key, group) for group in groups.values()))
+    gina = (await gql_data(client, PERSON, {"id": "u:gina"}, tenant.org_admin_token))["person"]
+    by_time = sorted(events, key=lambda e: e.occurred_at)  # arrival order cannot matter: no two events share a time
+    assert gina["properties"] == {
+        "plan": next(e for e in reversed(by_time) if "$set" in e.properties).properties["$set"]["plan"],
+        "first": next(e for e in by_time if "$set_once" in e.properties).properties["$set_once"]["first"],
+    }
+    assert gina["anonymousIds"] == ["dev-g"]

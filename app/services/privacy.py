@@ -588,7 +588,6 @@ async def delete_subject(
     """Delete one data subject's events, sessions, profile events, gov alerts and person (with
     its links and cohort memberships), and erase them from the ledger and fraud alerts, in one
     transaction."""
-
     org = await administered_organization(
         viewer, organization_id, refusal="privacy settings and data-subject requests need an organization admin token"
     )

@@ -17,8 +17,8 @@ import asyncpg
 from app import partitions
 from app.database import connection
 from app.services.ingestion import sessions
-from app.services.insights import persons
 from app.services.ingestion.enrich import STORED_COLUMNS, Row
+from app.services.insights import persons
 from app.vocabulary import OUTBOX_CHANNEL
 
 

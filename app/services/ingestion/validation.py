@@ -14,6 +14,8 @@ camelCase field, reason) and the others go on. Decisions a client can notice:
   (`money_allowed`).
 - Context only enriches: its text is cut and cleaned rather than rejected; its shape is checked.
 - Events without eventId get a server-generated uuid4; domain events must carry one.
+- `user.identified` needs both userId and anonymousId; `properties.$set` and
+  `properties.$set_once` (person properties, app/services/insights/persons.py) must be objects.
 """
 
 from __future__ import annotations
@@ -160,10 +162,15 @@ def _validate(
     if problem is not None:
         raise _Invalid(*problem)
     context, dnt = _context(raw.get("context"))
+    event_id = _event_id(raw.get("event_id"), required=domain)
+    occurred_at = _occurred_at(raw.get("occurred_at"), limits)
+    profile_id = _profile_id(raw.get("profile_id"), event_type=event_type)
     user_id = _optional_id(raw.get("user_id"), "userId")
     anonymous_id = _optional_id(raw.get("anonymous_id"), "anonymousId")
     if event_type == USER_IDENTIFIED and (user_id is None or anonymous_id is None):
         raise _Invalid("userId" if user_id is None else "anonymousId", f"{USER_IDENTIFIED} links an anonymousId to a userId: send both")
+    session_id = _optional_id(raw.get("session_id"), "sessionId")
+    engagement_ms = _engagement(raw.get("engagement_ms"))
     raw_properties = raw.get("properties")
     properties = _properties(raw_properties)
     person_set = person_set_once = None
@@ -172,14 +179,14 @@ def _validate(
         person_set_once = _person_properties(raw_properties, "$set_once")
     return ValidEvent(
         index=index,
-        event_id=_event_id(raw.get("event_id"), required=domain),
+        event_id=event_id,
         type=event_type,
-        occurred_at=_occurred_at(raw.get("occurred_at"), limits),
-        profile_id=_profile_id(raw.get("profile_id"), event_type=event_type),
+        occurred_at=occurred_at,
+        profile_id=profile_id,
         user_id=user_id,
         anonymous_id=anonymous_id,
-        session_id=_optional_id(raw.get("session_id"), "sessionId"),
-        engagement_ms=_engagement(raw.get("engagement_ms")),
+        session_id=session_id,
+        engagement_ms=engagement_ms,
         amount_minor=amount,
         currency=currency,
         properties=properties,

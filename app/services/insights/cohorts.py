@@ -188,13 +188,12 @@ def _filter_json(f: PropertyFilter) -> dict[str, Any]:
 
 
 def _filters_of(stored: list[dict[str, Any]], field: str) -> tuple[PropertyFilter, ...]:
-    return tuple(
-        grammar.property_filter(
-            source=PropertySource(f["source"]), key=f["key"], operator=grammar.FilterOperator(f["operator"]), value=f.get("value"),
-            field=f"{field}[{i}]",
-        )  # fmt: skip
-        for i, f in enumerate(stored)
-    )
+    return tuple(_filter_of(f, f"{field}[{i}]") for i, f in enumerate(stored))
+
+
+def _filter_of(f: dict[str, Any], field: str) -> PropertyFilter:
+    source, operator = PropertySource(f["source"]), grammar.FilterOperator(f["operator"])
+    return grammar.property_filter(source=source, key=f["key"], operator=operator, value=f.get("value"), field=field)
 
 
 def stored(definition: Definition) -> dict[str, Any]:
@@ -465,7 +464,7 @@ async def recompute_all(now: datetime | None = None) -> int:
             done += 1
         except NotFound:
             continue  # deleted meanwhile
-        except Exception:  # noqa: BLE001 - one bad cohort must not stop the others
+        except Exception:  # one bad cohort must not stop the others
             log.exception("cohort %s of %s could not be computed", row["id"], row["organization_id"])
     return done
 

@@ -490,17 +490,18 @@ async def person_events(organization_id: uuid.UUID, person: Person, *, first: in
             raise BadInput("after is not a cursor returned by events", field="after") from None
     async with connection() as conn:
         rows = await conn.fetch(_EVENTS, organization_id, [person.id, *person.aliases], at, received, event_id, size + 1)
-    events = [
-        PersonEvent(
-            event_id=r["event_id"], type=r["type"], occurred_at=r["occurred_at"], received_at=r["received_at"],
-            person_key=r["visitor_id"], user_id=r["user_id"], anonymous_id=r["anonymous_id"], profile_id=r["profile_id"],
-            session_id=r["session_id"], url=r["url"], properties=orjson.loads(r["properties"]) if r["properties"] else {},
-        )  # fmt: skip
-        for r in rows[:size]
-    ]
+    events = [_event(r) for r in rows[:size]]
     last = events[-1] if events else None
     end = _encode(last.occurred_at.isoformat(), last.received_at.isoformat(), last.event_id) if last else None
     return EventPage(events, end, len(rows) > size)
+
+
+def _event(r: asyncpg.Record) -> PersonEvent:
+    return PersonEvent(
+        event_id=r["event_id"], type=r["type"], occurred_at=r["occurred_at"], received_at=r["received_at"],
+        person_key=r["visitor_id"], user_id=r["user_id"], anonymous_id=r["anonymous_id"], profile_id=r["profile_id"],
+        session_id=r["session_id"], url=r["url"], properties=orjson.loads(r["properties"]) if r["properties"] else {},
+    )  # fmt: skip
 
 
 # -- data-subject deletion ------------------------------------------------------------------
