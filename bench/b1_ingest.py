@@ -15,7 +15,7 @@ import asyncpg
 import httpx
 import orjson
 
-from bench.common import Result, ProcessSampler, Stack, chunks
+from bench.common import ProcessSampler, Result, Stack, chunks
 from bench.generator import Dataset, Event, api_event, event_record
 
 TRACK = "mutation($e: [TrackEventInput!]!) { trackEvents(events: $e) { accepted duplicates rejected { index field reason } } }"

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import asyncpg
 
-from bench.b1_ingest import client_streams, send_all
-from bench.common import Result, ProcessSampler, Stack, percentile
 from app.vocabulary import PROFILE_EVENT_TYPES
+from bench.b1_ingest import client_streams, send_all
+from bench.common import ProcessSampler, Result, Stack, percentile
 from bench.generator import Dataset
 
 LAG = """

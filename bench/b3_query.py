@@ -14,7 +14,7 @@ import asyncpg
 import httpx
 import orjson
 
-from bench.common import Result, ProcessSampler, Stack, percentile
+from bench.common import ProcessSampler, Result, Stack, percentile
 from bench.generator import Dataset
 
 OVERVIEW = """query($id: ID!, $range: TimeRangeInput!) { profileOverview(profileId: $id, range: $range) {

@@ -33,7 +33,7 @@ import psutil
 from redis import asyncio as aioredis
 from websockets.asyncio.client import ClientConnection, connect
 
-from bench.common import Result, ProcessSampler, Stack, percentile
+from bench.common import ProcessSampler, Result, Stack, percentile
 from bench.generator import Dataset
 
 TRACK = "mutation($e: TrackEventInput!) { trackEvent(event: $e) { accepted duplicates rejected { index field reason } } }"

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import asyncpg
 
-from bench.common import Proc, Result, ProcessSampler, process_env
+from bench.common import Proc, ProcessSampler, Result, process_env
 
 RAW_SQL = """
 SELECT pe.organization_id, pe.profile_id,

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import asyncpg
 
-from bench import b1_ingest, b2_e2e, b3_query, b4_live, b5_rollup, b6_live_modes
+from bench import b1_ingest, b2_e2e, b3_query, b4_live, b5_rollup, b6_live_modes, b7_insights
 from bench.common import (
     API_PROCESSES,
     ROOT,
@@ -36,7 +36,7 @@ from bench.common import (
 )
 from bench.generator import Dataset
 
-ALL = ("B1", "B2", "B3", "B4", "B5", "B6")
+ALL = ("B1", "B2", "B3", "B4", "B5", "B6", "B7")
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -54,6 +54,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=40, help="timed GraphQL calls per B3 query")
     parser.add_argument("--b4-sends", type=int, default=60, help="views sent per subscriber count in B4")
     parser.add_argument("--b6-sends", type=int, default=40, help="views sent one at a time per serving mode in B6")
+    parser.add_argument(
+        "--insight-events", type=int, default=10_000_000, help="product events of B7's organization (default 10,000,000)"
+    )
     parser.add_argument("--db", default=None, help="database name (default pulsegraph_bench_<events>)")
     parser.add_argument("--reuse", action="store_true", help="reuse --db if it exists (skip loading)")
     parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
@@ -64,6 +67,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         args.repeats = min(args.repeats, 10)
         args.b4_sends = min(args.b4_sends, 20)
         args.b6_sends = min(args.b6_sends, 10)
+        args.insight_events = min(args.insight_events, 200_000)
     args.only = [b.strip().upper() for b in args.only.split(",") if b.strip()]
     return args
 
@@ -100,6 +104,8 @@ def _ratio(r: Result) -> str:
         return "-"
     if r.bench == "B3":
         return f"{r.ratio:,.0f}x faster"
+    if r.bench == "B7":
+        return f"{r.ratio:.2f}x SQL"
     if r.bench in ("B4", "B5", "B6", "RSS"):
         return f"{r.ratio:.1f}x raw"
     return f"{r.ratio:.0%} of raw"
@@ -171,6 +177,11 @@ async def run(args: argparse.Namespace) -> list[Result]:
         if "B6" in args.only:
             print("B6: live delay by serving mode ...", flush=True)
             results += await b6_live_modes.run(database_url, broadcast_url, work_dir, dataset, keys, sends=args.b6_sends)
+        if "B7" in args.only:
+            print("B7: insights ...", flush=True)
+            results += await b7_insights.run(
+                database_url, broadcast_url, work_dir, events=args.insight_events, repeats=args.repeats, seed=args.seed
+            )
         if "B1" in args.only:
             print(f"B1: ingest {args.ingest_events:,} events ...", flush=True)
             b1, _ = await b1_ingest.run(

@@ -3,10 +3,13 @@ trends and sessions insights' own types."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from enum import Enum
 
 import strawberry
 from strawberry.scalars import JSON
+
+from schema.common import Granularity, ResolvedRange, TimeRangeInput
 
 
 @strawberry.enum(description="Where a filtered or broken-down property comes from.")
@@ -75,7 +78,113 @@ class BreakdownInput:
 
 @strawberry.input(description="Events of one name that meet every filter.")
 class EventMatcherInput:
-    event: str = strawberry.field(description="The event name, e.g. signup or booking.completed.")
+    event: str = strawberry.field(description="The event name, e.g. signup or booking.completed; $all for every event.")
     filters: list[PropertyFilterInput] | None = strawberry.field(default=None, description="All must hold.")
 
 
+
+
+@strawberry.enum(description="What a trend series counts or measures per period.")
+class TrendMath(Enum):
+    TOTAL = strawberry.enum_value("total", description="Events.")
+    UNIQUE_PERSONS = strawberry.enum_value("unique_persons", description="Distinct persons (DAU at DAY granularity).")
+    UNIQUE_SESSIONS = strawberry.enum_value("unique_sessions", description="Distinct sessions.")
+    SUM = strawberry.enum_value("sum", description="Sum of a numeric event property.")
+    AVERAGE = strawberry.enum_value("average", description="Mean of a numeric event property.")
+    MIN = strawberry.enum_value("min", description="Smallest value of a numeric event property.")
+    MAX = strawberry.enum_value("max", description="Largest value of a numeric event property.")
+    MEDIAN = strawberry.enum_value("median", description="Median of a numeric event property (linear interpolation).")
+    P90 = strawberry.enum_value("p90", description="90th percentile of a numeric event property.")
+    P95 = strawberry.enum_value("p95", description="95th percentile of a numeric event property.")
+    P99 = strawberry.enum_value("p99", description="99th percentile of a numeric event property.")
+    PER_PERSON_AVERAGE = strawberry.enum_value("per_person_average", description="Events per person.")
+    WEEKLY_ACTIVE = strawberry.enum_value(
+        "weekly_active", description="Persons active in the 7 local days ending with the period (rolling WAU)."
+    )
+    MONTHLY_ACTIVE = strawberry.enum_value(
+        "monthly_active", description="Persons active in the 30 local days ending with the period (rolling MAU)."
+    )
+
+
+@strawberry.enum(description="Which range a trend line covers.")
+class TrendCompare(Enum):
+    CURRENT = strawberry.enum_value("current", description="The range asked for.")
+    PREVIOUS = strawberry.enum_value("previous", description="As many periods just before it.")
+
+
+@strawberry.input(description="One series of a trend: events of one name, filtered, measured by a math.")
+class TrendSeriesInput:
+    event: str = strawberry.field(description="The event name; $all for every event.")
+    filters: list[PropertyFilterInput] | None = strawberry.field(default=None, description="All must hold.")
+    math: TrendMath = strawberry.field(default=TrendMath.TOTAL, description="What to count or measure (default TOTAL).")
+    property: str | None = strawberry.field(
+        default=None, description="The numeric event property SUM, AVERAGE, MIN, MAX, MEDIAN and P90..P99 read."
+    )
+    label: str | None = strawberry.field(default=None, description="A name for the line (default: the event name).")
+
+
+@strawberry.input(description="A trends question: one or more series per period.")
+class TrendsQueryInput:
+    organization_id: strawberry.ID = strawberry.field(description="The organization.")
+    range: TimeRangeInput = strawberry.field(description="A preset or a custom from/to.")
+    series: list[TrendSeriesInput] = strawberry.field(description="1 to 20 series, lettered A, B, C... for formulas.")
+    granularity: Granularity | None = strawberry.field(default=None, description="Period size (default DAY).")
+    breakdown: BreakdownInput | None = strawberry.field(default=None, description="Split every series by a property.")
+    compare: bool = strawberry.field(default=False, description="Add each line over the periods just before the range.")
+    formula: str | None = strawberry.field(
+        default=None, description="Combine series by letter, e.g. B / A * 100; replaces the series' own lines."
+    )
+
+
+@strawberry.type(description="One period of a trend line.")
+class TrendPoint:
+    start: datetime = strawberry.field(description="The period's local start (UTC instant).")
+    value: float = strawberry.field(description="The math's value; 0 when the period has no events.")
+
+
+@strawberry.type(description="One line of a trend: a series (or the formula) for one breakdown value and range.")
+class TrendLine:
+    label: str = strawberry.field(description="The series' label or event name, or the formula.")
+    series_index: int | None = strawberry.field(description="Which series (0-based); null for a formula's line.")
+    math: TrendMath | None = strawberry.field(description="The series' math; null for a formula's line.")
+    breakdown_value: str | None = strawberry.field(
+        description="The breakdown value (null: no breakdown or the property is missing; $other: the rest)."
+    )
+    is_other: bool = strawberry.field(description="True for the line gathering values past the breakdown's limit.")
+    compare: TrendCompare = strawberry.field(description="The range asked for, or the one before it.")
+    total: float = strawberry.field(
+        description="The math over the whole range (persons counted once); the last point for rolling maths."
+    )
+    points: list[TrendPoint] = strawberry.field(description="One per period, zero-filled.")
+
+
+@strawberry.type(description="A trend's answer.")
+class TrendsResult:
+    range: ResolvedRange = strawberry.field(description="The range after presets were resolved.")
+    granularity: Granularity = strawberry.field(description="Period size.")
+    series: list[TrendLine] = strawberry.field(description="The lines, series by series (or the formula's).")
+
+
+@strawberry.type(description="Sessions that started in one period (or the whole range).")
+class SessionPeriod:
+    start: datetime = strawberry.field(description="The period's local start (UTC instant).")
+    sessions: int = strawberry.field(description="Sessions whose first event is in the period.")
+    average_duration_seconds: float = strawberry.field(description="Mean time from first to last event.")
+    pages_per_session: float = strawberry.field(description="Mean number of events with a URL.")
+    bounce_rate: float = strawberry.field(description="Share (0..1) of sessions with exactly one event.")
+
+
+@strawberry.type(description="A page and how many sessions entered or left there.")
+class PageSessions:
+    page: str = strawberry.field(description="The URL without query string or fragment.")
+    sessions: int = strawberry.field(description="Sessions.")
+
+
+@strawberry.type(description="Visits: duration, depth, bounces, entry and exit pages.")
+class SessionMetrics:
+    range: ResolvedRange = strawberry.field(description="The range after presets were resolved.")
+    granularity: Granularity = strawberry.field(description="Period size.")
+    total: SessionPeriod = strawberry.field(description="Every session that started in the range.")
+    periods: list[SessionPeriod] = strawberry.field(description="One per period, zero-filled.")
+    top_entry_pages: list[PageSessions] = strawberry.field(description="The 10 pages most sessions started on.")
+    top_exit_pages: list[PageSessions] = strawberry.field(description="The 10 pages most sessions ended on.")

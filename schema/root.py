@@ -19,11 +19,12 @@ from resolvers import (
     gov_alerts,
     gov_detection,
     ingestion,
+    insights,
     live,
     organizations,
     persons,
-    pnl,
     platform,
+    pnl,
     privacy,
     profile_analytics,
     revenue,
@@ -45,6 +46,7 @@ DOMAINS: tuple[ModuleType, ...] = (
     persons,
     cohorts,
     financial_reports,
+    insights,
 )
 
 

@@ -320,3 +320,25 @@ async def test_the_banner_names_ids_that_queries_take(client, demo, settings, ca
     )
     assert body.get("errors") is None, body
     assert body["data"]["revenueSummary"]["transactions"] > 0 and body["data"]["profileOverview"]["views"] > 0
+
+
+INSIGHTS = """
+query($org: ID!) {
+  trends(query: {organizationId: $org, range: {preset: LAST_30_DAYS}, series: [
+      {event: "signup"}, {event: "search", math: UNIQUE_PERSONS}, {event: "booking.requested", math: AVERAGE, property: "price"}],
+    breakdown: {source: DIMENSION, key: "browser"}}) { series { label breakdownValue total } }
+  sessionMetrics(organizationId: $org, range: {preset: LAST_30_DAYS}) {
+    total { sessions averageDurationSeconds pagesPerSession bounceRate } topEntryPages { page sessions } }
+}"""
+
+
+async def test_every_insight_shows_the_demo_product(client, demo) -> None:
+    """Sign-ups, searches, listing views and booking requests of people who come back."""
+    body = await gql(client, INSIGHTS, {"org": demo.organization_id}, token=demo.org_admin_token)
+    assert body.get("errors") is None, body
+    lines = body["data"]["trends"]["series"]
+    assert {line["label"] for line in lines if line["total"]} == {"signup", "search", "booking.requested"}
+    assert {"Chrome", "Mobile Safari", "Chrome Mobile"} <= {line["breakdownValue"] for line in lines}
+    sessions = body["data"]["sessionMetrics"]
+    assert sessions["total"]["sessions"] > 100 and 0 < sessions["total"]["bounceRate"] < 1
+    assert sessions["total"]["averageDurationSeconds"] > 0 and sessions["topEntryPages"][0]["page"].endswith("/")

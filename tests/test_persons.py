@@ -41,10 +41,10 @@ def ev(type_: str, minutes: float, *, user: str | None = None, anon: str | None 
 
 
 async def person_counts(org_id: str) -> dict[str, int]:
-    """Events per person as every insight reads them (grammar.PERSON over Sql.events_from)."""
+    """Events per person as every insight reads them (Sql.person() over Sql.events_from())."""
     sql = grammar.Sql()
     org = sql.param(uuid.UUID(org_id), "uuid")
-    statement = f"SELECT {grammar.PERSON} AS person, count(*) AS n FROM {sql.events_from()} WHERE e.organization_id = {org} GROUP BY 1"
+    statement = f"SELECT {sql.person()} AS person, count(*) AS n FROM {sql.events_from()} WHERE e.organization_id = {org} GROUP BY 1"
     async with connection() as conn:
         rows = await conn.fetch(statement, *sql.params)
     return {r["person"]: r["n"] for r in rows}

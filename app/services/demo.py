@@ -23,6 +23,7 @@ from app.services.demo_data import closed_shop
 from app.services.demo_data.commerce import generate_commerce_events, generate_fraud_events
 from app.services.demo_data.costs import monthly_costs
 from app.services.demo_data.money import generate_money_events
+from app.services.demo_data.product import generate_product_events
 from app.services.demo_data.timeline import Timeline
 from app.services.demo_data.traffic import GOV_VISITS, generate_events
 from app.services.enrichment import GeoLocator
@@ -104,6 +105,7 @@ async def _seed_events(settings: Settings, org: Any, profile_ids: list[str]) -> 
     total = 0
     try:
         total += await _ingest(viewer, generate_events(profile_ids=profile_ids, timeline=timeline), settings, geo, domain=False)
+        total += await _ingest(viewer, generate_product_events(timeline=timeline), settings, geo, domain=False)
         total += await _ingest(viewer, generate_money_events(profile_ids, timeline=timeline), settings, geo)
         total += await _ingest(viewer, generate_commerce_events(timeline=timeline), settings, geo)
         total += await _ingest(viewer, generate_fraud_events(now=timeline.end), settings, geo)

@@ -27,6 +27,7 @@ class ProductEvent:
     properties: dict[str, Any] = field(default_factory=dict)
     url: str | None = None
     batch: int = 0
+    session_id: str | None = None  # the client's own session id (else ingestion assigns one)
 
     def as_input(self) -> dict[str, Any]:
         item: dict[str, Any] = {
@@ -40,7 +41,9 @@ class ProductEvent:
         if self.anonymous_id is not None:
             item["anonymousId"] = self.anonymous_id
         if self.url is not None:
-            item["url"] = self.url
+            item["context"] = {"url": self.url}
+        if self.session_id is not None:
+            item["sessionId"] = self.session_id
         return item
 
     def key(self, links: dict[str, str]) -> str:

@@ -50,6 +50,8 @@ TYPE_SAMPLES: dict[str, Any] = {
     "TimeRangeInput": {"preset": "LAST_30_DAYS"}, "GrowthRangeInput": {"preset": "LAST_30_DAYS"},
     "Granularity": "DAY", "ExportFormat": "CSV", "Int": 1, "Float": 0.75,
     "Boolean": False, "String": "x",
+    # insights over the victim's views (an input's `event` is not trackEvent's `event` argument)
+    "TrendSeriesInput": {"event": "profile.viewed"}, "EventMatcherInput": {"event": "profile.viewed"},
 }  # fmt: skip
 
 

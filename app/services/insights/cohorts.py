@@ -40,7 +40,7 @@ from app.database import connection, transaction
 from app.errors import BadInput, NotFound
 from app.jobs import Job
 from app.services.insights import grammar
-from app.services.insights.grammar import PERSON, EventMatcher, PropertyFilter, PropertySource, Sql
+from app.services.insights.grammar import EventMatcher, PropertyFilter, PropertySource, Sql
 from app.services.insights.persons import PERSON_ID_MAX_CHARS
 from app.services.insights.query import check_regexes
 from app.settings import Settings
@@ -252,10 +252,11 @@ def members_query(definition: Definition, org: uuid.UUID, timezone: str, now: da
         since = sql.param(now - timedelta(days=definition.days), "timestamptz")
         until = sql.param(now, "timestamptz")
         count = sql.param(definition.min_count, "int")
+        person = sql.person()
         did = (
-            f"SELECT {PERSON} AS person FROM {sql.events_from()}"
+            f"SELECT {person} AS person FROM {sql.events_from()}"
             f" WHERE e.organization_id = {org_param} AND e.occurred_at >= {since} AND e.occurred_at < {until}"
-            f" AND {PERSON} IS NOT NULL AND {matched} GROUP BY 1 HAVING count(*) >= {count}"
+            f" AND {person} IS NOT NULL AND {matched} GROUP BY 1 HAVING count(*) >= {count}"
         )
         if definition.performed:
             return sql, did

@@ -30,9 +30,11 @@ MAX_VALUE_CHARS = 2000
 MAX_BREAKDOWN_LIMIT = 100
 DEFAULT_BREAKDOWN_LIMIT = 10
 OTHER = "$other"  # the breakdown value that gathers every value past the top N
+ALL_EVENTS = "$all"  # the event name that matches every event
 
 PERSON = "COALESCE(pa.person_id, e.visitor_id)"
-"""The person of an event `e`, as every insight reads it (needs the alias join of `events_from`)."""
+"""The person of an event `e`, as every insight reads it: take it through `Sql.person()`, which
+makes `Sql.events_from()` add the alias join it needs."""
 
 
 class PropertySource(str, Enum):
@@ -210,7 +212,13 @@ def _number(value: Any, field: str) -> Decimal:
 def breakdown(
     *, source: PropertySource, key: str, limit: int | None, attribution: Attribution | None, step: int | None, field: str
 ) -> Breakdown:
-    checked = property_key(source, key, field)
+    if source is PropertySource.COHORT:  # one or more cohorts, by id, comma-separated
+        ids = [cohort_id(part.strip(), f"{field}.key") for part in (key or "").split(",") if part.strip()]
+        if not ids:
+            raise BadInput("a cohort breakdown names one or more cohort ids", field=f"{field}.key")
+        checked = PropertyKey(source, ",".join(ids))
+    else:
+        checked = property_key(source, key, field)
     limit = DEFAULT_BREAKDOWN_LIMIT if limit is None else limit
     if not 1 <= limit <= MAX_BREAKDOWN_LIMIT:
         raise BadInput(f"a breakdown shows 1 to {MAX_BREAKDOWN_LIMIT} values", field=f"{field}.limit")
@@ -241,6 +249,7 @@ class Sql:
     """Parameters of one statement, collected while its text is built, and what it joins."""
 
     params: list[Any] = field(default_factory=list)
+    joins_aliases: bool = False
     joins_persons: bool = False
     regexes: list[tuple[str, str]] = field(default_factory=list)  # (pattern, field) PostgreSQL must accept
 
@@ -248,13 +257,17 @@ class Sql:
         self.params.append(value)
         return f"${len(self.params)}::{cast}"
 
+    def person(self) -> str:
+        """The event's person (and the alias join it needs)."""
+        self.joins_aliases = True
+        return PERSON
+
     def events_from(self) -> str:
-        """`events e` with the alias join every person needs (and the persons join when a
-        person property is read)."""
-        text = (
-            "events e LEFT JOIN person_aliases pa"
-            " ON pa.organization_id = e.organization_id AND pa.alias = e.visitor_id"
-        )
+        """`events e` with the joins the statement read: identity links when it names a
+        person, the person's row when it reads a person property. Call it last."""
+        text = "events e"
+        if self.joins_aliases or self.joins_persons:
+            text += " LEFT JOIN person_aliases pa ON pa.organization_id = e.organization_id AND pa.alias = e.visitor_id"
         if self.joins_persons:
             text += f" LEFT JOIN persons pp ON pp.organization_id = e.organization_id AND pp.id = {PERSON}"
         return text
@@ -275,7 +288,7 @@ def value_text(sql: Sql, source: PropertySource, key: str) -> str:
 def cohort_membership(sql: Sql, cohort: str) -> str:
     return (
         f"EXISTS (SELECT 1 FROM cohort_members cm WHERE cm.organization_id = e.organization_id"
-        f" AND cm.cohort_id = {sql.param(cohort, 'uuid')} AND cm.person_id = {PERSON})"
+        f" AND cm.cohort_id = {sql.param(cohort, 'uuid')} AND cm.person_id = {sql.person()})"
     )
 
 
@@ -323,7 +336,9 @@ def filters_condition(sql: Sql, filters: tuple[PropertyFilter, ...] | list[Prope
 
 
 def matcher_condition(sql: Sql, matcher: EventMatcher) -> str:
-    """The events one matcher takes: its name and every filter."""
+    """The events one matcher takes: its name (any, for ALL_EVENTS) and every filter."""
+    if matcher.event == ALL_EVENTS:
+        return f"({filters_condition(sql, matcher.filters)})"
     return f"(e.type = {sql.param(matcher.event, 'text')} AND {filters_condition(sql, matcher.filters)})"
 
 

@@ -130,10 +130,15 @@ def _same_day(months: int, day: int) -> date:
 
 
 def previous_range(current: Periods) -> Periods:
-    """The periods just before `current`, as many of them, for compare-to-previous."""
+    """The range just before `current`, for compare-to-previous: as many local periods when
+    the range starts on a period (the 30 days before the last 30 days, across DST changes),
+    else exactly as long."""
     count = len(current)
     tz = current.range.timezone
-    start = shift_periods(current.range.start, current.grain, -count, timezone=tz)
+    if current.starts and current.starts[0] == current.range.start:
+        start = shift_periods(current.range.start, current.grain, -count, timezone=tz)
+    else:
+        start = current.range.start - (current.range.end - current.range.start)
     return periods_of(TimeRange(start=start, end=current.range.start, timezone=tz), current.grain)
 
 

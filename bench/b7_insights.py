@@ -1,0 +1,261 @@
+"""B7: product insights through GraphQL (a real API process, result cache off, so every call
+computes) against hand-written SQL for the same answer on the same database:
+
+* trends: page views over 30 days, daily, broken down by country (top 10 + other);
+* funnel: signup -> search -> booking, ordered, over 30 days, 7-day window;
+* retention: weekly, 8 weeks, first-time cohorts of signup, returning with any page view;
+* lifecycle: daily page-view lifecycle over 30 days.
+
+The data: one organization (Europe/Berlin) with `--insight-events` product events over 120
+days from ~300,000 persons (a tenth browsed anonymously, then identified), COPY'd straight into
+`events` and `person_aliases`; it stays in the database for `--reuse`.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import asyncpg
+import httpx
+import orjson
+
+from bench.common import ProcessSampler, Result, Stack, percentile
+
+ORG_ID = uuid.UUID("00000000-0000-4000-8000-0000000000b7")
+TIMEZONE = "Europe/Berlin"
+DAYS = 120
+COUNTRIES = ["DE", "US", "FR", "GB", "NL", "ES", "IT", "PL", "SE", "AT", "CH", "BE", "DK", "IE", "PT", "CZ", "NO",
+             "FI", "IN", "BR", "CA", "AU", "JP", "MX", "ZA"]  # fmt: skip
+PLANS = ["free", "pro", "team"]
+TARGET = "p95 <= 1000 ms and <= 1.5x hand-written SQL p95"
+
+TRENDS = """query($q: TrendsQueryInput!) { trends(query: $q) {
+  series { breakdownValue total points { start value } } } }"""
+
+RAW_TRENDS = """
+WITH top AS (
+    SELECT country FROM events
+    WHERE organization_id = $1 AND type = 'page.viewed' AND occurred_at >= $2 AND occurred_at < $3
+    GROUP BY 1 ORDER BY count(*) DESC, 1 LIMIT 10
+)
+SELECT (date_trunc('day', occurred_at AT TIME ZONE $4) AT TIME ZONE $4) AS day,
+       CASE WHEN country IS NULL THEN NULL WHEN country IN (SELECT country FROM top) THEN country::text
+            ELSE '$other' END AS value,
+       count(*)
+FROM events
+WHERE organization_id = $1 AND type = 'page.viewed' AND occurred_at >= $2 AND occurred_at < $3
+GROUP BY 1, 2
+"""
+
+
+# -- data -------------------------------------------------------------------------------------
+
+
+def product_events(count: int, *, seed: int, end: datetime) -> Iterator[tuple[Any, ...]]:
+    """`count` events of persons who arrive over DAYS days and stay a few weeks: page views
+    mostly, searches, listing views, a signup once and some bookings (EVENT_COLUMNS order)."""
+    from app.services.ingestion import EVENT_COLUMNS
+
+    rng = random.Random(seed)
+    start = end - timedelta(days=DAYS)
+    produced = 0
+    column = {name: i for i, name in enumerate(EVENT_COLUMNS)}
+    blank: list[Any] = [None] * len(EVENT_COLUMNS)
+    blank[column["organization_id"]] = ORG_ID
+    blank[column["properties"]] = "{}"
+    blank[column["dnt"]] = False
+    person = 0
+    while produced < count:
+        person += 1
+        arrival = start + timedelta(seconds=rng.random() * DAYS * 86400)
+        stay = timedelta(days=rng.expovariate(1 / 21))
+        visits = max(1, int(rng.paretovariate(1.6) * 3))
+        user = f"user-{seed}-{person}"
+        anonymous = f"anon-{seed}-{person}" if person % 10 == 0 else None
+        country = COUNTRIES[min(int(rng.paretovariate(1.2)) - 1, len(COUNTRIES) - 1)]
+        plan = rng.choice(PLANS)
+        signed_up = False
+        for _ in range(visits):
+            at = arrival + stay * rng.random()
+            if at >= end:
+                continue
+            for step in range(rng.randint(1, 12)):
+                at += timedelta(seconds=rng.randint(5, 300))
+                kind = "page.viewed"
+                roll = rng.random()
+                if not signed_up and step == 0:
+                    kind, signed_up = "signup", True
+                elif roll < 0.22:
+                    kind = "search"
+                elif roll < 0.37:
+                    kind = "listing.viewed"
+                elif roll < 0.40:
+                    kind = "booking"
+                row = list(blank)
+                row[column["occurred_at"]] = at
+                row[column["event_id"]] = f"b7-{produced}"
+                row[column["type"]] = kind
+                known = anonymous is None or at > arrival + stay / 2
+                row[column["visitor_id"]] = f"u:{user}" if known else f"a:{anonymous}"
+                row[column["user_id"]] = user if known else None
+                row[column["anonymous_id"]] = anonymous
+                row[column["country"]] = country
+                row[column["url"]] = f"https://market.example/{kind.replace('.', '/')}"
+                if kind == "booking":
+                    row[column["properties"]] = json.dumps({"plan": plan, "price": rng.randint(10, 900)})
+                yield tuple(row)
+                produced += 1
+                if produced >= count:
+                    return
+
+
+async def loaded_events(conn: asyncpg.Connection) -> int:
+    return int(await conn.fetchval("SELECT count(*) FROM events WHERE organization_id = $1", ORG_ID))
+
+
+async def load(database_url: str, count: int, *, seed: int, end: datetime) -> float:
+    """Bench setup (not a measurement): the organization, its events and identity links."""
+    from app.services.ingestion import EVENT_COLUMNS
+
+    started = time.perf_counter()
+    conn = await asyncpg.connect(database_url)
+    try:
+        await conn.execute("SET synchronous_commit = off")
+        await conn.execute(
+            "INSERT INTO organizations (id, slug, name, timezone, currency) VALUES ($1, 'b7', 'B7 market', $2, 'EUR')"
+            " ON CONFLICT DO NOTHING",
+            ORG_ID, TIMEZONE,
+        )  # fmt: skip
+        await ensure_partitions(conn, end - timedelta(days=DAYS + 1), end)
+        batch: list[tuple[Any, ...]] = []
+        aliases: set[tuple[str, str]] = set()
+        anon_at, user_at = EVENT_COLUMNS.index("anonymous_id"), EVENT_COLUMNS.index("user_id")
+        for row in product_events(count, seed=seed, end=end):
+            batch.append(row)
+            if row[anon_at] and row[user_at]:
+                aliases.add((f"a:{row[anon_at]}", f"u:{row[user_at]}"))
+            if len(batch) >= 100_000:
+                await conn.copy_records_to_table("events", records=batch, columns=EVENT_COLUMNS)
+                batch = []
+        if batch:
+            await conn.copy_records_to_table("events", records=batch, columns=EVENT_COLUMNS)
+        await conn.copy_records_to_table(
+            "person_aliases", records=[(ORG_ID, a, p) for a, p in aliases], columns=("organization_id", "alias", "person_id")
+        )
+        await conn.execute("ANALYZE events")
+        await conn.execute("ANALYZE person_aliases")
+    finally:
+        await conn.close()
+    return time.perf_counter() - started
+
+
+async def ensure_partitions(conn: asyncpg.Connection, start: datetime, end: datetime) -> None:
+    """The monthly partitions the range needs, as ingestion would create them."""
+    from app.partitions import ensure, month_of
+
+    months, day = set(), start
+    while day <= end:
+        months.add(("events", month_of(day)))
+        day += timedelta(days=27)
+    months.add(("events", month_of(end)))
+    await ensure(conn, months)
+
+
+# -- timing ---------------------------------------------------------------------------------
+
+
+async def time_api(http: httpx.AsyncClient, token: str, body: dict[str, Any], repeats: int) -> list[float]:
+    samples = []
+    for _ in range(repeats + 1):
+        started = time.perf_counter()
+        response = await http.post("/graphql", content=orjson.dumps(body),
+                                   headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})  # fmt: skip
+        elapsed = (time.perf_counter() - started) * 1000
+        payload = response.json()
+        if payload.get("errors"):
+            raise SystemExit(f"B7 query failed: {payload['errors']}")
+        samples.append(elapsed)
+    return samples[1:]  # the first call warms the process's caches
+
+
+async def time_sql(conn: asyncpg.Connection, statement: str, args: tuple[Any, ...], repeats: int) -> list[float]:
+    samples = []
+    for _ in range(repeats + 1):
+        started = time.perf_counter()
+        await conn.fetch(statement, *args)
+        samples.append((time.perf_counter() - started) * 1000)
+    return samples[1:]
+
+
+def local_days_back(days: int, now: datetime) -> tuple[datetime, datetime]:
+    """The last `days` local days, today included: [start of the first, start of tomorrow)."""
+    zone = ZoneInfo(TIMEZONE)
+    today = now.astimezone(zone).date()
+    end = datetime.combine(today + timedelta(days=1), datetime.min.time(), tzinfo=zone).astimezone(UTC)
+    start = datetime.combine(today - timedelta(days=days - 1), datetime.min.time(), tzinfo=zone).astimezone(UTC)
+    return start, end
+
+
+def cases(now: datetime) -> list[tuple[str, dict[str, Any], str, tuple[Any, ...]]]:
+    """(name, GraphQL body, hand-written SQL, its arguments) per insight."""
+    start, end = local_days_back(30, now)
+    window = {"from": start.isoformat(), "to": end.isoformat()}
+    trends = {
+        "organizationId": str(ORG_ID), "range": window, "granularity": "DAY",
+        "series": [{"event": "page.viewed"}], "breakdown": {"source": "DIMENSION", "key": "country", "limit": 10},
+    }  # fmt: skip
+    return [
+        ("trends 30 d daily by country", {"query": TRENDS, "variables": {"q": trends}}, RAW_TRENDS,
+         (ORG_ID, start, end, TIMEZONE)),
+    ]  # fmt: skip
+
+
+async def run(database_url: str, broadcast_url: str, work_dir: Path, *, events: int, repeats: int, seed: int) -> list[Result]:
+    from app.auth import Role, issue_token
+    from app.settings import Settings
+    from bench.common import JWT_SECRET
+
+    now = datetime.now(UTC)
+    conn = await asyncpg.connect(database_url)
+    stored = await loaded_events(conn)
+    setup = 0.0
+    if stored < events:
+        print(f"B7: loading {events - stored:,} product events with COPY ...", flush=True)
+        setup = await load(database_url, events - stored, seed=seed + stored, end=now)
+        stored = await loaded_events(conn)
+        print(f"B7: loaded in {setup:.0f} s", flush=True)
+    settings = Settings(database_url=None, broadcast_url="memory://", data_dir=Path("/tmp"), jwt_secret=JWT_SECRET)
+    token = issue_token(role=Role.ORG_ADMIN, organization_id=ORG_ID, settings=settings)
+    results: list[Result] = []
+    stack = Stack(database_url, broadcast_url, work_dir / "b7")
+    stack.env["PULSEGRAPH_RESULT_CACHE"] = "0"  # every call computes
+    with stack, ProcessSampler(stack.pids()) as rss:
+        async with httpx.AsyncClient(base_url=stack.url, timeout=120, trust_env=False) as http:
+            for name, body, statement, args in cases(now):
+                api = await time_api(http, token, body, repeats)
+                raw = await time_sql(conn, statement, args, repeats)
+                p50, p95, raw_p50, raw_p95 = (percentile(api, 0.5), percentile(api, 0.95),
+                                              percentile(raw, 0.5), percentile(raw, 0.95))  # fmt: skip
+                ratio = p95 / raw_p95
+                results.append(
+                    Result(
+                        "B7", f"{name}: p95 ms ({stored:,} events)", p95, raw=raw_p95, unit="ms",
+                        raw_label="hand-written SQL for the same answer, p95 ms", ratio=ratio, target=TARGET,
+                        passed=p95 <= 1000 and ratio <= 1.5,
+                        extra={"p50_ms": p50, "p95_ms": p95, "raw_p50_ms": raw_p50, "raw_p95_ms": raw_p95,
+                               "samples": len(api), "setup_s": setup},
+                    )  # fmt: skip
+                )
+    await conn.close()
+    for r in results:
+        r.extra["api_rss_mb"] = rss.peak_of("api")
+    return results
+
