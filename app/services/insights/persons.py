@@ -465,13 +465,20 @@ async def get_person(*, viewer: Viewer, organization_id: Any = None, person_id: 
     return org, person
 
 
+# Latest first, per key through its (organization_id, visitor_id, occurred_at) index, then merged:
+# a long history is never sorted whole for one page.
 _EVENTS = """
-SELECT event_id, type, occurred_at, received_at, visitor_id, user_id, anonymous_id, profile_id, session_id, url,
-       properties::text AS properties
-FROM events
-WHERE organization_id = $1 AND visitor_id = ANY($2::text[])
-  AND ($3::timestamptz IS NULL OR (occurred_at, received_at, event_id) < ($3, $4::timestamptz, $5::text))
-ORDER BY occurred_at DESC, received_at DESC, event_id DESC
+SELECT e.* FROM unnest($2::text[]) AS k(key)
+CROSS JOIN LATERAL (
+    SELECT event_id, type, occurred_at, received_at, visitor_id, user_id, anonymous_id, profile_id, session_id, url,
+           properties::text AS properties
+    FROM events
+    WHERE organization_id = $1 AND visitor_id = k.key
+      AND ($3::timestamptz IS NULL OR (occurred_at, received_at, event_id) < ($3, $4::timestamptz, $5::text))
+    ORDER BY occurred_at DESC, received_at DESC, event_id DESC
+    LIMIT $6
+) AS e
+ORDER BY e.occurred_at DESC, e.received_at DESC, e.event_id DESC
 LIMIT $6
 """
 
