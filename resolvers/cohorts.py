@@ -16,12 +16,9 @@ from app.services.insights import cohorts as service
 from resolvers.common import guarded, to_range_spec, viewer_of
 from resolvers.ingestion import error_response, rest_viewer, unexpected_error_response
 from resolvers.insight_inputs import to_filters, to_matcher
+from resolvers.persons import OrganizationArg
 from schema.cohorts import Cohort, CohortDefinitionInput, CohortKind
 
-OrganizationArg = Annotated[
-    strawberry.ID | None,
-    strawberry.argument(description="The organization; required for platform admins, optional (yours) for org admins."),
-]
 CohortIdArg = Annotated[strawberry.ID, strawberry.argument(description="The cohort.")]
 NameArg = Annotated[str, strawberry.argument(description="Its name (1..200 characters).")]
 
