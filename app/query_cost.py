@@ -10,7 +10,7 @@ the number of objects and values an operation returns and refuses it with
   the sizes of the lists above it;
 - a list's size is its own bound, first found of: its `limit` (or `first`) argument (from
   the literal, the variables or the argument's default), or that of the page object it is
-  in (`fraudAlerts(first: 20) { alerts }`: 20 alerts); the bound of a type the domain
+  in when smaller than the default (`fraudAlerts(first: 20) { alerts }`: 20 alerts); the bound of a type the domain
   bounds (money per currency, revenue per source, ...: `BOUNDED_LISTS`); one entry per
   bucket for the lists of a time series (a field with `range` and `granularity` arguments,
   e.g. `profileTimeseries { views }`, `pnl { periods }`), estimated from the range and
@@ -184,7 +184,10 @@ class _Walker:
         if "range" in arguments and "granularity" in field.args:
             series = _series_length(arguments.get("range"), arguments.get("granularity") or _preset_grain(arguments.get("range")))
         elif not _is_list(field.type) and (page := _limit(arguments)) is not None:
-            series = page  # a page (`fraudAlerts(first)`, `persons(first)`): its list holds `first` entries
+            # A page (`persons(first: 20) { persons }`): its list holds at most `first` entries.
+            # Only ever a tighter bound than the default: a list's own items are priced by their
+            # default sizes, which a page of the largest size would multiply past any limit.
+            series = min(page, self.default)
         size, inner = self._list_size(field.type, arguments, series)
         count = multiplier * size
         if _is_list(field.type):
