@@ -116,7 +116,7 @@ ON CONFLICT (organization_id, id) DO NOTHING
 """
 
 _LOCK = """
-SELECT id, properties::text AS properties, property_stamps::text AS stamps, now() AS now
+SELECT id, properties::text AS properties, property_stamps::text AS stamps
 FROM persons WHERE organization_id = $1 AND id = ANY($2::text[]) ORDER BY id FOR UPDATE
 """
 
@@ -182,15 +182,13 @@ async def _link(conn: asyncpg.Connection, organization_id: uuid.UUID, links: Map
     await conn.execute(_ENSURE, organization_id, sorted({r["person_id"] for r in made} | {r["alias"] for r in made}))
     rows = await _locked(conn, organization_id, [r["alias"] for r in made] + [r["person_id"] for r in made])
     changed: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
-    for record_ in made:
-        source = rows.get(record_["alias"])
-        if source is None or not source[0]:
-            continue
-        values, stamps = changed.get(record_["person_id"]) or rows[record_["person_id"]]
-        for key, value in source[0].items():
-            op, at = source[1].get(key) or (SET, "")
-            merge(values, stamps, PropertyWrite(record_["person_id"], op, {key: value}, at))
-        changed[record_["person_id"]] = (values, stamps)
+    for made_link in made:
+        source_values, source_stamps = rows[made_link["alias"]]
+        user = made_link["person_id"]
+        for key, value in source_values.items():
+            op, at = source_stamps.get(key) or (SET, "")
+            if merge(*rows[user], PropertyWrite(user, op, {key: value}, at)):
+                changed[user] = rows[user]
     await _write(conn, organization_id, changed)
     return [r["alias"] for r in made]
 
@@ -210,9 +208,8 @@ async def apply_writes(conn: asyncpg.Connection, organization_id: uuid.UUID, wri
     rows = await _locked(conn, organization_id, wanted)
     changed: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
     for write in sorted(writes, key=lambda w: (w.stamp, w.op == SET)):
-        values, stamps = changed.get(write.person) or rows[write.person]
-        if merge(values, stamps, write):
-            changed[write.person] = (values, stamps)
+        if merge(*rows[write.person], write):
+            changed[write.person] = rows[write.person]
     await _write(conn, organization_id, changed)
 
 
