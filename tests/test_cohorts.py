@@ -276,3 +276,32 @@ async def test_deleting_a_subject_removes_their_memberships(client, loaded):
     async with connection() as conn:
         stored = await conn.fetchval("SELECT definition::text FROM cohorts WHERE id = $1", uuid.UUID(listed["id"]))
     assert "p1" not in stored and "anon-1" not in stored
+
+
+async def test_a_cohort_too_large_to_compute_at_once_is_saved_for_the_scheduler(client, loaded, settings, monkeypatch):
+    """A computation cancelled by the statement timeout leaves the cohort saved, uncomputed and
+    without an earlier definition's members; the scheduler computes it."""
+    from app.services.insights import cohorts
+    from workers.scheduler import run_jobs_once
+
+    tenant, events = loaded
+    token = tenant.org_admin_token
+    cohort = await create(client, token, {"kind": "STATIC", "personIds": ["u:p1"]})
+    real = cohorts.compute
+
+    async def slow(conn, *args, **kwargs):
+        await conn.execute("SET LOCAL statement_timeout = '50ms'")
+        await conn.execute("SELECT pg_sleep(1)")
+        return await real(conn, *args, **kwargs)
+
+    monkeypatch.setattr(cohorts, "compute", slow)
+    saved = (await gql_data(client, UPDATE, {"id": cohort["id"], "d": BEHAVIORAL}, token))["updateCohort"]
+    assert saved["kind"] == "BEHAVIORAL" and saved["memberCount"] is None and saved["computedAt"] is None
+    assert await members(client, token, cohort["id"]) == []
+    made = (await gql_data(client, CREATE, {"name": "big", "d": BEHAVIORAL}, token))["createCohort"]
+    assert made["memberCount"] is None
+    monkeypatch.setattr(cohorts, "compute", real)
+    await run_jobs_once(settings)
+    expected = sorted(did(events, days=7, min_count=3, minimum_amount=10))
+    for cid in (cohort["id"], made["id"]):
+        assert await members(client, token, cid) == expected

@@ -15,8 +15,9 @@ as its user). Every insight filters on membership (grammar: source COHORT, key =
   person it is now (a linked anonymous key as its user), seen in events yet or not.
 
 Members are computed when a cohort is created or changed (in the same transaction, so it is
-usable at once) and by the scheduler's `cohorts` job every round for every cohort; each
-computation replaces the members and sets `member_count` and `computed_at`. Organization
+usable at once; one too large for the API's statement timeout is saved uncomputed) and by the
+scheduler's `cohorts` job every round for every cohort; each computation replaces the members
+and sets `member_count` and `computed_at`. Organization
 admins (and platform admins, naming the organization) manage and read cohorts.
 """
 
@@ -360,7 +361,26 @@ async def create_cohort(*, org: uuid.UUID, actor: str, name: str, definition: De
             f" RETURNING {COLUMNS}",
             org, uuid.uuid4(), name, KIND_OF[type(definition)].value, orjson.dumps(stored(definition)).decode(), actor,
         )  # fmt: skip
-        return await compute(conn, _cohort(row), await _timezone(conn, org))
+        return await _compute_now(conn, _cohort(row), await _timezone(conn, org))
+
+
+async def _compute_now(conn: asyncpg.Connection, cohort: Cohort, timezone: str) -> Cohort:
+    """Members at once when they can be found within the API's statement timeout; a cohort too
+    large for that is saved as it is (memberCount null) and computed by the scheduler."""
+    try:
+        async with conn.transaction():  # a savepoint: a cancelled computation leaves the cohort saved
+            return await compute(conn, cohort, timezone)
+    except asyncpg.QueryCanceledError:
+        log.info("cohort %s of %s is left to the scheduler: its computation hit the statement timeout", cohort.id,
+                 cohort.organization_id)  # fmt: skip
+    # No members of an earlier definition stay behind as if they were this one's.
+    await conn.execute("DELETE FROM cohort_members WHERE organization_id = $1 AND cohort_id = $2", cohort.organization_id, cohort.id)
+    row = await conn.fetchrow(
+        f"UPDATE cohorts SET member_count = NULL, computed_at = NULL WHERE organization_id = $1 AND id = $2 RETURNING {COLUMNS}",
+        cohort.organization_id,
+        cohort.id,
+    )
+    return _cohort(row)
 
 
 async def update_cohort(*, org: uuid.UUID, cohort_id: Any, name: str | None, definition: Definition | None) -> Cohort:
@@ -378,7 +398,7 @@ async def update_cohort(*, org: uuid.UUID, cohort_id: Any, name: str | None, def
         cohort = _cohort(row)
         if definition is None and current.computed_at is not None:
             return cohort
-        return await compute(conn, cohort, await _timezone(conn, org))
+        return await _compute_now(conn, cohort, await _timezone(conn, org))
 
 
 async def delete_cohort(*, org: uuid.UUID, cohort_id: Any) -> uuid.UUID:
