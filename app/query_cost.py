@@ -18,6 +18,10 @@ the number of objects and values an operation returns and refuses it with
 - the bucket count sizes the series' own lists and nothing inside them: a list within each
   bucket (money per currency in every point) counts its own bound, multiplied by the
   buckets above it, so the buckets are never counted twice;
+- a report that takes one `query` input (`retention(query: {...})`) sizes the lists of its
+  answer from that input: each (type, field) registered with `size_lists_by_query_input`
+  (by the domain's resolvers) gets its size from the input, e.g. one cohort per period of
+  the input's range, periods + 1 cells in each;
 - introspection (`__schema`, `__type`, `__typename`) is free: it is answered from memory.
 
 The estimate runs per request with the request's variables (a validation rule could not
@@ -27,7 +31,7 @@ see them and would be cached per document by `ValidationCache`).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -88,6 +92,15 @@ GRAIN_SPAN = {
 }
 
 
+# (type, field) -> its list's size, from the report's `query` input (see the module's notes).
+QUERY_INPUT_SIZES: dict[tuple[str, str], Callable[[Mapping[str, Any]], int]] = {}
+
+
+def size_lists_by_query_input(sizes: Mapping[tuple[str, str], Callable[[Mapping[str, Any]], int]]) -> None:
+    """Declare how a report's query input sizes lists of its answer."""
+    QUERY_INPUT_SIZES.update(sizes)
+
+
 class QueryCost(SchemaExtension):
     """Refuse an operation whose estimated result size exceeds `max_cost` (QUERY_TOO_COMPLEX)."""
 
@@ -140,7 +153,7 @@ def estimate_cost(
     if root is None:
         return 0
     walker = _Walker(schema, fragments, variables, default_list_size)
-    return walker.selection_cost(operation.selection_set, root, multiplier=1, series=None, seen=frozenset())
+    return walker.selection_cost(operation.selection_set, root, multiplier=1, series=None, seen=frozenset(), report=None)
 
 
 class _Walker:
@@ -151,17 +164,20 @@ class _Walker:
         self.default = default
 
     def selection_cost(
-        self, selection_set: SelectionSetNode | None, parent: Any, *, multiplier: int, series: int | None, seen: frozenset[str]
-    ) -> int:
+        self, selection_set: SelectionSetNode | None, parent: Any, *, multiplier: int, series: int | None,
+        seen: frozenset[str], report: Mapping[str, Any] | None,
+    ) -> int:  # fmt: skip
         if selection_set is None:
             return 0
         total = 0
         for selection in selection_set.selections:
             if isinstance(selection, FieldNode):
-                total += self.field_cost(selection, parent, multiplier=multiplier, series=series, seen=seen)
+                total += self.field_cost(selection, parent, multiplier=multiplier, series=series, seen=seen, report=report)
             elif isinstance(selection, InlineFragmentNode):
                 target = self._type_condition(selection, parent)
-                total += self.selection_cost(selection.selection_set, target, multiplier=multiplier, series=series, seen=seen)
+                total += self.selection_cost(
+                    selection.selection_set, target, multiplier=multiplier, series=series, seen=seen, report=report
+                )
             elif isinstance(selection, FragmentSpreadNode):
                 name = selection.name.value
                 fragment = self.fragments.get(name)
@@ -169,11 +185,14 @@ class _Walker:
                     continue
                 target = self._type_condition(fragment, parent)
                 total += self.selection_cost(
-                    fragment.selection_set, target, multiplier=multiplier, series=series, seen=seen | {name}
+                    fragment.selection_set, target, multiplier=multiplier, series=series, seen=seen | {name}, report=report
                 )
         return total
 
-    def field_cost(self, node: FieldNode, parent: Any, *, multiplier: int, series: int | None, seen: frozenset[str]) -> int:
+    def field_cost(
+        self, node: FieldNode, parent: Any, *, multiplier: int, series: int | None, seen: frozenset[str],
+        report: Mapping[str, Any] | None,
+    ) -> int:  # fmt: skip
         name = node.name.value
         if name.startswith("__"):
             return 0
@@ -182,25 +201,32 @@ class _Walker:
             return multiplier
         arguments = self._arguments(node, field)
         if "range" in arguments and "granularity" in field.args:
-            series = _series_length(arguments.get("range"), arguments.get("granularity") or _preset_grain(arguments.get("range")))
+            series = series_length(arguments.get("range"), arguments.get("granularity") or _preset_grain(arguments.get("range")))
         elif not _is_list(field.type) and (page := _limit(arguments)) is not None:
             # A page (`persons(first: 20) { persons }`): its list holds at most `first` entries.
             # Only ever a tighter bound than the default: a list's own items are priced by their
             # default sizes, which a page of the largest size would multiply past any limit.
             series = min(page, self.default)
-        size, inner = self._list_size(field.type, arguments, series)
+        if isinstance(arguments.get("query"), Mapping):
+            report = arguments["query"]
+        sizer = QUERY_INPUT_SIZES.get((getattr(parent, "name", ""), name)) if report is not None else None
+        size, inner = self._list_size(field.type, arguments, series, sizer(report) if sizer and report is not None else None)
         count = multiplier * size
         if _is_list(field.type):
             series = None  # the buckets are counted in `count`; lists inside them have bounds of their own
-        return count + self.selection_cost(node.selection_set, inner, multiplier=count, series=series, seen=seen)
+        return count + self.selection_cost(
+            node.selection_set, inner, multiplier=count, series=series, seen=seen, report=report
+        )
 
-    def _list_size(self, gtype: Any, arguments: Mapping[str, Any], series: int | None) -> tuple[int, Any]:
+    def _list_size(
+        self, gtype: Any, arguments: Mapping[str, Any], series: int | None, declared: int | None = None
+    ) -> tuple[int, Any]:
         """(entries per resolution, the named type inside), for nested lists the product."""
         size = 1
         while isinstance(gtype, GraphQLNonNull | GraphQLList):
             if isinstance(gtype, GraphQLList):
-                size *= self._one_list(arguments, series, _named(gtype))
-                arguments, series = {}, None  # the arguments size the outermost list only
+                size *= max(1, declared) if declared is not None else self._one_list(arguments, series, _named(gtype))
+                arguments, series, declared = {}, None, None  # the arguments size the outermost list only
             gtype = gtype.of_type
         return size, gtype if isinstance(gtype, GraphQLObjectType) or hasattr(gtype, "fields") else None
 
@@ -267,7 +293,7 @@ def _preset_grain(range_value: Any) -> str:
     return PRESET_GRAIN.get(str(getattr(preset, "name", preset)).upper(), "DAY")
 
 
-def _series_length(range_value: Any, granularity: Any) -> int:
+def series_length(range_value: Any, granularity: Any) -> int:
     """Buckets of a time series over `range` (a preset or from/to), capped like the resolver."""
     grain = GRAIN_SPAN.get(str(getattr(granularity, "name", granularity)).upper(), GRAIN_SPAN["DAY"])
     span: timedelta | None = None

@@ -10,10 +10,12 @@ from strawberry.types import Info
 from app.auth import Access
 from app.services.insights import sessions as sessions_service
 from app.services.insights import trends as service
+from app.services.insights import users as users_service
 from resolvers.common import RangeArg, guarded, to_range_spec, to_resolved_range, viewer_of
 from resolvers.insight_inputs import to_breakdown, to_filters, to_grain
 from schema.common import Granularity
 from schema.insights import (
+    DayRetention,
     PageSessions,
     SessionMetrics,
     SessionPeriod,
@@ -23,6 +25,8 @@ from schema.insights import (
     TrendPoint,
     TrendsQueryInput,
     TrendsResult,
+    UserMetrics,
+    UsersPoint,
 )
 
 OrganizationArg = Annotated[strawberry.ID, strawberry.argument(description="The organization.")]
@@ -97,6 +101,24 @@ async def session_metrics(
     )  # fmt: skip
 
 
+async def user_metrics(
+    info: Info, organization_id: OrganizationArg, range_: RangeArg, granularity: GranularityArg = None
+) -> UserMetrics:
+    query = users_service.UsersQuery(organization_id, to_range_spec(range_), to_grain(granularity))
+    found = await users_service.user_metrics(viewer=viewer_of(info), query=query)
+    return UserMetrics(
+        range=to_resolved_range(found.range), granularity=Granularity(found.grain.value), active=found.active,
+        dau=found.dau, wau=found.wau, mau=found.mau, stickiness=found.stickiness,
+        retention=[DayRetention(day=n, rate=rate) for n, rate in found.retention.items()],
+        churn_rate=found.churn_rate, average_session_duration_seconds=found.average_session_seconds,
+        points=[
+            UsersPoint(start=p.start, active=p.active, weekly_active=p.weekly_active, monthly_active=p.monthly_active,
+                       churn_rate=p.churn_rate)
+            for p in found.points
+        ],
+    )  # fmt: skip
+
+
 @strawberry.type
 class Query:
     trends = guarded(
@@ -109,4 +131,10 @@ class Query:
         Access.ORG_ADMINS,
         session_metrics,
         "Sessions per period: average duration, pages per session, bounce rate, top entry and exit pages.",
+    )
+    user_metrics = guarded(
+        Access.ORG_ADMINS,
+        user_metrics,
+        "The users page: DAU, WAU, MAU, stickiness, day 1 / 7 / 30 retention, churn rate and average session"
+        " duration, with a point per period.",
     )

@@ -48,9 +48,8 @@ DATETIME = dataclasses.replace(DateTimeDefinition, parse_value=wrap_parser(_pars
 
 def build_schema(extensions: list | None = None) -> Schema:
     # Imported here: the root binds resolvers, which import the domain types of this package.
-    from schema.root import Mutation, Query, Subscription
-
     from schema.ingestion import EventContextInput, TrackEventInput
+    from schema.root import Mutation, Query, Subscription
 
     schema = Schema(
         query=Query,

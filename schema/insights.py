@@ -188,3 +188,39 @@ class SessionMetrics:
     periods: list[SessionPeriod] = strawberry.field(description="One per period, zero-filled.")
     top_entry_pages: list[PageSessions] = strawberry.field(description="The 10 pages most sessions started on.")
     top_exit_pages: list[PageSessions] = strawberry.field(description="The 10 pages most sessions ended on.")
+
+
+@strawberry.type(description="Users in one period.")
+class UsersPoint:
+    start: datetime = strawberry.field(description="The period's local start (UTC instant).")
+    active: int = strawberry.field(description="Persons with at least one event in the period.")
+    weekly_active: int = strawberry.field(description="Persons active in the 7 local days ending with the period.")
+    monthly_active: int = strawberry.field(description="Persons active in the 30 local days ending with the period.")
+    churn_rate: float | None = strawberry.field(
+        description="Share of the previous period's active persons not active in this one; null for the first period."
+    )
+
+
+@strawberry.type(description="Retention on one day after a person's first event.")
+class DayRetention:
+    day: int = strawberry.field(description="N: the local day after the first one (1, 7, 30).")
+    rate: float | None = strawberry.field(
+        description="Share active again on exactly that day, over the persons whose day N has ended; null when none has."
+    )
+
+
+@strawberry.type(description="The users page: activity, stickiness, retention, churn and visit length.")
+class UserMetrics:
+    range: ResolvedRange = strawberry.field(description="The range after presets were resolved.")
+    granularity: Granularity = strawberry.field(description="Period size of the points.")
+    active: int = strawberry.field(description="Persons with at least one event in the range.")
+    dau: float = strawberry.field(description="Mean daily active persons over the range's days.")
+    wau: int = strawberry.field(description="Persons active in the last 7 local days of the range.")
+    mau: int = strawberry.field(description="Persons active in the last 30 local days of the range.")
+    stickiness: float = strawberry.field(description="Mean of DAU / MAU over the range's days (0..1).")
+    retention: list[DayRetention] = strawberry.field(description="Day 1, 7 and 30 retention of the range's new persons.")
+    churn_rate: float | None = strawberry.field(
+        description="Share of a period's active persons not active in the next, over the range's pairs of periods."
+    )
+    average_session_duration_seconds: float = strawberry.field(description="Mean session duration in the range.")
+    points: list[UsersPoint] = strawberry.field(description="One per period.")

@@ -20,6 +20,7 @@ from resolvers import (
     gov_detection,
     ingestion,
     insights,
+    lifecycle,
     live,
     organizations,
     persons,
@@ -27,6 +28,7 @@ from resolvers import (
     pnl,
     privacy,
     profile_analytics,
+    retention,
     revenue,
 )
 
@@ -47,6 +49,8 @@ DOMAINS: tuple[ModuleType, ...] = (
     cohorts,
     financial_reports,
     insights,
+    retention,
+    lifecycle,
 )
 
 

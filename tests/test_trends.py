@@ -183,6 +183,20 @@ async def test_breakdown_shows_the_top_values_and_gathers_the_rest(settings: Any
             members = [e for e in members if e.properties["plan"] == line["breakdownValue"]]
         assert line["total"] == len({person_of(e, links) for e in members})
 
+    bookings = [e for e in events if e.type == "booking"]
+    averages = {**query, "series": [{"event": "booking", "math": "AVERAGE", "property": "price"},
+                                    {"event": "booking", "math": "MAX", "property": "price"}]}  # fmt: skip
+    lines = (await gql_data(client, TRENDS, {"query": averages}, tenant.org_admin_token))["trends"]["series"]
+    volume = Counter(e.properties["plan"] for e in bookings)
+    top = [plan for plan, _ in sorted(volume.items(), key=lambda kv: (-kv[1], kv[0]))[:2]]
+    for line in lines:
+        chosen = [e for e in bookings if (e.properties["plan"] == line["breakdownValue"]) or
+                  (line["isOther"] and e.properties["plan"] not in top)]  # fmt: skip
+        prices = [float(e.properties["price"]) for e in chosen if isinstance(e.properties.get("price"), int | float)]
+        expected = (sum(prices) / len(prices) if prices else 0.0) if line["math"] == "AVERAGE" else max(prices, default=0.0)
+        assert line["total"] == pytest.approx(expected), line["breakdownValue"]
+    assert [line["breakdownValue"] for line in lines] == [*top, "$other"] * 2
+
     by_source = {**query, "breakdown": {"source": "DIMENSION", "key": "utm_source"}, "series": [{"event": "search"}]}
     lines = (await gql_data(client, TRENDS, {"query": by_source}, tenant.org_admin_token))["trends"]["series"]
     expected = Counter(e.url.split("utm_source=")[1] if e.url else None for e in searches)  # the twin has no URL

@@ -49,6 +49,7 @@ SAMPLES: dict[str, Any] = {
 TYPE_SAMPLES: dict[str, Any] = {
     "TimeRangeInput": {"preset": "LAST_30_DAYS"}, "GrowthRangeInput": {"preset": "LAST_30_DAYS"},
     "Granularity": "DAY", "ExportFormat": "CSV", "Int": 1, "Float": 0.75,
+    "EventMatcherInput": {"event": "profile.viewed"},  # an insight's events: ones the victim has
     "Boolean": False, "String": "x",
     # insights over the victim's views (an input's `event` is not trackEvent's `event` argument)
     "TrendSeriesInput": {"event": "profile.viewed"}, "EventMatcherInput": {"event": "profile.viewed"},

@@ -99,7 +99,7 @@ UNION ALL
 
 
 class SessionsRunner(InsightRunner[Periods, SessionMetrics]):
-    kind = "sessions"
+    kind = "insight_sessions"
 
     @property
     def query(self) -> SessionsQuery:

@@ -32,7 +32,6 @@ from typing import Any
 
 import asyncpg
 
-from app.database import connection
 from app.errors import BadInput
 from app.services.insights.grammar import (
     OTHER,
@@ -49,6 +48,7 @@ from app.services.insights.query import (
     InsightScope,
     Periods,
     check_regexes,
+    insight_connection,
     periods,
     previous_range,
 )
@@ -263,6 +263,45 @@ def folded(statement: Statement, top: list[str | None]) -> str:
     )
 
 
+# Maths whose per-(period, value) partials combine into any coarser group: a breakdown's top
+# values and its other line come from one scan, folded in SQL (the others scan twice).
+PARTIALS: dict[Math, tuple[list[str], str]] = {
+    Math.TOTAL: ([], "sum(n)::float8"),
+    Math.SUM: (["sum({x})"], "sum(p0)::float8"),
+    Math.MIN: (["min({x})"], "min(p0)::float8"),
+    Math.MAX: (["max({x})"], "max(p0)::float8"),
+    Math.AVERAGE: (["sum({x})", "count({x})"], "(sum(p0) / NULLIF(sum(p1), 0))::float8"),
+}
+
+
+def folded_in_one_scan(statement: Statement, series: TrendSeries, limit: int, starts: list[datetime]) -> str:
+    """Per (period, raw value) partials, the values ranked by events over the range, and the
+    partials combined per (period, shown value) and per shown value, past the top `limit` as
+    OTHER: one scan of the events. Rows carry the value's rank `r` (limit + 1: other)."""
+    sql = statement.sql
+    partials, combine = PARTIALS[series.math]
+    number = numeric(f"(e.properties ->> {sql.param(series.property, 'text')})") if partials else ""
+    columns = "".join(f", {p.format(x=number)} AS p{k}" for k, p in enumerate(partials))
+    period = f"width_bucket(e.occurred_at, {sql.param(starts, 'timestamptz[]')})"
+    other = sql.param(OTHER, "text")
+    grouped = (
+        f"SELECT {period} AS i, {statement.breakdown} AS b, count(*) AS n{columns}"
+        f" FROM {sql.events_from()}{statement.joins} WHERE {statement.where} GROUP BY 1, 2"
+    )
+    # Every row of one value has the same total, so dense_rank gives each value one rank
+    # (ties by value, null last): one reference to the grouped rows, which stay parallel.
+    ranked = (
+        f"SELECT g.*, dense_rank() OVER (ORDER BY g.total DESC, g.b NULLS LAST) AS r"
+        f" FROM (SELECT g.*, sum(g.n) OVER (PARTITION BY g.b) AS total FROM ({grouped}) g) g"
+    )
+    return (
+        f"SELECT i, fb AS b, fr AS r, {combine} AS v, GROUPING(i) AS whole FROM ("
+        f"SELECT g.*, CASE WHEN g.r <= {int(limit)} THEN g.b ELSE {other} END AS fb,"
+        f" LEAST(g.r, {int(limit) + 1}) AS fr FROM ({ranked}) g) f"
+        f" GROUP BY GROUPING SETS ((i, fb, fr), (fb, fr))"
+    )
+
+
 def rolling(statement: Statement, series: TrendSeries, breakdown_expr: str, days: list[datetime], windows: list[tuple[int, int]]) -> str:
     """Distinct persons per point over each point's window of local days [lo, hi]."""
     sql = statement.sql
@@ -295,7 +334,7 @@ class SeriesRows:
 
 
 class TrendsRunner(InsightRunner[TrendsPlan, TrendsResult]):
-    kind = "trends"
+    kind = "insight_trends"
 
     @property
     def query(self) -> TrendsQuery:
@@ -313,7 +352,7 @@ class TrendsRunner(InsightRunner[TrendsPlan, TrendsResult]):
     async def fetch(self, scope: InsightScope, plan: TrendsPlan) -> list[SeriesRows]:
         q = self.query
         found: list[SeriesRows] = []
-        async with connection() as conn:
+        async with insight_connection() as conn:
             for index, series in enumerate(q.series):
                 current = await self.series_rows(conn, scope, series, index, "current", plan.current, None, plan.now)
                 found.append(current)
@@ -343,6 +382,12 @@ class TrendsRunner(InsightRunner[TrendsPlan, TrendsResult]):
         await check_regexes(conn, statement.sql.regexes)
         has_other = False
         expr = statement.breakdown
+        if top is None and breakdown is not None and breakdown.source is not PropertySource.COHORT and series.math in PARTIALS:
+            text = folded_in_one_scan(statement, series, breakdown.limit, span.starts)
+            rows = await conn.fetch(text, *statement.sql.params)
+            ranked = sorted({(r["r"], r["b"]) for r in rows if r["r"] <= breakdown.limit}, key=lambda rb: rb[0])
+            shown = [b for _, b in ranked]
+            return SeriesRows(index, compare, span, rows, shown, any(r["r"] > breakdown.limit for r in rows))
         if breakdown is not None and breakdown.source is not PropertySource.COHORT:
             if top is None:
                 counting = top_values(statement, breakdown.limit)
