@@ -51,8 +51,10 @@ TYPE_SAMPLES: dict[str, Any] = {
     "Granularity": "DAY", "ExportFormat": "CSV", "Int": 1, "Float": 0.75,
     "EventMatcherInput": {"event": "profile.viewed"},  # an insight's events: ones the victim has
     "Boolean": False, "String": "x",
-    # insights over the victim's views (an input's `event` is not trackEvent's `event` argument)
-    "TrendSeriesInput": {"event": "profile.viewed"}, "EventMatcherInput": {"event": "profile.viewed"},
+    # insights over the victim's events (an input's `event` is not trackEvent's `event` argument); a trend
+    # of an amount only the victim has (its booking's platform fee): its counts of views, small numbers,
+    # could be other tenants' numbers in the platform-wide answers the tenancy tests compare with
+    "TrendSeriesInput": {"event": "booking.completed", "math": "SUM", "property": "platformFeeMinor"},
 }  # fmt: skip
 
 
