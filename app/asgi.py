@@ -34,6 +34,7 @@ from app.revocation import RevocationWatcher
 from app.services.enrichment import GeoLocator
 from app.services.gov_detection import get_detector
 from app.settings import Settings, get_settings
+from resolvers.cohorts import members_csv_endpoint
 from resolvers.ingestion import track_batch_endpoint, track_endpoint
 from schema import build_schema
 
@@ -155,6 +156,7 @@ def create_app(
             graphiql_assets(),
             Route("/track", track_endpoint, methods=["POST"]),
             Route("/track/batch", track_batch_endpoint, methods=["POST"]),
+            Route("/cohorts/{cohort_id}/members.csv", members_csv_endpoint, methods=["GET"]),
             Route("/healthz", health, methods=["GET"]),
         ],
         lifespan=lifespan,

@@ -9,7 +9,8 @@ the number of objects and values an operation returns and refuses it with
 - every selected field costs one per time it is resolved, so its cost is the product of
   the sizes of the lists above it;
 - a list's size is its own bound, first found of: its `limit` (or `first`) argument (from
-  the literal, the variables or the argument's default); the bound of a type the domain
+  the literal, the variables or the argument's default), or that of the page object it is
+  in when smaller than the default (`fraudAlerts(first: 20) { alerts }`: 20 alerts); the bound of a type the domain
   bounds (money per currency, revenue per source, ...: `BOUNDED_LISTS`); one entry per
   bucket for the lists of a time series (a field with `range` and `granularity` arguments,
   e.g. `profileTimeseries { views }`, `pnl { periods }`), estimated from the range and
@@ -203,6 +204,11 @@ class _Walker:
         arguments = self._arguments(node, field)
         if "range" in arguments and "granularity" in field.args:
             series = series_length(arguments.get("range"), arguments.get("granularity") or _preset_grain(arguments.get("range")))
+        elif not _is_list(field.type) and (page := _limit(arguments)) is not None:
+            # A page (`persons(first: 20) { persons }`): its list holds at most `first` entries.
+            # Only ever a tighter bound than the default: a list's own items are priced by their
+            # default sizes, which a page of the largest size would multiply past any limit.
+            series = min(page, self.default)
         if isinstance(arguments.get("query"), Mapping):
             report = arguments["query"]
         sizer = QUERY_INPUT_SIZES.get((getattr(parent, "name", ""), name)) if report is not None else None
@@ -227,10 +233,9 @@ class _Walker:
         return size, gtype if isinstance(gtype, GraphQLObjectType) or hasattr(gtype, "fields") else None
 
     def _one_list(self, arguments: Mapping[str, Any], series: int | None, element: str | None) -> int:
-        for name in LIMIT_ARGUMENTS:
-            value = arguments.get(name)
-            if isinstance(value, int) and not isinstance(value, bool):
-                return max(1, value)
+        limit = _limit(arguments)
+        if limit is not None:
+            return limit
         if element in BOUNDED_LISTS:
             return BOUNDED_LISTS[element]
         if series is not None:
@@ -257,6 +262,15 @@ class _Walker:
         if condition is None:
             return parent
         return self.schema.get_type(condition.name.value) or parent
+
+
+def _limit(arguments: Mapping[str, Any]) -> int | None:
+    """The `limit` or `first` a field was given (or defaults to)."""
+    for name in LIMIT_ARGUMENTS:
+        value = arguments.get(name)
+        if isinstance(value, int) and not isinstance(value, bool):
+            return max(1, value)
+    return None
 
 
 def _is_list(gtype: Any) -> bool:

@@ -22,6 +22,9 @@ PAYOUT_SETTLED = "payout.settled"
 # Invoices billed to an organization (app/services/financial_reports.py records them).
 INVOICE_ISSUED = "invoice.issued"
 INVOICE_PAID = "invoice.paid"
+# An identify: links the event's anonymousId to its userId (app/services/insights/persons.py);
+# tracked or published, it must carry both.
+USER_IDENTIFIED = "user.identified"
 
 PROFILE_DOMAIN_EVENT_TYPES = frozenset(
     {PROFILE_VIEWED, PROFILE_INQUIRY, GIFT_PURCHASED, BOOKING_COMPLETED, SUBSCRIPTION_CHARGED}
@@ -32,7 +35,9 @@ LEDGER_EVENT_TYPES = frozenset(
      PAYMENT_FAILED, PAYOUT_SETTLED}
 )  # fmt: skip
 INVOICE_EVENT_TYPES = frozenset({INVOICE_ISSUED, INVOICE_PAID})
-DOMAIN_EVENT_TYPES = PROFILE_DOMAIN_EVENT_TYPES | FRAUD_EVENT_TYPES | LEDGER_EVENT_TYPES | INVOICE_EVENT_TYPES
+DOMAIN_EVENT_TYPES = (
+    PROFILE_DOMAIN_EVENT_TYPES | FRAUD_EVENT_TYPES | LEDGER_EVENT_TYPES | INVOICE_EVENT_TYPES | {USER_IDENTIFIED}
+)
 # Profile revenue: each of these adds to a profile's revenue rollups.
 MONEY_EVENT_TYPES = frozenset({GIFT_PURCHASED, BOOKING_COMPLETED, SUBSCRIPTION_CHARGED})
 # Every event that moves money: needs amountMinor + currency and a service or org admin token.
@@ -63,7 +68,9 @@ GOV_ALERTS = "gov_alerts"  # the alerts written for flagged views
 
 
 def needs_worker(event_type: str, has_profile: bool) -> bool:
-    """Events the worker has effects for; others are stored already marked processed."""
+    """Events the worker has effects for; others are stored already marked processed.
+    Persons (identity links, $set / $set_once, first and last seen) are written by ingestion
+    itself, in the storage transaction: no event needs the worker for them."""
     return (
         (has_profile and event_type in PROFILE_EVENT_TYPES)
         or event_type in FRAUD_EVENT_TYPES

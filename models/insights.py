@@ -20,6 +20,7 @@ class Person(Model):
     organization_id = fields.UUIDField()
     id = TextKeyField(primary_key=True)
     properties = fields.JSONField(db_default=EMPTY_OBJECT)
+    property_stamps = fields.JSONField(db_default=EMPTY_OBJECT)  # per key: how and when it was set (0012)
     first_seen_at = fields.DatetimeField(null=True)
     last_seen_at = fields.DatetimeField(null=True)
     created_at = fields.DatetimeField(db_default=NOW)

@@ -91,7 +91,7 @@ def _domain_dict(event: DomainEventInput) -> dict[str, Any]:
 
 async def _track(info: Info, events: list[dict[str, Any]], *, domain: bool) -> TrackResult:
     state = app_state(info)
-    outcome = await _ingest(viewer=viewer_of(info), events=events, state=state, client_ip=None, domain=domain)
+    outcome = await ingest(viewer=viewer_of(info), events=events, state=state, client_ip=None, domain=domain)
     return _result(outcome)
 
 
@@ -105,7 +105,7 @@ def _result(outcome: TrackOutcome) -> TrackResult:
     )
 
 
-async def _ingest(
+async def ingest(
     *, viewer: Viewer, events: list[Any], state: Any, client_ip: str | None, domain: bool
 ) -> TrackOutcome:
     """Auth, then size, then the rate limit: refused calls cost no tokens, batches cost one per event."""
@@ -137,31 +137,36 @@ async def track_batch_endpoint(request: Request) -> Response:
 
 async def _beacon(request: Request, *, batch: bool) -> Response:
     try:
-        viewer = await _rest_viewer(request)
+        viewer = await rest_viewer(request)
         events = _rest_events(await _json_body(request), batch=batch)
         defaults = _rest_context_defaults(request)
         converted = [_rest_event(event, defaults) for event in events]
         client_ip = request.client.host if request.client else None
-        outcome = await _ingest(
+        outcome = await ingest(
             viewer=viewer, events=converted, state=request.app.state, client_ip=client_ip, domain=False
         )
     except UserError as exc:
-        return _error(exc)
+        return error_response(exc)
     except Exception:
-        request_id = uuid.uuid4().hex[:16]
-        log.exception("unexpected error in %s [request %s]", request.url.path, request_id)
-        body = {
-            "error": {
-                "code": "INTERNAL_SERVER_ERROR",
-                "message": f"Internal error; quote request id {request_id}.",
-                "requestId": request_id,
-            }
-        }
-        return _json(body, 500)
+        return unexpected_error_response(request)
     return _json(_outcome_body(outcome), 200)
 
 
-async def _rest_viewer(request: Request) -> Viewer:
+def unexpected_error_response(request: Request) -> Response:
+    """A bug, logged with a request id the client can quote (called in an `except` block)."""
+    request_id = uuid.uuid4().hex[:16]
+    log.exception("unexpected error in %s [request %s]", request.url.path, request_id)
+    body = {
+        "error": {
+            "code": "INTERNAL_SERVER_ERROR",
+            "message": f"Internal error; quote request id {request_id}.",
+            "requestId": request_id,
+        }
+    }
+    return _json(body, 500)
+
+
+async def rest_viewer(request: Request) -> Viewer:
     """Header first; a `?key=` only for ingestion keys (see the module docstring).
 
     Checking a key reads the database, so an outage answers 503 UNAVAILABLE here too.
@@ -237,7 +242,7 @@ def _outcome_body(outcome: TrackOutcome) -> dict[str, Any]:
     }
 
 
-def _error(exc: UserError) -> Response:
+def error_response(exc: UserError) -> Response:
     """The same code, field and extensions (retryAfterSeconds, ...) a GraphQL client gets."""
     body = {"error": {"code": exc.code, "message": exc.message, "field": exc.field, **exc.extensions}}
     response = _json(body, exc.http_status)

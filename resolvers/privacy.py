@@ -160,6 +160,7 @@ async def delete_subject_data(
         events=done.events,
         profile_events=done.profile_events,
         sessions=done.sessions,
+        persons=done.persons,
     )
 
 
@@ -190,5 +191,6 @@ class Mutation:
     )
     delete_subject_data: SubjectDeletion = guarded(
         Access.ORG_ADMINS, delete_subject_data,
-        "Delete one data subject's events, sessions and profile events; rollups stay as aggregates.",
+        "Delete one data subject's events, sessions, profile events and person (with its identity links and cohort "
+        "memberships); rollups stay as aggregates.",
     )

@@ -55,6 +55,7 @@ class DomainEventType(Enum):
     PAYOUT_SETTLED = strawberry.enum_value("payout.settled", description="A payout was settled (needs amountMinor and currency; properties.payoutId, profileId optional).")
     INVOICE_ISSUED = strawberry.enum_value("invoice.issued", description="An invoice was issued to the organization (needs amountMinor, currency, properties.invoiceId and properties.dueDate YYYY-MM-DD).")
     INVOICE_PAID = strawberry.enum_value("invoice.paid", description="An invoice was paid in full (needs amountMinor, currency and properties.invoiceId).")
+    USER_IDENTIFIED = strawberry.enum_value("user.identified", description="A user signed in on a device: links anonymousId to userId (needs both); properties.$set / $set_once set person properties.")
 
 
 @strawberry.input(description="A domain event published by a backend service; idempotent by `eventId`.")

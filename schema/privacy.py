@@ -101,3 +101,4 @@ class SubjectDeletion:
     events: int = strawberry.field(description="Raw events deleted.")
     profile_events: int = strawberry.field(description="Profile events deleted.")
     sessions: int = strawberry.field(description="Sessions deleted.")
+    persons: int = strawberry.field(description="Person records deleted (with their identity links and cohort memberships).")

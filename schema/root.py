@@ -12,6 +12,7 @@ from types import ModuleType
 import strawberry
 
 from resolvers import (
+    cohorts,
     costs,
     financial_reports,
     fraud,
@@ -23,6 +24,7 @@ from resolvers import (
     lifecycle,
     live,
     organizations,
+    persons,
     platform,
     pnl,
     privacy,
@@ -44,11 +46,13 @@ DOMAINS: tuple[ModuleType, ...] = (
     costs,
     pnl,
     platform,
-    funnels,
     financial_reports,
     insights,
+    funnels,
     retention,
     lifecycle,
+    persons,
+    cohorts,
 )
 
 

@@ -342,3 +342,20 @@ async def test_every_insight_shows_the_demo_product(client, demo) -> None:
     sessions = body["data"]["sessionMetrics"]
     assert sessions["total"]["sessions"] > 100 and 0 < sessions["total"]["bounceRate"] < 1
     assert sessions["total"]["averageDurationSeconds"] > 0 and sessions["topEntryPages"][0]["page"].endswith("/")
+
+
+PERSONS_AND_COHORTS = """
+query($org: ID!) {
+  cohorts(organizationId: $org) { id name memberCount }
+  persons(organizationId: $org, search: "@demo.example", first: 5) { persons { id userId anonymousIds properties } }
+}"""
+
+
+async def test_the_demo_has_identified_persons_and_cohorts(client, demo) -> None:
+    """Sign-ups identified their devices and set their plan; both saved cohorts have members."""
+    body = await gql(client, PERSONS_AND_COHORTS, {"org": demo.organization_id}, token=demo.org_admin_token)
+    assert body.get("errors") is None, body
+    cohorts = {c["name"]: c["memberCount"] for c in body["data"]["cohorts"]}
+    assert set(cohorts) == {"Searched 3+ times in 30 days", "Pro plan"} and all(cohorts.values()), cohorts
+    persons = body["data"]["persons"]["persons"]
+    assert len(persons) == 5 and all(p["userId"] and p["anonymousIds"] and p["properties"]["plan"] for p in persons)

@@ -424,7 +424,7 @@ async def test_scheduler_runs_the_jobs_once_across_processes(client, tenant, set
 
     report = await run_jobs_once(settings)
     assert report.ran and report.results["pseudonymized_ips"] >= 1
-    assert list(report.results) == ["pseudonymized_ips", "purge", "forgotten_keys"]
+    assert list(report.results) == ["pseudonymized_ips", "purge", "forgotten_keys", "cohorts"]
     assert (await by_id(tenant))[old]["ip"] is None
 
 

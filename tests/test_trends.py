@@ -273,7 +273,8 @@ async def test_person_property_filter_follows_identify_links(settings: Any, clie
     tenant, events, links = await tenant_with_events(settings, client, timezone, 15, first_day, 5)
     async with connection() as conn:
         await conn.execute(
-            "INSERT INTO persons (organization_id, id, properties) VALUES ($1, 'u:user-1', '{\"tier\": \"gold\"}')",
+            "INSERT INTO persons (organization_id, id, properties) VALUES ($1, 'u:user-1', '{\"tier\": \"gold\"}')"
+            " ON CONFLICT (organization_id, id) DO UPDATE SET properties = EXCLUDED.properties",  # ingestion made the row
             tenant.organization.id,
         )
     query = {

@@ -4,7 +4,8 @@ Every `settings.jobs_interval_seconds` (hourly by default; the first run after
 `jobs_initial_delay_seconds`) it runs the jobs of `JOBS`, in order: today the privacy and
 retention jobs (`privacy.JOBS`: raw IPs past each organization's ipRetentionDays become keyed
 hashes; raw data past eventRetentionDays is purged once processed; keys of finished periods
-are deleted). A domain with jobs adds one line to `JOBS`.
+are deleted), then every cohort's members are computed again (`cohorts.JOBS`). A domain with
+jobs adds one line to `JOBS`.
 
 Any number of worker processes may run it: a PostgreSQL advisory lock lets one run at a
 time, and the others skip that round. A failed run is logged and retried next round.
@@ -28,6 +29,7 @@ from app import logs
 from app.database import close_database, connection, init_database
 from app.jobs import Job
 from app.services import privacy
+from app.services.insights import cohorts
 from app.settings import Settings
 
 log = logging.getLogger("pulsegraph.scheduler")
@@ -35,7 +37,7 @@ log = logging.getLogger("pulsegraph.scheduler")
 JOBS_LOCK_KEY = 7_214_002  # advisory lock id: one job run at a time across processes
 
 
-JOBS: tuple[Job, ...] = (*privacy.JOBS,)
+JOBS: tuple[Job, ...] = (*privacy.JOBS, *cohorts.JOBS)
 
 
 @dataclass(slots=True)

@@ -106,6 +106,7 @@ async def _seed_events(settings: Settings, org: Any, profile_ids: list[str]) -> 
     try:
         total += await _ingest(viewer, generate_events(profile_ids=profile_ids, timeline=timeline), settings, geo, domain=False)
         total += await _ingest(viewer, generate_product_events(timeline=timeline), settings, geo, domain=False)
+        await _seed_cohorts(org)
         total += await _ingest(viewer, generate_money_events(profile_ids, timeline=timeline), settings, geo)
         total += await _ingest(viewer, generate_commerce_events(timeline=timeline), settings, geo)
         total += await _ingest(viewer, generate_fraud_events(now=timeline.end), settings, geo)
@@ -114,6 +115,18 @@ async def _seed_events(settings: Settings, org: Any, profile_ids: list[str]) -> 
     finally:
         geo.close()
     log.info("demo: seeded %d events for %d profiles since %s", total, len(profile_ids), timeline.start.date())
+
+
+async def _seed_cohorts(org: Any) -> None:
+    """Two saved cohorts of the product's persons, computed at once (then by the scheduler)."""
+    from app.services.insights import cohorts, grammar
+
+    searchers = cohorts.behavioral(grammar.EventMatcher("search"), performed=True, min_count=3, days=30)
+    pro = grammar.property_filter(
+        source=grammar.PropertySource.PERSON, key="plan", operator=grammar.FilterOperator.EQUALS, value="pro", field="filters[0]"
+    )
+    await cohorts.create_cohort(org=org.id, actor="demo-seed", name="Searched 3+ times in 30 days", definition=searchers)
+    await cohorts.create_cohort(org=org.id, actor="demo-seed", name="Pro plan", definition=cohorts.person_properties([pro]))
 
 
 async def _ingest(

@@ -31,7 +31,10 @@ Decisions a client or an operator can notice:
 - **Data subjects** (by `userId` and/or `anonymousId`): an organization admin can export
   everything stored about them (events, sessions, profile events) and delete it. The
   visitor id links the three tables; events a visitor sent without either id (the
-  cookie-less daily hash) cannot be linked to them, by design. Rollups stay, as above.
+  cookie-less daily hash) cannot be linked to them, by design. A userId also takes the
+  anonymous ids an identify linked to it (their history is that person's in every insight).
+  Deletion removes the person too: its `persons` rows, its links, its cohort memberships and
+  its id in static cohort lists. Rollups stay, as above.
 """
 
 from __future__ import annotations
@@ -55,6 +58,7 @@ from app.database import connection, transaction
 from app.errors import BadInput, NotFound
 from app.jobs import Job
 from app.services.enrichment import normalize_ip
+from app.services.insights import persons
 from app.settings import Settings
 from models.organizations import Organization
 
@@ -469,6 +473,7 @@ class SubjectDeletion:
     events: int
     profile_events: int
     sessions: int
+    persons: int = 0
 
 
 def _subject_ids(user_id: str | None, anonymous_id: str | None) -> tuple[str | None, str | None]:
@@ -522,6 +527,15 @@ def _visitor_ids(user: str | None, anonymous: str | None) -> list[str]:
     return [v for v in (f"u:{user}" if user else None, f"a:{anonymous}" if anonymous else None) if v]
 
 
+async def _subject_keys(conn: asyncpg.Connection, org: uuid.UUID, user: str | None, anonymous: str | None) -> list[str]:
+    """The visitor ids asked for, plus the anonymous ids an identify linked to the user: that
+    person's whole history (an anonymousId does not pull in the user it is linked to)."""
+    visitors = _visitor_ids(user, anonymous)
+    if user:
+        visitors += [k for k in await persons.linked_keys(conn, org, [f"u:{user}"]) if k not in visitors]
+    return visitors
+
+
 async def export_subject(
     *, viewer: Viewer, user_id: str | None = None, anonymous_id: str | None = None, organization_id: Any = None
 ) -> SubjectData:
@@ -532,7 +546,7 @@ async def export_subject(
     user, anonymous = _subject_ids(user_id, anonymous_id)
     async with transaction() as conn:  # one snapshot for the three reads
         await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
-        visitors = _visitor_ids(user, anonymous)
+        visitors = await _subject_keys(conn, org, user, anonymous)
         events = [dict(r) for r in await conn.fetch(_SUBJECT_EVENTS, org, user, anonymous, visitors, EXPORT_MAX_ROWS + 1)]
         session_ids = sorted({e["session_id"] for e in events if e["session_id"]})
         sessions = [dict(r) for r in await conn.fetch(_SUBJECT_SESSIONS, org, visitors, session_ids, EXPORT_MAX_ROWS + 1)]
@@ -571,14 +585,15 @@ async def _erase_subject_from_records(conn: asyncpg.Connection, org: uuid.UUID, 
 async def delete_subject(
     *, viewer: Viewer, user_id: str | None = None, anonymous_id: str | None = None, organization_id: Any = None
 ) -> SubjectDeletion:
-    """Delete one data subject's events, sessions, profile events and gov alerts, and erase
-    them from the ledger and fraud alerts, in one transaction."""
+    """Delete one data subject's events, sessions, profile events, gov alerts and person (with
+    its links and cohort memberships), and erase them from the ledger and fraud alerts, in one
+    transaction."""
     org = await administered_organization(
         viewer, organization_id, refusal="privacy settings and data-subject requests need an organization admin token"
     )
     user, anonymous = _subject_ids(user_id, anonymous_id)
-    visitors = _visitor_ids(user, anonymous)
     async with transaction() as conn:
+        visitors = await _subject_keys(conn, org, user, anonymous)
         session_ids = [
             r["session_id"]
             for r in await conn.fetch(
@@ -615,11 +630,13 @@ async def delete_subject(
             session_ids,
         )
         await _erase_subject_from_records(conn, org, visitors)
+        forgotten = await persons.forget(conn, org, visitors)
     deletion = SubjectDeletion(
         organization_id=org,
         events=int(events.split()[-1]),
         profile_events=len(deleted_views),
         sessions=int(sessions.split()[-1]),
+        persons=forgotten,
     )
     log.info("data-subject deletion in %s: %s", org, deletion)
     return deletion

@@ -32,8 +32,9 @@ MAX_DEPTH = 4  # nested objects selected below a root field (the deepest report 
 
 # What an ID argument names, by its name; a bare `id` names the object its field is about
 # (`updateCost(id)`: a cost), found by the kinds below in the field's name.
-ID_NAMES = {"profileId": "profile", "partnerProfileId": "profile", "organizationId": "organization", "costId": "cost"}
-OBJECT_KINDS = {"fraudrule": "fraud rule", "fraudalert": "fraud alert", "cost": "cost"}
+ID_NAMES = {"profileId": "profile", "partnerProfileId": "profile", "organizationId": "organization", "costId": "cost",
+            "cohortId": "cohort"}  # fmt: skip
+OBJECT_KINDS = {"fraudrule": "fraud rule", "fraudalert": "fraud alert", "cost": "cost", "cohort": "cohort", "person": "person"}
 
 # Valid values for arguments that are not ids, by name, else by type: a mutation refused
 # for a bad sample would prove nothing about tenancy.
@@ -44,14 +45,17 @@ SAMPLES: dict[str, Any] = {
     "ipRetentionDays": 1, "eventRetentionDays": 40, "duoSplitPercent": 50, "ip": "6.1.2.3",
     "userId": "tenancy-subject", "anonymousId": "tenancy-device",
     "steps": [{"event": "profile.viewed"}, {"event": "profile.inquiry"}],
+    "definition": {"kind": "STATIC", "personIds": ["u:tenancy-subject"]},
 }  # fmt: skip
 TYPE_SAMPLES: dict[str, Any] = {
     "TimeRangeInput": {"preset": "LAST_30_DAYS"}, "GrowthRangeInput": {"preset": "LAST_30_DAYS"},
     "Granularity": "DAY", "ExportFormat": "CSV", "Int": 1, "Float": 0.75,
     "EventMatcherInput": {"event": "profile.viewed"},  # an insight's events: ones the victim has
     "Boolean": False, "String": "x",
-    # insights over the victim's views (an input's `event` is not trackEvent's `event` argument)
-    "TrendSeriesInput": {"event": "profile.viewed"}, "EventMatcherInput": {"event": "profile.viewed"},
+    # insights over the victim's events (an input's `event` is not trackEvent's `event` argument); a trend
+    # of an amount only the victim has (its booking's platform fee): its counts of views, small numbers,
+    # could be other tenants' numbers in the platform-wide answers the tenancy tests compare with
+    "TrendSeriesInput": {"event": "booking.completed", "math": "SUM", "property": "platformFeeMinor"},
 }  # fmt: skip
 
 

@@ -1,6 +1,7 @@
 """A tenant whose every report shows values nobody else has: the victim of the tenancy tests.
 
-Its views, inquiries, money, fraud, gov alerts, settings and costs go in through the public
+Its views, inquiries, money, fraud, gov alerts, settings, costs, an identified person and a
+cohort go in through the public
 API (its own ingestion key, service and admin tokens) and the real worker, with amounts,
 counts and names chosen to occur nowhere else, so any of them in another tenant's answer can
 only have come from this tenant.
@@ -20,7 +21,7 @@ from tests.support.tenants import Tenant
 
 # What the seed creates, by the kinds of object an ID argument may name (see
 # tests/support/schema_operations.py): a field whose ID names another kind is not covered.
-SEEDED_KINDS = ("organization", "profile", "cost", "fraud rule", "fraud alert")
+SEEDED_KINDS = ("organization", "profile", "cost", "fraud rule", "fraud alert", "person", "cohort")
 SUBJECT = {"userId": SAMPLES["userId"], "anonymousId": SAMPLES["anonymousId"]}  # what deleteSubjectData samples name
 ARMY_IP = "6.1.2.3"  # 6.0.0.0/8 is on the shipped curated gov list
 VIEWS, INQUIRIES = 29, 11
@@ -42,6 +43,9 @@ SETTINGS = [
        rates: [{currency: "EUR", rate: "0.9137"}, {currency: "JPY", rate: "0.0061"}]) { organizationId } }""",
 ]
 NOTE = """mutation($id: ID!) { addFraudAlertNote(id: $id, note: "Victim card tester, seen twice") { alert { id } } }"""
+IDENTIFY = """mutation { identify(userId: "victim-regular", anonymousId: "victim-visitor-3",
+  properties: {email: "victim-regular@victim.example", tier: "victim-gold"}) { personId } }"""
+COHORT = """mutation($d: CohortDefinitionInput!) { createCohort(name: "Victim lapsed patrons", definition: $d) { id } }"""
 LIFECYCLE = """mutation($org: ID!) {
   suspended: suspendOrganization(organizationId: $org, reason: "Victim suspended for a chargeback audit") { status }
   reinstated: reinstateOrganization(organizationId: $org, reason: "Victim audit closed") { status } }"""
@@ -108,6 +112,9 @@ async def seed_victim(client: httpx.AsyncClient, worker: Any, victim: Tenant) ->
     await gql_data(client, COST_FIX, {"id": cost["id"]}, admin)
     [alert] = (await gql_data(client, ALERTS, {}, admin))["fraudAlerts"]["alerts"]
     await gql_data(client, NOTE, {"id": alert["id"]}, admin)
+    await gql_data(client, IDENTIFY, {}, victim.ingestion_key)
+    members = {"kind": "STATIC", "personIds": [f"u:{SUBJECT['userId']}", "u:victim-regular", "a:victim-visitor-7"]}
+    cohort = (await gql_data(client, COHORT, {"d": members}, admin))["createCohort"]
     await gql_data(client, LIFECYCLE, {"org": victim.org_id}, victim.admin_token)
     return {"organization": victim.org_id, "profile": victim.profile_id, "cost": cost["id"], "fraud rule": rule["id"],
-            "fraud alert": alert["id"]}  # fmt: skip
+            "fraud alert": alert["id"], "person": "u:victim-regular", "cohort": cohort["id"]}  # fmt: skip

@@ -1,4 +1,4 @@
-"""Storing a batch: outbox, events and sessions in one transaction, retried when that is safe.
+"""Storing a batch: outbox, events, sessions and persons in one transaction, retried when that is safe.
 
 Idempotency: the outbox's primary key (organization, eventId) is the ledger. Its rows go in
 first and only the events it took as new are copied into `events`, so a repeat in a later
@@ -18,6 +18,7 @@ from app import partitions
 from app.database import connection
 from app.services.ingestion import sessions
 from app.services.ingestion.enrich import STORED_COLUMNS, Row
+from app.services.insights import persons
 from app.vocabulary import OUTBOX_CHANNEL
 
 
@@ -73,6 +74,7 @@ async def _write(conn: asyncpg.Connection, organization_id: uuid.UUID, rows: lis
             "events", records=[row.record(organization_id) for row in fresh], columns=STORED_COLUMNS
         )
         await sessions.upsert(conn, organization_id, fresh, continued)
+        await persons.record(conn, organization_id, fresh)  # last: its row locks are held the shortest
         if any(row.pending for row in fresh):
             await conn.execute(f"NOTIFY {OUTBOX_CHANNEL}")  # delivered at commit
     return fresh_ids

@@ -14,6 +14,8 @@ camelCase field, reason) and the others go on. Decisions a client can notice:
   (`money_allowed`).
 - Context only enriches: its text is cut and cleaned rather than rejected; its shape is checked.
 - Events without eventId get a server-generated uuid4; domain events must carry one.
+- `user.identified` needs both userId and anonymousId; `properties.$set` and
+  `properties.$set_once` (person properties, app/services/insights/persons.py) must be objects.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from app.services import financial_reports, revenue
 from app.services.ingestion.outcome import Rejection, TrackOutcome
 from app.services.revenue.money import CURRENCY_RE
 from app.settings import Settings
-from app.vocabulary import DOMAIN_EVENT_TYPES, MONEY_MOVING_EVENT_TYPES, PROFILE_EVENT_TYPES
+from app.vocabulary import DOMAIN_EVENT_TYPES, MONEY_MOVING_EVENT_TYPES, PROFILE_EVENT_TYPES, USER_IDENTIFIED
 
 TYPE_MAX_CHARS = 128
 EVENT_ID_MAX_CHARS = 128
@@ -96,6 +98,9 @@ class ValidEvent:
     properties: str
     context: dict[str, str | None]
     dnt: bool
+    # properties.$set / properties.$set_once: person properties this event sets (None: none)
+    person_set: dict[str, Any] | None = None
+    person_set_once: dict[str, Any] | None = None
 
 
 class _Invalid(Exception):
@@ -157,21 +162,38 @@ def _validate(
     if problem is not None:
         raise _Invalid(*problem)
     context, dnt = _context(raw.get("context"))
+    event_id = _event_id(raw.get("event_id"), required=domain)
+    occurred_at = _occurred_at(raw.get("occurred_at"), limits)
+    profile_id = _profile_id(raw.get("profile_id"), event_type=event_type)
+    user_id = _optional_id(raw.get("user_id"), "userId")
+    anonymous_id = _optional_id(raw.get("anonymous_id"), "anonymousId")
+    if event_type == USER_IDENTIFIED and (user_id is None or anonymous_id is None):
+        raise _Invalid("userId" if user_id is None else "anonymousId", f"{USER_IDENTIFIED} links an anonymousId to a userId: send both")
+    session_id = _optional_id(raw.get("session_id"), "sessionId")
+    engagement_ms = _engagement(raw.get("engagement_ms"))
+    raw_properties = raw.get("properties")
+    properties = _properties(raw_properties)
+    person_set = person_set_once = None
+    if raw_properties and ("$set" in raw_properties or "$set_once" in raw_properties):
+        person_set = _person_properties(raw_properties, "$set")
+        person_set_once = _person_properties(raw_properties, "$set_once")
     return ValidEvent(
         index=index,
-        event_id=_event_id(raw.get("event_id"), required=domain),
+        event_id=event_id,
         type=event_type,
-        occurred_at=_occurred_at(raw.get("occurred_at"), limits),
-        profile_id=_profile_id(raw.get("profile_id"), event_type=event_type),
-        user_id=_optional_id(raw.get("user_id"), "userId"),
-        anonymous_id=_optional_id(raw.get("anonymous_id"), "anonymousId"),
-        session_id=_optional_id(raw.get("session_id"), "sessionId"),
-        engagement_ms=_engagement(raw.get("engagement_ms")),
+        occurred_at=occurred_at,
+        profile_id=profile_id,
+        user_id=user_id,
+        anonymous_id=anonymous_id,
+        session_id=session_id,
+        engagement_ms=engagement_ms,
         amount_minor=amount,
         currency=currency,
-        properties=_properties(raw.get("properties")),
+        properties=properties,
         context=context,
         dnt=dnt,
+        person_set=person_set,
+        person_set_once=person_set_once,
     )
 
 
@@ -334,6 +356,17 @@ def _properties(value: Any) -> str:
     if b"\\u0000" in data and _JSON_NUL_RE.search(data):
         raise _Invalid("properties", "properties must not contain NUL characters")
     return data.decode()
+
+
+def _person_properties(properties: Mapping[str, Any], key: str) -> dict[str, Any] | None:
+    """properties.$set / properties.$set_once: an object of person properties (checked as
+    plain JSON with the rest of `properties` already)."""
+    value = properties.get(key)
+    if value is None:
+        return None
+    if not _is_mapping(value):
+        raise _Invalid(f"properties.{key}", f"properties.{key} must be an object of person properties")
+    return dict(value) or None
 
 
 _NO_CONTEXT: dict[str, str | None] = {}
