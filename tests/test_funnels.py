@@ -656,7 +656,8 @@ async def test_person_property_breakdown_and_persons_by_value(client, settings):
         await person_links.link(conn, organization_id=tenant.organization.id, anonymous_id="ann", user_id="anna")
         for person, plan in (("u:anna", "pro"), ("u:bob", "pro"), ("u:cid", "free")):
             await conn.execute(
-                "INSERT INTO persons (organization_id, id, properties) VALUES ($1, $2, $3::jsonb)",
+                "INSERT INTO persons (organization_id, id, properties) VALUES ($1, $2, $3::jsonb)"
+                    " ON CONFLICT (organization_id, id) DO UPDATE SET properties = EXCLUDED.properties",
                 tenant.organization.id, person, f'{{"plan": "{plan}"}}',
             )  # fmt: skip
     q = query(tenant, T(2026, 11, 10), T(2026, 11, 11), ["a", "b"], breakdown={"source": "PERSON", "key": "plan"})
