@@ -335,6 +335,38 @@ async def test_ingestion_recreates_a_dropped_month(client, tenant):
     assert again in await by_id(tenant) and await _partition_exists(name)
 
 
+async def test_persons_past_retention_go_with_their_links_and_memberships(client, tenant):
+    """Properties are personal data: a person every key of whom was last seen before the cutoff
+    is deleted with their links and cohort memberships; one fresh key keeps the person whole."""
+    await set_retention(client, tenant, events=31)
+    await track(
+        client, tenant,
+        event(at=ago(days=40), anonymousId="gone-device", properties={"$set": {"email": "gone@example.com"}}),
+        event("user.identified", at=ago(days=40), userId="gone", anonymousId="gone-device"),
+        event(at=ago(days=40), userId="kept"),
+        event("user.identified", at=ago(days=40), userId="kept", anonymousId="kept-device"),
+        event(at=ago(days=2), anonymousId="kept-device"),
+        event(at=ago(days=2), userId="fresh"),
+    )  # fmt: skip
+    org = uuid.UUID(tenant.org_id)
+    cohort = uuid.uuid4()
+    async with connection() as conn:
+        await conn.execute(
+            "INSERT INTO cohorts (organization_id, id, name, kind, created_by) VALUES ($1, $2, 'c', 'static', 't')", org, cohort
+        )
+        await conn.executemany(
+            "INSERT INTO cohort_members (organization_id, cohort_id, person_id) VALUES ($1, $2, $3)",
+            [(org, cohort, p) for p in ("u:gone", "u:kept", "u:fresh")],
+        )
+    report = await privacy.purge_expired_events(datetime.now(UTC))
+    assert {r["id"] for r in await rows(tenant, "persons", "id")} == {"u:kept", "a:kept-device", "u:fresh"}
+    assert report.deleted_persons >= 2  # other tenants of the test database may have some too
+    assert {(r["alias"], r["person_id"]) for r in await rows(tenant, "person_aliases", "alias, person_id")} == {
+        ("a:kept-device", "u:kept")
+    }
+    assert {r["person_id"] for r in await rows(tenant, "cohort_members", "person_id")} == {"u:kept", "u:fresh"}
+
+
 # --------------------------------------------------------------------------- data subjects
 
 

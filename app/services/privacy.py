@@ -327,6 +327,7 @@ class PurgeReport:
     deleted_profile_events: int = 0
     deleted_sessions: int = 0
     deleted_gov_alerts: int = 0
+    deleted_persons: int = 0
 
 
 async def purge_expired_events(now: datetime | None = None, *, batch_size: int = JOB_BATCH_SIZE) -> PurgeReport:
@@ -344,6 +345,7 @@ async def purge_expired_events(now: datetime | None = None, *, batch_size: int =
         report.deleted_profile_events += await _delete_chunked(_DELETE_PROFILE_EVENTS, org["id"], cutoff, batch_size)
         report.deleted_sessions += await _delete_chunked(_DELETE_SESSIONS, org["id"], cutoff, batch_size)
         report.deleted_gov_alerts += await _delete_chunked(_DELETE_GOV_ALERTS, org["id"], cutoff, batch_size)
+        report.deleted_persons += await _delete_chunked(_DELETE_PERSONS, org["id"], cutoff, batch_size)
         async with connection() as conn:
             await conn.execute(
                 "UPDATE organizations SET purged_before = GREATEST(purged_before, $2) WHERE id = $1"
@@ -437,6 +439,27 @@ WHERE (s.organization_id, s.id) IN (
     SELECT x.organization_id, x.id FROM sessions x
     WHERE x.organization_id = $1 AND x.last_seen_at < $2
     LIMIT $3)
+"""
+
+# A person whose every key (the user and the anonymous ids linked to it) was last seen before
+# the cutoff: their properties are personal data kept no longer than their events. Their
+# identity links and cohort memberships go with them; a person with one fresh key stays whole.
+_DELETE_PERSONS = """
+WITH gone AS (
+    SELECT x.id FROM persons x
+    WHERE x.organization_id = $1 AND x.last_seen_at < $2
+      AND NOT EXISTS (
+          SELECT 1 FROM person_aliases a
+          JOIN persons y ON y.organization_id = a.organization_id AND (y.id = a.alias OR y.id = a.person_id)
+          WHERE a.organization_id = x.organization_id AND (a.alias = x.id OR a.person_id = x.id)
+            AND y.last_seen_at >= $2)
+    LIMIT $3
+), links AS (
+    DELETE FROM person_aliases a USING gone WHERE a.organization_id = $1 AND (a.alias = gone.id OR a.person_id = gone.id)
+), members AS (
+    DELETE FROM cohort_members m USING gone WHERE m.organization_id = $1 AND m.person_id = gone.id
+)
+DELETE FROM persons p USING gone WHERE p.organization_id = $1 AND p.id = gone.id
 """
 
 
