@@ -52,7 +52,8 @@ from app.database import connection
 from app.errors import BadInput
 from app.services.insights import grammar
 from app.services.insights.grammar import PERSON, Sql
-from app.services.insights.query import InsightRunner, InsightScope, Periods, check_regexes, insight_scope, periods_of
+from app.services.insights.query import InsightRunner, InsightScope, Periods, insight_scope, periods_of
+from app.services.insights.query import fetch as fetch_rows
 from app.timebuckets import Grain, RangeSpec, TimeRange, resolve_range
 
 MIN_STEPS = 2
@@ -68,7 +69,6 @@ MAX_PAGE = 1000
 # How the statement is built (module switches so a benchmark can compare variants):
 PREFILTER = True  # read only the persons with a step-0 event in the range (a semi-join)
 BASE_FILTER = True  # drop rows of the types read that match no step's or exclusion's filters
-WORK_MEM = "64MB"  # per sort or hash of a funnel statement (SET LOCAL): memory stays bounded
 
 
 class FunnelOrder(str, Enum):
@@ -505,16 +505,6 @@ async def has_aliases(scope: InsightScope) -> bool:
         )
 
 
-async def _fetch(sql: Sql, statement: str) -> list[Any]:
-    """Run a funnel statement with WORK_MEM for its sorts and hashes (PostgreSQL's default 4 MB
-    sends a month of events to disk), in a read-only transaction that scopes the setting."""
-    async with connection() as conn:
-        await check_regexes(conn, sql.regexes)
-        async with conn.transaction(readonly=True):
-            await conn.execute(f"SET LOCAL work_mem = '{WORK_MEM}'")
-            return await conn.fetch(statement, *sql.params)
-
-
 def steps_statement(spec: FunnelSpec, c: Core) -> str:
     """Per breakdown group (the top N values by persons at step 0, then other) and step, and
     for the whole funnel (`whole`): persons, and the average and median seconds from the
@@ -572,7 +562,7 @@ async def labels(scope: InsightScope, spec: FunnelSpec, span: TimeRange, hashes:
         )
         + f") s WHERE h = ANY({sql.param(hashes, 'bigint[]')})"
     )
-    return {row["h"]: row["v"] for row in await _fetch(sql, statement)}
+    return {row["h"]: row["v"] for row in await fetch_rows(sql, statement)}
 
 
 def step_results(spec: FunnelSpec, rows: dict[int, Any]) -> list[StepResult]:
@@ -619,7 +609,7 @@ class FunnelRunner(InsightRunner[Plan, Any]):
     async def fetch(self, scope: InsightScope, plan: Plan) -> FunnelResult:
         spec = plan.spec
         c = core(scope, spec, plan.span, aliases=await has_aliases(scope))
-        rows = await _fetch(c.sql, steps_statement(spec, c))
+        rows = await fetch_rows(c.sql, steps_statement(spec, c))
         if spec.breakdown is None:
             row = rows[0]
             whole = {0: (row["n0"], None, None)}
@@ -661,7 +651,7 @@ class ConversionOverTimeRunner(FunnelRunner):
             f"{c.ctes} SELECT width_bucket({c.t(0)}, {starts}) AS i, count(*) AS entered,"
             f" count(*) FILTER (WHERE lvl = {c.steps - 1}) AS converted FROM entities GROUP BY 1"
         )
-        rows = await _fetch(c.sql, statement)
+        rows = await fetch_rows(c.sql, statement)
         entered = [0] * len(periods)
         converted = [0] * len(periods)
         for row in rows:
@@ -704,7 +694,7 @@ class TimeToConvertRunner(FunnelRunner):
             f" ON LEAST(width_bucket(d.s, st.lo, st.lo + st.width * {bins}, {bins}), {bins}) = i GROUP BY i) q)"
             f" AS counts FROM st"
         )
-        row = (await _fetch(c.sql, statement))[0]
+        row = (await fetch_rows(c.sql, statement))[0]
         if not row["n"]:
             return Histogram(a, b, [], 0.0, [], 0, None, None)
         lo, width = float(row["lo"]), float(row["width"])
@@ -745,7 +735,7 @@ class PersonsRunner(FunnelRunner):
             f" SELECT (SELECT count(*) FROM ps) AS total,"
             f" ARRAY(SELECT person FROM ps{cursor} ORDER BY person LIMIT {first + 1}) AS ids"
         )
-        row = (await _fetch(c.sql, statement))[0]
+        row = (await fetch_rows(c.sql, statement))[0]
         ids = list(row["ids"][:first])
         more = len(row["ids"]) > first
         return PersonsPage(ids, row["total"], encode_cursor(ids[-1]) if ids else None, more)
