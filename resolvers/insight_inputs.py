@@ -6,7 +6,7 @@ from __future__ import annotations
 from app.services.insights import grammar
 from app.timebuckets import Grain
 from schema.common import Granularity
-from schema.insights import BreakdownInput, EventMatcherInput, PropertyFilterInput, PropertyKeyInput
+from schema.insights import BreakdownInput, EventMatcherInput, PropertyFilterInput, PropertyKeyInput, TrendSeriesInput
 
 
 def to_filters(values: list[PropertyFilterInput] | None, field: str) -> list[grammar.PropertyFilter]:
@@ -26,7 +26,8 @@ def to_filters(values: list[PropertyFilterInput] | None, field: str) -> list[gra
     ]
 
 
-def to_matcher(value: EventMatcherInput, field: str) -> grammar.EventMatcher:
+def to_matcher(value: EventMatcherInput | TrendSeriesInput, field: str) -> grammar.EventMatcher:
+    """An event and its filters; a trend series carries them the same way."""
     return grammar.event_matcher(event=value.event, filters=to_filters(value.filters, f"{field}.filters"), field=field)
 
 

@@ -12,7 +12,7 @@ from app.services.insights import sessions as sessions_service
 from app.services.insights import trends as service
 from app.services.insights import users as users_service
 from resolvers.common import RangeArg, guarded, to_range_spec, to_resolved_range, viewer_of
-from resolvers.insight_inputs import to_breakdown, to_filters, to_grain
+from resolvers.insight_inputs import to_breakdown, to_grain, to_matcher
 from schema.common import Granularity
 from schema.insights import (
     DayRetention,
@@ -35,13 +35,9 @@ TrendsQueryArg = Annotated[TrendsQueryInput, strawberry.argument(description="Wh
 
 
 def to_trends_query(value: TrendsQueryInput) -> service.TrendsQuery:
-    from app.services.insights.grammar import event_matcher
-
     series = tuple(
         service.TrendSeries(
-            matcher=event_matcher(
-                event=s.event, filters=to_filters(s.filters, f"query.series[{i}].filters"), field=f"query.series[{i}]"
-            ),
+            matcher=to_matcher(s, f"query.series[{i}]"),
             math=service.Math(s.math.value),
             property=s.property,
             label=s.label,

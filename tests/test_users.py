@@ -92,3 +92,7 @@ async def test_user_metrics_match_a_plain_count(settings: Any, client: Any, time
     for (before, after), point in zip(pairs, result["points"][1:], strict=True):
         assert point["churnRate"] == (pytest.approx(len(before - after) / len(before)) if before else None)
     assert result["averageSessionDurationSeconds"] == data["sessionMetrics"]["total"]["averageDurationSeconds"]
+
+    weekly = (await gql_data(client, USERS, {**variables, "granularity": "WEEK"}, tenant.org_admin_token))["userMetrics"]
+    daily_figures = ("active", "dau", "wau", "mau", "stickiness", "retention")
+    assert {k: weekly[k] for k in daily_figures} == {k: result[k] for k in daily_figures}  # days, whatever the points

@@ -72,11 +72,6 @@ async def user_metrics(*, viewer: Any, query: UsersQuery) -> UserMetrics:
                 trends.TrendSeries(EVERY_EVENT, trends.Math.WEEKLY_ACTIVE),
                 trends.TrendSeries(EVERY_EVENT, trends.Math.MONTHLY_ACTIVE)),
     ))  # fmt: skip
-    daily = await trends.trends(viewer=viewer, query=trends.TrendsQuery(
-        organization_id=org, range=span, grain=Grain.DAY,
-        series=(trends.TrendSeries(EVERY_EVENT, trends.Math.UNIQUE_PERSONS),
-                trends.TrendSeries(EVERY_EVENT, trends.Math.MONTHLY_ACTIVE)),
-    ))  # fmt: skip
     cohorts = await retention_runner.retention(
         viewer=viewer, organization_id=org, time_range=span, start=EVERY_EVENT, back=EVERY_EVENT, period=Grain.DAY,
         periods=max(RETENTION_DAYS), cohort_kind=retention_runner.CohortKind.FIRST_TIME, mode=retention_runner.Mode.EXACT,
@@ -86,7 +81,7 @@ async def user_metrics(*, viewer: Any, query: UsersQuery) -> UserMetrics:
     )
     visits = await sessions.session_metrics(viewer=viewer, query=sessions.SessionsQuery(org, span, Grain.DAY))
     active, weekly, monthly = (line.values for line in per_period.lines)
-    dau, mau = (line.values for line in daily.lines)
+    dau, mau = (active, monthly) if query.grain is Grain.DAY else await daily_and_monthly_active(viewer, query)
     churns = churn_rates(activity)
     return UserMetrics(
         range=per_period.range, grain=query.grain, active=int(per_period.lines[0].total),
@@ -100,6 +95,17 @@ async def user_metrics(*, viewer: Any, query: UsersQuery) -> UserMetrics:
             for start, a, w, m, churn in zip(per_period.lines[0].starts, active, weekly, monthly, churns, strict=True)
         ],
     )  # fmt: skip
+
+
+async def daily_and_monthly_active(viewer: Any, query: UsersQuery) -> tuple[list[float], list[float]]:
+    """DAU and MAU per day of the range, for a preset whose points are weeks or months."""
+    daily = await trends.trends(viewer=viewer, query=trends.TrendsQuery(
+        organization_id=query.organization_id, range=query.range, grain=Grain.DAY,
+        series=(trends.TrendSeries(EVERY_EVENT, trends.Math.UNIQUE_PERSONS),
+                trends.TrendSeries(EVERY_EVENT, trends.Math.MONTHLY_ACTIVE)),
+    ))  # fmt: skip
+    dau, mau = (line.values for line in daily.lines)
+    return dau, mau
 
 
 def day_retention(result: retention_runner.Retention, day: int, now: datetime) -> float | None:
