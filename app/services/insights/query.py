@@ -23,10 +23,8 @@ from app.timebuckets import (
     TimeRange,
     bucket_start,
     bucket_starts,
-    local_date,
     local_midnight,
     resolve_range,
-    utcnow,
     zone,
 )
 
@@ -169,7 +167,3 @@ async def check_regexes(conn: asyncpg.Connection, regexes: Sequence[tuple[str, s
             await conn.fetchval("SELECT '' ~ $1::text", pattern)
         except (asyncpg.InvalidRegularExpressionError, asyncpg.DataError) as exc:
             raise BadInput(f"the regular expression does not compile: {exc}", field=field) from None
-
-
-def today_in(timezone: str, now: datetime | None = None) -> date:
-    return local_date(now or utcnow(), timezone)
