@@ -33,8 +33,10 @@ MAX_DEPTH = 4  # nested objects selected below a root field (the deepest report 
 # What an ID argument names, by its name; a bare `id` names the object its field is about
 # (`updateCost(id)`: a cost), found by the kinds below in the field's name.
 ID_NAMES = {"profileId": "profile", "partnerProfileId": "profile", "organizationId": "organization", "costId": "cost",
-            "cohortId": "cohort"}  # fmt: skip
-OBJECT_KINDS = {"fraudrule": "fraud rule", "fraudalert": "fraud alert", "cost": "cost", "cohort": "cohort", "person": "person"}
+            "cohortId": "cohort", "userId": "member", "before": "audit entry"}  # fmt: skip
+OBJECT_KINDS = {"fraudrule": "fraud rule", "fraudalert": "fraud alert", "cost": "cost", "cohort": "cohort", "person": "person",
+                "invitation": "invitation", "servicetoken": "service token", "ingestionkey": "ingestion key",
+                "personalapikey": "personal key"}  # fmt: skip
 
 # Valid values for arguments that are not ids, by name, else by type: a mutation refused
 # for a bad sample would prove nothing about tenancy.
@@ -46,6 +48,7 @@ SAMPLES: dict[str, Any] = {
     "userId": "tenancy-subject", "anonymousId": "tenancy-device",
     "steps": [{"event": "profile.viewed"}, {"event": "profile.inquiry"}],
     "definition": {"kind": "STATIC", "personIds": ["u:tenancy-subject"]},
+    "email": "tenancy-invitee@example.test", "password": "tenancy check password", "newPassword": "tenancy new password",
 }  # fmt: skip
 TYPE_SAMPLES: dict[str, Any] = {
     "TimeRangeInput": {"preset": "LAST_30_DAYS"}, "GrowthRangeInput": {"preset": "LAST_30_DAYS"},
