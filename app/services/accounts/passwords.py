@@ -70,7 +70,8 @@ def check_strength(password: str, *, email: str, name: str = "", field: str = "p
 
 
 def _personal(folded: str, *, email: str, name: str) -> bool:
-    words = [email.casefold(), email.split("@")[0].casefold(), *re.split(r"\s+", name.casefold())]
+    local = email.split("@")[0].casefold()
+    words = [local, *re.split(r"[^\w]+|_", local), *re.split(r"\s+", name.casefold())]
     return any(len(word) >= 4 and word in folded for word in words)
 
 
