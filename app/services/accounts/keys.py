@@ -73,7 +73,7 @@ def _key(row: asyncpg.Record) -> Key:
 
 def _name(name: str) -> str:
     name = name.strip()
-    if not name or len(name) > 100:
+    if not name or len(name) > 100 or "\x00" in name:
         raise BadInput("name must be 1 to 100 characters", field="name")
     return name
 

@@ -403,6 +403,8 @@ async def _invitee(conn: asyncpg.Connection, *, email: str, name: str, password:
             raise BadInput("this email already has an account: give its password to join", field="password")
         return existing["id"]
     check_strength(password, email=email, name=name)
+    if "\x00" in name or len(name) > 200:
+        raise BadInput("name must be at most 200 characters, without NUL", field="name")
     if existing is not None:  # created without a password (e.g. by an operator): it sets one now
         await conn.execute(
             "UPDATE users SET password_hash = $2, password_changed_at = now(), name = coalesce(nullif($3, ''), name) WHERE id = $1",

@@ -74,7 +74,7 @@ class SignedIn:
 
 def normalized_email(email: str, *, field: str = "email") -> str:
     value = email.strip().lower()
-    if not value or "@" not in value or len(value) > 320 or any(c.isspace() for c in value):
+    if not value or "@" not in value or len(value) > 320 or any(c.isspace() or c == "\x00" for c in value):
         raise BadInput("email must be an address like name@example.com", field=field)
     return value
 

@@ -447,7 +447,7 @@ async def get_person(*, viewer: Viewer, organization_id: Any = None, person_id: 
     with its user)."""
     org = await persons_scope(viewer, organization_id)
     key = (person_id or "").strip()
-    if not key or len(key) > PERSON_ID_MAX_CHARS:
+    if not key or len(key) > PERSON_ID_MAX_CHARS or "\x00" in key:  # PostgreSQL text cannot hold NUL
         raise NotFound("person not found", field="id")
     async with connection() as conn:
         canonical = await conn.fetchval(
