@@ -9,6 +9,7 @@ own email or name.
 from __future__ import annotations
 
 import re
+import secrets
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -72,6 +73,17 @@ def check_strength(password: str, *, email: str, name: str = "", field: str = "p
 def _personal(folded: str, *, email: str, name: str) -> bool:
     words = [email.casefold(), email.split("@")[0].casefold(), *re.split(r"\s+", name.casefold())]
     return any(len(word) >= 4 and word in folded for word in words)
+
+
+def random_password(*, email: str, name: str = "") -> str:
+    """A password to hand to someone (an account an operator makes, the demo's people): 144
+    random bits, drawn again in the rare case they happen to spell a word of the email or
+    the name, which the rules refuse."""
+    while True:
+        try:
+            return check_strength(secrets.token_urlsafe(18), email=email, name=name)
+        except BadInput:
+            continue
 
 
 _DUMMY_HASH = _hasher.hash("a password nobody has: only its verification time matters")
