@@ -1,4 +1,4 @@
-"""`pulsegraph`: run the API and the worker, migrate, seed, and manage tenants and credentials.
+"""`pulsegraph`: run the API and the worker, migrate, seed, and manage tenants, accounts and credentials.
 
 Every command reads the same settings as the server (DATABASE_URL, PULSEGRAPH_DATA_DIR,
 PULSEGRAPH_JWT_SECRET, ...), so a token printed here is accepted there, and one revoked here
@@ -31,9 +31,12 @@ from app.settings import Settings, get_settings
 if TYPE_CHECKING:
     from starlette.applications import Starlette
 
+    from app.services.accounts.members import ListedUser
+
 EXIT_USAGE = 2
 EXIT_FAILED = 1  # the command was right but could not be carried out (e.g. a download failed)
 REVOKED_BY = "cli"  # recorded with every revocation made here
+ACTOR = "cli"  # recorded in the audit log with every account made here
 
 Result = dict[str, Any] | list[dict[str, Any]]
 
@@ -406,6 +409,82 @@ def cmd_key_revoke(args: argparse.Namespace, settings: Settings) -> int:
     return _run(settings, action, args.json)
 
 
+def cmd_user_create(args: argparse.Namespace, settings: Settings) -> int:
+    from app.auth import Role
+    from app.services import organizations as orgs
+    from app.services.accounts.audit import Actor
+    from app.services.accounts.members import create_user
+    from app.services.accounts.passwords import random_password
+    from app.services.accounts.sessions import normalized_email
+
+    async def action() -> dict[str, Any]:
+        _check_user_options(args)
+        org = await orgs.find_organization(args.org) if args.org else None
+        profile = await orgs.find_profile(org, args.profile) if org and args.profile else None
+        given = _password_from_stdin() if args.password_stdin else None
+        password = given or random_password(email=args.email, name=args.name)
+        user_id = await create_user(
+            email=args.email, name=args.name, password=password, platform_admin=args.admin,
+            organization_id=org.id if org else None, role=Role(args.role) if org else None,
+            profile_id=profile.id if profile else None, actor=Actor(subject=ACTOR),
+        )  # fmt: skip
+        created = {
+            "id": str(user_id), "email": normalized_email(args.email), "name": args.name.strip() or None,
+            "platform_admin": args.admin, "organization": org.slug if org else None, "role": args.role if org else None,
+            "profile": profile.slug if profile else None,
+        }  # fmt: skip
+        if given is not None:
+            return created
+        return {**created, "password": password, "note": "shown once; only its hash is stored"}
+
+    return _run(settings, action, args.json)
+
+
+def _check_user_options(args: argparse.Namespace) -> None:
+    """What `user create` needs besides the email, each refusal naming its option, before the database is asked."""
+    if not args.admin and not args.org:
+        raise UserError("give --admin (a platform admin), --org with --role (a member), or both", field="org")
+    if args.org and not args.role:
+        raise UserError("--role is required with --org (org_admin, provider or viewer)", field="role")
+    if not args.org and (args.role or args.profile):
+        raise UserError("--role and --profile need --org", field="org")
+    if args.role == "provider" and not args.profile:
+        raise UserError("--profile is required for role provider", field="profile")
+    if args.profile and args.role != "provider":
+        raise UserError("--profile is only for role provider", field="profile")
+
+
+def _password_from_stdin() -> str:
+    """The first line of standard input, without its line break (what `echo` or a password
+    manager's pipe adds is not part of the password)."""
+    password = sys.stdin.readline().removesuffix("\n").removesuffix("\r")
+    if not password:
+        raise UserError("--password-stdin: no password on standard input", field="password")
+    return password
+
+
+def cmd_user_list(args: argparse.Namespace, settings: Settings) -> int:
+    from app.services import organizations as orgs
+    from app.services.accounts.members import list_users
+
+    async def action() -> list[dict[str, Any]]:
+        org = await orgs.find_organization(args.org) if args.org else None
+        return [_user_row(user, args.json) for user in await list_users(org.id if org else None)]
+
+    return _run(settings, action, args.json)
+
+
+def _user_row(user: ListedUser, as_json: bool) -> dict[str, Any]:
+    """Memberships as objects for scripts, as one cell (`demo:org_admin,acme:provider/jane`) in the table."""
+    held = [{"organization": m.organization, "role": m.role.value, "profile": m.profile} for m in user.memberships]
+    cell = ",".join(f"{m['organization']}:{m['role']}" + (f"/{m['profile']}" if m["profile"] else "") for m in held)
+    return {
+        "id": str(user.user_id), "email": user.email, "name": user.name or None,
+        "platform_admin": user.is_platform_admin, "memberships": held if as_json else cell or None,
+        "last_sign_in_at": _iso(user.last_sign_in_at),
+    }  # fmt: skip
+
+
 def cmd_rollups_rebuild(args: argparse.Namespace, settings: Settings) -> int:
     from app.services import organizations as orgs
     from app.services.profile_analytics.rebuild import rebuild_rollups
@@ -525,6 +604,25 @@ def build_parser() -> argparse.ArgumentParser:
     key_revoke.add_argument("key", metavar="KEY_ID", help="the key's id (see `key list`), or the pgk_... key itself")
     key_revoke.add_argument("--json", action="store_true")
     key_revoke.set_defaults(handler=cmd_key_revoke)
+
+    user = sub.add_parser("user", help="people who sign in").add_subparsers(dest="user_command", required=True)
+    user_create = user.add_parser(
+        "create", help="create an account that signs in with a password: a platform admin, a member of an "
+        "organization, or both; the password is generated and printed once unless --password-stdin",
+    )  # fmt: skip
+    user_create.add_argument("--email", required=True)
+    user_create.add_argument("--name", default="")
+    user_create.add_argument("--admin", action="store_true", help="a platform admin (every organization)")
+    user_create.add_argument("--org", help="organization slug or id: a member of it, with --role")
+    user_create.add_argument("--role", choices=["org_admin", "provider", "viewer"], help="the member's role")
+    user_create.add_argument("--profile", help="profile slug or id (role provider)")
+    user_create.add_argument("--password-stdin", action="store_true", help="read the password from stdin's first line")
+    user_create.add_argument("--json", action="store_true")
+    user_create.set_defaults(handler=cmd_user_create)
+    user_list = user.add_parser("list", help="list the accounts (never a password), with their memberships")
+    user_list.add_argument("--org", help="organization slug or id: its members only (default: every account)")
+    user_list.add_argument("--json", action="store_true")
+    user_list.set_defaults(handler=cmd_user_list)
 
     rollups = sub.add_parser("rollups", help="hourly and daily rollups").add_subparsers(dest="rollups_command", required=True)
     rebuild = rollups.add_parser("rebuild", help="recompute rollups from the processed profile events")

@@ -10,6 +10,7 @@ import sys
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -29,14 +30,15 @@ def cli_env(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> dict
     }
 
 
-def pulsegraph(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+def pulsegraph(env: dict[str, str], *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "app.cli", *args], env=env, cwd=ROOT, capture_output=True, text=True, timeout=120
-    )
+        [sys.executable, "-m", "app.cli", *args], env=env, cwd=ROOT, capture_output=True, text=True, timeout=120,
+        input=stdin,
+    )  # fmt: skip
 
 
-def pulsegraph_json(env: dict[str, str], *args: str) -> dict:
-    done = pulsegraph(env, *args, "--json")
+def pulsegraph_json(env: dict[str, str], *args: str, stdin: str | None = None) -> dict:
+    done = pulsegraph(env, *args, "--json", stdin=stdin)
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -198,3 +200,109 @@ def test_list_and_revoke_errors_are_one_line_naming_the_argument(cli_env, args, 
     assert done.returncode == 2, done.stdout
     [line] = done.stderr.strip().splitlines()
     assert line.startswith("error: ") and message in line and done.stdout == ""
+
+
+# -- accounts ------------------------------------------------------------------------------
+
+LOGIN = """
+mutation($email: String!, $password: String!) {
+  login(email: $email, password: $password) { role organizationId profileId accessToken user { email name } }
+}"""
+STRONG = "correct horse battery staple"
+
+
+def an_email(who: str) -> str:
+    return f"{who}-{uuid.uuid4().hex[:8]}@example.com"
+
+
+async def sign_in(client: Any, email: str, password: str) -> dict[str, Any]:
+    body = await gql(client, LOGIN, {"email": email, "password": password})
+    assert body.get("errors") is None, body
+    return body["data"]["login"]
+
+
+async def test_a_platform_admin_made_here_signs_in_with_the_password_printed_once(app, client, cli_env):
+    email = an_email("operator")
+    done = pulsegraph(cli_env, "user", "create", "--email", email.upper(), "--name", "Ops Person", "--admin")
+    assert done.returncode == 0, done.stderr
+    printed = dict(line.split(None, 1) for line in done.stdout.strip().splitlines())
+    assert (printed["email"], printed["name"], printed["platform_admin"]) == (email, "Ops Person", "True")
+    assert len(printed["password"]) >= 20 and printed["password"] not in done.stderr
+
+    signed_in = await sign_in(client, email, printed["password"])
+    assert (signed_in["role"], signed_in["organizationId"], signed_in["user"]["name"]) == ("admin", None, "Ops Person")
+    body = await gql(client, "{ viewer { role organizationId } }", token=signed_in["accessToken"])
+    assert body["data"]["viewer"] == {"role": "admin", "organizationId": None}, body
+
+
+async def test_an_organization_member_gets_the_role_asked_and_is_listed(app, client, cli_env):
+    org = pulsegraph_json(cli_env, "org", "create", f"Staffed {uuid.uuid4().hex[:6]}")
+    profile = pulsegraph_json(cli_env, "profile", "create", "--org", org["slug"], "Pat Provider")
+    watcher, provider = an_email("watcher"), an_email("provider")
+    created = pulsegraph_json(
+        cli_env, "user", "create", "--email", watcher, "--org", org["id"], "--role", "viewer", "--password-stdin",
+        stdin=STRONG + "\n",
+    )  # fmt: skip
+    assert (created["organization"], created["role"], created["platform_admin"]) == (org["slug"], "viewer", False)
+    assert "password" not in created  # given, so not printed
+    made = pulsegraph_json(
+        cli_env, "user", "create", "--email", provider, "--org", org["slug"], "--role", "provider", "--profile", "pat-provider"
+    )  # fmt: skip
+
+    signed_in = await sign_in(client, watcher, STRONG)
+    assert (signed_in["role"], signed_in["organizationId"], signed_in["profileId"]) == ("viewer", org["id"], None)
+    signed_in = await sign_in(client, provider, made["password"])
+    assert (signed_in["role"], signed_in["organizationId"], signed_in["profileId"]) == ("provider", org["id"], profile["id"])
+
+    listed = {user["email"]: user for user in pulsegraph_json(cli_env, "user", "list", "--org", org["slug"])}
+    assert set(listed) == {watcher, provider}
+    assert listed[watcher]["memberships"] == [{"organization": org["slug"], "role": "viewer", "profile": None}]
+    assert listed[provider]["memberships"] == [{"organization": org["slug"], "role": "provider", "profile": "pat-provider"}]
+    assert listed[provider]["platform_admin"] is False and listed[provider]["last_sign_in_at"]
+    done = pulsegraph(cli_env, "user", "list", "--org", org["slug"])
+    assert made["password"] not in done.stdout and STRONG not in done.stdout
+    header, *rows = done.stdout.strip().splitlines()
+    assert header.split() == ["id", "email", "name", "platform_admin", "memberships", "last_sign_in_at"]
+    assert f"{org['slug']}:provider/pat-provider" in {cell for row in rows for cell in row.split()}
+
+
+@pytest.mark.parametrize(
+    ("password", "rule"),
+    [("k9#Qz", "length"), ("password123", "common"), ("{who} rules them all", "personal")],
+)
+def test_a_weak_password_from_stdin_is_refused_naming_the_rule(cli_env, password, rule):
+    email = an_email("weakling")
+    password = password.format(who=email.split("@")[0])
+    done = pulsegraph(cli_env, "user", "create", "--email", email, "--admin", "--password-stdin", stdin=password + "\n")
+    assert (done.returncode, done.stdout) == (2, ""), done.stderr
+    [line] = done.stderr.strip().splitlines()
+    assert line.startswith("error: password ") and f"the rule '{rule}'" in line and password not in line
+    assert email not in {user["email"] for user in pulsegraph_json(cli_env, "user", "list")}
+
+
+def test_a_second_account_with_the_same_email_is_refused(cli_env):
+    email = an_email("twice")
+    pulsegraph_json(cli_env, "user", "create", "--email", email, "--admin")
+    done = pulsegraph(cli_env, "user", "create", "--email", f" {email.upper()} ", "--admin")
+    assert (done.returncode, done.stdout) == (2, "")
+    assert f"error: a user with email {email} already exists" in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--email", "x@example.com"], "give --admin (a platform admin), --org with --role (a member), or both"),
+        (["--email", "x@example.com", "--org", "demo"], "--role is required with --org"),
+        (["--email", "x@example.com", "--admin", "--role", "viewer"], "--role and --profile need --org"),
+        (["--email", "x@example.com", "--org", "demo", "--role", "provider"], "--profile is required for role provider"),
+        (["--email", "x@example.com", "--org", "demo", "--role", "viewer", "--profile", "p"], "--profile is only for role provider"),
+        (["--email", "x@example.com", "--org", "no-such-org", "--role", "viewer"], "organization 'no-such-org' not found"),
+        (["--email", "not-an-email", "--admin"], "email must be an address like name@example.com"),
+        (["--email", "x@example.com", "--admin", "--password-stdin"], "--password-stdin: no password on standard input"),
+    ],
+)
+def test_user_create_errors_are_one_line_naming_the_option(cli_env, args, message):
+    done = pulsegraph(cli_env, "user", "create", *args, stdin="")
+    assert (done.returncode, done.stdout) == (2, ""), done.stderr
+    [line] = done.stderr.strip().splitlines()
+    assert line.startswith("error: ") and message in line

@@ -3,6 +3,8 @@ worker, makes every report a newcomer opens non-empty."""
 
 from __future__ import annotations
 
+import json
+import stat
 import uuid
 from collections import Counter
 from datetime import UTC, datetime, timedelta
@@ -22,7 +24,8 @@ from app.services.demo import (
 )
 from app.services.demo_data import closed_shop
 from app.services.demo_data.timeline import Timeline
-from tests.support.graphql import gql
+from app.services.demo_users import USERS_FILE, VIEWER
+from tests.support.graphql import error_codes, gql
 
 OVERVIEW = """
 query($p: ID!) {
@@ -320,6 +323,57 @@ async def test_the_banner_names_ids_that_queries_take(client, demo, settings, ca
     )
     assert body.get("errors") is None, body
     assert body["data"]["revenueSummary"]["transactions"] > 0 and body["data"]["profileOverview"]["views"] > 0
+
+
+LOGIN = """
+mutation($email: String!, $password: String!) { login(email: $email, password: $password) { role organizationId accessToken } }
+"""
+
+
+async def _signs_in_as(client: Any, email: str, password: str) -> tuple[str, str | None]:
+    """The role and organization a sign-in with these credentials acts with."""
+    body = await gql(client, LOGIN, {"email": email, "password": password})
+    assert body.get("errors") is None, body
+    return body["data"]["login"]["role"], body["data"]["login"]["organizationId"]
+
+
+async def test_the_demo_users_sign_in_with_the_printed_passwords_at_every_start(client, demo, settings, capsys) -> None:
+    await ensure_demo(settings, announce=True)
+    banner = capsys.readouterr().out
+    printed = dict(line.split(":", 1) for line in banner.splitlines() if " : " in line)
+    admin_email, _, admin_password = printed["  org admin sign-in "].split()[:3]
+    viewer_email, _, viewer_password = printed["  viewer sign-in    "].split()[:3]
+    operator_email, _, operator_password = printed["  operator sign-in  "].split()[:3]
+    assert f'login(email: "{admin_email}", password: "{admin_password}")' in banner
+
+    assert await _signs_in_as(client, admin_email, admin_password) == ("org_admin", demo.organization_id)
+    assert await _signs_in_as(client, viewer_email, viewer_password) == ("viewer", demo.organization_id)
+    assert await _signs_in_as(client, operator_email, operator_password) == ("admin", None)
+    again = await ensure_demo(settings, announce=False)
+    assert (again.org_admin_password, again.viewer_password, again.operator_password) == (
+        admin_password, viewer_password, operator_password,
+    )  # fmt: skip
+    assert stat.S_IMODE((settings.data_dir / USERS_FILE).stat().st_mode) == 0o600
+
+
+async def test_the_demo_users_file_decides_their_passwords(client, demo, settings) -> None:
+    """A password the file lost is replaced by a new one; one changed in the file (or in the
+    database) is set to the file's; either way the old one stops working."""
+    path = settings.data_dir / USERS_FILE
+    before = await ensure_demo(settings, announce=False)
+    stored = json.loads(path.read_text())
+    path.write_text(json.dumps({email: password for email, password in stored.items() if email != VIEWER.email}))
+    lost = await ensure_demo(settings, announce=False)
+    assert lost.viewer_password not in ("", before.viewer_password) and lost.org_admin_password == before.org_admin_password
+    assert json.loads(path.read_text())[VIEWER.email] == lost.viewer_password
+    assert await _signs_in_as(client, VIEWER.email, lost.viewer_password) == ("viewer", demo.organization_id)
+    body = await gql(client, LOGIN, {"email": VIEWER.email, "password": before.viewer_password})
+    assert error_codes(body) == ["UNAUTHENTICATED"], body
+
+    path.write_text(json.dumps({**json.loads(path.read_text()), VIEWER.email: "a demo password chosen by hand"}))
+    chosen = await ensure_demo(settings, announce=False)
+    assert chosen.viewer_password == "a demo password chosen by hand"
+    assert await _signs_in_as(client, VIEWER.email, chosen.viewer_password) == ("viewer", demo.organization_id)
 
 
 INSIGHTS = """

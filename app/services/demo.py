@@ -53,6 +53,12 @@ class DemoInfo:
     org_admin_token: str
     provider_token: str
     ingestion_key: str
+    org_admin_email: str
+    org_admin_password: str
+    viewer_email: str
+    viewer_password: str
+    operator_email: str  # a platform admin
+    operator_password: str
     created: bool
 
     def as_dict(self) -> dict[str, Any]:
@@ -60,10 +66,12 @@ class DemoInfo:
 
 
 async def ensure_demo(settings: Settings, *, drain: bool = False, announce: bool = True, url: str = "http://127.0.0.1:8000") -> DemoInfo:
-    """Seed once (idempotent by organization slug), then print the demo tokens: the stored
-    ones while they are good, new ones otherwise (app/services/demo_tokens.py)."""
+    """Seed once (idempotent by organization slug), then print the demo tokens (the stored
+    ones while they are good, new ones otherwise: app/services/demo_tokens.py) and the demo
+    users' passwords (kept per data folder too: app/services/demo_users.py)."""
     from app.services import organizations as orgs
     from app.services.demo_tokens import demo_tokens
+    from app.services.demo_users import demo_users
     from models.organizations import Organization, Profile
 
     org = await Organization.get_or_none(slug=DEMO_SLUG)
@@ -80,6 +88,7 @@ async def ensure_demo(settings: Settings, *, drain: bool = False, announce: bool
         await _drain(settings)
     raw_key = json.loads(key_file.read_text())["key"] if key_file.exists() else (await orgs.create_ingestion_key(organization=org, name="demo beacon")).raw
     tokens = await demo_tokens(settings, organization_id=org.id, profile_id=profile.id)
+    org_admin, viewer, operator = await demo_users(settings, organization_id=org.id)
     info = DemoInfo(
         organization=org.slug,
         organization_id=str(org.id),
@@ -89,6 +98,12 @@ async def ensure_demo(settings: Settings, *, drain: bool = False, announce: bool
         org_admin_token=tokens.org_admin_token,
         provider_token=tokens.provider_token,
         ingestion_key=raw_key,
+        org_admin_email=org_admin.email,
+        org_admin_password=org_admin.password,
+        viewer_email=viewer.email,
+        viewer_password=viewer.password,
+        operator_email=operator.email,
+        operator_password=operator.password,
         created=created,
     )
     if announce:
@@ -234,6 +249,11 @@ def _banner(info: DemoInfo, url: str) -> str:
         f"  org admin token   : {info.org_admin_token}",
         f"  provider token    : {info.provider_token}",
         f"  ingestion key     : {info.ingestion_key}",
+        f"  org admin sign-in : {info.org_admin_email}  password {info.org_admin_password}",
+        f"  viewer sign-in    : {info.viewer_email}  password {info.viewer_password}",
+        f"  operator sign-in  : {info.operator_email}  password {info.operator_password}   (platform admin)",
         "  (paste a token into GraphiQL's headers as {\"Authorization\": \"Bearer <token>\"})",
+        f"  (or sign in: run mutation {{ login(email: \"{info.org_admin_email}\", password: \"{info.org_admin_password}\")"
+        " { accessToken } } in GraphiQL and paste its accessToken as the token)",
         "",
     ])

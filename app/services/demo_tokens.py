@@ -64,7 +64,7 @@ async def demo_tokens(settings: Settings, *, organization_id: uuid.UUID, profile
         for name, want in wanted.items()
     }  # fmt: skip
     if tokens != stored:
-        _write(path, tokens)
+        write_private(path, tokens)
         log.info("demo: minted %s", ", ".join(sorted(set(tokens) - set(usable))))
     elif stat.S_IMODE(path.stat().st_mode) != 0o600:
         path.chmod(0o600)  # someone opened it up: the tokens are credentials
@@ -99,12 +99,13 @@ def _read(path: Path) -> dict[str, object]:
     return data if isinstance(data, dict) else {}
 
 
-def _write(path: Path, tokens: dict[str, str]) -> None:
-    """Readable by the owner only, and replaced whole, so a reader never sees half a file."""
+def write_private(path: Path, data: dict[str, str]) -> None:
+    """Readable by the owner only (the demo's tokens and passwords are credentials), and
+    replaced whole, so a reader never sees half a file."""
     partial = path.with_name(f".{path.name}.{os.getpid()}")
     fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as file:
-        json.dump(tokens, file)
+        json.dump(data, file)
     os.chmod(partial, 0o600)  # whatever the umask
     os.replace(partial, path)
 

@@ -144,6 +144,60 @@ async def account(*, viewer: Viewer) -> Account | None:
     return Account(row["id"], row["email"], row["name"], row["is_platform_admin"], await memberships_of(row["id"]))
 
 
+@dataclass(frozen=True)
+class ListedMembership:
+    """A membership as an operator reads it: slugs, not ids."""
+
+    organization: str
+    role: Role
+    profile: str | None
+
+
+@dataclass(frozen=True)
+class ListedUser:
+    user_id: uuid.UUID
+    email: str
+    name: str
+    is_platform_admin: bool
+    last_sign_in_at: datetime | None
+    memberships: list[ListedMembership]
+
+
+LISTED_USERS = """
+SELECT id, email, name, is_platform_admin, last_sign_in_at FROM users
+WHERE $1::uuid IS NULL OR id IN (SELECT user_id FROM memberships WHERE organization_id = $1)
+ORDER BY email
+"""
+# memberships is a tenant table: read it apart from users (a reference table), joined only
+# with its organization and its profile, in every organization the listed users belong to.
+LISTED_MEMBERSHIPS = """
+SELECT m.user_id, o.slug AS organization, m.role, p.slug AS profile
+FROM memberships m JOIN organizations o ON o.id = m.organization_id
+LEFT JOIN profiles p ON p.organization_id = m.organization_id AND p.id = m.profile_id
+WHERE m.user_id = ANY($1::uuid[])
+ORDER BY o.slug
+"""
+
+
+async def list_users(organization_id: uuid.UUID | None = None) -> list[ListedUser]:
+    """Every account, or the members of one organization (with all their memberships), for
+    operators on the command line; never a password hash."""
+    async with connection() as conn:
+        users = await conn.fetch(LISTED_USERS, organization_id)
+        rows = await conn.fetch(LISTED_MEMBERSHIPS, [user["id"] for user in users])
+    held: dict[uuid.UUID, list[ListedMembership]] = {}
+    for row in rows:
+        membership = ListedMembership(row["organization"], Role(row["role"]), row["profile"])
+        held.setdefault(row["user_id"], []).append(membership)
+    return [
+        ListedUser(
+            user["id"], user["email"], user["name"], user["is_platform_admin"], user["last_sign_in_at"],
+            held.get(user["id"], []),
+        )  # fmt: skip
+        for user in users
+    ]
+
+
 # -- members -------------------------------------------------------------------------------
 
 MEMBERS = """
