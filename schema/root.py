@@ -14,6 +14,7 @@ import strawberry
 from resolvers import (
     cohorts,
     costs,
+    experiments,
     financial_reports,
     fraud,
     funnels,
@@ -53,6 +54,7 @@ DOMAINS: tuple[ModuleType, ...] = (
     lifecycle,
     persons,
     cohorts,
+    experiments,
 )
 
 

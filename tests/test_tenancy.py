@@ -45,7 +45,8 @@ from tests.support.victim import SEEDED_KINDS, seed_victim
 QUERIES = root_fields("query")
 MUTATIONS = root_fields("mutation")
 SUBSCRIPTIONS = root_fields("subscription")
-NO_TENANT_VALUES = {"viewer", "organizations", "checkIp"}  # who you are, your organizations, a public IP lookup
+# who you are, your organizations, a public IP lookup, the experiment calculators (numbers the caller sends)
+NO_TENANT_VALUES = {"viewer", "organizations", "checkIp", "analyzeExperiment", "sampleSize"}
 REFUSALS = {"NOT_FOUND", "FORBIDDEN", "BAD_USER_INPUT"}
 DATE_LIKE = re.compile(r"^\d{4}-\d{2}-\d{2}")
 POSITIONS = {"activePeriods"}  # stickiness: 1..N in every answer, data or not

@@ -56,6 +56,11 @@ TYPE_SAMPLES: dict[str, Any] = {
     # of an amount only the victim has (its booking's platform fee): its counts of views, small numbers,
     # could be other tenants' numbers in the platform-wide answers the tenancy tests compare with
     "TrendSeriesInput": {"event": "booking.completed", "math": "SUM", "property": "platformFeeMinor"},
+    # the experiment calculators: sums the caller gives (control first)
+    "ExperimentAnalysisInput": {"variants": [{"key": "control", "n": 100, "sum": 10, "sumSquares": 10},
+                                             {"key": "treatment", "n": 100, "sum": 14, "sumSquares": 14}],
+                                "metricType": "BINOMIAL"},
+    "SampleSizeInput": {"baselineRate": 0.1, "minimumDetectableEffect": 0.2},
 }  # fmt: skip
 
 
