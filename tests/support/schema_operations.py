@@ -33,8 +33,9 @@ MAX_DEPTH = 4  # nested objects selected below a root field (the deepest report 
 # What an ID argument names, by its name; a bare `id` names the object its field is about
 # (`updateCost(id)`: a cost), found by the kinds below in the field's name.
 ID_NAMES = {"profileId": "profile", "partnerProfileId": "profile", "organizationId": "organization", "costId": "cost",
-            "cohortId": "cohort"}  # fmt: skip
-OBJECT_KINDS = {"fraudrule": "fraud rule", "fraudalert": "fraud alert", "cost": "cost", "cohort": "cohort", "person": "person"}
+            "cohortId": "cohort", "experimentId": "experiment"}  # fmt: skip
+OBJECT_KINDS = {"fraudrule": "fraud rule", "fraudalert": "fraud alert", "cost": "cost", "cohort": "cohort", "person": "person",
+                "experiment": "experiment"}  # fmt: skip
 
 # Valid values for arguments that are not ids, by name, else by type: a mutation refused
 # for a bad sample would prove nothing about tenancy.
@@ -46,6 +47,8 @@ SAMPLES: dict[str, Any] = {
     "userId": "tenancy-subject", "anonymousId": "tenancy-device",
     "steps": [{"event": "profile.viewed"}, {"event": "profile.inquiry"}],
     "definition": {"kind": "STATIC", "personIds": ["u:tenancy-subject"]},
+    "experimentKey": "tenancy-experiment", "personId": "u:tenancy-subject",
+    "variants": [{"key": "control", "name": "Control"}, {"key": "treatment", "name": "Treatment"}],
 }  # fmt: skip
 TYPE_SAMPLES: dict[str, Any] = {
     "TimeRangeInput": {"preset": "LAST_30_DAYS"}, "GrowthRangeInput": {"preset": "LAST_30_DAYS"},
@@ -61,6 +64,7 @@ TYPE_SAMPLES: dict[str, Any] = {
                                              {"key": "treatment", "n": 100, "sum": 14, "sumSquares": 14}],
                                 "metricType": "BINOMIAL"},
     "SampleSizeInput": {"baselineRate": 0.1, "minimumDetectableEffect": 0.2},
+    "ExperimentStatus": "STOPPED",
 }  # fmt: skip
 
 
