@@ -312,12 +312,12 @@ async def experiment_assignment(
 async def experiment_results_live(
     info: Info, experiment_id: ExperimentIdArg, organization_id: OrganizationArg = None
 ) -> AsyncGenerator[ExperimentResults, None]:
-    """The results now, then again after the worker moves them: at most once a second."""
+    """The results now, then again after the worker moves them: at most once a second. It
+    follows the channel before the first read, so no change falls between the two."""
     viewer = viewer_of(info)
-    first = await results.experiment_results(viewer=viewer, experiment_id=experiment_id, organization_id=organization_id)
-    yield to_results(first)
-    channel = ExperimentStatisticsMessage.channel_of(str(first.experiment.id))
+    channel = ExperimentStatisticsMessage.channel_of(str(definitions.parse_id(experiment_id, "experimentId")))
     async with app_state(info).bus.subscribe(channel) as subscription:
+        yield to_results(await results.experiment_results(viewer=viewer, experiment_id=experiment_id, organization_id=organization_id))
         async for _ in results.throttled(subscription, results.LIVE_INTERVAL_SECONDS):
             found = await results.experiment_results(viewer=viewer, experiment_id=experiment_id, organization_id=organization_id)
             yield to_results(found)

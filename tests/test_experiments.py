@@ -306,3 +306,113 @@ async def test_results_equal_a_plain_computation_over_the_same_events(client: An
             assert g["cuped"]["theta"] == pytest.approx(w.cuped.theta, rel=1e-6, abs=1e-9)  # type: ignore[union-attr]
         assert got["analysis"]["winner"] == want.winner
     assert results["minimumSampleSize"] == 400 and results["daysToMinimumSample"] > 0
+
+
+# -- the seed's list and live results --------------------------------------------------------
+
+LIVE = """subscription($id: ID!) { experimentResults(experimentId: $id) { exposures { key n } computedAt } }"""
+
+
+async def start(client: Any, admin: str, key: str, **changes: Any) -> str:
+    created = (await gql_data(client, CREATE, {"i": definition(key, **changes)}, admin))["createExperiment"]
+    await gql_data(client, STATUS, {"id": created["id"], "s": "RUNNING"}, admin)
+    return created["id"]
+
+
+async def test_the_list_shows_views_conversions_rate_winner_and_confidence(client: Any, tenant: Any, worker: Any) -> None:
+    admin = tenant.org_admin_token
+    await start(client, admin, "clear-winner", cupedDays=None)
+    events = []
+    for i in range(400):
+        variant = "green" if i % 2 else "control"
+        t0 = NOW - timedelta(hours=5)
+        events.append(exposed("clear-winner", f"w{i}", variant, t0, i, batch=0))
+        if i % 10 < (5 if variant == "green" else 1):
+            events.append(ProductEvent(f"clear-winner-o-{i}", "checkout.completed", t0 + timedelta(hours=1), user_id=f"w{i}"))
+    await send(client, tenant.ingestion_key, events)
+    await worker.drain()
+    listed = (await gql_data(client, LIST, {"s": "RUNNING"}, admin))["experiments"]
+    [found] = [e for e in listed if e["key"] == "clear-winner"]
+    assert found["variants"] == [
+        {"key": "control", "views": 200, "conversions": 40.0, "conversionRate": 0.2},
+        {"key": "green", "views": 200, "conversions": 80.0, "conversionRate": 0.4},
+    ]
+    arms = [stats.VariantStats("control", 200, 40, 40), stats.VariantStats("green", 200, 80, 80)]
+    reference = stats.analyze(variants=arms, options=stats.Options(metric_type=stats.MetricType.BINOMIAL, correction=stats.Correction.HOLM))
+    assert found["winner"] == "green" and found["confidence"] == pytest.approx(reference.confidence, rel=1e-12)
+    assert (await gql_data(client, LIST, {"s": "DRAFT"}, admin))["experiments"] == []
+
+
+async def test_live_results_follow_the_worker_at_most_once_a_second(app: Any, settings: Any, client: Any, tenant: Any,
+                                                                    worker: Any) -> None:  # fmt: skip
+    import asyncio
+    import time
+    from types import SimpleNamespace
+
+    from app.auth import viewer_from_token
+    from app.graphql import Context, schema_extensions
+    from schema import build_schema
+
+    admin = tenant.org_admin_token
+    experiment_id = await start(client, admin, "live")
+    schema = build_schema(schema_extensions(settings))
+    context = Context(request=SimpleNamespace(app=app), response=None, viewer=viewer_from_token(admin))
+    stream = await schema.subscribe(LIVE, variable_values={"id": experiment_id}, context_value=context)
+    try:
+        first = await asyncio.wait_for(stream.__anext__(), 10)  # type: ignore[union-attr]
+        assert [e["n"] for e in first.data["experimentResults"]["exposures"]] == [0, 0]
+        batches, pushes = [], []
+        for round_ in range(3):
+            await send(client, tenant.ingestion_key, [exposed("live", f"l{round_}-{i}", "green", NOW, 10 * round_ + i, 0) for i in range(3)])
+            await worker.drain()
+            batches.append(time.monotonic())
+        while sum(e["n"] for e in (pushes[-1] if pushes else first.data["experimentResults"])["exposures"]) < 9:
+            result = await asyncio.wait_for(stream.__anext__(), 10)  # type: ignore[union-attr]
+            assert result.errors is None, result.errors
+            pushes.append(result.data["experimentResults"])
+            pushes[-1]["at"] = time.monotonic()
+        assert pushes[-1]["exposures"] == [{"key": "control", "n": 0}, {"key": "green", "n": 9}]
+        assert all(b["at"] - a["at"] >= 0.99 for a, b in zip(pushes, pushes[1:], strict=False))
+        assert len(pushes) <= 3
+    finally:
+        await stream.aclose()  # type: ignore[union-attr]
+
+
+PUBLISH = """mutation($e: [DomainEventInput!]!) { publishDomainEvents(events: $e) { accepted rejected { index field reason } } }"""
+SUMS = """query($id: ID!) { experimentResults(experimentId: $id) { metrics { key analysis { variants { key n mean } } } } }"""
+
+
+async def test_revenue_and_retention_metrics(client: Any, tenant: Any, worker: Any) -> None:
+    """REVENUE adds the ledger's money in its currency (refunds subtract, other currencies and
+    events before exposure do not count); RETENTION is an event between day 1 and day 3."""
+    admin = tenant.org_admin_token
+    metrics = [
+        {"key": "revenue", "name": "Revenue", "kind": "REVENUE", "role": "PRIMARY", "currency": "EUR"},
+        {"key": "returned", "name": "Returned", "kind": "RETENTION", "fromDay": 1, "toDay": 3},
+    ]
+    experiment_id = await start(client, admin, "money", metrics=metrics, cupedDays=None)
+    t0 = NOW - timedelta(days=4)
+    users = [f"m{i}" for i in range(6)]
+    variant = {u: "green" if i % 2 else "control" for i, u in enumerate(users)}
+    await send(client, tenant.ingestion_key, [exposed("money", u, variant[u], t0, i, 0) for i, u in enumerate(users)] + [
+        ProductEvent("money-r0", "page.viewed", t0 + timedelta(days=2), user_id="m0"),
+        ProductEvent("money-r1", "page.viewed", t0 + timedelta(hours=3), user_id="m1"),  # day 0: not a return
+        ProductEvent("money-r3", "page.viewed", t0 + timedelta(days=1, hours=1), user_id="m3"),
+    ])  # fmt: skip
+
+    def money(n: int, kind: str, user: str, amount: int, currency: str = "EUR", at: datetime = t0 + timedelta(hours=1)) -> dict[str, Any]:
+        return {"eventId": f"money-{n}", "type": kind, "userId": user, "amountMinor": amount, "currency": currency,
+                "occurredAt": at.isoformat(), "properties": {"orderId": f"money-order-{n}"}}  # fmt: skip
+
+    published = [money(1, "ORDER_PAID", "m0", 1200), money(2, "ORDER_REFUNDED", "m0", 200), money(3, "ORDER_PAID", "m1", 5000),
+                 money(4, "ORDER_PAID", "m2", 700, "USD"), money(5, "ORDER_PAID", "m3", 900, at=t0 - timedelta(hours=1)),
+                 money(6, "ORDER_PAID", "m5", 3000)]  # fmt: skip
+    body = await gql_data(client, PUBLISH, {"e": published}, tenant.service_token)
+    assert body["publishDomainEvents"]["rejected"] == [], body
+    await worker.drain()
+    found = (await gql_data(client, SUMS, {"id": experiment_id}, admin))["experimentResults"]["metrics"]
+    means = {m["key"]: {v["key"]: (v["n"], v["mean"]) for v in m["analysis"]["variants"]} for m in found}
+    # control: m0 (1200 - 200), m2 (USD: 0), m4 (0); green: m1 (5000), m3 (before exposure: 0), m5 (3000)
+    assert means["revenue"] == {"control": (3, 1000 / 3), "green": (3, 8000 / 3)}
+    # returned between day 1 and 3: m0 (control), m3 (green)
+    assert means["returned"] == {"control": (3, 1 / 3), "green": (3, 1 / 3)}
