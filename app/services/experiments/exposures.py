@@ -35,6 +35,7 @@ import asyncpg
 
 from app.consumers import Batch, Consumer
 from app.live_messages import ExperimentStatisticsMessage, LiveMessage
+from app.services.claimed_events import CLAIMED_EVENTS
 from app.services.experiments.contract import is_tracked
 from app.services.experiments.definitions import (
     COLUMNS,
@@ -307,6 +308,13 @@ async def exclude(conn: asyncpg.Connection, experiment: Experiment, persons: Seq
 # -- the worker's side: events of tracked types ----------------------------------------------
 
 
+# A batch's events of one organization ($1), keys $3 (occurred_at) and $4 (event ids), each
+# read by one primary-key probe (see app.services.claimed_events), as `e`.
+BATCH_EVENTS = """unnest($3::timestamptz[], $4::text[]) AS k(occurred_at, event_id) CROSS JOIN LATERAL (
+    SELECT * FROM events e WHERE e.organization_id = $1 AND e.occurred_at = k.occurred_at AND e.event_id = k.event_id LIMIT 1
+) e"""
+
+
 async def apply_events(conn: asyncpg.Connection, experiment: Experiment, events: Sequence[tuple[datetime, str, str]]) -> int:
     """Add a batch's events (occurred_at, event_id, type; of the experiment's organization) to
     the values of the exposed persons they belong to; returns how many values changed."""
@@ -326,12 +334,10 @@ async def apply_events(conn: asyncpg.Connection, experiment: Experiment, events:
         statement = (
             f"SELECT x.person_id, x.variant, COALESCE(sum({value}) FILTER (WHERE {inside}), 0) AS dv,"
             f" COALESCE(sum({pre}) FILTER (WHERE {before}), 0) AS dp"
-            f" FROM {sql.events_from()}"
+            f" FROM {sql.events_from().replace('events e', BATCH_EVENTS, 1)}"
             f" JOIN experiment_exposures x ON x.organization_id = e.organization_id AND x.experiment_id = $2"
             f"  AND x.person_id = {person} AND NOT x.conflicted"
-            f" WHERE e.organization_id = $1 AND (e.occurred_at, e.event_id) IN"
-            f"  (SELECT k.at, k.id FROM unnest($3::timestamptz[], $4::text[]) AS k(at, id))"
-            f"  AND {condition}"
+            f" WHERE {condition}"
             f" GROUP BY x.person_id, x.variant"
         )
         rows = await conn.fetch(statement, *sql.params)
@@ -347,10 +353,9 @@ _RUNNING = f"SELECT {COLUMNS} FROM experiments WHERE organization_id = ANY($1::u
 _EXPOSED = f"""
 SELECT e.organization_id, e.occurred_at, {grammar.PERSON} AS person_id,
        e.properties ->> 'experimentKey' AS experiment_key, e.properties ->> 'variant' AS variant
-FROM events e LEFT JOIN person_aliases pa ON pa.organization_id = e.organization_id AND pa.alias = e.visitor_id
-WHERE (e.organization_id, e.occurred_at, e.event_id) IN
-    (SELECT * FROM unnest($1::uuid[], $2::timestamptz[], $3::text[]))
-  AND e.visitor_id IS NOT NULL
+FROM {CLAIMED_EVENTS}
+LEFT JOIN person_aliases pa ON pa.organization_id = e.organization_id AND pa.alias = e.visitor_id
+WHERE e.visitor_id IS NOT NULL
 """
 
 
