@@ -12,7 +12,8 @@ import strawberry
 from strawberry.types import Info
 
 from app.auth import Access
-from app.errors import BadInput
+from app.errors import BadInput, SlowConsumer
+from app.eventbus import SubscriberDropped
 from app.live_messages import ExperimentStatisticsMessage
 from app.services.experiments import assignment, definitions, results, stats
 from resolvers.common import app_state, guarded, viewer_of
@@ -318,9 +319,12 @@ async def experiment_results_live(
     channel = ExperimentStatisticsMessage.channel_of(str(definitions.parse_id(experiment_id, "experimentId")))
     async with app_state(info).bus.subscribe(channel) as subscription:
         yield to_results(await results.experiment_results(viewer=viewer, experiment_id=experiment_id, organization_id=organization_id))
-        async for _ in results.throttled(subscription, results.LIVE_INTERVAL_SECONDS):
-            found = await results.experiment_results(viewer=viewer, experiment_id=experiment_id, organization_id=organization_id)
-            yield to_results(found)
+        try:
+            async for _ in results.throttled(subscription, results.LIVE_INTERVAL_SECONDS):
+                found = await results.experiment_results(viewer=viewer, experiment_id=experiment_id, organization_id=organization_id)
+                yield to_results(found)
+        except SubscriberDropped as exc:
+            raise SlowConsumer(f"{exc}; subscribe again to continue") from exc
 
 
 # -- the domain's fields ---------------------------------------------------------------------

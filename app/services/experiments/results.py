@@ -91,6 +91,8 @@ def variant_stats(experiment: Experiment, metric: Metric, rows: Rows) -> list[st
         n, total, squares = (r["n"], r["sum"], r["sum_squares"]) if r else (0, 0.0, 0.0)
         if metric.metric_type is stats.MetricType.BINOMIAL:
             squares = total  # 0/1 values: the same sum, exactly
+        elif n:
+            squares = max(squares, total * total / n)  # sums moved one value at a time may round below it
         pre = (r["pre_sum"], r["pre_sum_squares"], r["cross_product"]) if r and cuped else ((0.0, 0.0, 0.0) if cuped else (None, None, None))
         out.append(stats.VariantStats(v.key, n, total, squares, *pre))
     return out
