@@ -110,13 +110,19 @@ async def analyze_experiment(
 async def sample_size(
     info: Info, input: Annotated[SampleSizeInput, strawberry.argument(description="Baseline, MDE, alpha, power, variants.")]
 ) -> SampleSize:
-    found = stats.sample_size(
-        minimum_detectable_effect=input.minimum_detectable_effect, relative=input.relative, variants=input.variants,
-        alpha=input.alpha, power=input.power, baseline_rate=input.baseline_rate, mean=input.mean,
-        standard_deviation=input.standard_deviation,
-    )  # fmt: skip
+    if (input.minimum_detectable_effect is None) == (input.per_variant is None):
+        raise BadInput("give minimumDetectableEffect (for the sample size) or perVariant (for the MDE)",
+                       field="input.minimumDetectableEffect")  # fmt: skip
+    common = dict(relative=input.relative, variants=input.variants, alpha=input.alpha, power=input.power,
+                  baseline_rate=input.baseline_rate, mean=input.mean, standard_deviation=input.standard_deviation)  # fmt: skip
+    if input.per_variant is not None:
+        found = stats.detectable_effect(per_variant=input.per_variant, **common)
+    else:
+        assert input.minimum_detectable_effect is not None
+        found = stats.sample_size(minimum_detectable_effect=input.minimum_detectable_effect, **common)
     return SampleSize(per_variant=found.per_variant, total=found.total, per_variant_exact=found.per_variant_exact,
-                      absolute_effect=found.absolute_effect, effect_size=found.effect_size)  # fmt: skip
+                      absolute_effect=found.absolute_effect, effect_size=found.effect_size,
+                      minimum_detectable_effect=found.minimum_detectable_effect)  # fmt: skip
 
 
 # -- experiments as data ---------------------------------------------------------------------

@@ -136,9 +136,17 @@ class ExperimentAnalysis:
     )
 
 
-@strawberry.input(description="What a sample size is for: the metric's baseline, the effect to detect, the test.")
+@strawberry.input(
+    description="What a sample size is for: the metric's baseline, the test, and the effect to detect (or the sample"
+    " per variant, to get the minimum detectable effect)."
+)
 class SampleSizeInput:
-    minimum_detectable_effect: float = strawberry.field(description="The effect to detect (0.1 with relative = +10%).")
+    minimum_detectable_effect: float | None = strawberry.field(
+        default=None, description="The effect to detect (0.1 with relative = +10%); omit when giving perVariant."
+    )
+    per_variant: int | None = strawberry.field(
+        default=None, description="Persons per variant you have: answers the minimum detectable effect instead."
+    )
     baseline_rate: float | None = strawberry.field(default=None, description="A conversion's baseline rate (0..1).")
     mean: float | None = strawberry.field(default=None, description="A mean metric's baseline mean (instead of baselineRate).")
     standard_deviation: float | None = strawberry.field(default=None, description="A mean metric's standard deviation per person.")
@@ -155,6 +163,9 @@ class SampleSize:
     per_variant_exact: float = strawberry.field(description="The unrounded solution.")
     absolute_effect: float = strawberry.field(description="The MDE in the metric's units.")
     effect_size: float = strawberry.field(description="The MDE over the metric's standard deviation (Cohen's d).")
+    minimum_detectable_effect: float = strawberry.field(
+        description="The MDE (relative or absolute, as asked): the one given, or the one perVariant persons detect."
+    )
 
 
 # -- experiments as data ---------------------------------------------------------------------

@@ -337,6 +337,7 @@ ANALYZE = """query($input: ExperimentAnalysisInput!) { analyzeExperiment(input: 
     relative { estimate ciLow ciHigh standardError pValue adjustedPValue }
     chiSquare { statistic pValue } cuped { theta varianceReduction adjustedMean controlAdjustedMean } } } }"""
 SAMPLE_SIZE = """query($input: SampleSizeInput!) { sampleSize(input: $input) { perVariant total perVariantExact effectSize } }"""
+MDE = """query($input: SampleSizeInput!) { sampleSize(input: $input) { minimumDetectableEffect total } }"""
 
 
 async def test_anyone_runs_the_calculator_with_the_engine_s_numbers(client: Any) -> None:
@@ -367,3 +368,28 @@ async def test_sample_size_through_the_api(client: Any) -> None:
     found = stats.sample_size(baseline_rate=0.1, minimum_detectable_effect=0.1, relative=True, variants=3)
     assert data["sampleSize"] == {"perVariant": found.per_variant, "total": found.total,
                                   "perVariantExact": found.per_variant_exact, "effectSize": found.effect_size}  # fmt: skip
+
+
+def test_the_detectable_effect_inverts_the_sample_size() -> None:
+    from statsmodels.stats.power import NormalIndPower
+
+    # statsmodels: the effect size 2,000 persons per arm detect at alpha 0.05 with power 0.8
+    found = stats.detectable_effect(per_variant=2000, mean=50.0, standard_deviation=20.0, relative=False, variants=2)
+    reference = NormalIndPower().solve_power(nobs1=2000, alpha=0.05, power=0.8, ratio=1.0)
+    assert math.isclose(found.effect_size, reference, rel_tol=1e-6)
+    assert math.isclose(found.minimum_detectable_effect, reference * 20.0, rel_tol=1e-6)
+    # a conversion's MDE gives back its sample size
+    mde = stats.detectable_effect(per_variant=14_000, baseline_rate=0.08, relative=True, variants=3)
+    again = stats.sample_size(baseline_rate=0.08, minimum_detectable_effect=mde.minimum_detectable_effect, relative=True, variants=3)
+    assert math.isclose(again.per_variant_exact, 14_000, rel_tol=1e-6) and mde.total == 42_000
+    with pytest.raises(BadInput) as refused:
+        stats.detectable_effect(per_variant=3, baseline_rate=0.5, relative=True, variants=2)
+    assert refused.value.field == "input.perVariant"
+
+
+async def test_the_detectable_effect_through_the_api(client: Any) -> None:
+    data = await gql_data(client, MDE, {"input": {"baselineRate": 0.08, "perVariant": 14000, "variants": 3}}, token=None)  # type: ignore[arg-type]
+    found = stats.detectable_effect(per_variant=14_000, baseline_rate=0.08, relative=True, variants=3)
+    assert data["sampleSize"] == {"minimumDetectableEffect": found.minimum_detectable_effect, "total": 42_000}
+    body = await gql(client, MDE, {"input": {"baselineRate": 0.08, "perVariant": 100, "minimumDetectableEffect": 0.1}})
+    assert error_codes(body) == ["BAD_USER_INPUT"] and body["errors"][0]["extensions"]["field"] == "input.minimumDetectableEffect"

@@ -174,6 +174,7 @@ class SampleSize:
     per_variant_exact: float
     absolute_effect: float
     effect_size: float
+    minimum_detectable_effect: float  # as asked: relative or absolute
 
 
 # -- moments ---------------------------------------------------------------------------------
@@ -620,7 +621,58 @@ def sample_size(
     effect_size = abs(absolute) / sigma
     exact = solve_per_variant(effect_size, alpha, power, field)
     per_variant = math.ceil(exact - 1e-9)
-    return SampleSize(per_variant, per_variant * variants, exact, absolute, effect_size)
+    return SampleSize(per_variant, per_variant * variants, exact, absolute, effect_size, minimum_detectable_effect)
+
+
+def detectable_effect(
+    *,
+    per_variant: int,
+    relative: bool,
+    variants: int,
+    alpha: float = DEFAULT_ALPHA,
+    power: float = DEFAULT_POWER,
+    baseline_rate: float | None = None,
+    mean: float | None = None,
+    standard_deviation: float | None = None,
+    field: str = "input",
+) -> SampleSize:
+    """The smallest (upward) effect `per_variant` persons per variant detect with `power` at
+    `alpha`: the inverse of `sample_size`."""
+    if not 0 < alpha < 1:
+        raise BadInput("alpha is between 0 and 1 (exclusive)", field=f"{field}.alpha")
+    if not alpha < power < 1:
+        raise BadInput("power is between alpha and 1 (exclusive)", field=f"{field}.power")
+    if not MIN_VARIANTS <= variants <= MAX_VARIANTS:
+        raise BadInput(f"variants (control included) is from {MIN_VARIANTS} to {MAX_VARIANTS}", field=f"{field}.variants")
+    if not 2 <= per_variant <= MAX_SAMPLE_SIZE:
+        raise BadInput("perVariant is 2 or more", field=f"{field}.perVariant")
+
+    def shortfall(mde: float) -> float:
+        absolute, sigma = effect_and_sigma(mde, relative, baseline_rate, mean, standard_deviation, field)
+        return two_sided_power(abs(absolute) / sigma, per_variant, alpha) - power
+
+    largest = largest_mde(relative, baseline_rate, mean, standard_deviation, field)
+    if shortfall(largest) < 0:
+        raise BadInput("no effect within the metric's range is detectable with this sample", field=f"{field}.perVariant")
+    mde = float(optimize.brentq(shortfall, largest * 1e-12, largest, xtol=1e-15, rtol=1e-13, maxiter=500))
+    absolute, sigma = effect_and_sigma(mde, relative, baseline_rate, mean, standard_deviation, field)
+    return SampleSize(per_variant, per_variant * variants, float(per_variant), absolute, abs(absolute) / sigma, mde)
+
+
+def largest_mde(relative: bool, baseline_rate: float | None, mean: float | None, standard_deviation: float | None,
+                field: str) -> float:  # fmt: skip
+    """The upper end of the search: a conversion rate stays below 1; a mean's effect is searched
+    up to 100 standard deviations."""
+    if baseline_rate is not None:
+        if not 0 < baseline_rate < 1:
+            raise BadInput("baselineRate is between 0 and 1 (exclusive)", field=f"{field}.baselineRate")
+        room = (1 - baseline_rate) * (1 - 1e-9)
+        return room / baseline_rate if relative else room
+    if mean is None or standard_deviation is None or not standard_deviation > 0:
+        raise BadInput("give baselineRate (a conversion) or mean and standardDeviation", field=f"{field}.baselineRate")
+    if relative and mean == 0:
+        raise BadInput("a relative MDE needs a non-zero mean", field=f"{field}.mean")
+    return 100 * standard_deviation / (abs(mean) if relative else 1.0)
 
 
 def effect_and_sigma(mde: float, relative: bool, baseline_rate: float | None, mean: float | None,
