@@ -158,9 +158,11 @@ async def add_sums(conn: asyncpg.Connection, experiment: Experiment, sums: dict[
     )  # fmt: skip
 
 
+# Lookups by a list of persons join the list (one index probe each): `= ANY(list)` let the
+# planner scan the whole table once per listed person when its statistics were stale.
 _VALUES_OF = """
-SELECT metric, person_id, value, pre_value FROM experiment_person_values
-WHERE organization_id = $1 AND experiment_id = $2 AND metric = $3 AND person_id = ANY($4::text[])
+SELECT v.metric, v.person_id, v.value, v.pre_value FROM unnest($4::text[]) AS p(person_id)
+JOIN experiment_person_values v ON v.organization_id = $1 AND v.experiment_id = $2 AND v.metric = $3 AND v.person_id = p.person_id
 """
 _WRITE_VALUES = """
 INSERT INTO experiment_person_values (organization_id, experiment_id, metric, person_id, value, pre_value)
@@ -200,8 +202,8 @@ async def apply_deltas(
 # -- exposures -------------------------------------------------------------------------------
 
 _EXISTING = """
-SELECT person_id, variant, conflicted, variants FROM experiment_exposures
-WHERE organization_id = $1 AND experiment_id = $2 AND person_id = ANY($3::text[])
+SELECT x.person_id, x.variant, x.conflicted, x.variants FROM unnest($3::text[]) AS p(person_id)
+JOIN experiment_exposures x ON x.organization_id = $1 AND x.experiment_id = $2 AND x.person_id = p.person_id
 """
 _INSERT_EXPOSURES = """
 INSERT INTO experiment_exposures (organization_id, experiment_id, person_id, variant, first_exposed_at, variants)
@@ -266,7 +268,8 @@ async def backfill(conn: asyncpg.Connection, experiment: Experiment, new: Sequen
             sums[(metric.key, e.variant)].n += 1
     org = experiment.organization_id
     aliases = await conn.fetch(
-        "SELECT alias FROM person_aliases WHERE organization_id = $1 AND person_id = ANY($2::text[])", org, [e.person_id for e in new]
+        "SELECT pa.alias FROM unnest($2::text[]) AS p(person_id)"
+        " JOIN person_aliases pa ON pa.organization_id = $1 AND pa.person_id = p.person_id", org, [e.person_id for e in new],
     )  # fmt: skip
     keys = [e.person_id for e in new] + [r["alias"] for r in aliases]
     for metric in experiment.definition.metrics:
@@ -281,7 +284,7 @@ async def backfill(conn: asyncpg.Connection, experiment: Experiment, new: Sequen
             f" FROM {sql.events_from()}"
             f" JOIN unnest($2::text[], $3::text[], $4::timestamptz[]) AS p(person_id, variant, at) ON p.person_id = {person}"
             f" JOIN outbox o ON o.organization_id = e.organization_id AND o.event_id = e.event_id AND o.processed_at IS NOT NULL"
-            f" WHERE e.organization_id = $1 AND e.visitor_id = ANY($5::text[]) AND {condition}"
+            f" WHERE e.organization_id = $1 AND e.visitor_id IN (SELECT unnest($5::text[])) AND {condition}"
             f" GROUP BY p.person_id, p.variant"
         )
         rows = await conn.fetch(statement, *sql.params)
@@ -295,8 +298,9 @@ async def exclude(conn: asyncpg.Connection, experiment: Experiment, persons: Seq
         return
     org = experiment.organization_id
     rows = await conn.fetch(
-        "DELETE FROM experiment_person_values WHERE organization_id = $1 AND experiment_id = $2 AND person_id = ANY($3::text[])"
-        " RETURNING metric, person_id, value, pre_value", org, experiment.id, list(persons),
+        "DELETE FROM experiment_person_values v USING unnest($3::text[]) AS p(person_id)"
+        " WHERE v.organization_id = $1 AND v.experiment_id = $2 AND v.person_id = p.person_id"
+        " RETURNING v.metric, v.person_id, v.value, v.pre_value", org, experiment.id, list(persons),
     )  # fmt: skip
     for person in persons:
         for metric in experiment.definition.metrics:
