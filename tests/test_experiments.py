@@ -416,3 +416,35 @@ async def test_revenue_and_retention_metrics(client: Any, tenant: Any, worker: A
     assert means["revenue"] == {"control": (3, 1000 / 3), "green": (3, 8000 / 3)}
     # returned between day 1 and 3: m0 (control), m3 (green)
     assert means["returned"] == {"control": (3, 1 / 3), "green": (3, 1 / 3)}
+
+
+COHORT = """mutation($d: CohortDefinitionInput!) { createCohort(name: "Testers", definition: $d) { id } }"""
+IDENTIFY = """mutation { identify(userId: "linked-user", anonymousId: "linked-device", properties: {plan: "pro"}) { personId } }"""
+
+
+async def test_targeting_allocation_and_linked_ids(client: Any, tenant: Any) -> None:
+    """A cohort or person properties decide who may be assigned; outside the allocation nobody
+    is; an anonymous id linked to a user is assigned as the user."""
+    admin = tenant.org_admin_token
+    cohort = (await gql_data(client, COHORT, {"d": {"kind": "STATIC", "personIds": ["u:member"]}}, admin))["createCohort"]
+    await start(client, admin, "cohort-only", targeting={"cohortId": cohort["id"]})
+    member = (await gql_data(client, ASSIGN, {"key": "cohort-only", "p": "u:member"}, admin))["experimentAssignment"]
+    stranger = (await gql_data(client, ASSIGN, {"key": "cohort-only", "p": "u:stranger"}, admin))["experimentAssignment"]
+    assert member["outcome"] == "ASSIGNED" and member["variant"] in ("control", "green")
+    assert stranger == {"variant": None, "outcome": "NOT_TARGETED", "firstExposure": False, "personId": "u:stranger"}
+
+    await gql_data(client, IDENTIFY, {}, tenant.ingestion_key)
+    pro = {"filters": [{"source": "PERSON", "key": "plan", "value": "pro"}]}
+    await start(client, admin, "pro-only", targeting=pro)
+    linked = (await gql_data(client, ASSIGN, {"key": "pro-only", "p": "a:linked-device"}, admin))["experimentAssignment"]
+    assert linked["personId"] == "u:linked-user" and linked["outcome"] == "ASSIGNED"
+    free = (await gql_data(client, ASSIGN, {"key": "pro-only", "p": "u:member"}, admin))["experimentAssignment"]
+    assert free["outcome"] == "NOT_TARGETED"
+
+    variants = (Variant("control", "", 1.0), Variant("green", "", 1.0))
+    outside = next(f"u:o{n}" for n in range(1000) if assignment.variant_for("tiny", variants, 0.05, f"u:o{n}") is None)
+    await start(client, admin, "tiny", allocation=0.05)
+    refused = (await gql_data(client, ASSIGN, {"key": "tiny", "p": outside}, admin))["experimentAssignment"]
+    assert refused["outcome"] == "NOT_ALLOCATED" and refused["variant"] is None
+    body = await gql(client, CREATE, {"i": definition("all", allocation=0)}, token=admin)
+    assert error_codes(body) == ["BAD_USER_INPUT"] and field_of(body) == "allocation"
