@@ -93,9 +93,15 @@ def variant_stats(experiment: Experiment, metric: Metric, rows: Rows) -> list[st
             squares = total  # 0/1 values: the same sum, exactly
         elif n:
             squares = max(squares, total * total / n)  # sums moved one value at a time may round below it
-        pre = (r["pre_sum"], r["pre_sum_squares"], r["cross_product"]) if r and cuped else ((0.0, 0.0, 0.0) if cuped else (None, None, None))
-        out.append(stats.VariantStats(v.key, n, total, squares, *pre))
+        out.append(stats.VariantStats(v.key, n, total, squares, *pre_sums(r, cuped=cuped)))
     return out
+
+
+def pre_sums(row: asyncpg.Record | None, *, cuped: bool) -> tuple[float | None, float | None, float | None]:
+    """CUPED's pre-period sum, sum of squares and cross-product (None without CUPED)."""
+    if not cuped:
+        return None, None, None
+    return (row["pre_sum"], row["pre_sum_squares"], row["cross_product"]) if row else (0.0, 0.0, 0.0)
 
 
 def options_for(experiment: Experiment, metric: Metric) -> stats.Options:
