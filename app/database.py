@@ -29,6 +29,7 @@ log = logging.getLogger("pulsegraph.database")
 
 MODEL_MODULES = [
     "models.organizations",
+    "models.accounts",
     "models.ingestion",
     "models.outbox",
     "models.profile_analytics",

@@ -41,7 +41,15 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
 )
 from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWSHandler
 
-from app.auth import ANONYMOUS, Viewer, is_token_revoked, viewer_from_credential
+from app.auth import (
+    ANONYMOUS,
+    CSRF_HEADER,
+    SESSION_COOKIE,
+    Viewer,
+    is_revoked,
+    viewer_from_cookie,
+    viewer_from_credential,
+)
 from app.errors import QueryTimeout, Unavailable, UserError
 from app.fanout import LIVE_OPERATION, LiveOperation
 from app.graphiql import graphiql_page
@@ -183,8 +191,9 @@ REVOKED_CLOSE = (4403, "Forbidden")  # graphql-transport-ws's own code for a ref
 
 
 class OpenSockets:
-    """The acknowledged websocket connections of this process by the token that opened them,
-    so that the connections of a revoked token are closed, not just its new ones refused."""
+    """The acknowledged websocket connections of this process by the revocation handles of
+    the credential that opened them (its token, session, key), so that the connections of a
+    revoked credential are closed, not just its new ones refused."""
 
     def __init__(self) -> None:
         self._by_token: dict[str, set[RevocableSocket]] = {}
@@ -201,7 +210,7 @@ class OpenSockets:
 
     async def close_revoked(self, token_ids: frozenset[str]) -> None:
         """The revocation watcher's listener: close every connection of these tokens."""
-        doomed = [socket for token_id in token_ids for socket in self._by_token.pop(token_id, ())]
+        doomed = {socket for token_id in token_ids for socket in self._by_token.pop(token_id, ())}
         if doomed:
             log.info("closing %d websocket connections of revoked tokens", len(doomed))
             await asyncio.gather(*(socket.close_revoked() for socket in doomed))
@@ -215,28 +224,30 @@ class RevocableSocket:
     context: Any
     websocket: Any
     connection_acknowledged: bool
-    _listed_as: str | None = None
+    _listed_as: tuple[str, ...] = ()
 
     async def _list_if_acknowledged(self) -> None:
         self._unlist()  # a legacy client may send connection_init again, with another token
-        token_id = getattr(getattr(self.context, "viewer", None), "token_id", None)
+        viewer = getattr(self.context, "viewer", None)
+        handles = viewer.revocation_handles if isinstance(viewer, Viewer) else ()
         open_sockets = getattr(self.view, "open_sockets", None)
-        if self.connection_acknowledged and token_id and open_sockets is not None:
-            open_sockets.add(token_id, self)
-            self._listed_as = token_id
-            if is_token_revoked(token_id):  # revoked while the acknowledgement was being sent
-                open_sockets.discard(token_id, self)
+        if self.connection_acknowledged and handles and open_sockets is not None:
+            for handle in handles:
+                open_sockets.add(handle, self)
+            self._listed_as = handles
+            if is_revoked(viewer):  # revoked while the acknowledgement was being sent
+                self._unlist()
                 await self.close_revoked()
 
     def _unlist(self) -> None:
-        if self._listed_as is not None:
-            self.view.open_sockets.discard(self._listed_as, self)
-            self._listed_as = None
+        for handle in self._listed_as:
+            self.view.open_sockets.discard(handle, self)
+        self._listed_as = ()
 
     async def close_revoked(self) -> None:
         """Close with 4403, as `connection_init` with the token would now be refused; the
         protocol handler then ends the connection's operations as for any close."""
-        self._listed_as = None
+        self._unlist()
         try:
             await self.websocket.close(code=REVOKED_CLOSE[0], reason=REVOKED_CLOSE[1])
         except Exception as exc:  # noqa: BLE001 - already closing or gone: nothing left to close
@@ -356,7 +367,7 @@ class PulsegraphGraphQL(GraphQL):
             # A bad token is reported by the first resolver that needs a viewer, with the
             # reason (expired, wrong key, ...), rather than as an opaque HTTP 401.
             try:
-                context.viewer = await viewer_from_credential(request.headers.get("authorization"))
+                context.viewer = await viewer_of_request(request)
             except UserError as exc:
                 context.auth_error = exc
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
@@ -367,16 +378,32 @@ class PulsegraphGraphQL(GraphQL):
     async def on_ws_connect(self, context: Context) -> dict[str, object] | None:
         """Authenticate `connection_init`: `{"Authorization": "Bearer <jwt>"}`, `{"token": ...}`
         or `{"headers": {"Authorization": ...}}`."""
-        credential = _credential_from(context.connection_params or {})
-        if not credential:
+        params = context.connection_params or {}
+        credential = _credential_from(params)
+        cookie = context.request.cookies.get(SESSION_COOKIE) if not credential else None
+        if not credential and not cookie:
             raise ConnectionRejectionError({"code": "UNAUTHENTICATED", "message": "connection_init needs a token"})
         try:
-            context.viewer = await viewer_from_credential(str(credential))
+            if cookie:  # a browser signed in by cookie: connection_init must carry its csrfToken
+                context.viewer = await viewer_from_cookie(cookie, csrf=str(params.get("csrfToken") or ""), needs_csrf=True)
+            else:
+                context.viewer = await viewer_from_credential(str(credential))
         except UserError as exc:
             raise ConnectionRejectionError({"code": exc.code, "message": exc.message}) from exc
         if not context.viewer.can_read:
             raise ConnectionRejectionError({"code": "FORBIDDEN", "message": "this credential cannot subscribe"})
         return None
+
+
+async def viewer_of_request(request: Request) -> Viewer:
+    """The Authorization header's credential; without one, the session cookie (POSTs must
+    then carry the CSRF header)."""
+    credential = request.headers.get("authorization")
+    cookie = request.cookies.get(SESSION_COOKIE) if not credential else None
+    if cookie:
+        csrf = request.headers.get(CSRF_HEADER)
+        return await viewer_from_cookie(cookie, csrf=csrf, needs_csrf=request.method not in ("GET", "HEAD"))
+    return await viewer_from_credential(credential)
 
 
 def _credential_from(params: dict[str, Any]) -> str | None:

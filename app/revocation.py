@@ -1,4 +1,4 @@
-"""Revocation: a revoked token or ingestion key is refused by every API process within a second.
+"""Revocation: a revoked token, session or key is refused by every API process within a second.
 
 Revoking writes one row to `revoked_credentials` (a global table, migration 0009) from
 whichever process does it, usually `pulsegraph token revoke` or `pulsegraph key revoke`, a
@@ -26,7 +26,14 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import jwt
 
-from app.auth import KEY_CACHE_SECONDS, forget_past_revocations, learn_revoked_key, learn_revoked_token, token_id_of
+from app.auth import (
+    KEY_CACHE_SECONDS,
+    forget_past_revocations,
+    learn_revoked_key,
+    learn_revoked_session,
+    learn_revoked_token,
+    token_id_of,
+)
 from app.database import connection, transaction
 from app.errors import BadInput
 from app.settings import Settings
@@ -41,6 +48,8 @@ KEY_ROW_SECONDS = max(600, 10 * int(KEY_CACHE_SECONDS))
 
 TOKEN = "token"
 INGESTION_KEY = "ingestion_key"
+SESSION = "session"  # a sign-in: its cookie and every access token minted for it
+API_KEY = "api_key"  # a personal API key or a service token
 
 # Revoked again: nothing changes, except that an expiry unknown until now (revoked by id
 # alone, then by the token itself) is filled in, so that the row can be pruned one day.
@@ -142,6 +151,22 @@ async def revoked_token_ids(token_ids: list[str]) -> set[str]:
 Listener = Callable[[frozenset[str]], Awaitable[None]]
 
 
+def learn(kind: str, credential_id: str, expires: float | None) -> str | None:
+    """Tell app.auth of one revocation; the handle open websockets are listed under (none
+    for ingestion keys, which cannot subscribe)."""
+    if kind == TOKEN:
+        learn_revoked_token(credential_id, expires)
+        return credential_id
+    if kind == SESSION:
+        learn_revoked_session(credential_id, expires)
+        return f"session:{credential_id}"
+    if kind in (INGESTION_KEY, API_KEY):
+        learn_revoked_key(uuid.UUID(credential_id), expires)
+        return f"api_key:{credential_id}" if kind == API_KEY else None
+    log.warning("unknown revocation kind %r", kind)
+    return None
+
+
 class RevocationWatcher:
     """Per API process: keeps app.auth's revoked sets up to date with the table."""
 
@@ -170,16 +195,15 @@ class RevocationWatcher:
             self._task = None
 
     async def poll(self) -> frozenset[str]:
-        """Learn the revocations after `last_id`; the newly revoked token ids."""
+        """Learn the revocations after `last_id`; the newly revoked handles (`Viewer.
+        revocation_handles`: token ids, `session:<id>`, `api_key:<id>`)."""
         async with connection() as conn:
             rows = await conn.fetch(NEWER, self.last_id)
         tokens: set[str] = set()
         for row in rows:
-            if row["kind"] == TOKEN:
-                learn_revoked_token(row["credential_id"], row["expires"])
-                tokens.add(row["credential_id"])
-            elif row["kind"] == INGESTION_KEY:
-                learn_revoked_key(uuid.UUID(row["credential_id"]), row["expires"])
+            handle = learn(row["kind"], row["credential_id"], row["expires"])
+            if handle is not None:
+                tokens.add(handle)
         if rows:
             self.last_id = rows[-1]["id"]
         revoked = frozenset(tokens)

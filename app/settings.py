@@ -87,7 +87,19 @@ class Settings:
     data_dir: Path
     jwt_secret: str
     jwt_issuer: str = "pulsegraph"
-    jwt_ttl_seconds: int = 30 * 24 * 3600
+    jwt_ttl_seconds: int = 30 * 24 * 3600  # tokens minted on the command line
+    # Accounts (app/services/accounts): a sign-in's access tokens are short-lived, its
+    # refresh tokens and cookie last as long as the session.
+    access_token_ttl_seconds: int = 900
+    session_ttl_seconds: int = 30 * 24 * 3600
+    invitation_ttl_seconds: int = 7 * 24 * 3600
+    password_reset_ttl_seconds: int = 3600
+    # Failed sign-ins tolerated per account and per address within the window, then refused.
+    sign_in_failures_per_account: int = 5
+    sign_in_failures_per_address: int = 30
+    sign_in_failure_window_seconds: int = 900
+    # The public address of the web console / API, for links in invitations and resets.
+    public_url: str = "http://127.0.0.1:8000"
     db_pool_min: int = 2
     db_pool_max: int = 10
     geoip_city_db: str | None = None
@@ -178,6 +190,11 @@ class Settings:
             jobs_interval_seconds=_env_int("PULSEGRAPH_JOBS_INTERVAL_SECONDS", 3600),
             jobs_initial_delay_seconds=_env_int("PULSEGRAPH_JOBS_INITIAL_DELAY_SECONDS", 60),
             ip_hmac_key_period_days=_env_int("PULSEGRAPH_IP_HMAC_KEY_PERIOD_DAYS", 30),
+            access_token_ttl_seconds=_env_int("PULSEGRAPH_ACCESS_TOKEN_TTL_SECONDS", 900),
+            session_ttl_seconds=_env_int("PULSEGRAPH_SESSION_TTL_SECONDS", 30 * 24 * 3600),
+            sign_in_failures_per_account=_env_int("PULSEGRAPH_SIGN_IN_FAILURES_PER_ACCOUNT", 5),
+            sign_in_failures_per_address=_env_int("PULSEGRAPH_SIGN_IN_FAILURES_PER_ADDRESS", 30),
+            public_url=os.environ.get("PULSEGRAPH_PUBLIC_URL") or "http://127.0.0.1:8000",
         )
 
 

@@ -1,6 +1,6 @@
-"""Tenants and the people and keys that act on them (migrations 0001, 0002, 0003, 0006, 0007,
+"""Tenants, their profiles and ingestion keys (migrations 0001, 0002, 0003, 0006, 0007,
 0010). The organizations service creates and finds them through these models; the platform
-service changes an organization's status with SQL."""
+service changes an organization's status with SQL. People and their keys: models/accounts.py."""
 
 from __future__ import annotations
 
@@ -52,25 +52,6 @@ class Profile(Model):
     class Meta:
         table = "profiles"
         unique_together = (("organization_id", "id"), ("organization_id", "slug"))
-
-
-class User(Model):
-    """A person who signs in. `profile_id` is a plain column: the table's foreign key to
-    profiles was dropped when profiles became keyed by tenant (migration 0010)."""
-
-    id = fields.UUIDField(primary_key=True)
-    organization: fields.ForeignKeyNullableRelation[Organization] = fields.ForeignKeyField(
-        "models.Organization", related_name="users", null=True
-    )
-    organization_id: str | None
-    email = TextKeyField(unique=True)
-    name = fields.TextField(db_default="")
-    role = fields.TextField()  # admin | org_admin | provider | service
-    profile_id = fields.UUIDField(null=True)
-    created_at = fields.DatetimeField(db_default=NOW)
-
-    class Meta:
-        table = "users"
 
 
 class IngestionKey(Model):

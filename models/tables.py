@@ -13,6 +13,10 @@ DISTRIBUTION_COLUMN = "organization_id"
 REFERENCE_TABLES: frozenset[str] = frozenset({
     "organizations",  # the tenants themselves
     "users",  # people sign in before a tenant is known
+    "auth_sessions",  # sign-ins, found by their token before the tenant is known
+    "refresh_tokens",
+    "password_resets",  # per user, not per tenant
+    "audit_log",  # a failed sign-in may name no tenant; written rarely
     "ingestion_keys",  # found by prefix before the tenant is known
     "revoked_credentials",  # every API process reads every revocation
     "visitor_salts",  # one salt a day for every tenant

@@ -120,9 +120,9 @@ async def members_csv_endpoint(request: Request) -> Response:
 class Query:
     """The cohorts domain's reads, merged into the root by schema.root."""
 
-    cohorts: list[Cohort] = guarded(Access.ORG_ADMINS, cohorts, "An organization's cohorts, by name.")
+    cohorts: list[Cohort] = guarded(Access.ORG_READERS, cohorts, "An organization's cohorts, by name.")
     cohort: Cohort = guarded(
-        Access.ORG_ADMINS, cohort,
+        Access.ORG_READERS, cohort,
         "One cohort; list its members with persons(cohortId:), download them from membersCsvUrl.",
     )
 

@@ -10,7 +10,7 @@ import strawberry
 from strawberry.types import Info
 
 from app.auth import Access, Viewer, readable_profile
-from app.errors import SlowConsumer
+from app.errors import Forbidden, SlowConsumer
 from app.eventbus import SubscriberDropped
 from app.fanout import current_operation
 from app.live_messages import LiveMessage
@@ -42,11 +42,16 @@ def to_resolved_range(value: TimeRange) -> ResolvedRange:
 
 
 def viewer_of(info: Info[Any, Any]) -> Viewer:
-    """The authenticated viewer, or the authentication error that stopped it."""
+    """The authenticated viewer, or the authentication error that stopped it; a read-only
+    viewer is refused here by any root field whose declared access does not admit it."""
     context = info.context
     if context.auth_error is not None:
         raise context.auth_error
-    return context.viewer
+    viewer: Viewer = context.viewer
+    access = info._field.metadata.get("access") if info._field.metadata else None
+    if access is not None and access.refuses_read_only(viewer):
+        raise Forbidden(f"viewers may read reports but not do this ({access.text})")
+    return viewer
 
 
 def app_state(info: Info[Any, Any]) -> Any:

@@ -152,19 +152,19 @@ class Query:
     """The funnels domain's reads, merged into the root by schema.root."""
 
     funnel: Funnel = guarded(
-        Access.ORG_ADMINS, funnel,
+        Access.ORG_READERS, funnel,
         "A funnel: persons per step, conversion rates, drop-off and times between steps, optionally per breakdown value.",
     )
     funnel_conversion_over_time: FunnelConversionOverTime = guarded(
-        Access.ORG_ADMINS, funnel_conversion_over_time,
+        Access.ORG_READERS, funnel_conversion_over_time,
         "A funnel's conversion from the first to the last step per period of entry.",
     )
     funnel_time_to_convert: FunnelTimeToConvert = guarded(
-        Access.ORG_ADMINS, funnel_time_to_convert,
+        Access.ORG_READERS, funnel_time_to_convert,
         "A histogram of the seconds a funnel's persons took between two steps (default first to last).",
     )
     funnel_persons: FunnelPersons = guarded(
-        Access.ORG_ADMINS, funnel_persons,
+        Access.ORG_READERS, funnel_persons,
         "The persons behind a funnel step, converted or dropped off, a page at a time.",
     )
 

@@ -118,18 +118,18 @@ async def user_metrics(
 @strawberry.type
 class Query:
     trends = guarded(
-        Access.ORG_ADMINS,
+        Access.ORG_READERS,
         trends,
         "Events, persons, sessions or a numeric property per period, for one or more series, with breakdown,"
         " compare-to-previous and formulas.",
     )
     session_metrics = guarded(
-        Access.ORG_ADMINS,
+        Access.ORG_READERS,
         session_metrics,
         "Sessions per period: average duration, pages per session, bounce rate, top entry and exit pages.",
     )
     user_metrics = guarded(
-        Access.ORG_ADMINS,
+        Access.ORG_READERS,
         user_metrics,
         "The users page: DAU, WAU, MAU, stickiness, day 1 / 7 / 30 retention, churn rate and average session"
         " duration, with a point per period.",

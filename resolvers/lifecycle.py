@@ -65,11 +65,11 @@ class Query:
     """The lifecycle and stickiness insights, merged into the root by schema.root."""
 
     lifecycle: LifecycleResult = guarded(
-        Access.ORG_ADMINS, lifecycle,
+        Access.ORG_READERS, lifecycle,
         "Lifecycle: per period, the persons doing an event who are new, returning or resurrecting, and those gone "
         "dormant (negative).",
     )
     stickiness: StickinessResult = guarded(
-        Access.ORG_ADMINS, stickiness,
+        Access.ORG_READERS, stickiness,
         "Stickiness: persons by the number of the range's periods in which they did an event.",
     )

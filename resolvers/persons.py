@@ -100,12 +100,12 @@ class Query:
     """The persons domain's reads, merged into the root by schema.root."""
 
     persons: PersonPage = guarded(
-        Access.ORG_ADMINS, persons,
+        Access.ORG_READERS, persons,
         "An organization's persons (every person seen in events, and every identified user) in key order, by cursor; "
         "search their ids and properties, or list one cohort's members.",
     )
     person: Person = guarded(
-        Access.ORG_ADMINS, person,
+        Access.ORG_READERS, person,
         "One person: properties, first and last seen, ids and events (its linked anonymous ids' included).",
     )
 

@@ -84,7 +84,7 @@ class Query:
     """The retention insight, merged into the root by schema.root."""
 
     retention: RetentionResult = guarded(
-        Access.ORG_ADMINS, retention,
+        Access.ORG_READERS, retention,
         "Retention cohorts: per period of the range, the persons who did the start event, and who of them did the "
         "return event 1..periods periods later (persons follow identify links; periods are the organization's).",
     )

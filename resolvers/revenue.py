@@ -338,7 +338,7 @@ class Subscription:
         "Each gift bought for a profile, as the worker records it.", subscription=True,
     )
     revenue_counters: RevenueCounters = guarded(
-        Access.ORG_ADMINS, revenue_counters,
+        Access.ORG_READERS, revenue_counters,
         "Today's running revenue and transaction count: now, then after each batch that records money "
         "(organization admins: theirs; platform admins: one organization or the platform).", subscription=True,
     )

@@ -12,6 +12,7 @@ from types import ModuleType
 import strawberry
 
 from resolvers import (
+    accounts,
     cohorts,
     costs,
     experiments,
@@ -36,6 +37,7 @@ from resolvers import (
 
 DOMAINS: tuple[ModuleType, ...] = (
     organizations,
+    accounts,
     ingestion,
     profile_analytics,
     live,

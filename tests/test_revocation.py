@@ -34,7 +34,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from tests.support.postgres import create_database, drop_database
-from tests.support.provision import StackTenant
+from tests.support.provision import STACK_PASSWORD, StackTenant
 from tests.support.stacks import Stack, cross_process_broadcast_url, running_stack
 from tests.support.websockets import LEGACY_WS, TRANSPORT_WS
 
@@ -330,3 +330,72 @@ async def test_a_revoked_ingestion_key_is_refused_on_every_process_within_a_seco
     assert listed[kept["id"]]["revoked_at"] is None and listed[kept["id"]]["last_used_at"] is not None
     for stack in servers.stacks:
         stack.check_alive()
+
+
+LOGIN = "mutation($e: String!, $p: String!) { login(email: $e, password: $p) { accessToken } }"
+PERSONAL_KEY = 'mutation { createPersonalApiKey(name: "probe") { secret } }'
+REMOVE = "mutation($o: ID!, $u: ID!) { removeMember(organizationId: $o, userId: $u) }"
+NEW_INGESTION_KEY = 'mutation($o: ID!) { createIngestionKey(organizationId: $o, name: "doomed") { secret key { id } } }'
+REVOKE_INGESTION_KEY = "mutation($id: ID!) { revokeIngestionKey(id: $id) { revokedAt } }"
+
+
+async def graphql(http: httpx.AsyncClient, stack: Stack, query: str, variables: dict[str, Any], token: str | None) -> Any:
+    headers = bearer(token) if token else {}
+    body = (await http.post(stack.graphql_url, json={"query": query, "variables": variables}, headers=headers)).json()
+    assert not body.get("errors"), body
+    return body["data"]
+
+
+async def member_refused(http: httpx.AsyncClient, stack: Stack, credential: str) -> bool:
+    body = (await http.post(stack.graphql_url, json={"query": VIEWER}, headers=bearer(credential))).json()
+    if codes(body) == ["UNAUTHENTICATED"]:
+        return True
+    assert body["data"]["viewer"]["role"] == "viewer", body
+    return False
+
+
+async def test_a_removed_members_session_and_personal_key_are_refused_on_every_process_within_a_second(
+    servers: Servers, http: httpx.AsyncClient
+) -> None:
+    """Removed through GraphQL on one process; the member's sign-in and key were cached by all."""
+    tenant = servers.tenant()
+    first, second = servers.stacks
+    access = (await graphql(http, first, LOGIN, {"e": tenant.viewer_email, "p": STACK_PASSWORD}, None))["login"]["accessToken"]
+    key = (await graphql(http, first, PERSONAL_KEY, {}, access))["createPersonalApiKey"]["secret"]
+    for stack in servers.stacks:
+        for _ in range(USES_PER_PROCESS):
+            assert not await member_refused(http, stack, access)
+            assert not await member_refused(http, stack, key)
+    await graphql(http, second, REMOVE, {"o": tenant.org_id, "u": tenant.viewer_user_id}, tenant.org_admin_token)
+    removed = time.monotonic()
+
+    probes = Probes()
+    await probes.run(removed, {
+        f"{kind} on {stack.name}": probe
+        for stack in servers.stacks
+        for kind, probe in {
+            "session token": lambda s=stack: member_refused(http, s, access),
+            "personal key": lambda s=stack: member_refused(http, s, key),
+        }.items()
+    })  # fmt: skip
+    print(f"\n[revocation] removed member: last accepted use {probes.last_accepted()} s after the mutation returned")
+    assert len(probes.late()) >= 4, probes.results
+    assert probes.accepted_late() == [], probes.results
+
+
+async def test_an_ingestion_key_revoked_through_graphql_is_refused_on_every_process_within_a_second(
+    servers: Servers, http: httpx.AsyncClient
+) -> None:
+    tenant = servers.tenant()
+    first, second = servers.stacks
+    made = (await graphql(http, first, NEW_INGESTION_KEY, {"o": tenant.org_id}, tenant.org_admin_token))["createIngestionKey"]
+    for stack in servers.stacks:
+        for _ in range(USES_PER_PROCESS):
+            assert not await track_refused(http, stack, made["secret"])
+    await graphql(http, second, REVOKE_INGESTION_KEY, {"id": made["key"]["id"]}, tenant.org_admin_token)
+    revoked = time.monotonic()
+
+    probes = Probes()
+    await probes.run(revoked, {f"/track on {s.name}": (lambda s=s: track_refused(http, s, made["secret"])) for s in servers.stacks})
+    assert len(probes.late()) >= 2, probes.results
+    assert probes.accepted_late() == [], probes.results

@@ -34,6 +34,11 @@ class StackTenant:
     org_admin_token: str
     provider_token: str
     service_token: str
+    viewer_email: str  # a member who signs in with STACK_PASSWORD
+    viewer_user_id: str
+
+
+STACK_PASSWORD = "stack member passphrase 7"
 
 
 def provision_tenants(env: dict[str, str], count: int, log_dir: Path) -> list[StackTenant]:
@@ -71,10 +76,22 @@ async def _provision(count: int) -> None:
                 org_admin_token=tenant.org_admin_token,
                 provider_token=tenant.provider_token,
                 service_token=tenant.service_token,
+                viewer_email=await _with_password(tenant.users["viewer"]),
+                viewer_user_id=str(tenant.users["viewer"]),
             )
             print(json.dumps(asdict(row)), flush=True)
     finally:
         await close_database()
+
+
+async def _with_password(user_id: uuid.UUID) -> str:
+    from app.database import connection
+    from app.services.accounts.passwords import hash_password
+
+    async with connection() as conn:
+        return await conn.fetchval(
+            "UPDATE users SET password_hash = $2 WHERE id = $1 RETURNING email", user_id, hash_password(STACK_PASSWORD)
+        )
 
 
 if __name__ == "__main__":

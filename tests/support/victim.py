@@ -21,7 +21,8 @@ from tests.support.tenants import Tenant
 
 # What the seed creates, by the kinds of object an ID argument may name (see
 # tests/support/schema_operations.py): a field whose ID names another kind is not covered.
-SEEDED_KINDS = ("organization", "profile", "cost", "fraud rule", "fraud alert", "person", "cohort", "experiment")
+SEEDED_KINDS = ("organization", "profile", "cost", "fraud rule", "fraud alert", "person", "cohort", "member", "invitation",
+                "service token", "ingestion key", "personal key", "audit entry", "experiment")  # fmt: skip
 SUBJECT = {"userId": SAMPLES["userId"], "anonymousId": SAMPLES["anonymousId"]}  # what deleteSubjectData samples name
 ARMY_IP = "6.1.2.3"  # 6.0.0.0/8 is on the shipped curated gov list
 VIEWS, INQUIRIES = 29, 11
@@ -49,6 +50,14 @@ COHORT = """mutation($d: CohortDefinitionInput!) { createCohort(name: "Victim la
 EXPERIMENT = """mutation($i: ExperimentInput!) { createExperiment(input: $i) { id } }"""
 START = """mutation($id: ID!) { setExperimentStatus(id: $id, status: RUNNING) { status } }"""
 ASSIGN = """mutation($p: String!) { experimentAssignment(experimentKey: "victim-checkout-test", personId: $p) { variant } }"""
+INVITE = """mutation($org: ID!) { inviteMember(organizationId: $org, email: "victim-colleague@victim.example", role: VIEWER) {
+  invitation { id } token } }"""
+ACCEPT = """mutation($t: String!) { acceptInvitation(token: $t, password: "tangerine orbit 4417", name: "Victim Colleague") {
+  user { id } } }"""
+SERVICE_TOKEN = """mutation($org: ID!) { createServiceToken(organizationId: $org, name: "Victim billing backend") { key { id } } }"""
+INGESTION_KEY = """mutation($org: ID!) { createIngestionKey(organizationId: $org, name: "Victim beacon key") { key { id } } }"""
+PERSONAL_KEY = """mutation { createPersonalApiKey(name: "Victim analyst notebook", role: VIEWER) { key { id } } }"""
+NEWEST_AUDIT_ENTRY = "query { auditLog(limit: 1) { id } }"
 LIFECYCLE = """mutation($org: ID!) {
   suspended: suspendOrganization(organizationId: $org, reason: "Victim suspended for a chargeback audit") { status }
   reinstated: reinstateOrganization(organizationId: $org, reason: "Victim audit closed") { status } }"""
@@ -133,5 +142,21 @@ async def seed_victim(client: httpx.AsyncClient, worker: Any, victim: Tenant) ->
     for n in range(5):
         await gql_data(client, ASSIGN, {"p": f"u:victim-tester-{n}"}, admin)
     await gql_data(client, LIFECYCLE, {"org": victim.org_id}, victim.admin_token)
-    return {"experiment": experiment["id"],"organization": victim.org_id, "profile": victim.profile_id, "cost": cost["id"], "fraud rule": rule["id"],
-            "fraud alert": alert["id"], "person": "u:victim-regular", "cohort": cohort["id"]}  # fmt: skip
+    return {"organization": victim.org_id, "profile": victim.profile_id, "cost": cost["id"], "fraud rule": rule["id"],
+            "fraud alert": alert["id"], "person": "u:victim-regular", "cohort": cohort["id"], "experiment": experiment["id"],
+            **await seed_accounts(client, victim)}  # fmt: skip
+
+
+async def seed_accounts(client: httpx.AsyncClient, victim: Tenant) -> Side:
+    """A colleague invited who joined, a service token, an ingestion key and a personal key,
+    whose making is audited."""
+    admin, org = victim.org_admin_token, {"org": victim.org_id}
+    invited = (await gql_data(client, INVITE, org, admin))["inviteMember"]
+    invitation = invited["invitation"]
+    await gql_data(client, ACCEPT, {"t": invited["token"]}, None)
+    service = (await gql_data(client, SERVICE_TOKEN, org, admin))["createServiceToken"]["key"]
+    ingestion = (await gql_data(client, INGESTION_KEY, org, admin))["createIngestionKey"]["key"]
+    personal = (await gql_data(client, PERSONAL_KEY, {}, admin))["createPersonalApiKey"]["key"]
+    [entry] = (await gql_data(client, NEWEST_AUDIT_ENTRY, {}, admin))["auditLog"]
+    return {"member": str(victim.users["viewer"]), "invitation": invitation["id"], "service token": service["id"],
+            "ingestion key": ingestion["id"], "personal key": personal["id"], "audit entry": entry["id"]}  # fmt: skip

@@ -1,0 +1,1 @@
+"""Accounts: people, their memberships and sign-ins, invitations, keys, and the audit log."""
