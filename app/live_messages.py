@@ -26,6 +26,7 @@ from app.vocabulary import (
     FRAUD_ALERTS_ALL_CHANNEL,
     REVENUE_COUNTERS_ALL_CHANNEL,
     engagement_channel,
+    experiment_channel,
     fraud_alert_channel,
     gift_channel,
     gov_alert_channel,
@@ -417,3 +418,31 @@ class RevenueCountersMessage(LiveMessage):
             failed_payments=payload["failedPayments"],
             updated_at=_time(payload["updatedAt"]),
         )
+
+
+@dataclass(frozen=True, slots=True)
+class ExperimentStatisticsMessage(LiveMessage):
+    """The worker moved an experiment's statistics (exposures or metric values): subscribers
+    read its results again (at most once a second each)."""
+
+    organization_id: uuid.UUID
+    experiment_id: uuid.UUID
+    exposures: int  # persons newly exposed by the batch
+    values: int  # person values the batch changed
+
+    @classmethod
+    def channel_of(cls, experiment_id: str) -> str:
+        return experiment_channel(experiment_id)
+
+    @property
+    def channel(self) -> str:
+        return experiment_channel(str(self.experiment_id))
+
+    def to_json(self) -> Payload:
+        return {"organizationId": str(self.organization_id), "experimentId": str(self.experiment_id),
+                "exposures": self.exposures, "values": self.values}  # fmt: skip
+
+    @classmethod
+    def from_json(cls, payload: Mapping[str, Any]) -> Self:
+        return cls(organization_id=uuid.UUID(payload["organizationId"]), experiment_id=uuid.UUID(payload["experimentId"]),
+                   exposures=payload["exposures"], values=payload["values"])  # fmt: skip

@@ -14,7 +14,8 @@ the number of objects and values an operation returns and refuses it with
   bounds (money per currency, revenue per source, ...: `BOUNDED_LISTS`); one entry per
   bucket for the lists of a time series (a field with `range` and `granularity` arguments,
   e.g. `profileTimeseries { views }`, `pnl { periods }`), estimated from the range and
-  capped at the resolver's own cap; `DEFAULT_LIST_SIZE` otherwise;
+  capped at the resolver's own cap; a fixed length by field (`FIELD_LIST_SIZES`);
+  `DEFAULT_LIST_SIZE` otherwise;
 - the bucket count sizes the series' own lists and nothing inside them: a list within each
   bucket (money per currency in every point) counts its own bound, multiplied by the
   buckets above it, so the buckets are never counted twice;
@@ -76,7 +77,17 @@ BOUNDED_LISTS = {
     "ReferrerCount": 10,  # the top 10
     "FunnelStep": 20,  # a funnel has at most 20 steps
     "FunnelBreakdown": 101,  # the top 100 values and other
+    # experiments: at most 20 variants and 20 metrics (app.services.experiments), 3 status changes
+    "VariantAnalysis": 20,
+    "ExperimentVariant": 20,
+    "ExperimentVariantSummary": 20,
+    "VariantExposures": 20,
+    "ExperimentMetric": 20,
+    "ExperimentMetricResult": 20,
+    "ExperimentStatusChange": 3,
 }
+# Lists of scalars with a fixed length, by (type, field): a Bayesian risk is [control, variant].
+FIELD_LIST_SIZES = {("VariantAnalysis", "risk"): 2}
 MAX_SERIES_BUCKETS = 1500  # resolvers refuse longer series (see app.timebuckets)
 LIMIT_ARGUMENTS = ("limit", "first")
 # The span of each preset of app.timebuckets' one family, by its GraphQL name.
@@ -212,7 +223,8 @@ class _Walker:
         if isinstance(arguments.get("query"), Mapping):
             report = arguments["query"]
         sizer = QUERY_INPUT_SIZES.get((getattr(parent, "name", ""), name)) if report is not None else None
-        size, inner = self._list_size(field.type, arguments, series, sizer(report) if sizer and report is not None else None)
+        declared = sizer(report) if sizer and report is not None else FIELD_LIST_SIZES.get((getattr(parent, "name", ""), name))
+        size, inner = self._list_size(field.type, arguments, series, declared)
         count = multiplier * size
         if _is_list(field.type):
             series = None  # the buckets are counted in `count`; lists inside them have bounds of their own

@@ -25,6 +25,9 @@ INVOICE_PAID = "invoice.paid"
 # An identify: links the event's anonymousId to its userId (app/services/insights/persons.py);
 # tracked or published, it must carry both.
 USER_IDENTIFIED = "user.identified"
+# An SDK that assigns variants itself reports each exposure (properties.experimentKey and
+# properties.variant); the worker's experiment consumer counts it once per person.
+EXPERIMENT_EXPOSED = "experiment.exposed"
 
 PROFILE_DOMAIN_EVENT_TYPES = frozenset(
     {PROFILE_VIEWED, PROFILE_INQUIRY, GIFT_PURCHASED, BOOKING_COMPLETED, SUBSCRIPTION_CHARGED}
@@ -68,7 +71,8 @@ GOV_ALERTS = "gov_alerts"  # the alerts written for flagged views
 
 
 def needs_worker(event_type: str, has_profile: bool) -> bool:
-    """Events the worker has effects for; others are stored already marked processed.
+    """Events the worker has effects for; others are stored already marked processed (unless a
+    running experiment reads their type: ingestion's storage asks app.services.experiments).
     Persons (identity links, $set / $set_once, first and last seen) are written by ingestion
     itself, in the storage transaction: no event needs the worker for them."""
     return (
@@ -76,6 +80,7 @@ def needs_worker(event_type: str, has_profile: bool) -> bool:
         or event_type in FRAUD_EVENT_TYPES
         or event_type in LEDGER_EVENT_TYPES
         or event_type in INVOICE_EVENT_TYPES
+        or event_type == EXPERIMENT_EXPOSED
     )
 
 
@@ -116,3 +121,8 @@ def gift_channel(profile_id: str) -> str:
 def revenue_counter_channel(organization_id: str) -> str:
     """Broadcast channel of one organization's running revenue for today."""
     return f"pg.revenue.{organization_id}"
+
+
+def experiment_channel(experiment_id: str) -> str:
+    """Broadcast channel of one experiment's statistics: a message each time the worker moved them."""
+    return f"pg.experiment.{experiment_id}"

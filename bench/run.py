@@ -1,4 +1,4 @@
-"""`python -m bench`: create a database, load generated data, run B1-B6, print a table and
+"""`python -m bench`: create a database, load generated data, run B1-B8, print a table and
 write bench/results/<timestamp>.json.
 
 Every benchmark measures pulsegraph and its raw limit in the same run on the same data
@@ -20,7 +20,7 @@ from pathlib import Path
 
 import asyncpg
 
-from bench import b1_ingest, b2_e2e, b3_query, b4_live, b5_rollup, b6_live_modes, b7_insights
+from bench import b1_ingest, b2_e2e, b3_query, b4_live, b5_rollup, b6_live_modes, b7_insights, b8_experiments
 from bench.common import (
     API_PROCESSES,
     ROOT,
@@ -36,7 +36,7 @@ from bench.common import (
 )
 from bench.generator import Dataset
 
-ALL = ("B1", "B2", "B3", "B4", "B5", "B6", "B7")
+ALL = ("B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8")
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -57,6 +57,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--insight-events", type=int, default=10_000_000, help="product events of B7's organization (default 10,000,000)"
     )
+    parser.add_argument(
+        "--exposures", type=int, default=1_000_000, help="exposed persons of B8's experiment (default 1,000,000)"
+    )
     parser.add_argument("--db", default=None, help="database name (default pulsegraph_bench_<events>)")
     parser.add_argument("--reuse", action="store_true", help="reuse --db if it exists (skip loading)")
     parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
@@ -68,6 +71,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         args.b4_sends = min(args.b4_sends, 20)
         args.b6_sends = min(args.b6_sends, 10)
         args.insight_events = min(args.insight_events, 200_000)
+        args.exposures = min(args.exposures, 50_000)
     args.only = [b.strip().upper() for b in args.only.split(",") if b.strip()]
     return args
 
@@ -106,6 +110,8 @@ def _ratio(r: Result) -> str:
         return f"{r.ratio:,.0f}x faster"
     if r.bench == "B7":
         return f"{r.ratio:.2f}x SQL"
+    if r.bench == "B8":
+        return f"{r.ratio:,.0f}x faster"
     if r.bench in ("B4", "B5", "B6", "RSS"):
         return f"{r.ratio:.1f}x raw"
     return f"{r.ratio:.0%} of raw"
@@ -181,6 +187,11 @@ async def run(args: argparse.Namespace) -> list[Result]:
             print("B7: insights ...", flush=True)
             results += await b7_insights.run(
                 database_url, broadcast_url, work_dir, events=args.insight_events, repeats=args.repeats, seed=args.seed
+            )
+        if "B8" in args.only:
+            print("B8: experiment results ...", flush=True)
+            results += await b8_experiments.run(
+                database_url, broadcast_url, work_dir, exposures=args.exposures, repeats=args.repeats, seed=args.seed
             )
         if "B1" in args.only:
             print(f"B1: ingest {args.ingest_events:,} events ...", flush=True)

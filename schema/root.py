@@ -15,6 +15,7 @@ from resolvers import (
     accounts,
     cohorts,
     costs,
+    experiments,
     financial_reports,
     fraud,
     funnels,
@@ -55,6 +56,7 @@ DOMAINS: tuple[ModuleType, ...] = (
     lifecycle,
     persons,
     cohorts,
+    experiments,
 )
 
 

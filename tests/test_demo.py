@@ -413,3 +413,20 @@ async def test_the_demo_has_identified_persons_and_cohorts(client, demo) -> None
     assert set(cohorts) == {"Searched 3+ times in 30 days", "Pro plan"} and all(cohorts.values()), cohorts
     persons = body["data"]["persons"]["persons"]
     assert len(persons) == 5 and all(p["userId"] and p["anonymousIds"] and p["properties"]["plan"] for p in persons)
+
+
+EXPERIMENTS = """query { experiments(status: RUNNING) { id key winner confidence variants { key views conversionRate } } }"""
+EXPERIMENT_RESULTS = """query($id: ID!) { experimentResults(experimentId: $id) { srmPValue srmFlagged daysRunning
+  metrics { key analysis { winner variants { key absolute { pValue } } } } } }"""
+
+
+async def test_the_demo_runs_a_clear_winner_and_a_sample_ratio_mismatch(client, demo) -> None:
+    listed = {e["key"]: e for e in (await gql(client, EXPERIMENTS, token=demo.org_admin_token))["data"]["experiments"]}
+    checkout, checklist = listed["one-page-checkout"], listed["onboarding-checklist"]
+    assert checkout["winner"] == "one-page" and checkout["confidence"] > 0.99, checkout
+    control, one_page = checkout["variants"]
+    assert one_page["conversionRate"] > control["conversionRate"] and min(control["views"], one_page["views"]) > 1000
+    clean = (await gql(client, EXPERIMENT_RESULTS, {"id": checkout["id"]}, token=demo.org_admin_token))["data"]["experimentResults"]
+    assert clean["srmFlagged"] is False and 13 < clean["daysRunning"] < 15
+    skewed = (await gql(client, EXPERIMENT_RESULTS, {"id": checklist["id"]}, token=demo.org_admin_token))["data"]["experimentResults"]
+    assert skewed["srmFlagged"] is True and skewed["srmPValue"] < 0.001

@@ -49,7 +49,8 @@ OWN_ACCOUNT = {"login", "refreshToken", "logout", "acceptInvitation", "resetPass
 QUERIES = root_fields("query")
 MUTATIONS = {name: field for name, field in root_fields("mutation").items() if name not in OWN_ACCOUNT}
 SUBSCRIPTIONS = root_fields("subscription")
-NO_TENANT_VALUES = {"viewer", "me", "organizations", "checkIp"}  # who you are, your organizations, a public IP lookup
+# who you are, your organizations, a public IP lookup, the experiment calculators (numbers the caller sends)
+NO_TENANT_VALUES = {"viewer", "me", "organizations", "checkIp", "analyzeExperiment", "sampleSize"}
 REFUSALS = {"NOT_FOUND", "FORBIDDEN", "BAD_USER_INPUT"}
 DATE_LIKE = re.compile(r"^\d{4}-\d{2}-\d{2}")
 POSITIONS = {"activePeriods"}  # stickiness: 1..N in every answer, data or not
@@ -284,6 +285,22 @@ async def test_mutations_never_reach_another_tenant(client, world, tenant, name)
 # --------------------------------------------------------------------------- subscriptions
 
 
+async def subscribed_objects(tenant: Tenant, field: Any) -> Side:
+    """Objects a subscription follows by id that a fresh tenant lacks (its experiment)."""
+    from app.services.experiments import definitions as experiments
+
+    if "experiment" not in {object_kind("", path) for path in field_id_paths(field)}:
+        return {}
+    org = uuid.UUID(tenant.org_id)
+    draft = experiments.Definition(
+        key=f"follow-{uuid.uuid4().hex[:8]}", name="followed", hypothesis="",
+        variants=(experiments.Variant("control", "Control", 1.0), experiments.Variant("b", "B", 1.0)), allocation=1.0,
+        targeting=experiments.Targeting(), metrics=(), analysis=experiments.Analysis(),
+    )  # fmt: skip
+    created = await experiments.create_experiment(org=org, actor="tenancy", definition=draft)
+    return {"experiment": str(created.id)}
+
+
 @pytest.mark.parametrize("name", sorted(SUBSCRIPTIONS))
 async def test_subscriptions_never_cross_tenants(app, settings, tenant, other_tenant, name):
     """Driven in-process, as a websocket connection would after connection_init: the sender's
@@ -312,7 +329,8 @@ async def test_subscriptions_never_cross_tenants(app, settings, tenant, other_te
         finally:
             await stream.aclose()
 
-    own, foreign = side_of(tenant), side_of(other_tenant)
+    own = side_of(tenant, **await subscribed_objects(tenant, field))
+    foreign = side_of(other_tenant, **await subscribed_objects(other_tenant, field))
     mine = dict.fromkeys(id_arguments(field), own)
     for token in (tenant.org_admin_token, tenant.provider_token) if "profileId" in field.args else (tenant.org_admin_token,):
         accepted = await first(mine, token, wait=1.0)

@@ -14,6 +14,7 @@ from app.services import (
     profile_analytics,
     revenue,
 )
+from app.services.experiments.exposures import ExperimentConsumer
 from app.services.gov_detection import GovDetector
 
 
@@ -25,4 +26,5 @@ def consumers(detector: GovDetector) -> tuple[Consumer, ...]:
         fraud.FraudConsumer(),
         revenue.LedgerConsumer(),
         financial_reports.InvoiceConsumer(),
+        ExperimentConsumer(),
     )

@@ -1,6 +1,7 @@
 """The demo dataset: a marketplace with eight providers and thirteen months of history before
 the current one (visits, bookings, gifts, subscriptions, ticket orders, payouts, invoices,
-costs), a few fraud and gov cases, and a second organization that was suspended.
+costs), two running experiments (one with a clear winner, one with a sample ratio mismatch),
+a few fraud and gov cases, and a second organization that was suspended.
 
 It goes through the real ingestion service (enrichment, sessions, outbox), so the demo
 shows exactly what production data looks like. The generators live in
@@ -15,11 +16,12 @@ import json
 import logging
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from app.auth import Role, Viewer
 from app.services.demo_data import closed_shop
+from app.services.demo_data import experiments as experiments_data
 from app.services.demo_data.commerce import generate_commerce_events, generate_fraud_events
 from app.services.demo_data.costs import monthly_costs
 from app.services.demo_data.money import generate_money_events
@@ -122,6 +124,7 @@ async def _seed_events(settings: Settings, org: Any, profile_ids: list[str]) -> 
         total += await _ingest(viewer, generate_events(profile_ids=profile_ids, timeline=timeline), settings, geo, domain=False)
         total += await _ingest(viewer, generate_product_events(timeline=timeline), settings, geo, domain=False)
         await _seed_cohorts(org)
+        total += await _seed_experiments(org, timeline, settings, geo, viewer)
         total += await _ingest(viewer, generate_money_events(profile_ids, timeline=timeline), settings, geo)
         total += await _ingest(viewer, generate_commerce_events(timeline=timeline), settings, geo)
         total += await _ingest(viewer, generate_fraud_events(now=timeline.end), settings, geo)
@@ -142,6 +145,23 @@ async def _seed_cohorts(org: Any) -> None:
     )
     await cohorts.create_cohort(org=org.id, actor="demo-seed", name="Searched 3+ times in 30 days", definition=searchers)
     await cohorts.create_cohort(org=org.id, actor="demo-seed", name="Pro plan", definition=cohorts.person_properties([pro]))
+
+
+async def _seed_experiments(org: Any, timeline: Timeline, settings: Settings, geo: GeoLocator, viewer: Viewer) -> int:
+    """Two running experiments (a clear winner, a sample ratio mismatch), started two weeks ago;
+    their exposures and bookings go through ingestion like an SDK's."""
+    from app.database import transaction
+    from app.services.experiments import definitions
+
+    admin = Viewer(subject="demo-seed", role=Role.ORG_ADMIN, organization_id=org.id)
+    for make in experiments_data.DEFINITIONS:
+        created = await definitions.create_experiment(org=org.id, actor=admin.subject, definition=make())
+        await definitions.set_status(org=org.id, experiment_id=created.id, status=definitions.Status.RUNNING, viewer=admin)
+    started = timeline.end - timedelta(days=experiments_data.DAYS)
+    async with transaction() as conn:
+        await conn.execute("UPDATE experiments SET started_at = $2, created_at = $2 WHERE organization_id = $1", org.id, started)
+        await conn.execute("UPDATE experiment_status_audit SET at = $2 WHERE organization_id = $1", org.id, started)
+    return await _ingest(viewer, experiments_data.generate_experiment_events(now=timeline.end), settings, geo, domain=False)
 
 
 async def _ingest(

@@ -33,10 +33,10 @@ MAX_DEPTH = 4  # nested objects selected below a root field (the deepest report 
 # What an ID argument names, by its name; a bare `id` names the object its field is about
 # (`updateCost(id)`: a cost), found by the kinds below in the field's name.
 ID_NAMES = {"profileId": "profile", "partnerProfileId": "profile", "organizationId": "organization", "costId": "cost",
-            "cohortId": "cohort", "userId": "member", "before": "audit entry"}  # fmt: skip
+            "cohortId": "cohort", "userId": "member", "before": "audit entry", "experimentId": "experiment"}  # fmt: skip
 OBJECT_KINDS = {"fraudrule": "fraud rule", "fraudalert": "fraud alert", "cost": "cost", "cohort": "cohort", "person": "person",
                 "invitation": "invitation", "servicetoken": "service token", "ingestionkey": "ingestion key",
-                "personalapikey": "personal key"}  # fmt: skip
+                "personalapikey": "personal key", "experiment": "experiment"}  # fmt: skip
 
 # Valid values for arguments that are not ids, by name, else by type: a mutation refused
 # for a bad sample would prove nothing about tenancy.
@@ -48,6 +48,8 @@ SAMPLES: dict[str, Any] = {
     "userId": "tenancy-subject", "anonymousId": "tenancy-device",
     "steps": [{"event": "profile.viewed"}, {"event": "profile.inquiry"}],
     "definition": {"kind": "STATIC", "personIds": ["u:tenancy-subject"]},
+    "experimentKey": "tenancy-experiment", "personId": "u:tenancy-subject",
+    "variants": [{"key": "control", "name": "Control"}, {"key": "treatment", "name": "Treatment"}],
     "email": "tenancy-invitee@example.test", "password": "tenancy check password", "newPassword": "tenancy new password",
 }  # fmt: skip
 TYPE_SAMPLES: dict[str, Any] = {
@@ -59,6 +61,12 @@ TYPE_SAMPLES: dict[str, Any] = {
     # of an amount only the victim has (its booking's platform fee): its counts of views, small numbers,
     # could be other tenants' numbers in the platform-wide answers the tenancy tests compare with
     "TrendSeriesInput": {"event": "booking.completed", "math": "SUM", "property": "platformFeeMinor"},
+    # the experiment calculators: sums the caller gives (control first)
+    "ExperimentAnalysisInput": {"variants": [{"key": "control", "n": 100, "sum": 10, "sumSquares": 10},
+                                             {"key": "treatment", "n": 100, "sum": 14, "sumSquares": 14}],
+                                "metricType": "BINOMIAL"},
+    "SampleSizeInput": {"baselineRate": 0.1, "minimumDetectableEffect": 0.2},
+    "ExperimentStatus": "STOPPED",
 }  # fmt: skip
 
 

@@ -22,7 +22,7 @@ from tests.support.tenants import Tenant
 # What the seed creates, by the kinds of object an ID argument may name (see
 # tests/support/schema_operations.py): a field whose ID names another kind is not covered.
 SEEDED_KINDS = ("organization", "profile", "cost", "fraud rule", "fraud alert", "person", "cohort", "member", "invitation",
-                "service token", "ingestion key", "personal key", "audit entry")  # fmt: skip
+                "service token", "ingestion key", "personal key", "audit entry", "experiment")  # fmt: skip
 SUBJECT = {"userId": SAMPLES["userId"], "anonymousId": SAMPLES["anonymousId"]}  # what deleteSubjectData samples name
 ARMY_IP = "6.1.2.3"  # 6.0.0.0/8 is on the shipped curated gov list
 VIEWS, INQUIRIES = 29, 11
@@ -47,6 +47,9 @@ NOTE = """mutation($id: ID!) { addFraudAlertNote(id: $id, note: "Victim card tes
 IDENTIFY = """mutation { identify(userId: "victim-regular", anonymousId: "victim-visitor-3",
   properties: {email: "victim-regular@victim.example", tier: "victim-gold"}) { personId } }"""
 COHORT = """mutation($d: CohortDefinitionInput!) { createCohort(name: "Victim lapsed patrons", definition: $d) { id } }"""
+EXPERIMENT = """mutation($i: ExperimentInput!) { createExperiment(input: $i) { id } }"""
+START = """mutation($id: ID!) { setExperimentStatus(id: $id, status: RUNNING) { status } }"""
+ASSIGN = """mutation($p: String!) { experimentAssignment(experimentKey: "victim-checkout-test", personId: $p) { variant } }"""
 INVITE = """mutation($org: ID!) { inviteMember(organizationId: $org, email: "victim-colleague@victim.example", role: VIEWER) {
   invitation { id } token } }"""
 ACCEPT = """mutation($t: String!) { acceptInvitation(token: $t, password: "tangerine orbit 4417", name: "Victim Colleague") {
@@ -102,6 +105,16 @@ def money(victim: Tenant, partner: str, now: datetime) -> list[dict[str, Any]]:
     ]  # fmt: skip
 
 
+def victim_experiment() -> dict[str, Any]:
+    """A running experiment with weights, names and a hypothesis nobody else has."""
+    return {"key": "victim-checkout-test", "name": "Victim checkout test", "hypothesis": "Victim green buttons sell",
+            "variants": [{"key": "victim-control", "name": "Victim control", "weight": 0.37},
+                         {"key": "victim-green", "name": "Victim green", "weight": 0.63}],
+            "metrics": [{"key": "victim-paid", "name": "Victim paid", "kind": "CONVERSION", "role": "PRIMARY",
+                         "event": {"event": "order.paid"}}],
+            "minimumSampleSize": 7919}  # fmt: skip
+
+
 async def seed_victim(client: httpx.AsyncClient, worker: Any, victim: Tenant) -> Side:
     """Everything above, processed by the worker; returns the victim's objects by kind."""
     from app.services import organizations
@@ -124,9 +137,13 @@ async def seed_victim(client: httpx.AsyncClient, worker: Any, victim: Tenant) ->
     await gql_data(client, IDENTIFY, {}, victim.ingestion_key)
     members = {"kind": "STATIC", "personIds": [f"u:{SUBJECT['userId']}", "u:victim-regular", "a:victim-visitor-7"]}
     cohort = (await gql_data(client, COHORT, {"d": members}, admin))["createCohort"]
+    experiment = (await gql_data(client, EXPERIMENT, {"i": victim_experiment()}, admin))["createExperiment"]
+    await gql_data(client, START, {"id": experiment["id"]}, admin)
+    for n in range(5):
+        await gql_data(client, ASSIGN, {"p": f"u:victim-tester-{n}"}, admin)
     await gql_data(client, LIFECYCLE, {"org": victim.org_id}, victim.admin_token)
     return {"organization": victim.org_id, "profile": victim.profile_id, "cost": cost["id"], "fraud rule": rule["id"],
-            "fraud alert": alert["id"], "person": "u:victim-regular", "cohort": cohort["id"],
+            "fraud alert": alert["id"], "person": "u:victim-regular", "cohort": cohort["id"], "experiment": experiment["id"],
             **await seed_accounts(client, victim)}  # fmt: skip
 
 

@@ -16,6 +16,7 @@ import asyncpg
 
 from app import partitions
 from app.database import connection
+from app.services.experiments import contract as experiments
 from app.services.ingestion import sessions
 from app.services.ingestion.enrich import STORED_COLUMNS, Row
 from app.services.insights import persons
@@ -65,7 +66,9 @@ def _is_retryable_write_error(exc: Exception) -> bool:
 async def _write(conn: asyncpg.Connection, organization_id: uuid.UUID, rows: list[Row]) -> set[str]:
     """Outbox (the idempotency ledger) first; only the events it took as new are stored."""
     async with conn.transaction():
-        fresh_ids = await _insert_outbox(conn, organization_id, rows)
+        tracked = await experiments.tracked_types(conn, organization_id)
+        pending = {r.event.event_id for r in rows if r.pending or experiments.is_tracked(r.event.type, tracked)}
+        fresh_ids = await _insert_outbox(conn, organization_id, rows, pending)
         fresh = [row for row in rows if row.event.event_id in fresh_ids]
         if not fresh:
             return fresh_ids
@@ -75,7 +78,7 @@ async def _write(conn: asyncpg.Connection, organization_id: uuid.UUID, rows: lis
         )
         await sessions.upsert(conn, organization_id, fresh, continued)
         await persons.record(conn, organization_id, fresh)  # last: its row locks are held the shortest
-        if any(row.pending for row in fresh):
+        if any(row.event.event_id in pending for row in fresh):
             await conn.execute(f"NOTIFY {OUTBOX_CHANNEL}")  # delivered at commit
     return fresh_ids
 
@@ -89,14 +92,15 @@ RETURNING event_id
 """
 
 
-async def _insert_outbox(conn: asyncpg.Connection, organization_id: uuid.UUID, rows: list[Row]) -> set[str]:
-    """Events the worker has nothing to do for are stored already processed, so it never sees them."""
+async def _insert_outbox(conn: asyncpg.Connection, organization_id: uuid.UUID, rows: list[Row], pending: set[str]) -> set[str]:
+    """Events the worker has nothing to do for are stored already processed, so it never sees
+    them; `pending` are the ids it has effects for (running experiments' types included)."""
     records = await conn.fetch(
         _INSERT_OUTBOX,
         organization_id,
         [r.event.event_id for r in rows],
         [r.event.occurred_at for r in rows],
         [r.event.type for r in rows],
-        [r.pending for r in rows],
+        [r.event.event_id in pending for r in rows],
     )
     return {record["event_id"] for record in records}

@@ -32,6 +32,7 @@ from typing import Any
 import orjson
 
 from app.services import financial_reports, revenue
+from app.services.experiments import contract as experiments
 from app.services.ingestion.outcome import Rejection, TrackOutcome
 from app.services.revenue.money import CURRENCY_RE
 from app.settings import Settings
@@ -156,8 +157,10 @@ def _validate(
         raise _Invalid(key, f"unknown field {key!r}")
     event_type = _event_type(raw.get("type"), domain=domain)
     amount, currency = _money(event_type, raw.get("amount_minor"), raw.get("currency"), money_allowed)
-    problem = revenue.check_properties(event_type, raw.get("properties")) or financial_reports.check_properties(
-        event_type, raw.get("properties")
+    problem = (
+        revenue.check_properties(event_type, raw.get("properties"))
+        or financial_reports.check_properties(event_type, raw.get("properties"))
+        or experiments.check_properties(event_type, raw.get("properties"))
     )
     if problem is not None:
         raise _Invalid(*problem)
