@@ -41,6 +41,7 @@ MODEL_MODULES = [
     "models.privacy",
     "models.financial_reports",
     "models.insights",
+    "models.marketplace",
 ]
 MIGRATION_LOCK_KEY = 7_214_001  # advisory lock id: one migrator at a time
 

@@ -25,23 +25,34 @@ INVOICE_PAID = "invoice.paid"
 # An identify: links the event's anonymousId to its userId (app/services/insights/persons.py);
 # tracked or published, it must carry both.
 USER_IDENTIFIED = "user.identified"
+# A services marketplace (app/services/marketplace): executions roll up into latency
+# sketches; searches, views and conversions feed its metrics; a conversion is a ledger sale.
+SERVICE_EXECUTED = "service.executed"
+MARKETPLACE_SEARCHED = "marketplace.searched"
+MARKETPLACE_VIEWED = "marketplace.viewed"
+MARKETPLACE_CONVERTED = "marketplace.converted"
 
 PROFILE_DOMAIN_EVENT_TYPES = frozenset(
     {PROFILE_VIEWED, PROFILE_INQUIRY, GIFT_PURCHASED, BOOKING_COMPLETED, SUBSCRIPTION_CHARGED}
 )
+MARKETPLACE_EVENT_TYPES = frozenset({SERVICE_EXECUTED, MARKETPLACE_SEARCHED, MARKETPLACE_VIEWED, MARKETPLACE_CONVERTED})
 FRAUD_EVENT_TYPES = frozenset({ORDER_PAID, ORDER_REFUNDED, PAYMENT_FAILED, ACCOUNT_CREATED, TICKET_SCANNED})
 LEDGER_EVENT_TYPES = frozenset(
     {BOOKING_COMPLETED, GIFT_PURCHASED, SUBSCRIPTION_CHARGED, AFFILIATE_COMMISSION, ORDER_PAID, ORDER_REFUNDED,
-     PAYMENT_FAILED, PAYOUT_SETTLED}
+     PAYMENT_FAILED, PAYOUT_SETTLED, MARKETPLACE_CONVERTED}
 )  # fmt: skip
 INVOICE_EVENT_TYPES = frozenset({INVOICE_ISSUED, INVOICE_PAID})
 DOMAIN_EVENT_TYPES = (
-    PROFILE_DOMAIN_EVENT_TYPES | FRAUD_EVENT_TYPES | LEDGER_EVENT_TYPES | INVOICE_EVENT_TYPES | {USER_IDENTIFIED}
+    PROFILE_DOMAIN_EVENT_TYPES | FRAUD_EVENT_TYPES | LEDGER_EVENT_TYPES | INVOICE_EVENT_TYPES | MARKETPLACE_EVENT_TYPES
+    | {USER_IDENTIFIED}
 )
 # Profile revenue: each of these adds to a profile's revenue rollups.
 MONEY_EVENT_TYPES = frozenset({GIFT_PURCHASED, BOOKING_COMPLETED, SUBSCRIPTION_CHARGED})
 # Every event that moves money: needs amountMinor + currency and a service or org admin token.
-MONEY_MOVING_EVENT_TYPES = MONEY_EVENT_TYPES | {ORDER_PAID, ORDER_REFUNDED, AFFILIATE_COMMISSION, PAYOUT_SETTLED} | INVOICE_EVENT_TYPES
+MONEY_MOVING_EVENT_TYPES = (
+    MONEY_EVENT_TYPES | {ORDER_PAID, ORDER_REFUNDED, AFFILIATE_COMMISSION, PAYOUT_SETTLED, MARKETPLACE_CONVERTED}
+    | INVOICE_EVENT_TYPES
+)
 PROFILE_EVENT_TYPES = PROFILE_DOMAIN_EVENT_TYPES | {PROFILE_ENGAGED}  # each needs a profileId
 
 # Revenue source recorded in rollups for each money event.
@@ -76,6 +87,7 @@ def needs_worker(event_type: str, has_profile: bool) -> bool:
         or event_type in FRAUD_EVENT_TYPES
         or event_type in LEDGER_EVENT_TYPES
         or event_type in INVOICE_EVENT_TYPES
+        or event_type in MARKETPLACE_EVENT_TYPES
     )
 
 
@@ -116,3 +128,9 @@ def gift_channel(profile_id: str) -> str:
 def revenue_counter_channel(organization_id: str) -> str:
     """Broadcast channel of one organization's running revenue for today."""
     return f"pg.revenue.{organization_id}"
+
+
+# The services marketplace: today's counters of one organization (executions, views, revenue).
+def marketplace_channel(organization_id: str) -> str:
+    """Broadcast channel of one organization's marketplace counters for today."""
+    return f"pg.marketplace.{organization_id}"

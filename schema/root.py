@@ -24,6 +24,7 @@ from resolvers import (
     insights,
     lifecycle,
     live,
+    marketplace,
     organizations,
     persons,
     platform,
@@ -55,6 +56,7 @@ DOMAINS: tuple[ModuleType, ...] = (
     lifecycle,
     persons,
     cohorts,
+    marketplace,
 )
 
 

@@ -11,6 +11,7 @@ from app.services import (
     financial_reports,
     fraud,
     gov_alerts,
+    marketplace,
     profile_analytics,
     revenue,
 )
@@ -25,4 +26,5 @@ def consumers(detector: GovDetector) -> tuple[Consumer, ...]:
         fraud.FraudConsumer(),
         revenue.LedgerConsumer(),
         financial_reports.InvoiceConsumer(),
+        marketplace.MarketplaceConsumer(),
     )

@@ -9,7 +9,9 @@ camelCase field, reason) and the others go on. Decisions a client can notice:
 - Money events (gift.purchased, booking.completed, subscription.charged feed revenue;
   order.paid and order.refunded feed the fraud rules, affiliate.commission and
   payout.settled the ledger) need amountMinor and currency; the money properties the
-  ledger reads (fees, split, order id...) are checked here (`revenue.check_properties`).
+  ledger reads (fees, split, order id, creator, take rate...) are checked here
+  (`revenue.check_properties`), the marketplace's (service, latency, search...) too
+  (`marketplace.vocabulary.check_properties`).
   Whether the credential may send money events at all is the service's call
   (`money_allowed`).
 - Context only enriches: its text is cut and cleaned rather than rejected; its shape is checked.
@@ -33,6 +35,7 @@ import orjson
 
 from app.services import financial_reports, revenue
 from app.services.ingestion.outcome import Rejection, TrackOutcome
+from app.services.marketplace import vocabulary as marketplace
 from app.services.revenue.money import CURRENCY_RE
 from app.settings import Settings
 from app.vocabulary import DOMAIN_EVENT_TYPES, MONEY_MOVING_EVENT_TYPES, PROFILE_EVENT_TYPES, USER_IDENTIFIED
@@ -156,8 +159,10 @@ def _validate(
         raise _Invalid(key, f"unknown field {key!r}")
     event_type = _event_type(raw.get("type"), domain=domain)
     amount, currency = _money(event_type, raw.get("amount_minor"), raw.get("currency"), money_allowed)
-    problem = revenue.check_properties(event_type, raw.get("properties")) or financial_reports.check_properties(
-        event_type, raw.get("properties")
+    problem = (
+        revenue.check_properties(event_type, raw.get("properties"))
+        or financial_reports.check_properties(event_type, raw.get("properties"))
+        or marketplace.check_properties(event_type, raw.get("properties"))
     )
     if problem is not None:
         raise _Invalid(*problem)

@@ -1,0 +1,229 @@
+"""The worker's effects of marketplace events: service executions into the hour, day and
+month rollups (`service_rollups`), and today's counters pushed live after commit.
+
+Exactly once: the rollups are written inside the batch's transaction, which also marks the
+batch's outbox rows processed (and the outbox is keyed by event id), so a re-run batch is
+never applied twice. Rows are created, then locked in primary-key order, then merged in
+Python (sketches cannot be merged in SQL), so concurrent workers queue instead of
+deadlocking. Searches, views and conversions are not rolled up: they only make the
+organization's counters of the day move (conversions reach the ledger through the revenue
+consumer).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter, defaultdict
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from functools import lru_cache
+from typing import Any
+
+import asyncpg
+import orjson
+
+from app.consumers import Batch, Consumer
+from app.database import connection
+from app.live_messages import LiveMessage, MarketplaceCountersMessage
+from app.services.claimed_events import CLAIMED_EVENTS, keys_of
+from app.services.marketplace.sketches import merged_sketch
+from app.services.revenue.counters import counters as revenue_counters
+from app.timebuckets import day_start, hour_start, local_date, local_midnight, month_start, utcnow
+from app.vocabulary import (
+    MARKETPLACE_CONVERTED,
+    MARKETPLACE_EVENT_TYPES,
+    MARKETPLACE_SEARCHED,
+    MARKETPLACE_VIEWED,
+    SERVICE_EXECUTED,
+)
+
+ROLLUP_GRAINS = ("hour", "day", "month")
+NO_CATEGORY = ""  # the rollups' category of executions sent without one
+
+_EXECUTIONS = f"""
+SELECT e.organization_id, e.occurred_at, e.properties ->> 'serviceId' AS service_id,
+       COALESCE(e.properties ->> 'category', '') AS category, (e.properties ->> 'latencyMs')::float8 AS latency_ms,
+       (e.properties ->> 'success')::boolean AS success, e.properties ->> 'errorCode' AS error_code
+FROM {CLAIMED_EVENTS}
+WHERE e.type = '{SERVICE_EXECUTED}'
+"""
+_ENSURE = """
+INSERT INTO service_rollups (organization_id, grain, bucket_start, service_id, category)
+SELECT * FROM unnest($1::uuid[], $2::text[], $3::timestamptz[], $4::text[], $5::text[])
+ORDER BY 1, 2, 3, 4, 5
+ON CONFLICT DO NOTHING
+"""
+_LOCK = """
+SELECT r.organization_id, r.grain, r.bucket_start, r.service_id, r.category, r.latency_kll, r.error_codes
+FROM service_rollups r
+JOIN unnest($1::uuid[], $2::text[], $3::timestamptz[], $4::text[], $5::text[]) AS k(o, g, b, s, c)
+  ON r.organization_id = k.o AND r.grain = k.g AND r.bucket_start = k.b AND r.service_id = k.s AND r.category = k.c
+ORDER BY r.organization_id, r.grain, r.bucket_start, r.service_id, r.category
+FOR UPDATE OF r
+"""
+_UPDATE = """
+UPDATE service_rollups r SET
+    executions = r.executions + u.executions,
+    errors = r.errors + u.errors,
+    latency_sum_ms = r.latency_sum_ms + u.latency_sum_ms,
+    latency_kll = u.latency_kll,
+    error_codes = u.error_codes,
+    updated_at = now()
+FROM unnest($1::uuid[], $2::text[], $3::timestamptz[], $4::text[], $5::text[], $6::bigint[], $7::bigint[],
+            $8::float8[], $9::bytea[], $10::jsonb[])
+     AS u(o, g, b, s, c, executions, errors, latency_sum_ms, latency_kll, error_codes)
+WHERE r.organization_id = u.o AND r.grain = u.g AND r.bucket_start = u.b AND r.service_id = u.s AND r.category = u.c
+"""
+
+RollupKey = tuple[uuid.UUID, str, datetime, str, str]  # the table's primary key
+
+
+@dataclass(slots=True)
+class _Delta:
+    """What a batch adds to one rollup row."""
+
+    executions: int = 0
+    errors: int = 0
+    latency_sum_ms: float = 0.0
+    latencies: list[float] = field(default_factory=list)
+    error_codes: Counter[str] = field(default_factory=Counter)
+
+
+@dataclass(slots=True)
+class MarketplaceEffects:
+    """The organizations whose marketplace events a batch applied (for the live counters)."""
+
+    organizations: set[uuid.UUID] = field(default_factory=set)
+
+
+async def apply_executions(conn: asyncpg.Connection, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Add a claimed batch's service executions to the rollups, in the caller's transaction."""
+    executions = [r for r in rows if r["type"] == SERVICE_EXECUTED]
+    if not executions:
+        return
+    found = await conn.fetch(_EXECUTIONS, *keys_of(executions))
+    zones = await _timezones(conn, {r["organization_id"] for r in found})
+    deltas = _deltas([r for r in found if r["organization_id"] in zones], zones)
+    if deltas:
+        await _write(conn, deltas)
+
+
+def _deltas(executions: Iterable[Mapping[str, Any]], zones: Mapping[uuid.UUID, str]) -> dict[RollupKey, _Delta]:
+    deltas: dict[RollupKey, _Delta] = defaultdict(_Delta)
+    for row in executions:
+        buckets = rollup_buckets(zones[row["organization_id"]], _quarter_hour(row["occurred_at"]))
+        for grain, bucket in zip(ROLLUP_GRAINS, buckets, strict=True):
+            delta = deltas[(row["organization_id"], grain, bucket, row["service_id"], row["category"])]
+            delta.executions += 1
+            delta.latency_sum_ms += row["latency_ms"]
+            delta.latencies.append(row["latency_ms"])
+            if not row["success"]:
+                delta.errors += 1
+                delta.error_codes[row["error_code"] or ""] += 1
+    return deltas
+
+
+async def _write(conn: asyncpg.Connection, deltas: dict[RollupKey, _Delta]) -> None:
+    keys = sorted(deltas)
+    columns = [[k[i] for k in keys] for i in range(5)]
+    await conn.execute(_ENSURE, *columns)
+    stored = {tuple(r[:5]): r for r in await conn.fetch(_LOCK, *columns)}
+    sketches, codes = [], []
+    for key in keys:
+        row, delta = stored[key], deltas[key]
+        sketches.append(merged_sketch(row["latency_kll"], delta.latencies))
+        codes.append(orjson.dumps(dict(Counter(orjson.loads(row["error_codes"])) + delta.error_codes)).decode())
+    await conn.execute(
+        _UPDATE, *columns, [deltas[k].executions for k in keys], [deltas[k].errors for k in keys],
+        [deltas[k].latency_sum_ms for k in keys], sketches, codes,
+    )  # fmt: skip
+
+
+def _quarter_hour(instant: datetime) -> datetime:
+    instant = instant.astimezone(UTC)
+    return instant.replace(minute=instant.minute - instant.minute % 15, second=0, microsecond=0)
+
+
+@lru_cache(maxsize=65_536)
+def rollup_buckets(timezone: str, quarter: datetime) -> tuple[datetime, datetime, datetime]:
+    """(local hour, day and month start) of every instant of a UTC quarter hour: no local
+    hour, day or month boundary of a current zone falls inside one, so the zone arithmetic
+    is done once per quarter hour instead of per event."""
+    return hour_start(quarter, timezone), day_start(quarter, timezone), month_start(quarter, timezone)
+
+
+async def _timezones(conn: asyncpg.Connection, organizations: set[uuid.UUID]) -> dict[uuid.UUID, str]:
+    if not organizations:
+        return {}
+    rows = await conn.fetch("SELECT id, timezone FROM organizations WHERE id = ANY($1::uuid[])", list(organizations))
+    return {r["id"]: r["timezone"] for r in rows}
+
+
+# -- today's counters ---------------------------------------------------------------------
+
+_TODAY_EXECUTIONS = """
+SELECT COALESCE(sum(executions), 0)::bigint AS executions, COALESCE(sum(errors), 0)::bigint AS errors
+FROM service_rollups WHERE organization_id = $1 AND grain = 'day' AND bucket_start = $2
+"""
+_TODAY_EVENTS = f"""
+SELECT count(*) FILTER (WHERE type = '{MARKETPLACE_SEARCHED}') AS searches,
+       count(*) FILTER (WHERE type = '{MARKETPLACE_VIEWED}') AS views,
+       count(*) FILTER (WHERE type = '{MARKETPLACE_CONVERTED}') AS conversions
+FROM events
+WHERE organization_id = $1 AND type IN ('{MARKETPLACE_SEARCHED}', '{MARKETPLACE_VIEWED}', '{MARKETPLACE_CONVERTED}')
+  AND occurred_at >= $2 AND occurred_at < $3
+"""
+
+
+async def today_counters(conn: asyncpg.Connection, organization_id: uuid.UUID, timezone: str) -> MarketplaceCountersMessage:
+    """Today's counters (the organization's local day): executions as the worker rolled them
+    up, searches, views and conversions as stored, revenue from the ledger."""
+    now = utcnow()
+    start = day_start(now, timezone)
+    end = local_midnight(local_date(now, timezone) + timedelta(days=1), timezone)
+    executed = await conn.fetchrow(_TODAY_EXECUTIONS, organization_id, start)
+    seen = await conn.fetchrow(_TODAY_EVENTS, organization_id, start, end)
+    money = await revenue_counters(conn, organization_id, timezone)
+    return MarketplaceCountersMessage(
+        organization_id=organization_id, start=start, end=end, executions=executed["executions"],
+        errors=executed["errors"], searches=seen["searches"], views=seen["views"], conversions=seen["conversions"],
+        revenue=money.revenue, updated_at=now,
+    )  # fmt: skip
+
+
+async def current_counters(organization_id: uuid.UUID) -> MarketplaceCountersMessage:
+    """Today's counters of one organization, read now (a stream's first update)."""
+    async with connection() as conn:
+        timezone = await conn.fetchval("SELECT timezone FROM organizations WHERE id = $1", organization_id)
+        return await today_counters(conn, organization_id, timezone or "UTC")
+
+
+class MarketplaceConsumer(Consumer):
+    """Service executions into the rollups; fresh counters of the day to each touched
+    organization's marketplace channel after commit (its ledger sales included).
+
+    Runs after the processed mark: busy services' day and month rows are locked until commit."""
+
+    name = "marketplace"
+    event_types = MARKETPLACE_EVENT_TYPES
+    after_mark = True
+
+    async def apply(self, conn: asyncpg.Connection, rows: list[Mapping[str, Any]], batch: Batch) -> MarketplaceEffects:
+        await apply_executions(conn, rows)
+        return MarketplaceEffects({r["organization_id"] for r in rows})
+
+    def _organizations(self, batch: Batch) -> set[uuid.UUID]:
+        ledger = batch.effects.get("revenue")
+        return batch.effects[self.name].organizations | (ledger.organizations if ledger is not None else set())
+
+    def channels(self, batch: Batch) -> set[str]:
+        return {MarketplaceCountersMessage.channel_of(str(org)) for org in self._organizations(batch)}
+
+    async def totals(self, batch: Batch, followed: Collection[str]) -> list[LiveMessage]:
+        watched = [org for org in self._organizations(batch) if MarketplaceCountersMessage.channel_of(str(org)) in followed]
+        if not watched:
+            return []
+        async with connection() as conn:
+            zones = await _timezones(conn, set(watched))
+            return [await today_counters(conn, org, zones[org]) for org in sorted(watched) if org in zones]
