@@ -4,14 +4,19 @@ from __future__ import annotations
 
 from typing import Annotated
 
+import orjson
 import strawberry
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
 from strawberry.types import Info
 
-from app.auth import Access
+from app.auth import Access, viewer_from_credential
+from app.errors import UserError
 from app.services.insights.funnels import StepResult
 from app.services.marketplace import marketplace_metrics as market
 from app.services.marketplace import revenue_metrics as money
 from app.services.marketplace import service_metrics as services
+from app.services.marketplace import stream
 from app.timebuckets import Grain
 from resolvers.common import RangeArg, guarded, to_range_spec, to_resolved_range, viewer_of
 from schema.common import Granularity, Money
@@ -201,6 +206,31 @@ async def revenue_metrics(
             for c in found.creators
         ],
     )  # fmt: skip
+
+
+# --------------------------------------------------------------------------- GET /stream
+
+STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+async def stream_endpoint(request: Request) -> Response:
+    """Server-Sent Events (app/services/marketplace/stream.py): the credential as a bearer
+    header or, since an EventSource cannot set headers, the access_token query parameter."""
+    params = request.query_params
+    token = params.get("access_token")
+    credential = request.headers.get("authorization") or (f"Bearer {token}" if token else None)
+    try:
+        viewer = await viewer_from_credential(credential)
+        plan = await stream.stream_plan(viewer=viewer, organization_id=params.get("organizationId"), channels=params.get("channels"))
+    except UserError as exc:
+        body = {"error": {"code": exc.code, "message": exc.message, "field": exc.field, **exc.extensions}}
+        return Response(orjson.dumps(body), status_code=exc.http_status, media_type="application/json")
+    state = request.app.state
+    events = stream.frames(
+        state.streams, plan, last_event_id=request.headers.get("last-event-id") or params.get("lastEventId"),
+        heartbeat_seconds=state.settings.sse_heartbeat_seconds,
+    )  # fmt: skip
+    return StreamingResponse(events, media_type="text/event-stream", headers=STREAM_HEADERS)
 
 
 @strawberry.type
