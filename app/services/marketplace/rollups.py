@@ -104,12 +104,14 @@ async def apply_executions(conn: asyncpg.Connection, rows: Sequence[Mapping[str,
         return
     found = await conn.fetch(_EXECUTIONS, *keys_of(executions))
     zones = await _timezones(conn, {r["organization_id"] for r in found})
-    deltas = _deltas([r for r in found if r["organization_id"] in zones], zones)
+    deltas = execution_deltas([r for r in found if r["organization_id"] in zones], zones)
     if deltas:
-        await _write(conn, deltas)
+        await write_deltas(conn, deltas)
 
 
-def _deltas(executions: Iterable[Mapping[str, Any]], zones: Mapping[uuid.UUID, str]) -> dict[RollupKey, _Delta]:
+def execution_deltas(executions: Iterable[Mapping[str, Any]], zones: Mapping[uuid.UUID, str]) -> dict[RollupKey, _Delta]:
+    """What executions (organization_id, occurred_at, service_id, category, latency_ms, success,
+    error_code) add to each rollup row of their organization's zone."""
     deltas: dict[RollupKey, _Delta] = defaultdict(_Delta)
     for row in executions:
         buckets = rollup_buckets(zones[row["organization_id"]], _quarter_hour(row["occurred_at"]))
@@ -124,7 +126,8 @@ def _deltas(executions: Iterable[Mapping[str, Any]], zones: Mapping[uuid.UUID, s
     return deltas
 
 
-async def _write(conn: asyncpg.Connection, deltas: dict[RollupKey, _Delta]) -> None:
+async def write_deltas(conn: asyncpg.Connection, deltas: dict[RollupKey, _Delta]) -> None:
+    """Create the rows, lock them in key order, merge the sketches and add the counters."""
     keys = sorted(deltas)
     columns = [[k[i] for k in keys] for i in range(5)]
     await conn.execute(_ENSURE, *columns)
