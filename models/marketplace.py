@@ -1,7 +1,8 @@
 """The services marketplace's rollups (migration 0015), written by the worker from
-service.executed events; the service (app/services/marketplace/) reads and writes them with SQL.
+service.executed, marketplace.searched, marketplace.viewed and marketplace.converted events;
+the service (app/services/marketplace/) reads and writes them with SQL.
 
-The table has no one-column key: the docstring names the real key and `unique_together`
+The tables have no one-column key: each docstring names the real key and `unique_together`
 carries it. Tortoise's primary key is one column of it, so filter by the whole key."""
 
 from __future__ import annotations
@@ -32,3 +33,24 @@ class ServiceRollup(Model):
     class Meta:
         table = "service_rollups"
         unique_together = (("organization_id", "grain", "bucket_start", "service_id", "category"),)
+
+
+class MarketplaceRollup(Model):
+    """Searches (by query), views and conversions (by service) per category per bucket.
+
+    Real key: (organization_id, grain, bucket_start, kind, key, category, currency)."""
+
+    organization_id = fields.UUIDField()
+    grain = fields.TextField()  # hour | day | month
+    bucket_start = fields.DatetimeField(primary_key=True)
+    kind = fields.TextField()  # search | view | conversion
+    key = fields.TextField()  # the normalized query, or the service id
+    category = fields.TextField(db_default="")
+    currency = fields.TextField(db_default="")  # conversions only
+    events = fields.BigIntField(db_default=0)
+    zero_results = fields.BigIntField(db_default=0)
+    amount_minor = fields.BigIntField(db_default=0)
+
+    class Meta:
+        table = "marketplace_rollups"
+        unique_together = (("organization_id", "grain", "bucket_start", "kind", "key", "category", "currency"),)

@@ -123,12 +123,13 @@ class CategoryConversion:
 
 @strawberry.type(
     description="A marketplace's searches, views and purchases: top queries, searches without results, conversion rates, "
-    "top services and categories, and the search -> view -> purchase funnel."
+    "top services and categories, and the search -> view -> purchase funnel. Closed hours, days and months come from "
+    "rollups, the open hour from raw events."
 )
 class MarketplaceMetrics:
     range: ResolvedRange = strawberry.field(description="The range covered.")
     granularity: Granularity = strawberry.field(description="Bucket size.")
-    starts: list[datetime] = strawberry.field(description="Start of every bucket (clipped to the range).")
+    starts: list[datetime] = strawberry.field(description="Start of every bucket (local bucket starts in UTC).")
     total: MarketplaceCounts = strawberry.field(description="The whole range.")
     points: MarketplacePoints = strawberry.field(description="Per bucket.")
     top_queries: list[SearchQueryCount] = strawberry.field(description="Queries by searches, then text (up to limit).")

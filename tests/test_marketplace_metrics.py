@@ -168,6 +168,17 @@ async def test_marketplace_metrics_match_what_shoppers_did(client, worker, tenan
     assert categories[None]["searches"] == sum(1 for s in people for k, _, p in s.events if k == "MARKETPLACE_SEARCHED" and "category" not in p)
     assert [step["count"] for step in found["funnel"]] == funnel_counts(people, None)
     assert [step["event"] for step in found["funnel"]] == ["marketplace.searched", "marketplace.viewed", "marketplace.converted"]
+    async with connection() as conn:
+        rolled = await conn.fetchval(
+            "SELECT sum(events) FROM marketplace_rollups WHERE organization_id = $1 AND grain = 'hour'", tenant.organization.id)
+    assert rolled == sum(len(s.events) for s in people)  # closed hours are read from these
+    start = (now - timedelta(days=3)).replace(minute=23, second=0, microsecond=0)  # partial hours at the edges
+    custom = {**variables, "range": {"from": start.isoformat(), "to": (now - timedelta(minutes=7)).isoformat()}, "g": "HOUR"}
+    window = (await gql_data(client, MARKETPLACE, custom, tenant.viewer_token))["marketplaceMetrics"]
+    inside = [(k, p) for s in people for k, at, p in s.events if start <= at < now - timedelta(minutes=7)]
+    assert (window["total"]["searches"], window["total"]["views"], window["total"]["conversions"]) == tuple(
+        sum(1 for k, _ in inside if k == kind) for kind in ("MARKETPLACE_SEARCHED", "MARKETPLACE_VIEWED", "MARKETPLACE_CONVERTED"))
+    assert sum(window["points"]["views"]) == window["total"]["views"]
     design = (await gql_data(client, MARKETPLACE, {**variables, "c": "design"}, tenant.viewer_token))["marketplaceMetrics"]
     want = expected_market(people, "design")
     assert (design["total"]["searches"], design["total"]["views"], design["total"]["conversions"]) == (

@@ -1,5 +1,6 @@
 -- pulsegraph 0015: a services marketplace. Service executions roll up per service into
--- latency sketches; marketplace sales name the creator who earns them.
+-- latency sketches, searches, views and conversions into counters; marketplace sales name
+-- the creator who earns them.
 --
 -- transactions.creator_id: who earns a sale (properties.creatorId, else the profile id as
 --   text; a refund copies its sale's). Creator earnings = amount - platform fee.
@@ -24,4 +25,23 @@ CREATE TABLE service_rollups (
     error_codes     jsonb NOT NULL DEFAULT '{}'::jsonb,
     updated_at      timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (organization_id, grain, bucket_start, service_id, category)
+);
+
+-- marketplace_rollups: marketplace.searched / viewed / converted per (grain, local bucket
+--   start, kind, key, category, currency): kind 'search' (key: the query trimmed, lowercased,
+--   blanks folded), 'view' or 'conversion' (key: the service id); category '' for events
+--   without one, currency '' but for conversions. events counts them, zero_results the
+--   searches that found nothing, amount_minor the conversions' amounts.
+CREATE TABLE marketplace_rollups (
+    organization_id uuid NOT NULL REFERENCES organizations (id) ON DELETE CASCADE,
+    grain           text NOT NULL CHECK (grain IN ('hour', 'day', 'month')),
+    bucket_start    timestamptz NOT NULL,
+    kind            text NOT NULL CHECK (kind IN ('search', 'view', 'conversion')),
+    key             text NOT NULL,
+    category        text NOT NULL DEFAULT '',
+    currency        text NOT NULL DEFAULT '',
+    events          bigint NOT NULL DEFAULT 0,
+    zero_results    bigint NOT NULL DEFAULT 0,
+    amount_minor    bigint NOT NULL DEFAULT 0,
+    PRIMARY KEY (organization_id, grain, bucket_start, kind, key, category, currency)
 );

@@ -5,6 +5,8 @@ purchase funnel.
 Definitions (the README's marketplace section states them too):
 - A search is a marketplace.searched event, a view a marketplace.viewed, a conversion (a
   purchase) a marketplace.converted; each counts in the local period of its occurredAt.
+  Closed hours, days and months come from the rollups the worker keeps, the open hour and
+  partial-hour edges from raw events (`profile_analytics.planner`).
 - Conversion rate = conversions / views (of a service, a category or the whole range; 0
   without views).
 - Queries are compared trimmed, lowercased and with inner blanks folded to one space;
@@ -22,46 +24,32 @@ Definitions (the README's marketplace section states them too):
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar
 
 from app.auth import Viewer
 from app.services.insights import funnels, grammar
-from app.services.insights.query import insight_connection
+from app.services.insights.query import insight_connection, periods_of
+from app.services.marketplace.rollups import KIND_OF, MARKET_COLUMNS, MarketFact, market_fact
 from app.services.marketplace.scope import MarketplaceRunner, MarketplaceScope, check_filter, check_limit
-from app.services.revenue.money import add_to, clipped_buckets
-from app.timebuckets import Grain, RangeSpec, TimeRange, resolve_range
+from app.services.profile_analytics.planner import Params, Segment, plan_segments, raw_filter, rollup_filter
+from app.services.revenue.money import add_to
+from app.timebuckets import BucketIndex, Grain, RangeSpec, TimeRange, resolve_range, utcnow
 from app.vocabulary import MARKETPLACE_CONVERTED, MARKETPLACE_SEARCHED, MARKETPLACE_VIEWED
 
 RANKING_MAX = 100
 FUNNEL_STEPS = (MARKETPLACE_SEARCHED, MARKETPLACE_VIEWED, MARKETPLACE_CONVERTED)
-_TYPES = [MARKETPLACE_SEARCHED, MARKETPLACE_VIEWED, MARKETPLACE_CONVERTED]
-_CATEGORY = "($2::text IS NULL OR e.properties ->> 'category' = $2)"
-_QUERY_TEXT = r"lower(regexp_replace(btrim(e.properties ->> 'query'), '\s+', ' ', 'g'))"
-
-_BUCKETS = f"""
-SELECT b.i - 1 AS i, e.type, count(*) AS n,
-       count(*) FILTER (WHERE (e.properties ->> 'resultsCount')::bigint = 0) AS zero
-FROM unnest($3::timestamptz[], $4::timestamptz[]) WITH ORDINALITY AS b(s, f, i)
-JOIN events e ON e.organization_id = $1 AND e.type = ANY($5::text[]) AND e.occurred_at >= b.s AND e.occurred_at < b.f
-WHERE {_CATEGORY}
-GROUP BY b.i, e.type
+_ROLLUPS = """
+SELECT r.bucket_start AS at, r.kind, r.key, r.category, r.currency, r.events, r.zero_results, r.amount_minor
+FROM marketplace_rollups r
+WHERE r.organization_id = $1 AND ({segments}) AND ($2::text IS NULL OR r.category = $2)
 """
-_QUERIES = f"""
-SELECT {_QUERY_TEXT} AS query, count(*) AS searches,
-       count(*) FILTER (WHERE (e.properties ->> 'resultsCount')::bigint = 0) AS zero_results
+_RAW = f"""
+SELECT {MARKET_COLUMNS}
 FROM events e
-WHERE e.organization_id = $1 AND e.type = '{MARKETPLACE_SEARCHED}' AND e.occurred_at >= $3 AND e.occurred_at < $4 AND {_CATEGORY}
-GROUP BY 1
-"""
-_GROUPS = f"""
-SELECT e.properties ->> $5 AS key, e.type, rtrim(e.currency) AS currency, count(*) AS n,
-       COALESCE(sum(e.amount_minor), 0)::bigint AS amount
-FROM events e
-WHERE e.organization_id = $1 AND e.type = ANY($6::text[]) AND e.occurred_at >= $3 AND e.occurred_at < $4 AND {_CATEGORY}
-GROUP BY 1, 2, 3
+WHERE e.organization_id = $1 AND e.type = ANY($3::text[]) AND ({{segments}})
+  AND ($2::text IS NULL OR COALESCE(e.properties ->> 'category', '') = $2)
 """
 
 
@@ -112,7 +100,7 @@ class Plan:
     span: TimeRange
     grain: Grain
     starts: list[datetime]
-    ends: list[datetime]
+    segments: list[Segment]
 
 
 class MarketplaceMetricsQuery(MarketplaceRunner[Plan, MarketplaceMetrics]):
@@ -127,54 +115,75 @@ class MarketplaceMetricsQuery(MarketplaceRunner[Plan, MarketplaceMetrics]):
     def plan(self, scope: MarketplaceScope) -> Plan:
         span = resolve_range(self.inputs["time_range"], scope.timezone)
         grain: Grain = self.inputs["grain"]
-        starts, ends = clipped_buckets(span, grain)
-        return Plan(span, grain, starts, ends)
+        segments = plan_segments(span, now=utcnow(), whole_days=grain is not Grain.HOUR, whole_months=grain is Grain.MONTH)
+        return Plan(span, grain, periods_of(span, grain).starts, segments)
 
-    async def fetch(self, scope: MarketplaceScope, plan: Plan) -> dict[str, list[Any]]:
-        head = (scope.organization_id, self.inputs.get("category"), plan.span.start, plan.span.end)
+    async def fetch(self, scope: MarketplaceScope, plan: Plan) -> tuple[list[Any], list[Any]]:
+        rollups: list[Any] = []
+        raw: list[Any] = []
+        filters = (scope.organization_id, self.inputs.get("category"))
         async with insight_connection() as conn:
-            return {
-                "buckets": await conn.fetch(_BUCKETS, head[0], head[1], plan.starts, plan.ends, _TYPES),
-                "queries": await conn.fetch(_QUERIES, *head),
-                "services": await conn.fetch(_GROUPS, *head, "serviceId", [MARKETPLACE_VIEWED, MARKETPLACE_CONVERTED]),
-                "categories": await conn.fetch(_GROUPS, *head, "category", _TYPES),
-            }
+            params = Params(*filters)
+            if (condition := rollup_filter(params, plan.segments)) is not None:
+                rollups = await conn.fetch(_ROLLUPS.format(segments=condition), *params.values)
+            params = Params(*filters, list(KIND_OF))
+            if (condition := raw_filter(params, plan.segments)) is not None:
+                raw = await conn.fetch(_RAW.format(segments=condition), *params.values)
+        return rollups, raw
 
-    def calculate(self, scope: MarketplaceScope, plan: Plan, fetched: Mapping[str, list[Any]]) -> MarketplaceMetrics:
+    def calculate(self, scope: MarketplaceScope, plan: Plan, fetched: tuple[list[Any], list[Any]]) -> MarketplaceMetrics:
+        rollups, raw = fetched
+        tally = _Tally(len(plan.starts))
+        buckets = BucketIndex(plan.starts)
+        for row in rollups:
+            fact = MarketFact(row["kind"], row["key"], row["category"], row["currency"], row["zero_results"], row["amount_minor"])
+            tally.add(buckets.find(row["at"]) or 0, fact, row["events"])
+        for row in raw:
+            tally.add(buckets.find(row["at"]) or 0, market_fact(row), 1)
         limit = self.inputs["limit"]
-        points = [Counts() for _ in plan.starts]
-        for row in fetched["buckets"]:
-            _add(points[row["i"]], row["type"], row["n"], zero=row["zero"])
-        total = Counts()
-        for row in fetched["categories"]:
-            _add(total, row["type"], row["n"], currency=row["currency"], amount=row["amount"])
-        total.zero_result_searches = sum(p.zero_result_searches for p in points)
-        queries = [QueryCount(r["query"], r["searches"], r["zero_results"]) for r in fetched["queries"]]
-        by_searches = sorted(queries, key=lambda q: (-q.searches, q.query))
-        zero = sorted((q for q in queries if q.zero_results), key=lambda q: (-q.zero_results, q.query))
+        by_searches = sorted(tally.queries.values(), key=lambda q: (-q.searches, q.query))
+        zero = sorted((q for q in tally.queries.values() if q.zero_results), key=lambda q: (-q.zero_results, q.query))
         return MarketplaceMetrics(
-            range=plan.span, grain=plan.grain, starts=plan.starts, total=total, points=points,
+            range=plan.span, grain=plan.grain, starts=plan.starts, total=tally.total, points=tally.points,
             top_queries=by_searches[:limit], zero_result_queries=zero[:limit],
-            top_services=_ranked(fetched["services"], limit), top_categories=_ranked(fetched["categories"], limit),
+            top_services=_ranked(tally.services, limit), top_categories=_ranked(tally.categories, limit),
         )  # fmt: skip
 
 
-def _add(counts: Counts, event_type: str, n: int, *, zero: int = 0, currency: str | None = None, amount: int = 0) -> None:
-    if event_type == MARKETPLACE_SEARCHED:
-        counts.searches += n
-        counts.zero_result_searches += zero
-    elif event_type == MARKETPLACE_VIEWED:
-        counts.views += n
-    elif event_type == MARKETPLACE_CONVERTED:
-        counts.conversions += n
-        if currency is not None:
-            add_to(counts.sales, currency, amount)
+class _Tally:
+    """Counts of the range, per bucket, per query, service and category, as facts arrive."""
+
+    def __init__(self, width: int) -> None:
+        self.total = Counts()
+        self.points = [Counts() for _ in range(width)]
+        self.queries: dict[str, QueryCount] = {}
+        self.services: dict[str | None, Counts] = {}
+        self.categories: dict[str | None, Counts] = {}
+
+    def add(self, index: int, fact: MarketFact, events: int) -> None:
+        groups = [self.total, self.points[index], self.categories.setdefault(fact.category or None, Counts())]
+        if fact.kind == "search":
+            query = self.queries.get(fact.key) or QueryCount(fact.key, 0, 0)
+            self.queries[fact.key] = QueryCount(fact.key, query.searches + events, query.zero_results + fact.zero_results)
+        else:
+            groups.append(self.services.setdefault(fact.key, Counts()))
+        for counts in groups:
+            _add(counts, fact, events)
 
 
-def _ranked(rows: list[Any], limit: int) -> list[Ranked]:
-    groups: dict[str | None, Counts] = {}
-    for row in rows:
-        _add(groups.setdefault(row["key"], Counts()), row["type"], row["n"], currency=row["currency"], amount=row["amount"])
+def _add(counts: Counts, fact: MarketFact, events: int) -> None:
+    if fact.kind == "search":
+        counts.searches += events
+        counts.zero_result_searches += fact.zero_results
+    elif fact.kind == "view":
+        counts.views += events
+    else:
+        counts.conversions += events
+        if fact.currency:
+            add_to(counts.sales, fact.currency, fact.amount_minor)
+
+
+def _ranked(groups: dict[str | None, Counts], limit: int) -> list[Ranked]:
     ranked = sorted(
         groups.items(), key=lambda g: (-g[1].conversions, -g[1].views, -g[1].searches, g[0] is None, g[0] or "")
     )

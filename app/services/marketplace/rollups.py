@@ -1,13 +1,13 @@
 """The worker's effects of marketplace events: service executions into the hour, day and
-month rollups (`service_rollups`), and today's counters pushed live after commit.
+month rollups (`service_rollups`), searches, views and conversions into theirs
+(`marketplace_rollups`), and today's counters pushed live after commit.
 
 Exactly once: the rollups are written inside the batch's transaction, which also marks the
 batch's outbox rows processed (and the outbox is keyed by event id), so a re-run batch is
 never applied twice. Rows are created, then locked in primary-key order, then merged in
 Python (sketches cannot be merged in SQL), so concurrent workers queue instead of
-deadlocking. Searches, views and conversions are not rolled up: they only make the
-organization's counters of the day move (conversions reach the ledger through the revenue
-consumer).
+deadlocking. Searches, views and conversions are plain counters: one upsert in key order
+(conversions also reach the ledger, through the revenue consumer).
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from app.database import connection
 from app.live_messages import LiveMessage, MarketplaceCountersMessage
 from app.services.claimed_events import CLAIMED_EVENTS, keys_of
 from app.services.marketplace.sketches import merged_sketch
+from app.services.marketplace.vocabulary import normalized_query
 from app.services.revenue.counters import counters as revenue_counters
 from app.timebuckets import day_start, hour_start, local_date, local_midnight, month_start, utcnow
 from app.vocabulary import (
@@ -78,6 +79,50 @@ WHERE r.organization_id = u.o AND r.grain = u.g AND r.bucket_start = u.b AND r.s
 
 RollupKey = tuple[uuid.UUID, str, datetime, str, str]  # the table's primary key
 
+_MARKET_TYPES = f"('{MARKETPLACE_SEARCHED}', '{MARKETPLACE_VIEWED}', '{MARKETPLACE_CONVERTED}')"
+# A marketplace event's columns as the rollups and the reports' raw part read them.
+MARKET_COLUMNS = """e.occurred_at AS at, e.type, e.properties ->> 'query' AS query, e.properties ->> 'serviceId' AS service_id,
+       COALESCE(e.properties ->> 'category', '') AS category, (e.properties ->> 'resultsCount')::bigint AS results,
+       e.amount_minor, rtrim(e.currency) AS currency"""
+_MARKET_EVENTS = f"""
+SELECT e.organization_id, {MARKET_COLUMNS}
+FROM {CLAIMED_EVENTS}
+WHERE e.type IN {_MARKET_TYPES}
+"""
+_UPSERT_MARKET = """
+INSERT INTO marketplace_rollups AS r
+    (organization_id, grain, bucket_start, kind, key, category, currency, events, zero_results, amount_minor)
+SELECT * FROM unnest($1::uuid[], $2::text[], $3::timestamptz[], $4::text[], $5::text[], $6::text[], $7::text[],
+                     $8::bigint[], $9::bigint[], $10::bigint[])
+ORDER BY 1, 2, 3, 4, 5, 6, 7
+ON CONFLICT (organization_id, grain, bucket_start, kind, key, category, currency)
+DO UPDATE SET events = r.events + EXCLUDED.events, zero_results = r.zero_results + EXCLUDED.zero_results,
+              amount_minor = r.amount_minor + EXCLUDED.amount_minor
+"""
+KIND_OF = {MARKETPLACE_SEARCHED: "search", MARKETPLACE_VIEWED: "view", MARKETPLACE_CONVERTED: "conversion"}
+
+
+@dataclass(frozen=True, slots=True)
+class MarketFact:
+    """One searched, viewed or converted event as the rollups count it."""
+
+    kind: str  # search | view | conversion
+    key: str  # the normalized query, or the service id
+    category: str  # '' without one
+    currency: str  # '' but for conversions
+    zero_results: int
+    amount_minor: int
+
+
+def market_fact(row: Mapping[str, Any]) -> MarketFact:
+    """The rollup key and counters of one event (a row with MARKET_COLUMNS)."""
+    kind = KIND_OF[row["type"]]
+    if kind == "search":
+        return MarketFact(kind, normalized_query(row["query"]), row["category"], "", int(row["results"] == 0), 0)
+    if kind == "conversion":
+        return MarketFact(kind, row["service_id"], row["category"], row["currency"] or "", 0, row["amount_minor"] or 0)
+    return MarketFact(kind, row["service_id"], row["category"], "", 0, 0)
+
 
 @dataclass(slots=True)
 class _Delta:
@@ -107,6 +152,31 @@ async def apply_executions(conn: asyncpg.Connection, rows: Sequence[Mapping[str,
     deltas = execution_deltas([r for r in found if r["organization_id"] in zones], zones)
     if deltas:
         await write_deltas(conn, deltas)
+
+
+async def apply_market_events(conn: asyncpg.Connection, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Add a claimed batch's searches, views and conversions to the rollups, in the caller's transaction."""
+    market = [r for r in rows if r["type"] in KIND_OF]
+    if not market:
+        return
+    found = await conn.fetch(_MARKET_EVENTS, *keys_of(market))
+    zones = await _timezones(conn, {r["organization_id"] for r in found})
+    added: dict[tuple[Any, ...], list[int]] = defaultdict(lambda: [0, 0, 0])
+    for row in found:
+        if row["organization_id"] not in zones:
+            continue
+        fact = market_fact(row)
+        buckets = rollup_buckets(zones[row["organization_id"]], _quarter_hour(row["at"]))
+        for grain, bucket in zip(ROLLUP_GRAINS, buckets, strict=True):
+            counters = added[(row["organization_id"], grain, bucket, fact.kind, fact.key, fact.category, fact.currency)]
+            counters[0] += 1
+            counters[1] += fact.zero_results
+            counters[2] += fact.amount_minor
+    if added:
+        keys = sorted(added)
+        await conn.execute(
+            _UPSERT_MARKET, *([k[i] for k in keys] for i in range(7)), *([added[k][i] for k in keys] for i in range(3))
+        )
 
 
 def execution_deltas(executions: Iterable[Mapping[str, Any]], zones: Mapping[uuid.UUID, str]) -> dict[RollupKey, _Delta]:
@@ -169,24 +239,22 @@ _TODAY_EXECUTIONS = """
 SELECT COALESCE(sum(executions), 0)::bigint AS executions, COALESCE(sum(errors), 0)::bigint AS errors
 FROM service_rollups WHERE organization_id = $1 AND grain = 'day' AND bucket_start = $2
 """
-_TODAY_EVENTS = f"""
-SELECT count(*) FILTER (WHERE type = '{MARKETPLACE_SEARCHED}') AS searches,
-       count(*) FILTER (WHERE type = '{MARKETPLACE_VIEWED}') AS views,
-       count(*) FILTER (WHERE type = '{MARKETPLACE_CONVERTED}') AS conversions
-FROM events
-WHERE organization_id = $1 AND type IN ('{MARKETPLACE_SEARCHED}', '{MARKETPLACE_VIEWED}', '{MARKETPLACE_CONVERTED}')
-  AND occurred_at >= $2 AND occurred_at < $3
+_TODAY_EVENTS = """
+SELECT COALESCE(sum(events) FILTER (WHERE kind = 'search'), 0)::bigint AS searches,
+       COALESCE(sum(events) FILTER (WHERE kind = 'view'), 0)::bigint AS views,
+       COALESCE(sum(events) FILTER (WHERE kind = 'conversion'), 0)::bigint AS conversions
+FROM marketplace_rollups WHERE organization_id = $1 AND grain = 'day' AND bucket_start = $2
 """
 
 
 async def today_counters(conn: asyncpg.Connection, organization_id: uuid.UUID, timezone: str) -> MarketplaceCountersMessage:
-    """Today's counters (the organization's local day): executions as the worker rolled them
-    up, searches, views and conversions as stored, revenue from the ledger."""
+    """Today's counters (the organization's local day): executions, searches, views and
+    conversions as the worker rolled them up, revenue from the ledger."""
     now = utcnow()
     start = day_start(now, timezone)
     end = local_midnight(local_date(now, timezone) + timedelta(days=1), timezone)
     executed = await conn.fetchrow(_TODAY_EXECUTIONS, organization_id, start)
-    seen = await conn.fetchrow(_TODAY_EVENTS, organization_id, start, end)
+    seen = await conn.fetchrow(_TODAY_EVENTS, organization_id, start)
     money = await revenue_counters(conn, organization_id, timezone)
     return MarketplaceCountersMessage(
         organization_id=organization_id, start=start, end=end, executions=executed["executions"],
@@ -203,7 +271,7 @@ async def current_counters(organization_id: uuid.UUID) -> MarketplaceCountersMes
 
 
 class MarketplaceConsumer(Consumer):
-    """Service executions into the rollups; fresh counters of the day to each touched
+    """Executions, searches, views and conversions into the rollups; fresh counters of the day to each touched
     organization's marketplace channel after commit (its ledger sales included).
 
     Runs after the processed mark: busy services' day and month rows are locked until commit."""
@@ -214,6 +282,7 @@ class MarketplaceConsumer(Consumer):
 
     async def apply(self, conn: asyncpg.Connection, rows: list[Mapping[str, Any]], batch: Batch) -> MarketplaceEffects:
         await apply_executions(conn, rows)
+        await apply_market_events(conn, rows)
         return MarketplaceEffects({r["organization_id"] for r in rows})
 
     def _organizations(self, batch: Batch) -> set[uuid.UUID]:

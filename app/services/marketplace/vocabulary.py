@@ -92,3 +92,9 @@ def _search_problem(props: Mapping[str, Any]) -> Problem | None:
     if type(results) is not int or not 0 <= results <= RESULTS_MAX:
         return "properties.resultsCount", f"{MARKETPLACE_SEARCHED} needs properties.resultsCount, an integer >= 0"
     return None
+
+
+def normalized_query(query: str) -> str:
+    """How searches are grouped: trimmed, lowercased, inner blanks folded to one space (the
+    only blank a validated query can hold is the ASCII space)."""
+    return " ".join(query.lower().split())
