@@ -119,8 +119,11 @@ async def test_the_same_answer_before_and_after_a_rollup_exists(client, worker, 
     variables = {"org": tenant.org_id, "range": {"from": (now - timedelta(minutes=10)).isoformat(), "to": (now + timedelta(minutes=1)).isoformat()}}
     before = (await gql_data(client, SERVICE_METRICS, variables, tenant.viewer_token))["serviceMetrics"]["total"]
     await worker.drain()
+    after = (await gql_data(client, SERVICE_METRICS, {**variables, "g": "HOUR"}, tenant.viewer_token))["serviceMetrics"]["total"]
     inside = [e for e in market.executions if e.at >= now - timedelta(minutes=10)]
-    assert before["executions"] == len(inside)
+    assert before["executions"] == after["executions"] == len(inside)
+    assert before["averageMs"] == pytest.approx(after["averageMs"]) == pytest.approx(sum(e.latency for e in inside) / len(inside))
+    assert (before["p50Ms"], before["p95Ms"], before["p99Ms"]) == (after["p50Ms"], after["p95Ms"], after["p99Ms"])
 
 
 async def test_executions_are_validated_naming_the_field(client, tenant):
