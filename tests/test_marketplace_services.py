@@ -164,3 +164,26 @@ async def test_who_may_read_service_metrics(client, tenant, other_tenant):
     assert found["serviceMetrics"]["total"]["executions"] == 0
     bad = await gql(client, SERVICE_METRICS, {**variables, "s": " "}, token=tenant.viewer_token)
     assert error_codes(bad) == ["BAD_USER_INPUT"] and bad["errors"][0]["extensions"]["field"] == "serviceId"
+
+
+async def test_days_follow_the_organizations_time_zone_and_repeats_count_once(client, worker, settings):
+    """Kolkata is UTC+05:30: its days start at 18:30 UTC, and so do the rollups' buckets."""
+    from zoneinfo import ZoneInfo
+
+    from tests.support.tenants import make_tenant
+
+    tenant = await make_tenant(settings, timezone="Asia/Kolkata")
+    now = datetime.now(UTC)
+    market = executions(random.Random(11), now, count=900, days=5)
+    await publish(client, tenant.service_token, market.events)
+    body = await gql(client, PUBLISH, {"e": market.events[:50]}, token=tenant.service_token)
+    assert body["data"]["publishDomainEvents"]["duplicates"] == 50 and body["data"]["publishDomainEvents"]["accepted"] == 0
+    await worker.drain()
+    found = (await gql_data(client, SERVICE_METRICS, {"org": tenant.org_id, "range": {"preset": "LAST_7_DAYS"}, "g": "DAY"},
+                            tenant.viewer_token))["serviceMetrics"]  # fmt: skip
+    zone = ZoneInfo("Asia/Kolkata")
+    per_day = Counter(e.at.astimezone(zone).date() for e in market.executions)
+    starts = [datetime.fromisoformat(s) for s in found["starts"]]
+    assert all(s.astimezone(zone).hour == 0 and s.astimezone(zone).minute == 0 for s in starts)
+    assert found["points"]["executions"] == [per_day.get(s.astimezone(zone).date(), 0) for s in starts]
+    assert found["total"]["executions"] == len(market.executions)
