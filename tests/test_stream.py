@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 import pytest_asyncio
@@ -69,6 +70,18 @@ async def execute_and_buy(http: httpx.AsyncClient, tenant: StackTenant, *, execu
           "currency": "EUR", "properties": {"serviceId": "resize", "orderId": f"{tag}-o", "takeRateBps": 1000}}]  # fmt: skip
     published = (await graphql(http, PUBLISH, {"e": events}, tenant.service_token))["publishDomainEvents"]
     assert published["rejected"] == [], published
+
+
+async def processed(stack: Stack) -> None:
+    """Until the stack's worker has processed every event (its live messages go out right after)."""
+    conn = await asyncpg.connect(stack.database_url)
+    try:
+        async with asyncio.timeout(15):
+            while await conn.fetchval("SELECT count(*) FROM outbox WHERE processed_at IS NULL"):
+                await asyncio.sleep(0.05)
+    finally:
+        await conn.close()
+    await asyncio.sleep(0.5)
 
 
 def counters(event: SseEvent) -> dict[str, Any] | None:
@@ -131,7 +144,7 @@ async def test_a_reconnect_with_last_event_id_resumes_where_it_left_off(stack: S
     assert last_id == seen.id
     # while the client is away: more executions, pushed to the stream's channel and logged
     await execute_and_buy(http, tenant, executions=3, amount=500)
-    await asyncio.sleep(2.0)  # the in-process worker polls once a second at most
+    await processed(stack)
     async with open_stream(http, "/stream", params=params, headers={"Last-Event-ID": last_id}) as sse:
         connected = await sse.next()
         assert connected.event == "connected" and connected.data["resumed"] is True and connected.data["replayed"] >= 1
