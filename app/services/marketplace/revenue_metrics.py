@@ -228,30 +228,49 @@ def _creators(rows: list[Any], limit: int) -> list[Creator]:
     return [Creator(creator, money) for creator, money in ranked[:limit]]
 
 
-def customer_mrr(charges: list[Any], instant: datetime, timezone: str) -> dict[tuple[str, str], int]:
-    """(currency, customer) -> MRR at `instant`: running charges, each amount / its months."""
-    sums: dict[tuple[str, str], Fraction] = {}
+@dataclass(frozen=True, slots=True)
+class Running:
+    """One subscription charge as MRR reads it: what it adds per month while it runs."""
+
+    key: tuple[str, str]  # (currency, customer)
+    start: datetime
+    end: datetime
+    monthly: Fraction
+
+
+def running_charges(charges: list[Any], timezone: str) -> list[Running]:
+    """Each charge's run: from its time for its interval's months on the local calendar."""
+    out = []
     for charge in charges:
         months = INTERVAL_MONTHS.get(charge["interval"], 1)
         start = charge["occurred_at"]
-        if start <= instant < shift_periods(start, Grain.MONTH, months, timezone=timezone):
-            key = (charge["currency"], charge["customer"])
-            sums[key] = sums.get(key, Fraction(0)) + Fraction(charge["amount_minor"], months)
-    return {key: round_half_up(value) for key, value in sums.items() if round_half_up(value) > 0}
+        end = shift_periods(start, Grain.MONTH, months, timezone=timezone)
+        out.append(Running((charge["currency"], charge["customer"]), start, end, Fraction(charge["amount_minor"], months)))
+    return out
+
+
+def customer_mrr(runs: list[Running], instant: datetime) -> dict[tuple[str, str], int]:
+    """(currency, customer) -> MRR at `instant`: the running charges' monthly amounts, rounded half up."""
+    sums: dict[tuple[str, str], Fraction] = {}
+    for run in runs:
+        if run.start <= instant < run.end:
+            sums[run.key] = sums.get(run.key, Fraction(0)) + run.monthly
+    rounded = {key: round_half_up(value) for key, value in sums.items()}
+    return {key: value for key, value in rounded.items() if value > 0}
 
 
 def mrr_months(plan: Plan, charges: list[Any], earlier: list[Any]) -> list[MrrMonth]:
     """Each month's MRR per currency and its movements against the month before."""
-    timezone = plan.span.timezone
+    runs = running_charges(charges, plan.span.timezone)
     charged_before = {(r["currency"], r["customer"]) for r in earlier}
     first_charge: dict[tuple[str, str], datetime] = {}
     for charge in charges:
         key = (charge["currency"], charge["customer"])
         first_charge[key] = min(first_charge.get(key, charge["occurred_at"]), charge["occurred_at"])
     out: list[MrrMonth] = []
-    before = customer_mrr(charges, plan.snapshots[0], timezone) if plan.months else {}
+    before = customer_mrr(runs, plan.snapshots[0]) if plan.months else {}
     for month, instant in zip(plan.months, plan.snapshots[1:], strict=True):
-        after = customer_mrr(charges, instant, timezone)
+        after = customer_mrr(runs, instant)
         currencies = sorted({c for c, _ in before} | {c for c, _ in after})
         for currency in currencies:
             moves = {kind: Movement() for kind in MOVEMENTS}
