@@ -251,32 +251,55 @@ async def stream_results(stack_url: str, token: str, service_token: str, *, clie
 # -- POST /track at a steady rate --------------------------------------------------------------
 
 
-async def track_results(stack_url: str, service_token: str, *, rate: int, seconds: float) -> list[Result]:
+TRACKED = {  # what a single-event POST /track sends: a page view (stored only), a marketplace execution (rolled up)
+    "page.viewed": {"type": "page.viewed", "context": {"url": "https://market.example/services"}},
+    "service.executed": {"type": "service.executed", "properties": {"serviceId": "tracked", "latencyMs": 12, "success": True}},
+}
+
+
+async def drained(database_url: str, timeout: float = 300) -> None:
+    """Until the worker has caught up, so one run's backlog does not load the next."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and await conn.fetchval("SELECT count(*) FROM outbox WHERE processed_at IS NULL"):
+            await asyncio.sleep(0.2)
+    finally:
+        await conn.close()
+
+
+async def track_results(stack_url: str, service_token: str, *, rate: int, seconds: float, kind: str) -> list[Result]:
+    """Open loop: request n is sent at start + n / rate whatever the answers before it; the
+    first seconds at the same rate only warm the processes (connection pools grow), unmeasured."""
     headers = {"Authorization": f"Bearer {service_token}", "Content-Type": "application/json"}
+    body = orjson.dumps(TRACKED[kind])
+    async with httpx.AsyncClient(base_url=stack_url, timeout=30, trust_env=False, limits=httpx.Limits(max_connections=64)) as http:
+        await _steady(http, headers, body, rate=rate, seconds=min(3.0, seconds))
+        latencies, failures = await _steady(http, headers, body, rate=rate, seconds=seconds)
+    p50, p95, p99 = (percentile(latencies, q) for q in (0.5, 0.95, 0.99))
+    return [Result(
+        "B9", f"POST /track single {kind} at {rate}/s, p99 ms", p99, unit="ms", raw_label="-",
+        target="p50 <= 10 ms, p95 <= 50 ms", passed=p50 <= 10 and p95 <= 50 and failures == 0,
+        extra={"p50_ms": p50, "p95_ms": p95, "requests": len(latencies), "failures": failures},
+    )]  # fmt: skip
+
+
+async def _steady(http: httpx.AsyncClient, headers: dict[str, str], body: bytes, *, rate: int,
+                  seconds: float) -> tuple[list[float], int]:  # fmt: skip
     latencies: list[float] = []
     failures = 0
 
-    async def one(n: int, at: float) -> None:
+    async def one(at: float) -> None:
         nonlocal failures
         await asyncio.sleep(max(0.0, at - time.perf_counter()))
-        body = orjson.dumps({"type": "service.executed", "properties": {"serviceId": "tracked", "latencyMs": n % 300, "success": True}})
         began = time.perf_counter()
         response = await http.post("/track", content=body, headers=headers)
         latencies.append((time.perf_counter() - began) * 1000)
         failures += response.status_code != 200
 
-    async with httpx.AsyncClient(base_url=stack_url, timeout=30, trust_env=False, limits=httpx.Limits(max_connections=64)) as http:
-        for _ in range(20):  # warm the connections and the process's caches
-            await http.post("/track", content=b'{"type": "warm.up"}', headers=headers)
-        start = time.perf_counter() + 0.2
-        total = int(rate * seconds)
-        await asyncio.gather(*(one(n, start + n / rate) for n in range(total)))
-    p50, p95, p99 = (percentile(latencies, q) for q in (0.5, 0.95, 0.99))
-    return [Result(
-        "B9", f"POST /track single event at {rate}/s, p99 ms", p99, unit="ms", raw_label="-",
-        target="p50 <= 10 ms, p95 <= 50 ms", passed=p50 <= 10 and p95 <= 50 and failures == 0,
-        extra={"p50_ms": p50, "p95_ms": p95, "requests": len(latencies), "failures": failures},
-    )]  # fmt: skip
+    start = time.perf_counter() + 0.2
+    await asyncio.gather(*(one(start + n / rate) for n in range(int(rate * seconds))))
+    return latencies, failures
 
 
 async def run(database_url: str, broadcast_url: str, work_dir: Path, *, executions_count: int, clients: int, sends: int,
@@ -332,8 +355,11 @@ async def _measure_tracking(database_url: str, broadcast_url: str, work_dir: Pat
     with stack:
         stack.start_workers()
         with ProcessSampler(stack.pids()) as rss:
-            print(f"B9: POST /track at {rate}/s for {seconds:.0f} s on {api_processes} API processes ...", flush=True)
-            results = await track_results(stack.url, token, rate=rate, seconds=seconds)
+            results = []
+            for kind in TRACKED:
+                await drained(database_url)
+                print(f"B9: POST /track {kind} at {rate}/s for {seconds:.0f} s on {api_processes} API processes ...", flush=True)
+                results += await track_results(stack.url, token, rate=rate, seconds=seconds, kind=kind)
     for r in results:
         r.extra.update(api_processes=api_processes, api_rss_mb=rss.peak_of("api"))
     return results
