@@ -3,7 +3,7 @@
 `create_app()` is the only factory; uvicorn, the CLI and the tests all use it. The lifespan
 opens the database (embedded when DATABASE_URL is unset), the event bus and the enrichment
 readers (reloaded when `pulsegraph geoip update` replaces their files), starts the revocation
-watcher (app/revocation.py), and optionally runs the outbox worker in the same process for
+watcher (app/revocation.py) and the Server-Sent Events hub (GET /stream), and optionally runs the outbox worker in the same process for
 one-command use.
 """
 
@@ -33,9 +33,11 @@ from app.result_cache import result_cache
 from app.revocation import RevocationWatcher
 from app.services.enrichment import GeoLocator
 from app.services.gov_detection import get_detector
+from app.services.marketplace.stream import StreamHub
 from app.settings import Settings, get_settings
 from resolvers.cohorts import members_csv_endpoint
 from resolvers.ingestion import track_batch_endpoint, track_endpoint
+from resolvers.marketplace import stream_endpoint
 from schema import build_schema
 
 log = logging.getLogger("pulsegraph.app")
@@ -127,6 +129,11 @@ def create_app(
         detector = get_detector(settings)  # a missing or corrupt GeoIP file fails here, at start, not per request
         app.state.revocations = RevocationWatcher()
         app.state.revocations.add_listener(graphql.open_sockets.close_revoked)
+        app.state.streams = StreamHub(
+            app.state.bus, queue_size=settings.subscriber_queue_size, replay_events=settings.sse_replay_events,
+            replay_seconds=settings.sse_replay_seconds,
+        )  # fmt: skip
+        app.state.revocations.add_listener(app.state.streams.close_revoked)
         await app.state.revocations.start()
         worker_task = None
         try:
@@ -144,6 +151,7 @@ def create_app(
                 with contextlib.suppress(asyncio.CancelledError):
                     await worker_task
             await app.state.revocations.stop()
+            await app.state.streams.close()
             await result_cache().close()
             await app.state.bus.disconnect()
             app.state.geo.close()
@@ -157,6 +165,7 @@ def create_app(
             Route("/track", track_endpoint, methods=["POST"]),
             Route("/track/batch", track_batch_endpoint, methods=["POST"]),
             Route("/cohorts/{cohort_id}/members.csv", members_csv_endpoint, methods=["GET"]),
+            Route("/stream", stream_endpoint, methods=["GET"]),
             Route("/healthz", health, methods=["GET"]),
         ],
         lifespan=lifespan,

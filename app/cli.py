@@ -124,9 +124,12 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     # No permessage-deflate: views and snapshots are a few hundred bytes, and each compressed
     # socket keeps zlib state of its own (~100 KB; 1,000 subscribers were +150 MB of RSS) and
     # compresses every frame it sends.
+    # Server-Sent Events streams (GET /stream) never end by themselves: a graceful shutdown
+    # cancels what is still open after SHUTDOWN_GRACE_SECONDS (an EventSource reconnects).
     config = uvicorn.Config(
         "app.cli:served_app", factory=True, workers=processes, host=args.host, port=args.port,
         log_level=logs.level_name(), lifespan="on", ws_per_message_deflate=False,
+        timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS,
     )  # fmt: skip
     server = uvicorn.Server(config)
     if processes > 1:
@@ -137,6 +140,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
 
 EXIT_STARTUP_FAILURE = 3
+SHUTDOWN_GRACE_SECONDS = 10.0
 
 
 def listening_socket(host: str, port: int) -> socket.socket:

@@ -42,6 +42,7 @@ MODEL_MODULES = [
     "models.financial_reports",
     "models.insights",
     "models.experiments",
+    "models.marketplace",
 ]
 MIGRATION_LOCK_KEY = 7_214_001  # advisory lock id: one migrator at a time
 

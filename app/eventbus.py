@@ -81,6 +81,11 @@ class Subscription:
             self._queue.put_nowait(None)  # wake any other task waiting on this subscription
         raise SubscriberDropped(self._reason)
 
+    def offer(self, payload: dict[str, Any]) -> None:
+        """Hand a payload over without waiting, under the slow-subscriber rule: a fan-out
+        layered on the bus (the Server-Sent Events hub) keeps the same bound this way."""
+        self._offer(payload)
+
     def _offer(self, payload: dict[str, Any]) -> None:
         if self.dropped:
             return

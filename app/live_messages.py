@@ -30,6 +30,7 @@ from app.vocabulary import (
     fraud_alert_channel,
     gift_channel,
     gov_alert_channel,
+    marketplace_channel,
     revenue_counter_channel,
     view_channel,
 )
@@ -446,3 +447,57 @@ class ExperimentStatisticsMessage(LiveMessage):
     def from_json(cls, payload: Mapping[str, Any]) -> Self:
         return cls(organization_id=uuid.UUID(payload["organizationId"]), experiment_id=uuid.UUID(payload["experimentId"]),
                    exposures=payload["exposures"], values=payload["values"])  # fmt: skip
+
+
+class MarketplaceCountersMessage(LiveMessage):
+    """Today's counters of one organization's services marketplace (its local day): service
+    executions and failures, searches, service views, conversions, and ledger revenue per
+    currency (refunds netted)."""
+
+    organization_id: uuid.UUID
+    start: datetime
+    end: datetime
+    executions: int
+    errors: int
+    searches: int
+    views: int
+    conversions: int
+    revenue: tuple[tuple[int, str], ...]  # (amount_minor, currency), by currency
+    updated_at: datetime
+
+    @classmethod
+    def channel_of(cls, organization_id: str) -> str:
+        return marketplace_channel(organization_id)
+
+    @property
+    def channel(self) -> str:
+        return self.channel_of(str(self.organization_id))
+
+    def to_json(self) -> Payload:
+        return {
+            "organizationId": str(self.organization_id),
+            "from": self.start.isoformat(),
+            "to": self.end.isoformat(),
+            "executions": self.executions,
+            "errors": self.errors,
+            "searches": self.searches,
+            "views": self.views,
+            "conversions": self.conversions,
+            "revenue": [{"amountMinor": amount, "currency": currency} for amount, currency in self.revenue],
+            "updatedAt": self.updated_at.isoformat(),
+        }
+
+    @classmethod
+    def from_json(cls, payload: Mapping[str, Any]) -> Self:
+        return cls(
+            organization_id=uuid.UUID(payload["organizationId"]),
+            start=_time(payload["from"]),
+            end=_time(payload["to"]),
+            executions=payload["executions"],
+            errors=payload["errors"],
+            searches=payload["searches"],
+            views=payload["views"],
+            conversions=payload["conversions"],
+            revenue=tuple((money["amountMinor"], money["currency"]) for money in payload["revenue"]),
+            updated_at=_time(payload["updatedAt"]),
+        )

@@ -145,6 +145,12 @@ class Settings:
     # interval of server keep-alives (graphql-transport-ws `ping`, graphql-ws `ka`; 0 = off).
     ws_init_timeout_seconds: float = 10.0
     ws_keepalive_seconds: float = 15.0
+    # Server-Sent Events (GET /stream): seconds between heartbeat comments, and the replay
+    # window a reconnecting client resumes from (Last-Event-ID): the last this many events,
+    # kept this many seconds after the last client of a channel left.
+    sse_heartbeat_seconds: float = 15.0
+    sse_replay_events: int = 1000
+    sse_replay_seconds: float = 300.0
     demo_on_start: bool = True
     result_cache: bool = True  # keep report answers until their data changes (app/result_cache.py)
     redis_url: str | None = None  # REDIS_URL: the result cache's shared tier (app/shared_answers.py)
@@ -180,6 +186,9 @@ class Settings:
             subscriber_queue_size=_env_int("PULSEGRAPH_SUBSCRIBER_QUEUE", 256),
             ws_init_timeout_seconds=_env_float("PULSEGRAPH_WS_INIT_TIMEOUT_SECONDS", 10.0),
             ws_keepalive_seconds=_env_float("PULSEGRAPH_WS_KEEPALIVE_SECONDS", 15.0),
+            sse_heartbeat_seconds=_env_float("PULSEGRAPH_SSE_HEARTBEAT_SECONDS", 15.0),
+            sse_replay_events=_env_int("PULSEGRAPH_SSE_REPLAY_EVENTS", 1000),
+            sse_replay_seconds=_env_float("PULSEGRAPH_SSE_REPLAY_SECONDS", 300.0),
             demo_on_start=_env_bool("PULSEGRAPH_DEMO", True),
             result_cache=_env_bool("PULSEGRAPH_RESULT_CACHE", True),
             redis_url=os.environ.get("REDIS_URL") or None,

@@ -29,22 +29,34 @@ USER_IDENTIFIED = "user.identified"
 # properties.variant); the worker's experiment consumer counts it once per person.
 EXPERIMENT_EXPOSED = "experiment.exposed"
 
+# A services marketplace (app/services/marketplace): executions roll up into latency
+# sketches; searches, views and conversions feed its metrics; a conversion is a ledger sale.
+SERVICE_EXECUTED = "service.executed"
+MARKETPLACE_SEARCHED = "marketplace.searched"
+MARKETPLACE_VIEWED = "marketplace.viewed"
+MARKETPLACE_CONVERTED = "marketplace.converted"
+
 PROFILE_DOMAIN_EVENT_TYPES = frozenset(
     {PROFILE_VIEWED, PROFILE_INQUIRY, GIFT_PURCHASED, BOOKING_COMPLETED, SUBSCRIPTION_CHARGED}
 )
+MARKETPLACE_EVENT_TYPES = frozenset({SERVICE_EXECUTED, MARKETPLACE_SEARCHED, MARKETPLACE_VIEWED, MARKETPLACE_CONVERTED})
 FRAUD_EVENT_TYPES = frozenset({ORDER_PAID, ORDER_REFUNDED, PAYMENT_FAILED, ACCOUNT_CREATED, TICKET_SCANNED})
 LEDGER_EVENT_TYPES = frozenset(
     {BOOKING_COMPLETED, GIFT_PURCHASED, SUBSCRIPTION_CHARGED, AFFILIATE_COMMISSION, ORDER_PAID, ORDER_REFUNDED,
-     PAYMENT_FAILED, PAYOUT_SETTLED}
+     PAYMENT_FAILED, PAYOUT_SETTLED, MARKETPLACE_CONVERTED}
 )  # fmt: skip
 INVOICE_EVENT_TYPES = frozenset({INVOICE_ISSUED, INVOICE_PAID})
 DOMAIN_EVENT_TYPES = (
-    PROFILE_DOMAIN_EVENT_TYPES | FRAUD_EVENT_TYPES | LEDGER_EVENT_TYPES | INVOICE_EVENT_TYPES | {USER_IDENTIFIED}
+    PROFILE_DOMAIN_EVENT_TYPES | FRAUD_EVENT_TYPES | LEDGER_EVENT_TYPES | INVOICE_EVENT_TYPES | MARKETPLACE_EVENT_TYPES
+    | {USER_IDENTIFIED}
 )
 # Profile revenue: each of these adds to a profile's revenue rollups.
 MONEY_EVENT_TYPES = frozenset({GIFT_PURCHASED, BOOKING_COMPLETED, SUBSCRIPTION_CHARGED})
 # Every event that moves money: needs amountMinor + currency and a service or org admin token.
-MONEY_MOVING_EVENT_TYPES = MONEY_EVENT_TYPES | {ORDER_PAID, ORDER_REFUNDED, AFFILIATE_COMMISSION, PAYOUT_SETTLED} | INVOICE_EVENT_TYPES
+MONEY_MOVING_EVENT_TYPES = (
+    MONEY_EVENT_TYPES | {ORDER_PAID, ORDER_REFUNDED, AFFILIATE_COMMISSION, PAYOUT_SETTLED, MARKETPLACE_CONVERTED}
+    | INVOICE_EVENT_TYPES
+)
 PROFILE_EVENT_TYPES = PROFILE_DOMAIN_EVENT_TYPES | {PROFILE_ENGAGED}  # each needs a profileId
 
 # Revenue source recorded in rollups for each money event.
@@ -81,6 +93,7 @@ def needs_worker(event_type: str, has_profile: bool) -> bool:
         or event_type in LEDGER_EVENT_TYPES
         or event_type in INVOICE_EVENT_TYPES
         or event_type == EXPERIMENT_EXPOSED
+        or event_type in MARKETPLACE_EVENT_TYPES
     )
 
 
@@ -126,3 +139,9 @@ def revenue_counter_channel(organization_id: str) -> str:
 def experiment_channel(experiment_id: str) -> str:
     """Broadcast channel of one experiment's statistics: a message each time the worker moved them."""
     return f"pg.experiment.{experiment_id}"
+
+
+# The services marketplace: today's counters of one organization (executions, views, revenue).
+def marketplace_channel(organization_id: str) -> str:
+    """Broadcast channel of one organization's marketplace counters for today."""
+    return f"pg.marketplace.{organization_id}"

@@ -1,4 +1,4 @@
-"""`python -m bench`: create a database, load generated data, run B1-B8, print a table and
+"""`python -m bench`: create a database, load generated data, run B1-B9, print a table and
 write bench/results/<timestamp>.json.
 
 Every benchmark measures pulsegraph and its raw limit in the same run on the same data
@@ -20,7 +20,17 @@ from pathlib import Path
 
 import asyncpg
 
-from bench import b1_ingest, b2_e2e, b3_query, b4_live, b5_rollup, b6_live_modes, b7_insights, b8_experiments
+from bench import (
+    b1_ingest,
+    b2_e2e,
+    b3_query,
+    b4_live,
+    b5_rollup,
+    b6_live_modes,
+    b7_insights,
+    b8_experiments,
+    b9_marketplace,
+)
 from bench.common import (
     API_PROCESSES,
     ROOT,
@@ -36,7 +46,7 @@ from bench.common import (
 )
 from bench.generator import Dataset
 
-ALL = ("B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8")
+ALL = ("B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B9")
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -60,6 +70,13 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--exposures", type=int, default=1_000_000, help="exposed persons of B8's experiment (default 1,000,000)"
     )
+    parser.add_argument(
+        "--b9-executions", type=int, default=10_000_000, help="service executions of B9's organization (default 10,000,000)"
+    )
+    parser.add_argument("--b9-clients", type=int, default=1000, help="SSE clients connected in B9 (default 1,000)")
+    parser.add_argument("--b9-sends", type=int, default=20, help="executions sent one at a time to B9's SSE clients")
+    parser.add_argument("--b9-seconds", type=float, default=30.0, help="seconds of single-event POST /track in B9")
+    parser.add_argument("--b9-rate", type=int, default=200, help="POST /track requests per second in B9 (default 200)")
     parser.add_argument("--db", default=None, help="database name (default pulsegraph_bench_<events>)")
     parser.add_argument("--reuse", action="store_true", help="reuse --db if it exists (skip loading)")
     parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
@@ -72,6 +89,10 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         args.b6_sends = min(args.b6_sends, 10)
         args.insight_events = min(args.insight_events, 200_000)
         args.exposures = min(args.exposures, 50_000)
+        args.b9_executions = min(args.b9_executions, 200_000)
+        args.b9_clients = min(args.b9_clients, 100)
+        args.b9_sends = min(args.b9_sends, 5)
+        args.b9_seconds = min(args.b9_seconds, 5.0)
     args.only = [b.strip().upper() for b in args.only.split(",") if b.strip()]
     return args
 
@@ -108,7 +129,7 @@ def _ratio(r: Result) -> str:
         return "-"
     if r.bench == "B3":
         return f"{r.ratio:,.0f}x faster"
-    if r.bench == "B7":
+    if r.bench in ("B7", "B9"):
         return f"{r.ratio:.2f}x SQL"
     if r.bench == "B8":
         return f"{r.ratio:,.0f}x faster"
@@ -193,6 +214,13 @@ async def run(args: argparse.Namespace) -> list[Result]:
             results += await b8_experiments.run(
                 database_url, broadcast_url, work_dir, exposures=args.exposures, repeats=args.repeats, seed=args.seed
             )
+        if "B9" in args.only:
+            print("B9: marketplace ...", flush=True)
+            results += await b9_marketplace.run(
+                database_url, broadcast_url, work_dir, executions_count=args.b9_executions, clients=args.b9_clients,
+                sends=args.b9_sends, track_seconds=args.b9_seconds, repeats=args.repeats, seed=args.seed, rate=args.b9_rate,
+                api_processes=args.api_processes,
+            )  # fmt: skip
         if "B1" in args.only:
             print(f"B1: ingest {args.ingest_events:,} events ...", flush=True)
             b1, _ = await b1_ingest.run(

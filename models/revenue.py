@@ -35,6 +35,7 @@ class Transaction(Model):
     occurred_at = fields.DatetimeField()
     recorded_at = fields.DatetimeField(db_default=NOW)
     metadata = fields.JSONField(db_default={})
+    creator_id = fields.TextField(null=True)  # who earns the sale (marketplaces)
 
     class Meta:
         table = "transactions"

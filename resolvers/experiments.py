@@ -349,13 +349,13 @@ class Query:
         Access.ANYONE, sample_size, "Persons needed per variant to detect a minimum effect (two-sided z-test power)."
     )
     experiments: list[ExperimentSummary] = guarded(
-        Access.ORG_ADMINS, experiments,
+        Access.ORG_READERS, experiments,
         "An organization's experiments, newest first: per variant views, conversions and rate of the primary metric,"
         " with its winner and confidence.",
     )  # fmt: skip
-    experiment: Experiment = guarded(Access.ORG_ADMINS, experiment, "One experiment with its status history.")
+    experiment: Experiment = guarded(Access.ORG_READERS, experiment, "One experiment with its status history.")
     experiment_results: ExperimentResults = guarded(
-        Access.ORG_ADMINS, experiment_results,
+        Access.ORG_READERS, experiment_results,
         "An experiment's results from the worker's sufficient statistics: sample ratio check first, every metric"
         " against control with the experiment's engine, p-values adjusted over variants x metrics.",
     )  # fmt: skip
@@ -389,6 +389,6 @@ class Subscription:
     """The experiments domain's live results, merged into the root by schema.root."""
 
     experiment_results: ExperimentResults = guarded(
-        Access.ORG_ADMINS, experiment_results_live,
+        Access.ORG_READERS, experiment_results_live,
         "An experiment's results now, then after each change the worker makes (at most once a second).", subscription=True,
     )  # fmt: skip

@@ -56,6 +56,10 @@ class DomainEventType(Enum):
     INVOICE_ISSUED = strawberry.enum_value("invoice.issued", description="An invoice was issued to the organization (needs amountMinor, currency, properties.invoiceId and properties.dueDate YYYY-MM-DD).")
     INVOICE_PAID = strawberry.enum_value("invoice.paid", description="An invoice was paid in full (needs amountMinor, currency and properties.invoiceId).")
     USER_IDENTIFIED = strawberry.enum_value("user.identified", description="A user signed in on a device: links anonymousId to userId (needs both); properties.$set / $set_once set person properties.")
+    SERVICE_EXECUTED = strawberry.enum_value("service.executed", description="A service ran once (properties.serviceId, latencyMs, success; optional executionId, errorCode when it failed, category).")
+    MARKETPLACE_SEARCHED = strawberry.enum_value("marketplace.searched", description="A marketplace search (properties.query, resultsCount; optional category).")
+    MARKETPLACE_VIEWED = strawberry.enum_value("marketplace.viewed", description="A service's page was viewed (properties.serviceId; optional category).")
+    MARKETPLACE_CONVERTED = strawberry.enum_value("marketplace.converted", description="A service was bought (needs amountMinor and currency; properties.serviceId, orderId; optional category, creatorId, takeRateBps).")
 
 
 @strawberry.input(description="A domain event published by a backend service; idempotent by `eventId`.")

@@ -25,6 +25,7 @@ from resolvers import (
     insights,
     lifecycle,
     live,
+    marketplace,
     organizations,
     persons,
     platform,
@@ -57,6 +58,7 @@ DOMAINS: tuple[ModuleType, ...] = (
     persons,
     cohorts,
     experiments,
+    marketplace,
 )
 
 

@@ -430,3 +430,52 @@ async def test_the_demo_runs_a_clear_winner_and_a_sample_ratio_mismatch(client, 
     assert clean["srmFlagged"] is False and 13 < clean["daysRunning"] < 15
     skewed = (await gql(client, EXPERIMENT_RESULTS, {"id": checklist["id"]}, token=demo.org_admin_token))["data"]["experimentResults"]
     assert skewed["srmFlagged"] is True and skewed["srmPValue"] < 0.001
+
+
+SERVICES_MARKET = """
+query($org: ID!, $half: TimeRangeInput!) {
+  serviceMetrics(organizationId: $org, range: {preset: LAST_30_DAYS}) {
+    total { executions errors p50Ms p95Ms p99Ms averageMs } services { serviceId } slowestServices { serviceId }
+    errorCodes { code errors } }
+  marketplaceMetrics(organizationId: $org, range: {preset: LAST_30_DAYS}) {
+    total { searches zeroResultSearches views conversions conversionRate sales { amountMinor } }
+    topQueries { query } zeroResultQueries { query } topServices { serviceId } topCategories { category } funnel { count } }
+  revenueMetrics(organizationId: $org, range: $half, granularity: MONTH) {
+    gmv { amountMinor } takeRates { rate } creatorEarnings { amountMinor } transactions averageOrderValue { amountMinor }
+    arpu { amountMinor } mrr { amountMinor } topCreators { creatorId }
+    mrrMonths { mrr new { customerCount } reactivation { customerCount } expansion { customerCount }
+      contraction { customerCount } churn { customerCount } } }
+}"""
+
+
+async def test_the_services_marketplace_answers_every_marketplace_query(client, demo) -> None:
+    half = {"from": (datetime.now(UTC) - timedelta(days=200)).isoformat()}
+    body = await gql(client, SERVICES_MARKET, {"org": demo.services_organization_id, "half": half}, token=demo.admin_token)
+    assert body.get("errors") is None, body
+    services, market, money = (body["data"][k] for k in ("serviceMetrics", "marketplaceMetrics", "revenueMetrics"))
+    total = services["total"]
+    assert total["executions"] > 1000 and total["errors"] > 0 and total["p50Ms"] < total["p95Ms"] <= total["p99Ms"], total
+    assert len(services["services"]) == 6 and services["slowestServices"][0]["serviceId"] == "voiceover"
+    assert {c["code"] for c in services["errorCodes"]} == {"TIMEOUT", "UPSTREAM_502", "QUOTA_EXCEEDED"}
+    counts = market["total"]
+    assert counts["searches"] > counts["views"] > counts["conversions"] > 0 and counts["zeroResultSearches"] > 0, counts
+    assert market["topQueries"] and market["zeroResultQueries"] and market["topServices"] and market["topCategories"]
+    assert [step["count"] for step in market["funnel"]][2] > 0
+    assert money["gmv"] and money["takeRates"][0]["rate"] > 0 and money["transactions"] > 0 and money["mrr"], money
+    assert money["averageOrderValue"] and money["arpu"] and money["creatorEarnings"] and money["topCreators"]
+    moved = {kind for month in money["mrrMonths"] for kind in ("new", "reactivation", "expansion", "contraction", "churn")
+             if month[kind]["customerCount"]}  # fmt: skip
+    assert moved == {"new", "reactivation", "expansion", "contraction", "churn"}, money["mrrMonths"]
+
+
+def test_the_services_marketplace_generator_is_deterministic_and_in_the_past() -> None:
+    from app.services.demo_data import services_market
+
+    timeline = services_market.services_timeline(NOW)
+    creators = PROFILES[:2]
+    first = list(services_market.generate_service_events(timeline=timeline, creator_profiles=creators))
+    again = list(services_market.generate_service_events(timeline=timeline, creator_profiles=creators))
+    assert first == again and len({e["event_id"] for e in first}) == len(first)
+    assert all(e["occurred_at"] < NOW for e in first)
+    assert {e["type"] for e in first} == {"service.executed", "marketplace.searched", "marketplace.viewed",
+                                          "marketplace.converted", "subscription.charged"}  # fmt: skip

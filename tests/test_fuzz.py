@@ -19,7 +19,9 @@ from typing import Any
 
 import pytest
 from graphql import parse_value
-from hypothesis import HealthCheck, Phase, given, settings as hsettings, strategies as st
+from hypothesis import HealthCheck, Phase, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 schemathesis = pytest.importorskip("schemathesis")
 

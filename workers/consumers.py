@@ -11,6 +11,7 @@ from app.services import (
     financial_reports,
     fraud,
     gov_alerts,
+    marketplace,
     profile_analytics,
     revenue,
 )
@@ -27,4 +28,5 @@ def consumers(detector: GovDetector) -> tuple[Consumer, ...]:
         revenue.LedgerConsumer(),
         financial_reports.InvoiceConsumer(),
         ExperimentConsumer(),
+        marketplace.MarketplaceConsumer(),
     )

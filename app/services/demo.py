@@ -1,7 +1,8 @@
 """The demo dataset: a marketplace with eight providers and thirteen months of history before
 the current one (visits, bookings, gifts, subscriptions, ticket orders, payouts, invoices,
 costs), two running experiments (one with a clear winner, one with a sample ratio mismatch),
-a few fraud and gov cases, and a second organization that was suspended.
+a few fraud and gov cases, a second organization that was suspended, and a services
+marketplace (service executions, searches, views, purchases, subscriptions).
 
 It goes through the real ingestion service (enrichment, sessions, outbox), so the demo
 shows exactly what production data looks like. The generators live in
@@ -20,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from app.auth import Role, Viewer
-from app.services.demo_data import closed_shop
+from app.services.demo_data import closed_shop, services_market
 from app.services.demo_data import experiments as experiments_data
 from app.services.demo_data.commerce import generate_commerce_events, generate_fraud_events
 from app.services.demo_data.costs import monthly_costs
@@ -62,6 +63,7 @@ class DemoInfo:
     operator_email: str  # a platform admin
     operator_password: str
     created: bool
+    services_organization_id: str = ""
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -85,6 +87,7 @@ async def ensure_demo(settings: Settings, *, drain: bool = False, announce: bool
         key = await orgs.create_ingestion_key(organization=org, name="demo beacon")
         key_file.write_text(json.dumps({"key": key.raw}))
         await _seed_events(settings, org, [str(p.id) for p in profiles])
+    services = await _ensure_services_marketplace(settings)
     profile = await Profile.filter(organization_id=org.id).order_by("name").first()
     if drain:
         await _drain(settings)
@@ -107,6 +110,7 @@ async def ensure_demo(settings: Settings, *, drain: bool = False, announce: bool
         operator_email=operator.email,
         operator_password=operator.password,
         created=created,
+        services_organization_id=str(services),
     )
     if announce:
         print(_banner(info, url), flush=True)
@@ -133,6 +137,30 @@ async def _seed_events(settings: Settings, org: Any, profile_ids: list[str]) -> 
     finally:
         geo.close()
     log.info("demo: seeded %d events for %d profiles since %s", total, len(profile_ids), timeline.start.date())
+
+
+async def _ensure_services_marketplace(settings: Settings) -> Any:
+    """The services marketplace organization (seeded once, by its slug): its id."""
+    from app.services import organizations as orgs
+    from models.organizations import Organization
+
+    found = await Organization.get_or_none(slug=services_market.SLUG)
+    if found is not None:
+        return found.id
+    timeline = services_market.services_timeline(datetime.now(UTC))
+    org = await orgs.create_organization(name=services_market.NAME, timezone=services_market.TIMEZONE, currency="EUR",
+                                         slug=services_market.SLUG)  # fmt: skip
+    creators = [await orgs.create_profile(organization=org, name=name) for name in services_market.CREATORS]
+    await _backdate(org.id, timeline.start)
+    viewer = Viewer(subject="demo-seed", role=Role.SERVICE, organization_id=org.id)
+    geo = GeoLocator(settings.geoip_city_db, settings.geoip_asn_db)
+    try:
+        events = services_market.generate_service_events(timeline=timeline, creator_profiles=[str(p.id) for p in creators])
+        accepted = await _ingest(viewer, events, settings, geo)
+    finally:
+        geo.close()
+    log.info("demo: seeded %d services marketplace events since %s", accepted, timeline.start.date())
+    return org.id
 
 
 async def _seed_cohorts(org: Any) -> None:
@@ -272,6 +300,8 @@ def _banner(info: DemoInfo, url: str) -> str:
         f"  org admin sign-in : {info.org_admin_email}  password {info.org_admin_password}",
         f"  viewer sign-in    : {info.viewer_email}  password {info.viewer_password}",
         f"  operator sign-in  : {info.operator_email}  password {info.operator_password}   (platform admin)",
+        f"  services market   : {info.services_organization_id}   (organizationId of serviceMetrics, marketplaceMetrics,"
+        " revenueMetrics and GET /stream, with the admin token)",
         "  (paste a token into GraphiQL's headers as {\"Authorization\": \"Bearer <token>\"})",
         f"  (or sign in: run mutation {{ login(email: \"{info.org_admin_email}\", password: \"{info.org_admin_password}\")"
         " { accessToken } } in GraphiQL and paste its accessToken as the token)",

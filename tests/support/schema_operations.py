@@ -45,7 +45,7 @@ SAMPLES: dict[str, Any] = {
     "params": {"threshold": 3, "windowMinutes": 60}, "name": "tenancy rule", "description": "tenancy cost",
     "note": "tenancy note", "reason": "tenancy check", "amountMinor": 1200, "engagementMs": 1000,
     "ipRetentionDays": 1, "eventRetentionDays": 40, "duoSplitPercent": 50, "ip": "6.1.2.3",
-    "userId": "tenancy-subject", "anonymousId": "tenancy-device",
+    "userId": "tenancy-subject", "anonymousId": "tenancy-device", "serviceId": "victim-engraving",
     "steps": [{"event": "profile.viewed"}, {"event": "profile.inquiry"}],
     "definition": {"kind": "STATIC", "personIds": ["u:tenancy-subject"]},
     "experimentKey": "tenancy-experiment", "personId": "u:tenancy-subject",

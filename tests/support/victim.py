@@ -1,7 +1,7 @@
 """A tenant whose every report shows values nobody else has: the victim of the tenancy tests.
 
-Its views, inquiries, money, fraud, gov alerts, settings, costs, an identified person and a
-cohort go in through the public
+Its views, inquiries, money, fraud, gov alerts, settings, costs, an identified person, a
+cohort and a services marketplace go in through the public
 API (its own ingestion key, service and admin tokens) and the real worker, with amounts,
 counts and names chosen to occur nowhere else, so any of them in another tenant's answer can
 only have come from this tenant.
@@ -115,6 +115,30 @@ def victim_experiment() -> dict[str, Any]:
             "minimumSampleSize": 7919}  # fmt: skip
 
 
+def marketplace(victim: Tenant, now: datetime) -> list[dict[str, Any]]:
+    """A services marketplace of its own: executions of a service with a latency and an error
+    code nobody else has, a search, views and a purchase of it, and a yearly subscription by
+    a creator's fan (MRR 7,614)."""
+    tag = uuid.uuid4().hex[:8]
+
+    def event(kind: str, n: int, **fields: Any) -> dict[str, Any]:
+        at = (now - timedelta(minutes=20 + n)).isoformat()
+        return {"eventId": f"victim-m-{tag}-{n}", "type": kind, "occurredAt": at, **fields}
+
+    service = {"serviceId": "victim-engraving", "category": "victim-crafts"}
+    return [
+        event("SERVICE_EXECUTED", 1, properties={**service, "latencyMs": 7_311.5, "success": True}),
+        event("SERVICE_EXECUTED", 2, properties={**service, "latencyMs": 7_313.5, "success": False, "errorCode": "VICTIM_KILN_JAM"}),
+        event("MARKETPLACE_SEARCHED", 3, userId="victim-shopper", properties={"query": "victim porcelain", "resultsCount": 0,
+              "category": "victim-crafts"}),
+        event("MARKETPLACE_VIEWED", 4, userId="victim-shopper", properties=service),
+        event("MARKETPLACE_CONVERTED", 5, userId="victim-shopper", amountMinor=27_413, currency="EUR",
+              properties={**service, "orderId": "victim-order-3", "creatorId": "victim-creator-9", "takeRateBps": 1_713}),
+        event("SUBSCRIPTION_CHARGED", 6, profileId=victim.profile_id, userId="victim-patron", amountMinor=91_373, currency="EUR",
+              properties={"interval": "year", "creatorId": "victim-creator-9"}),
+    ]  # fmt: skip
+
+
 async def seed_victim(client: httpx.AsyncClient, worker: Any, victim: Tenant) -> Side:
     """Everything above, processed by the worker; returns the victim's objects by kind."""
     from app.services import organizations
@@ -123,7 +147,8 @@ async def seed_victim(client: httpx.AsyncClient, worker: Any, victim: Tenant) ->
     partner = await organizations.create_profile(organization=victim.organization, name=f"Victim Partner {uuid.uuid4().hex[:6]}")
     tracked = (await gql_data(client, TRACK, {"e": views(victim, now)}, victim.ingestion_key))["trackEvents"]
     assert tracked["rejected"] == [], tracked
-    published = (await gql_data(client, PUBLISH, {"e": money(victim, str(partner.id), now)}, victim.service_token))
+    published = (await gql_data(client, PUBLISH, {"e": money(victim, str(partner.id), now) + marketplace(victim, now)},
+                                victim.service_token))
     assert published["publishDomainEvents"]["rejected"] == [], published
     await worker.drain()
     admin = victim.org_admin_token

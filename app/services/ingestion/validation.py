@@ -9,7 +9,9 @@ camelCase field, reason) and the others go on. Decisions a client can notice:
 - Money events (gift.purchased, booking.completed, subscription.charged feed revenue;
   order.paid and order.refunded feed the fraud rules, affiliate.commission and
   payout.settled the ledger) need amountMinor and currency; the money properties the
-  ledger reads (fees, split, order id...) are checked here (`revenue.check_properties`).
+  ledger reads (fees, split, order id, creator, take rate...) are checked here
+  (`revenue.check_properties`), the marketplace's (service, latency, search...) too
+  (`marketplace.vocabulary.check_properties`).
   Whether the credential may send money events at all is the service's call
   (`money_allowed`).
 - Context only enriches: its text is cut and cleaned rather than rejected; its shape is checked.
@@ -34,6 +36,7 @@ import orjson
 from app.services import financial_reports, revenue
 from app.services.experiments import contract as experiments
 from app.services.ingestion.outcome import Rejection, TrackOutcome
+from app.services.marketplace import vocabulary as marketplace
 from app.services.revenue.money import CURRENCY_RE
 from app.settings import Settings
 from app.vocabulary import DOMAIN_EVENT_TYPES, MONEY_MOVING_EVENT_TYPES, PROFILE_EVENT_TYPES, USER_IDENTIFIED
@@ -161,6 +164,7 @@ def _validate(
         revenue.check_properties(event_type, raw.get("properties"))
         or financial_reports.check_properties(event_type, raw.get("properties"))
         or experiments.check_properties(event_type, raw.get("properties"))
+        or marketplace.check_properties(event_type, raw.get("properties"))
     )
     if problem is not None:
         raise _Invalid(*problem)

@@ -17,6 +17,7 @@ from app.vocabulary import (
     BOOKING_COMPLETED,
     GIFT_PURCHASED,
     LEDGER_EVENT_TYPES,
+    MARKETPLACE_CONVERTED,
     ORDER_PAID,
     PAYMENT_FAILED,
     SUBSCRIPTION_CHARGED,
@@ -32,9 +33,13 @@ SALE_TYPE = {
     AFFILIATE_COMMISSION: "affiliate",
     ORDER_PAID: "order",
     PAYMENT_FAILED: "order",
+    MARKETPLACE_CONVERTED: "order",
 }
 FEE_PROPERTIES = {"platformFeeMinor": "platform", "serviceFeeMinor": "service", "processorFeeMinor": "processor"}
-TEXT_PROPERTIES = ("category", "orderId", "originalEventId", "payoutId")
+TEXT_PROPERTIES = ("category", "orderId", "originalEventId", "payoutId", "creatorId")
+TAKE_RATE_MAX_BPS = 10_000
+# Months one subscription charge pays for (properties.interval; month when absent).
+INTERVAL_MONTHS = {"month": 1, "quarter": 3, "year": 12}
 TEXT_PROPERTY_MAX_CHARS = 128
 DEFAULT_GIFT_CATEGORY = "other"
 BIGINT_MAX = 2**63 - 1
@@ -65,4 +70,22 @@ def check_properties(event_type: str, properties: Any) -> tuple[str, str] | None
     status = properties.get("status")
     if status is not None and status not in ("pending", "completed"):
         return "properties.status", "properties.status must be pending or completed"
+    bps = properties.get("takeRateBps")
+    if bps is not None and (type(bps) is not int or not 0 <= bps <= TAKE_RATE_MAX_BPS):
+        return "properties.takeRateBps", f"properties.takeRateBps must be an integer from 0 to {TAKE_RATE_MAX_BPS} (basis points)"
+    interval = properties.get("interval")
+    if event_type == SUBSCRIPTION_CHARGED and interval is not None and interval not in INTERVAL_MONTHS:
+        return "properties.interval", "properties.interval must be month, quarter or year"
     return None
+
+
+def platform_fee(properties: Mapping[str, Any], amount_minor: int) -> int:
+    """The platform's cut of a sale: properties.platformFeeMinor, else the take rate's share
+    of the amount rounded half up, else 0."""
+    fee = properties.get("platformFeeMinor")
+    if type(fee) is int and fee >= 0:
+        return fee
+    bps = properties.get("takeRateBps")
+    if type(bps) is int and 0 <= bps <= TAKE_RATE_MAX_BPS:
+        return (abs(amount_minor) * bps + TAKE_RATE_MAX_BPS // 2) // TAKE_RATE_MAX_BPS
+    return 0

@@ -16,6 +16,9 @@ The ledger (`transactions`, migration 0006) has one row per money event, keyed b
 - payment.failed with amountMinor and currency is a failed row: never revenue (without an
   amount there is nothing to record; the fraud rules still see the event).
 - payout.settled is a payout (`payouts`), kept for reconciliation, never revenue.
+- marketplace.converted is an order sale; every sale records its creator (properties.creatorId,
+  else its profile; a refund copies its sale's) and its platform fee from properties.takeRateBps
+  when properties.platformFeeMinor is absent (`contract.platform_fee`).
 
 Revenue of a period = the sum of the amounts of its completed and refunded rows, refunds
 (negative) included: a refund reduces the revenue of the period it happened in and leaves
@@ -40,7 +43,7 @@ from app.consumers import Batch, Consumer
 from app.database import connection
 from app.live_messages import GiftPurchasedMessage, LiveMessage, RevenueCountersMessage
 from app.services.claimed_events import CLAIMED_EVENTS, keys_of
-from app.services.revenue.contract import DEFAULT_GIFT_CATEGORY, SALE_TYPE
+from app.services.revenue.contract import DEFAULT_GIFT_CATEGORY, SALE_TYPE, platform_fee
 from app.services.revenue.counters import counters
 from app.vocabulary import LEDGER_EVENT_TYPES, ORDER_REFUNDED, PAYMENT_FAILED, PAYOUT_SETTLED
 
@@ -76,11 +79,11 @@ ORDER BY e.organization_id, e.event_id
 LEDGER_COLUMNS = (
     "organization_id", "event_id", "type", "status", "is_refund", "refund_of", "profile_id", "partner_profile_id",
     "split_percent", "customer_id", "amount_minor", "currency", "platform_fee_minor", "service_fee_minor",
-    "processor_fee_minor", "category", "order_id", "occurred_at", "metadata",
+    "processor_fee_minor", "category", "order_id", "occurred_at", "metadata", "creator_id",
 )  # fmt: skip
 _COLUMN_TYPES = (
     "uuid", "text", "text", "text", "boolean", "text", "uuid", "uuid", "smallint", "text", "bigint", "text", "bigint",
-    "bigint", "bigint", "text", "text", "timestamptz", "jsonb",
+    "bigint", "bigint", "text", "text", "timestamptz", "jsonb", "text",
 )  # fmt: skip
 _INSERT = f"""
 INSERT INTO transactions ({", ".join(LEDGER_COLUMNS)})
@@ -96,7 +99,7 @@ ON CONFLICT (organization_id, event_id) DO NOTHING
 # The sale a refund refers to: its originalEventId, else the latest sale with its orderId.
 _ORIGINALS = """
 SELECT DISTINCT ON (k.i) k.i, t.event_id, t.type, t.profile_id, t.partner_profile_id, t.split_percent, t.category,
-       t.order_id, t.customer_id
+       t.order_id, t.customer_id, t.creator_id
 FROM unnest($1::uuid[], $2::text[], $3::text[]) WITH ORDINALITY AS k(organization_id, original, order_id, i)
 JOIN transactions t ON t.organization_id = k.organization_id AND NOT t.is_refund AND t.status <> 'failed'
  AND (t.event_id = k.original OR (k.original IS NULL AND t.order_id = k.order_id))
@@ -114,7 +117,8 @@ WHERE t.organization_id = k.organization_id AND t.event_id = k.event_id AND t.st
 _LINK_EARLY_REFUNDS = """
 UPDATE transactions r SET refund_of = s.event_id, type = s.type, profile_id = s.profile_id,
        partner_profile_id = s.partner_profile_id, split_percent = s.split_percent, category = s.category,
-       customer_id = COALESCE(s.customer_id, r.customer_id), order_id = COALESCE(r.order_id, s.order_id)
+       customer_id = COALESCE(s.customer_id, r.customer_id), order_id = COALESCE(r.order_id, s.order_id),
+       creator_id = s.creator_id
 FROM unnest($1::uuid[], $2::text[]) AS k(organization_id, event_id)
 JOIN transactions s ON s.organization_id = k.organization_id AND s.event_id = k.event_id
 WHERE r.organization_id = s.organization_id AND r.is_refund AND r.refund_of IS NULL
@@ -170,10 +174,15 @@ def _sale(event: Mapping[str, Any]) -> tuple[Any, ...]:
     return (
         event["organization_id"], event["event_id"], kind, status, False, None, event["profile_id"],
         uuid.UUID(partner) if partner else None, split if partner else None, event["customer_id"],
-        event["amount_minor"], event["currency"], _fee(props, "platformFeeMinor"), _fee(props, "serviceFeeMinor"),
-        _fee(props, "processorFeeMinor"), category, _text(props, "orderId"), event["occurred_at"],
-        orjson.dumps(props).decode(),
+        event["amount_minor"], event["currency"], platform_fee(props, event["amount_minor"]),
+        _fee(props, "serviceFeeMinor"), _fee(props, "processorFeeMinor"), category, _text(props, "orderId"),
+        event["occurred_at"], orjson.dumps(props).decode(), _creator(props, event["profile_id"]),
     )  # fmt: skip
+
+
+def _creator(properties: Mapping[str, Any], profile_id: uuid.UUID | None) -> str | None:
+    """Who earns a sale: properties.creatorId, else its profile."""
+    return _text(properties, "creatorId") or (str(profile_id) if profile_id is not None else None)
 
 
 async def _refunds(conn: asyncpg.Connection, events: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
@@ -198,7 +207,7 @@ async def _refunds(conn: asyncpg.Connection, events: list[dict[str, Any]]) -> li
             event["currency"], _fee(props, "platformFeeMinor"), _fee(props, "serviceFeeMinor"),
             _fee(props, "processorFeeMinor"), sale["category"] if sale else _text(props, "category"),
             _text(props, "orderId") or (sale["order_id"] if sale else None), event["occurred_at"],
-            orjson.dumps(props).decode(),
+            orjson.dumps(props).decode(), sale["creator_id"] if sale else _creator(props, event["profile_id"]),
         ))  # fmt: skip
     return rows
 
