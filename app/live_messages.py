@@ -449,6 +449,7 @@ class ExperimentStatisticsMessage(LiveMessage):
                    exposures=payload["exposures"], values=payload["values"])  # fmt: skip
 
 
+@dataclass(frozen=True, slots=True)
 class MarketplaceCountersMessage(LiveMessage):
     """Today's counters of one organization's services marketplace (its local day): service
     executions and failures, searches, service views, conversions, and ledger revenue per
