@@ -347,6 +347,22 @@ def new_ingestion_key() -> tuple[str, str, str]:
 _key_cache: dict[str, tuple[float, Viewer]] = {}
 
 
+def _cached(raw: str, *, revoked: str = "credential has been revoked") -> Viewer | None:
+    """A key or cookie this process verified lately, unless revoked since (then `revoked`)."""
+    cached = _key_cache.get(raw)
+    if cached is None or cached[0] <= time.monotonic():
+        return None
+    if is_revoked(cached[1]):
+        _key_cache.pop(raw, None)
+        raise Unauthenticated(revoked)
+    return cached[1]
+
+
+def _remember(raw: str, viewer: Viewer, seconds: float = KEY_CACHE_SECONDS) -> Viewer:
+    _key_cache[raw] = (time.monotonic() + min(seconds, KEY_CACHE_SECONDS), viewer)
+    return viewer
+
+
 async def viewer_from_ingestion_key(raw_key: str) -> Viewer:
     """Look the key up by its prefix and compare hashes in constant time.
 
@@ -355,12 +371,8 @@ async def viewer_from_ingestion_key(raw_key: str) -> Viewer:
     (app.revocation). A lookup also records when the key was last used, at most once per
     KEY_CACHE_SECONDS per process.
     """
-    cached = _key_cache.get(raw_key)
-    if cached and cached[0] > time.monotonic():
-        if cached[1].ingestion_key_id in _revoked_keys:
-            _key_cache.pop(raw_key, None)
-            raise Unauthenticated("ingestion key is invalid or revoked")
-        return cached[1]
+    if (viewer := _cached(raw_key, revoked="ingestion key is invalid or revoked")) is not None:
+        return viewer
     from models.organizations import IngestionKey
 
     parts = raw_key.removeprefix(KEY_PREFIX).split("_", 1)
@@ -376,8 +388,7 @@ async def viewer_from_ingestion_key(raw_key: str) -> Viewer:
         organization_id=uuid.UUID(str(key.organization_id)),
         ingestion_key_id=key.id,
     )
-    _key_cache[raw_key] = (time.monotonic() + KEY_CACHE_SECONDS, viewer)
-    return viewer
+    return _remember(raw_key, viewer)
 
 
 # -- personal API keys, service tokens, session cookies ------------------------------------
@@ -421,21 +432,6 @@ def row_id_of(raw: str, prefix: str) -> uuid.UUID | None:
         return uuid.UUID(hex=head)
     except ValueError:
         return None
-
-
-def _cached(raw: str) -> Viewer | None:
-    cached = _key_cache.get(raw)
-    if cached is None or cached[0] <= time.monotonic():
-        return None
-    if is_revoked(cached[1]):
-        _key_cache.pop(raw, None)
-        raise Unauthenticated("credential has been revoked")
-    return cached[1]
-
-
-def _remember(raw: str, viewer: Viewer, seconds: float = KEY_CACHE_SECONDS) -> Viewer:
-    _key_cache[raw] = (time.monotonic() + min(seconds, KEY_CACHE_SECONDS), viewer)
-    return viewer
 
 
 async def viewer_from_api_key(raw: str) -> Viewer:

@@ -7,6 +7,7 @@ other exception is a bug: it is logged with the request id and masked for the cl
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 
@@ -80,3 +81,11 @@ class QueryTimeout(UserError):
 
     code = "QUERY_TIMEOUT"
     http_status = 503
+
+
+def parse_id(value: Any, what: str, field: str = "id") -> uuid.UUID:
+    """An id the client sent; a malformed one is as unknown as a foreign one (NOT_FOUND)."""
+    try:
+        return uuid.UUID(str(value))
+    except ValueError:
+        raise NotFound(f"{what} not found", field=field) from None

@@ -3,14 +3,13 @@ accounts services, map)."""
 
 from __future__ import annotations
 
-import uuid
 from typing import Annotated, Any
 
 import strawberry
 from strawberry.types import Info
 
 from app.auth import CSRF_COOKIE, SESSION_COOKIE, Access, Role
-from app.errors import BadInput, Forbidden, NotFound
+from app.errors import BadInput, Forbidden, parse_id
 from app.services.accounts import audit, keys, members, sessions
 from app.services.accounts.audit import AuditEntry as AuditRow
 from resolvers.common import app_state, guarded, viewer_of
@@ -135,12 +134,7 @@ async def login(
         bool, strawberry.argument(description="Browsers: set an HttpOnly session cookie instead of returning tokens.")
     ] = False,
 ) -> SignInPayload:
-    org = None
-    if organization_id is not None:
-        try:
-            org = uuid.UUID(str(organization_id))
-        except ValueError:
-            raise NotFound("organization not found", field="organizationId") from None
+    org = parse_id(organization_id, "organization", "organizationId") if organization_id is not None else None
     settings = settings_of(info)
     done = await sessions.sign_in(
         email=email, password=password, organization_id=org, cookie=cookie, address=address_of(info),

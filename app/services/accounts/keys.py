@@ -28,7 +28,7 @@ from app.auth import (
     require_reader,
 )
 from app.database import connection, transaction
-from app.errors import BadInput, Forbidden, NotFound
+from app.errors import BadInput, Forbidden, NotFound, parse_id
 from app.revocation import API_KEY, key_row_expiry, record_revocation
 from app.services import organizations
 from app.services.accounts import audit
@@ -174,13 +174,10 @@ async def revoke_key(*, viewer: Viewer, key_id: Any, kind: str, address: str | N
     (an admin). Revoking a revoked key changes nothing and answers the same."""
     if kind == SERVICE:
         administered_by(viewer, refusal=ADMINS_ONLY)
-    elif not viewer.can_read or viewer.role is Role.SERVICE:
+    elif not viewer.can_read:
         require_reader(viewer)
         raise Forbidden("personal API keys are revoked by their owner or an admin")
-    try:
-        wanted = uuid.UUID(str(key_id))
-    except ValueError:
-        raise NotFound("key not found", field="id") from None
+    wanted = parse_id(key_id, "key")
     async with transaction() as conn:
         row = await conn.fetchrow(f"SELECT {KEY_COLUMNS} FROM api_keys WHERE id = $1 FOR UPDATE", wanted)
         if row is None or row["kind"] != kind or not _may_revoke(viewer, row):
@@ -265,10 +262,7 @@ async def revoke_ingestion_key(*, viewer: Viewer, key_id: Any, address: str | No
     from models.organizations import IngestionKey
 
     own = administered_by(viewer, refusal=ADMINS_ONLY)
-    try:
-        key = await IngestionKey.get_or_none(id=uuid.UUID(str(key_id)))
-    except ValueError:
-        key = None
+    key = await IngestionKey.get_or_none(id=parse_id(key_id, "ingestion key"))
     if key is None or (own is not None and uuid.UUID(str(key.organization_id)) != own):
         raise NotFound("ingestion key not found", field="id")
     revoked = await organizations.revoke_ingestion_key(str(key.id), revoked_by=viewer.subject)

@@ -28,7 +28,7 @@ from app.auth import (
     row_id_of,
 )
 from app.database import connection, transaction
-from app.errors import BadInput, Forbidden, NotFound
+from app.errors import BadInput, Forbidden, NotFound, parse_id
 from app.services.accounts import audit
 from app.services.accounts.audit import Actor
 from app.services.accounts.keys import revoke_keys_of
@@ -38,7 +38,6 @@ from app.services.accounts.sessions import (
     SignedIn,
     memberships_of,
     normalized_email,
-    revoke_session,
     revoke_sessions_of,
     sign_in,
 )
@@ -221,13 +220,6 @@ async def members(*, viewer: Viewer, organization_id: Any) -> list[Member]:
 ADMINS_ONLY = "managing members needs an organization admin"
 
 
-def _uuid(value: Any, field: str, what: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(str(value))
-    except ValueError:
-        raise NotFound(f"{what} not found", field=field) from None
-
-
 async def change_role(
     *, viewer: Viewer, organization_id: Any, user_id: Any, role: Role, profile_id: Any = None,
     address: str | None, settings: Settings,
@@ -235,8 +227,8 @@ async def change_role(
     """A new role: the member's sessions here end (they sign in again with it) and keys
     the role no longer grants are revoked."""
     org = await administered_organization(viewer, organization_id, refusal=ADMINS_ONLY)
-    user = _uuid(user_id, "userId", "member")
-    profile = _uuid(profile_id, "profileId", "profile") if profile_id is not None else None
+    user = parse_id(user_id, "member", "userId")
+    profile = parse_id(profile_id, "profile", "profileId") if profile_id is not None else None
     _check_role(role, profile)
     async with transaction() as conn:
         before = await _locked_member(conn, org, user)
@@ -259,7 +251,7 @@ async def change_role(
 async def remove_member(*, viewer: Viewer, organization_id: Any, user_id: Any, address: str | None, settings: Settings) -> bool:
     """Out of the organization: every session and personal key of theirs here stops at once."""
     org = await administered_organization(viewer, organization_id, refusal=ADMINS_ONLY)
-    user = _uuid(user_id, "userId", "member")
+    user = parse_id(user_id, "member", "userId")
     async with transaction() as conn:
         before = await _locked_member(conn, org, user)
         if before["role"] == Role.ORG_ADMIN.value:
@@ -350,7 +342,7 @@ async def invite(
     handed to the inviter to pass on."""
     org = await administered_organization(viewer, organization_id, refusal=ADMINS_ONLY)
     email = normalized_email(email)
-    profile = _uuid(profile_id, "profileId", "profile") if profile_id is not None else None
+    profile = parse_id(profile_id, "profile", "profileId") if profile_id is not None else None
     _check_role(role, profile)
     invitation_id = uuid.uuid4()
     token, token_hash = new_secret_token(INVITATION_PREFIX, invitation_id)
@@ -392,7 +384,7 @@ async def invitations(*, viewer: Viewer, organization_id: Any, pending_only: boo
 
 async def revoke_invitation(*, viewer: Viewer, invitation_id: Any, address: str | None) -> Invitation:
     own = administered_by(viewer, refusal=ADMINS_ONLY)
-    wanted = _uuid(invitation_id, "id", "invitation")
+    wanted = parse_id(invitation_id, "invitation", "id")
     async with transaction() as conn:
         row = await conn.fetchrow(
             f"""UPDATE invitations SET revoked_at = coalesce(revoked_at, now())
@@ -489,7 +481,7 @@ async def create_password_reset(
 ) -> NewPasswordReset:
     """A single-use token to set a new password, for an admin to hand to the member (org
     admins: members of their organization; platform admins: anyone)."""
-    user = _uuid(user_id, "userId", "user")
+    user = parse_id(user_id, "user", "userId")
     own = administered_by(viewer, refusal=ADMINS_ONLY)
     if own is None and organization_id is not None:
         own = await administered_organization(viewer, organization_id, refusal=ADMINS_ONLY)
@@ -567,9 +559,7 @@ async def _set_password(
     await conn.execute(
         "UPDATE users SET password_hash = $2, password_changed_at = now() WHERE id = $1", user_id, hash_password(password)
     )
-    sessions = await conn.fetch(
-        "SELECT id FROM auth_sessions WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > now()", user_id
-    )
-    for row in sessions:
-        if str(row["id"]) != except_session:
-            await revoke_session(conn, session_id=row["id"], reason=why, revoked_by=f"user:{user_id}", settings=settings)
+    await revoke_sessions_of(
+        conn, user_id=user_id, organization_id=None, reason=why, revoked_by=f"user:{user_id}", settings=settings,
+        except_session=except_session,
+    )  # fmt: skip

@@ -304,13 +304,13 @@ async def revoke_session(
 
 async def revoke_sessions_of(
     conn: asyncpg.Connection, *, user_id: uuid.UUID, organization_id: uuid.UUID | None, reason: str, revoked_by: str,
-    settings: Settings,
+    settings: Settings, except_session: str | None = None,
 ) -> int:  # fmt: skip
-    """Every live session of a user (in one organization, or everywhere)."""
+    """Every live session of a user (in one organization, or everywhere), but the one kept."""
     ids = await conn.fetch(
         """SELECT id FROM auth_sessions WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > now()
-           AND ($2::uuid IS NULL OR organization_id = $2)""",
-        user_id, organization_id,
+           AND ($2::uuid IS NULL OR organization_id = $2) AND ($3::uuid IS NULL OR id <> $3)""",
+        user_id, organization_id, uuid.UUID(except_session) if except_session else None,
     )  # fmt: skip
     for row in ids:
         await revoke_session(conn, session_id=row["id"], reason=reason, revoked_by=revoked_by, settings=settings)

@@ -36,6 +36,7 @@ from typing import Any
 import asyncpg
 import orjson
 
+from app import errors
 from app.auth import Viewer, administered_organization
 from app.database import connection, transaction
 from app.errors import BadInput, NotFound
@@ -399,10 +400,7 @@ async def experiment_scope(viewer: Viewer, organization_id: Any) -> uuid.UUID:
 
 
 def parse_id(value: Any, field: str = "id") -> uuid.UUID:
-    try:
-        return uuid.UUID(str(value))
-    except ValueError:
-        raise NotFound("experiment not found", field=field) from None
+    return errors.parse_id(value, "experiment", field)
 
 
 async def history_of(conn: asyncpg.Connection, org: uuid.UUID, experiment_id: uuid.UUID) -> tuple[StatusChange, ...]:

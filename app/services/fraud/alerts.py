@@ -19,9 +19,9 @@ import orjson
 
 from app.auth import Viewer, administered_by, administered_scope
 from app.database import connection, transaction
-from app.errors import BadInput, NotFound
+from app.errors import BadInput, NotFound, parse_id
 from app.live_messages import FraudAlertMessage
-from app.services.fraud.rules import FRAUD_REFUSAL, KINDS, RISKS, parse_id
+from app.services.fraud.rules import FRAUD_REFUSAL, KINDS, RISKS
 
 ACTIVE = ("open", "investigating")
 TRANSITIONS: dict[str, frozenset[str]] = {

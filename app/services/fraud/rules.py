@@ -21,7 +21,7 @@ from tortoise.expressions import RawSQL
 from tortoise.transactions import in_transaction
 
 from app.auth import Viewer, administered_by, administered_organization
-from app.errors import BadInput, NotFound
+from app.errors import BadInput, NotFound, parse_id
 from app.vocabulary import ACCOUNT_CREATED, ORDER_PAID, ORDER_REFUNDED, PAYMENT_FAILED, TICKET_SCANNED
 from models.fraud import FraudRule as FraudRuleRow
 
@@ -80,14 +80,6 @@ class Rule:
     created_at: datetime
     updated_by: str
     updated_at: datetime
-
-
-def parse_id(value: Any, what: str, field_name: str) -> uuid.UUID:
-    """A malformed id is as unknown as a foreign one."""
-    try:
-        return uuid.UUID(str(value))
-    except ValueError:
-        raise NotFound(f"{what} not found", field=field_name) from None
 
 
 FRAUD_REFUSAL = "fraud rules and alerts need an organization admin or platform admin token"

@@ -38,7 +38,7 @@ import orjson
 
 from app.auth import Viewer, administered_organization
 from app.database import connection, transaction
-from app.errors import BadInput, NotFound
+from app.errors import BadInput, NotFound, parse_id
 from app.jobs import Job
 from app.services.insights import grammar
 from app.services.insights.grammar import EventMatcher, PropertyFilter, PropertySource, Sql
@@ -332,10 +332,7 @@ async def cohort_scope(viewer: Viewer, organization_id: Any) -> uuid.UUID:
 
 
 def parse_cohort_id(value: Any, field: str = "id") -> uuid.UUID:
-    try:
-        return uuid.UUID(str(value))
-    except ValueError:
-        raise NotFound("cohort not found", field=field) from None
+    return parse_id(value, "cohort", field)
 
 
 async def _timezone(conn: asyncpg.Connection, org: uuid.UUID) -> str:
