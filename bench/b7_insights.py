@@ -321,7 +321,7 @@ def cases(now: datetime) -> list[tuple[str, dict[str, Any], str, tuple[Any, ...]
         ("retention weekly, 8 weeks", {"query": RETENTION, "variables": {"q": retention}}, RAW_RETENTION,
          (ORG_ID, weeks[0], weeks[16], weeks[:-1], weeks[8])),
         ("lifecycle 30 d daily", {"query": LIFECYCLE, "variables": {"q": lifecycle}}, RAW_LIFECYCLE,
-         (ORG_ID, [days[0] - (days[1] - days[0]), *days[:-1]], min(end, now), 30)),
+         (ORG_ID, [days[0] - (days[1] - days[0]), *days[:-1]], end, 30)),
     ]  # fmt: skip
 
 

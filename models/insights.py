@@ -1,4 +1,5 @@
-"""Persons, identity links and cohorts (migration 0011), read by every insight."""
+"""Persons, identity links and cohorts (migration 0011), read by every insight; the hourly
+pre-aggregates of events (migration 0021), written by triggers, never through these models."""
 
 from __future__ import annotations
 
@@ -75,3 +76,50 @@ class CohortMember(Model):
     class Meta:
         table = "cohort_members"
         unique_together = (("organization_id", "cohort_id", "person_id"),)
+
+
+class EventHourCount(Model):
+    """Events per (type, UTC hour), in total (dimension '') and per value of a stored
+    dimension (value NULL: the events without one). Real key: (organization_id, id); unique
+    per (organization_id, type, hour, dimension, value), nulls equal."""
+
+    organization_id = fields.UUIDField()
+    id = fields.BigIntField(primary_key=True, generated=True)
+    type = fields.TextField()
+    hour = fields.DatetimeField()
+    dimension = fields.TextField()
+    value = fields.TextField(null=True)
+    events = fields.BigIntField()
+
+    class Meta:
+        table = "event_hour_counts"
+        unique_together = (("organization_id", "id"), ("organization_id", "type", "hour", "dimension", "value"))
+
+
+class EventActorHour(Model):
+    """A visitor did a type of event in a UTC hour (`events` times). Real key:
+    (organization_id, type, hour, visitor_id); partitioned by type."""
+
+    organization_id = fields.UUIDField()
+    type = fields.TextField()
+    hour = fields.DatetimeField(primary_key=True)
+    visitor_id = fields.TextField()
+    events = fields.BigIntField()
+
+    class Meta:
+        table = "event_actor_hours"
+        unique_together = (("organization_id", "type", "hour", "visitor_id"),)
+
+
+class EventActorFirst(Model):
+    """A visitor's first UTC hour with a type of event. Real key: (organization_id, type,
+    visitor_id); partitioned by type."""
+
+    organization_id = fields.UUIDField()
+    type = fields.TextField()
+    visitor_id = TextKeyField(primary_key=True)
+    first_hour = fields.DatetimeField()
+
+    class Meta:
+        table = "event_actor_first"
+        unique_together = (("organization_id", "type", "visitor_id"),)

@@ -262,6 +262,17 @@ async def _partition_exists(name: str) -> bool:
         return bool(await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", name))
 
 
+async def _rolled_up_hours(org: uuid.UUID, month: datetime) -> tuple[int, int, int]:
+    """Rows of the insights' pre-aggregates in the month (counts, actor hours, first hours)."""
+    found = []
+    async with connection() as conn:
+        for table, column in (("event_hour_counts", "hour"), ("event_actor_hours", "hour"), ("event_actor_first", "first_hour")):
+            found.append(await conn.fetchval(
+                f"SELECT count(*) FROM {table} WHERE organization_id = $1 AND {column} < $2", org, month + timedelta(days=31)
+            ))  # fmt: skip
+    return found[0], found[1], found[2]
+
+
 async def test_whole_months_are_dropped_only_when_every_org_is_past_them_and_nothing_is_pending(client, tenant, settings):
     month = datetime(2001, 1, 1, tzinfo=UTC)
     org = uuid.UUID(tenant.org_id)
@@ -289,12 +300,14 @@ async def test_whole_months_are_dropped_only_when_every_org_is_past_them_and_not
         report = await privacy.purge_expired_events(datetime.now(UTC))
         assert await _partition_exists("events_2001_01")
         assert {"events_2001_01", "profile_events_2001_01"} <= set(report.kept_partitions)
+        assert await _rolled_up_hours(org, month) == (9, 0, 0)  # total + 8 dimensions; no visitor
 
         async with connection() as conn:
             await conn.execute("UPDATE outbox SET processed_at = now() WHERE organization_id = $1 AND event_id = 'ancient'", org)
         report = await privacy.purge_expired_events(datetime.now(UTC))
         assert {"events_2001_01", "profile_events_2001_01"} <= set(report.dropped_partitions)
         assert not await _partition_exists("events_2001_01")
+        assert await _rolled_up_hours(org, month) == (0, 0, 0), "the insights' pre-aggregates go with the month"
         assert not await _partition_exists("profile_events_2001_01")
         # Months inside the retention window are never touched.
         current = datetime.now(UTC)

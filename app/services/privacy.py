@@ -58,7 +58,7 @@ from app.database import connection, transaction
 from app.errors import BadInput, NotFound
 from app.jobs import Job
 from app.services.enrichment import normalize_ip
-from app.services.insights import persons
+from app.services.insights import persons, rollups
 from app.settings import Settings
 from models.organizations import Organization
 
@@ -400,6 +400,7 @@ async def _drop_whole_months(now: datetime, orgs: list[asyncpg.Record], report: 
                     report.kept_partitions += tables
                     continue
                 await conn.execute(f"DROP TABLE {', '.join(tables)}")
+                await rollups.forget_hours(conn, start, end)
         except asyncpg.LockNotAvailableError:
             report.kept_partitions += tables  # busy: the next run tries again
             continue

@@ -270,10 +270,11 @@ def core(scope: InsightScope, spec: FunnelSpec, span: TimeRange, *, aliases: boo
         columns = [c.replace(PERSON, person) for c in columns]
     # rows of the types read match a step or an exclusion unless a matcher has filters
     filtered = BASE_FILTER and any(m.filters for m in (*spec.steps, *(x.matcher for x in spec.exclusions)))
-    starters = ""
+    bounds = starters = ""
     if PREFILTER and spec.order is not FunnelOrder.UNORDERED and spec.steps[0].event != grammar.ALL_EVENTS:
-        # only persons with a step-0 event in the range can count: their other events are
-        # all that is sorted (a semi-join through the type index)
+        # Only persons with a step-0 event in the range can count, and only their events
+        # from their first such event to the end of their last one's window can take part
+        # in an attempt: nothing else is sorted (a join through the type index).
         person = PERSON if aliases else "e.visitor_id"
         inner = "events e"
         if aliases:
@@ -281,13 +282,17 @@ def core(scope: InsightScope, spec: FunnelSpec, span: TimeRange, *, aliases: boo
         if sql.joins_persons:
             inner += f" LEFT JOIN persons pp ON pp.organization_id = e.organization_id AND pp.id = {person}"
         first = grammar.matcher_condition(sql, spec.steps[0]).replace(PERSON, person)
-        starters = (
-            f" AND {person} IN (SELECT {person} FROM {inner} WHERE e.organization_id = {org}"
+        window_interval = sql.param(timedelta(seconds=spec.window_seconds), "interval")
+        bounds = (
+            f"starters AS (SELECT {person} AS person, min(e.occurred_at) AS lo, max(e.occurred_at) + {window_interval} AS hi"
+            f" FROM {inner} WHERE e.organization_id = {org}"
             f" AND e.visitor_id IS NOT NULL AND e.occurred_at >= {p_start}"
-            f" AND e.occurred_at < {sql.param(span.end, 'timestamptz')} AND {first})"
+            f" AND e.occurred_at < {sql.param(span.end, 'timestamptz')} AND {first} GROUP BY 1), "
         )
+        source += f" JOIN starters st ON st.person = {person}"
+        starters = " AND e.occurred_at >= st.lo AND e.occurred_at <= st.hi"
     base = (
-        f"base AS (SELECT * FROM (SELECT {', '.join(columns)} FROM {source}"
+        f"{bounds}base AS (SELECT * FROM (SELECT {', '.join(columns)} FROM {source}"
         f" WHERE e.organization_id = {org} AND e.visitor_id IS NOT NULL"
         f" AND e.occurred_at >= {p_start} AND e.occurred_at < {p_until}{type_filter}{starters}) s"
         + ("" if strict or not filtered else f" WHERE {any_match}")

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from enum import Enum
 from typing import Any
@@ -252,6 +253,9 @@ class Sql:
     joins_aliases: bool = False
     joins_persons: bool = False
     regexes: list[tuple[str, str]] = field(default_factory=list)  # (pattern, field) PostgreSQL must accept
+    # Read who did what per hour from the pre-aggregates instead of the events, each
+    # visitor's history before this instant folded into their first hour (insights.rollups).
+    actors_since: datetime | None = None
 
     def param(self, value: Any, cast: str) -> str:
         self.params.append(value)
@@ -265,12 +269,25 @@ class Sql:
     def events_from(self) -> str:
         """`events e` with the joins the statement read: identity links when it names a
         person, the person's row when it reads a person property. Call it last."""
-        text = "events e"
+        text = "events e" if self.actors_since is None else self.actors()
         if self.joins_aliases or self.joins_persons:
             text += " LEFT JOIN person_aliases pa ON pa.organization_id = e.organization_id AND pa.alias = e.visitor_id"
         if self.joins_persons:
             text += f" LEFT JOIN persons pp ON pp.organization_id = e.organization_id AND pp.id = {PERSON}"
         return text
+
+    def actors(self) -> str:
+        """An `e` with the columns person-period statements read (organization_id, type,
+        visitor_id, occurred_at): one row per visitor, type and UTC hour from `actors_since`
+        on, and before it one row per visitor and type at their first hour, which is all
+        "new", "first time" and "seen before" ask of older history."""
+        since = self.param(self.actors_since, "timestamptz")
+        return (
+            "(SELECT organization_id, type, visitor_id, first_hour AS occurred_at FROM event_actor_first"
+            f" WHERE first_hour < {since}"
+            " UNION ALL SELECT organization_id, type, visitor_id, hour FROM event_actor_hours"
+            f" WHERE hour >= {since}) e"
+        )
 
 
 def value_text(sql: Sql, source: PropertySource, key: str) -> str:

@@ -29,6 +29,7 @@ from app.services.insights import grammar
 from app.services.insights.activity import PERSON_KNOWN, query_periods, started
 from app.services.insights.grammar import EventMatcher, Sql
 from app.services.insights.query import InsightRunner, InsightScope, Periods, fetch, shift_periods
+from app.services.insights.rollups import on_the_hour, unfiltered
 from app.timebuckets import Grain, RangeSpec, TimeRange, utcnow
 
 
@@ -67,7 +68,7 @@ class Plan:
 
 LIFECYCLE = """
 WITH active AS (
-    SELECT {person} AS person, width_bucket(e.occurred_at, {starts}) AS p
+    SELECT ({person}) COLLATE "C" AS person, width_bucket(e.occurred_at, {starts}) AS p
     FROM {events}
     WHERE e.organization_id = {org} AND {known} AND e.occurred_at < {hi} AND {matcher}
     GROUP BY 1, 2
@@ -90,13 +91,19 @@ GROUP BY p + 1
 STICKINESS = """
 SELECT n, count(*) AS persons FROM (
     SELECT person, count(*) AS n FROM (
-        SELECT {person} AS person, width_bucket(e.occurred_at, {starts}) AS p
+        SELECT ({person}) COLLATE "C" AS person, width_bucket(e.occurred_at, {starts}) AS p
         FROM {events}
         WHERE e.organization_id = {org} AND {known} AND e.occurred_at >= {lo} AND e.occurred_at < {hi} AND {matcher}
         GROUP BY 1, 2
     ) active GROUP BY person
 ) s GROUP BY n
 """
+
+
+def actors_or_events(event: EventMatcher, since: datetime, cuts: list[datetime]) -> Sql:
+    """A statement reading the per-hour actors pre-aggregate when it holds the answer."""
+    exact = unfiltered(event) and on_the_hour([since, *cuts])
+    return Sql(actors_since=since if exact else None)
 
 
 class ActivityRunner(InsightRunner[Plan, object]):
@@ -119,7 +126,7 @@ class LifecycleQuery(ActivityRunner):
             return {}
         cut = plan.periods
         previous = shift_periods(cut.starts[0], cut.grain, -1, timezone=cut.range.timezone)
-        sql = Sql()
+        sql = actors_or_events(self.inputs["event"], previous, [*cut.starts[: plan.observed], cut.ends[plan.observed - 1]])
         matcher = grammar.matcher_condition(sql, self.inputs["event"])  # first: it may add the persons join
         text = LIFECYCLE.format(
             person=sql.person(), events=sql.events_from(), known=PERSON_KNOWN, matcher=matcher,
@@ -153,7 +160,7 @@ class StickinessQuery(ActivityRunner):
         if plan.observed == 0:
             return {}
         cut = plan.periods
-        sql = Sql()
+        sql = actors_or_events(self.inputs["event"], cut.starts[0], [*cut.starts[: plan.observed], cut.ends[plan.observed - 1]])
         matcher = grammar.matcher_condition(sql, self.inputs["event"])  # first: it may add the persons join
         text = STICKINESS.format(
             person=sql.person(), events=sql.events_from(), known=PERSON_KNOWN, matcher=matcher,

@@ -33,6 +33,7 @@ from app.services.insights import grammar
 from app.services.insights.activity import PERSON_KNOWN, query_periods, started
 from app.services.insights.grammar import Breakdown, EventMatcher, Sql
 from app.services.insights.query import InsightRunner, InsightScope, Periods, fetch, shift_periods
+from app.services.insights.rollups import on_the_hour, unfiltered
 from app.timebuckets import Grain, RangeSpec, TimeRange, bucket_starts, utcnow
 
 DEFAULT_PERIODS = 8
@@ -98,7 +99,7 @@ class Plan:
 
 STATEMENT = """
 WITH marks AS (
-    SELECT {person} AS person,
+    SELECT ({person}) COLLATE "C" AS person,
            width_bucket(e.occurred_at, {starts}) AS p,
            bool_or({start}) AS started,
            bool_or({returned} AND e.occurred_at >= {lo}) AS returned{value_column}
@@ -106,6 +107,9 @@ WITH marks AS (
     WHERE e.organization_id = {org} AND {known} AND e.occurred_at < {hi}
       AND ((({start_again}) AND e.occurred_at < {cohorts_end}{recurring_lo})
            OR (({returned_again}) AND e.occurred_at >= {lo}))
+      AND {person} IN (
+          SELECT {person} FROM {starters} WHERE e.organization_id = {org} AND {known}
+          AND e.occurred_at >= {lo} AND e.occurred_at < {cohorts_end} AND {start_in_cohorts})
     GROUP BY 1, 2
 ),
 cohort AS ({cohort}),
@@ -143,12 +147,13 @@ FROM cohort c LEFT JOIN (
 
 def statement(plan: Plan, org: object, start: EventMatcher, back: EventMatcher, kind: CohortKind, mode: Mode,
               periods: int, breakdown: Breakdown | None) -> tuple[Sql, str]:  # fmt: skip
-    sql = Sql()
     n = len(plan.cohorts)
     observed_starts = plan.starts[: plan.observed]
     hi = plan.starts[plan.observed] if plan.observed < len(plan.starts) else shift_periods(
         plan.starts[-1], plan.cohorts.grain, 1, timezone=plan.cohorts.range.timezone
     )
+    exact = breakdown is None and unfiltered(start, back) and on_the_hour([*observed_starts, hi, plan.cohorts.ends[-1]])
+    sql = Sql(actors_since=plan.starts[0] if exact else None)  # who returned when: the actors pre-aggregate holds it
     params = {
         "org": sql.param(org, "uuid"),
         "starts": sql.param(observed_starts, "timestamptz[]"),
@@ -166,8 +171,11 @@ def statement(plan: Plan, org: object, start: EventMatcher, back: EventMatcher, 
         "start": grammar.matcher_condition(sql, start), "returned": grammar.matcher_condition(sql, back),
         "start_again": grammar.matcher_condition(sql, start), "returned_again": grammar.matcher_condition(sql, back),
     }  # fmt: skip
+    # Only persons with a start event in the cohorts' periods can be in a cohort: everyone
+    # else's events are never grouped (a semi-join through the start event's rows).
+    conditions["start_in_cohorts"] = grammar.matcher_condition(sql, start)
     text = STATEMENT.format(
-        person=sql.person(), events=sql.events_from(), known=PERSON_KNOWN, **conditions,
+        person=sql.person(), events=sql.events_from(), starters=sql.events_from(), known=PERSON_KNOWN, **conditions,
         recurring_lo=f" AND e.occurred_at >= {params['lo']}" if kind is CohortKind.RECURRING else "",
         value_column=value_column,
         cohort=(RECURRING_COHORT if kind is CohortKind.RECURRING else FIRST_TIME_COHORT).format(value=value_select, n=n),

@@ -52,6 +52,14 @@ from app.services.insights.query import (
     periods,
     previous_range,
 )
+from app.services.insights.rollups import (
+    counted,
+    counted_folded,
+    counts_breakdown,
+    counts_where,
+    on_the_hour,
+    unfiltered,
+)
 from app.timebuckets import Grain, RangeSpec, TimeRange, bucket_starts, day_start, utcnow
 
 MAX_SERIES = 20
@@ -78,6 +86,8 @@ class Math(str, Enum):
 PERCENTILES = {Math.MEDIAN: 0.5, Math.P90: 0.9, Math.P95: 0.95, Math.P99: 0.99}
 PROPERTY_MATHS = {Math.SUM, Math.AVERAGE, Math.MIN, Math.MAX, *PERCENTILES}
 ROLLING_DAYS = {Math.WEEKLY_ACTIVE: 7, Math.MONTHLY_ACTIVE: 30}
+# Maths that ask only who was active when: the per-hour actors pre-aggregate answers them.
+ACTOR_MATHS = {Math.UNIQUE_PERSONS, Math.WEEKLY_ACTIVE, Math.MONTHLY_ACTIVE}
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,8 +204,11 @@ class Statement:
     joins: str = ""
 
 
-def scan(org: uuid.UUID, series: TrendSeries, breakdown: Breakdown | None, start: datetime, end: datetime) -> Statement:
-    sql = Sql()
+def scan(
+    org: uuid.UUID, series: TrendSeries, breakdown: Breakdown | None, start: datetime, end: datetime, *, actors: bool = False
+) -> Statement:
+    """The series' events over [start, end); `actors`: from the per-hour actors pre-aggregate."""
+    sql = Sql(actors_since=start if actors else None)
     where = (
         f"e.organization_id = {sql.param(org, 'uuid')} AND e.occurred_at >= {sql.param(start, 'timestamptz')}"
         f" AND e.occurred_at < {sql.param(end, 'timestamptz')} AND {matcher_condition(sql, series.matcher)}"
@@ -283,11 +296,17 @@ def folded_in_one_scan(statement: Statement, series: TrendSeries, limit: int, st
     number = numeric(f"(e.properties ->> {sql.param(series.property, 'text')})") if partials else ""
     columns = "".join(f", {p.format(x=number)} AS p{k}" for k, p in enumerate(partials))
     period = f"width_bucket(e.occurred_at, {sql.param(starts, 'timestamptz[]')})"
-    other = sql.param(OTHER, "text")
     grouped = (
         f"SELECT {period} AS i, {statement.breakdown} AS b, count(*) AS n{columns}"
         f" FROM {sql.events_from()}{statement.joins} WHERE {statement.where} GROUP BY 1, 2"
     )
+    return ranked_and_folded(sql, grouped, combine, limit)
+
+
+def ranked_and_folded(sql: Sql, grouped: str, combine: str, limit: int) -> str:
+    """Rows of (i, b, n, partials...) per (period, raw value), ranked by n over the range and
+    combined per shown value, past the top `limit` as OTHER."""
+    other = sql.param(OTHER, "text")
     # Every row of one value has the same total, so dense_rank gives each value one rank
     # (ties by value, null last): one reference to the grouped rows, which stay parallel.
     ranked = (
@@ -378,16 +397,18 @@ class TrendsRunner(InsightRunner[TrendsPlan, TrendsResult]):
         start = span.range.start
         if rolling_days:
             start = day_start(span.range.start, scope.timezone) - timedelta(days=rolling_days + 1)
-        statement = scan(scope.organization_id, series, breakdown, start, span.range.end)
+        days = bucket_starts(TimeRange(start, span.range.end, scope.timezone), Grain.DAY) if rolling_days else []
+        exact_hours = unfiltered(series.matcher) and on_the_hour([start, span.range.end, *span.starts, *days])
+        if exact_hours and series.math is Math.TOTAL and counts_breakdown(breakdown):
+            return await counted_rows(conn, scope, series, breakdown, index, compare, span, top)
+        actors = exact_hours and breakdown is None and series.math in ACTOR_MATHS
+        statement = scan(scope.organization_id, series, breakdown, start, span.range.end, actors=actors)
         await check_regexes(conn, statement.sql.regexes)
         has_other = False
         expr = statement.breakdown
         if top is None and breakdown is not None and breakdown.source is not PropertySource.COHORT and series.math in PARTIALS:
             text = folded_in_one_scan(statement, series, breakdown.limit, span.starts)
-            rows = await conn.fetch(text, *statement.sql.params)
-            ranked = sorted({(r["r"], r["b"]) for r in rows if r["r"] <= breakdown.limit}, key=lambda rb: rb[0])
-            shown = [b for _, b in ranked]
-            return SeriesRows(index, compare, span, rows, shown, any(r["r"] > breakdown.limit for r in rows))
+            return ranked_rows(index, compare, span, await conn.fetch(text, *statement.sql.params), breakdown.limit)
         if breakdown is not None and breakdown.source is not PropertySource.COHORT:
             if top is None:
                 counting = top_values(statement, breakdown.limit)
@@ -395,7 +416,6 @@ class TrendsRunner(InsightRunner[TrendsPlan, TrendsResult]):
                 top, has_other = counted[: breakdown.limit], len(counted) > breakdown.limit
             expr = folded(statement, top)
         if rolling_days:
-            days = bucket_starts(TimeRange(start, span.range.end, scope.timezone), Grain.DAY)
             text = rolling(statement, series, expr, days, rolling_windows(span, days, rolling_days, now))
         else:
             text = bucketed(statement, expr, aggregate(statement.sql, series), span.starts)
@@ -411,6 +431,26 @@ class TrendsRunner(InsightRunner[TrendsPlan, TrendsResult]):
         else:
             result.lines = formula_lines(q.formula or "", plan.formula, lines, len(q.series))
         return result
+
+
+def ranked_rows(index: int, compare: str, span: Periods, rows: list[asyncpg.Record], limit: int) -> SeriesRows:
+    """A ranked-and-folded scan's rows with the breakdown values it showed, in rank order."""
+    ranked = sorted({(r["r"], r["b"]) for r in rows if r["r"] <= limit}, key=lambda rb: rb[0])
+    return SeriesRows(index, compare, span, rows, [b for _, b in ranked], any(r["r"] > limit for r in rows))
+
+
+async def counted_rows(
+    conn: asyncpg.Connection, scope: InsightScope, series: TrendSeries, breakdown: Breakdown | None, index: int,
+    compare: str, span: Periods, top: list[str | None] | None,
+) -> SeriesRows:  # fmt: skip
+    """A TOTAL series from the hourly counts: the same rows the events scan would return."""
+    sql = Sql()
+    where = counts_where(sql, scope.organization_id, series.matcher, breakdown, span.range.start, span.range.end)
+    if breakdown is not None and top is None:
+        text = ranked_and_folded(sql, counted(sql, where, span.starts), PARTIALS[Math.TOTAL][1], breakdown.limit)
+        return ranked_rows(index, compare, span, await conn.fetch(text, *sql.params), breakdown.limit)
+    rows = await conn.fetch(counted_folded(sql, where, span.starts, top), *sql.params)
+    return SeriesRows(index, compare, span, rows, top, any(r["b"] == OTHER for r in rows))
 
 
 def rolling_windows(span: Periods, days: list[datetime], width: int, now: datetime) -> list[tuple[int, int]]:

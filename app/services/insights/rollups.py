@@ -1,0 +1,119 @@
+"""When an insight may read the pre-aggregates instead of the events, and how.
+
+Why they exist: a month of page views at 10M stored events is more than a million rows
+spread over most of the events heap; the same answer per UTC hour is a few thousand rows of
+counts, or one row per person and active hour. Migration 0021 keeps three aggregates equal
+to `events` through triggers on insert and delete, whatever wrote or deleted the events:
+
+- `event_hour_counts`: events per (type, UTC hour), in total and per value of each stored
+  dimension in ROLLED_DIMENSIONS;
+- `event_actor_hours`: which visitor did which type in which UTC hour;
+- `event_actor_first`: each visitor's first hour of each type.
+
+A query reads them only when they hold its exact answer, so an answer never depends on the
+path taken:
+- its matchers name events without property filters (a filter may read anything);
+- every instant it cuts time at (period starts and ends, range bounds) is a whole UTC hour,
+  true of every period of a time zone whose offsets are whole hours, and never of ranges
+  that end "now" or zones such as Asia/Kolkata (those read the events);
+- counts: the TOTAL math, without a breakdown or by one of ROLLED_DIMENSIONS;
+- actors: statements that ask only who did what in which period (unique persons, rolling
+  active persons, retention, lifecycle, stickiness) without a breakdown.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+
+import asyncpg
+
+from app.services.insights.grammar import ALL_EVENTS, OTHER, Breakdown, EventMatcher, PropertySource, Sql
+
+ROLLED_DIMENSIONS = frozenset(
+    {"country", "device_type", "browser", "os", "referrer_domain", "utm_source", "utm_medium", "utm_campaign"}
+)
+
+
+def on_the_hour(instants: Iterable[datetime]) -> bool:
+    """Every instant is a whole UTC hour (aware datetimes)."""
+    return all(i.minute == 0 and i.second == 0 and i.microsecond == 0 and i.utcoffset() is not None
+               and (i.utcoffset().total_seconds() % 3600 == 0) for i in instants)  # fmt: skip
+
+
+def unfiltered(*matchers: EventMatcher) -> bool:
+    return all(not m.filters for m in matchers)
+
+
+def counts_breakdown(breakdown: Breakdown | None) -> bool:
+    """A breakdown the hourly counts hold: none, or a rolled stored dimension."""
+    return breakdown is None or (breakdown.source is PropertySource.DIMENSION and breakdown.key in ROLLED_DIMENSIONS)
+
+
+def counts_where(sql: Sql, organization_id: object, matcher: EventMatcher, breakdown: Breakdown | None,
+                 start: datetime, end: datetime) -> str:  # fmt: skip
+    """The hourly counts of one matcher over [start, end), per the breakdown's dimension."""
+    conditions = [
+        f"c.organization_id = {sql.param(organization_id, 'uuid')}",
+        f"c.dimension = {sql.param('' if breakdown is None else breakdown.key, 'text')}",
+        f"c.hour >= {sql.param(start, 'timestamptz')}",
+        f"c.hour < {sql.param(end, 'timestamptz')}",
+    ]
+    if matcher.event != ALL_EVENTS:
+        conditions.append(f"c.type = {sql.param(matcher.event, 'text')}")
+    return " AND ".join(conditions)
+
+
+def counted(sql: Sql, where: str, starts: list[datetime]) -> str:
+    """Events per (period, raw value): the rows a breakdown ranks and folds."""
+    period = f"width_bucket(c.hour, {sql.param(starts, 'timestamptz[]')})"
+    return (
+        f"SELECT {period} AS i, c.value AS b, sum(c.events) AS n FROM event_hour_counts c WHERE {where} GROUP BY 1, 2"
+    )
+
+
+def counted_folded(sql: Sql, where: str, starts: list[datetime], top: list[str | None] | None) -> str:
+    """Events per (period, shown value) and per shown value over the range: the values
+    past `top` gathered as OTHER (no breakdown: `top` None, one NULL value)."""
+    period = f"width_bucket(c.hour, {sql.param(starts, 'timestamptz[]')})"
+    value = "NULL::text"
+    if top is not None:
+        named = sql.param([v for v in top if v is not None], "text[]")
+        other = sql.param(OTHER, "text")
+        value = (
+            f"(CASE WHEN c.value IS NULL THEN {'NULL' if None in top else other}"
+            f" WHEN c.value = ANY({named}) THEN c.value ELSE {other} END)"
+        )
+    return (
+        f"SELECT i, b, sum(n)::float8 AS v, GROUPING(i) AS whole FROM ("
+        f"SELECT {period} AS i, {value} AS b, c.events AS n FROM event_hour_counts c WHERE {where}) f"
+        f" GROUP BY GROUPING SETS ((i, b), (b))"
+    )
+
+
+FORGET_HOURS = """
+WITH counts AS (DELETE FROM event_hour_counts WHERE hour >= $1 AND hour < $2),
+     actors AS (DELETE FROM event_actor_hours WHERE hour >= $1 AND hour < $2 RETURNING organization_id, type, visitor_id)
+SELECT DISTINCT organization_id, type, visitor_id FROM actors
+"""
+MOVE_FIRST_HOURS = """
+WITH remaining AS (
+    SELECT f.organization_id, f.type, f.visitor_id,
+           (SELECT min(a.hour) FROM event_actor_hours a
+            WHERE a.organization_id = f.organization_id AND a.type = f.type AND a.visitor_id = f.visitor_id) AS first_hour
+    FROM event_actor_first f WHERE f.first_hour >= $1 AND f.first_hour < $2
+), moved AS (
+    UPDATE event_actor_first f SET first_hour = r.first_hour FROM remaining r
+    WHERE f.organization_id = r.organization_id AND f.type = r.type AND f.visitor_id = r.visitor_id
+      AND r.first_hour IS NOT NULL
+)
+DELETE FROM event_actor_first f USING remaining r
+WHERE f.organization_id = r.organization_id AND f.type = r.type AND f.visitor_id = r.visitor_id AND r.first_hour IS NULL
+"""
+
+
+async def forget_hours(conn: asyncpg.Connection, start: datetime, end: datetime) -> None:
+    """The pre-aggregates of [start, end) go with a dropped month of events: dropping a
+    partition fires no delete trigger. In the caller's transaction."""
+    await conn.execute(FORGET_HOURS, start, end)
+    await conn.execute(MOVE_FIRST_HOURS, start, end)
