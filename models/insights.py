@@ -1,5 +1,6 @@
 """Persons, identity links and cohorts (migration 0011), read by every insight; the hourly
-pre-aggregates of events (migration 0021), written by triggers, never through these models."""
+pre-aggregates of events and their queue (migration 0021), written by triggers and the
+worker's fold, never through these models."""
 
 from __future__ import annotations
 
@@ -81,7 +82,7 @@ class CohortMember(Model):
 class EventHourCount(Model):
     """Events per (type, UTC hour), in total (dimension '') and per value of a stored
     dimension (value NULL: the events without one). Real key: (organization_id, id); unique
-    per (organization_id, type, hour, dimension, value), nulls equal."""
+    per (organization_id, type, dimension, hour, value), nulls equal."""
 
     organization_id = fields.UUIDField()
     id = fields.BigIntField(primary_key=True, generated=True)
@@ -93,18 +94,17 @@ class EventHourCount(Model):
 
     class Meta:
         table = "event_hour_counts"
-        unique_together = (("organization_id", "id"), ("organization_id", "type", "hour", "dimension", "value"))
+        unique_together = (("organization_id", "id"), ("organization_id", "type", "dimension", "hour", "value"))
 
 
 class EventActorHour(Model):
-    """A visitor did a type of event in a UTC hour (`events` times). Real key:
-    (organization_id, type, hour, visitor_id); partitioned by type."""
+    """A visitor did a type of event in a UTC hour. Real key: (organization_id, type, hour,
+    visitor_id); partitioned by type."""
 
     organization_id = fields.UUIDField()
     type = fields.TextField()
     hour = fields.DatetimeField(primary_key=True)
     visitor_id = fields.TextField()
-    events = fields.BigIntField()
 
     class Meta:
         table = "event_actor_hours"
@@ -123,3 +123,26 @@ class EventActorFirst(Model):
     class Meta:
         table = "event_actor_first"
         unique_together = (("organization_id", "type", "visitor_id"),)
+
+
+class EventRollupQueue(Model):
+    """A stored event's rolled-up columns, until the worker folds them into the aggregates.
+    Real key: (organization_id, occurred_at, event_id), as in events."""
+
+    organization_id = fields.UUIDField()
+    occurred_at = fields.DatetimeField()
+    event_id = TextKeyField(primary_key=True)
+    type = fields.TextField()
+    visitor_id = fields.TextField(null=True)
+    country = fields.TextField(null=True)
+    device_type = fields.TextField(null=True)
+    browser = fields.TextField(null=True)
+    os = fields.TextField(null=True)
+    referrer_domain = fields.TextField(null=True)
+    utm_source = fields.TextField(null=True)
+    utm_medium = fields.TextField(null=True)
+    utm_campaign = fields.TextField(null=True)
+
+    class Meta:
+        table = "event_rollup_queue"
+        unique_together = (("organization_id", "occurred_at", "event_id"),)

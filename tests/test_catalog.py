@@ -17,7 +17,7 @@ ORDER BY c.relname
 """
 UNIQUE_INDEXES = """
 SELECT i.relname AS name, ix.indisprimary AS is_primary,
-       ARRAY(SELECT a.attname FROM unnest(ix.indkey) AS k(n) JOIN pg_attribute a ON a.attrelid = ix.indrelid AND a.attnum = k.n) AS columns
+       ARRAY(SELECT a.attname FROM unnest(ix.indkey) WITH ORDINALITY AS k(n, i) JOIN pg_attribute a ON a.attrelid = ix.indrelid AND a.attnum = k.n WHERE k.i <= ix.indnkeyatts) AS columns
 FROM pg_index ix JOIN pg_class i ON i.oid = ix.indexrelid
 WHERE ix.indrelid = $1 AND ix.indisunique
 """

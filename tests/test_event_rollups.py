@@ -1,9 +1,11 @@
 """The insights' pre-aggregates stay equal to the events they summarise, whatever writes or
 deletes events: ingestion (duplicates and late events included), data-subject deletion and
-retention purges. Each check recounts the stored events in plain Python."""
+retention purges, before the worker folds the queue into them (what readers read: the
+`*_live` views) and after. Each check recounts the stored events in plain Python."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections import Counter
 from datetime import UTC, datetime, timedelta
@@ -11,6 +13,7 @@ from typing import Any
 
 from app.database import connection
 from app.services import privacy
+from app.services.insights import rollups
 from tests.support.graphql import gql
 from tests.test_privacy import DELETE, ago, event, set_retention, track
 
@@ -22,10 +25,10 @@ def hour_of(at: datetime) -> datetime:
     return at.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
 
 
-def recount(events: list[dict[str, Any]]) -> tuple[Counter, Counter, dict]:
+def recount(events: list[dict[str, Any]]) -> tuple[Counter, set, dict]:
     """The three pre-aggregates, from the raw rows."""
     counts: Counter = Counter()
-    actors: Counter = Counter()
+    actors: set[tuple[str, datetime, str]] = set()
     first: dict[tuple[str, str], datetime] = {}
     for e in events:
         hour = hour_of(e["occurred_at"])
@@ -33,22 +36,30 @@ def recount(events: list[dict[str, Any]]) -> tuple[Counter, Counter, dict]:
         for dimension in DIMENSIONS:
             counts[(e["type"], hour, dimension, e[dimension])] += 1
         if e["visitor_id"] is not None:
-            actors[(e["type"], hour, e["visitor_id"])] += 1
+            actors.add((e["type"], hour, e["visitor_id"]))
             key = (e["type"], e["visitor_id"])
             first[key] = min(first.get(key, hour), hour)
     return counts, actors, first
 
 
-async def stored(org: uuid.UUID) -> tuple[Counter, Counter, dict]:
+async def stored(org: uuid.UUID, *, live: bool = True) -> tuple[Counter, set, dict]:
+    """What readers see (`live`: the aggregates and the queue) or the aggregates alone."""
+    suffix = "_live" if live else ""
     async with connection() as conn:
         counts = await conn.fetch(
-            "SELECT type, hour, dimension, value, events FROM event_hour_counts WHERE organization_id = $1", org
+            f"SELECT type, hour, dimension, value, events FROM event_hour_counts{suffix} WHERE organization_id = $1", org
         )
-        actors = await conn.fetch("SELECT type, hour, visitor_id, events FROM event_actor_hours WHERE organization_id = $1", org)
-        first = await conn.fetch("SELECT type, visitor_id, first_hour FROM event_actor_first WHERE organization_id = $1", org)
+        actors = await conn.fetch(f"SELECT type, hour, visitor_id FROM event_actor_hours{suffix} WHERE organization_id = $1", org)
+        first = await conn.fetch(
+            f"SELECT type, visitor_id, min(first_hour) AS first_hour FROM event_actor_first{suffix}"
+            " WHERE organization_id = $1 GROUP BY 1, 2", org
+        )  # fmt: skip
+    summed: Counter = Counter()
+    for r in counts:
+        summed[(r["type"], r["hour"], r["dimension"], r["value"])] += r["events"]
     return (
-        Counter({(r["type"], r["hour"], r["dimension"], r["value"]): r["events"] for r in counts}),
-        Counter({(r["type"], r["hour"], r["visitor_id"]): r["events"] for r in actors}),
+        Counter({key: n for key, n in summed.items() if n != 0}),
+        {(r["type"], r["hour"], r["visitor_id"]) for r in actors},
         {(r["type"], r["visitor_id"]): r["first_hour"] for r in first},
     )
 
@@ -59,12 +70,15 @@ async def raw_events(org: uuid.UUID) -> list[dict[str, Any]]:
 
 
 async def assert_equal_to_a_recount(org: uuid.UUID) -> list[dict[str, Any]]:
+    """What readers see equals a recount, before the fold and after it; then the queue is empty."""
     events = await raw_events(org)
-    expected_counts, expected_actors, expected_first = recount(events)
-    counts, actors, first = await stored(org)
-    assert counts == expected_counts
-    assert actors == expected_actors
-    assert first == expected_first
+    expected = recount(events)
+    assert await stored(org) == expected
+    async with connection() as conn:
+        await rollups.fold(conn, batch=7)  # several batches
+        assert await conn.fetchval("SELECT count(*) FROM event_rollup_queue WHERE organization_id = $1", org) == 0
+    assert await stored(org, live=False) == expected
+    assert await stored(org) == expected
     return events
 
 
@@ -131,3 +145,24 @@ async def test_pre_aggregates_equal_a_recount_through_ingest_duplicates_late_eve
     assert first[("page.viewed", "a:device-c")] == hour_of(now - timedelta(days=3, minutes=30))
     counts, _, _ = await stored(org)
     assert sum(n for (t, _, d, _), n in counts.items() if d == "") == len(events)
+
+
+async def test_a_running_worker_folds_what_ingestion_queued(client, tenant, worker):
+    org = uuid.UUID(tenant.org_id)
+    await track(client, tenant, *visit(datetime.now(UTC) - timedelta(hours=1), userId="cy"))
+    async with connection() as conn:
+        assert await conn.fetchval("SELECT count(*) FROM event_rollup_queue WHERE organization_id = $1", org) == 4
+    running = asyncio.create_task(worker.run())
+    try:
+        for _ in range(100):
+            async with connection() as conn:
+                if not await conn.fetchval("SELECT count(*) FROM event_rollup_queue WHERE organization_id = $1", org):
+                    break
+            await asyncio.sleep(0.05)
+    finally:
+        await worker.stop()
+        await running
+    counts, actors, first = await stored(org, live=False)
+    assert counts[("page.viewed", hour_of(datetime.now(UTC) - timedelta(hours=1)), "", None)] >= 2
+    assert ("search", "u:cy") in first
+    assert await stored(org) == recount(await raw_events(org))

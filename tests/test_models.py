@@ -60,8 +60,8 @@ ORDER BY c.table_name, c.ordinal_position
 # fraud_alerts_active) have no Tortoise equivalent and are named in their model's docstring.
 UNIQUE_KEYS = """
 SELECT t.relname AS table_name, ix.indisprimary AS is_primary,
-       ARRAY(SELECT a.attname FROM unnest(ix.indkey) AS k(n)
-             JOIN pg_attribute a ON a.attrelid = ix.indrelid AND a.attnum = k.n) AS columns
+       ARRAY(SELECT a.attname FROM unnest(ix.indkey) WITH ORDINALITY AS k(n, i)
+             JOIN pg_attribute a ON a.attrelid = ix.indrelid AND a.attnum = k.n WHERE k.i <= ix.indnkeyatts) AS columns
 FROM pg_index ix JOIN pg_class t ON t.oid = ix.indrelid JOIN pg_namespace n ON n.oid = t.relnamespace
 WHERE n.nspname = $1 AND ix.indisunique AND ix.indpred IS NULL AND ix.indexprs IS NULL AND NOT t.relispartition
 """

@@ -263,10 +263,12 @@ async def _partition_exists(name: str) -> bool:
 
 
 async def _rolled_up_hours(org: uuid.UUID, month: datetime) -> tuple[int, int, int]:
-    """Rows of the insights' pre-aggregates in the month (counts, actor hours, first hours)."""
+    """Rows of the insights' pre-aggregates in the month, folded or queued (counts, actor
+    hours, first hours)."""
     found = []
     async with connection() as conn:
-        for table, column in (("event_hour_counts", "hour"), ("event_actor_hours", "hour"), ("event_actor_first", "first_hour")):
+        for table, column in (("event_hour_counts_live", "hour"), ("event_actor_hours_live", "hour"),
+                              ("event_actor_first_live", "first_hour")):  # fmt: skip
             found.append(await conn.fetchval(
                 f"SELECT count(*) FROM {table} WHERE organization_id = $1 AND {column} < $2", org, month + timedelta(days=31)
             ))  # fmt: skip

@@ -22,6 +22,9 @@ The worker wakes on `NOTIFY pulsegraph_outbox` (sent by ingestion after commit) 
 dedicated connection that is re-opened when it drops, and polls every
 `settings.worker_poll_seconds` in case a notification was missed.
 
+After each wake-up it also folds the events stored since into the insights' hourly
+aggregates (`rollups.fold`; one process at a time).
+
 Run it with `pulsegraph worker` or `python -m workers.outbox`.
 """
 
@@ -40,12 +43,13 @@ from tortoise import connections
 
 from app import logs, partitions
 from app.consumers import Batch, Consumer
-from app.database import close_database, init_database, transaction
+from app.database import close_database, connection, init_database, transaction
 from app.geoip_reload import geoip_reloading
 from app.live_messages import LiveMessage, publishable
 from app.result_cache import result_cache
 from app.services.claimed_events import EVENT_OF_KEY
 from app.services.gov_detection import GovDetector, get_detector
+from app.services.insights import rollups
 from app.settings import Settings
 from app.vocabulary import OUTBOX_CHANNEL
 from workers.consumers import consumers
@@ -125,6 +129,7 @@ class OutboxWorker:
                 self._wake.clear()  # before draining: a NOTIFY during the drain wakes us again
                 try:
                     await self.drain()
+                    await self.fold_rollups()
                     failures = 0
                 except Exception:  # the database is down, or a bug: log, back off, retry
                     failures += 1
@@ -174,6 +179,13 @@ class OutboxWorker:
             total += processed
             if processed == 0 or (self._running and self._stopping.is_set()):
                 return total
+
+    async def fold_rollups(self) -> int:
+        """Fold the events stored since the last round into the insights' hourly aggregates
+        (app.services.insights.rollups): on every wake-up and poll, so the queue readers add
+        to the aggregates stays a few seconds of events long."""
+        async with connection() as conn:
+            return await rollups.fold(conn)
 
     async def process_batch(self) -> int:
         """Claim up to `batch_size` pending rows, apply, mark, commit, then publish."""

@@ -283,9 +283,9 @@ class Sql:
         "new", "first time" and "seen before" ask of older history."""
         since = self.param(self.actors_since, "timestamptz")
         return (
-            "(SELECT organization_id, type, visitor_id, first_hour AS occurred_at FROM event_actor_first"
+            "(SELECT organization_id, type, visitor_id, first_hour AS occurred_at FROM event_actor_first_live"
             f" WHERE first_hour < {since}"
-            " UNION ALL SELECT organization_id, type, visitor_id, hour FROM event_actor_hours"
+            " UNION ALL SELECT organization_id, type, visitor_id, hour FROM event_actor_hours_live"
             f" WHERE hour >= {since}) e"
         )
 
