@@ -121,6 +121,10 @@ class Access(Enum):
         "signed-in people (their own; organization admins their organization's, platform admins any)",
     )
     MEMBERS = (frozenset({"provider", "viewer", "org_admin"}), "signed-in members of the organization (their own)")
+    COST_KEEPERS = (
+        frozenset({"provider", "org_admin", "admin"}),
+        "providers (their own profile's costs), organization admins (their organization), platform admins",
+    )
     ORG_ADMINS = (frozenset({"org_admin", "admin"}), "organization admins (their organization), platform admins")
     PLATFORM_ADMINS = (frozenset({"admin"}), "platform admins")
 

@@ -136,12 +136,15 @@ class Query:
 class Mutation:
     """The costs domain's writes, merged into the root by schema.root."""
 
-    create_cost: Cost = guarded(Access.ORG_ADMINS, create_cost, "Record a cost entry (organization admins; audited).")
+    create_cost: Cost = guarded(
+        Access.COST_KEEPERS, create_cost,
+        "Record a cost entry (audited). A provider records their own profile's costs only.",
+    )
     update_cost: Cost = guarded(
-        Access.ORG_ADMINS, update_cost,
-        "Change a cost entry (audited with before and after).",
+        Access.COST_KEEPERS, update_cost,
+        "Change a cost entry (audited with before and after); a provider, their own profile's.",
     )
     delete_cost: strawberry.ID = guarded(
-        Access.ORG_ADMINS, delete_cost,
-        "Delete a cost entry; the audit trail keeps it. Returns its id.",
+        Access.COST_KEEPERS, delete_cost,
+        "Delete a cost entry; the audit trail keeps it. Returns its id. A provider, their own profile's.",
     )

@@ -775,3 +775,45 @@ async def test_live_money_is_refused_to_those_who_may_not_read_it(memory_stack):
         assert frame_codes((await provider.frame("own-organization")).message) == ["FORBIDDEN"]
         assert frame_codes((await stranger.frame("gifts")).message) == ["NOT_FOUND"]
         assert frame_codes((await stranger.frame("counters")).message) == ["NOT_FOUND"]
+
+
+async def test_a_provider_keeps_their_own_profiles_costs_and_sees_them_in_its_pnl(client, tenant, other_tenant):
+    from app.services import organizations as orgs
+
+    provider, pid = tenant.provider_token, tenant.profile_id
+    neighbour = str((await orgs.create_profile(organization=tenant.organization, name="Next Door")).id)
+    day = datetime.now(UTC).date().isoformat()
+    created = await gql_data(client, CREATE_COST, {"c": "MARKETING", "a": 1200, "cur": "EUR", "d": day, "p": pid}, provider)
+    cost_id = created["createCost"]["id"]
+
+    # Not another profile's, not the organization's, not another organization's.
+    for variables, code in (({"p": neighbour}, "NOT_FOUND"), ({"p": None}, "BAD_USER_INPUT"),
+                            ({"p": other_tenant.profile_id}, "NOT_FOUND"), ({"p": pid, "org": other_tenant.org_id}, "NOT_FOUND")):  # fmt: skip
+        refused = await gql(client, CREATE_COST, {"c": "TOOLS", "a": 5, "cur": "EUR", "d": day, **variables}, token=provider)
+        assert error_codes(refused) == [code], (variables, refused)
+    admins = await gql_data(client, CREATE_COST, {"c": "TOOLS", "a": 300, "cur": "EUR", "d": day}, tenant.org_admin_token)
+    theirs = await gql_data(client, CREATE_COST, {"c": "TOOLS", "a": 400, "cur": "EUR", "d": day, "p": neighbour}, tenant.org_admin_token)
+    for foreign in (admins["createCost"]["id"], theirs["createCost"]["id"]):
+        changed = await gql(client, "mutation($id: ID!) { updateCost(id: $id, amountMinor: 1) { id } }", {"id": foreign}, token=provider)
+        assert error_codes(changed) == ["NOT_FOUND"]
+        deleted = await gql(client, "mutation($id: ID!) { deleteCost(id: $id) }", {"id": foreign}, token=provider)
+        assert error_codes(deleted) == ["NOT_FOUND"]
+    moved = await gql(client, "mutation($id: ID!, $p: ID) { updateCost(id: $id, profileId: $p) { id } }",
+                      {"id": cost_id, "p": neighbour}, token=provider)  # fmt: skip
+    assert error_codes(moved) == ["NOT_FOUND"]
+
+    await gql_data(client, "mutation($id: ID!) { updateCost(id: $id, amountMinor: 1500) { id } }", {"id": cost_id}, provider)
+    window = {"from": (datetime.now(UTC) - timedelta(days=2)).isoformat(), "to": (datetime.now(UTC) + timedelta(days=2)).isoformat()}
+    summary = (await gql_data(client, COST_SUMMARY, {"p": pid, "r": window}, provider))["costSummary"]
+    assert summary["total"] == [{"amountMinor": 1500, "currency": "EUR"}] and summary["entries"] == 1
+    pnl = (await gql_data(client, PNL, {"p": pid, "r": window, "g": "MONTH"}, provider))["pnl"]
+    (totals,) = pnl["totals"]
+    assert (totals["currency"], totals["costs"]) == ("EUR", 1500)
+    assert {c["category"]: c["amountMinor"] for c in totals["costsByCategory"] if c["amountMinor"]} == {"MARKETING": 1500}
+
+    await gql_data(client, "mutation($id: ID!) { deleteCost(id: $id) }", {"id": cost_id}, provider)
+    audit = (await gql_data(client, "query($id: ID) { costAudit(costId: $id) { action actor actorRole before after } }",
+                            {"id": cost_id}, tenant.org_admin_token))["costAudit"]  # fmt: skip
+    assert [a["action"] for a in audit] == ["created", "updated", "deleted"]
+    assert {a["actorRole"] for a in audit} == {"provider"}
+    assert audit[1]["before"]["amountMinor"] == 1200 and audit[1]["after"]["amountMinor"] == 1500

@@ -1,5 +1,6 @@
 """Costs: entries organization admins create, change and delete (every change audited), and
-what they add up to.
+what they add up to. A provider keeps the costs of their own profile the same way (for its
+P&L); the organization's other costs, and those of other profiles, stay with its admins.
 
 A cost has a category (marketing | subscriptions | tools | platform_fees | other), a
 positive amount in integer minor units with its ISO 4217 currency, the local date it was
@@ -21,9 +22,9 @@ from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.expressions import RawSQL
 from tortoise.transactions import in_transaction
 
-from app.auth import Viewer, administered_by, administered_organization
+from app.auth import Role, Viewer, administered_by, administered_organization
 from app.database import connection
-from app.errors import BadInput, NotFound
+from app.errors import BadInput, Forbidden, NotFound
 from app.services.revenue.contract import BIGINT_MAX
 from app.services.revenue.money import CURRENCY_RE, MONEY_REFUSAL, MoneyReport, Scope
 from app.timebuckets import RangeSpec, TimeRange, local_date, local_midnight
@@ -144,14 +145,17 @@ async def create_cost(
     description: str = "",
 ) -> Cost:
     """Record a cost; the creation is audited with the entry as created."""
-    org = await administered_organization(viewer, organization_id, refusal=MONEY_REFUSAL)
     actor, role = viewer.actor
     fields = {
         "category": _category(category), "amount_minor": _amount(amount_minor), "currency": _currency(currency),
         "incurred_on": _date(incurred_on), "description": _description(description),
     }  # fmt: skip
     async with in_transaction() as db:
-        pid = await _profile(db, org, profile_id)
+        if viewer.role is Role.PROVIDER:
+            org, pid = _providers_own(viewer, organization_id), _providers_profile(viewer, profile_id)
+        else:
+            org = await administered_organization(viewer, organization_id, refusal=MONEY_REFUSAL)
+            pid = await _profile(db, org, profile_id)
         stored = await CostRow.create(
             using_db=db, organization_id=org, id=uuid.uuid4(), profile_id=pid, created_by=actor, updated_by=actor, **fields
         )
@@ -160,14 +164,38 @@ async def create_cost(
     return cost
 
 
+def _providers_own(viewer: Viewer, organization_id: Any) -> uuid.UUID:
+    """A provider's organization; naming another one finds nothing."""
+    own = viewer.organization_id
+    if own is None or viewer.profile_id is None:
+        raise Forbidden("a provider token without a profile keeps no costs")
+    if organization_id is not None and str(organization_id) != str(own):
+        raise NotFound("organization not found", field="organizationId")
+    return own
+
+
+def _providers_profile(viewer: Viewer, profile_id: Any) -> uuid.UUID:
+    """A provider's cost belongs to their profile: another profile is not found, and an
+    organization-wide cost is not theirs to keep."""
+    if profile_id is None:
+        raise BadInput("a provider's costs belong to their profile: name it, or leave profileId out", field="profileId")
+    if str(profile_id) != str(viewer.profile_id):
+        raise NotFound("profile not found", field="profileId")
+    return viewer.profile_id  # type: ignore[return-value]
+
+
 async def _visible_cost(db: BaseDBAsyncClient, viewer: Viewer, cost_id: Any) -> CostRow:
-    """The entry, locked for the change, if the viewer administers its organization."""
-    own = administered_by(viewer, refusal=MONEY_REFUSAL)
+    """The entry, locked for the change, if the viewer administers its organization or, for a
+    provider, if it is their profile's."""
     try:
         cid = uuid.UUID(str(cost_id))
     except ValueError:
         raise NotFound("cost not found", field="id") from None
-    query = CostRow.filter(id=cid) if own is None else CostRow.filter(organization_id=own, id=cid)
+    if viewer.role is Role.PROVIDER:
+        query = CostRow.filter(organization_id=_providers_own(viewer, None), profile_id=viewer.profile_id, id=cid)
+    else:
+        own = administered_by(viewer, refusal=MONEY_REFUSAL)
+        query = CostRow.filter(id=cid) if own is None else CostRow.filter(organization_id=own, id=cid)
     found = await query.select_for_update().using_db(db).first()
     if found is None:
         raise NotFound("cost not found", field="id")
@@ -193,8 +221,14 @@ async def update_cost(
     async with in_transaction() as db:
         stored = await _visible_cost(db, viewer, cost_id)
         old = _cost(stored)
+        if profile_id is _UNSET:
+            pid = old.profile_id
+        elif viewer.role is Role.PROVIDER:
+            pid = _providers_profile(viewer, profile_id)
+        else:
+            pid = await _profile(db, old.organization_id, profile_id)
         changes = {
-            "profile_id": old.profile_id if profile_id is _UNSET else await _profile(db, old.organization_id, profile_id),
+            "profile_id": pid,
             "category": _category(category) if category is not None else old.category,
             "amount_minor": _amount(amount_minor) if amount_minor is not None else old.amount_minor,
             "currency": _currency(currency) if currency is not None else old.currency,
