@@ -80,7 +80,10 @@ async def _common(info: Info, query: FunnelQueryInput) -> dict[str, Any]:
 
 
 async def funnel(info: Info, query: QueryArg) -> Funnel:
-    found = await service.funnel(**await _common(info, query))
+    return to_funnel(await service.funnel(**await _common(info, query)))
+
+
+def to_funnel(found: service.FunnelResult) -> Funnel:
     return Funnel(
         range=to_resolved_range(found.range),
         steps=[to_step(s) for s in found.steps],

@@ -11,6 +11,7 @@ from strawberry.types import Info
 from app.auth import Access
 from app.live_messages import GiftPurchasedMessage, RevenueCountersMessage
 from app.services import revenue as service
+from app.services.revenue import gift_insights
 from app.timebuckets import Grain
 from resolvers.common import (
     RangeArg,
@@ -22,15 +23,19 @@ from resolvers.common import (
     to_resolved_range,
     viewer_of,
 )
+from resolvers.funnels import to_funnel
 from schema.common import Granularity, Money
+from schema.funnels import Funnel
 from schema.revenue import (
     ConvertedTotal,
+    DonorGroup,
     DuoPartner,
     DuoStats,
     ExchangeRate,
     ExchangeRateInput,
     GiftCategory,
     GiftDonor,
+    GiftDonors,
     GiftPurchase,
     GiftPurchased,
     GiftSummary,
@@ -150,6 +155,40 @@ async def gift_categories(
         )  # fmt: skip
         for c in found
     ]
+
+
+def _donor_groups(groups: list[gift_insights.DonorGroup]) -> list[DonorGroup]:
+    return [DonorGroup(value=g.value, donors=g.donors, new_donors=g.new_donors, gifts=g.gifts) for g in groups]
+
+
+async def gift_donors(
+    info: Info, range_: RangeArg, profile_id: ProfileArg = None, organization_id: OrganizationArg = None
+) -> GiftDonors:
+    found = await gift_insights.gift_donors(
+        viewer=viewer_of(info), profile_id=profile_id, organization_id=organization_id, time_range=to_range_spec(range_)
+    )
+    return GiftDonors(
+        range=to_resolved_range(found.range), donors=found.donors, new_donors=found.new_donors,
+        returning_donors=found.returning_donors, by_country=_donor_groups(found.by_country),
+        by_device=_donor_groups(found.by_device),
+    )  # fmt: skip
+
+
+async def gift_funnel(
+    info: Info,
+    range_: RangeArg,
+    profile_id: ProfileArg = None,
+    organization_id: OrganizationArg = None,
+    conversion_window_seconds: Annotated[
+        int | None,
+        strawberry.argument(description="Seconds from the view within which the gift counts (default 7 days, at most 365)."),
+    ] = None,
+) -> Funnel:
+    found = await gift_insights.gift_funnel(
+        viewer=viewer_of(info), profile_id=profile_id, organization_id=organization_id,
+        time_range=to_range_spec(range_), window_seconds=conversion_window_seconds,
+    )  # fmt: skip
+    return to_funnel(found)
 
 
 def _purchase(row: Mapping[str, Any]) -> GiftPurchase:
@@ -304,6 +343,15 @@ class Query:
     gift_categories: list[GiftCategory] = guarded(
         Access.READERS, gift_categories,
         "Gift revenue by category (most gifts first), with the previous equal period as its trend.",
+    )
+    gift_donors: GiftDonors = guarded(
+        Access.READERS, gift_donors,
+        "Where a range's gift donors come from (country, device) and how many are new or returning.",
+    )
+    gift_funnel: Funnel = guarded(
+        Access.READERS, gift_funnel,
+        "Profile views that led to a gift purchase within a window: the insights funnel view -> gift (of the profile,"
+        " or of any profile of the organization).",
     )
     top_gift_donors: list[GiftDonor] = guarded(
         Access.READERS, top_gift_donors,

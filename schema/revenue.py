@@ -84,6 +84,24 @@ class GiftSummary:
     donors: int = strawberry.field(description="Distinct donors (userId, else the visitor).")
 
 
+@strawberry.type(description="Donors sharing one country or one device type (of their first gift of the range).")
+class DonorGroup:
+    value: str | None = strawberry.field(description="The country (ISO code) or device type; null when unknown.")
+    donors: int = strawberry.field(description="Donors in the group.")
+    new_donors: int = strawberry.field(description="Of them, donors with no gift in the scope before the range.")
+    gifts: int = strawberry.field(description="Gifts they bought in the range (refunded ones included).")
+
+
+@strawberry.type(description="Where a range's donors come from, and how many are new.")
+class GiftDonors:
+    range: ResolvedRange = strawberry.field(description="The range covered.")
+    donors: int = strawberry.field(description="Distinct donors who bought a gift in the range.")
+    new_donors: int = strawberry.field(description="Donors whose first gift in the scope (profile or organization) is in the range.")
+    returning_donors: int = strawberry.field(description="Donors who had bought a gift in the scope before the range.")
+    by_country: list[DonorGroup] = strawberry.field(description="Donors per country, most donors first.")
+    by_device: list[DonorGroup] = strawberry.field(description="Donors per device type, most donors first.")
+
+
 @strawberry.type(description="Gift revenue of one category (properties.category; 'other' without one).")
 class GiftCategory:
     category: str = strawberry.field(description="The category.")

@@ -80,6 +80,7 @@ DIMENSIONS: dict[str, str] = {
         "(SELECT s.landing_page FROM sessions s WHERE s.organization_id = e.organization_id AND s.id = e.session_id)"
     ),
     "url": "e.url",
+    "profile_id": "e.profile_id::text",
     "country": "e.country::text",
     "region": "e.region",
     "city": "e.city",
