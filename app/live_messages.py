@@ -223,6 +223,9 @@ class EngagementSnapshotMessage(LiveMessage):
     inquiries: int
     conversion_rate: float
     updated_at: datetime
+    favorites: int = 0  # net of unfavorites
+    shares: int = 0
+    clicks: int = 0
 
     @classmethod
     def channel_of(cls, profile_id: str) -> str:
@@ -240,6 +243,9 @@ class EngagementSnapshotMessage(LiveMessage):
             "uniqueVisitors": self.unique_visitors,
             "inquiries": self.inquiries,
             "conversionRate": self.conversion_rate,
+            "favorites": self.favorites,
+            "shares": self.shares,
+            "clicks": self.clicks,
             "updatedAt": self.updated_at.astimezone(UTC).isoformat(),
         }
 
@@ -253,6 +259,9 @@ class EngagementSnapshotMessage(LiveMessage):
             inquiries=int(payload["inquiries"]),
             conversion_rate=float(payload["conversionRate"]),
             updated_at=_time(payload["updatedAt"]),
+            favorites=int(payload.get("favorites", 0)),
+            shares=int(payload.get("shares", 0)),
+            clicks=int(payload.get("clicks", 0)),
         )
 
 

@@ -10,6 +10,13 @@ BOOKING_COMPLETED = "booking.completed"
 SUBSCRIPTION_CHARGED = "subscription.charged"
 # Sent by a page-leave beacon with engagementMs: adds time on profile, not a view.
 PROFILE_ENGAGED = "profile.engaged"
+# Engagement with a profile beyond views: favorites (counted net of unfavorites), shares, and
+# clicks on one of its links (properties.target names it: website, phone, email, booking...).
+PROFILE_FAVORITED = "profile.favorited"
+PROFILE_UNFAVORITED = "profile.unfavorited"
+PROFILE_SHARED = "profile.shared"
+PROFILE_CLICKED = "profile.clicked"
+CLICK_TARGET_MAX_CHARS = 64
 # Commerce and account events (no profileId needed); the fraud rules read them.
 ORDER_PAID = "order.paid"
 ORDER_REFUNDED = "order.refunded"
@@ -36,9 +43,10 @@ MARKETPLACE_SEARCHED = "marketplace.searched"
 MARKETPLACE_VIEWED = "marketplace.viewed"
 MARKETPLACE_CONVERTED = "marketplace.converted"
 
+PROFILE_ENGAGEMENT_TYPES = frozenset({PROFILE_FAVORITED, PROFILE_UNFAVORITED, PROFILE_SHARED, PROFILE_CLICKED})
 PROFILE_DOMAIN_EVENT_TYPES = frozenset(
     {PROFILE_VIEWED, PROFILE_INQUIRY, GIFT_PURCHASED, BOOKING_COMPLETED, SUBSCRIPTION_CHARGED}
-)
+) | PROFILE_ENGAGEMENT_TYPES
 MARKETPLACE_EVENT_TYPES = frozenset({SERVICE_EXECUTED, MARKETPLACE_SEARCHED, MARKETPLACE_VIEWED, MARKETPLACE_CONVERTED})
 FRAUD_EVENT_TYPES = frozenset({ORDER_PAID, ORDER_REFUNDED, PAYMENT_FAILED, ACCOUNT_CREATED, TICKET_SCANNED})
 LEDGER_EVENT_TYPES = frozenset(
@@ -70,6 +78,10 @@ PROFILE_EVENT_KIND = {
     BOOKING_COMPLETED: "booking",
     SUBSCRIPTION_CHARGED: "subscription",
     PROFILE_ENGAGED: "engagement",
+    PROFILE_FAVORITED: "favorite",
+    PROFILE_UNFAVORITED: "unfavorite",
+    PROFILE_SHARED: "share",
+    PROFILE_CLICKED: "click",
 }
 
 

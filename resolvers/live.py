@@ -32,6 +32,9 @@ def engagement_snapshot_of(snapshot: EngagementSnapshotMessage) -> EngagementSna
         unique_visitors=snapshot.unique_visitors,
         inquiries=snapshot.inquiries,
         conversion_rate=snapshot.conversion_rate,
+        favorites=snapshot.favorites,
+        shares=snapshot.shares,
+        clicks=snapshot.clicks,
         updated_at=snapshot.updated_at,
     )
 

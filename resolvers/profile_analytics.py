@@ -48,6 +48,9 @@ async def profile_overview(info: Info, profile_id: ProfileIdArg, range_: RangeAr
         conversions=result.conversions,
         conversion_rate=result.conversion_rate,
         avg_time_on_profile_seconds=result.avg_time_on_profile_seconds,
+        favorites=result.favorites,
+        shares=result.shares,
+        clicks=result.clicks,
         revenue=[Money(amount_minor=amount, currency=currency) for currency, amount in result.revenue],
         top_referrers=[ReferrerCount(referrer=referrer, views=views) for referrer, views in result.top_referrers],
     )
@@ -77,6 +80,9 @@ async def profile_timeseries(
         inquiries=result.inquiries,
         conversions=result.conversions,
         engagement_seconds=result.engagement_seconds,
+        favorites=result.favorites,
+        shares=result.shares,
+        clicks=result.clicks,
     )
 
 

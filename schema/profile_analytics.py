@@ -26,6 +26,9 @@ class ProfileOverview:
     conversions: int = strawberry.field(description="Completed bookings (booking.completed events).")
     conversion_rate: float = strawberry.field(description="Share of unique visitors who sent an inquiry (0..1).")
     avg_time_on_profile_seconds: float = strawberry.field(description="Engagement time reported by page-leave beacons, divided by views.")
+    favorites: int = strawberry.field(description="Favorites (profile.favorited) net of unfavorites (profile.unfavorited); may be negative.")
+    shares: int = strawberry.field(description="Shares (profile.shared events).")
+    clicks: int = strawberry.field(description="Clicks on the profile's links (profile.clicked events).")
     revenue: list[Money] = strawberry.field(description="Revenue attributed to the profile, one entry per currency.")
     top_referrers: list[ReferrerCount] = strawberry.field(description="Top 10 referring sites by views.")
 
@@ -41,6 +44,9 @@ class ProfileTimeseries:
     inquiries: list[int] = strawberry.field(description="Inquiries per bucket.")
     conversions: list[int] = strawberry.field(description="Completed bookings per bucket.")
     engagement_seconds: list[float] = strawberry.field(description="Total engagement time per bucket, in seconds.")
+    favorites: list[int] = strawberry.field(description="Favorites net of unfavorites per bucket.")
+    shares: list[int] = strawberry.field(description="Shares per bucket.")
+    clicks: list[int] = strawberry.field(description="Link clicks per bucket.")
 
 
 @strawberry.type(description="One view of a profile, as its provider sees it.")

@@ -29,7 +29,9 @@ from tests.support.graphql import error_codes, gql
 
 OVERVIEW = """
 query($p: ID!) {
-  profileOverview(profileId: $p, range: {preset: LAST_30_DAYS}) { views uniqueVisitors inquiries conversions revenue { amountMinor } }
+  profileOverview(profileId: $p, range: {preset: LAST_30_DAYS}) {
+    views uniqueVisitors inquiries conversions revenue { amountMinor } favorites shares clicks
+  }
 }"""
 FRAUD_ALERTS = """
 query { fraudAlerts(first: 50) { alerts { kind risk status evidence } } }
@@ -49,6 +51,7 @@ async def test_the_demo_profile_has_traffic_inquiries_bookings_and_revenue(clien
     overview = body["data"]["profileOverview"]
     assert overview["views"] > 100 and overview["uniqueVisitors"] > 50, overview
     assert overview["inquiries"] > 0 and overview["conversions"] > 0 and overview["revenue"], overview
+    assert 0 < overview["shares"] < overview["favorites"] < overview["clicks"] < overview["views"] / 5, overview
 
 
 async def test_the_demo_profile_has_gov_alerts(client, demo) -> None:

@@ -193,7 +193,8 @@ def test_a_view_without_details_or_alert_sends_nulls() -> None:
 async def test_an_engagement_snapshot_reports_the_day_the_batch_wrote() -> None:
     now = datetime(2026, 11, 22, 15, 0, tzinfo=UTC)  # 10:00 in New York: its day began at 05:00 UTC
     day = (ORG, PROFILE, day_start(now, "America/New_York"))
-    totals = DayTotals(views=3, inquiries=1, visitors_hll=sketch_of("v1", "v2"), inquirers_hll=sketch_of("v1"))
+    totals = DayTotals(views=3, inquiries=1, visitors_hll=sketch_of("v1", "v2"), inquirers_hll=sketch_of("v1"),
+                       favorites=-1, shares=2, clicks=4)  # fmt: skip
     [snapshot] = await engagement_snapshots([(ORG, PROFILE)], {ORG: "America/New_York"}, written={day: totals}, now=now)
     assert snapshot.to_json() == {
         "profileId": "11111111-1111-4111-8111-111111111111",
@@ -202,6 +203,9 @@ async def test_an_engagement_snapshot_reports_the_day_the_batch_wrote() -> None:
         "uniqueVisitors": 2,
         "inquiries": 1,
         "conversionRate": 0.5,
+        "favorites": -1,
+        "shares": 2,
+        "clicks": 4,
         "updatedAt": "2026-11-22T15:00:00+00:00",
     }
     assert EngagementSnapshotMessage.from_json(over_the_bus(snapshot)) == snapshot

@@ -57,7 +57,7 @@ query Overview($id: ID!, $range: TimeRangeInput!) {
   profileOverview(profileId: $id, range: $range) {
     profileId
     range { from to timezone }
-    views uniqueVisitors inquiries conversions conversionRate avgTimeOnProfileSeconds
+    views uniqueVisitors inquiries conversions conversionRate avgTimeOnProfileSeconds favorites shares clicks
     revenue { amountMinor currency }
     topReferrers { referrer views }
   }
@@ -69,7 +69,7 @@ query Series($id: ID!, $range: TimeRangeInput!, $granularity: Granularity!) {
   profileTimeseries(profileId: $id, range: $range, granularity: $granularity) {
     profileId
     range { from to timezone }
-    granularity buckets views uniqueVisitors inquiries conversions engagementSeconds
+    granularity buckets views uniqueVisitors inquiries conversions engagementSeconds favorites shares clicks
   }
 }
 """
@@ -97,7 +97,11 @@ async def truth_overview(tenant: Tenant, start: datetime, end: datetime) -> dict
                    count(*) FILTER (WHERE type = 'profile.inquiry') AS inquiries,
                    count(DISTINCT visitor_id) FILTER (WHERE type = 'profile.inquiry') AS inquirers,
                    count(*) FILTER (WHERE type = 'booking.completed') AS conversions,
-                   COALESCE(sum(engagement_ms), 0) AS engagement_ms
+                   COALESCE(sum(engagement_ms), 0) AS engagement_ms,
+                   count(*) FILTER (WHERE type = 'profile.favorited')
+                       - count(*) FILTER (WHERE type = 'profile.unfavorited') AS favorites,
+                   count(*) FILTER (WHERE type = 'profile.shared') AS shares,
+                   count(*) FILTER (WHERE type = 'profile.clicked') AS clicks
             FROM events
             WHERE organization_id = $1 AND profile_id = $2 AND occurred_at >= $3 AND occurred_at < $4
               AND type = ANY($5)
@@ -141,7 +145,11 @@ async def truth_series(tenant: Tenant, unit: str, start: datetime, end: datetime
                    count(DISTINCT visitor_id) FILTER (WHERE type = 'profile.viewed') AS visitors,
                    count(*) FILTER (WHERE type = 'profile.inquiry') AS inquiries,
                    count(*) FILTER (WHERE type = 'booking.completed') AS conversions,
-                   COALESCE(sum(engagement_ms), 0) AS engagement_ms
+                   COALESCE(sum(engagement_ms), 0) AS engagement_ms,
+                   count(*) FILTER (WHERE type = 'profile.favorited')
+                       - count(*) FILTER (WHERE type = 'profile.unfavorited') AS favorites,
+                   count(*) FILTER (WHERE type = 'profile.shared') AS shares,
+                   count(*) FILTER (WHERE type = 'profile.clicked') AS clicks
             FROM events
             WHERE organization_id = $1 AND profile_id = $2 AND occurred_at >= $3 AND occurred_at < $4
               AND type = ANY($7)
@@ -182,6 +190,7 @@ async def assert_overview_matches_raw(client: Any, tenant: Tenant, range_: dict[
     assert got["views"] == want["views"], label
     assert got["inquiries"] == want["inquiries"], label
     assert got["conversions"] == want["conversions"], label
+    assert (got["favorites"], got["shares"], got["clicks"]) == (want["favorites"], want["shares"], want["clicks"]), label
     assert got["topReferrers"] == want["referrers"], label
     assert got["revenue"] == want["revenue"], label
     assert within(got["uniqueVisitors"], want["visitors"]), (label, got["uniqueVisitors"], want["visitors"])
@@ -211,8 +220,11 @@ async def assert_series_matches_raw(
     for i, bucket in enumerate(buckets):
         key = bucket.astimezone(tz).replace(tzinfo=None)
         slot = ours.setdefault(
-            key, {"views": 0, "inquiries": 0, "conversions": 0, "engagement": 0.0, "uniques": [], "parts": 0}
-        )
+            key, {"views": 0, "inquiries": 0, "conversions": 0, "engagement": 0.0, "uniques": [], "parts": 0,
+                  "favorites": 0, "shares": 0, "clicks": 0}
+        )  # fmt: skip
+        for name in ("favorites", "shares", "clicks"):
+            slot[name] += got[name][i]
         slot["views"] += got["views"][i]
         slot["inquiries"] += got["inquiries"][i]
         slot["conversions"] += got["conversions"][i]
@@ -223,7 +235,9 @@ async def assert_series_matches_raw(
     assert set(want) <= set(ours), f"raw buckets missing from the series: {sorted(set(want) - set(ours))}"
     label = f"{tenant.organization.timezone} {granularity} {range_}"
     for key, slot in ours.items():
-        raw = want.get(key, {"views": 0, "visitors": 0, "inquiries": 0, "conversions": 0, "engagement_ms": 0})
+        raw = want.get(key, {"views": 0, "visitors": 0, "inquiries": 0, "conversions": 0, "engagement_ms": 0,
+                             "favorites": 0, "shares": 0, "clicks": 0})  # fmt: skip
+        assert [slot[n] for n in ("favorites", "shares", "clicks")] == [raw[n] for n in ("favorites", "shares", "clicks")], (label, key)
         assert slot["views"] == raw["views"], (label, key)
         assert slot["inquiries"] == raw["inquiries"], (label, key)
         assert slot["conversions"] == raw["conversions"], (label, key)
@@ -694,3 +708,36 @@ async def test_hourly_series_are_capped(app, client, tenant):
     body = await gql(client, SERIES, variables, token=tenant.provider_token)
     assert error_codes(body) == ["BAD_USER_INPUT"]
     assert body["errors"][0]["extensions"]["field"] == "granularity"
+
+
+# -- engagement beyond views ------------------------------------------------------------------
+
+TRACK_ENGAGEMENT = """mutation($events: [TrackEventInput!]!) {
+  trackEvents(events: $events) { accepted rejected { index field reason } } }"""
+
+
+async def test_favorites_shares_and_clicks_reach_the_day_totals_pushed_live(app, client, tenant, worker):
+    from app.services.profile_analytics import engagement_snapshots
+
+    pid = tenant.profile_id
+    sent = [
+        {"type": "profile.favorited", "profileId": pid, "anonymousId": "fan-1"},
+        {"type": "profile.favorited", "profileId": pid, "anonymousId": "fan-2"},
+        {"type": "profile.unfavorited", "profileId": pid, "anonymousId": "fan-1"},
+        {"type": "profile.shared", "profileId": pid, "anonymousId": "fan-2"},
+        {"type": "profile.clicked", "profileId": pid, "anonymousId": "fan-3", "properties": {"target": "website"}},
+        {"type": "profile.clicked", "profileId": pid, "anonymousId": "fan-3"},  # no target: refused
+        {"type": "profile.clicked", "profileId": pid, "anonymousId": "fan-3", "properties": {"target": "x" * 65}},
+    ]
+    body = await gql(client, TRACK_ENGAGEMENT, {"events": sent}, token=tenant.org_admin_token)
+    result = body["data"]["trackEvents"]
+    assert result["accepted"] == 5
+    assert [(r["index"], r["field"]) for r in result["rejected"]] == [(5, "properties.target"), (6, "properties.target")]
+    await worker.drain()
+    [snapshot] = await engagement_snapshots(
+        [(tenant.organization.id, tenant.profile.id)], {tenant.organization.id: tenant.organization.timezone}
+    )
+    assert (snapshot.favorites, snapshot.shares, snapshot.clicks) == (1, 1, 1)
+    today = {"preset": "LAST_7_DAYS"}
+    got = await overview(client, tenant, today)
+    assert (got["favorites"], got["shares"], got["clicks"]) == (1, 1, 1)

@@ -16,8 +16,12 @@ from app.vocabulary import (
     BOOKING_COMPLETED,
     GIFT_PURCHASED,
     MONEY_EVENT_TYPES,
+    PROFILE_CLICKED,
     PROFILE_ENGAGED,
+    PROFILE_FAVORITED,
     PROFILE_INQUIRY,
+    PROFILE_SHARED,
+    PROFILE_UNFAVORITED,
     PROFILE_VIEWED,
     SUBSCRIPTION_CHARGED,
 )
@@ -58,6 +62,8 @@ def event(
             body["context"]["utm_source"] = rnd.choice(["newsletter", "ads"])
     if kind == PROFILE_ENGAGED or (kind == PROFILE_VIEWED and rnd.random() < 0.1):
         body["engagement_ms"] = rnd.randrange(500, 180_000)
+    if kind == PROFILE_CLICKED:
+        body["properties"] = {"target": rnd.choice(["website", "phone", "booking_link"])}
     if kind in MONEY_EVENT_TYPES:
         body["amount_minor"] = rnd.randrange(100, 50_000)
         body["currency"] = rnd.choice(["USD", "USD", "EUR"])
@@ -68,8 +74,9 @@ def generate(tenant: Tenant, *, now: datetime, count: int, days: int, visitors: 
     """A mixed stream for both profiles of a tenant, denser towards now, with some events
     in the current hour."""
     rnd = random.Random(seed)
-    kinds = [PROFILE_VIEWED, PROFILE_INQUIRY, PROFILE_ENGAGED, BOOKING_COMPLETED, GIFT_PURCHASED, SUBSCRIPTION_CHARGED]
-    weights = [70, 9, 12, 4, 3, 2]
+    kinds = [PROFILE_VIEWED, PROFILE_INQUIRY, PROFILE_ENGAGED, BOOKING_COMPLETED, GIFT_PURCHASED, SUBSCRIPTION_CHARGED,
+             PROFILE_FAVORITED, PROFILE_UNFAVORITED, PROFILE_SHARED, PROFILE_CLICKED]  # fmt: skip
+    weights = [70, 9, 12, 4, 3, 2, 4, 1, 2, 3]
     out = []
     for i in range(count):
         if i < 25:  # the open hour

@@ -18,6 +18,11 @@ INQUIRY_RATE = 0.11
 BOOKING_RATE = 0.35  # of inquiries
 GIFT_RATE = 0.03
 BEACON_RATE = 0.75  # page-leave beacons that arrive (mobile browsers often drop them)
+FAVORITE_RATE = 0.05
+UNFAVORITE_RATE = 0.2  # of favorites, a little later
+SHARE_RATE = 0.02
+CLICK_RATE = 0.08
+CLICK_TARGETS = [("website", 5), ("phone", 3), ("booking_link", 2), ("instagram", 2)]
 
 USER_AGENTS = [
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36",
@@ -144,6 +149,15 @@ def _visit(
     if rng.random() < BEACON_RATE:
         events.append({**base, "type": "profile.engaged", "event_id": f"{prefix}-e", "occurred_at": later(30, 240),
                        "engagement_ms": int(rng.lognormvariate(10.5, 0.8))})  # fmt: skip
+    if rng.random() < FAVORITE_RATE:
+        events.append({**base, "type": "profile.favorited", "event_id": f"{prefix}-f", "occurred_at": later(10, 200)})
+        if rng.random() < UNFAVORITE_RATE:
+            events.append({**base, "type": "profile.unfavorited", "event_id": f"{prefix}-u", "occurred_at": later(200, 600)})
+    if rng.random() < SHARE_RATE:
+        events.append({**base, "type": "profile.shared", "event_id": f"{prefix}-s", "occurred_at": later(10, 300)})
+    if rng.random() < CLICK_RATE:
+        events.append({**base, "type": "profile.clicked", "event_id": f"{prefix}-c", "occurred_at": later(10, 300),
+                       "properties": {"target": _pick(rng, CLICK_TARGETS)}})  # fmt: skip
     return events
 
 

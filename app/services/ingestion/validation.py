@@ -37,6 +37,7 @@ from app.services import financial_reports, revenue
 from app.services.experiments import contract as experiments
 from app.services.ingestion.outcome import Rejection, TrackOutcome
 from app.services.marketplace import vocabulary as marketplace
+from app.services.profile_analytics import vocabulary as profile_engagement
 from app.services.revenue.money import CURRENCY_RE
 from app.settings import Settings
 from app.vocabulary import DOMAIN_EVENT_TYPES, MONEY_MOVING_EVENT_TYPES, PROFILE_EVENT_TYPES, USER_IDENTIFIED
@@ -165,6 +166,7 @@ def _validate(
         or financial_reports.check_properties(event_type, raw.get("properties"))
         or experiments.check_properties(event_type, raw.get("properties"))
         or marketplace.check_properties(event_type, raw.get("properties"))
+        or profile_engagement.check_properties(event_type, raw.get("properties"))
     )
     if problem is not None:
         raise _Invalid(*problem)

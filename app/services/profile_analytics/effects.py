@@ -36,11 +36,22 @@ from app.vocabulary import (
     GOV_ASSESSMENT,
     MONEY_EVENT_TYPES,
     PROFILE_ANALYTICS,
+    PROFILE_CLICKED,
     PROFILE_EVENT_KIND,
+    PROFILE_FAVORITED,
     PROFILE_INQUIRY,
+    PROFILE_SHARED,
+    PROFILE_UNFAVORITED,
     PROFILE_VIEWED,
     REVENUE_SOURCE,
 )
+
+# A rollup row's counters, in the order the batch's delta keeps them.
+COUNTERS = ("views", "inquiries", "conversions", "engagement_ms", "favorites", "shares", "clicks")
+# Engagement events: the counter each moves, and by how much (an unfavorite takes one back).
+ENGAGEMENT_COUNTERS = {
+    PROFILE_FAVORITED: (4, 1), PROFILE_UNFAVORITED: (4, -1), PROFILE_SHARED: (5, 1), PROFILE_CLICKED: (6, 1),
+}  # fmt: skip
 
 # Every rollup table keeps these grains; a month row makes a 12-month report read 12 sketches
 # instead of 365 day sketches.
@@ -57,6 +68,9 @@ class DayTotals:
     inquiries: int = 0
     visitors_hll: bytes | None = None
     inquirers_hll: bytes | None = None
+    favorites: int = 0
+    shares: int = 0
+    clicks: int = 0
 
 
 DayKey = tuple[uuid.UUID, uuid.UUID, datetime]  # (organization, profile, local day start)
@@ -126,7 +140,7 @@ ON CONFLICT DO NOTHING
 
 LOCK_ROLLUPS = """
 SELECT r.organization_id, r.profile_id, r.grain, r.bucket_start, r.views, r.inquiries,
-       r.visitors_hll, r.inquirers_hll
+       r.visitors_hll, r.inquirers_hll, r.favorites, r.shares, r.clicks
 FROM profile_rollups r
 JOIN unnest($1::uuid[], $2::uuid[], $3::text[], $4::timestamptz[]) AS k(o, p, g, b)
   ON r.organization_id = k.o AND r.profile_id = k.p AND r.grain = k.g AND r.bucket_start = k.b
@@ -140,12 +154,15 @@ UPDATE profile_rollups r SET
     inquiries = r.inquiries + u.inquiries,
     conversions = r.conversions + u.conversions,
     engagement_ms = r.engagement_ms + u.engagement_ms,
+    favorites = r.favorites + u.favorites,
+    shares = r.shares + u.shares,
+    clicks = r.clicks + u.clicks,
     visitors_hll = COALESCE(u.visitors_hll, r.visitors_hll),
     inquirers_hll = COALESCE(u.inquirers_hll, r.inquirers_hll),
     updated_at = now()
 FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::timestamptz[], $5::bigint[], $6::bigint[],
-            $7::bigint[], $8::bigint[], $9::bytea[], $10::bytea[])
-     AS u(o, p, g, b, views, inquiries, conversions, engagement_ms, visitors_hll, inquirers_hll)
+            $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[], $11::bigint[], $12::bytea[], $13::bytea[])
+     AS u(o, p, g, b, views, inquiries, conversions, engagement_ms, favorites, shares, clicks, visitors_hll, inquirers_hll)
 WHERE r.organization_id = u.o AND r.profile_id = u.p AND r.grain = u.g AND r.bucket_start = u.b
 """
 
@@ -216,7 +233,8 @@ class _RollupDelta:
     """What a batch adds to each rollup row, keyed like the tables' primary keys."""
 
     def __init__(self) -> None:
-        self.counters: dict[tuple, list[int]] = defaultdict(lambda: [0, 0, 0, 0])
+        # views, inquiries, conversions, engagement ms, favorites (net), shares, clicks
+        self.counters: dict[tuple, list[int]] = defaultdict(lambda: [0] * len(COUNTERS))
         self.visitors: dict[tuple, set[str]] = defaultdict(set)
         self.inquirers: dict[tuple, set[str]] = defaultdict(set)
         self.referrers: Counter[tuple] = Counter()
@@ -244,6 +262,9 @@ class _RollupDelta:
                 self.inquirers[key].add(event["visitor_id"])
         elif event_type == BOOKING_COMPLETED:
             self.counters[key][2] += 1
+        elif event_type in ENGAGEMENT_COUNTERS:
+            position, step = ENGAGEMENT_COUNTERS[event_type]
+            self.counters[key][position] += step
         if event["engagement_ms"]:
             self.counters[key][3] += event["engagement_ms"]
         if event_type in MONEY_EVENT_TYPES and event["amount_minor"] is not None and event["currency"]:
@@ -292,7 +313,7 @@ async def _apply_rollups(conn: asyncpg.Connection, delta: _RollupDelta) -> dict[
         await conn.execute(
             UPDATE_ROLLUPS,
             *key_columns,
-            *_columns(counters, 4),
+            *_columns(counters, len(COUNTERS)),
             visitors_hll,
             inquirers_hll,
         )
@@ -304,6 +325,9 @@ async def _apply_rollups(conn: asyncpg.Connection, delta: _RollupDelta) -> dict[
                     inquiries=row["inquiries"] + added[1],
                     visitors_hll=visitors or row["visitors_hll"],
                     inquirers_hll=inquirers or row["inquirers_hll"],
+                    favorites=row["favorites"] + added[4],
+                    shares=row["shares"] + added[5],
+                    clicks=row["clicks"] + added[6],
                 )
     if delta.referrers:
         items = sorted(delta.referrers.items())
@@ -358,7 +382,7 @@ def stripped(value: str | None) -> str | None:
 
 TODAY_ROLLUPS = """
 SELECT k.o AS organization_id, k.p AS profile_id, k.b AS since,
-       r.views, r.inquiries, r.visitors_hll, r.inquirers_hll
+       r.views, r.inquiries, r.visitors_hll, r.inquirers_hll, r.favorites, r.shares, r.clicks
 FROM unnest($1::uuid[], $2::uuid[], $3::timestamptz[]) AS k(o, p, b)
 LEFT JOIN profile_rollups r
   ON r.organization_id = k.o AND r.profile_id = k.p AND r.grain = 'day' AND r.bucket_start = k.b
@@ -392,7 +416,8 @@ async def _stored_day_totals(conn: asyncpg.Connection, keys: Sequence[DayKey]) -
     rows = await conn.fetch(TODAY_ROLLUPS, *_columns(keys, 3))
     return {
         (r["organization_id"], r["profile_id"], r["since"]): DayTotals(
-            int(r["views"] or 0), int(r["inquiries"] or 0), r["visitors_hll"], r["inquirers_hll"]
+            int(r["views"] or 0), int(r["inquiries"] or 0), r["visitors_hll"], r["inquirers_hll"],
+            int(r["favorites"] or 0), int(r["shares"] or 0), int(r["clicks"] or 0),
         )
         for r in rows
     }
@@ -411,6 +436,9 @@ def _snapshot(key: DayKey, totals: DayTotals, now: datetime) -> EngagementSnapsh
         unique_visitors=unique_visitors,
         inquiries=totals.inquiries,
         conversion_rate=conversion_rate(inquirers.estimate(), unique_visitors),
+        favorites=totals.favorites,
+        shares=totals.shares,
+        clicks=totals.clicks,
         updated_at=now.astimezone(UTC),
     )
 

@@ -45,14 +45,18 @@ import asyncpg
 from datasketches import hll_sketch, hll_union
 
 from app.database import connection, transaction
-from app.services.profile_analytics.effects import DIRECT
+from app.services.profile_analytics.effects import COUNTERS, DIRECT
 from app.services.profile_analytics.sketches import HLL_LG_K, HLL_TYPE, new_sketch
 from app.timebuckets import day_start, local_date, local_midnight, month_start
 from app.vocabulary import (
     BOOKING_COMPLETED,
     MONEY_EVENT_TYPES,
+    PROFILE_CLICKED,
     PROFILE_EVENT_KIND,
+    PROFILE_FAVORITED,
     PROFILE_INQUIRY,
+    PROFILE_SHARED,
+    PROFILE_UNFAVORITED,
     PROFILE_VIEWED,
     REVENUE_SOURCE,
 )
@@ -77,11 +81,14 @@ SELECT o.id AS organization_id, pe.profile_id, o.timezone, {_LOCAL_HOUR} AS buck
        count(*) FILTER (WHERE pe.kind = $3) AS inquiries,
        count(*) FILTER (WHERE pe.kind = $4) AS conversions,
        COALESCE(sum(pe.engagement_ms), 0)::bigint AS engagement_ms,
+       count(*) FILTER (WHERE pe.kind = $5) - count(*) FILTER (WHERE pe.kind = $6) AS favorites,
+       count(*) FILTER (WHERE pe.kind = $7) AS shares,
+       count(*) FILTER (WHERE pe.kind = $8) AS clicks,
        array_agg(pe.visitor_id) FILTER (WHERE pe.kind = $2 AND pe.visitor_id <> '') AS visitors,
        array_agg(pe.visitor_id) FILTER (WHERE pe.kind = $3 AND pe.visitor_id <> '') AS inquirers
 {_REBUILD_FROM}
 GROUP BY pe.profile_id, o.id, bucket
-HAVING count(*) FILTER (WHERE pe.kind IN ($2, $3, $4) OR pe.engagement_ms > 0) > 0
+HAVING count(*) FILTER (WHERE pe.kind IN ($2, $3, $4, $5, $6, $7, $8) OR pe.engagement_ms > 0) > 0
 ORDER BY 2, 1, 4
 """
 # The rows of one table: its hour rows (`hours`: a query with $1 the organization or NULL and
@@ -139,7 +146,7 @@ ROLLUP_TABLES = ("profile_rollups", "profile_referrer_rollups", "profile_revenue
 # updated_at is left to its default, now(): the rebuild's transaction time.
 ROLLUP_COLUMNS = (
     "organization_id", "profile_id", "grain", "bucket_start", "views", "inquiries", "conversions",
-    "engagement_ms", "visitors_hll", "inquirers_hll",
+    "engagement_ms", "favorites", "shares", "clicks", "visitors_hll", "inquirers_hll",
 )  # fmt: skip
 REBUILD_FETCH = 20_000
 # Hash aggregates of a year of events fit in memory instead of spilling sorts to disk; JIT
@@ -228,20 +235,17 @@ def _day_and_month(timezone: str, hour: Instant) -> tuple[Instant, Instant]:
 class _Grain:
     """A day or month being summed: its key, counters and the union of its parts' sketches."""
 
-    __slots__ = ("key", "views", "inquiries", "conversions", "engagement", "visitors", "inquirers")
+    __slots__ = ("key", "counters", "visitors", "inquirers")
 
     def __init__(self, key: tuple) -> None:
         self.key = key
-        self.views = self.inquiries = self.conversions = self.engagement = 0
+        self.counters = [0] * len(COUNTERS)  # as the rollup row's, in ROLLUP_COLUMNS order
         self.visitors: hll_union | None = None
         self.inquirers: hll_union | None = None
 
-    def add(self, views: int, inquiries: int, conversions: int, engagement: int, visitors: hll_sketch | None,
-            inquirers: hll_sketch | None) -> None:  # fmt: skip
-        self.views += views
-        self.inquiries += inquiries
-        self.conversions += conversions
-        self.engagement += engagement
+    def add(self, counters: Sequence[int], visitors: hll_sketch | None, inquirers: hll_sketch | None) -> None:
+        for i, value in enumerate(counters):
+            self.counters[i] += value
         if visitors is not None:
             if self.visitors is None:
                 self.visitors = hll_union(HLL_LG_K)
@@ -256,9 +260,8 @@ class _Grain:
         visitors = self.visitors.get_result(HLL_TYPE) if self.visitors is not None else None
         inquirers = self.inquirers.get_result(HLL_TYPE) if self.inquirers is not None else None
         if into is not None:
-            into.add(self.views, self.inquiries, self.conversions, self.engagement, visitors, inquirers)
-        return (*self.key, self.views, self.inquiries, self.conversions, self.engagement,
-                _serialized(visitors), _serialized(inquirers))  # fmt: skip
+            into.add(self.counters, visitors, inquirers)
+        return (*self.key, *self.counters, _serialized(visitors), _serialized(inquirers))
 
 
 def _serialized(sketch: hll_sketch | None) -> bytes | None:
@@ -288,10 +291,9 @@ class _RollupRecords:
     def of(self, rows: Sequence[asyncpg.Record]) -> list[tuple]:
         out: list[tuple] = []
         day, month, stats = self.day, self.month, self.stats
-        for o, p, timezone, hour, views, inquiries, conversions, engagement, visitor_ids, inquirer_ids in rows:
+        for o, p, timezone, hour, *counters, visitor_ids, inquirer_ids in rows:
             visitors, inquirers = _sketch_of(visitor_ids), _sketch_of(inquirer_ids)
-            out.append((o, p, "hour", hour, views, inquiries, conversions, engagement,
-                        _serialized(visitors), _serialized(inquirers)))  # fmt: skip
+            out.append((o, p, "hour", hour, *counters, _serialized(visitors), _serialized(inquirers)))
             day_start_, month_start_ = _day_and_month(timezone, hour)
             if day is None or day.key != (o, p, "day", day_start_):
                 if day is not None:
@@ -303,7 +305,7 @@ class _RollupRecords:
                         stats.month_rows += 1
                     month = _Grain((o, p, "month", month_start_))
                 day = _Grain((o, p, "day", day_start_))
-            day.add(views, inquiries, conversions, engagement, visitors, inquirers)
+            day.add(counters, visitors, inquirers)
         self.day, self.month = day, month
         stats.hour_rows += len(rows)
         return out
@@ -322,7 +324,8 @@ async def _hour_batches(conn: asyncpg.Connection, org: uuid.UUID | None) -> Asyn
     async with _instants_as_integers(conn), conn.transaction(isolation="repeatable_read", readonly=True):
         await conn.execute(REBUILD_SETTINGS)
         cursor = await conn.cursor(REBUILD_HOURS, org, _KIND[PROFILE_VIEWED], _KIND[PROFILE_INQUIRY],
-                                   _KIND[BOOKING_COMPLETED])  # fmt: skip
+                                   _KIND[BOOKING_COMPLETED], _KIND[PROFILE_FAVORITED], _KIND[PROFILE_UNFAVORITED],
+                                   _KIND[PROFILE_SHARED], _KIND[PROFILE_CLICKED])  # fmt: skip
         batch = asyncio.ensure_future(cursor.fetch(REBUILD_FETCH))
         try:
             while rows := await batch:

@@ -32,7 +32,17 @@ from app.services.profile_analytics.planner import (
 )
 from app.services.profile_analytics.sketches import Uniques, conversion_rate
 from app.timebuckets import BucketIndex, Grain, RangeSpec, TimeRange, bucket_starts, resolve_range, utcnow
-from app.vocabulary import BOOKING_COMPLETED, MONEY_EVENT_TYPES, PROFILE_EVENT_KIND, PROFILE_INQUIRY, PROFILE_VIEWED
+from app.vocabulary import (
+    BOOKING_COMPLETED,
+    MONEY_EVENT_TYPES,
+    PROFILE_CLICKED,
+    PROFILE_EVENT_KIND,
+    PROFILE_FAVORITED,
+    PROFILE_INQUIRY,
+    PROFILE_SHARED,
+    PROFILE_UNFAVORITED,
+    PROFILE_VIEWED,
+)
 
 TOP_REFERRERS = 10
 MAX_SERIES_BUCKETS = 1500  # ~62 days of hours; a year of days or weeks or months is fine
@@ -43,7 +53,7 @@ MONEY_TYPES = sorted(MONEY_EVENT_TYPES)
 
 ROLLUP_ROWS = """
 SELECT r.grain, r.bucket_start, r.views, r.inquiries, r.conversions, r.engagement_ms,
-       r.visitors_hll, r.inquirers_hll
+       r.visitors_hll, r.inquirers_hll, r.favorites, r.shares, r.clicks
 FROM profile_rollups r
 WHERE r.organization_id = $1 AND r.profile_id = $2 AND ({segments})
 """
@@ -57,6 +67,9 @@ SELECT e.occurred_at - ((e.occurred_at AT TIME ZONE $3) - date_trunc('hour', e.o
        count(*) FILTER (WHERE e.type = $6) AS inquiries,
        count(*) FILTER (WHERE e.type = $7) AS conversions,
        COALESCE(sum(e.engagement_ms), 0) AS engagement_ms,
+       count(*) FILTER (WHERE e.type = $8) - count(*) FILTER (WHERE e.type = $9) AS favorites,
+       count(*) FILTER (WHERE e.type = $10) AS shares,
+       count(*) FILTER (WHERE e.type = $11) AS clicks,
        array_agg(DISTINCT e.visitor_id) FILTER (WHERE e.type = $5 AND e.visitor_id IS NOT NULL) AS visitors,
        array_agg(DISTINCT e.visitor_id) FILTER (WHERE e.type = $6 AND e.visitor_id IS NOT NULL) AS inquirers
 FROM events e
@@ -103,6 +116,9 @@ class Totals:
     inquiries: int = 0
     conversions: int = 0
     engagement_ms: int = 0
+    favorites: int = 0
+    shares: int = 0
+    clicks: int = 0
     visitors: Uniques = field(default_factory=Uniques)
     inquirers: Uniques = field(default_factory=Uniques)
 
@@ -111,6 +127,7 @@ class Totals:
         self.inquiries += row["inquiries"]
         self.conversions += row["conversions"]
         self.engagement_ms += row["engagement_ms"]
+        self.add_engagement(row)
         self.visitors.add_sketch(row["visitors_hll"])
         self.inquirers.add_sketch(row["inquirers_hll"])
 
@@ -119,8 +136,14 @@ class Totals:
         self.inquiries += row["inquiries"]
         self.conversions += row["conversions"]
         self.engagement_ms += row["engagement_ms"]
+        self.add_engagement(row)
         self.visitors.add_ids(row["visitors"])
         self.inquirers.add_ids(row["inquirers"])
+
+    def add_engagement(self, row: Mapping[str, Any]) -> None:
+        self.favorites += row["favorites"]
+        self.shares += row["shares"]
+        self.clicks += row["clicks"]
 
 
 
@@ -134,6 +157,9 @@ class Overview:
     conversions: int
     conversion_rate: float
     avg_time_on_profile_seconds: float
+    favorites: int  # net of unfavorites
+    shares: int
+    clicks: int
     revenue: list[tuple[str, int]]  # (currency, amount in minor units), by currency
     top_referrers: list[tuple[str, int]]  # (referrer, views), most views first
 
@@ -149,6 +175,9 @@ class Timeseries:
     inquiries: list[int]
     conversions: list[int]
     engagement_seconds: list[float]
+    favorites: list[int]
+    shares: list[int]
+    clicks: list[int]
 
 
 R = TypeVar("R")
@@ -196,7 +225,7 @@ class ProfileRangeReport(QueryRunner[ReadableProfile, RangePlan, R]):
     async def raw_hours(self, conn: asyncpg.Connection, profile: ReadableProfile, plan: RangePlan) -> list[asyncpg.Record]:
         params = Params(
             profile.organization_id, profile.id, profile.timezone, PROFILE_TYPES, PROFILE_VIEWED, PROFILE_INQUIRY,
-            BOOKING_COMPLETED,
+            BOOKING_COMPLETED, PROFILE_FAVORITED, PROFILE_UNFAVORITED, PROFILE_SHARED, PROFILE_CLICKED,
         )  # fmt: skip
         condition = raw_filter(params, plan.segments)
         if condition is None:
@@ -233,6 +262,9 @@ class ProfileOverviewQuery(ProfileRangeReport[Overview]):
             conversions=totals.conversions,
             conversion_rate=conversion_rate(totals.inquirers.estimate(), unique_visitors),
             avg_time_on_profile_seconds=(totals.engagement_ms / 1000 / totals.views) if totals.views else 0.0,
+            favorites=totals.favorites,
+            shares=totals.shares,
+            clicks=totals.clicks,
             revenue=[(r["currency"], int(r["amount_minor"])) for r in revenue],
             top_referrers=[(r["referrer"], int(r["views"])) for r in referrers],
         )
@@ -291,6 +323,9 @@ class ProfileTimeseriesQuery(ProfileRangeReport[Timeseries]):
             inquiries=[t.inquiries for t in totals],
             conversions=[t.conversions for t in totals],
             engagement_seconds=[t.engagement_ms / 1000 for t in totals],
+            favorites=[t.favorites for t in totals],
+            shares=[t.shares for t in totals],
+            clicks=[t.clicks for t in totals],
         )
 
 
