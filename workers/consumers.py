@@ -11,6 +11,7 @@ from app.services import (
     financial_reports,
     fraud,
     gov_alerts,
+    listings,
     marketplace,
     profile_analytics,
     revenue,
@@ -29,4 +30,5 @@ def consumers(detector: GovDetector) -> tuple[Consumer, ...]:
         financial_reports.InvoiceConsumer(),
         ExperimentConsumer(),
         marketplace.MarketplaceConsumer(),
+        listings.ListingConsumer(),
     )
