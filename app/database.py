@@ -43,7 +43,6 @@ MODEL_MODULES = [
     "models.insights",
     "models.experiments",
     "models.marketplace",
-    "models.listings",
 ]
 MIGRATION_LOCK_KEY = 7_214_001  # advisory lock id: one migrator at a time
 

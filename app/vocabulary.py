@@ -29,12 +29,6 @@ PAYOUT_SETTLED = "payout.settled"
 # Invoices billed to an organization (app/services/financial_reports.py records them).
 INVOICE_ISSUED = "invoice.issued"
 INVOICE_PAID = "invoice.paid"
-# Ticketed events (listings) of an events platform: published with properties.listingId,
-# title, startsAt and endsAt; started and ended name the listingId (app/services/listings.py).
-# Tickets are order.paid sales with properties.listingId and properties.quantity.
-LISTING_PUBLISHED = "listing.published"
-LISTING_STARTED = "listing.started"
-LISTING_ENDED = "listing.ended"
 # An identify: links the event's anonymousId to its userId (app/services/insights/persons.py);
 # tracked or published, it must carry both.
 USER_IDENTIFIED = "user.identified"
@@ -60,10 +54,9 @@ LEDGER_EVENT_TYPES = frozenset(
      PAYMENT_FAILED, PAYOUT_SETTLED, MARKETPLACE_CONVERTED}
 )  # fmt: skip
 INVOICE_EVENT_TYPES = frozenset({INVOICE_ISSUED, INVOICE_PAID})
-LISTING_EVENT_TYPES = frozenset({LISTING_PUBLISHED, LISTING_STARTED, LISTING_ENDED})
 DOMAIN_EVENT_TYPES = (
     PROFILE_DOMAIN_EVENT_TYPES | FRAUD_EVENT_TYPES | LEDGER_EVENT_TYPES | INVOICE_EVENT_TYPES | MARKETPLACE_EVENT_TYPES
-    | LISTING_EVENT_TYPES | {USER_IDENTIFIED}
+    | {USER_IDENTIFIED}
 )
 # Profile revenue: each of these adds to a profile's revenue rollups.
 MONEY_EVENT_TYPES = frozenset({GIFT_PURCHASED, BOOKING_COMPLETED, SUBSCRIPTION_CHARGED})
@@ -113,7 +106,6 @@ def needs_worker(event_type: str, has_profile: bool) -> bool:
         or event_type in INVOICE_EVENT_TYPES
         or event_type == EXPERIMENT_EXPOSED
         or event_type in MARKETPLACE_EVENT_TYPES
-        or event_type in LISTING_EVENT_TYPES
     )
 
 

@@ -16,7 +16,6 @@ from schema.common import Granularity
 from schema.platform import (
     GrowthPoint,
     GrowthRangeInput,
-    ListingStatus,
     OrganizationCounts,
     OrganizationLifecycle,
     OrganizationStatus,
@@ -24,7 +23,6 @@ from schema.platform import (
     PeriodKpis,
     PlatformGrowth,
     PlatformKpis,
-    TicketedEventKpis,
 )
 
 PlatformOrganizationArg = Annotated[
@@ -36,18 +34,6 @@ ReasonArg = Annotated[str, strawberry.argument(description="Why (1 to 500 charac
 
 def as_id(value: object) -> strawberry.ID:
     return strawberry.ID(str(value))
-
-
-def ticket_prices(tickets: dict[str, int], revenue: dict[str, int]) -> dict[str, int]:
-    return {c: service.half_even(revenue[c], n) for c, n in tickets.items() if n}
-
-
-def to_ticketed_events(found: service.ListingKpis) -> TicketedEventKpis:
-    return TicketedEventKpis(
-        total=found.total, live_now=found.live, upcoming_next_30_days=found.upcoming_30_days, this_month=found.this_month,
-        average_per_organization=found.average_per_organization, tickets_sold=found.tickets_sold,
-        average_ticket_price=money(ticket_prices(found.tickets_by_currency, found.ticket_revenue)),
-    )  # fmt: skip
 
 
 def to_period(window: service.MoneyWindow) -> PeriodKpis:
@@ -71,7 +57,6 @@ async def platform_kpis(info: Info, organization_id: PlatformOrganizationArg = N
         ),
         this_month=to_period(found.this_month), last_month=to_period(found.last_month), all_time=to_period(found.all_time),
         gmv_change=to_changes(found.this_month.gmv, found.last_month.gmv),
-        ticketed_events=to_ticketed_events(found.listings),
     )  # fmt: skip
 
 
@@ -83,25 +68,18 @@ async def platform_growth(
         strawberry.argument(description="Bucket size; defaults to DAY (MONTH for LAST_12_MONTHS)."),
     ] = None,
     organization_id: PlatformOrganizationArg = None,
-    listing_status: Annotated[
-        ListingStatus | None,
-        strawberry.argument(description="Count only ticketed events (and their tickets) that are live, or ended, now."),
-    ] = None,
 ) -> PlatformGrowth:
     found = await service.growth(
         viewer=viewer_of(info), organization_id=organization_id,
         preset=Preset(range_.preset.value) if range_.preset else None,
         custom=RangeSpec(start=range_.from_, end=range_.to), grain=Grain(granularity.value) if granularity else None,
-        listing_status=listing_status.value if listing_status else None,
     )  # fmt: skip
     return PlatformGrowth(
         organization_id=as_id(found.organization_id) if found.organization_id else None, range=to_resolved_range(found.range),
         granularity=Granularity(found.grain.value),
         points=[
             GrowthPoint(start=p.money.start, end=p.money.end, gmv=money(p.money.gmv), new_organizations=p.new_organizations,
-                        active_profiles=p.active_profiles, platform_revenue=money(p.money.net_platform_revenue),
-                        events_starting=p.listings.started, tickets_sold=p.listings.tickets_sold,
-                        average_ticket_price=money(ticket_prices(p.listings.tickets_by_currency, p.listings.ticket_revenue)))
+                        active_profiles=p.active_profiles, platform_revenue=money(p.money.net_platform_revenue))
             for p in found.points
         ],
     )  # fmt: skip

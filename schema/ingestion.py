@@ -60,13 +60,6 @@ class DomainEventType(Enum):
     MARKETPLACE_SEARCHED = strawberry.enum_value("marketplace.searched", description="A marketplace search (properties.query, resultsCount; optional category).")
     MARKETPLACE_VIEWED = strawberry.enum_value("marketplace.viewed", description="A service's page was viewed (properties.serviceId; optional category).")
     MARKETPLACE_CONVERTED = strawberry.enum_value("marketplace.converted", description="A service was bought (needs amountMinor and currency; properties.serviceId, orderId; optional category, creatorId, takeRateBps).")
-    PROFILE_FAVORITED = strawberry.enum_value("profile.favorited", description="Someone made a profile a favorite.")
-    PROFILE_UNFAVORITED = strawberry.enum_value("profile.unfavorited", description="Someone removed a profile from their favorites.")
-    PROFILE_SHARED = strawberry.enum_value("profile.shared", description="Someone shared a profile.")
-    PROFILE_CLICKED = strawberry.enum_value("profile.clicked", description="Someone clicked one of a profile's links (properties.target names it).")
-    LISTING_PUBLISHED = strawberry.enum_value("listing.published", description="A ticketed event was published or changed (properties.listingId, title, startsAt, endsAt with offsets).")
-    LISTING_STARTED = strawberry.enum_value("listing.started", description="A ticketed event started (properties.listingId).")
-    LISTING_ENDED = strawberry.enum_value("listing.ended", description="A ticketed event ended (properties.listingId).")
 
 
 @strawberry.input(description="A domain event published by a backend service; idempotent by `eventId`.")

@@ -57,23 +57,6 @@ class PeriodKpis:
     net_platform_revenue: list[Money] = strawberry.field(description="platformFees + serviceFees - processorFees.")
 
 
-@strawberry.type(description="Ticketed events (listings published with listing.published) and their tickets.")
-class TicketedEventKpis:
-    total: int = strawberry.field(description="Published listings.")
-    live_now: int = strawberry.field(description="Started (reported, else by startsAt) and not ended (reported, else by endsAt).")
-    upcoming_next_30_days: int = strawberry.field(description="Not started yet, starting within the next 30 days.")
-    this_month: int = strawberry.field(description="Starting in this UTC month.")
-    average_per_organization: float = strawberry.field(
-        description="Listings per organization that has at least one (2 decimals; 0 when none has)."
-    )
-    tickets_sold: int = strawberry.field(
-        description="Tickets of order.paid sales naming a listing (properties.quantity, 1 when absent), refunded ones included."
-    )
-    average_ticket_price: list[Money] = strawberry.field(
-        description="Per currency: those orders' amounts / their tickets, rounded half-to-even to the minor unit."
-    )
-
-
 @strawberry.type(description="Platform KPIs; windows are UTC calendar months (this month runs to now).")
 class PlatformKpis:
     organization_id: strawberry.ID | None = strawberry.field(description="The organization filtered on; null: the platform.")
@@ -85,13 +68,6 @@ class PlatformKpis:
     gmv_change: list[RevenueChange] = strawberry.field(
         description="GMV this month (to date) against the whole of last month, per currency."
     )
-    ticketed_events: TicketedEventKpis = strawberry.field(description="Ticketed events (listings) and their tickets, now.")
-
-
-@strawberry.enum(description="Where a ticketed event (listing) stands now.")
-class ListingStatus(Enum):
-    LIVE = strawberry.enum_value("live", description="Started and not ended.")
-    ENDED = strawberry.enum_value("ended", description="Ended (reported, else by its endsAt).")
 
 
 @strawberry.enum(description="A growth window ending with the current UTC day (day presets) or month (12 months).")
@@ -121,13 +97,6 @@ class GrowthPoint:
     platform_revenue: list[Money] = strawberry.field(
         description="Net platform revenue of the bucket (platform + service - processor fees), per currency."
     )
-    events_starting: int = strawberry.field(
-        description="Listings starting in the bucket (only those with the growth's listingStatus now, when given)."
-    )
-    tickets_sold: int = strawberry.field(
-        description="Tickets of the bucket's order.paid sales naming a listing (only its listings with listingStatus now, when given)."
-    )
-    average_ticket_price: list[Money] = strawberry.field(description="Per currency: those orders' amounts / their tickets.")
 
 
 @strawberry.type(description="Growth per UTC bucket, every bucket listed.")

@@ -11,7 +11,6 @@ from app.services import (
     financial_reports,
     fraud,
     gov_alerts,
-    listings,
     marketplace,
     profile_analytics,
     revenue,
@@ -30,5 +29,4 @@ def consumers(detector: GovDetector) -> tuple[Consumer, ...]:
         financial_reports.InvoiceConsumer(),
         ExperimentConsumer(),
         marketplace.MarketplaceConsumer(),
-        listings.ListingConsumer(),
     )

@@ -21,9 +21,6 @@ Definitions (also in the schema descriptions and the README):
   (completed or refunded sales and refunds, affiliate commissions included). Net platform
   revenue = platform fees + service fees - processor fees.
 - Active profiles of a bucket: profiles with at least one view (profile_events) in it.
-- Ticketed events (listings): see app/services/listings.py for live / ended / upcoming and
-  tickets; the KPIs count published listings, and the growth series may keep only the
-  listings (and their orders' tickets) whose status is live or ended now.
 """
 
 from __future__ import annotations
@@ -40,7 +37,6 @@ from app.auth import Viewer, platform_admin_scope
 from app.database import connection, transaction
 from app.errors import BadInput, NotFound
 from app.runners import QueryRunner, Tenant
-from app.services.listings import ListingBucket, ListingKpis, listing_buckets, listing_kpis
 from app.services.revenue.money import add_to, clipped_buckets
 from app.timebuckets import (
     EARLIEST_INSTANT,
@@ -235,7 +231,6 @@ class Kpis:
     this_month: MoneyWindow
     last_month: MoneyWindow
     all_time: MoneyWindow
-    listings: ListingKpis
 
 
 P = TypeVar("P")
@@ -264,12 +259,10 @@ class KpisQuery(PlatformReport[UtcWindows, Kpis]):
     async def fetch(self, org: uuid.UUID | None, windows: UtcWindows) -> Kpis:
         starts = [windows.this_month, windows.last_month, EARLIEST_INSTANT]
         ends = [windows.now, windows.this_month, windows.now]
-        next_month = month_start(windows.this_month + timedelta(days=32), UTC_ZONE)
         async with connection() as conn:
             states = await organization_states(conn, org, windows.now)
             this_month, last_month, all_time = await money_windows(conn, org, starts, ends)
-            events = await listing_kpis(conn, org, now=windows.now, month=windows.this_month, next_month=next_month)
-        return Kpis(org, windows, count_organizations(states, windows), this_month, last_month, all_time, events)
+        return Kpis(org, windows, count_organizations(states, windows), this_month, last_month, all_time)
 
 
 async def kpis(*, viewer: Viewer, organization_id: Any = None) -> Kpis:
@@ -305,7 +298,6 @@ GROUP BY b.i
 @dataclass(slots=True)
 class GrowthPoint:
     money: MoneyWindow
-    listings: ListingBucket
     new_organizations: int = 0
     active_profiles: int = 0
 
@@ -331,8 +323,7 @@ class GrowthQuery(PlatformReport[tuple[TimeRange, Grain], Growth]):
         span, grain = plan
         starts, ends = clipped_buckets(span, grain)
         async with connection() as conn:
-            events = await listing_buckets(conn, org, starts, ends, now=utcnow(), status=self.inputs.get("listing_status"))
-            points = [GrowthPoint(w, e) for w, e in zip(await money_windows(conn, org, starts, ends), events, strict=True)]
+            points = [GrowthPoint(w) for w in await money_windows(conn, org, starts, ends)]
             for row in await conn.fetch(_NEW_ORGANIZATIONS, org, starts, ends):
                 points[row["i"]].new_organizations = row["n"]
             for row in await conn.fetch(_ACTIVE_PROFILES, org, starts, ends):
@@ -347,12 +338,8 @@ async def growth(
     preset: Preset | None = None,
     custom: RangeSpec = RangeSpec(),
     grain: Grain | None = None,
-    listing_status: str | None = None,
 ) -> Growth:
-    return await GrowthQuery(
-        viewer=viewer, organization_id=organization_id, preset=preset, custom=custom, grain=grain,
-        listing_status=listing_status,
-    ).run()  # fmt: skip
+    return await GrowthQuery(viewer=viewer, organization_id=organization_id, preset=preset, custom=custom, grain=grain).run()
 
 
 # --------------------------------------------------------------------------- lifecycle

@@ -33,7 +33,7 @@ from typing import Any
 
 import orjson
 
-from app.services import financial_reports, listings, revenue
+from app.services import financial_reports, revenue
 from app.services.experiments import contract as experiments
 from app.services.ingestion.outcome import Rejection, TrackOutcome
 from app.services.marketplace import vocabulary as marketplace
@@ -167,7 +167,6 @@ def _validate(
         or experiments.check_properties(event_type, raw.get("properties"))
         or marketplace.check_properties(event_type, raw.get("properties"))
         or profile_engagement.check_properties(event_type, raw.get("properties"))
-        or listings.check_properties(event_type, raw.get("properties"))
     )
     if problem is not None:
         raise _Invalid(*problem)
