@@ -23,6 +23,7 @@ from schema.platform import (
     OrganizationLifecycle,
     OrganizationStatus,
     OrganizationStatusChange,
+    PeopleKpis,
     PeriodKpis,
     PlatformGrowth,
     PlatformKpis,
@@ -68,6 +69,8 @@ async def platform_kpis(info: Info, organization_id: PlatformOrganizationArg = N
         ),
         this_month=to_period(found.this_month), last_month=to_period(found.last_month), all_time=to_period(found.all_time),
         gmv_change=to_changes(found.this_month.gmv, found.last_month.gmv), listings=to_listing_kpis(found.listings),
+        people=PeopleKpis(users=found.people.users, creators=found.people.creators, brands=found.people.brands,
+                          providers=found.people.providers),
     )  # fmt: skip
 
 

@@ -87,6 +87,14 @@ class ListingKpis:
     )
 
 
+@strawberry.type(description="People on the platform (or the organization filtered on): accounts and profiles by kind.")
+class PeopleKpis:
+    users: int = strawberry.field(description="User accounts (of the organization filtered on: its members).")
+    creators: int = strawberry.field(description="Profiles of kind creator.")
+    brands: int = strawberry.field(description="Profiles of kind brand.")
+    providers: int = strawberry.field(description="Profiles of kind provider.")
+
+
 @strawberry.type(description="Platform KPIs; windows are UTC calendar months (this month runs to now).")
 class PlatformKpis:
     organization_id: strawberry.ID | None = strawberry.field(description="The organization filtered on; null: the platform.")
@@ -99,6 +107,7 @@ class PlatformKpis:
         description="GMV this month (to date) against the whole of last month, per currency."
     )
     listings: ListingKpis = strawberry.field(description="Ticketed events and the tickets sold for them.")
+    people: PeopleKpis = strawberry.field(description="Users, creators, brands and providers.")
 
 
 @strawberry.enum(description="A growth window ending with the current UTC day (day presets) or month (12 months).")

@@ -485,6 +485,7 @@ LISTINGS_AND_CAMPAIGNS = """
 query($org: ID!) {
   platformKpis(organizationId: $org) { listings { total liveNow upcomingNext30Days thisMonth averagePerOrganization ticketsSold
     averageTicketPrice { amountMinor currency } } }
+  platform: platformKpis { people { users creators brands providers } }
   ended: platformGrowth(organizationId: $org, range: {preset: LAST_90_DAYS}, listingStatus: ENDED) { points { ticketsSold } }
   live: platformGrowth(organizationId: $org, range: {preset: LAST_90_DAYS}, listingStatus: LIVE) { points { ticketsSold } }
   campaignPerformance(organizationId: $org, range: {preset: LAST_30_DAYS}, granularity: WEEK) {
@@ -510,4 +511,6 @@ async def test_the_demo_has_ticketed_events_and_campaigns_with_tagged_costs(clie
         assert rows[name]["visits"] > 20 and 0 < rows[name]["conversions"] < rows[name]["visits"] and rows[name]["revenue"]
     campaigns = {c["campaign"]: c for c in body["data"]["campaignPerformance"]["campaigns"]}
     brand = campaigns["brand"]
+    people = body["data"]["platform"]["people"]
+    assert people["creators"] >= 2 and people["brands"] >= 2 and people["providers"] >= 3 and people["users"] >= 3
     assert brand["cost"] and brand["roiPercent"] and -100 < brand["roiPercent"][0]["percent"] < 1000

@@ -127,3 +127,32 @@ async def test_listing_events_are_validated_and_need_a_service_token(app, settin
     tracked = [{"type": "listing.started", "properties": {"listingId": "x"}}]
     body = await gql(client, TRACK, {"e": tracked}, token=tenant.ingestion_key)
     assert body["data"]["trackEvents"]["rejected"] == [{"index": 0, "field": "type"}]
+
+
+PEOPLE = """query($org: ID) { platformKpis(organizationId: $org) { people { users creators brands providers } } }
+"""
+PROFILES = "query($org: ID) { profiles(organizationId: $org) { name kind } }"
+
+
+async def test_platform_kpis_count_users_and_profiles_by_kind(app, settings, client):
+    from app.errors import BadInput
+    from app.services import organizations as orgs
+
+    tenant = await make_tenant(settings)  # 2 provider profiles; members: an org admin, a provider and a viewer
+    await orgs.create_profile(organization=tenant.organization, name="Cara Creator", kind="creator")
+    for name in ("Kiln Brand", "Glaze Brand"):
+        await orgs.create_profile(organization=tenant.organization, name=name, kind="brand")
+    try:
+        await orgs.create_profile(organization=tenant.organization, name="Nobody", kind="sponsor")
+        raise AssertionError("an unknown kind was accepted")
+    except BadInput as refused:
+        assert refused.field == "kind"
+    found = (await gql_data(client, PEOPLE, {"org": tenant.org_id}, tenant.admin_token))["platformKpis"]["people"]
+    assert found == {"users": 3, "creators": 1, "brands": 2, "providers": 2}
+    kinds = (await gql_data(client, PROFILES, {"org": tenant.org_id}, tenant.admin_token))["profiles"]
+    assert sorted((p["name"], p["kind"]) for p in kinds) == [
+        ("Ada Provider", "PROVIDER"), ("Bea Creator", "PROVIDER"), ("Cara Creator", "CREATOR"),
+        ("Glaze Brand", "BRAND"), ("Kiln Brand", "BRAND"),
+    ]  # fmt: skip
+    everything = (await gql_data(client, PEOPLE, {"org": None}, tenant.admin_token))["platformKpis"]["people"]
+    assert everything["users"] >= 4 and everything["brands"] >= 2

@@ -154,7 +154,9 @@ async def _ensure_services_marketplace(settings: Settings) -> Any:
     timeline = services_market.services_timeline(datetime.now(UTC))
     org = await orgs.create_organization(name=services_market.NAME, timezone=services_market.TIMEZONE, currency="EUR",
                                          slug=services_market.SLUG)  # fmt: skip
-    creators = [await orgs.create_profile(organization=org, name=name) for name in services_market.CREATORS]
+    creators = [await orgs.create_profile(organization=org, name=name, kind="creator") for name in services_market.CREATORS]
+    for name in services_market.BRANDS:
+        await orgs.create_profile(organization=org, name=name, kind="brand")
     await _backdate(org.id, timeline.start)
     viewer = Viewer(subject="demo-seed", role=Role.SERVICE, organization_id=org.id)
     geo = GeoLocator(settings.geoip_city_db, settings.geoip_asn_db)

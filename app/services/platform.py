@@ -254,6 +254,30 @@ def count_listings(found: list[Listing], organizations: int, windows: UtcWindows
     )  # fmt: skip
 
 
+_PEOPLE = """
+SELECT (SELECT count(*) FROM users u WHERE $1::uuid IS NULL
+          OR EXISTS (SELECT 1 FROM memberships m WHERE m.organization_id = $1 AND m.user_id = u.id)) AS users,
+       (SELECT count(*) FROM profiles p WHERE p.kind = 'creator' AND ($1::uuid IS NULL OR p.organization_id = $1)) AS creators,
+       (SELECT count(*) FROM profiles p WHERE p.kind = 'brand' AND ($1::uuid IS NULL OR p.organization_id = $1)) AS brands,
+       (SELECT count(*) FROM profiles p WHERE p.kind = 'provider' AND ($1::uuid IS NULL OR p.organization_id = $1)) AS providers
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class PeopleCounts:
+    """User accounts (of an organization: its members), and profiles by kind."""
+
+    users: int
+    creators: int
+    brands: int
+    providers: int
+
+
+async def count_people(conn: asyncpg.Connection, organization_id: uuid.UUID | None) -> PeopleCounts:
+    row = await conn.fetchrow(_PEOPLE, organization_id)
+    return PeopleCounts(row["users"], row["creators"], row["brands"], row["providers"])
+
+
 @dataclass(frozen=True, slots=True)
 class Kpis:
     organization_id: uuid.UUID | None
@@ -263,6 +287,7 @@ class Kpis:
     last_month: MoneyWindow
     all_time: MoneyWindow
     listings: ListingCounts
+    people: PeopleCounts
 
 
 P = TypeVar("P")
@@ -296,8 +321,9 @@ class KpisQuery(PlatformReport[UtcWindows, Kpis]):
             this_month, last_month, all_time = await money_windows(conn, org, starts, ends)
             found = await listing_events.listings(conn, org)
             [tickets] = await listing_events.ticket_windows(conn, org, [EARLIEST_INSTANT], [windows.now])
+            people = await count_people(conn, org)
         listing_counts = count_listings(found, len(states), windows, tickets)
-        return Kpis(org, windows, count_organizations(states, windows), this_month, last_month, all_time, listing_counts)
+        return Kpis(org, windows, count_organizations(states, windows), this_month, last_month, all_time, listing_counts, people)
 
 
 async def kpis(*, viewer: Viewer, organization_id: Any = None) -> Kpis:

@@ -11,3 +11,7 @@ CREATE INDEX costs_campaign ON costs (organization_id, campaign, incurred_on) WH
 CREATE INDEX transactions_listing ON transactions (organization_id, (metadata ->> 'listingId'))
     WHERE type = 'order' AND metadata ? 'listingId';
 CREATE INDEX sessions_started ON sessions (organization_id, started_at);
+
+-- profiles.kind: what a profile stands for, so platform reports can count creators and
+--   brands: provider (the default: a service provider's public profile), creator or brand.
+ALTER TABLE profiles ADD COLUMN kind text NOT NULL DEFAULT 'provider' CHECK (kind IN ('provider', 'creator', 'brand'));
