@@ -296,8 +296,8 @@ def cmd_profile_create(args: argparse.Namespace, settings: Settings) -> int:
 
     async def action() -> dict[str, Any]:
         org = await orgs.find_organization(args.org)
-        profile = await orgs.create_profile(organization=org, name=args.name)
-        return {"id": profile.id, "slug": profile.slug, "name": profile.name, "organization": org.slug}
+        profile = await orgs.create_profile(organization=org, name=args.name, kind=args.kind)
+        return {"id": profile.id, "slug": profile.slug, "name": profile.name, "kind": profile.kind, "organization": org.slug}
 
     return _run(settings, action, args.json)
 
@@ -572,6 +572,7 @@ def build_parser() -> argparse.ArgumentParser:
     profile_create = profile.add_parser("create", help="create a profile")
     profile_create.add_argument("--org", required=True, help="organization slug or id")
     profile_create.add_argument("name")
+    profile_create.add_argument("--kind", default="provider", help="provider (default), creator or brand")
     profile_create.add_argument("--json", action="store_true")
     profile_create.set_defaults(handler=cmd_profile_create)
     profile_list = profile.add_parser("list", help="list the profiles of one organization, or of all")

@@ -85,6 +85,19 @@ PROFILE_EVENT_KIND = {
 }
 
 
+# Ticketed events ("listings"): properties.listingId names one; listing.published carries its
+# title, startsAt and endsAt (a later publish of the same listing replaces them); started and
+# ended move it live and over (app/services/listings.py). An order.paid selling tickets names
+# properties.listingId and properties.quantity. Published with a service token: no worker effect.
+LISTING_PUBLISHED = "listing.published"
+LISTING_STARTED = "listing.started"
+LISTING_ENDED = "listing.ended"
+LISTING_EVENT_TYPES = frozenset({LISTING_PUBLISHED, LISTING_STARTED, LISTING_ENDED})
+DOMAIN_EVENT_TYPES = DOMAIN_EVENT_TYPES | LISTING_EVENT_TYPES
+# Campaign conversions: money events attributed to the UTM campaign of their session.
+CAMPAIGN_CONVERSION_TYPES = MONEY_EVENT_TYPES | {ORDER_PAID}
+
+
 # PostgreSQL NOTIFY channel: ingestion wakes the workers after committing events to the outbox.
 OUTBOX_CHANNEL = "pulsegraph_outbox"
 

@@ -26,6 +26,7 @@ class Cost(Model):
     created_at = fields.DatetimeField(db_default=NOW)
     updated_by = fields.TextField()
     updated_at = fields.DatetimeField(db_default=NOW)
+    campaign = fields.TextField(null=True)  # the UTM campaign it was spent on (migration 0020)
 
     class Meta:
         table = "costs"

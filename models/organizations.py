@@ -48,6 +48,7 @@ class Profile(Model):
     slug = fields.TextField()
     name = fields.TextField()
     created_at = fields.DatetimeField(db_default=NOW)
+    kind = fields.TextField(db_default="provider")  # provider | creator | brand (migration 0020)
 
     class Meta:
         table = "profiles"

@@ -15,6 +15,10 @@ from resolvers.revenue import AdminOrganizationArg, OrganizationArg, ProfileArg,
 from schema.common import Money
 from schema.costs import CategoryCost, Cost, CostAuditEntry, CostCategory, CostSummary
 
+CampaignArg = Annotated[
+    str | None,
+    strawberry.argument(description="The UTM campaign (utm_campaign) it was spent on, up to 200 characters; omit: untagged."),
+]
 CostIdArg = Annotated[strawberry.ID, strawberry.argument(name="id", description="The cost entry.")]
 
 
@@ -28,7 +32,7 @@ def to_cost(cost: service.Cost) -> Cost:
         profile_id=_id(cost.profile_id) if cost.profile_id else None, category=CostCategory(cost.category),
         amount=Money(amount_minor=cost.amount_minor, currency=cost.currency), date=cost.incurred_on,
         description=cost.description, created_by=cost.created_by, created_at=cost.created_at,
-        updated_by=cost.updated_by, updated_at=cost.updated_at,
+        updated_by=cost.updated_by, updated_at=cost.updated_at, campaign=cost.campaign,
     )  # fmt: skip
 
 
@@ -81,10 +85,11 @@ async def create_cost(
     organization_id: AdminOrganizationArg = None,
     profile_id: Annotated[strawberry.ID | None, strawberry.argument(description="The profile it belongs to, if any.")] = None,
     description: Annotated[str, strawberry.argument(description="Free text (up to 1,000 characters).")] = "",
+    campaign: CampaignArg = None,
 ) -> Cost:
     cost = await service.create_cost(
         viewer=viewer_of(info), organization_id=organization_id, profile_id=profile_id, category=category.value,
-        amount_minor=amount_minor, currency=currency, incurred_on=date_, description=description,
+        amount_minor=amount_minor, currency=currency, incurred_on=date_, description=description, campaign=campaign,
     )  # fmt: skip
     return to_cost(cost)
 
@@ -101,11 +106,15 @@ async def update_cost(
         strawberry.ID | None, strawberry.argument(description="New profile; omit to keep (see detachProfile).")
     ] = None,
     detach_profile: Annotated[bool, strawberry.argument(description="true: the entry belongs to no profile any more.")] = False,
+    campaign: Annotated[
+        str | None, strawberry.argument(description="New UTM campaign; omit to keep, empty to untag.")
+    ] = None,
 ) -> Cost:
     changes = {"profile_id": None} if detach_profile else ({"profile_id": profile_id} if profile_id is not None else {})
     cost = await service.update_cost(
         viewer=viewer_of(info), cost_id=cost_id, category=category.value if category else None,
-        amount_minor=amount_minor, currency=currency, incurred_on=date_, description=description, **changes,
+        amount_minor=amount_minor, currency=currency, incurred_on=date_, description=description, campaign=campaign,
+        **changes,
     )  # fmt: skip
     return to_cost(cost)
 

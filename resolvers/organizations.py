@@ -10,7 +10,7 @@ from strawberry.types import Info
 from app.auth import Access
 from app.services import organizations as service
 from resolvers.common import guarded, viewer_of
-from schema.organizations import Organization, Profile, ViewerInfo
+from schema.organizations import Organization, Profile, ProfileKind, ViewerInfo
 
 
 def to_organization(org: Any) -> Organization:
@@ -23,6 +23,7 @@ def to_profile(profile: Any) -> Profile:
         organization_id=strawberry.ID(str(profile.organization_id)),
         slug=profile.slug,
         name=profile.name,
+        kind=ProfileKind(profile.kind),
     )
 
 

@@ -9,6 +9,7 @@ from strawberry.types import Info
 
 from app.auth import Access
 from app.services import platform as service
+from app.services.listings import ListingStatus as ListingState
 from app.timebuckets import Grain, Preset, RangeSpec
 from resolvers.common import guarded, to_resolved_range, viewer_of
 from resolvers.revenue import money, to_changes
@@ -16,10 +17,13 @@ from schema.common import Granularity
 from schema.platform import (
     GrowthPoint,
     GrowthRangeInput,
+    ListingKpis,
+    ListingStatus,
     OrganizationCounts,
     OrganizationLifecycle,
     OrganizationStatus,
     OrganizationStatusChange,
+    PeopleKpis,
     PeriodKpis,
     PlatformGrowth,
     PlatformKpis,
@@ -45,6 +49,14 @@ def to_period(window: service.MoneyWindow) -> PeriodKpis:
     )  # fmt: skip
 
 
+def to_listing_kpis(counts: service.ListingCounts) -> ListingKpis:
+    return ListingKpis(
+        total=counts.total, live_now=counts.live_now, upcoming_next_30_days=counts.upcoming, this_month=counts.this_month,
+        average_per_organization=counts.average_per_organization, tickets_sold=counts.tickets.tickets,
+        average_ticket_price=money(counts.tickets.average_price),
+    )  # fmt: skip
+
+
 async def platform_kpis(info: Info, organization_id: PlatformOrganizationArg = None) -> PlatformKpis:
     found = await service.kpis(viewer=viewer_of(info), organization_id=organization_id)
     counts = found.organizations
@@ -56,7 +68,9 @@ async def platform_kpis(info: Info, organization_id: PlatformOrganizationArg = N
             new_last_month=counts.new_last_month, month_over_month_growth_percent=counts.month_over_month_growth,
         ),
         this_month=to_period(found.this_month), last_month=to_period(found.last_month), all_time=to_period(found.all_time),
-        gmv_change=to_changes(found.this_month.gmv, found.last_month.gmv),
+        gmv_change=to_changes(found.this_month.gmv, found.last_month.gmv), listings=to_listing_kpis(found.listings),
+        people=PeopleKpis(users=found.people.users, creators=found.people.creators, brands=found.people.brands,
+                          providers=found.people.providers),
     )  # fmt: skip
 
 
@@ -68,18 +82,25 @@ async def platform_growth(
         strawberry.argument(description="Bucket size; defaults to DAY (MONTH for LAST_12_MONTHS)."),
     ] = None,
     organization_id: PlatformOrganizationArg = None,
+    listing_status: Annotated[
+        ListingStatus | None,
+        strawberry.argument(description="Tickets of the listings in this status now only (e.g. LIVE or ENDED)."),
+    ] = None,
 ) -> PlatformGrowth:
     found = await service.growth(
         viewer=viewer_of(info), organization_id=organization_id,
         preset=Preset(range_.preset.value) if range_.preset else None,
         custom=RangeSpec(start=range_.from_, end=range_.to), grain=Grain(granularity.value) if granularity else None,
+        listing_status=ListingState(listing_status.value) if listing_status else None,
     )  # fmt: skip
     return PlatformGrowth(
         organization_id=as_id(found.organization_id) if found.organization_id else None, range=to_resolved_range(found.range),
         granularity=Granularity(found.grain.value),
+        listing_status=ListingStatus(found.listing_status.value) if found.listing_status else None,
         points=[
             GrowthPoint(start=p.money.start, end=p.money.end, gmv=money(p.money.gmv), new_organizations=p.new_organizations,
-                        active_profiles=p.active_profiles, platform_revenue=money(p.money.net_platform_revenue))
+                        active_profiles=p.active_profiles, platform_revenue=money(p.money.net_platform_revenue),
+                        tickets_sold=p.tickets.tickets, average_ticket_price=money(p.tickets.average_price))
             for p in found.points
         ],
     )  # fmt: skip
@@ -124,11 +145,12 @@ class Query:
     platform_kpis: PlatformKpis = guarded(
         Access.PLATFORM_ADMINS, platform_kpis,
         "Organizations by lifecycle, GMV, orders, tickets, average order value and fees this month, last month "
-        "and all time, in UTC.",
+        "and all time, in UTC; ticketed events (listings) and the tickets sold for them.",
     )
     platform_growth: PlatformGrowth = guarded(
         Access.PLATFORM_ADMINS, platform_growth,
-        "GMV, new organizations, active profiles and platform revenue per UTC bucket.",
+        "GMV, new organizations, active profiles, platform revenue and tickets sold (optionally for listings in one "
+        "status) per UTC bucket.",
     )
     platform_organizations: list[OrganizationLifecycle] = guarded(
         Access.PLATFORM_ADMINS, platform_organizations,

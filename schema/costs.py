@@ -34,6 +34,9 @@ class Cost:
     created_at: datetime = strawberry.field(description="When.")
     updated_by: str = strawberry.field(description="Who changed it last.")
     updated_at: datetime = strawberry.field(description="When.")
+    campaign: str | None = strawberry.field(
+        description="The UTM campaign (utm_campaign) it was spent on; null: untagged. campaignPerformance counts it."
+    )
 
 
 @strawberry.type(description="One change to a cost entry.")

@@ -46,7 +46,7 @@ class DomainEventType(Enum):
     GIFT_PURCHASED = strawberry.enum_value("gift.purchased", description="A gift was bought for a profile (needs amountMinor and currency).")
     BOOKING_COMPLETED = strawberry.enum_value("booking.completed", description="A booking with a profile was completed (needs amountMinor and currency).")
     SUBSCRIPTION_CHARGED = strawberry.enum_value("subscription.charged", description="A subscription to a profile was charged (needs amountMinor and currency).")
-    ORDER_PAID = strawberry.enum_value("order.paid", description="An order was paid (needs amountMinor and currency; properties.orderId, optional properties.quantity).")
+    ORDER_PAID = strawberry.enum_value("order.paid", description="An order was paid (needs amountMinor and currency; properties.orderId, optional properties.quantity and properties.listingId for tickets).")
     ORDER_REFUNDED = strawberry.enum_value("order.refunded", description="An order was refunded (needs amountMinor and currency; properties.orderId of the paid order).")
     PAYMENT_FAILED = strawberry.enum_value("payment.failed", description="A payment attempt failed (amountMinor and currency optional).")
     ACCOUNT_CREATED = strawberry.enum_value("account.created", description="A user account was created (send context.ip).")
@@ -60,6 +60,13 @@ class DomainEventType(Enum):
     MARKETPLACE_SEARCHED = strawberry.enum_value("marketplace.searched", description="A marketplace search (properties.query, resultsCount; optional category).")
     MARKETPLACE_VIEWED = strawberry.enum_value("marketplace.viewed", description="A service's page was viewed (properties.serviceId; optional category).")
     MARKETPLACE_CONVERTED = strawberry.enum_value("marketplace.converted", description="A service was bought (needs amountMinor and currency; properties.serviceId, orderId; optional category, creatorId, takeRateBps).")
+    PROFILE_FAVORITED = strawberry.enum_value("profile.favorited", description="Someone made a profile a favorite.")
+    PROFILE_UNFAVORITED = strawberry.enum_value("profile.unfavorited", description="Someone removed a profile from their favorites.")
+    PROFILE_SHARED = strawberry.enum_value("profile.shared", description="Someone shared a profile.")
+    PROFILE_CLICKED = strawberry.enum_value("profile.clicked", description="Someone clicked one of a profile's links (properties.target names it).")
+    LISTING_PUBLISHED = strawberry.enum_value("listing.published", description="A ticketed event was published or changed (properties.listingId, title, startsAt and endsAt as ISO 8601 with offset).")
+    LISTING_STARTED = strawberry.enum_value("listing.started", description="A ticketed event went live (properties.listingId).")
+    LISTING_ENDED = strawberry.enum_value("listing.ended", description="A ticketed event ended (properties.listingId).")
 
 
 @strawberry.input(description="A domain event published by a backend service; idempotent by `eventId`.")

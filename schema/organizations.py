@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
+from enum import Enum
+
 import strawberry
+
+
+@strawberry.enum(description="What a profile stands for (set when it is created).")
+class ProfileKind(Enum):
+    PROVIDER = strawberry.enum_value("provider", description="A service provider's public profile (the default).")
+    CREATOR = strawberry.enum_value("creator", description="A creator selling their work.")
+    BRAND = strawberry.enum_value("brand", description="A brand running campaigns.")
 
 
 @strawberry.type(description="A tenant: a platform or marketplace using pulsegraph.")
@@ -20,6 +29,7 @@ class Profile:
     organization_id: strawberry.ID = strawberry.field(description="The organization the profile belongs to.")
     slug: str = strawberry.field(description="Short name, unique within the organization.")
     name: str = strawberry.field(description="Display name.")
+    kind: ProfileKind = strawberry.field(description="What the profile stands for.")
 
 
 @strawberry.type(description="Who the current credential is.")

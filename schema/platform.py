@@ -57,6 +57,44 @@ class PeriodKpis:
     net_platform_revenue: list[Money] = strawberry.field(description="platformFees + serviceFees - processorFees.")
 
 
+@strawberry.enum(description="Where a ticketed event (listing) stands now, from its own events.")
+class ListingStatus(Enum):
+    SCHEDULED = strawberry.enum_value("scheduled", description="Published; neither started nor ended.")
+    LIVE = strawberry.enum_value("live", description="A listing.started was received and no listing.ended.")
+    ENDED = strawberry.enum_value("ended", description="A listing.ended was received.")
+
+
+@strawberry.type(
+    description="Ticketed events (listings): each is named by properties.listingId and described by its latest "
+    "listing.published; times are UTC."
+)
+class ListingKpis:
+    total: int = strawberry.field(description="Listings published (each counted once however often republished).")
+    live_now: int = strawberry.field(description="Listings live now: started and not ended.")
+    upcoming_next_30_days: int = strawberry.field(
+        description="Listings neither live nor ended whose startsAt lies within the next 30 days."
+    )
+    this_month: int = strawberry.field(description="Listings whose startsAt lies in this UTC month.")
+    average_per_organization: float | None = strawberry.field(
+        description="total / organizations counted (2 decimals); null when there are none."
+    )
+    tickets_sold: int = strawberry.field(
+        description="All time: sum of properties.quantity (1 when absent) of order.paid sales naming a "
+        "properties.listingId (completed or refunded, before refunds)."
+    )
+    average_ticket_price: list[Money] = strawberry.field(
+        description="Per currency: those orders' amounts / their tickets, rounded half-to-even to the minor unit."
+    )
+
+
+@strawberry.type(description="People on the platform (or the organization filtered on): accounts and profiles by kind.")
+class PeopleKpis:
+    users: int = strawberry.field(description="User accounts (of the organization filtered on: its members).")
+    creators: int = strawberry.field(description="Profiles of kind creator.")
+    brands: int = strawberry.field(description="Profiles of kind brand.")
+    providers: int = strawberry.field(description="Profiles of kind provider.")
+
+
 @strawberry.type(description="Platform KPIs; windows are UTC calendar months (this month runs to now).")
 class PlatformKpis:
     organization_id: strawberry.ID | None = strawberry.field(description="The organization filtered on; null: the platform.")
@@ -68,6 +106,8 @@ class PlatformKpis:
     gmv_change: list[RevenueChange] = strawberry.field(
         description="GMV this month (to date) against the whole of last month, per currency."
     )
+    listings: ListingKpis = strawberry.field(description="Ticketed events and the tickets sold for them.")
+    people: PeopleKpis = strawberry.field(description="Users, creators, brands and providers.")
 
 
 @strawberry.enum(description="A growth window ending with the current UTC day (day presets) or month (12 months).")
@@ -97,6 +137,12 @@ class GrowthPoint:
     platform_revenue: list[Money] = strawberry.field(
         description="Net platform revenue of the bucket (platform + service - processor fees), per currency."
     )
+    tickets_sold: int = strawberry.field(
+        description="Tickets sold in the bucket for listings (of the listing status asked for, if any)."
+    )
+    average_ticket_price: list[Money] = strawberry.field(
+        description="Per currency: those orders' amounts / their tickets, rounded half-to-even to the minor unit."
+    )
 
 
 @strawberry.type(description="Growth per UTC bucket, every bucket listed.")
@@ -104,6 +150,9 @@ class PlatformGrowth:
     organization_id: strawberry.ID | None = strawberry.field(description="The organization filtered on; null: the platform.")
     range: ResolvedRange = strawberry.field(description="The range covered (UTC).")
     granularity: Granularity = strawberry.field(description="Bucket size.")
+    listing_status: ListingStatus | None = strawberry.field(
+        description="The listing status ticket figures are filtered on; null: every listing."
+    )
     points: list[GrowthPoint] = strawberry.field(description="Every bucket of the range, in order.")
 
 

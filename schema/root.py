@@ -13,6 +13,7 @@ import strawberry
 
 from resolvers import (
     accounts,
+    campaigns,
     cohorts,
     costs,
     experiments,
@@ -59,6 +60,7 @@ DOMAINS: tuple[ModuleType, ...] = (
     cohorts,
     experiments,
     marketplace,
+    campaigns,
 )
 
 

@@ -482,3 +482,38 @@ def test_the_services_marketplace_generator_is_deterministic_and_in_the_past() -
     assert all(e["occurred_at"] < NOW for e in first)
     assert {e["type"] for e in first} == {"service.executed", "marketplace.searched", "marketplace.viewed",
                                           "marketplace.converted", "subscription.charged"}  # fmt: skip
+
+
+LISTINGS_AND_CAMPAIGNS = """
+query($org: ID!) {
+  platformKpis(organizationId: $org) { listings { total liveNow upcomingNext30Days thisMonth averagePerOrganization ticketsSold
+    averageTicketPrice { amountMinor currency } } }
+  platform: platformKpis { people { users creators brands providers } }
+  ended: platformGrowth(organizationId: $org, range: {preset: LAST_90_DAYS}, listingStatus: ENDED) { points { ticketsSold } }
+  live: platformGrowth(organizationId: $org, range: {preset: LAST_90_DAYS}, listingStatus: LIVE) { points { ticketsSold } }
+  campaignPerformance(organizationId: $org, range: {preset: LAST_30_DAYS}, granularity: WEEK) {
+    rows { source medium campaign visits uniqueVisitors conversions revenue { amountMinor currency } }
+    campaigns { campaign visits conversions revenue { amountMinor } cost { amountMinor } roiPercent { currency percent } } }
+}"""
+
+
+async def test_the_demo_has_ticketed_events_and_campaigns_with_tagged_costs(client, demo) -> None:
+    """Two workshops a month (one live now, some ahead), their tickets, and campaign visitors
+    who buy them; the search ads are tagged with the brand campaign."""
+    body = await gql(client, LISTINGS_AND_CAMPAIGNS, {"org": demo.organization_id}, token=demo.admin_token)
+    assert body.get("errors") is None, body
+    listings = body["data"]["platformKpis"]["listings"]
+    assert listings["total"] >= 26 and listings["liveNow"] == 1 and listings["upcomingNext30Days"] >= 1
+    assert listings["thisMonth"] >= 2 and listings["ticketsSold"] > 1000
+    assert listings["averageTicketPrice"] == [{"amountMinor": 2500, "currency": "EUR"}]
+    assert sum(p["ticketsSold"] for p in body["data"]["ended"]["points"]) > 100
+    assert sum(p["ticketsSold"] for p in body["data"]["live"]["points"]) >= 0
+    rows = {r["campaign"]: r for r in body["data"]["campaignPerformance"]["rows"]}
+    assert {"spring", "stories", "brand"} <= set(rows)
+    for name in ("spring", "stories", "brand"):
+        assert rows[name]["visits"] > 20 and 0 < rows[name]["conversions"] < rows[name]["visits"] and rows[name]["revenue"]
+    campaigns = {c["campaign"]: c for c in body["data"]["campaignPerformance"]["campaigns"]}
+    brand = campaigns["brand"]
+    people = body["data"]["platform"]["people"]
+    assert people["creators"] >= 2 and people["brands"] >= 2 and people["providers"] >= 3 and people["users"] >= 3
+    assert brand["cost"] and brand["roiPercent"] and -100 < brand["roiPercent"][0]["percent"] < 1000

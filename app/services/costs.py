@@ -4,7 +4,8 @@ P&L); the organization's other costs, and those of other profiles, stay with its
 
 A cost has a category (marketing | subscriptions | tools | platform_fees | other), a
 positive amount in integer minor units with its ISO 4217 currency, the local date it was
-incurred on, a description, and optionally the profile it belongs to (for a profile's P&L).
+incurred on, a description, optionally the profile it belongs to (for a profile's P&L), and
+optionally the UTM campaign it was spent on (campaignPerformance's tagged cost).
 A cost counts in a range when the local midnight that starts its date lies in the range:
 the same rule that puts it in a report bucket.
 """
@@ -34,9 +35,10 @@ from models.organizations import Profile
 
 CATEGORIES = ("marketing", "subscriptions", "tools", "platform_fees", "other")
 DESCRIPTION_MAX_CHARS = 1000
+CAMPAIGN_MAX_CHARS = 200
 COLUMNS = (
     "organization_id, id, profile_id, category, amount_minor, currency, incurred_on, description,"
-    " created_by, created_at, updated_by, updated_at"
+    " created_by, created_at, updated_by, updated_at, campaign"
 )
 
 
@@ -54,6 +56,7 @@ class Cost:
     created_at: datetime
     updated_by: str
     updated_at: datetime
+    campaign: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +82,7 @@ def _snapshot(cost: Cost) -> dict[str, Any]:
     return {
         "profileId": str(cost.profile_id) if cost.profile_id else None, "category": cost.category,
         "amountMinor": cost.amount_minor, "currency": cost.currency, "incurredOn": cost.incurred_on.isoformat(),
-        "description": cost.description,
+        "description": cost.description, "campaign": cost.campaign,
     }  # fmt: skip
 
 
@@ -117,6 +120,15 @@ def _description(value: str) -> str:
     return text
 
 
+def _campaign(value: str | None) -> str | None:
+    """The utm_campaign value sessions carry, as sent; blank means untagged."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if not isinstance(value, str) or len(value) > CAMPAIGN_MAX_CHARS or not value.isprintable():
+        raise BadInput(f"campaign must be printable text of at most {CAMPAIGN_MAX_CHARS} characters", field="campaign")
+    return value
+
+
 async def _profile(db: BaseDBAsyncClient, org: uuid.UUID, value: Any) -> uuid.UUID | None:
     """A cost's profile must be one of its organization's."""
     if value is None:
@@ -143,12 +155,14 @@ async def create_cost(
     currency: str,
     incurred_on: date,
     description: str = "",
+    campaign: str | None = None,
 ) -> Cost:
     """Record a cost; the creation is audited with the entry as created."""
     actor, role = viewer.actor
     fields = {
         "category": _category(category), "amount_minor": _amount(amount_minor), "currency": _currency(currency),
         "incurred_on": _date(incurred_on), "description": _description(description),
+        "campaign": _campaign(campaign),
     }  # fmt: skip
     async with in_transaction() as db:
         if viewer.role is Role.PROVIDER:
@@ -215,8 +229,10 @@ async def update_cost(
     currency: str | None = None,
     incurred_on: date | None = None,
     description: str | None = None,
+    campaign: str | None = None,
 ) -> Cost:
-    """Change what is given (None keeps; profileId None detaches); audited with before and after."""
+    """Change what is given (None keeps; profileId None detaches, an empty campaign untags);
+    audited with before and after."""
     actor, role = viewer.actor
     async with in_transaction() as db:
         stored = await _visible_cost(db, viewer, cost_id)
@@ -234,6 +250,7 @@ async def update_cost(
             "currency": _currency(currency) if currency is not None else old.currency,
             "incurred_on": _date(incurred_on) if incurred_on is not None else old.incurred_on,
             "description": _description(description) if description is not None else old.description,
+            "campaign": _campaign(campaign) if campaign is not None else old.campaign,
         }  # fmt: skip
         await CostRow.filter(organization_id=old.organization_id, id=old.id).using_db(db).update(
             **changes, updated_by=actor, updated_at=RawSQL("now()")

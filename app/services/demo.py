@@ -23,8 +23,9 @@ from typing import Any
 from app.auth import Role, Viewer
 from app.services.demo_data import closed_shop, services_market
 from app.services.demo_data import experiments as experiments_data
-from app.services.demo_data.commerce import generate_commerce_events, generate_fraud_events
+from app.services.demo_data.commerce import FRAUD_WINDOW, generate_commerce_events, generate_fraud_events
 from app.services.demo_data.costs import monthly_costs
+from app.services.demo_data.listings import generate_campaign_visits, generate_listing_events
 from app.services.demo_data.money import generate_money_events
 from app.services.demo_data.product import generate_product_events
 from app.services.demo_data.timeline import Timeline
@@ -131,6 +132,9 @@ async def _seed_events(settings: Settings, org: Any, profile_ids: list[str]) -> 
         total += await _seed_experiments(org, timeline, settings, geo, viewer)
         total += await _ingest(viewer, generate_money_events(profile_ids, timeline=timeline), settings, geo)
         total += await _ingest(viewer, generate_commerce_events(timeline=timeline), settings, geo)
+        total += await _ingest(viewer, generate_listing_events(timeline=timeline), settings, geo)
+        quiet_end = timeline.end - FRAUD_WINDOW
+        total += await _ingest(viewer, generate_campaign_visits(timeline=timeline, quiet_end=quiet_end), settings, geo, domain=False)
         total += await _ingest(viewer, generate_fraud_events(now=timeline.end), settings, geo)
         await _seed_costs(org, timeline)
         total += await _seed_suspended_organization(settings, geo, timeline.end)
@@ -150,7 +154,9 @@ async def _ensure_services_marketplace(settings: Settings) -> Any:
     timeline = services_market.services_timeline(datetime.now(UTC))
     org = await orgs.create_organization(name=services_market.NAME, timezone=services_market.TIMEZONE, currency="EUR",
                                          slug=services_market.SLUG)  # fmt: skip
-    creators = [await orgs.create_profile(organization=org, name=name) for name in services_market.CREATORS]
+    creators = [await orgs.create_profile(organization=org, name=name, kind="creator") for name in services_market.CREATORS]
+    for name in services_market.BRANDS:
+        await orgs.create_profile(organization=org, name=name, kind="brand")
     await _backdate(org.id, timeline.start)
     viewer = Viewer(subject="demo-seed", role=Role.SERVICE, organization_id=org.id)
     geo = GeoLocator(settings.geoip_city_db, settings.geoip_asn_db)
@@ -239,7 +245,8 @@ async def _seed_costs(org: Any, timeline: Timeline) -> None:
     viewer = Viewer(subject="demo-seed", role=Role.ORG_ADMIN, organization_id=org.id)
     for entry in monthly_costs(timeline):
         await costs.create_cost(viewer=viewer, category=entry.category, amount_minor=entry.amount_minor,
-                                currency="EUR", incurred_on=entry.incurred_on, description=entry.description)  # fmt: skip
+                                currency="EUR", incurred_on=entry.incurred_on, description=entry.description,
+                                campaign=entry.campaign)  # fmt: skip
 
 
 async def _seed_suspended_organization(settings: Settings, geo: GeoLocator, now: datetime) -> int:

@@ -62,13 +62,19 @@ async def find_organization(ref: str) -> Organization:
     return org
 
 
-async def create_profile(*, organization: Organization, name: str, slug: str | None = None) -> Profile:
+PROFILE_KINDS = ("provider", "creator", "brand")
+
+
+async def create_profile(*, organization: Organization, name: str, slug: str | None = None, kind: str = "provider") -> Profile:
+    """A profile stands for a provider (the default), a creator or a brand; platform KPIs count each kind."""
     if not name.strip():
         raise BadInput("name must not be empty", field="name")
+    if kind not in PROFILE_KINDS:
+        raise BadInput(f"kind must be one of {', '.join(PROFILE_KINDS)}", field="kind")
     slug = slug or slugify(name)[:128]
     if await Profile.exists(organization_id=organization.id, slug=slug):
         raise BadInput(f"a profile with slug {slug!r} already exists in {organization.slug}", field="name")
-    return await Profile.create(id=uuid.uuid4(), organization=organization, slug=slug, name=name.strip())
+    return await Profile.create(id=uuid.uuid4(), organization=organization, slug=slug, name=name.strip(), kind=kind)
 
 
 async def find_profile(organization: Organization, ref: str) -> Profile:

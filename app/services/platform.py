@@ -21,6 +21,11 @@ Definitions (also in the schema descriptions and the README):
   (completed or refunded sales and refunds, affiliate commissions included). Net platform
   revenue = platform fees + service fees - processor fees.
 - Active profiles of a bucket: profiles with at least one view (profile_events) in it.
+- Ticketed events (listings, app/services/listings.py): total published; live now; upcoming:
+  neither live nor ended, starting in the next 30 days; this month: starting in this UTC
+  month; average per organization: total / organizations counted. Tickets sold and the
+  average ticket price: order.paid sales naming a listing, all time; in the growth series
+  per bucket, optionally only for listings that are live (or ended) now.
 """
 
 from __future__ import annotations
@@ -37,6 +42,8 @@ from app.auth import Viewer, platform_admin_scope
 from app.database import connection, transaction
 from app.errors import BadInput, NotFound
 from app.runners import QueryRunner, Tenant
+from app.services import listings as listing_events
+from app.services.listings import Listing, ListingStatus, TicketWindow
 from app.services.revenue.money import add_to, clipped_buckets
 from app.timebuckets import (
     EARLIEST_INSTANT,
@@ -223,6 +230,54 @@ def utc_windows(now: datetime) -> UtcWindows:
     )  # fmt: skip
 
 
+UPCOMING_WITHIN = timedelta(days=30)
+
+
+@dataclass(frozen=True, slots=True)
+class ListingCounts:
+    total: int
+    live_now: int
+    upcoming: int
+    this_month: int
+    average_per_organization: float | None
+    tickets: TicketWindow
+
+
+def count_listings(found: list[Listing], organizations: int, windows: UtcWindows, tickets: TicketWindow) -> ListingCounts:
+    next_month = month_start(windows.this_month + timedelta(days=32), UTC_ZONE)
+    soon = windows.now + UPCOMING_WITHIN
+    return ListingCounts(
+        total=len(found), live_now=sum(x.status is ListingStatus.LIVE for x in found),
+        upcoming=sum(x.status is ListingStatus.SCHEDULED and windows.now <= x.starts_at < soon for x in found),
+        this_month=sum(windows.this_month <= x.starts_at < next_month for x in found),
+        average_per_organization=round(len(found) / organizations, 2) if organizations else None, tickets=tickets,
+    )  # fmt: skip
+
+
+_PEOPLE = """
+SELECT (SELECT count(*) FROM users u WHERE $1::uuid IS NULL
+          OR EXISTS (SELECT 1 FROM memberships m WHERE m.organization_id = $1 AND m.user_id = u.id)) AS users,
+       (SELECT count(*) FROM profiles p WHERE p.kind = 'creator' AND ($1::uuid IS NULL OR p.organization_id = $1)) AS creators,
+       (SELECT count(*) FROM profiles p WHERE p.kind = 'brand' AND ($1::uuid IS NULL OR p.organization_id = $1)) AS brands,
+       (SELECT count(*) FROM profiles p WHERE p.kind = 'provider' AND ($1::uuid IS NULL OR p.organization_id = $1)) AS providers
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class PeopleCounts:
+    """User accounts (of an organization: its members), and profiles by kind."""
+
+    users: int
+    creators: int
+    brands: int
+    providers: int
+
+
+async def count_people(conn: asyncpg.Connection, organization_id: uuid.UUID | None) -> PeopleCounts:
+    row = await conn.fetchrow(_PEOPLE, organization_id)
+    return PeopleCounts(row["users"], row["creators"], row["brands"], row["providers"])
+
+
 @dataclass(frozen=True, slots=True)
 class Kpis:
     organization_id: uuid.UUID | None
@@ -231,6 +286,8 @@ class Kpis:
     this_month: MoneyWindow
     last_month: MoneyWindow
     all_time: MoneyWindow
+    listings: ListingCounts
+    people: PeopleCounts
 
 
 P = TypeVar("P")
@@ -262,7 +319,11 @@ class KpisQuery(PlatformReport[UtcWindows, Kpis]):
         async with connection() as conn:
             states = await organization_states(conn, org, windows.now)
             this_month, last_month, all_time = await money_windows(conn, org, starts, ends)
-        return Kpis(org, windows, count_organizations(states, windows), this_month, last_month, all_time)
+            found = await listing_events.listings(conn, org)
+            [tickets] = await listing_events.ticket_windows(conn, org, [EARLIEST_INSTANT], [windows.now])
+            people = await count_people(conn, org)
+        listing_counts = count_listings(found, len(states), windows, tickets)
+        return Kpis(org, windows, count_organizations(states, windows), this_month, last_month, all_time, listing_counts, people)
 
 
 async def kpis(*, viewer: Viewer, organization_id: Any = None) -> Kpis:
@@ -298,6 +359,7 @@ GROUP BY b.i
 @dataclass(slots=True)
 class GrowthPoint:
     money: MoneyWindow
+    tickets: TicketWindow
     new_organizations: int = 0
     active_profiles: int = 0
 
@@ -307,11 +369,13 @@ class Growth:
     organization_id: uuid.UUID | None
     range: TimeRange
     grain: Grain
+    listing_status: ListingStatus | None
     points: list[GrowthPoint]
 
 
 class GrowthQuery(PlatformReport[tuple[TimeRange, Grain], Growth]):
-    """GMV, new organizations, active profiles and net platform revenue per UTC bucket."""
+    """GMV, new organizations, active profiles, net platform revenue and tickets per UTC bucket;
+    tickets of the listings in one status now when `listing_status` is given."""
 
     kind = "platform_growth"
     cacheable = False  # counts organizations, which the command line creates unannounced
@@ -322,13 +386,18 @@ class GrowthQuery(PlatformReport[tuple[TimeRange, Grain], Growth]):
     async def fetch(self, org: uuid.UUID | None, plan: tuple[TimeRange, Grain]) -> Growth:
         span, grain = plan
         starts, ends = clipped_buckets(span, grain)
+        status: ListingStatus | None = self.inputs.get("listing_status")
         async with connection() as conn:
-            points = [GrowthPoint(w) for w in await money_windows(conn, org, starts, ends)]
+            only = None
+            if status is not None:
+                only = [x for x in await listing_events.listings(conn, org) if x.status is status]
+            tickets = await listing_events.ticket_windows(conn, org, starts, ends, only)
+            points = [GrowthPoint(w, t) for w, t in zip(await money_windows(conn, org, starts, ends), tickets, strict=True)]
             for row in await conn.fetch(_NEW_ORGANIZATIONS, org, starts, ends):
                 points[row["i"]].new_organizations = row["n"]
             for row in await conn.fetch(_ACTIVE_PROFILES, org, starts, ends):
                 points[row["i"]].active_profiles = row["n"]
-        return Growth(org, span, grain, points)
+        return Growth(org, span, grain, status, points)
 
 
 async def growth(
@@ -338,8 +407,12 @@ async def growth(
     preset: Preset | None = None,
     custom: RangeSpec = RangeSpec(),
     grain: Grain | None = None,
+    listing_status: ListingStatus | None = None,
 ) -> Growth:
-    return await GrowthQuery(viewer=viewer, organization_id=organization_id, preset=preset, custom=custom, grain=grain).run()
+    return await GrowthQuery(
+        viewer=viewer, organization_id=organization_id, preset=preset, custom=custom, grain=grain,
+        listing_status=listing_status,
+    ).run()  # fmt: skip
 
 
 # --------------------------------------------------------------------------- lifecycle

@@ -35,7 +35,7 @@ ALERTS = "query { fraudAlerts { alerts { id kind } } }"
 RULE = """mutation($params: JSON!) { createFraudRule(kind: BULK_PURCHASE, name: "Victim bulk buyers", params: $params,
   risk: HIGH) { id } }"""
 COST = """mutation($p: ID!, $d: Date!) { createCost(category: TOOLS, amountMinor: 73117, currency: "EUR", date: $d,
-  profileId: $p, description: "Victim studio rent") { id } }"""
+  profileId: $p, description: "Victim studio rent", campaign: "victim-spring-drive") { id } }"""
 COST_FIX = """mutation($id: ID!) { updateCost(id: $id, amountMinor: 73119, description: "Victim studio rent, corrected") { id } }"""
 SETTINGS = [
     "mutation { updateOrganizationSettings(ipRetentionDays: 17, eventRetentionDays: 419) { organizationId } }",
@@ -68,7 +68,8 @@ def views(victim: Tenant, now: datetime) -> list[dict[str, Any]]:
     engagement event, over the last two days."""
     events = []
     for n in range(VIEWS):
-        context = {"referrer": f"https://victim-blog-{n % 3}.example/post", "ip": ARMY_IP if n == 0 else "198.51.100.23"}
+        context = {"referrer": f"https://victim-blog-{n % 3}.example/post", "ip": ARMY_IP if n == 0 else "198.51.100.23",
+                   "utmSource": "victim-newsletter", "utmMedium": "victim-mail", "utmCampaign": "victim-spring-drive"}
         who = SUBJECT if n % 5 == 0 else {"anonymousId": f"victim-visitor-{n}"}
         at = now - timedelta(hours=2 + n)
         events.append({"type": "profile.viewed", "profileId": victim.profile_id, "occurredAt": at.isoformat(), "context": context, **who})
@@ -96,12 +97,25 @@ def money(victim: Tenant, partner: str, now: datetime) -> list[dict[str, Any]]:
         event("GIFT_PURCHASED", 2, 6_173, profileId=victim.profile_id, userId="victim-donor",
               properties={"category": "victim-orchids", "serviceFeeMinor": 419}),
         event("SUBSCRIPTION_CHARGED", 3, 9_137, profileId=victim.profile_id, userId="victim-fan"),
-        event("ORDER_PAID", 4, 15_551, userId="victim-buyer", properties={"orderId": "victim-order-2", "quantity": 3}),
+        event("ORDER_PAID", 4, 15_551, userId="victim-buyer", properties={"orderId": "victim-order-2", "quantity": 3,
+                                                                          "listingId": "victim-gig-1"}),
         event("ORDER_REFUNDED", 5, 2_203, properties={"orderId": "victim-order-2"}),
         event("AFFILIATE_COMMISSION", 6, 3_119),
         event("INVOICE_ISSUED", 7, 12_347, properties={"invoiceId": "INV-VICTIM-1", "dueDate": (now - timedelta(days=9)).date().isoformat()}),
         event("PAYOUT_SETTLED", 8, 40_001, properties={"payoutId": "po-victim-1"}),
         *(event("PAYMENT_FAILED", 10 + n, 2_917, userId="victim-card-tester") for n in range(4)),
+    ]  # fmt: skip
+
+
+def listings(now: datetime) -> list[dict[str, Any]]:
+    """A ticketed event of its own, live now; the order above sold 3 tickets for it."""
+    tag = uuid.uuid4().hex[:8]
+    gig = {"listingId": "victim-gig-1", "title": "Victim porcelain night", "startsAt": (now - timedelta(hours=2)).isoformat(),
+           "endsAt": (now + timedelta(hours=7)).isoformat()}  # fmt: skip
+    return [
+        {"eventId": f"victim-l-{tag}-1", "type": "LISTING_PUBLISHED", "occurredAt": (now - timedelta(days=3)).isoformat(), "properties": gig},
+        {"eventId": f"victim-l-{tag}-2", "type": "LISTING_STARTED", "occurredAt": (now - timedelta(hours=2)).isoformat(),
+         "properties": {"listingId": "victim-gig-1"}},
     ]  # fmt: skip
 
 
@@ -147,7 +161,7 @@ async def seed_victim(client: httpx.AsyncClient, worker: Any, victim: Tenant) ->
     partner = await organizations.create_profile(organization=victim.organization, name=f"Victim Partner {uuid.uuid4().hex[:6]}")
     tracked = (await gql_data(client, TRACK, {"e": views(victim, now)}, victim.ingestion_key))["trackEvents"]
     assert tracked["rejected"] == [], tracked
-    published = (await gql_data(client, PUBLISH, {"e": money(victim, str(partner.id), now) + marketplace(victim, now)},
+    published = (await gql_data(client, PUBLISH, {"e": money(victim, str(partner.id), now) + marketplace(victim, now) + listings(now)},
                                 victim.service_token))
     assert published["publishDomainEvents"]["rejected"] == [], published
     await worker.drain()

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from app.services.demo_data.listings import listing_for
 from app.services.demo_data.timeline import Timeline, draw_count
 
 TICKET_MINOR = 2500
@@ -45,8 +46,9 @@ def _order(rng: random.Random, quiet: Timeline, at: datetime, event_id: str, ord
     amount = TICKET_MINOR * quantity
     buyer = f"ticket-buyer-{rng.randrange(100_000)}"
     fees = {"platformFeeMinor": amount * 8 // 100, "processorFeeMinor": amount * 2 // 100 + 25}
+    listing = listing_for(at, quiet)
     yield {"type": "order.paid", "event_id": f"{event_id}-o", "occurred_at": at, "user_id": buyer, "amount_minor": amount,
-           "currency": "EUR", "properties": {"orderId": order_id, "quantity": quantity, **fees}}  # fmt: skip
+           "currency": "EUR", "properties": {"orderId": order_id, "quantity": quantity, "listingId": listing, **fees}}  # fmt: skip
     if rng.random() < REFUND_RATE:
         refunded = at + timedelta(days=rng.uniform(1, 5))
         if quiet.contains(refunded):

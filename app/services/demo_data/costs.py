@@ -19,6 +19,7 @@ class CostEntry:
     category: str
     amount_minor: int
     description: str
+    campaign: str | None = None  # the UTM campaign the money went to
 
 
 def monthly_costs(timeline: Timeline, *, seed: int = 7) -> list[CostEntry]:
@@ -33,7 +34,7 @@ def monthly_costs(timeline: Timeline, *, seed: int = 7) -> list[CostEntry]:
         entries += [
             CostEntry(month.replace(day=1), "subscriptions", 29000, f"Hosting, {label}"),
             CostEntry(month.replace(day=5), "tools", 4900, f"Scheduling tool, {label}"),
-            CostEntry(month.replace(day=12), "marketing", ads, f"Ads, {label}"),
+            CostEntry(month.replace(day=12), "marketing", ads, f"Search ads, {label}", campaign="brand"),
         ]
         if month.month % 3 == 1:
             entries.append(CostEntry(month.replace(day=20), "other", 45000, f"Bookkeeping, quarter to {label}"))

@@ -21,6 +21,7 @@ NAME = "Demo Services Marketplace"
 SLUG = "demo-services"
 TIMEZONE = "Europe/Lisbon"
 CREATORS = ["Iris Studio", "Jonas Words"]
+BRANDS = ["Kiln & Co", "Glaze Supply"]  # brand profiles: counted by platformKpis, no events of their own
 MONTHS = 6
 SEED = 23
 EXECUTIONS_PER_DAY = 120  # on an average day at the end of the history

@@ -33,14 +33,20 @@ from typing import Any
 
 import orjson
 
-from app.services import financial_reports, revenue
+from app.services import financial_reports, listings, revenue
 from app.services.experiments import contract as experiments
 from app.services.ingestion.outcome import Rejection, TrackOutcome
 from app.services.marketplace import vocabulary as marketplace
 from app.services.profile_analytics import vocabulary as profile_engagement
 from app.services.revenue.money import CURRENCY_RE
 from app.settings import Settings
-from app.vocabulary import DOMAIN_EVENT_TYPES, MONEY_MOVING_EVENT_TYPES, PROFILE_EVENT_TYPES, USER_IDENTIFIED
+from app.vocabulary import (
+    DOMAIN_EVENT_TYPES,
+    LISTING_EVENT_TYPES,
+    MONEY_MOVING_EVENT_TYPES,
+    PROFILE_EVENT_TYPES,
+    USER_IDENTIFIED,
+)
 
 TYPE_MAX_CHARS = 128
 EVENT_ID_MAX_CHARS = 128
@@ -161,12 +167,15 @@ def _validate(
         raise _Invalid(key, f"unknown field {key!r}")
     event_type = _event_type(raw.get("type"), domain=domain)
     amount, currency = _money(event_type, raw.get("amount_minor"), raw.get("currency"), money_allowed)
+    if event_type in LISTING_EVENT_TYPES and not money_allowed:
+        raise _Invalid("type", f"{event_type} describes a ticketed event: publish it with a service token (publishDomainEvents)")
     problem = (
         revenue.check_properties(event_type, raw.get("properties"))
         or financial_reports.check_properties(event_type, raw.get("properties"))
         or experiments.check_properties(event_type, raw.get("properties"))
         or marketplace.check_properties(event_type, raw.get("properties"))
         or profile_engagement.check_properties(event_type, raw.get("properties"))
+        or listings.check_properties(event_type, raw.get("properties"))
     )
     if problem is not None:
         raise _Invalid(*problem)
