@@ -26,6 +26,7 @@ from resolvers import (
     lifecycle,
     live,
     marketplace,
+    notifications,
     organizations,
     persons,
     platform,
@@ -59,6 +60,7 @@ DOMAINS: tuple[ModuleType, ...] = (
     cohorts,
     experiments,
     marketplace,
+    notifications,
 )
 
 
