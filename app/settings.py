@@ -175,6 +175,10 @@ class Settings:
     # addresses are refused unless this is on (server-side request forgery).
     notification_allow_private: bool = False
     notification_allow_http: bool = False  # plain http webhook URLs (https only by default)
+    # More payment.failed events than this in one organization's window (aligned to the epoch)
+    # raise one payment.failed_spike notification for that window.
+    payment_failed_spike_threshold: int = 20
+    payment_failed_spike_window_minutes: int = 15
     extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -236,6 +240,8 @@ class Settings:
             notification_batch_size=_env_int("PULSEGRAPH_NOTIFICATION_BATCH_SIZE", 50),
             notification_allow_private=_env_bool("PULSEGRAPH_NOTIFICATION_ALLOW_PRIVATE", False),
             notification_allow_http=_env_bool("PULSEGRAPH_NOTIFICATION_ALLOW_HTTP", False),
+            payment_failed_spike_threshold=_env_int("PULSEGRAPH_PAYMENT_FAILED_SPIKE_THRESHOLD", 20),
+            payment_failed_spike_window_minutes=_env_int("PULSEGRAPH_PAYMENT_FAILED_SPIKE_WINDOW_MINUTES", 15),
         )
 
 

@@ -67,3 +67,17 @@ class NotificationAttempt(Model):
     class Meta:
         table = "notification_attempts"
         unique_together = (("delivery_id", "number"),)
+
+
+class NotificationWindow(Model):
+    """A window that raised its once-per-window notification. Real key: (organization_id, kind, window_start)."""
+
+    organization_id = fields.UUIDField(primary_key=True)
+    kind = fields.TextField()
+    window_start = fields.DatetimeField()
+    count = fields.IntField()
+    created_at = fields.DatetimeField(db_default=NOW)
+
+    class Meta:
+        table = "notification_windows"
+        unique_together = (("organization_id", "kind", "window_start"),)

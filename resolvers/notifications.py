@@ -22,6 +22,7 @@ from schema.notifications import (
     NotificationChannelWithSecret,
     NotificationDelivery,
     NotificationKind,
+    WebhookHealth,
 )
 
 OrgArg = Annotated[
@@ -97,6 +98,14 @@ async def deliveries_(
     return DeliveryPage(deliveries=[to_delivery(d) for d in page.deliveries], end_cursor=page.end_cursor)
 
 
+async def webhook_health(info: Info, organization_id: OrgArg = None) -> WebhookHealth:
+    health = await deliveries.webhook_health(viewer=viewer_of(info), organization_id=organization_id)
+    return WebhookHealth(
+        failed_last_24h=health.failed_last_24h, delivered_last_24h=health.delivered_last_24h, pending=health.pending,
+        pending_retries=health.pending_retries, dead=health.dead, oldest_pending_at=health.oldest_pending_at,
+    )  # fmt: skip
+
+
 # -- writes ---------------------------------------------------------------------------------
 
 
@@ -166,6 +175,10 @@ class Query:
     deliveries: DeliveryPage = guarded(
         Access.ORG_ADMINS, deliveries_,
         "Notification deliveries with every attempt, newest first: an organization's, or the platform channels'.",
+    )  # fmt: skip
+    webhook_health: WebhookHealth = guarded(
+        Access.ORG_ADMINS, webhook_health,
+        "Our webhooks' health: failed in 24 h, pending retries, dead: an organization's, or the platform channels'.",
     )  # fmt: skip
 
 

@@ -82,3 +82,13 @@ class NotificationDelivery:
 class DeliveryPage:
     deliveries: list[NotificationDelivery] = strawberry.field(description="The deliveries.")
     end_cursor: str | None = strawberry.field(description="Pass as `after` for the next page; null when there is none.")
+
+
+@strawberry.type(description="Whether notifications are getting through: an organization's, or the platform channels'.")
+class WebhookHealth:
+    failed_last_24h: int = strawberry.field(description="Deliveries with at least one failed attempt in the last 24 hours.")
+    delivered_last_24h: int = strawberry.field(description="Deliveries the receiver accepted in the last 24 hours.")
+    pending: int = strawberry.field(description="Deliveries not delivered yet, first attempts included.")
+    pending_retries: int = strawberry.field(description="Pending deliveries waiting for a retry after a failed attempt.")
+    dead: int = strawberry.field(description="Deliveries whose every attempt failed (retryDelivery tries once more).")
+    oldest_pending_at: datetime | None = strawberry.field(description="When the longest-waiting pending delivery was raised.")

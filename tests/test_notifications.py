@@ -43,6 +43,7 @@ query($org: ID, $status: DeliveryStatus, $channel: ID) {
   }
 }"""
 RETRY = "mutation($id: ID!) { retryDelivery(id: $id) { id status attemptCount maxAttempts } }"
+HEALTH = "query { webhookHealth { failedLast24h deliveredLast24h pending pendingRetries dead oldestPendingAt } }"
 TRACK = "mutation($e: [TrackEventInput!]!) { trackEvents(events: $e) { accepted rejected { index field reason } } }"
 
 
@@ -178,6 +179,7 @@ async def test_a_delivery_dies_after_its_attempts_and_a_manual_retry_brings_it(
 ) -> None:
     admin = tenant.org_admin_token
     hook = await create_channel(client, admin, url=receiver.url, kinds=["fraud_alert"])
+    before = (await gql_data(client, HEALTH, {}, admin))["webhookHealth"]
     assert await enqueue_notification(None, organization_id=tenant.organization.id, kind="fraud_alert", payload={"n": 1}) == 1
 
     async def dead() -> bool:
@@ -187,6 +189,8 @@ async def test_a_delivery_dies_after_its_attempts_and_a_manual_retry_brings_it(
     [gone] = await deliveries(client, admin, channel=hook["channel"]["id"])
     assert (gone["attemptCount"], gone["maxAttempts"], gone["nextAttemptAt"]) == (MAX_ATTEMPTS, MAX_ATTEMPTS, None)
     assert len(gone["attempts"]) == MAX_ATTEMPTS and gone["lastError"]
+    health = (await gql_data(client, HEALTH, {}, admin))["webhookHealth"]
+    assert (health["dead"], health["failedLast24h"]) == (before["dead"] + 1, before["failedLast24h"] + 1)
     await sender.send_due(notify_settings)  # dead stays dead
     assert (await deliveries(client, admin, channel=hook["channel"]["id"]))[0]["attemptCount"] == MAX_ATTEMPTS
 
@@ -196,6 +200,8 @@ async def test_a_delivery_dies_after_its_attempts_and_a_manual_retry_brings_it(
     await sender.send_due(notify_settings)
     [back] = await deliveries(client, admin, channel=hook["channel"]["id"])
     assert back["status"] == "DELIVERED" and back["attemptCount"] == MAX_ATTEMPTS + 1
+    health = (await gql_data(client, HEALTH, {}, admin))["webhookHealth"]
+    assert (health["dead"], health["deliveredLast24h"]) == (before["dead"], before["deliveredLast24h"] + 1)
     assert [r.headers["webhook-id"] for r in receiver.received] == [gone["id"]]
     assert error_codes(await gql(client, RETRY, {"id": gone["id"]}, token=admin)) == ["BAD_USER_INPUT"]
     audit = await gql_data(client, 'query { auditLog(action: "notification_delivery.retried") { target } }', {}, admin)

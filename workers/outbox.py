@@ -302,7 +302,6 @@ class OutboxWorker:
         )
         self._summary_at = time.monotonic()
         self._summary_count = 0
-        self._sending: asyncio.Task[int] | None = None
 
     # -- wake-ups -----------------------------------------------------------------------
 

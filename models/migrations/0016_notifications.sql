@@ -11,6 +11,8 @@
 --   retry of a dead delivery allows one more); next_attempt_at is when a
 --   worker may claim it next (a claim moves it past the send timeout, so a worker that dies
 --   mid-send leaves it due again).
+-- notification_windows: the windows that already raised a once-per-window notification (a
+--   payment.failed spike), so a second batch of the same window raises nothing.
 -- notification_attempts: every attempt, with the receiver's status code, the error, the
 --   duration and the start of the response body.
 --
@@ -63,4 +65,13 @@ CREATE TABLE notification_attempts (
     duration_ms      integer NOT NULL,
     response_excerpt text,
     PRIMARY KEY (delivery_id, number)
+);
+
+CREATE TABLE notification_windows (
+    organization_id uuid NOT NULL REFERENCES organizations (id) ON DELETE CASCADE,
+    kind            text NOT NULL,
+    window_start    timestamptz NOT NULL,
+    count           integer NOT NULL,
+    created_at      timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (organization_id, kind, window_start)
 );

@@ -192,3 +192,35 @@ def _cursor(after: str) -> tuple[datetime, uuid.UUID]:
         return datetime.fromisoformat(at), uuid.UUID(last)
     except (ValueError, UnicodeDecodeError):
         raise BadInput("after must be a cursor from a previous page", field="after") from None
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookHealth:
+    failed_last_24h: int  # deliveries with at least one failed attempt in the last 24 hours
+    delivered_last_24h: int
+    pending: int  # not delivered yet, first attempts included
+    pending_retries: int  # pending after at least one failed attempt
+    dead: int
+    oldest_pending_at: datetime | None  # the longest-waiting pending delivery's creation
+
+
+HEALTH = """
+SELECT
+  (SELECT count(DISTINCT a.delivery_id) FROM notification_attempts a
+    WHERE a.organization_id IS NOT DISTINCT FROM $1 AND a.error IS NOT NULL
+      AND a.attempted_at > now() - interval '24 hours') AS failed_last_24h,
+  count(*) FILTER (WHERE d.status = 'delivered' AND d.delivered_at > now() - interval '24 hours') AS delivered_last_24h,
+  count(*) FILTER (WHERE d.status = 'pending') AS pending,
+  count(*) FILTER (WHERE d.status = 'pending' AND d.attempts > 0) AS pending_retries,
+  count(*) FILTER (WHERE d.status = 'dead') AS dead,
+  min(d.created_at) FILTER (WHERE d.status = 'pending') AS oldest_pending_at
+FROM notification_deliveries d WHERE d.organization_id IS NOT DISTINCT FROM $1
+"""
+
+
+async def webhook_health(*, viewer: Viewer, organization_id: Any = None) -> WebhookHealth:
+    """The figures an operator watches to know whether notifications are getting through."""
+    scope = await channel_scope(viewer, organization_id)
+    async with connection() as conn:
+        row = await conn.fetchrow(HEALTH, scope)
+    return WebhookHealth(**dict(row))

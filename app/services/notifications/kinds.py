@@ -5,6 +5,7 @@ from __future__ import annotations
 
 GOV_ALERT = "gov_alert"  # a profile view from a government network reached the threshold
 FRAUD_ALERT = "fraud_alert"  # a fraud rule raised an alert
+PAYMENT_FAILED_SPIKE = "payment.failed_spike"  # payment.failed events of one organization exceeded the threshold in a window
 INVITATION = "invitation"  # someone was invited to the organization
 PASSWORD_RESET = "password_reset"  # an admin made a password reset for a member
 PAYMENT_RETRY_REQUESTED = "payment.retry_requested"  # an admin asks the host platform to retry a payment
@@ -14,6 +15,7 @@ TEST = "test"  # sendTestNotification: always sent to the one channel named, wha
 KINDS: dict[str, str] = {
     GOV_ALERT: "A profile view from a government network reached the organization's threshold.",
     FRAUD_ALERT: "A fraud rule raised a new alert.",
+    PAYMENT_FAILED_SPIKE: "More payment.failed events than the installation's threshold in one window (once per window).",
     INVITATION: "Someone was invited to join the organization (the token is never included).",
     PASSWORD_RESET: "An admin made a password reset for a member (the token is never included).",
     PAYMENT_RETRY_REQUESTED: "An admin asked the host platform to retry a failed payment.",
