@@ -124,7 +124,8 @@ async def retry_delivery(*, viewer: Viewer, delivery_id: Any, address: str | Non
 
 
 async def send_test(*, viewer: Viewer, channel_id: Any, address: str | None, settings: Settings) -> Delivery:
-    """A `test` notification to this one channel, whatever kinds it receives (enabled or not)."""
+    """A `test` notification to this one channel, whatever kinds it receives (a paused channel
+    keeps it until resumed)."""
     async with transaction() as conn:
         channel = await visible_channel(conn, viewer, channel_id)
         payload = {"channelId": str(channel.id), "message": "A test notification from pulsegraph."}
