@@ -163,6 +163,7 @@ class Settings:
     smtp_username: str | None = None
     smtp_password: str | None = None
     smtp_starttls: bool = True
+    smtp_tls: bool = False  # TLS from the first byte (port 465); STARTTLS is then not used
     smtp_from: str = "pulsegraph@localhost"
     # A delivery is tried this many times, waiting base * 2^(n-1) seconds (capped, with up to
     # half of it as random jitter) between tries, then marked dead.
@@ -232,6 +233,7 @@ class Settings:
             smtp_username=os.environ.get("PULSEGRAPH_SMTP_USERNAME") or None,
             smtp_password=os.environ.get("PULSEGRAPH_SMTP_PASSWORD") or None,
             smtp_starttls=_env_bool("PULSEGRAPH_SMTP_STARTTLS", True),
+            smtp_tls=_env_bool("PULSEGRAPH_SMTP_TLS", False),
             smtp_from=os.environ.get("PULSEGRAPH_SMTP_FROM") or "pulsegraph@localhost",
             notification_max_attempts=_env_int("PULSEGRAPH_NOTIFICATION_MAX_ATTEMPTS", 8),
             notification_backoff_base_seconds=_env_float("PULSEGRAPH_NOTIFICATION_BACKOFF_BASE_SECONDS", 30.0),

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -20,6 +20,7 @@ from standardwebhooks import Webhook
 
 from app.services.notifications import enqueue_notification, sender, signing
 from app.settings import Settings, override_settings
+from tests.support.fraud_streams import Stream, publish
 from tests.support.graphql import error_codes, gql, gql_data
 from tests.support.receivers import SmtpReceiver, WebhookReceiver
 from tests.support.settings import settings_with
@@ -27,6 +28,7 @@ from tests.support.tenants import Tenant
 
 ARMY_IP = "6.1.2.3"  # on the shipped curated gov list
 MAX_ATTEMPTS = 5
+SPIKE_THRESHOLD = 3
 
 CREATE = """
 mutation($org: ID, $kind: NotificationChannelKind!, $name: String!, $url: String, $recipients: [String!], $kinds: [String!]!) {
@@ -62,6 +64,7 @@ async def notify_settings(app: Any, settings: Settings, smtp: SmtpReceiver) -> A
         settings, notification_allow_private=True, notification_allow_http=True, notification_max_attempts=MAX_ATTEMPTS,
         notification_backoff_base_seconds=0.05, notification_backoff_max_seconds=0.2, notification_timeout_seconds=0.5,
         smtp_host="127.0.0.1", smtp_port=smtp.port, smtp_starttls=False, smtp_from="alerts@pulsegraph.test",
+        payment_failed_spike_threshold=SPIKE_THRESHOLD, payment_failed_spike_window_minutes=60,
     )  # fmt: skip
     app.state.settings = local
     override_settings(local)
@@ -276,3 +279,35 @@ async def test_invitations_are_mailed_when_smtp_is_configured(
     body = Webhook(hook["secret"]).verify(notice.body, notice.headers)
     assert body["type"] == "invitation" and body["data"]["email"] == "new-colleague@tenant.test"
     assert invited["token"] not in orjson.dumps(body).decode()
+
+
+async def test_a_failed_payment_spike_is_notified_once_per_window(
+    client: httpx.AsyncClient, worker: Any, tenant: Tenant, notify_settings: Settings, receiver: WebhookReceiver
+) -> None:
+    """More failed payments than the threshold in one hour window: one notification, however
+    many batches bring them; a quiet window raises none."""
+    admin = tenant.org_admin_token
+    hook = await create_channel(client, admin, url=receiver.url, kinds=["payment.failed_spike"])
+    hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=3)
+    stream = Stream(base=hour)
+    quiet = Stream(base=hour + timedelta(hours=1))
+
+    async def spikes() -> list[dict[str, Any]]:
+        return await deliveries(client, admin, channel=hook["channel"]["id"])
+
+    for minute in range(SPIKE_THRESHOLD):  # up to the threshold: not above it
+        stream.failed(f"buyer-{minute}", minute + 1)
+        quiet.failed(f"buyer-{minute}", minute + 1)
+    await publish(client, tenant, stream.events + quiet.events)
+    await worker.drain()
+    assert await spikes() == []
+
+    for batch in range(3):  # past it, and again in the same window
+        stream.events.clear()
+        stream.failed(f"late-buyer-{batch}", 30 + batch)
+        await publish(client, tenant, stream.events)
+        await worker.drain()
+    [spike] = await spikes()
+    assert spike["kind"] == "payment.failed_spike"
+    assert spike["payload"] == {"windowStart": hour.isoformat(), "windowMinutes": 60,
+                                "failedPayments": SPIKE_THRESHOLD + 1, "threshold": SPIKE_THRESHOLD}  # fmt: skip

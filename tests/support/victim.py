@@ -61,7 +61,9 @@ PERSONAL_KEY = """mutation { createPersonalApiKey(name: "Victim analyst notebook
 NEWEST_AUDIT_ENTRY = "query { auditLog(limit: 1) { id } }"
 CHANNEL = """mutation { createNotificationChannel(kind: WEBHOOK, name: "Victim night pager", kinds: ["gov_alert", "fraud_alert"],
   url: "https://93.184.215.14/victim-night-pager") { channel { id } } }"""
-TEST_NOTIFICATION = """mutation($id: ID!) { sendTestNotification(id: $id) { id } }"""
+TEST_NOTIFICATIONS = 13  # pending deliveries: a count webhookHealth shows for nobody else
+TEST_NOTIFICATION = "mutation($id: ID!) { " + " ".join(
+    f"t{n}: sendTestNotification(id: $id) {{ id }}" for n in range(TEST_NOTIFICATIONS)) + " }"
 LIFECYCLE = """mutation($org: ID!) {
   suspended: suspendOrganization(organizationId: $org, reason: "Victim suspended for a chargeback audit") { status }
   reinstated: reinstateOrganization(organizationId: $org, reason: "Victim audit closed") { status } }"""
@@ -177,10 +179,10 @@ async def seed_victim(client: httpx.AsyncClient, worker: Any, victim: Tenant) ->
 
 
 async def seed_notifications(client: httpx.AsyncClient, victim: Tenant) -> Side:
-    """A webhook channel and a test delivery to it (not sent: no worker sends in these tests)."""
+    """A webhook channel and test deliveries to it (pending: no worker sends in these tests)."""
     admin = victim.org_admin_token
     channel = (await gql_data(client, CHANNEL, {}, admin))["createNotificationChannel"]["channel"]
-    delivery = (await gql_data(client, TEST_NOTIFICATION, {"id": channel["id"]}, admin))["sendTestNotification"]
+    delivery = (await gql_data(client, TEST_NOTIFICATION, {"id": channel["id"]}, admin))["t0"]
     return {"notification channel": channel["id"], "delivery": delivery["id"]}
 
 

@@ -53,7 +53,8 @@ async def send_mail(settings: Settings, mail: EmailMessage) -> MailResult:
             port=settings.smtp_port,
             username=settings.smtp_username,
             password=settings.smtp_password,
-            start_tls=settings.smtp_starttls,
+            use_tls=settings.smtp_tls,
+            start_tls=settings.smtp_starttls and not settings.smtp_tls,
             timeout=settings.notification_timeout_seconds,
         )
     except aiosmtplib.SMTPResponseException as exc:
