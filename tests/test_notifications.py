@@ -236,6 +236,10 @@ async def test_notifications_reach_only_their_own_organization(
     assert receiver.received[-1].path == "/hooks/pulsegraph/platform"
     [platform_delivery] = await deliveries(client, tenant.admin_token)
     assert platform_delivery["organizationId"] is None and platform_delivery["payload"] == {"platform": True}
+    # the platform's channels are every test's: leave none behind (its deliveries go with it)
+    delete = "mutation($id: ID!) { deleteNotificationChannel(id: $id) }"
+    await gql_data(client, delete, {"id": platform["channel"]["id"]}, tenant.admin_token)
+    assert await deliveries(client, tenant.admin_token) == []
 
 
 async def test_private_destinations_are_refused_unless_allowed(
