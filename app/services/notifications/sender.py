@@ -26,7 +26,7 @@ import asyncpg
 import httpx
 import orjson
 
-from app.database import connection, transaction
+from app.database import transaction
 from app.services.notifications import destinations, mail, signing
 from app.services.notifications.channels import EMAIL
 from app.settings import Settings
@@ -40,7 +40,7 @@ CLAIM = """
 WITH due AS (
     SELECT d.id FROM notification_deliveries d
     JOIN notification_channels c ON c.id = d.channel_id AND c.enabled
-    WHERE d.status = 'pending' AND d.next_attempt_at <= now()
+    WHERE d.status = 'pending' AND d.next_attempt_at <= COALESCE($3, now())
     ORDER BY d.next_attempt_at
     LIMIT $1
     FOR UPDATE OF d SKIP LOCKED
@@ -81,13 +81,15 @@ class Outcome:
 
 
 async def send_due(settings: Settings, client: httpx.AsyncClient | None = None) -> int:
-    """Send every delivery due now, batch after batch; returns how many were attempted."""
+    """Send every delivery due when the call began, batch after batch, each at most once (one
+    whose short backoff ends meanwhile waits for the next call); returns how many were attempted."""
     total = 0
     own = client is None
     http = client or new_client(settings)
+    due_by: datetime | None = None
     try:
         while True:
-            claimed = await _claim(settings)
+            claimed, due_by = await _claim(settings, due_by)
             if not claimed:
                 return total
             outcomes = await asyncio.gather(*(attempt(row, settings, http) for row in claimed))
@@ -104,10 +106,12 @@ def new_client(settings: Settings) -> httpx.AsyncClient:
     return httpx.AsyncClient(timeout=settings.notification_timeout_seconds, follow_redirects=False, trust_env=False)
 
 
-async def _claim(settings: Settings) -> list[asyncpg.Record]:
+async def _claim(settings: Settings, due_by: datetime | None) -> tuple[list[asyncpg.Record], datetime]:
+    """Claim deliveries due by `due_by` (the database's clock at the first claim of a call)."""
     lease = timedelta(seconds=2 * settings.notification_timeout_seconds + 30)
-    async with connection() as conn:
-        return await conn.fetch(CLAIM, max(1, settings.notification_batch_size), lease)
+    async with transaction() as conn:
+        due_by = due_by or await conn.fetchval("SELECT now()")
+        return await conn.fetch(CLAIM, max(1, settings.notification_batch_size), lease, due_by), due_by
 
 
 async def attempt(row: Mapping[str, Any], settings: Settings, client: httpx.AsyncClient) -> Outcome:
