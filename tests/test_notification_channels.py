@@ -5,9 +5,12 @@ worker sending on its own."""
 from __future__ import annotations
 
 import asyncio
+import ssl
+import subprocess
 import time
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -38,7 +41,7 @@ ROTATE = "mutation($id: ID!) { rotateChannelSecret(id: $id) { secret channel { i
 DELETE = "mutation($id: ID!) { deleteNotificationChannel(id: $id) }"
 TEST = "mutation($id: ID!) { sendTestNotification(id: $id) { id kind status payload } }"
 DELIVERIES = """query($channel: ID, $first: Int, $after: String) { deliveries(channelId: $channel, first: $first, after: $after) {
-  deliveries { id kind status payload attempts { statusCode } } endCursor } }"""
+  deliveries { id kind status payload attempts { statusCode error } } endCursor } }"""
 AUDIT = 'query { auditLog(limit: 20) { action target details } }'
 PUBLISH = """mutation($e: [DomainEventInput!]!) { publishDomainEvents(events: $e) { accepted rejected { index field reason } } }"""
 RESET = "mutation($user: ID!) { createPasswordReset(userId: $user) { token emailSent } }"
@@ -185,3 +188,49 @@ async def test_a_running_worker_sends_without_being_asked(
         await running.stop()
         await task
     assert receiver.received[0].headers["webhook-id"] == sent["id"]
+
+
+def localhost_certificate(folder: Path) -> tuple[str, str]:
+    """A self-signed certificate for the name `localhost` (openssl), and its key."""
+    cert, key = folder / "localhost.pem", folder / "localhost-key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
+         "-addext", "subjectAltName=DNS:localhost", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return str(cert), str(key)
+
+
+async def test_https_goes_to_the_checked_address_under_the_name_it_was_given(
+    client: httpx.AsyncClient, tenant: Tenant, local: Settings, tmp_path: Path
+) -> None:
+    """The sender connects to the address it checked, yet TLS still checks the certificate
+    against the URL's name (SNI) and the Host header carries it: a real https receiver."""
+    from app.services.notifications import sender
+
+    certificate = localhost_certificate(tmp_path)
+    receiver = WebhookReceiver(certificate=certificate)
+    await receiver.start()
+    try:
+        https_only = settings_with(local, notification_allow_http=False)
+        made = (await create(client, tenant.org_admin_token, url=receiver.url, kinds=["test"]))["data"]
+        channel = made["createNotificationChannel"]
+        await gql_data(client, TEST, {"id": channel["channel"]["id"]}, tenant.org_admin_token)
+        trusting = ssl.create_default_context(cafile=certificate[0])
+        async with httpx.AsyncClient(verify=trusting, timeout=5, follow_redirects=False, trust_env=False) as http:
+            await sender.send_due(https_only, http)
+        [request] = receiver.received
+        assert request.headers["host"] == f"localhost:{receiver.port}"
+        assert Webhook(channel["secret"]).verify(request.body, request.headers)["type"] == "test"
+
+        # a client that does not trust the certificate: the attempt fails on it, nothing is accepted
+        await gql_data(client, TEST, {"id": channel["channel"]["id"]}, tenant.org_admin_token)
+        async with sender.new_client(https_only) as untrusting:
+            await sender.send_due(https_only, untrusting)
+        page = (await gql_data(client, DELIVERIES, {"channel": channel["channel"]["id"]}, tenant.org_admin_token))
+        newest = page["deliveries"]["deliveries"][0]
+        assert newest["status"] == "PENDING" and newest["attempts"][0]["statusCode"] is None
+        assert "CERTIFICATE_VERIFY_FAILED" in newest["attempts"][0]["error"]
+        assert len(receiver.received) == 1
+    finally:
+        await receiver.stop()

@@ -34,6 +34,7 @@ class WebhookReceiver:
     down on the same port (down: connections are refused)."""
 
     port: int = field(default_factory=free_port)
+    certificate: tuple[str, str] | None = None  # (certificate, key) files: serve https
     status: int = 200
     delay: float = 0.0
     received: list[Received] = field(default_factory=list)
@@ -42,6 +43,8 @@ class WebhookReceiver:
 
     @property
     def url(self) -> str:
+        if self.certificate is not None:
+            return f"https://localhost:{self.port}/hooks/pulsegraph"
         return f"http://127.0.0.1:{self.port}/hooks/pulsegraph"
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -60,7 +63,8 @@ class WebhookReceiver:
         await send({"type": "http.response.body", "body": answer})
 
     async def start(self) -> None:
-        config = uvicorn.Config(self, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off")
+        tls = {"ssl_certfile": self.certificate[0], "ssl_keyfile": self.certificate[1]} if self.certificate else {}
+        config = uvicorn.Config(self, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off", **tls)
         self._server = uvicorn.Server(config)
         self._task = asyncio.create_task(self._server.serve())
         while not self._server.started:
