@@ -156,6 +156,30 @@ class Settings:
     redis_url: str | None = None  # REDIS_URL: the result cache's shared tier (app/shared_answers.py)
     # API processes `pulsegraph serve` runs behind its one port (`--workers` overrides it).
     web_concurrency: int = 1
+    # Notifications (app/services/notifications): the installation's SMTP server for email
+    # channels, invitations and password resets (no host: no email is sent).
+    smtp_host: str | None = None
+    smtp_port: int = 587
+    smtp_username: str | None = None
+    smtp_password: str | None = None
+    smtp_starttls: bool = True
+    smtp_tls: bool = False  # TLS from the first byte (port 465); STARTTLS is then not used
+    smtp_from: str = "pulsegraph@localhost"
+    # A delivery is tried this many times, waiting base * 2^(n-1) seconds (capped, with up to
+    # half of it as random jitter) between tries, then marked dead.
+    notification_max_attempts: int = 8
+    notification_backoff_base_seconds: float = 30.0
+    notification_backoff_max_seconds: float = 3600.0
+    notification_timeout_seconds: float = 10.0  # per attempt, connecting and reading included
+    notification_batch_size: int = 50  # deliveries a worker claims at once
+    # Webhook destinations resolving to loopback, private, link-local or other non-global
+    # addresses are refused unless this is on (server-side request forgery).
+    notification_allow_private: bool = False
+    notification_allow_http: bool = False  # plain http webhook URLs (https only by default)
+    # More payment.failed events than this in one organization's window (aligned to the epoch)
+    # raise one payment.failed_spike notification for that window.
+    payment_failed_spike_threshold: int = 20
+    payment_failed_spike_window_minutes: int = 15
     extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -204,6 +228,22 @@ class Settings:
             sign_in_failures_per_account=_env_int("PULSEGRAPH_SIGN_IN_FAILURES_PER_ACCOUNT", 5),
             sign_in_failures_per_address=_env_int("PULSEGRAPH_SIGN_IN_FAILURES_PER_ADDRESS", 30),
             public_url=os.environ.get("PULSEGRAPH_PUBLIC_URL") or "http://127.0.0.1:8000",
+            smtp_host=os.environ.get("PULSEGRAPH_SMTP_HOST") or None,
+            smtp_port=_env_int("PULSEGRAPH_SMTP_PORT", 587),
+            smtp_username=os.environ.get("PULSEGRAPH_SMTP_USERNAME") or None,
+            smtp_password=os.environ.get("PULSEGRAPH_SMTP_PASSWORD") or None,
+            smtp_starttls=_env_bool("PULSEGRAPH_SMTP_STARTTLS", True),
+            smtp_tls=_env_bool("PULSEGRAPH_SMTP_TLS", False),
+            smtp_from=os.environ.get("PULSEGRAPH_SMTP_FROM") or "pulsegraph@localhost",
+            notification_max_attempts=_env_int("PULSEGRAPH_NOTIFICATION_MAX_ATTEMPTS", 8),
+            notification_backoff_base_seconds=_env_float("PULSEGRAPH_NOTIFICATION_BACKOFF_BASE_SECONDS", 30.0),
+            notification_backoff_max_seconds=_env_float("PULSEGRAPH_NOTIFICATION_BACKOFF_MAX_SECONDS", 3600.0),
+            notification_timeout_seconds=_env_float("PULSEGRAPH_NOTIFICATION_TIMEOUT_SECONDS", 10.0),
+            notification_batch_size=_env_int("PULSEGRAPH_NOTIFICATION_BATCH_SIZE", 50),
+            notification_allow_private=_env_bool("PULSEGRAPH_NOTIFICATION_ALLOW_PRIVATE", False),
+            notification_allow_http=_env_bool("PULSEGRAPH_NOTIFICATION_ALLOW_HTTP", False),
+            payment_failed_spike_threshold=_env_int("PULSEGRAPH_PAYMENT_FAILED_SPIKE_THRESHOLD", 20),
+            payment_failed_spike_window_minutes=_env_int("PULSEGRAPH_PAYMENT_FAILED_SPIKE_WINDOW_MINUTES", 15),
         )
 
 

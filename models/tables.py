@@ -21,5 +21,8 @@ REFERENCE_TABLES: frozenset[str] = frozenset({
     "revoked_credentials",  # every API process reads every revocation
     "visitor_salts",  # one salt a day for every tenant
     "ip_hmac_keys",  # one key a period for every tenant
+    "notification_channels",  # the platform's own channels have no tenant
+    "notification_deliveries",  # one queue the worker claims across tenants; written per alert, not per event
+    "notification_attempts",
     "schema_migrations",
 })  # fmt: skip

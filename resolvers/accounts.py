@@ -397,7 +397,7 @@ class Mutation:
     )
     invite_member: InvitationPayload = guarded(
         Access.ORG_ADMINS, invite_member,
-        "Invite someone by email with a role; the single-use token is returned (no mail channel is configured).",
+        "Invite someone by email with a role: the single-use token is mailed to them when an SMTP server is configured, and returned either way.",
     )  # fmt: skip
     revoke_invitation: Invitation = guarded(Access.ORG_ADMINS, revoke_invitation, "Withdraw a pending invitation.")
     change_member_role: Member = guarded(
@@ -408,7 +408,7 @@ class Mutation:
         Access.ORG_ADMINS, remove_member, "Remove a member: their sessions and personal keys here stop working at once."
     )
     create_password_reset: PasswordResetPayload = guarded(
-        Access.ORG_ADMINS, create_password_reset, "A single-use password reset token for a member, to hand to them."
+        Access.ORG_ADMINS, create_password_reset, "A single-use password reset token for a member: mailed to them when an SMTP server is configured, and returned either way."
     )
     create_personal_api_key: NewApiKey = guarded(
         Access.MEMBERS, create_personal_api_key,

@@ -104,7 +104,7 @@ class InvitationPayload:
     token: str = strawberry.field(
         description="Shown once: the invitee accepts with acceptInvitation(token, password). Pass it on privately."
     )
-    email_sent: bool = strawberry.field(description="Whether an email carried it (false: no mail channel is configured).")
+    email_sent: bool = strawberry.field(description="Whether an email carried it (false: no SMTP server is configured, or it refused the mail; the token is returned either way).")
 
 
 @strawberry.type(description="A single-use token to set a new password.")
@@ -112,7 +112,7 @@ class PasswordResetPayload:
     user_id: strawberry.ID = strawberry.field(description="Whose password.")
     token: str = strawberry.field(description="Shown once: used with resetPassword(token, newPassword).")
     expires_at: datetime = strawberry.field(description="It works until then.")
-    email_sent: bool = strawberry.field(description="Whether an email carried it (false: no mail channel is configured).")
+    email_sent: bool = strawberry.field(description="Whether an email carried it (false: no SMTP server is configured, or it refused the mail; the token is returned either way).")
 
 
 @strawberry.type(description="A key as lists show it: never the key itself, which is shown once when made.")

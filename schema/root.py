@@ -27,6 +27,7 @@ from resolvers import (
     lifecycle,
     live,
     marketplace,
+    notifications,
     organizations,
     persons,
     platform,
@@ -61,6 +62,7 @@ DOMAINS: tuple[ModuleType, ...] = (
     experiments,
     marketplace,
     campaigns,
+    notifications,
 )
 
 

@@ -17,6 +17,7 @@ from app.services import (
 )
 from app.services.experiments.exposures import ExperimentConsumer
 from app.services.gov_detection import GovDetector
+from app.services.notifications.spikes import PaymentFailureSpikes
 
 
 def consumers(detector: GovDetector) -> tuple[Consumer, ...]:
@@ -25,6 +26,7 @@ def consumers(detector: GovDetector) -> tuple[Consumer, ...]:
         profile_analytics.ProfileConsumer(),
         gov_alerts.AlertRecorder(),
         fraud.FraudConsumer(),
+        PaymentFailureSpikes(),
         revenue.LedgerConsumer(),
         financial_reports.InvoiceConsumer(),
         ExperimentConsumer(),

@@ -23,7 +23,9 @@ dedicated connection that is re-opened when it drops, and polls every
 `settings.worker_poll_seconds` in case a notification was missed.
 
 After each wake-up it also folds the events stored since into the insights' hourly
-aggregates (`rollups.fold`; one process at a time).
+aggregates (`rollups.fold`; one process at a time), and starts sending the notification
+deliveries that are due (app/services/notifications/sender.py) beside the loop, so a slow
+receiver never holds up the events.
 
 Run it with `pulsegraph worker` or `python -m workers.outbox`.
 """
@@ -50,6 +52,7 @@ from app.result_cache import result_cache
 from app.services.claimed_events import EVENT_OF_KEY
 from app.services.gov_detection import GovDetector, get_detector
 from app.services.insights import rollups
+from app.services.notifications import sender
 from app.settings import Settings
 from app.vocabulary import OUTBOX_CHANNEL
 from workers.consumers import consumers
@@ -113,6 +116,7 @@ class OutboxWorker:
         self._listen_conn: asyncpg.Connection | None = None
         self._summary_at = time.monotonic()
         self._summary_count = 0
+        self._sending: asyncio.Task[int] | None = None
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -130,6 +134,7 @@ class OutboxWorker:
                 try:
                     await self.drain()
                     await self.fold_rollups()
+                    self._start_sending()
                     failures = 0
                 except Exception:  # the database is down, or a bug: log, back off, retry
                     failures += 1
@@ -144,6 +149,7 @@ class OutboxWorker:
             listener.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await listener
+            await self._finish_sending()
             await self._close_listen_connection()
             self._running = False
             self._done.set()
@@ -186,6 +192,26 @@ class OutboxWorker:
         to the aggregates stays a few seconds of events long."""
         async with connection() as conn:
             return await rollups.fold(conn)
+
+    async def send_notifications(self) -> int:
+        """Send the notification deliveries due now (sender.send_due); returns how many were
+        attempted."""
+        return await sender.send_due(self.settings)
+
+    def _start_sending(self) -> None:
+        """One sending task at a time, beside the loop: receivers may take up to the send
+        timeout to answer."""
+        if self._sending is None or self._sending.done():
+            if self._sending is not None and not self._sending.cancelled() and self._sending.exception() is not None:
+                log.error("worker %s: sending notifications failed", self.name, exc_info=self._sending.exception())
+            self._sending = asyncio.create_task(self.send_notifications(), name=f"{self.name}-notifications")
+
+    async def _finish_sending(self) -> None:
+        """A stopping worker lets the current sends finish (each is bounded by the send timeout)."""
+        if self._sending is not None:
+            with contextlib.suppress(Exception):
+                await self._sending
+            self._sending = None
 
     async def process_batch(self) -> int:
         """Claim up to `batch_size` pending rows, apply, mark, commit, then publish."""

@@ -4,7 +4,8 @@ confidence reaches its organization's threshold is flagged and recorded as an al
 Writing (the worker, inside the batch's transaction): `assess_views` checks the claimed
 views before `profile_analytics.apply_events` inserts them, so the flag (`is_gov`) is part of
 the profile event from the start; `record_alerts` then writes one alert per view that was new
-in this batch. The alert's key is the view's event id: effects stay exactly-once.
+in this batch, and a `gov_alert` notification for each of them in the same transaction. The
+alert's key is the view's event id: effects stay exactly-once.
 
 The check uses the raw IP while ingestion kept it; when it did not (IP retention 0,
 Do-Not-Track) it falls back to the network ingestion recorded (AS number and organization),
@@ -32,6 +33,8 @@ from app.errors import BadInput, NotFound
 from app.live_messages import GovAlertMessage
 from app.runners import QueryRunner, Tenant
 from app.services.gov_detection import GovCheck, GovDetector
+from app.services.notifications import enqueue_notifications
+from app.services.notifications.kinds import GOV_ALERT
 from app.timebuckets import RangeSpec, TimeRange, resolve_range, utcnow
 from app.vocabulary import (
     GOV_ALERTS,
@@ -138,8 +141,9 @@ async def record_alerts(
     columns = [[row[name] for row in rows] for name, _ in ALERT_COLUMNS]
     reasons = [orjson.dumps(f.check.reasons).decode() for _, f in flagged]
     signals = [orjson.dumps(f.check.signals).decode() for _, f in flagged]
-    inserted = await conn.fetch(INSERT_ALERTS, *columns, reasons, signals)
-    return [_alert_of(r) for r in inserted]
+    inserted = [_alert_of(r) for r in await conn.fetch(INSERT_ALERTS, *columns, reasons, signals)]
+    await enqueue_notifications(conn, kind=GOV_ALERT, notifications=[(a.organization_id, a.to_json()) for a in inserted])
+    return inserted
 
 
 def _alert_row(view: Mapping[str, Any], finding: GovFinding) -> dict[str, Any]:

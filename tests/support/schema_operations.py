@@ -33,10 +33,12 @@ MAX_DEPTH = 4  # nested objects selected below a root field (the deepest report 
 # What an ID argument names, by its name; a bare `id` names the object its field is about
 # (`updateCost(id)`: a cost), found by the kinds below in the field's name.
 ID_NAMES = {"profileId": "profile", "partnerProfileId": "profile", "organizationId": "organization", "costId": "cost",
-            "cohortId": "cohort", "userId": "member", "before": "audit entry", "experimentId": "experiment"}  # fmt: skip
+            "cohortId": "cohort", "userId": "member", "before": "audit entry", "experimentId": "experiment",
+            "channelId": "notification channel"}  # fmt: skip
 OBJECT_KINDS = {"fraudrule": "fraud rule", "fraudalert": "fraud alert", "cost": "cost", "cohort": "cohort", "person": "person",
                 "invitation": "invitation", "servicetoken": "service token", "ingestionkey": "ingestion key",
-                "personalapikey": "personal key", "experiment": "experiment"}  # fmt: skip
+                "personalapikey": "personal key", "experiment": "experiment", "notificationchannel": "notification channel",
+                "channelsecret": "notification channel", "testnotification": "notification channel", "delivery": "delivery"}  # fmt: skip
 
 # Valid values for arguments that are not ids, by name, else by type: a mutation refused
 # for a bad sample would prove nothing about tenancy.
@@ -51,6 +53,7 @@ SAMPLES: dict[str, Any] = {
     "experimentKey": "tenancy-experiment", "personId": "u:tenancy-subject",
     "variants": [{"key": "control", "name": "Control"}, {"key": "treatment", "name": "Treatment"}],
     "email": "tenancy-invitee@example.test", "password": "tenancy check password", "newPassword": "tenancy new password",
+    "url": "https://93.184.215.14/tenancy-hook", "kinds": ["test"],  # a webhook channel: a public address, a known kind
 }  # fmt: skip
 TYPE_SAMPLES: dict[str, Any] = {
     "TimeRangeInput": {"preset": "LAST_30_DAYS"}, "GrowthRangeInput": {"preset": "LAST_30_DAYS"},

@@ -1,7 +1,7 @@
 """A tenant whose every report shows values nobody else has: the victim of the tenancy tests.
 
 Its views, inquiries, money, fraud, gov alerts, settings, costs, an identified person, a
-cohort and a services marketplace go in through the public
+cohort, a services marketplace and a notification channel with a delivery go in through the public
 API (its own ingestion key, service and admin tokens) and the real worker, with amounts,
 counts and names chosen to occur nowhere else, so any of them in another tenant's answer can
 only have come from this tenant.
@@ -22,7 +22,8 @@ from tests.support.tenants import Tenant
 # What the seed creates, by the kinds of object an ID argument may name (see
 # tests/support/schema_operations.py): a field whose ID names another kind is not covered.
 SEEDED_KINDS = ("organization", "profile", "cost", "fraud rule", "fraud alert", "person", "cohort", "member", "invitation",
-                "service token", "ingestion key", "personal key", "audit entry", "experiment")  # fmt: skip
+                "service token", "ingestion key", "personal key", "audit entry", "experiment", "notification channel",
+                "delivery")  # fmt: skip
 SUBJECT = {"userId": SAMPLES["userId"], "anonymousId": SAMPLES["anonymousId"]}  # what deleteSubjectData samples name
 ARMY_IP = "6.1.2.3"  # 6.0.0.0/8 is on the shipped curated gov list
 VIEWS, INQUIRIES = 29, 11
@@ -58,6 +59,13 @@ SERVICE_TOKEN = """mutation($org: ID!) { createServiceToken(organizationId: $org
 INGESTION_KEY = """mutation($org: ID!) { createIngestionKey(organizationId: $org, name: "Victim beacon key") { key { id } } }"""
 PERSONAL_KEY = """mutation { createPersonalApiKey(name: "Victim analyst notebook", role: VIEWER) { key { id } } }"""
 NEWEST_AUDIT_ENTRY = "query { auditLog(limit: 1) { id } }"
+CHANNEL = """mutation { createNotificationChannel(kind: WEBHOOK, name: "Victim night pager", kinds: ["gov_alert", "fraud_alert"],
+  url: "https://93.184.215.14/victim-night-pager") { channel { id } } }"""
+# Pending deliveries: a count webhookHealth shows for nobody else (not a small number such as
+# the organizations a platform answer counts), sent in two operations under the alias limit.
+TEST_NOTIFICATIONS = (24, 23)
+TEST_NOTIFICATION = "mutation($id: ID!) {{ {} }}"
+TEST_ALIAS = "t{}: sendTestNotification(id: $id) {{ id }}"
 LIFECYCLE = """mutation($org: ID!) {
   suspended: suspendOrganization(organizationId: $org, reason: "Victim suspended for a chargeback audit") { status }
   reinstated: reinstateOrganization(organizationId: $org, reason: "Victim audit closed") { status } }"""
@@ -183,7 +191,17 @@ async def seed_victim(client: httpx.AsyncClient, worker: Any, victim: Tenant) ->
     await gql_data(client, LIFECYCLE, {"org": victim.org_id}, victim.admin_token)
     return {"organization": victim.org_id, "profile": victim.profile_id, "cost": cost["id"], "fraud rule": rule["id"],
             "fraud alert": alert["id"], "person": "u:victim-regular", "cohort": cohort["id"], "experiment": experiment["id"],
-            **await seed_accounts(client, victim)}  # fmt: skip
+            **await seed_accounts(client, victim), **await seed_notifications(client, victim)}  # fmt: skip
+
+
+async def seed_notifications(client: httpx.AsyncClient, victim: Tenant) -> Side:
+    """A webhook channel and test deliveries to it (pending: no worker sends in these tests)."""
+    admin = victim.org_admin_token
+    channel = (await gql_data(client, CHANNEL, {}, admin))["createNotificationChannel"]["channel"]
+    for count in TEST_NOTIFICATIONS:
+        sends = TEST_NOTIFICATION.format(" ".join(TEST_ALIAS.format(n) for n in range(count)))
+        delivery = (await gql_data(client, sends, {"id": channel["id"]}, admin))["t0"]
+    return {"notification channel": channel["id"], "delivery": delivery["id"]}
 
 
 async def seed_accounts(client: httpx.AsyncClient, victim: Tenant) -> Side:

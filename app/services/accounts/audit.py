@@ -1,7 +1,8 @@
 """The audit log: who did what, when, from which address, to what.
 
-Sign-ins (and failed ones), invitations, role changes, removals, password resets, and the
-creation and revocation of keys are recorded here, in the transaction that does them where
+Sign-ins (and failed ones), invitations, role changes, removals, password resets, the
+creation and revocation of keys, and changes to notification channels (with test sends and
+manual retries of deliveries) are recorded here, in the transaction that does them where
 there is one. Organization admins read their organization's entries, platform admins every
 entry. The sign-in limiter counts recent failures here too, so every API process sees the
 same count.
@@ -35,9 +36,16 @@ PASSWORD_RESET = "password.reset"
 USER_CREATED = "user.created"
 KEY_CREATED = "key.created"
 KEY_REVOKED = "key.revoked"
+CHANNEL_CREATED = "notification_channel.created"
+CHANNEL_UPDATED = "notification_channel.updated"
+CHANNEL_DELETED = "notification_channel.deleted"
+CHANNEL_SECRET_ROTATED = "notification_channel.secret_rotated"
+TEST_NOTIFICATION_SENT = "notification.test_sent"
+DELIVERY_RETRIED = "notification_delivery.retried"
 ACTIONS = (
     SIGN_IN, SIGN_IN_FAILED, SIGN_OUT, REFRESH_REUSED, INVITATION_CREATED, INVITATION_ACCEPTED, INVITATION_REVOKED,
     MEMBER_ROLE_CHANGED, MEMBER_REMOVED, PASSWORD_RESET_CREATED, PASSWORD_RESET, USER_CREATED, KEY_CREATED, KEY_REVOKED,
+    CHANNEL_CREATED, CHANNEL_UPDATED, CHANNEL_DELETED, CHANNEL_SECRET_ROTATED, TEST_NOTIFICATION_SENT, DELIVERY_RETRIED,
 )  # fmt: skip
 MAX_PAGE = 500
 

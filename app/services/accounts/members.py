@@ -41,6 +41,9 @@ from app.services.accounts.sessions import (
     revoke_sessions_of,
     sign_in,
 )
+from app.services.notifications import enqueue_notification
+from app.services.notifications.kinds import INVITATION, PASSWORD_RESET
+from app.services.notifications.mail import send_direct
 from app.settings import Settings
 
 INVITATION_PREFIX = "pgi_"
@@ -338,8 +341,10 @@ async def invite(
     address: str | None, settings: Settings,
 ) -> NewInvitation:  # fmt: skip
     """A single-use token for `email` to join with `role`; earlier pending invitations of the
-    same address here stop working. No notification channel exists yet, so the token is
-    handed to the inviter to pass on."""
+    same address here stop working. The invitee is mailed the token when an SMTP server is
+    configured; the token is returned to the inviter either way, to pass on should the mail
+    not arrive. The organization's channels receive an `invitation` notification (without
+    the token)."""
     org = await administered_organization(viewer, organization_id, refusal=ADMINS_ONLY)
     email = normalized_email(email)
     profile = parse_id(profile_id, "profile", "profileId") if profile_id is not None else None
@@ -367,7 +372,33 @@ async def invite(
             conn, action=audit.INVITATION_CREATED, actor=Actor.of(viewer, address), organization_id=org, target=email,
             details={"role": role.value, "invitation": str(invitation_id)},
         )  # fmt: skip
-    return NewInvitation(invitation=_invitation(row), token=token, email_sent=False)
+        organization = await conn.fetchval("SELECT name FROM organizations WHERE id = $1", org)
+        await enqueue_notification(
+            conn, organization_id=org, kind=INVITATION,
+            payload={"invitationId": str(invitation_id), "email": email, "role": role.value, "invitedBy": viewer.subject,
+                     "expiresAt": expires.isoformat()},
+        )  # fmt: skip
+    sent = await send_direct(
+        settings, to=email, subject=f"You are invited to {organization} on pulsegraph",
+        body=invitation_mail(organization=organization, role=role.value, token=token, expires=expires, settings=settings),
+    )  # fmt: skip
+    return NewInvitation(invitation=_invitation(row), token=token, email_sent=sent)
+
+
+def invitation_mail(*, organization: str, role: str, token: str, expires: datetime, settings: Settings) -> str:
+    return (
+        f"You are invited to join {organization} on pulsegraph as {role}.\n\n"
+        f"Accept at {settings.public_url} (mutation acceptInvitation) with this token, which works once "
+        f"until {expires:%Y-%m-%d %H:%M} UTC:\n\n{token}\n"
+    )
+
+
+def password_reset_mail(*, token: str, expires: datetime, settings: Settings) -> str:
+    return (
+        f"An administrator made a password reset for your pulsegraph account.\n\n"
+        f"Set a new password at {settings.public_url} (mutation resetPassword) with this token, which works once "
+        f"until {expires:%Y-%m-%d %H:%M} UTC:\n\n{token}\n"
+    )
 
 
 async def invitations(*, viewer: Viewer, organization_id: Any, pending_only: bool = False) -> list[Invitation]:
@@ -479,8 +510,10 @@ class NewPasswordReset:
 async def create_password_reset(
     *, viewer: Viewer, user_id: Any, organization_id: Any = None, address: str | None, settings: Settings
 ) -> NewPasswordReset:
-    """A single-use token to set a new password, for an admin to hand to the member (org
-    admins: members of their organization; platform admins: anyone)."""
+    """A single-use token to set a new password (org admins: members of their organization;
+    platform admins: anyone), mailed to the member when an SMTP server is configured and
+    returned to the admin either way. The channels (the organization's, or the platform's
+    when a platform admin names none) receive a `password_reset` notification without it."""
     user = parse_id(user_id, "user", "userId")
     own = administered_by(viewer, refusal=ADMINS_ONLY)
     if own is None and organization_id is not None:
@@ -506,7 +539,15 @@ async def create_password_reset(
         await audit.record(
             conn, action=audit.PASSWORD_RESET_CREATED, actor=Actor.of(viewer, address), organization_id=own, target=email
         )
-    return NewPasswordReset(user_id=user, token=token, expires_at=expires, email_sent=False)
+        await enqueue_notification(
+            conn, organization_id=own, kind=PASSWORD_RESET,
+            payload={"userId": str(user), "email": email, "createdBy": viewer.subject, "expiresAt": expires.isoformat()},
+        )  # fmt: skip
+    sent = await send_direct(
+        settings, to=email, subject="Your pulsegraph password reset",
+        body=password_reset_mail(token=token, expires=expires, settings=settings),
+    )  # fmt: skip
+    return NewPasswordReset(user_id=user, token=token, expires_at=expires, email_sent=sent)
 
 
 async def reset_password(*, token: str, password: str, address: str | None, settings: Settings) -> bool:

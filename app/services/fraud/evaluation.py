@@ -45,6 +45,8 @@ from app.services.fraud.rules import (
     TICKET_MULTI_DEVICE,
     TRIGGER_TYPE,
 )
+from app.services.notifications import enqueue_notifications
+from app.services.notifications.kinds import FRAUD_ALERT
 from app.vocabulary import (
     ACCOUNT_CREATED,
     FRAUD_EVENT_TYPES,
@@ -235,7 +237,10 @@ async def _store_hits(
         await conn.execute(
             _AUDIT_RAISED, [r["organization_id"] for r in raised], [r["id"] for r in raised], *WORKER_ACTOR
         )
-    return [alert_message(r) for r in records]
+    messages = [alert_message(r) for r in records]
+    new = [m for m, r in zip(messages, records, strict=True) if r["inserted"]]
+    await enqueue_notifications(conn, kind=FRAUD_ALERT, notifications=[(m.organization_id, m.to_json()) for m in new])
+    return messages
 
 
 class FraudConsumer(Consumer):
