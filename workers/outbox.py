@@ -191,7 +191,7 @@ class OutboxWorker:
         (app.services.insights.rollups): on every wake-up and poll, so the queue readers add
         to the aggregates stays a few seconds of events long."""
         async with connection() as conn:
-            return await rollups.fold(conn)
+            return await rollups.fold(conn, batch=rollups.WAKE_UP_FOLD, batches=1)
 
     async def send_notifications(self) -> int:
         """Send the notification deliveries due now (sender.send_due); returns how many were

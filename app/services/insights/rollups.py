@@ -30,6 +30,7 @@ path taken:
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable
 from datetime import datetime
 
@@ -128,13 +129,14 @@ async def forget_hours(conn: asyncpg.Connection, start: datetime, end: datetime)
 
 FOLD_LOCK_KEY = 7_214_021  # advisory lock id: one folder at a time across worker processes
 FOLD_BATCH = 50_000
+WAKE_UP_FOLD = 10_000  # what a worker folds per wake-up: a long queue never delays its events
 
 
-async def fold(conn: asyncpg.Connection, *, batch: int = FOLD_BATCH) -> int:
-    """Fold queued events into the aggregates until the queue is empty (or another process
-    is folding); returns how many. Each batch commits on its own."""
+async def fold(conn: asyncpg.Connection, *, batch: int = FOLD_BATCH, batches: int | None = None) -> int:
+    """Fold queued events into the aggregates until the queue is empty, `batches` batches
+    are done, or another process is folding; returns how many. Each batch commits on its own."""
     folded = 0
-    while True:
+    for _ in itertools.count() if batches is None else range(batches):
         async with conn.transaction():
             if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", FOLD_LOCK_KEY):
                 return folded
@@ -142,3 +144,4 @@ async def fold(conn: asyncpg.Connection, *, batch: int = FOLD_BATCH) -> int:
         folded += taken
         if taken < batch:
             return folded
+    return folded
