@@ -22,4 +22,6 @@ REFERENCE_TABLES: frozenset[str] = frozenset({
     "visitor_salts",  # one salt a day for every tenant
     "ip_hmac_keys",  # one key a period for every tenant
     "schema_migrations",
+    "api_timings",  # installation-wide API timings, per process and minute
+    "api_processes",  # the API processes and their database pools
 })  # fmt: skip
