@@ -203,3 +203,41 @@ async def test_metrics_expose_the_merged_figures_and_the_pools(client: Any, metr
     assert value("pulsegraph_api_requests", window="7d") == len(durations)
     pools = {dict(labels)["process"]: v for (metric, labels), v in samples.items() if metric == "pulsegraph_db_pool_max_size"}
     assert {first.process, second.process} <= set(pools)
+
+
+async def test_the_live_figures_follow_every_process_flush(app: Any, settings: Any, tenant: Any) -> None:
+    """Driven in-process as a websocket operation would be: the figures at once, then after
+    another process has written its timings, with that process's operations in them."""
+    import asyncio
+    from types import SimpleNamespace
+
+    from app.auth import viewer_from_token
+    from app.graphql import Context, schema_extensions
+    from schema import build_schema
+
+    schema = build_schema(schema_extensions(settings))
+    name = f"Live{uuid.uuid4().hex[:8]}"
+    context = Context(request=SimpleNamespace(app=app), response=None, viewer=viewer_from_token(tenant.admin_token))
+    stream = await schema.subscribe(
+        "subscription { apiPerformanceUpdates(window: HOUR) { operations { name count } } }", context_value=context
+    )
+    try:
+        first = await asyncio.wait_for(stream.__anext__(), 15)
+        assert name not in {o["name"] for o in first.data["apiPerformanceUpdates"]["operations"]}
+        other = enabled_recorder()
+        for duration in (3.0, 30.0, 300.0):
+            other.record("graphql", name, duration, error=False)
+
+        async def flush_until_seen() -> dict[str, Any]:
+            next_result = asyncio.ensure_future(stream.__anext__())
+            while True:  # until the subscription listens: each flush writes something and announces it
+                other.record("graphql", f"{name}-filler", 1.0, error=False)
+                await other.flush(app.state.bus)
+                done, _ = await asyncio.wait({next_result}, timeout=0.5)
+                if done:
+                    return next_result.result().data
+
+        data = await asyncio.wait_for(flush_until_seen(), 15)
+        assert {o["name"]: o["count"] for o in data["apiPerformanceUpdates"]["operations"]}[name] == 3
+    finally:
+        await stream.aclose()
