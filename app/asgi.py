@@ -3,8 +3,9 @@
 `create_app()` is the only factory; uvicorn, the CLI and the tests all use it. The lifespan
 opens the database (embedded when DATABASE_URL is unset), the event bus and the enrichment
 readers (reloaded when `pulsegraph geoip update` replaces their files), starts the revocation
-watcher (app/revocation.py) and the Server-Sent Events hub (GET /stream), and optionally runs the outbox worker in the same process for
-one-command use.
+watcher (app/revocation.py), the Server-Sent Events hub (GET /stream) and the API timing
+recorder (app/services/system_health; GET /metrics), and optionally runs the outbox worker in
+the same process for one-command use.
 """
 
 from __future__ import annotations

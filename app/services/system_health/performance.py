@@ -72,12 +72,12 @@ WITH cells AS (
            sum(total_ms) AS total_ms, max(max_ms) AS max_ms
     FROM cells GROUP BY kind, name
 ), histograms AS (
-    SELECT kind, name, array_agg(n ORDER BY i) AS buckets FROM (
+    SELECT kind, name, array_agg(i::int) AS indexes, array_agg(n) AS counts FROM (
         SELECT kind, name, i, sum(b)::bigint AS n FROM cells, unnest(buckets) WITH ORDINALITY AS u(b, i)
-        GROUP BY kind, name, i
+        WHERE b <> 0 GROUP BY kind, name, i
     ) per_bucket GROUP BY kind, name
 )
-SELECT t.kind, t.name, t.count, t.errors, t.slow, t.total_ms, t.max_ms, h.buckets
+SELECT t.kind, t.name, t.count, t.errors, t.slow, t.total_ms, t.max_ms, h.indexes, h.counts
 FROM totals t JOIN histograms h USING (kind, name)
 ORDER BY t.kind, t.count DESC, t.name
 """
@@ -104,6 +104,10 @@ async def merged_timings(*, window: Window, organization_id: uuid.UUID | None = 
 
 
 def _timing(row: object) -> Timing:
-    buckets = tuple(row["buckets"]) + (0,) * (BUCKETS - len(row["buckets"]))  # type: ignore[index]
+    """Only the buckets holding durations are read (most of a histogram is zeros)."""
+    dense = [0] * BUCKETS
+    for index, count in zip(row["indexes"], row["counts"], strict=True):  # type: ignore[index]
+        dense[index - 1] = count  # ORDINALITY counts from 1
+    buckets = tuple(dense)
     return Timing(kind=row["kind"], name=row["name"], count=row["count"], errors=row["errors"], slow=row["slow"],  # type: ignore[index]
                   total_ms=row["total_ms"], max_ms=row["max_ms"], buckets=buckets)  # type: ignore[index]  # fmt: skip

@@ -47,7 +47,7 @@ class ApiTimingRecorder:
 
     def __init__(self) -> None:
         self.enabled = False
-        self.process = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.process = _process_name()
         self.started_at = datetime.now(UTC)
         self._cells: dict[CellKey, Cell] = {}
         self._dirty: set[CellKey] = set()
@@ -94,6 +94,8 @@ class ApiTimingRecorder:
         return len(rows)
 
     def start(self, *, interval_seconds: float, bus: Any | None) -> None:
+        """Named at start, not at import: an API process forked after the import is another process."""
+        self.process, self.started_at = _process_name(), datetime.now(UTC)
         self.enabled = True
         self._task = asyncio.create_task(self._flush_forever(interval_seconds, bus), name="pulsegraph-api-timings")
 
@@ -132,6 +134,10 @@ class ApiTimingRecorder:
         self._last_purge = time.monotonic()
         await conn.execute(PURGE_TIMINGS, RETENTION_DAYS)
         await conn.execute(PURGE_PROCESSES)
+
+
+def _process_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
 
 def _row(process: str, key: CellKey, cell: Cell) -> tuple[Any, ...]:

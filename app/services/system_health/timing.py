@@ -1,7 +1,8 @@
 """Where API timings are taken: a GraphQL schema extension (each query or mutation by
 operation name, per the caller's organization) and an ASGI middleware (each HTTP request by
-method and route template). Both hand one duration to the process's recorder; websockets
-and subscriptions, which last as long as a client stays, are not timed."""
+method and route template). Both hand one duration to the process's recorder; websockets,
+subscriptions and Server-Sent Events streams, which last as long as a client stays, are not
+timed."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from app.services.system_health.recorder import recorder
 
 NAME_LIMIT = 120
 UNMATCHED_ROUTE = "(no route)"
+EVENT_STREAM = b"text/event-stream"
 
 
 class TimedOperations(SchemaExtension):
@@ -61,17 +63,24 @@ class TimedRoutes:
             return
         started = time.perf_counter()
         status = 500
+        streaming = False
 
         async def send_and_note(message: Message) -> None:
-            nonlocal status
+            nonlocal status, streaming
             if message["type"] == "http.response.start":
                 status = message["status"]
+                streaming = any(k == b"content-type" and v.startswith(EVENT_STREAM) for k, v in message.get("headers", ()))
             await send(message)
 
         try:
             await self.app(scope, receive, send_and_note)
         finally:
-            route = scope.get("route")
-            path = route.path if isinstance(route, BaseRoute) and hasattr(route, "path") else UNMATCHED_ROUTE
-            recorder().record("http", f"{scope['method']} {path}", (time.perf_counter() - started) * 1000.0,
-                              error=status >= 500)  # fmt: skip
+            # A Server-Sent Events stream lasts as long as its client: not a request time.
+            if not streaming:
+                record_route(scope, (time.perf_counter() - started) * 1000.0, error=status >= 500)
+
+
+def record_route(scope: Scope, duration_ms: float, *, error: bool) -> None:
+    route = scope.get("route")
+    path = route.path if isinstance(route, BaseRoute) and hasattr(route, "path") else UNMATCHED_ROUTE
+    recorder().record("http", f"{scope['method']} {path}", duration_ms, error=error)
