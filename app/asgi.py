@@ -3,8 +3,9 @@
 `create_app()` is the only factory; uvicorn, the CLI and the tests all use it. The lifespan
 opens the database (embedded when DATABASE_URL is unset), the event bus and the enrichment
 readers (reloaded when `pulsegraph geoip update` replaces their files), starts the revocation
-watcher (app/revocation.py) and the Server-Sent Events hub (GET /stream), and optionally runs the outbox worker in the same process for
-one-command use.
+watcher (app/revocation.py), the Server-Sent Events hub (GET /stream) and the API timing
+recorder (app/services/system_health; GET /metrics), and optionally runs the outbox worker in
+the same process for one-command use.
 """
 
 from __future__ import annotations
@@ -34,6 +35,9 @@ from app.revocation import RevocationWatcher
 from app.services.enrichment import GeoLocator
 from app.services.gov_detection import get_detector
 from app.services.marketplace.stream import StreamHub
+from app.services.system_health.metrics import metrics_endpoint
+from app.services.system_health.recorder import recorder
+from app.services.system_health.timing import TimedRoutes
 from app.settings import Settings, get_settings
 from resolvers.cohorts import members_csv_endpoint
 from resolvers.ingestion import track_batch_endpoint, track_endpoint
@@ -141,6 +145,8 @@ def create_app(
                 from app.services.demo import ensure_demo
 
                 await ensure_demo(settings, url=public_url)
+            if settings.api_timings:
+                recorder().start(interval_seconds=settings.api_timings_flush_seconds, bus=app.state.bus)
             if with_worker:
                 worker_task = await _start_worker(app, settings)
             async with geoip_reloading([app.state.geo, detector], settings.geoip_reload_seconds):
@@ -150,6 +156,7 @@ def create_app(
                 await app.state.worker.stop()
                 with contextlib.suppress(asyncio.CancelledError):
                     await worker_task
+            await recorder().stop(app.state.bus)
             await app.state.revocations.stop()
             await app.state.streams.close()
             await result_cache().close()
@@ -167,6 +174,7 @@ def create_app(
             Route("/cohorts/{cohort_id}/members.csv", members_csv_endpoint, methods=["GET"]),
             Route("/stream", stream_endpoint, methods=["GET"]),
             Route("/healthz", health, methods=["GET"]),
+            Route("/metrics", metrics_endpoint, methods=["GET"]),
         ],
         lifespan=lifespan,
     )
@@ -182,6 +190,8 @@ def create_app(
         allow_headers=["Authorization", "Content-Type"],
         max_age=86400,
     )
+    if settings.api_timings:
+        app.add_middleware(TimedRoutes)
     return app
 
 

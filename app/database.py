@@ -44,6 +44,7 @@ MODEL_MODULES = [
     "models.experiments",
     "models.marketplace",
     "models.notifications",
+    "models.system_health",
 ]
 MIGRATION_LOCK_KEY = 7_214_001  # advisory lock id: one migrator at a time
 

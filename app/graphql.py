@@ -55,6 +55,7 @@ from app.fanout import LIVE_OPERATION, LiveOperation
 from app.graphiql import graphiql_page
 from app.query_cost import QueryCost
 from app.result_cache import result_cache
+from app.services.system_health.timing import TimedOperations
 from app.settings import Settings
 
 log = logging.getLogger("pulsegraph.graphql")
@@ -176,7 +177,9 @@ def schema_extensions(settings: Settings) -> list[Callable[[], SchemaExtension]]
         *QueryDepthLimiter(max_depth=settings.query_depth_limit).validation_rules,
         *MaxAliasesLimiter(max_alias_count=settings.query_alias_limit).validation_rules,
     ]
+    timed = [TimedOperations] if settings.api_timings else []
     return [
+        *timed,
         functools.partial(AddValidationRules, limits),
         functools.partial(MaxTokensLimiter, max_token_count=settings.query_token_limit),
         functools.partial(QueryCost, max_cost=settings.query_cost_limit),

@@ -180,6 +180,12 @@ class Settings:
     # raise one payment.failed_spike notification for that window.
     payment_failed_spike_threshold: int = 20
     payment_failed_spike_window_minutes: int = 15
+    # System health (app/services/system_health): each API process times its GraphQL operations
+    # and HTTP requests in memory and writes them every `api_timings_flush_seconds`.
+    api_timings: bool = True
+    api_timings_flush_seconds: float = 5.0
+    # GET /metrics (Prometheus) answers only `Authorization: Bearer <this>`; unset, nobody.
+    metrics_token: str | None = None
     extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -217,6 +223,9 @@ class Settings:
             result_cache=_env_bool("PULSEGRAPH_RESULT_CACHE", True),
             redis_url=os.environ.get("REDIS_URL") or None,
             web_concurrency=_env_int("PULSEGRAPH_WEB_CONCURRENCY", 1),
+            api_timings=_env_bool("PULSEGRAPH_API_TIMINGS", True),
+            api_timings_flush_seconds=_env_float("PULSEGRAPH_API_TIMINGS_FLUSH_SECONDS", 5.0),
+            metrics_token=os.environ.get("PULSEGRAPH_METRICS_TOKEN") or None,
             query_cost_limit=_env_int("PULSEGRAPH_QUERY_COST_LIMIT", 50_000),
             statement_timeout_ms=_env_int("PULSEGRAPH_STATEMENT_TIMEOUT_MS", 10_000),
             jobs_enabled=_env_bool("PULSEGRAPH_JOBS", True),

@@ -170,3 +170,8 @@ def experiment_channel(experiment_id: str) -> str:
 def marketplace_channel(organization_id: str) -> str:
     """Broadcast channel of one organization's marketplace counters for today."""
     return f"pg.marketplace.{organization_id}"
+
+
+# System health: an API process wrote its timings (app/services/system_health); live API
+# performance subscribers read the merged figures again.
+API_TIMINGS_CHANNEL = "pg.system.api-timings"

@@ -25,4 +25,6 @@ REFERENCE_TABLES: frozenset[str] = frozenset({
     "notification_deliveries",  # one queue the worker claims across tenants; written per alert, not per event
     "notification_attempts",
     "schema_migrations",
+    "api_timings",  # installation-wide API timings, per process and minute
+    "api_processes",  # the API processes and their database pools
 })  # fmt: skip

@@ -36,6 +36,7 @@ from resolvers import (
     profile_analytics,
     retention,
     revenue,
+    system_health,
 )
 
 DOMAINS: tuple[ModuleType, ...] = (
@@ -63,6 +64,7 @@ DOMAINS: tuple[ModuleType, ...] = (
     marketplace,
     campaigns,
     notifications,
+    system_health,
 )
 
 

@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from app.auth import Role, issue_token
+from app.auth import Access, Role, issue_token
 from app.database import connection
 from tests.support.graphql import error_codes, gql, gql_data
 from tests.support.schema_operations import (
@@ -336,6 +336,14 @@ async def test_subscriptions_never_cross_tenants(app, settings, tenant, other_te
     own = side_of(tenant, **await subscribed_objects(tenant, field))
     foreign = side_of(other_tenant, **await subscribed_objects(other_tenant, field))
     mine = dict.fromkeys(id_arguments(field), own)
+    if Access.PLATFORM_ADMINS.text in (field.description or ""):
+        # Installation-wide figures: no tenant's token subscribes, naming its own ids or another's.
+        for sides in [mine] + [sides for _, sides in id_variants(field, own, foreign)]:
+            for token in (tenant.org_admin_token, tenant.provider_token, tenant.viewer_token):
+                result = await first(sides, token, wait=15.0)
+                assert result != "subscribed" and result.data is None, sides
+                assert {e.extensions.get("code") for e in result.errors} == {"FORBIDDEN"}, result.errors
+        return
     for token in (tenant.org_admin_token, tenant.provider_token) if "profileId" in field.args else (tenant.org_admin_token,):
         accepted = await first(mine, token, wait=1.0)
         assert accepted == "subscribed" or not accepted.errors, accepted

@@ -70,6 +70,7 @@ TYPE_SAMPLES: dict[str, Any] = {
                                 "metricType": "BINOMIAL"},
     "SampleSizeInput": {"baselineRate": 0.1, "minimumDetectableEffect": 0.2},
     "ExperimentStatus": "STOPPED",
+    "HealthWindow": "HOUR",
 }  # fmt: skip
 
 
