@@ -52,9 +52,11 @@ SUBSCRIPTIONS = root_fields("subscription")
 # who you are, your organizations, a public IP lookup, the experiment calculators (numbers the caller sends),
 # the list of notification kinds
 NO_TENANT_VALUES = {"viewer", "me", "organizations", "checkIp", "analyzeExperiment", "sampleSize", "notificationKinds",
-                    "giftFunnel", "stickiness", "webhookHealth"}
-# giftFunnel, stickiness and webhookHealth answer small counts only, which platform-wide answers of earlier tests
-# may hold too (their scope is checked by the refusals here and the profile tests).
+                    "giftFunnel", "stickiness", "webhookHealth", "organizationFraudProfile",
+                    "apiPerformance", "databaseHealth"}
+# giftFunnel, stickiness, webhookHealth and organizationFraudProfile answer small counts only, which
+# platform-wide answers of earlier tests may hold too (their scope is checked by the refusals here
+# and the profile tests); apiPerformance and databaseHealth are the installation's figures.
 REFUSALS = {"NOT_FOUND", "FORBIDDEN", "BAD_USER_INPUT"}
 DATE_LIKE = re.compile(r"^\d{4}-\d{2}-\d{2}")
 POSITIONS = {"activePeriods"}  # stickiness: 1..N in every answer, data or not
