@@ -43,6 +43,7 @@ MODEL_MODULES = [
     "models.insights",
     "models.experiments",
     "models.marketplace",
+    "models.support",
 ]
 MIGRATION_LOCK_KEY = 7_214_001  # advisory lock id: one migrator at a time
 

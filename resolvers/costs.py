@@ -10,6 +10,7 @@ from strawberry.types import Info
 
 from app.auth import Access
 from app.services import costs as service
+from app.services.accounts import audit
 from resolvers.common import RangeArg, guarded, to_range_spec, to_resolved_range, viewer_of
 from resolvers.revenue import AdminOrganizationArg, OrganizationArg, ProfileArg, money
 from schema.common import Money
@@ -136,12 +137,12 @@ class Query:
 class Mutation:
     """The costs domain's writes, merged into the root by schema.root."""
 
-    create_cost: Cost = guarded(Access.ORG_ADMINS, create_cost, "Record a cost entry (organization admins; audited).")
+    create_cost: Cost = guarded(Access.ORG_ADMINS, create_cost, "Record a cost entry (organization admins; audited).", audited=audit.COST_CREATED)
     update_cost: Cost = guarded(
         Access.ORG_ADMINS, update_cost,
-        "Change a cost entry (audited with before and after).",
+        "Change a cost entry (audited with before and after).", audited=audit.COST_UPDATED,
     )
     delete_cost: strawberry.ID = guarded(
         Access.ORG_ADMINS, delete_cost,
-        "Delete a cost entry; the audit trail keeps it. Returns its id.",
+        "Delete a cost entry; the audit trail keeps it. Returns its id.", audited=audit.COST_DELETED,
     )

@@ -11,6 +11,7 @@ from strawberry.types import Info
 from app.auth import Access
 from app.live_messages import GiftPurchasedMessage, RevenueCountersMessage
 from app.services import revenue as service
+from app.services.accounts import audit
 from app.timebuckets import Grain
 from resolvers.common import (
     RangeArg,
@@ -325,7 +326,7 @@ class Mutation:
 
     update_money_settings: MoneySettings = guarded(
         Access.ORG_ADMINS, update_money_settings,
-        "Set the reporting currency, its exchange rates and the default duo split.",
+        "Set the reporting currency, its exchange rates and the default duo split.", audited=audit.MONEY_SETTINGS_UPDATED,
     )
 
 

@@ -1,0 +1,29 @@
+-- pulsegraph 0018: support tools and one audit log.
+-- audit_log gains the acting role, the state before and after, and the reason an admin gave,
+-- so every domain's admin actions share one log. organization_notes are platform admins'
+-- internal notes on an organization. The global support search looks transactions up by
+-- their id (the event id) or order id and organizations by name across tenants: indexes
+-- without the organization in front serve a platform admin's search.
+ALTER TABLE audit_log
+    ADD COLUMN role   text,
+    ADD COLUMN before jsonb,
+    ADD COLUMN after  jsonb,
+    ADD COLUMN reason text;
+CREATE INDEX audit_log_actor ON audit_log (actor, at DESC, id DESC);
+CREATE INDEX audit_log_target ON audit_log (target, at DESC, id DESC) WHERE target IS NOT NULL;
+CREATE INDEX audit_log_action ON audit_log (action, at DESC, id DESC);
+
+CREATE TABLE organization_notes (
+    organization_id uuid NOT NULL REFERENCES organizations (id) ON DELETE CASCADE,
+    id              uuid NOT NULL DEFAULT gen_random_uuid(),
+    author          text NOT NULL,
+    author_user_id  uuid,
+    body            text NOT NULL CHECK (length(body) BETWEEN 1 AND 5000),
+    created_at      timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (organization_id, id)
+);
+CREATE INDEX organization_notes_id ON organization_notes (id);
+
+CREATE INDEX transactions_event_id ON transactions (event_id);
+CREATE INDEX transactions_order_id ON transactions (order_id) WHERE order_id IS NOT NULL;
+CREATE INDEX organizations_lower_name ON organizations (lower(name));
