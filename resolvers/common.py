@@ -153,9 +153,14 @@ def _target_of(arguments: Mapping[str, Any], result: Any) -> str | None:
     return None
 
 
+def _reason_of(arguments: Mapping[str, Any]) -> str | None:
+    reason = arguments.get("reason")
+    return str(reason) if reason is not None else None
+
+
 class AuditedAdminAct(FieldExtension):
     """Writes an audit entry after an admin mutation succeeds: who, in which role, from
-    where, the arguments given and the object it left (`after`). Mutations whose service
+    where, the arguments given, the reason when it takes one, and the object it left (`after`). Mutations whose service
     records its own entries (accounts, the support desk) are not wrapped."""
 
     def __init__(self, action: str) -> None:
@@ -167,7 +172,7 @@ class AuditedAdminAct(FieldExtension):
         await audit.record(
             None, action=self.action, actor=audit.Actor.of(viewer, address_of(info)),
             organization_id=_organization_of(viewer, kwargs, result), target=_target_of(kwargs, result),
-            details={"arguments": plain(kwargs)}, after=plain(result),
+            details={"arguments": plain(kwargs)}, after=plain(result), reason=_reason_of(kwargs),
         )  # fmt: skip
         return result
 

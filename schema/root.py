@@ -34,6 +34,7 @@ from resolvers import (
     profile_analytics,
     retention,
     revenue,
+    support,
 )
 
 DOMAINS: tuple[ModuleType, ...] = (
@@ -59,6 +60,7 @@ DOMAINS: tuple[ModuleType, ...] = (
     cohorts,
     experiments,
     marketplace,
+    support,
 )
 
 

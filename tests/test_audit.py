@@ -130,6 +130,15 @@ async def test_an_update_records_its_target_and_the_object_after(client: Any, te
     assert updated["role"] == "org_admin" and updated["organizationId"] == tenant.org_id
 
 
+async def test_a_suspension_keeps_its_reason(client: Any, tenant: Tenant) -> None:
+    suspend = """mutation($org: ID!) { suspendOrganization(organizationId: $org, reason: "Chargebacks under review") { status } }"""
+    await gql_data(client, suspend, {"org": tenant.org_id}, tenant.admin_token)
+    [entry] = (await gql_data(client, AUDIT, {"org": tenant.org_id, "action": "organization.suspended", "limit": 10},
+                              tenant.admin_token))["auditLog"]  # fmt: skip
+    assert (entry["reason"], entry["role"], entry["target"]) == ("Chargebacks under review", "admin", tenant.org_id)
+    assert entry["after"]["status"] == "suspended"
+
+
 async def make_costs(client: Any, tenant: Tenant, n: int) -> list[str]:
     made = []
     for i in range(n):

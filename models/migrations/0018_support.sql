@@ -2,8 +2,8 @@
 -- audit_log gains the acting role, the state before and after, and the reason an admin gave,
 -- so every domain's admin actions share one log. organization_notes are platform admins'
 -- internal notes on an organization. The global support search looks transactions up by
--- their id (the event id) or order id and organizations by name across tenants: indexes
--- without the organization in front serve a platform admin's search.
+-- their id (the event id) or order id, and organizations by name (exact or prefix)
+-- across tenants: indexes without the organization in front serve a platform admin's search.
 ALTER TABLE audit_log
     ADD COLUMN role   text,
     ADD COLUMN before jsonb,
@@ -26,4 +26,4 @@ CREATE INDEX organization_notes_id ON organization_notes (id);
 
 CREATE INDEX transactions_event_id ON transactions (event_id);
 CREATE INDEX transactions_order_id ON transactions (order_id) WHERE order_id IS NOT NULL;
-CREATE INDEX organizations_lower_name ON organizations (lower(name));
+CREATE INDEX organizations_lower_name ON organizations (lower(name) text_pattern_ops);

@@ -22,7 +22,8 @@ from tests.support.tenants import Tenant
 # What the seed creates, by the kinds of object an ID argument may name (see
 # tests/support/schema_operations.py): a field whose ID names another kind is not covered.
 SEEDED_KINDS = ("organization", "profile", "cost", "fraud rule", "fraud alert", "person", "cohort", "member", "invitation",
-                "service token", "ingestion key", "personal key", "audit entry", "experiment")  # fmt: skip
+                "service token", "ingestion key", "personal key", "audit entry", "experiment",
+                "organization note")  # fmt: skip
 SUBJECT = {"userId": SAMPLES["userId"], "anonymousId": SAMPLES["anonymousId"]}  # what deleteSubjectData samples name
 ARMY_IP = "6.1.2.3"  # 6.0.0.0/8 is on the shipped curated gov list
 VIEWS, INQUIRIES = 29, 11
@@ -37,6 +38,8 @@ RULE = """mutation($params: JSON!) { createFraudRule(kind: BULK_PURCHASE, name: 
 COST = """mutation($p: ID!, $d: Date!) { createCost(category: TOOLS, amountMinor: 73117, currency: "EUR", date: $d,
   profileId: $p, description: "Victim studio rent") { id } }"""
 COST_FIX = """mutation($id: ID!) { updateCost(id: $id, amountMinor: 73119, description: "Victim studio rent, corrected") { id } }"""
+NOTE_ON_ORGANIZATION = """mutation($org: ID!) { addOrganizationNote(organizationId: $org,
+  body: "Victim asked for a call back on 7731") { id } }"""
 SETTINGS = [
     "mutation { updateOrganizationSettings(ipRetentionDays: 17, eventRetentionDays: 419) { organizationId } }",
     "mutation { updateGovAlertSettings(threshold: 0.83) { organizationId } }",
@@ -167,9 +170,10 @@ async def seed_victim(client: httpx.AsyncClient, worker: Any, victim: Tenant) ->
     for n in range(5):
         await gql_data(client, ASSIGN, {"p": f"u:victim-tester-{n}"}, admin)
     await gql_data(client, LIFECYCLE, {"org": victim.org_id}, victim.admin_token)
+    note = (await gql_data(client, NOTE_ON_ORGANIZATION, {"org": victim.org_id}, victim.admin_token))["addOrganizationNote"]
     return {"organization": victim.org_id, "profile": victim.profile_id, "cost": cost["id"], "fraud rule": rule["id"],
             "fraud alert": alert["id"], "person": "u:victim-regular", "cohort": cohort["id"], "experiment": experiment["id"],
-            **await seed_accounts(client, victim)}  # fmt: skip
+            "organization note": note["id"], **await seed_accounts(client, victim)}  # fmt: skip
 
 
 async def seed_accounts(client: httpx.AsyncClient, victim: Tenant) -> Side:

@@ -1,0 +1,91 @@
+"""The support desk: search, and organization notes (thin: call the support service, map)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import strawberry
+from strawberry.types import Info
+
+from app.auth import Access
+from app.services import support as service
+from resolvers.common import address_of, guarded, viewer_of
+from schema.support import OrganizationNote, SupportHit, SupportMatch
+
+OrgArg = Annotated[strawberry.ID | None, strawberry.argument(description="Only this organization (platform admins; org admins: theirs).")]
+NeededOrgArg = Annotated[strawberry.ID, strawberry.argument(description="The organization.")]
+
+
+def to_hit(hit: service.SupportHit) -> SupportHit:
+    return SupportHit(
+        matched=SupportMatch(hit.matched), organization_id=strawberry.ID(str(hit.organization_id)),
+        organization_name=hit.organization_name, transaction_id=hit.transaction_id, order_id=hit.order_id, type=hit.type, status=hit.status, amount_minor=hit.amount_minor, currency=hit.currency,
+        occurred_at=hit.occurred_at,
+    )  # fmt: skip
+
+
+def to_note(note: service.OrganizationNote) -> OrganizationNote:
+    return OrganizationNote(
+        id=strawberry.ID(str(note.id)), organization_id=strawberry.ID(str(note.organization_id)), author=note.author,
+        body=note.body, created_at=note.created_at,
+    )  # fmt: skip
+
+
+async def support_search(
+    info: Info,
+    query: Annotated[str, strawberry.argument(description="A transaction id, order id, or organization name (1..200 characters).")],
+    organization_id: OrgArg = None,
+    limit: Annotated[int, strawberry.argument(description="At most this many per kind of match (1..100).")] = 20,
+) -> list[SupportHit]:
+    hits = await service.support_search(viewer=viewer_of(info), query=query, organization_id=organization_id, limit=limit)
+    return [to_hit(hit) for hit in hits]
+
+
+async def organization_notes(info: Info, organization_id: NeededOrgArg) -> list[OrganizationNote]:
+    return [to_note(n) for n in await service.organization_notes(viewer=viewer_of(info), organization_id=organization_id)]
+
+
+async def add_organization_note(
+    info: Info, organization_id: NeededOrgArg,
+    body: Annotated[str, strawberry.argument(description="The note (1..5000 characters).")],
+) -> OrganizationNote:  # fmt: skip
+    note = await service.add_organization_note(
+        viewer=viewer_of(info), organization_id=organization_id, body=body, address=address_of(info)
+    )
+    return to_note(note)
+
+
+async def delete_organization_note(
+    info: Info, organization_id: NeededOrgArg, id: Annotated[strawberry.ID, strawberry.argument(description="The note.")]  # noqa: A002
+) -> strawberry.ID:
+    deleted = await service.delete_organization_note(
+        viewer=viewer_of(info), organization_id=organization_id, note_id=id, address=address_of(info)
+    )
+    return strawberry.ID(str(deleted))
+
+
+@strawberry.type
+class Query:
+    """The support desk's reads, merged into the root by schema.root."""
+
+    support_search: list[SupportHit] = guarded(
+        Access.ORG_ADMINS, support_search,
+        "Find transactions by their id or order id, and organizations by name: platform admins across"
+        " organizations (or in the one named), organization admins in theirs.",
+    )  # fmt: skip
+    organization_notes: list[OrganizationNote] = guarded(
+        Access.PLATFORM_ADMINS, organization_notes, "Internal notes on an organization, newest first."
+    )
+
+
+@strawberry.type
+class Mutation:
+    """The support desk's writes, merged into the root by schema.root."""
+
+    add_organization_note: OrganizationNote = guarded(
+        Access.PLATFORM_ADMINS, add_organization_note, "Add an internal note on an organization (audited)."
+    )
+    delete_organization_note: strawberry.ID = guarded(
+        Access.PLATFORM_ADMINS, delete_organization_note,
+        "Delete an internal note; the audit entry keeps what it said. Returns its id.",
+    )  # fmt: skip

@@ -1,0 +1,100 @@
+"""The support desk: one search over transactions, orders and organizations, scoped
+to what the admin administers; internal notes on an organization, audited."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from tests.support.graphql import error_codes, gql, gql_data
+from tests.support.tenants import Tenant
+
+PUBLISH = """mutation($e: [DomainEventInput!]!) {
+  publishDomainEvents(events: $e) { accepted rejected { index field reason } } }"""
+SEARCH = """query($q: String!, $org: ID) { supportSearch(query: $q, organizationId: $org) {
+  matched organizationId organizationName transactionId orderId type status amountMinor currency occurredAt } }"""
+NOTES = "query($org: ID!) { organizationNotes(organizationId: $org) { id organizationId author body createdAt } }"
+ADD_NOTE = "mutation($org: ID!, $b: String!) { addOrganizationNote(organizationId: $org, body: $b) { id body author } }"
+DELETE_NOTE = "mutation($org: ID!, $id: ID!) { deleteOrganizationNote(organizationId: $org, id: $id) }"
+AUDIT = """query($org: ID, $action: String) { auditLog(organizationId: $org, action: $action) {
+  action target actor role before after } }"""
+
+
+async def sell(client: Any, worker: Any, tenant: Tenant, *, order: str, buyer: str, amounts: list[int]) -> list[str]:
+    """Orders paid through the domain-event API, recorded by the worker: their event ids."""
+    now = datetime.now(UTC)
+    events = [{"eventId": f"tx-{uuid.uuid4().hex[:12]}", "type": "ORDER_PAID", "amountMinor": amount, "currency": "EUR",
+               "occurredAt": (now - timedelta(minutes=i + 1)).isoformat(), "userId": buyer, "properties": {"orderId": order}}
+              for i, amount in enumerate(amounts)]  # fmt: skip
+    done = (await gql_data(client, PUBLISH, {"e": events}, tenant.service_token))["publishDomainEvents"]
+    assert done["rejected"] == [], done
+    await worker.drain()
+    return [e["eventId"] for e in events]
+
+
+async def search(client: Any, token: str, query: str, org: str | None = None) -> list[dict[str, Any]]:
+    return (await gql_data(client, SEARCH, {"q": query, "org": org}, token))["supportSearch"]
+
+
+async def test_a_transaction_is_found_by_its_id_and_its_order(client, worker, tenant) -> None:
+    order, buyer = f"ord-{uuid.uuid4().hex[:8]}", f"buyer-{uuid.uuid4().hex[:8]}"
+    ids = await sell(client, worker, tenant, order=order, buyer=buyer, amounts=[1500, 2500])
+    by_id = await search(client, tenant.org_admin_token, ids[1])
+    assert [(h["matched"], h["transactionId"], h["amountMinor"], h["orderId"]) for h in by_id] == [
+        ("TRANSACTION_ID", ids[1], 2500, order)
+    ]
+    by_order = await search(client, tenant.org_admin_token, order)
+    assert [(h["matched"], h["transactionId"]) for h in by_order] == [("ORDER_ID", ids[0]), ("ORDER_ID", ids[1])], "newest first"
+    assert await search(client, tenant.org_admin_token, order[:-1]) == [], "ids match exactly"
+
+
+async def test_organizations_are_found_by_name_exactly_or_by_prefix(client, tenant, other_tenant) -> None:
+    name = tenant.organization.name
+    exact = await search(client, tenant.admin_token, name.upper())
+    assert [(h["matched"], h["organizationId"]) for h in exact] == [("ORGANIZATION_NAME", tenant.org_id)]
+    prefix = await search(client, tenant.admin_token, name[:-2])
+    assert tenant.org_id in {h["organizationId"] for h in prefix}
+    assert await search(client, tenant.admin_token, "%") == [] or all(
+        h["organizationName"].startswith("%") for h in await search(client, tenant.admin_token, "%")
+    ), "LIKE wildcards in the query are matched literally"
+
+
+async def test_platform_admins_search_every_organization_org_admins_only_theirs(client, worker, tenant, other_tenant) -> None:
+    order = f"shared-{uuid.uuid4().hex[:8]}"
+    mine = await sell(client, worker, tenant, order=order, buyer="b1", amounts=[100])
+    theirs = await sell(client, worker, other_tenant, order=order, buyer="b2", amounts=[200])
+    everywhere = await search(client, tenant.admin_token, order)
+    assert {h["transactionId"] for h in everywhere} == set(mine + theirs)
+    one = await search(client, tenant.admin_token, order, other_tenant.org_id)
+    assert {h["transactionId"] for h in one} == set(theirs)
+    assert {h["transactionId"] for h in await search(client, tenant.org_admin_token, order)} == set(mine)
+    assert await search(client, other_tenant.org_admin_token, mine[0]) == []
+    assert await search(client, other_tenant.org_admin_token, tenant.organization.name) == []
+    body = await gql(client, SEARCH, {"q": order, "org": tenant.org_id}, token=other_tenant.org_admin_token)
+    assert error_codes(body) == ["NOT_FOUND"]
+
+
+async def test_an_empty_query_is_refused_by_name(client, tenant) -> None:
+    body = await gql(client, SEARCH, {"q": "  "}, token=tenant.org_admin_token)
+    assert error_codes(body) == ["BAD_USER_INPUT"] and body["errors"][0]["extensions"]["field"] == "query"
+
+
+async def test_notes_are_added_listed_and_deleted_with_an_audit_trail(client, tenant, other_tenant) -> None:
+    admin = tenant.admin_token
+    first = (await gql_data(client, ADD_NOTE, {"org": tenant.org_id, "b": "Asked about invoices"}, admin))["addOrganizationNote"]
+    second = (await gql_data(client, ADD_NOTE, {"org": tenant.org_id, "b": "Called back"}, admin))["addOrganizationNote"]
+    notes = (await gql_data(client, NOTES, {"org": tenant.org_id}, admin))["organizationNotes"]
+    assert [n["body"] for n in notes] == ["Called back", "Asked about invoices"]
+    assert (await gql_data(client, NOTES, {"org": other_tenant.org_id}, admin))["organizationNotes"] == []
+    deleted = (await gql_data(client, DELETE_NOTE, {"org": tenant.org_id, "id": first["id"]}, admin))["deleteOrganizationNote"]
+    assert deleted == first["id"]
+    assert [n["id"] for n in (await gql_data(client, NOTES, {"org": tenant.org_id}, admin))["organizationNotes"]] == [second["id"]]
+    body = await gql(client, DELETE_NOTE, {"org": other_tenant.org_id, "id": second["id"]}, token=admin)
+    assert error_codes(body) == ["NOT_FOUND"], "a note is deleted only through its own organization"
+    trail = (await gql_data(client, AUDIT, {"org": tenant.org_id, "action": "organization_note.deleted"}, admin))["auditLog"]
+    assert [(e["target"], e["before"]["body"], e["role"]) for e in trail] == [(first["id"], "Asked about invoices", "admin")]
+    added = (await gql_data(client, AUDIT, {"org": tenant.org_id, "action": "organization_note.added"}, admin))["auditLog"]
+    assert [e["after"]["body"] for e in added] == ["Called back", "Asked about invoices"]
+    body = await gql(client, ADD_NOTE, {"org": tenant.org_id, "b": " "}, token=admin)
+    assert error_codes(body) == ["BAD_USER_INPUT"] and body["errors"][0]["extensions"]["field"] == "body"
