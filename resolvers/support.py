@@ -1,4 +1,4 @@
-"""The support desk: search, and organization notes (thin: call the support service, map)."""
+"""The support desk: search, tickets and organization notes (thin: call the support service, map)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,16 @@ from strawberry.types import Info
 from app.auth import Access
 from app.services import support as service
 from resolvers.common import address_of, guarded, viewer_of
-from schema.support import OrganizationNote, SupportHit, SupportMatch
+from schema.support import (
+    OrganizationNote,
+    SupportHit,
+    SupportMatch,
+    Ticket,
+    TicketOverride,
+    TicketOverrideStatus,
+    TicketScan,
+    TicketStatus,
+)
 
 OrgArg = Annotated[strawberry.ID | None, strawberry.argument(description="Only this organization (platform admins; org admins: theirs).")]
 NeededOrgArg = Annotated[strawberry.ID, strawberry.argument(description="The organization.")]
@@ -39,6 +48,34 @@ async def support_search(
 ) -> list[SupportHit]:
     hits = await service.support_search(viewer=viewer_of(info), query=query, organization_id=organization_id, limit=limit)
     return [to_hit(hit) for hit in hits]
+
+
+def to_ticket(found: service.Ticket) -> Ticket:
+    return Ticket(
+        organization_id=strawberry.ID(str(found.organization_id)), ticket_id=found.ticket_id, status=TicketStatus(found.status),
+        order_id=found.order_id, scans=[TicketScan(event_id=s.event_id, at=s.at, device_id=s.device_id) for s in found.scans],
+        overrides=[TicketOverride(status=TicketOverrideStatus(o.status), reason=o.reason, actor=o.actor, at=o.at)
+                   for o in found.overrides],
+    )  # fmt: skip
+
+
+TicketArg = Annotated[str, strawberry.argument(description="The ticket's id or code.")]
+
+
+async def ticket(info: Info, organization_id: NeededOrgArg, ticket_id: TicketArg) -> Ticket:
+    return to_ticket(await service.ticket(viewer=viewer_of(info), organization_id=organization_id, ticket_id=ticket_id))
+
+
+async def override_ticket(
+    info: Info, organization_id: NeededOrgArg, ticket_id: TicketArg,
+    status: Annotated[TicketOverrideStatus, strawberry.argument(description="USED to mark it used, VALID to reactivate it.")],
+    reason: Annotated[str, strawberry.argument(description="Why (1..500 characters); kept in the audit log.")],
+) -> Ticket:  # fmt: skip
+    found = await service.override_ticket(
+        viewer=viewer_of(info), organization_id=organization_id, ticket_id=ticket_id, status=status.value, reason=reason,
+        address=address_of(info),
+    )  # fmt: skip
+    return to_ticket(found)
 
 
 async def organization_notes(info: Info, organization_id: NeededOrgArg) -> list[OrganizationNote]:
@@ -73,6 +110,9 @@ class Query:
         "Find transactions by their id or order id, and organizations by name: platform admins across"
         " organizations (or in the one named), organization admins in theirs.",
     )  # fmt: skip
+    ticket: Ticket = guarded(
+        Access.ORG_ADMINS, ticket, "A ticket's status (valid, used, refunded), order, scans and manual overrides."
+    )
     organization_notes: list[OrganizationNote] = guarded(
         Access.PLATFORM_ADMINS, organization_notes, "Internal notes on an organization, newest first."
     )
@@ -82,6 +122,10 @@ class Query:
 class Mutation:
     """The support desk's writes, merged into the root by schema.root."""
 
+    override_ticket: Ticket = guarded(
+        Access.ORG_ADMINS, override_ticket,
+        "Mark a ticket used or reactivate it, with a reason (audited); a refunded ticket cannot be changed.",
+    )  # fmt: skip
     add_organization_note: OrganizationNote = guarded(
         Access.PLATFORM_ADMINS, add_organization_note, "Add an internal note on an organization (audited)."
     )

@@ -36,3 +36,41 @@ class OrganizationNote:
     author: str = strawberry.field(description="Who wrote it (user:<id>).")
     body: str = strawberry.field(description="The note.")
     created_at: datetime = strawberry.field(description="When it was written.")
+
+
+@strawberry.enum(description="A ticket's status.")
+class TicketStatus(Enum):
+    VALID = strawberry.enum_value("valid", description="May enter: never scanned, or reactivated by support.")
+    USED = strawberry.enum_value("used", description="Scanned, or marked used by support.")
+    REFUNDED = strawberry.enum_value("refunded", description="Its order was refunded.")
+
+
+@strawberry.enum(description="What support may set a ticket to.")
+class TicketOverrideStatus(Enum):
+    VALID = strawberry.enum_value("valid", description="Reactivate it.")
+    USED = strawberry.enum_value("used", description="Mark it used.")
+
+
+@strawberry.type(description="One scan of a ticket at the door.")
+class TicketScan:
+    event_id: str = strawberry.field(description="The ticket.scanned event.")
+    at: datetime = strawberry.field(description="When it was scanned.")
+    device_id: str | None = strawberry.field(description="The scanning device, if it said.")
+
+
+@strawberry.type(description="A manual change of a ticket's status by support.")
+class TicketOverride:
+    status: TicketOverrideStatus = strawberry.field(description="What it was set to.")
+    reason: str = strawberry.field(description="Why, as the admin wrote it.")
+    actor: str = strawberry.field(description="Who (user:<id>).")
+    at: datetime = strawberry.field(description="When.")
+
+
+@strawberry.type(description="A ticket as support sees it: status, order, scans and overrides.")
+class Ticket:
+    organization_id: strawberry.ID = strawberry.field(description="The organization.")
+    ticket_id: str = strawberry.field(description="The ticket's id or code.")
+    status: TicketStatus = strawberry.field(description="Its status: the latest scan or override, unless its order was refunded.")
+    order_id: str | None = strawberry.field(description="Its order, as its scans named it.")
+    scans: list[TicketScan] = strawberry.field(description="Every scan, oldest first.")
+    overrides: list[TicketOverride] = strawberry.field(description="Every manual override, oldest first.")

@@ -1,5 +1,6 @@
 """The support desk: one search over transactions, orders and organizations, scoped
-to what the admin administers; internal notes on an organization, audited."""
+to what the admin administers; tickets with their scans and manual overrides; internal notes
+on an organization; overrides and notes audited."""
 
 from __future__ import annotations
 
@@ -98,3 +99,58 @@ async def test_notes_are_added_listed_and_deleted_with_an_audit_trail(client, te
     assert [e["after"]["body"] for e in added] == ["Called back", "Asked about invoices"]
     body = await gql(client, ADD_NOTE, {"org": tenant.org_id, "b": " "}, token=admin)
     assert error_codes(body) == ["BAD_USER_INPUT"] and body["errors"][0]["extensions"]["field"] == "body"
+
+
+TICKET = """query($org: ID!, $t: String!) { ticket(organizationId: $org, ticketId: $t) {
+  ticketId status orderId scans { eventId at deviceId } overrides { status reason actor at } } }"""
+OVERRIDE = """mutation($org: ID!, $t: String!, $s: TicketOverrideStatus!, $r: String!) {
+  overrideTicket(organizationId: $org, ticketId: $t, status: $s, reason: $r) { status overrides { status reason } } }"""
+
+
+async def scan(client: Any, worker: Any, tenant: Tenant, ticket: str, *, order: str | None, devices: list[str]) -> None:
+    """Scans at the doors, one per device, the last one now."""
+    now = datetime.now(UTC)
+    events = [{"eventId": f"scan-{uuid.uuid4().hex[:12]}", "type": "TICKET_SCANNED",
+               "occurredAt": (now - timedelta(milliseconds=10 * (len(devices) - 1 - i))).isoformat(),
+               "properties": {"ticketId": ticket, "deviceId": device, **({"orderId": order} if order else {})}}
+              for i, device in enumerate(devices)]  # fmt: skip
+    done = (await gql_data(client, PUBLISH, {"e": events}, tenant.service_token))["publishDomainEvents"]
+    assert done["rejected"] == [], done
+    await worker.drain()
+
+
+async def test_a_ticket_shows_its_scans_and_is_overridden_with_a_reason(client, worker, tenant, other_tenant) -> None:
+    ticket, admin, org = f"TCK-{uuid.uuid4().hex[:6]}", tenant.org_admin_token, tenant.org_id
+    body = await gql(client, TICKET, {"org": org, "t": ticket}, token=admin)
+    assert error_codes(body) == ["NOT_FOUND"], "nothing is known of a ticket never scanned"
+    await scan(client, worker, tenant, ticket, order="ord-t1", devices=["gate-1", "gate-2"])
+    found = (await gql_data(client, TICKET, {"org": org, "t": ticket}, admin))["ticket"]
+    assert (found["status"], found["orderId"]) == ("USED", "ord-t1")
+    assert [s["deviceId"] for s in found["scans"]] == ["gate-1", "gate-2"]
+    reactivated = (await gql_data(client, OVERRIDE, {"org": org, "t": ticket, "s": "VALID", "r": "Scanner misread"},
+                                  admin))["overrideTicket"]  # fmt: skip
+    assert reactivated["status"] == "VALID" and reactivated["overrides"] == [{"status": "VALID", "reason": "Scanner misread"}]
+    await scan(client, worker, tenant, ticket, order="ord-t1", devices=["gate-3"])
+    assert (await gql_data(client, TICKET, {"org": org, "t": ticket}, admin))["ticket"]["status"] == "USED", "a later scan uses it"
+    [entry] = (await gql_data(client, AUDIT, {"org": org, "action": "ticket.overridden"}, admin))["auditLog"]
+    assert (entry["target"], entry["before"], entry["after"], entry["role"]) == (
+        ticket, {"status": "used"}, {"status": "valid"}, "org_admin")
+    body = await gql(client, OVERRIDE, {"org": org, "t": ticket, "s": "USED", "r": " "}, token=admin)
+    assert error_codes(body) == ["BAD_USER_INPUT"] and body["errors"][0]["extensions"]["field"] == "reason"
+    body = await gql(client, TICKET, {"org": org, "t": ticket}, token=other_tenant.org_admin_token)
+    assert error_codes(body) == ["NOT_FOUND"]
+    body = await gql(client, OVERRIDE, {"org": org, "t": ticket, "s": "USED", "r": "x"}, token=other_tenant.org_admin_token)
+    assert error_codes(body) == ["NOT_FOUND"]
+
+
+async def test_a_ticket_of_a_refunded_order_is_refunded_and_stays_so(client, worker, tenant) -> None:
+    ticket, order, admin, org = f"TCK-{uuid.uuid4().hex[:6]}", f"ord-{uuid.uuid4().hex[:6]}", tenant.org_admin_token, tenant.org_id
+    await sell(client, worker, tenant, order=order, buyer="b", amounts=[3000])
+    await scan(client, worker, tenant, ticket, order=order, devices=["gate-1"])
+    refund = [{"eventId": f"rf-{uuid.uuid4().hex[:8]}", "type": "ORDER_REFUNDED", "amountMinor": 3000, "currency": "EUR",
+               "occurredAt": datetime.now(UTC).isoformat(), "properties": {"orderId": order}}]  # fmt: skip
+    assert (await gql_data(client, PUBLISH, {"e": refund}, tenant.service_token))["publishDomainEvents"]["rejected"] == []
+    await worker.drain()
+    assert (await gql_data(client, TICKET, {"org": org, "t": ticket}, admin))["ticket"]["status"] == "REFUNDED"
+    body = await gql(client, OVERRIDE, {"org": org, "t": ticket, "s": "VALID", "r": "Asked nicely"}, token=admin)
+    assert error_codes(body) == ["BAD_USER_INPUT"] and body["errors"][0]["extensions"]["field"] == "status"

@@ -1,11 +1,12 @@
-"""The support desk: one search box over transactions, orders and organizations, and
-platform admins' internal notes on an organization.
+"""The support desk: one search box over transactions, orders and organizations, ticket
+lookup with manual overrides, and platform admins' internal notes on an organization.
 
 Platform admins search every organization (or the one they name); organization admins only
 their own. A query is matched exactly against a transaction's id (the event id that recorded
 it), and an order id, and against organization names exactly or as a prefix,
-without regard to case. Notes are added and deleted with an audit entry in the same
-transaction.
+without regard to case. A ticket is known from its scans (ticket.scanned events) and from
+support's overrides; its status is the latest of them, unless its order was refunded.
+Overrides and notes are written with their audit entry in the same transaction.
 """
 
 from __future__ import annotations
@@ -24,6 +25,9 @@ from app.services.accounts.audit import Actor
 MAX_QUERY = 200
 MAX_HITS = 100
 MAX_NOTE = 5000
+MAX_TICKET_ID = 200
+MAX_REASON = 500
+VALID, USED, REFUNDED = "valid", "used", "refunded"
 
 TRANSACTION_ID = "transaction_id"
 ORDER_ID = "order_id"
@@ -167,3 +171,113 @@ async def delete_organization_note(*, viewer: Viewer, organization_id: Any, note
             target=str(note.id), before={"body": note.body, "author": note.author, "created_at": note.created_at.isoformat()},
         )  # fmt: skip
     return note.id
+
+
+# --------------------------------------------------------------------------- tickets
+
+
+@dataclass(frozen=True)
+class TicketScan:
+    event_id: str
+    at: datetime
+    device_id: str | None
+
+
+@dataclass(frozen=True)
+class TicketOverride:
+    status: str
+    reason: str
+    actor: str
+    at: datetime
+
+
+@dataclass(frozen=True)
+class Ticket:
+    organization_id: uuid.UUID
+    ticket_id: str
+    status: str
+    order_id: str | None
+    scans: list[TicketScan]
+    overrides: list[TicketOverride]
+
+
+SCANS = """
+SELECT event_id, occurred_at, properties ->> 'deviceId', properties ->> 'orderId'
+FROM events
+WHERE organization_id = $1 AND type = 'ticket.scanned' AND properties ->> 'ticketId' = $2
+ORDER BY occurred_at, event_id
+"""
+OVERRIDES = """
+SELECT status, reason, actor, at FROM ticket_overrides WHERE organization_id = $1 AND ticket_id = $2 ORDER BY at, id
+"""
+REFUNDED_ORDER = "SELECT EXISTS (SELECT 1 FROM transactions WHERE organization_id = $1 AND order_id = $2 AND is_refund)"
+
+
+def status_of(scans: list[TicketScan], overrides: list[TicketOverride], refunded: bool) -> str:
+    """Refunded wins; otherwise the latest override, unless a scan came after it."""
+    if refunded:
+        return REFUNDED
+    last_scan = scans[-1].at if scans else None
+    if overrides and (last_scan is None or overrides[-1].at >= last_scan):
+        return overrides[-1].status
+    return USED if scans else VALID
+
+
+async def _read_ticket(conn: Any, org: uuid.UUID, ticket_id: str) -> Ticket | None:
+    scan_rows = await conn.fetch(SCANS, org, ticket_id)
+    overrides = [TicketOverride(*row) for row in await conn.fetch(OVERRIDES, org, ticket_id)]
+    if not scan_rows and not overrides:
+        return None
+    scans = [TicketScan(row[0], row[1], row[2]) for row in scan_rows]
+    order_id = next((row[3] for row in scan_rows if row[3]), None)
+    refunded = bool(order_id) and bool(await conn.fetchval(REFUNDED_ORDER, org, order_id))
+    return Ticket(org, ticket_id, status_of(scans, overrides, refunded), order_id, scans, overrides)
+
+
+async def _ticket_scope(viewer: Viewer, organization_id: Any, ticket_id: str) -> tuple[uuid.UUID, str]:
+    org = await administered_scope(viewer, organization_id, refusal="ticket lookup needs an organization admin token")
+    if org is None:
+        raise BadInput("name the organization", field="organizationId")
+    text = ticket_id.strip()
+    if not 1 <= len(text) <= MAX_TICKET_ID:
+        raise BadInput(f"ticketId must be 1 to {MAX_TICKET_ID} characters", field="ticketId")
+    return org, text
+
+
+async def ticket(*, viewer: Viewer, organization_id: Any, ticket_id: str) -> Ticket:
+    """A ticket with its status, order, scans and overrides; NOT_FOUND when it was never
+    scanned nor overridden (nothing is known of it)."""
+    org, text = await _ticket_scope(viewer, organization_id, ticket_id)
+    async with connection() as conn:
+        found = await _read_ticket(conn, org, text)
+    if found is None:
+        raise NotFound("ticket not found", field="ticketId")
+    return found
+
+
+async def override_ticket(
+    *, viewer: Viewer, organization_id: Any, ticket_id: str, status: str, reason: str, address: str | None
+) -> Ticket:
+    """Mark a ticket used or reactivate it, with the reason; a refunded ticket stays refunded."""
+    org, text = await _ticket_scope(viewer, organization_id, ticket_id)
+    why = reason.strip()
+    if not 1 <= len(why) <= MAX_REASON:
+        raise BadInput(f"reason must be 1 to {MAX_REASON} characters", field="reason")
+    if status not in (VALID, USED):
+        raise BadInput("status must be valid or used", field="status")
+    async with connection() as conn, conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1::text || $2))", str(org), text)
+        before = await _read_ticket(conn, org, text)
+        if before is not None and before.status == REFUNDED:
+            raise BadInput("the ticket's order was refunded: it cannot be marked used or reactivated", field="status")
+        await conn.execute(
+            "INSERT INTO ticket_overrides (organization_id, ticket_id, status, reason, actor) VALUES ($1, $2, $3, $4, $5)",
+            org, text, status, why, viewer.subject,
+        )  # fmt: skip
+        after = await _read_ticket(conn, org, text)
+        assert after is not None
+        await audit.record(
+            conn, action=audit.TICKET_OVERRIDDEN, actor=Actor.of(viewer, address), organization_id=org, target=text,
+            before={"status": before.status if before else None}, after={"status": after.status}, reason=why,
+        )  # fmt: skip
+    return after

@@ -27,3 +27,19 @@ CREATE INDEX organization_notes_id ON organization_notes (id);
 CREATE INDEX transactions_event_id ON transactions (event_id);
 CREATE INDEX transactions_order_id ON transactions (order_id) WHERE order_id IS NOT NULL;
 CREATE INDEX organizations_lower_name ON organizations (lower(name) text_pattern_ops);
+
+-- A ticket is known from its scans (ticket.scanned events, found through events_ticket_scans
+-- from 0004) and from what support did to it: each manual override (mark used, reactivate)
+-- with the admin's reason. The latest of a ticket's scans and overrides sets its status; a
+-- refund of its order makes it refunded.
+CREATE TABLE ticket_overrides (
+    organization_id uuid NOT NULL REFERENCES organizations (id) ON DELETE CASCADE,
+    id              bigint GENERATED ALWAYS AS IDENTITY,
+    ticket_id       text NOT NULL CHECK (length(ticket_id) BETWEEN 1 AND 200),
+    status          text NOT NULL CHECK (status IN ('valid', 'used')),
+    reason          text NOT NULL CHECK (length(reason) BETWEEN 1 AND 500),
+    actor           text NOT NULL,
+    at              timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (organization_id, id)
+);
+CREATE INDEX ticket_overrides_ticket ON ticket_overrides (organization_id, ticket_id, at);
