@@ -41,3 +41,26 @@ class TicketOverride(Model):
     class Meta:
         table = "ticket_overrides"
         unique_together = (("organization_id", "id"),)
+
+
+class AdminRefund(Model):
+    """A refund an admin issued, already in the ledger, until the host platform executes it.
+    Real key: (organization_id, id)."""
+
+    organization_id = fields.UUIDField()
+    id = fields.UUIDField(primary_key=True)
+    sale_event_id = fields.TextField()
+    refund_event_id = fields.TextField()
+    order_id = fields.TextField(null=True)
+    amount_minor = fields.BigIntField()
+    service_fee_minor = fields.BigIntField()
+    currency = fields.TextField()
+    reason = fields.TextField()
+    issued_by = fields.TextField()
+    status = fields.TextField(db_default="requested")  # requested | executed | failed
+    created_at = fields.DatetimeField(db_default=NOW)
+    updated_at = fields.DatetimeField(db_default=NOW)
+
+    class Meta:
+        table = "admin_refunds"
+        unique_together = (("organization_id", "id"),)

@@ -1,4 +1,4 @@
-"""The support desk: search, tickets and organization notes (thin: call the support service, map)."""
+"""The support desk: search, tickets, refunds and organization notes (thin: call the support service, map)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ from app.auth import Access
 from app.services import support as service
 from resolvers.common import address_of, guarded, viewer_of
 from schema.support import (
+    AdminRefund,
+    AdminRefundStatus,
     OrganizationNote,
     SupportHit,
     SupportMatch,
@@ -78,6 +80,29 @@ async def override_ticket(
     return to_ticket(found)
 
 
+def to_refund(refund: service.AdminRefund) -> AdminRefund:
+    return AdminRefund(
+        id=strawberry.ID(str(refund.id)), organization_id=strawberry.ID(str(refund.organization_id)),
+        transaction_id=refund.sale_event_id, refund_transaction_id=refund.refund_event_id, order_id=refund.order_id,
+        amount_minor=refund.amount_minor, service_fee_minor=refund.service_fee_minor, currency=refund.currency,
+        reason=refund.reason, issued_by=refund.issued_by, status=AdminRefundStatus(refund.status), created_at=refund.created_at,
+    )  # fmt: skip
+
+
+async def issue_refund(
+    info: Info, organization_id: NeededOrgArg,
+    transaction_id: Annotated[str, strawberry.argument(description="The sale to refund (its transaction id, the event id).")],
+    refund_service_fee: Annotated[bool, strawberry.argument(description="Refund its service fee too.")],
+    reason: Annotated[str, strawberry.argument(description="Why (1..500 characters); kept in the ledger and the audit log.")],
+    amount_minor: Annotated[int | None, strawberry.argument(description="A partial refund, integer minor units; omit to refund what is left.")] = None,
+) -> AdminRefund:  # fmt: skip
+    refund = await service.issue_refund(
+        viewer=viewer_of(info), organization_id=organization_id, transaction_id=transaction_id, amount_minor=amount_minor,
+        refund_service_fee=refund_service_fee, reason=reason, address=address_of(info),
+    )  # fmt: skip
+    return to_refund(refund)
+
+
 async def organization_notes(info: Info, organization_id: NeededOrgArg) -> list[OrganizationNote]:
     return [to_note(n) for n in await service.organization_notes(viewer=viewer_of(info), organization_id=organization_id)]
 
@@ -125,6 +150,11 @@ class Mutation:
     override_ticket: Ticket = guarded(
         Access.ORG_ADMINS, override_ticket,
         "Mark a ticket used or reactivate it, with a reason (audited); a refunded ticket cannot be changed.",
+    )  # fmt: skip
+    issue_refund: AdminRefund = guarded(
+        Access.PLATFORM_ADMINS, issue_refund,
+        "Refund a sale in full or in part, its service fee or not, with a reason: recorded in the ledger at once, audited as"
+        " REFUND_ISSUED_BY_ADMIN, and kept as REQUESTED until the host platform executes it.",
     )  # fmt: skip
     add_organization_note: OrganizationNote = guarded(
         Access.PLATFORM_ADMINS, add_organization_note, "Add an internal note on an organization (audited)."

@@ -74,3 +74,26 @@ class Ticket:
     order_id: str | None = strawberry.field(description="Its order, as its scans named it.")
     scans: list[TicketScan] = strawberry.field(description="Every scan, oldest first.")
     overrides: list[TicketOverride] = strawberry.field(description="Every manual override, oldest first.")
+
+
+@strawberry.enum(description="Where an admin's refund stands with the host platform.")
+class AdminRefundStatus(Enum):
+    REQUESTED = strawberry.enum_value("requested", description="In the ledger; the host platform has yet to execute it.")
+    EXECUTED = strawberry.enum_value("executed", description="The host platform executed it.")
+    FAILED = strawberry.enum_value("failed", description="The host platform could not execute it.")
+
+
+@strawberry.type(description="A refund an admin issued: in the ledger at once, then executed by the host platform.")
+class AdminRefund:
+    id: strawberry.ID = strawberry.field(description="The refund's id.")
+    organization_id: strawberry.ID = strawberry.field(description="The organization.")
+    transaction_id: str = strawberry.field(description="The refunded sale (its event id).")
+    refund_transaction_id: str = strawberry.field(description="The ledger's refund row (its event id).")
+    order_id: str | None = strawberry.field(description="The sale's order, if any.")
+    amount_minor: int = strawberry.field(description="Amount refunded, integer minor units (positive).")
+    service_fee_minor: int = strawberry.field(description="Service fee refunded with it, integer minor units (0: kept).")
+    currency: str = strawberry.field(description="ISO 4217 currency.")
+    reason: str = strawberry.field(description="Why, as the admin wrote it.")
+    issued_by: str = strawberry.field(description="Who issued it (user:<id>).")
+    status: AdminRefundStatus = strawberry.field(description="Where it stands with the host platform.")
+    created_at: datetime = strawberry.field(description="When it was issued.")

@@ -1,6 +1,6 @@
 """The support desk: one search over transactions, orders and organizations, scoped
-to what the admin administers; tickets with their scans and manual overrides; internal notes
-on an organization; overrides and notes audited."""
+to what the admin administers; tickets with their scans and manual overrides; refunds an
+admin issues, in the ledger; internal notes on an organization; all of it audited."""
 
 from __future__ import annotations
 
@@ -154,3 +154,60 @@ async def test_a_ticket_of_a_refunded_order_is_refunded_and_stays_so(client, wor
     assert (await gql_data(client, TICKET, {"org": org, "t": ticket}, admin))["ticket"]["status"] == "REFUNDED"
     body = await gql(client, OVERRIDE, {"org": org, "t": ticket, "s": "VALID", "r": "Asked nicely"}, token=admin)
     assert error_codes(body) == ["BAD_USER_INPUT"] and body["errors"][0]["extensions"]["field"] == "status"
+
+
+REFUND = """mutation($org: ID!, $t: String!, $fee: Boolean!, $r: String!, $a: Int) {
+  issueRefund(organizationId: $org, transactionId: $t, refundServiceFee: $fee, reason: $r, amountMinor: $a) {
+    id transactionId refundTransactionId orderId amountMinor serviceFeeMinor currency reason issuedBy status } }"""
+
+
+async def ledger_of(org: str, sale: str) -> list[tuple[str, int, int, str]]:
+    from app.database import connection
+
+    async with connection() as conn:
+        rows = await conn.fetch(
+            "SELECT event_id, amount_minor, service_fee_minor, status FROM transactions WHERE organization_id = $1"
+            " AND (event_id = $2 OR refund_of = $2) ORDER BY is_refund, recorded_at, event_id", uuid.UUID(org), sale,
+        )  # fmt: skip
+    return [tuple(row) for row in rows]
+
+
+async def test_an_admin_refund_is_in_the_ledger_audited_and_requested(client, worker, tenant) -> None:
+    order, admin, org = f"ord-{uuid.uuid4().hex[:6]}", tenant.admin_token, tenant.org_id
+    now = datetime.now(UTC)
+    sale = {"eventId": f"tx-{uuid.uuid4().hex[:12]}", "type": "ORDER_PAID", "amountMinor": 10_000, "currency": "EUR",
+            "occurredAt": (now - timedelta(minutes=5)).isoformat(), "properties": {"orderId": order, "serviceFeeMinor": 450}}
+    assert (await gql_data(client, PUBLISH, {"e": [sale]}, tenant.service_token))["publishDomainEvents"]["rejected"] == []
+    await worker.drain()
+    part = (await gql_data(client, REFUND, {"org": org, "t": sale["eventId"], "fee": False, "r": "Late start", "a": 2_500},
+                           admin))["issueRefund"]  # fmt: skip
+    assert (part["amountMinor"], part["serviceFeeMinor"], part["status"], part["orderId"]) == (2_500, 0, "REQUESTED", order)
+    rest = (await gql_data(client, REFUND, {"org": org, "t": sale["eventId"], "fee": True, "r": "Event cancelled"},
+                           admin))["issueRefund"]  # fmt: skip
+    assert (rest["amountMinor"], rest["serviceFeeMinor"]) == (7_500, 450), "the rest, and the whole service fee"
+    rows = await ledger_of(org, sale["eventId"])
+    assert rows[0] == (sale["eventId"], 10_000, 450, "refunded")
+    assert sorted(r[1:] for r in rows[1:]) == [(-7_500, 450, "refunded"), (-2_500, 0, "refunded")]
+    assert sum(r[1] for r in rows) == 0, "sale and refunds net to nothing"
+    body = await gql(client, REFUND, {"org": org, "t": sale["eventId"], "fee": False, "r": "Again"}, token=admin)
+    assert error_codes(body) == ["BAD_USER_INPUT"] and body["errors"][0]["extensions"]["field"] == "transactionId"
+    trail = (await gql_data(client, AUDIT, {"org": org, "action": "REFUND_ISSUED_BY_ADMIN"}, admin))["auditLog"]
+    assert [(e["target"], e["after"]["refunded_minor"], e["role"]) for e in trail] == [
+        (sale["eventId"], 10_000, "admin"), (sale["eventId"], 2_500, "admin")]
+    assert [e["before"]["status"] for e in trail] == ["refunded", "completed"]
+
+
+async def test_a_refund_is_checked_before_anything_is_written(client, worker, tenant, other_tenant) -> None:
+    [sale] = await sell(client, worker, tenant, order=f"ord-{uuid.uuid4().hex[:6]}", buyer="b", amounts=[1_000])
+    org, admin = tenant.org_id, tenant.admin_token
+    too_much = await gql(client, REFUND, {"org": org, "t": sale, "fee": False, "r": "x", "a": 1_001}, token=admin)
+    assert error_codes(too_much) == ["BAD_USER_INPUT"] and too_much["errors"][0]["extensions"]["field"] == "amountMinor"
+    no_fee = await gql(client, REFUND, {"org": org, "t": sale, "fee": True, "r": "x"}, token=admin)
+    assert error_codes(no_fee) == ["BAD_USER_INPUT"] and no_fee["errors"][0]["extensions"]["field"] == "refundServiceFee"
+    no_reason = await gql(client, REFUND, {"org": org, "t": sale, "fee": False, "r": " "}, token=admin)
+    assert error_codes(no_reason) == ["BAD_USER_INPUT"] and no_reason["errors"][0]["extensions"]["field"] == "reason"
+    elsewhere = await gql(client, REFUND, {"org": other_tenant.org_id, "t": sale, "fee": False, "r": "x"}, token=admin)
+    assert error_codes(elsewhere) == ["NOT_FOUND"], "a sale is refunded only through its own organization"
+    org_admin = await gql(client, REFUND, {"org": org, "t": sale, "fee": False, "r": "x"}, token=tenant.org_admin_token)
+    assert error_codes(org_admin) == ["FORBIDDEN"]
+    assert await ledger_of(org, sale) == [(sale, 1_000, 0, "completed")]

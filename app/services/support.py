@@ -6,11 +6,14 @@ their own. A query is matched exactly against a transaction's id (the event id t
 it), and an order id, and against organization names exactly or as a prefix,
 without regard to case. A ticket is known from its scans (ticket.scanned events) and from
 support's overrides; its status is the latest of them, unless its order was refunded.
-Overrides and notes are written with their audit entry in the same transaction.
+A refund a platform admin issues is recorded in the ledger at once, as order.refunded records
+one, and kept in admin_refunds with status `requested` until the host platform executes it.
+Overrides, refunds and notes are written with their audit entry in the same transaction.
 """
 
 from __future__ import annotations
 
+import json
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -281,3 +284,106 @@ async def override_ticket(
             before={"status": before.status if before else None}, after={"status": after.status}, reason=why,
         )  # fmt: skip
     return after
+
+
+# --------------------------------------------------------------------------- refunds
+
+
+@dataclass(frozen=True)
+class AdminRefund:
+    id: uuid.UUID
+    organization_id: uuid.UUID
+    sale_event_id: str
+    refund_event_id: str
+    order_id: str | None
+    amount_minor: int
+    service_fee_minor: int
+    currency: str
+    reason: str
+    issued_by: str
+    status: str
+    created_at: datetime
+
+
+SALE = """
+SELECT event_id, type, status, profile_id, partner_profile_id, split_percent, customer_id, amount_minor, currency,
+       service_fee_minor, category, order_id, creator_id
+FROM transactions
+WHERE organization_id = $1 AND event_id = $2 AND NOT is_refund AND status IN ('completed', 'refunded')
+FOR UPDATE
+"""
+REFUNDED_SO_FAR = """
+SELECT COALESCE(-sum(amount_minor), 0)::bigint, COALESCE(sum(service_fee_minor), 0)::bigint
+FROM transactions WHERE organization_id = $1 AND refund_of = $2 AND is_refund
+"""
+REFUND_ROW = """
+INSERT INTO transactions (organization_id, event_id, type, status, is_refund, refund_of, profile_id, partner_profile_id,
+                          split_percent, customer_id, amount_minor, currency, service_fee_minor, category, order_id,
+                          occurred_at, metadata, creator_id)
+VALUES ($1, $2, $3, 'refunded', true, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, now(), $14::jsonb, $15)
+"""
+ADMIN_REFUND = """
+INSERT INTO admin_refunds (organization_id, id, sale_event_id, refund_event_id, order_id, amount_minor, service_fee_minor,
+                           currency, reason, issued_by)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+RETURNING id, organization_id, sale_event_id, refund_event_id, order_id, amount_minor, service_fee_minor, currency, reason,
+          issued_by, status, created_at
+"""
+
+
+def _refund_amount(amount_minor: int | None, remaining: int) -> int:
+    if remaining <= 0:
+        raise BadInput("the transaction is already refunded in full", field="transactionId")
+    amount = remaining if amount_minor is None else amount_minor
+    if not 1 <= amount <= remaining:
+        raise BadInput(f"amountMinor must be between 1 and {remaining} (what is left to refund)", field="amountMinor")
+    return amount
+
+
+async def issue_refund(
+    *, viewer: Viewer, organization_id: Any, transaction_id: str, amount_minor: int | None, refund_service_fee: bool,
+    reason: str, address: str | None,
+) -> AdminRefund:  # fmt: skip
+    """Refund a sale in full (no amount) or in part, its service fee with it or not. The
+    refund row is the ledger's own kind (negative, at now, linked to the sale, which becomes
+    refunded), so revenue, P&L and reports count it as they count order.refunded."""
+    org = await platform_admin_scope(viewer, organization_id, refusal="refunds need a platform admin token")
+    if org is None:
+        raise BadInput("name the organization", field="organizationId")
+    why = reason.strip()
+    if not 1 <= len(why) <= MAX_REASON:
+        raise BadInput(f"reason must be 1 to {MAX_REASON} characters", field="reason")
+    async with connection() as conn, conn.transaction():
+        sale = await conn.fetchrow(SALE, org, transaction_id)
+        if sale is None:
+            raise NotFound("transaction not found (a completed sale)", field="transactionId")
+        refunded, fee_refunded = await conn.fetchrow(REFUNDED_SO_FAR, org, sale["event_id"])
+        amount = _refund_amount(amount_minor, sale["amount_minor"] - refunded)
+        fee = sale["service_fee_minor"] - fee_refunded if refund_service_fee else 0
+        if refund_service_fee and fee <= 0:
+            raise BadInput("the service fee is already refunded, or there is none", field="refundServiceFee")
+        refund_id = uuid.uuid4()
+        refund_event = f"admin-refund-{refund_id}"
+        metadata = {"adminRefundId": str(refund_id), "issuedBy": viewer.subject, "reason": why}
+        await conn.execute(
+            REFUND_ROW, org, refund_event, sale["type"], sale["event_id"], sale["profile_id"], sale["partner_profile_id"],
+            sale["split_percent"], sale["customer_id"], -amount, sale["currency"], fee, sale["category"], sale["order_id"],
+            json.dumps(metadata), sale["creator_id"],
+        )  # fmt: skip
+        await conn.execute(
+            "UPDATE transactions SET status = 'refunded' WHERE organization_id = $1 AND event_id = $2 AND status = 'completed'",
+            org, sale["event_id"],
+        )  # fmt: skip
+        row = await conn.fetchrow(
+            ADMIN_REFUND, org, refund_id, sale["event_id"], refund_event, sale["order_id"], amount, fee, sale["currency"], why,
+            viewer.subject,
+        )  # fmt: skip
+        issued = AdminRefund(*row)
+        await audit.record(
+            conn, action=audit.REFUND_ISSUED_BY_ADMIN, actor=Actor.of(viewer, address), organization_id=org,
+            target=sale["event_id"], reason=why,
+            before={"status": sale["status"], "refunded_minor": refunded, "service_fee_refunded_minor": fee_refunded},
+            after={"status": "refunded", "refunded_minor": refunded + amount, "service_fee_refunded_minor": fee_refunded + fee,
+                   "refund_event_id": refund_event, "admin_refund_id": str(refund_id), "currency": sale["currency"]},
+        )  # fmt: skip
+    return issued

@@ -43,3 +43,24 @@ CREATE TABLE ticket_overrides (
     PRIMARY KEY (organization_id, id)
 );
 CREATE INDEX ticket_overrides_ticket ON ticket_overrides (organization_id, ticket_id, at);
+
+-- A refund an admin issued: recorded in the ledger at once (a refund row in transactions, as
+-- order.refunded records one) and kept here until the host platform executes it: the request
+-- to the host platform goes out through the organization's notification channels.
+CREATE TABLE admin_refunds (
+    organization_id   uuid NOT NULL REFERENCES organizations (id) ON DELETE CASCADE,
+    id                uuid NOT NULL,
+    sale_event_id     text NOT NULL,
+    refund_event_id   text NOT NULL,
+    order_id          text,
+    amount_minor      bigint NOT NULL CHECK (amount_minor > 0),
+    service_fee_minor bigint NOT NULL CHECK (service_fee_minor >= 0),
+    currency          text NOT NULL CHECK (currency ~ '^[A-Z]{3}$'),
+    reason            text NOT NULL CHECK (length(reason) BETWEEN 1 AND 500),
+    issued_by         text NOT NULL,
+    status            text NOT NULL DEFAULT 'requested' CHECK (status IN ('requested', 'executed', 'failed')),
+    created_at        timestamptz NOT NULL DEFAULT now(),
+    updated_at        timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (organization_id, id)
+);
+CREATE INDEX admin_refunds_requested ON admin_refunds (created_at) WHERE status = 'requested';

@@ -50,7 +50,7 @@ SAMPLES: dict[str, Any] = {
     "definition": {"kind": "STATIC", "personIds": ["u:tenancy-subject"]},
     "experimentKey": "tenancy-experiment", "personId": "u:tenancy-subject",
     "variants": [{"key": "control", "name": "Control"}, {"key": "treatment", "name": "Treatment"}],
-    "query": "victim-order-2", "body": "tenancy note", "ticketId": "victim-ticket-7",
+    "query": "victim-order-2", "body": "tenancy note", "ticketId": "victim-ticket-7", "transactionId": "victim-order-2",
     "email": "tenancy-invitee@example.test", "password": "tenancy check password", "newPassword": "tenancy new password",
 }  # fmt: skip
 TYPE_SAMPLES: dict[str, Any] = {
