@@ -144,10 +144,11 @@ def _organization_of(viewer: Viewer, arguments: Mapping[str, Any], result: Any) 
 
 def _target_of(arguments: Mapping[str, Any], result: Any) -> str | None:
     """What the act was done to: the id it named, else the object it made or returned (a
-    deletion returns its id), else the other object it named."""
+    deletion returns its id), else the other object it named, else the organization (its
+    settings)."""
     named = [v for k, v in arguments.items() if k.endswith("_id") and k != "organization_id" and v is not None]
     for found in (arguments.get("id"), result if isinstance(result, str) else getattr(result, "id", None), *named,
-                  arguments.get("organization_id")):  # fmt: skip
+                  arguments.get("organization_id"), getattr(result, "organization_id", None)):  # fmt: skip
         if found is not None:
             return str(found)
     return None
@@ -160,21 +161,39 @@ def _reason_of(arguments: Mapping[str, Any]) -> str | None:
 
 class AuditedAdminAct(FieldExtension):
     """Writes an audit entry after an admin mutation succeeds: who, in which role, from
-    where, the arguments given, the reason when it takes one, and the object it left (`after`). Mutations whose service
-    records its own entries (accounts, the support desk) are not wrapped."""
+    where, the arguments given, the reason when it takes one, the object it left (`after`)
+    and, for objects only admins change, the object before (`before_from_log`: as the log
+    last recorded it). Mutations whose service records its own entries (accounts, the
+    support desk) are not wrapped."""
 
-    def __init__(self, action: str) -> None:
+    def __init__(self, action: str, *, before_from_log: bool) -> None:
         self.action = action
+        self.before_from_log = before_from_log
 
     async def resolve_async(self, next_: Any, source: Any, info: Info[Any, Any], **kwargs: Any) -> Any:
         result = await next_(source, info, **kwargs)
         viewer = viewer_of(info)
+        organization, target = _organization_of(viewer, kwargs, result), _target_of(kwargs, result)
+        before = None
+        if self.before_from_log:
+            before = await audit.last_recorded(organization_id=organization, target=target, action=self.action)
         await audit.record(
-            None, action=self.action, actor=audit.Actor.of(viewer, address_of(info)),
-            organization_id=_organization_of(viewer, kwargs, result), target=_target_of(kwargs, result),
-            details={"arguments": plain(kwargs)}, after=plain(result), reason=_reason_of(kwargs),
+            None, action=self.action, actor=audit.Actor.of(viewer, address_of(info)), organization_id=organization,
+            target=target, details={"arguments": plain(kwargs)}, before=before, after=_after(self.action, result),
+            reason=_reason_of(kwargs),
         )  # fmt: skip
         return result
+
+
+def _after(action: str, result: Any) -> Any:
+    """A deletion leaves nothing: its result is only the deleted object's id."""
+    return {"deleted": True} if action.endswith(".deleted") else plain(result)
+
+
+# Objects whose every change goes through an audited admin mutation: the log's last `after`
+# of one is what it was before the next change.
+ADMIN_ONLY_OBJECTS = frozenset({"cost", "cohort", "experiment", "fraud_rule", "gov_alert_settings", "money_settings",
+                                "organization_settings"})  # fmt: skip
 
 
 def guarded(
@@ -185,6 +204,9 @@ def guarded(
     checks every credential against). The service behind the resolver enforces it. An admin
     mutation names its audit action in `audited`, and each success is written to the audit log."""
     make = strawberry.subscription if subscription else strawberry.field
-    extensions = [AuditedAdminAct(audited)] if audited is not None else []
+    extensions = []
+    if audited is not None:
+        creates = audited.endswith(".created")
+        extensions.append(AuditedAdminAct(audited, before_from_log=audited.split(".")[0] in ADMIN_ONLY_OBJECTS and not creates))
     metadata = {"access": access, "audited": audited}
     return make(resolver=resolver, description=f"{description} {access.text}", metadata=metadata, extensions=extensions)

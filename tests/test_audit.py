@@ -130,6 +130,24 @@ async def test_an_update_records_its_target_and_the_object_after(client: Any, te
     assert updated["role"] == "org_admin" and updated["organizationId"] == tenant.org_id
 
 
+async def test_changes_of_admin_only_objects_show_before_and_after(client: Any, tenant: Tenant) -> None:
+    [cost] = await make_costs(client, tenant, 1)
+    update = """mutation($id: ID!) { updateCost(id: $id, amountMinor: 999, description: "audit, corrected") { id } }"""
+    await gql_data(client, update, {"id": cost}, tenant.org_admin_token)
+    await gql_data(client, "mutation($id: ID!) { deleteCost(id: $id) }", {"id": cost}, tenant.org_admin_token)
+    deleted, updated, created = (await gql_data(client, AUDIT, {"target": cost, "limit": 10}, tenant.org_admin_token))["auditLog"]
+    assert created["before"] is None and created["after"]["description"] == "audit"
+    assert updated["before"] == created["after"]
+    assert updated["after"]["description"] == "audit, corrected"
+    assert deleted["before"] == updated["after"] and deleted["after"] == {"deleted": True}
+    settings = """mutation { updateGovAlertSettings(threshold: 0.8) { threshold } }"""
+    await gql_data(client, settings, {}, tenant.org_admin_token)
+    await gql_data(client, settings.replace("0.8", "0.6"), {}, tenant.org_admin_token)
+    second, first = (await gql_data(client, AUDIT, {"action": "gov_alert_settings.updated", "limit": 10},
+                                    tenant.org_admin_token))["auditLog"]  # fmt: skip
+    assert second["before"] == first["after"] and second["after"]["threshold"] == 0.6
+
+
 async def test_a_suspension_keeps_its_reason(client: Any, tenant: Tenant) -> None:
     suspend = """mutation($org: ID!) { suspendOrganization(organizationId: $org, reason: "Chargebacks under review") { status } }"""
     await gql_data(client, suspend, {"org": tenant.org_id}, tenant.admin_token)

@@ -131,6 +131,25 @@ async def record(
         await own.execute(INSERT, *args)
 
 
+LAST_RECORDED = """
+SELECT after FROM audit_log
+WHERE organization_id IS NOT DISTINCT FROM $1 AND target = $2 AND split_part(action, '.', 1) = $3 AND after IS NOT NULL
+ORDER BY id DESC
+LIMIT 1
+"""
+
+
+async def last_recorded(*, organization_id: uuid.UUID | None, target: str | None, action: str) -> Any:
+    """The object as the log last recorded it (the `after` of the newest entry about the same
+    target in the same domain): an update's or deletion's `before`, for objects only admins
+    change. None when the log has not seen it."""
+    if target is None:
+        return None
+    async with connection() as conn:
+        found = await conn.fetchval(LAST_RECORDED, organization_id, target, action.split(".", 1)[0])
+    return json.loads(found) if found is not None else None
+
+
 @dataclass(frozen=True)
 class AuditEntry:
     id: int
