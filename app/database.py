@@ -45,6 +45,7 @@ MODEL_MODULES = [
     "models.marketplace",
     "models.notifications",
     "models.system_health",
+    "models.support",
 ]
 MIGRATION_LOCK_KEY = 7_214_001  # advisory lock id: one migrator at a time
 

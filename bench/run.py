@@ -1,4 +1,4 @@
-"""`python -m bench`: create a database, load generated data, run B1-B9, print a table and
+"""`python -m bench`: create a database, load generated data, run B1-B10, print a table and
 write bench/results/<timestamp>.json.
 
 Every benchmark measures pulsegraph and its raw limit in the same run on the same data
@@ -30,6 +30,7 @@ from bench import (
     b7_insights,
     b8_experiments,
     b9_marketplace,
+    b10_support_search,
 )
 from bench.common import (
     API_PROCESSES,
@@ -46,7 +47,7 @@ from bench.common import (
 )
 from bench.generator import Dataset
 
-ALL = ("B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B9")
+ALL = ("B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B9", "B10")
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -77,6 +78,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--b9-sends", type=int, default=20, help="executions sent one at a time to B9's SSE clients")
     parser.add_argument("--b9-seconds", type=float, default=30.0, help="seconds of single-event POST /track in B9")
     parser.add_argument("--b9-rate", type=int, default=200, help="POST /track requests per second in B9 (default 200)")
+    parser.add_argument("--b10-orders", type=int, default=1_000_000, help="order transactions searched in B10 (default 1,000,000)")
     parser.add_argument("--db", default=None, help="database name (default pulsegraph_bench_<events>)")
     parser.add_argument("--reuse", action="store_true", help="reuse --db if it exists (skip loading)")
     parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
@@ -93,6 +95,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         args.b9_clients = min(args.b9_clients, 100)
         args.b9_sends = min(args.b9_sends, 5)
         args.b9_seconds = min(args.b9_seconds, 5.0)
+        args.b10_orders = min(args.b10_orders, 50_000)
     args.only = [b.strip().upper() for b in args.only.split(",") if b.strip()]
     return args
 
@@ -129,7 +132,7 @@ def _ratio(r: Result) -> str:
         return "-"
     if r.bench == "B3":
         return f"{r.ratio:,.0f}x faster"
-    if r.bench in ("B7", "B9"):
+    if r.bench in ("B7", "B9", "B10"):
         return f"{r.ratio:.2f}x SQL"
     if r.bench == "B8":
         return f"{r.ratio:,.0f}x faster"
@@ -221,6 +224,11 @@ async def run(args: argparse.Namespace) -> list[Result]:
                 sends=args.b9_sends, track_seconds=args.b9_seconds, repeats=args.repeats, seed=args.seed, rate=args.b9_rate,
                 api_processes=args.api_processes,
             )  # fmt: skip
+        if "B10" in args.only:
+            print("B10: support search ...", flush=True)
+            results += await b10_support_search.run(
+                database_url, broadcast_url, work_dir, orders=args.b10_orders, repeats=max(args.repeats * 5, 60), seed=args.seed
+            )
         if "B1" in args.only:
             print(f"B1: ingest {args.ingest_events:,} events ...", flush=True)
             b1, _ = await b1_ingest.run(

@@ -134,7 +134,8 @@ class ApiKey(Model):
 
 
 class AuditEntry(Model):
-    """Who did what, when, from where: sign-ins, invitations, role changes, keys."""
+    """Who did what in which role, when, from where, to what, before and after, and why:
+    sign-ins, invitations, role changes, keys, and every admin mutation."""
 
     id = fields.BigIntField(primary_key=True, generated=True)
     at = fields.DatetimeField(db_default=NOW)
@@ -145,6 +146,10 @@ class AuditEntry(Model):
     action = fields.TextField()
     target = fields.TextField(null=True)
     details = fields.JSONField(db_default=SqlDefault("'{}'::jsonb"))
+    role = fields.TextField(null=True)  # the actor's role when it acted (migration 0018)
+    before = fields.JSONField(null=True)
+    after = fields.JSONField(null=True)
+    reason = fields.TextField(null=True)
 
     class Meta:
         table = "audit_log"

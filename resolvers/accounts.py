@@ -3,6 +3,7 @@ accounts services, map)."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any
 
 import strawberry
@@ -29,6 +30,8 @@ from schema.accounts import (
     PasswordResetPayload,
     SignInPayload,
 )
+from schema.financial_reports import ReportFile
+from schema.pnl import ExportFormat
 
 OrgArg = Annotated[strawberry.ID | None, strawberry.argument(description="The organization (platform admins must name it).")]
 NeededOrgArg = Annotated[strawberry.ID, strawberry.argument(description="The organization.")]
@@ -104,6 +107,7 @@ def to_audit_entry(row: AuditRow) -> AuditEntry:
     return AuditEntry(
         id=strawberry.ID(str(row.id)), at=row.at, organization_id=_id(row.organization_id), actor=row.actor,
         actor_user_id=_id(row.actor_user_id), address=row.address, action=row.action, target=row.target, details=row.details,
+        role=row.role, before=row.before, after=row.after, reason=row.reason,
     )  # fmt: skip
 
 
@@ -332,10 +336,28 @@ async def revoke_ingestion_key(info: Info, id: IdArg) -> ApiKey:  # noqa: A002
 # -- audit --------------------------------------------------------------------------------
 
 
+ActionArg = Annotated[str | None, strawberry.argument(description="Only this action, e.g. sign_in.failed or cost.updated.")]
+ActorArg = Annotated[str | None, strawberry.argument(description="Only this actor (user:<id>, service:<id>, or an email tried).")]
+TargetArg = Annotated[str | None, strawberry.argument(description="Only entries about this target (an id or an email).")]
+FromArg = Annotated[datetime | None, strawberry.argument(name="from", description="Entries at or after this time.")]
+ToArg = Annotated[datetime | None, strawberry.argument(description="Entries before this time.")]
+
+
+def audit_filter(
+    organization_id: strawberry.ID | None, action: str | None, actor: str | None, target: str | None,
+    from_: datetime | None, to: datetime | None,
+) -> audit.AuditFilter:  # fmt: skip
+    return audit.AuditFilter(organization_id=organization_id, action=action, actor=actor, target=target, since=from_, until=to)
+
+
 async def audit_log(
     info: Info,
     organization_id: OrgArg = None,
-    action: Annotated[str | None, strawberry.argument(description="Only this action, e.g. sign_in.failed.")] = None,
+    action: ActionArg = None,
+    actor: ActorArg = None,
+    target: TargetArg = None,
+    from_: FromArg = None,
+    to: ToArg = None,
     before: Annotated[strawberry.ID | None, strawberry.argument(description="Entries older than this entry id (paging).")] = None,
     limit: Annotated[int, strawberry.argument(description="At most this many (1..500).")] = 100,
 ) -> list[AuditEntry]:
@@ -343,8 +365,24 @@ async def audit_log(
         older_than = int(before) if before is not None else None
     except ValueError:
         raise BadInput("before must be an audit entry id", field="before") from None
-    rows = await audit.audit_log(viewer=viewer_of(info), organization_id=organization_id, action=action, before=older_than, limit=limit)
+    filters = audit_filter(organization_id, action, actor, target, from_, to)
+    rows = await audit.audit_log(viewer=viewer_of(info), filters=filters, before=older_than, limit=limit)
     return [to_audit_entry(row) for row in rows]
+
+
+async def export_audit_log(
+    info: Info,
+    organization_id: OrgArg = None,
+    action: ActionArg = None,
+    actor: ActorArg = None,
+    target: TargetArg = None,
+    from_: FromArg = None,
+    to: ToArg = None,
+    format_: Annotated[ExportFormat, strawberry.argument(name="format", description="CSV (default) or XLSX.")] = ExportFormat.CSV,
+) -> ReportFile:
+    filters = audit_filter(organization_id, action, actor, target, from_, to)
+    found = await audit.export(viewer=viewer_of(info), filters=filters, fmt=format_.value)
+    return ReportFile(filename=found.filename, content_type=found.content_type, encoding=found.encoding, content=found.content)
 
 
 # -- the domain's fields ------------------------------------------------------------------
@@ -364,7 +402,12 @@ class Query:
     ingestion_keys: list[ApiKey] = guarded(Access.ORG_ADMINS, ingestion_keys, "The organization's ingestion keys.")
     audit_log: list[AuditEntry] = guarded(
         Access.ORG_ADMINS, audit_log,
-        "Sign-ins, failed sign-ins, invitations, role changes, removals, password resets, keys made and revoked: newest first.",
+        "Every admin action (who, role, action, target, before / after, reason, when), sign-ins and failed sign-ins:"
+        " newest first, filtered by action, actor, target and time, paged by `before`.",
+    )  # fmt: skip
+    export_audit_log: ReportFile = guarded(
+        Access.ORG_ADMINS, export_audit_log,
+        "The audit log entries the filters match (up to 100,000, newest first) as a CSV or XLSX file.",
     )  # fmt: skip
 
 

@@ -12,6 +12,7 @@ from strawberry.types import Info
 from app.auth import Access
 from app.database import unavailable_on_database_errors
 from app.errors import UserError
+from app.services.accounts import audit
 from app.services.insights import cohorts as service
 from resolvers.common import guarded, to_range_spec, viewer_of
 from resolvers.ingestion import error_response, rest_viewer, unexpected_error_response
@@ -132,9 +133,9 @@ class Mutation:
     """The cohorts domain's writes, merged into the root by schema.root."""
 
     create_cohort: Cohort = guarded(
-        Access.ORG_ADMINS, create_cohort, "Create a cohort; its members are computed at once, then every scheduler round."
+        Access.ORG_ADMINS, create_cohort, "Create a cohort; its members are computed at once, then every scheduler round.", audited=audit.COHORT_CREATED
     )
     update_cohort: Cohort = guarded(
-        Access.ORG_ADMINS, update_cohort, "Rename or redefine a cohort; a new definition is computed at once."
+        Access.ORG_ADMINS, update_cohort, "Rename or redefine a cohort; a new definition is computed at once.", audited=audit.COHORT_UPDATED
     )
-    delete_cohort: strawberry.ID = guarded(Access.ORG_ADMINS, delete_cohort, "Delete a cohort and its members; returns its id.")
+    delete_cohort: strawberry.ID = guarded(Access.ORG_ADMINS, delete_cohort, "Delete a cohort and its members; returns its id.", audited=audit.COHORT_DELETED)

@@ -3,10 +3,14 @@ and following a live channel (reading its payloads as typed messages)."""
 
 from __future__ import annotations
 
+import dataclasses
+import uuid
 from collections.abc import AsyncGenerator, Callable, Mapping
+from enum import Enum
 from typing import Annotated, Any, TypeVar
 
 import strawberry
+from strawberry.extensions import FieldExtension
 from strawberry.types import Info
 
 from app.auth import Access, Viewer, readable_profile
@@ -14,6 +18,7 @@ from app.errors import Forbidden, SlowConsumer
 from app.eventbus import SubscriberDropped
 from app.fanout import current_operation
 from app.live_messages import LiveMessage
+from app.services.accounts import audit
 from app.timebuckets import Preset, RangeSpec, TimeRange
 from schema.common import ResolvedRange, TimeRangeInput
 
@@ -100,9 +105,108 @@ async def follow_channel(
             raise SlowConsumer(f"{exc}; subscribe again to continue") from exc
 
 
-def guarded(access: Access, resolver: Callable[..., Any], description: str, *, subscription: bool = False) -> Any:
+SECRET_WORDS = ("secret", "password", "token")
+
+
+def plain(value: Any) -> Any:
+    """A GraphQL input or result as JSON-ready data for the audit log, secrets left out."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        value = {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
+    if isinstance(value, Mapping):
+        return {str(k): plain(v) for k, v in value.items() if not any(word in str(k).lower() for word in SECRET_WORDS)}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [plain(v) for v in value]
+    if isinstance(value, Enum):
+        return value.value
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    return str(value)
+
+
+def address_of(info: Info[Any, Any]) -> str | None:
+    client = getattr(info.context.request, "client", None)
+    return client.host if client else None
+
+
+def _organization_of(viewer: Viewer, arguments: Mapping[str, Any], result: Any) -> uuid.UUID | None:
+    """The organization an admin act concerns: the one its result (or an object in it) belongs
+    to, the one it named, or the admin's own."""
+    inner = [getattr(result, f.name) for f in dataclasses.fields(result)] if dataclasses.is_dataclass(result) else []
+    nested = [getattr(value, "organization_id", None) for value in inner]
+    for found in (getattr(result, "organization_id", None), *nested, arguments.get("organization_id")):
+        if found is not None:
+            try:
+                return uuid.UUID(str(found))
+            except ValueError:
+                return None
+    return viewer.organization_id
+
+
+def _target_of(arguments: Mapping[str, Any], result: Any) -> str | None:
+    """What the act was done to: the id it named, else the object it made or returned (a
+    deletion returns its id), else the other object it named, else the organization (its
+    settings)."""
+    named = [v for k, v in arguments.items() if k.endswith("_id") and k != "organization_id" and v is not None]
+    for found in (arguments.get("id"), result if isinstance(result, str) else getattr(result, "id", None), *named,
+                  arguments.get("organization_id"), getattr(result, "organization_id", None)):  # fmt: skip
+        if found is not None:
+            return str(found)
+    return None
+
+
+def _reason_of(arguments: Mapping[str, Any]) -> str | None:
+    reason = arguments.get("reason")
+    return str(reason) if reason is not None else None
+
+
+class AuditedAdminAct(FieldExtension):
+    """Writes an audit entry after an admin mutation succeeds: who, in which role, from
+    where, the arguments given, the reason when it takes one, the object it left (`after`)
+    and, for objects only admins change, the object before (`before_from_log`: as the log
+    last recorded it). Mutations whose service records its own entries (accounts, the
+    support desk) are not wrapped."""
+
+    def __init__(self, action: str, *, before_from_log: bool) -> None:
+        self.action = action
+        self.before_from_log = before_from_log
+
+    async def resolve_async(self, next_: Any, source: Any, info: Info[Any, Any], **kwargs: Any) -> Any:
+        result = await next_(source, info, **kwargs)
+        viewer = viewer_of(info)
+        organization, target = _organization_of(viewer, kwargs, result), _target_of(kwargs, result)
+        before = None
+        if self.before_from_log:
+            before = await audit.last_recorded(organization_id=organization, target=target, action=self.action)
+        await audit.record(
+            None, action=self.action, actor=audit.Actor.of(viewer, address_of(info)), organization_id=organization,
+            target=target, details={"arguments": plain(kwargs)}, before=before, after=_after(self.action, result),
+            reason=_reason_of(kwargs),
+        )  # fmt: skip
+        return result
+
+
+def _after(action: str, result: Any) -> Any:
+    """A deletion leaves nothing: its result is only the deleted object's id."""
+    return {"deleted": True} if action.endswith(".deleted") else plain(result)
+
+
+# Objects whose every change goes through an audited admin mutation: the log's last `after`
+# of one is what it was before the next change.
+ADMIN_ONLY_OBJECTS = frozenset({"cost", "cohort", "experiment", "fraud_rule", "gov_alert_settings", "money_settings",
+                                "organization_settings"})  # fmt: skip
+
+
+def guarded(
+    access: Access, resolver: Callable[..., Any], description: str, *, subscription: bool = False, audited: str | None = None
+) -> Any:
     """A root field with its access declared next to it: stated at the end of its description
     (what third parties read in the schema) and kept in its metadata (what tests/test_access.py
-    checks every credential against). The service behind the resolver enforces it."""
+    checks every credential against). The service behind the resolver enforces it. An admin
+    mutation names its audit action in `audited`, and each success is written to the audit log."""
     make = strawberry.subscription if subscription else strawberry.field
-    return make(resolver=resolver, description=f"{description} {access.text}", metadata={"access": access})
+    extensions = []
+    if audited is not None:
+        creates = audited.endswith(".created")
+        extensions.append(AuditedAdminAct(audited, before_from_log=audited.split(".")[0] in ADMIN_ONLY_OBJECTS and not creates))
+    metadata = {"access": access, "audited": audited}
+    return make(resolver=resolver, description=f"{description} {access.text}", metadata=metadata, extensions=extensions)

@@ -10,6 +10,7 @@ from strawberry.types import Info
 
 from app.auth import Access
 from app.services import costs as service
+from app.services.accounts import audit
 from resolvers.common import RangeArg, guarded, to_range_spec, to_resolved_range, viewer_of
 from resolvers.revenue import AdminOrganizationArg, OrganizationArg, ProfileArg, money
 from schema.common import Money
@@ -147,13 +148,14 @@ class Mutation:
 
     create_cost: Cost = guarded(
         Access.COST_KEEPERS, create_cost,
-        "Record a cost entry (audited). A provider records their own profile's costs only.",
+        "Record a cost entry (audited). A provider records their own profile's costs only.", audited=audit.COST_CREATED,
     )
     update_cost: Cost = guarded(
         Access.COST_KEEPERS, update_cost,
-        "Change a cost entry (audited with before and after); a provider, their own profile's.",
+        "Change a cost entry (audited with before and after); a provider, their own profile's.", audited=audit.COST_UPDATED,
     )
     delete_cost: strawberry.ID = guarded(
         Access.COST_KEEPERS, delete_cost,
         "Delete a cost entry; the audit trail keeps it. Returns its id. A provider, their own profile's.",
+        audited=audit.COST_DELETED,
     )

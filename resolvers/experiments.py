@@ -15,6 +15,7 @@ from app.auth import Access
 from app.errors import BadInput, SlowConsumer
 from app.eventbus import SubscriberDropped
 from app.live_messages import ExperimentStatisticsMessage
+from app.services.accounts import audit
 from app.services.experiments import assignment, definitions, results, stats
 from resolvers.common import app_state, guarded, viewer_of
 from resolvers.insight_inputs import to_filters, to_matcher
@@ -365,17 +366,17 @@ class Query:
 class Mutation:
     """The experiments domain's writes, merged into the root by schema.root."""
 
-    create_experiment: Experiment = guarded(Access.ORG_ADMINS, create_experiment, "Create a DRAFT experiment.")
+    create_experiment: Experiment = guarded(Access.ORG_ADMINS, create_experiment, "Create a DRAFT experiment.", audited=audit.EXPERIMENT_CREATED)
     update_experiment: Experiment = guarded(
         Access.ORG_ADMINS, update_experiment,
-        "Change an experiment; variants, metrics and targeting only while DRAFT (after it ends: name and hypothesis).",
+        "Change an experiment; variants, metrics and targeting only while DRAFT (after it ends: name and hypothesis).", audited=audit.EXPERIMENT_UPDATED,
     )  # fmt: skip
     set_experiment_status: Experiment = guarded(
         Access.ORG_ADMINS, set_experiment_status,
-        "Start (needs a primary metric), stop or complete an experiment; each change is audited.",
+        "Start (needs a primary metric), stop or complete an experiment; each change is audited.", audited=audit.EXPERIMENT_STATUS_CHANGED,
     )  # fmt: skip
     delete_experiment: strawberry.ID = guarded(
-        Access.ORG_ADMINS, delete_experiment, "Delete an experiment with its exposures and statistics; returns its id."
+        Access.ORG_ADMINS, delete_experiment, "Delete an experiment with its exposures and statistics; returns its id.", audited=audit.EXPERIMENT_DELETED
     )
     experiment_assignment: ExperimentAssignment = guarded(
         Access.ORG_ADMINS, experiment_assignment,

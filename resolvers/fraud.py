@@ -13,6 +13,7 @@ from strawberry.types import Info
 from app.auth import Access
 from app.live_messages import FraudAlertMessage
 from app.services import fraud as service
+from app.services.accounts import audit
 from resolvers.common import RangeArg, follow_channel, from_bus, guarded, to_range_spec, to_resolved_range, viewer_of
 from schema.fraud import (
     FraudAlert,
@@ -224,23 +225,23 @@ class Mutation:
 
     create_fraud_rule: FraudRule = guarded(
         Access.ORG_ADMINS, create_fraud_rule,
-        "Add a fraud rule with validated params.",
+        "Add a fraud rule with validated params.", audited=audit.FRAUD_RULE_CREATED,
     )
     update_fraud_rule: FraudRule = guarded(
         Access.ORG_ADMINS, update_fraud_rule,
-        "Change a fraud rule's name, params, risk, or enable/disable it; applies to the next processed event.",
+        "Change a fraud rule's name, params, risk, or enable/disable it; applies to the next processed event.", audited=audit.FRAUD_RULE_UPDATED,
     )
     delete_fraud_rule: strawberry.ID = guarded(
         Access.ORG_ADMINS, delete_fraud_rule,
-        "Delete a fraud rule (its alerts stay); returns its id.",
+        "Delete a fraud rule (its alerts stay); returns its id.", audited=audit.FRAUD_RULE_DELETED,
     )
     update_fraud_alert: FraudAlertDetail = guarded(
         Access.ORG_ADMINS, update_fraud_alert,
-        "Move an alert: open -> investigating -> dismissed | resolved, with an optional note (audited).",
+        "Move an alert: open -> investigating -> dismissed | resolved, with an optional note (audited).", audited=audit.FRAUD_ALERT_UPDATED,
     )
     add_fraud_alert_note: FraudAlertDetail = guarded(
         Access.ORG_ADMINS, add_fraud_alert_note,
-        "Add a note to an alert's audit trail.",
+        "Add a note to an alert's audit trail.", audited=audit.FRAUD_ALERT_NOTE_ADDED,
     )
 
 

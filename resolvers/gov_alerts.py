@@ -11,6 +11,7 @@ from strawberry.types import Info
 from app.auth import Access
 from app.live_messages import GovAlertMessage
 from app.services import gov_alerts as service
+from app.services.accounts import audit
 from resolvers.common import (
     ProfileIdArg,
     RangeArg,
@@ -116,7 +117,7 @@ class Mutation:
 
     update_gov_alert_settings: GovAlertSettings = guarded(
         Access.ORG_ADMINS, update_gov_alert_settings,
-        "Change the gov-confidence threshold for alerts; views processed from then on use it.",
+        "Change the gov-confidence threshold for alerts; views processed from then on use it.", audited=audit.GOV_ALERT_SETTINGS_UPDATED,
     )
 
 

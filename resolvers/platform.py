@@ -9,6 +9,7 @@ from strawberry.types import Info
 
 from app.auth import Access
 from app.services import platform as service
+from app.services.accounts import audit
 from app.services.listings import ListingStatus as ListingState
 from app.timebuckets import Grain, Preset, RangeSpec
 from resolvers.common import guarded, to_resolved_range, viewer_of
@@ -164,9 +165,9 @@ class Mutation:
 
     suspend_organization: OrganizationLifecycle = guarded(
         Access.PLATFORM_ADMINS, suspend_organization,
-        "Suspend an organization, with a reason (audited with who and when).",
+        "Suspend an organization, with a reason (audited with who and when).", audited=audit.ORGANIZATION_SUSPENDED,
     )
     reinstate_organization: OrganizationLifecycle = guarded(
         Access.PLATFORM_ADMINS, reinstate_organization,
-        "Reinstate a suspended organization, with a reason (audited with who and when).",
+        "Reinstate a suspended organization, with a reason (audited with who and when).", audited=audit.ORGANIZATION_REINSTATED,
     )

@@ -10,6 +10,7 @@ from strawberry.types import Info
 
 from app.auth import Access
 from app.services import privacy as service
+from app.services.accounts import audit
 from resolvers.common import guarded, viewer_of
 from schema.privacy import (
     PrivacySettings,
@@ -187,10 +188,10 @@ class Mutation:
 
     update_organization_settings: PrivacySettings = guarded(
         Access.ORG_ADMINS, update_organization_settings,
-        "Change an organization's IP and event retention.",
+        "Change an organization's IP and event retention.", audited=audit.ORGANIZATION_SETTINGS_UPDATED,
     )
     delete_subject_data: SubjectDeletion = guarded(
         Access.ORG_ADMINS, delete_subject_data,
         "Delete one data subject's events, sessions, profile events and person (with its identity links and cohort "
-        "memberships); rollups stay as aggregates.",
+        "memberships); rollups stay as aggregates.", audited=audit.SUBJECT_DATA_DELETED,
     )

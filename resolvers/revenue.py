@@ -11,6 +11,7 @@ from strawberry.types import Info
 from app.auth import Access
 from app.live_messages import GiftPurchasedMessage, RevenueCountersMessage
 from app.services import revenue as service
+from app.services.accounts import audit
 from app.services.revenue import gift_insights
 from app.timebuckets import Grain
 from resolvers.common import (
@@ -373,7 +374,7 @@ class Mutation:
 
     update_money_settings: MoneySettings = guarded(
         Access.ORG_ADMINS, update_money_settings,
-        "Set the reporting currency, its exchange rates and the default duo split.",
+        "Set the reporting currency, its exchange rates and the default duo split.", audited=audit.MONEY_SETTINGS_UPDATED,
     )
 
 

@@ -36,6 +36,7 @@ from resolvers import (
     profile_analytics,
     retention,
     revenue,
+    support,
     system_health,
 )
 
@@ -65,6 +66,7 @@ DOMAINS: tuple[ModuleType, ...] = (
     campaigns,
     notifications,
     system_health,
+    support,
 )
 
 

@@ -38,7 +38,8 @@ ID_NAMES = {"profileId": "profile", "partnerProfileId": "profile", "organization
 OBJECT_KINDS = {"fraudrule": "fraud rule", "fraudalert": "fraud alert", "cost": "cost", "cohort": "cohort", "person": "person",
                 "invitation": "invitation", "servicetoken": "service token", "ingestionkey": "ingestion key",
                 "personalapikey": "personal key", "experiment": "experiment", "notificationchannel": "notification channel",
-                "channelsecret": "notification channel", "testnotification": "notification channel", "delivery": "delivery"}  # fmt: skip
+                "channelsecret": "notification channel", "testnotification": "notification channel", "delivery": "delivery",
+                "organizationnote": "organization note"}  # fmt: skip
 
 # Valid values for arguments that are not ids, by name, else by type: a mutation refused
 # for a bad sample would prove nothing about tenancy.
@@ -52,6 +53,7 @@ SAMPLES: dict[str, Any] = {
     "definition": {"kind": "STATIC", "personIds": ["u:tenancy-subject"]},
     "experimentKey": "tenancy-experiment", "personId": "u:tenancy-subject",
     "variants": [{"key": "control", "name": "Control"}, {"key": "treatment", "name": "Treatment"}],
+    "query": "victim-order-2", "body": "tenancy note", "ticketId": "victim-ticket-7", "transactionId": "victim-order-2",
     "email": "tenancy-invitee@example.test", "password": "tenancy check password", "newPassword": "tenancy new password",
     "url": "https://93.184.215.14/tenancy-hook", "kinds": ["test"],  # a webhook channel: a public address, a known kind
 }  # fmt: skip
@@ -194,8 +196,8 @@ def sample(gtype: Any, name: str, field_name: str, side: Side) -> Any:
         values = list(nullable.values)
         preferred = (SAMPLES.get(name), TYPE_SAMPLES.get(nullable.name), "PROFILE_VIEWED")
         return next((v for v in preferred if v in values), values[0])
-    if name in SAMPLES:
-        return SAMPLES[name]
+    if name in SAMPLES and not (isinstance(nullable, GraphQLInputObjectType) and isinstance(SAMPLES[name], str)):
+        return SAMPLES[name]  # a text sample never stands for an input object of the same name (retention's query)
     if name == "eventId":
         return f"tenancy-{uuid.uuid4()}"
     if nullable.name in TYPE_SAMPLES:

@@ -23,7 +23,7 @@ from tests.support.tenants import Tenant
 # tests/support/schema_operations.py): a field whose ID names another kind is not covered.
 SEEDED_KINDS = ("organization", "profile", "cost", "fraud rule", "fraud alert", "person", "cohort", "member", "invitation",
                 "service token", "ingestion key", "personal key", "audit entry", "experiment", "notification channel",
-                "delivery")  # fmt: skip
+                "delivery", "organization note")  # fmt: skip
 SUBJECT = {"userId": SAMPLES["userId"], "anonymousId": SAMPLES["anonymousId"]}  # what deleteSubjectData samples name
 ARMY_IP = "6.1.2.3"  # 6.0.0.0/8 is on the shipped curated gov list
 VIEWS, INQUIRIES = 29, 11
@@ -38,6 +38,8 @@ RULE = """mutation($params: JSON!) { createFraudRule(kind: BULK_PURCHASE, name: 
 COST = """mutation($p: ID!, $d: Date!) { createCost(category: TOOLS, amountMinor: 73117, currency: "EUR", date: $d,
   profileId: $p, description: "Victim studio rent", campaign: "victim-spring-drive") { id } }"""
 COST_FIX = """mutation($id: ID!) { updateCost(id: $id, amountMinor: 73119, description: "Victim studio rent, corrected") { id } }"""
+NOTE_ON_ORGANIZATION = """mutation($org: ID!) { addOrganizationNote(organizationId: $org,
+  body: "Victim asked for a call back on 7731") { id } }"""
 SETTINGS = [
     "mutation { updateOrganizationSettings(ipRetentionDays: 17, eventRetentionDays: 419) { organizationId } }",
     "mutation { updateGovAlertSettings(threshold: 0.83) { organizationId } }",
@@ -139,7 +141,7 @@ def victim_experiment() -> dict[str, Any]:
 
 def marketplace(victim: Tenant, now: datetime) -> list[dict[str, Any]]:
     """A services marketplace of its own: executions of a service with a latency and an error
-    code nobody else has, a search, views and a purchase of it, and a yearly subscription by
+    code nobody else has, a search, views and a purchase of it, a ticket scanned at a gate, and a yearly subscription by
     a creator's fan (MRR 7,614)."""
     tag = uuid.uuid4().hex[:8]
 
@@ -154,6 +156,8 @@ def marketplace(victim: Tenant, now: datetime) -> list[dict[str, Any]]:
         event("MARKETPLACE_SEARCHED", 3, userId="victim-shopper", properties={"query": "victim porcelain", "resultsCount": 0,
               "category": "victim-crafts"}),
         event("MARKETPLACE_VIEWED", 4, userId="victim-shopper", properties=service),
+        event("TICKET_SCANNED", 7, properties={"ticketId": "victim-ticket-7", "deviceId": "victim-gate-3",
+              "orderId": "victim-order-2"}),
         event("MARKETPLACE_CONVERTED", 5, userId="victim-shopper", amountMinor=27_413, currency="EUR",
               properties={**service, "orderId": "victim-order-3", "creatorId": "victim-creator-9", "takeRateBps": 1_713}),
         event("SUBSCRIPTION_CHARGED", 6, profileId=victim.profile_id, userId="victim-patron", amountMinor=91_373, currency="EUR",
@@ -189,9 +193,11 @@ async def seed_victim(client: httpx.AsyncClient, worker: Any, victim: Tenant) ->
     for n in range(5):
         await gql_data(client, ASSIGN, {"p": f"u:victim-tester-{n}"}, admin)
     await gql_data(client, LIFECYCLE, {"org": victim.org_id}, victim.admin_token)
+    note = (await gql_data(client, NOTE_ON_ORGANIZATION, {"org": victim.org_id}, victim.admin_token))["addOrganizationNote"]
     return {"organization": victim.org_id, "profile": victim.profile_id, "cost": cost["id"], "fraud rule": rule["id"],
             "fraud alert": alert["id"], "person": "u:victim-regular", "cohort": cohort["id"], "experiment": experiment["id"],
-            **await seed_accounts(client, victim), **await seed_notifications(client, victim)}  # fmt: skip
+            "organization note": note["id"], **await seed_accounts(client, victim),
+            **await seed_notifications(client, victim)}  # fmt: skip
 
 
 async def seed_notifications(client: httpx.AsyncClient, victim: Tenant) -> Side:
