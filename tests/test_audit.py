@@ -10,6 +10,7 @@ import base64
 import csv
 import io
 import uuid
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -73,10 +74,14 @@ def test_every_admin_mutation_is_audited() -> None:
 
 
 @pytest_asyncio.fixture(scope="module")
-async def seeded(client: Any, worker: Any, settings: Any) -> tuple[Tenant, dict[str, str]]:
+async def seeded(client: Any, worker: Any, settings: Any) -> AsyncIterator[tuple[Tenant, dict[str, str]]]:
+    """An organization with the tenancy tests' victim data; removed afterwards, so the victim's
+    values (its order ids, amounts) stay the tenancy tests' own in platform-wide answers."""
     tenant = await make_tenant(settings, name=f"Audited {uuid.uuid4().hex[:8]}")
     side = {kind: str(uuid.uuid4()) for kind in SEEDED_KINDS} | await seed_victim(client, worker, tenant)
-    return tenant, side
+    yield tenant, side
+    async with connection() as conn:
+        await conn.execute("DELETE FROM organizations WHERE id = $1", uuid.UUID(tenant.org_id))
 
 
 async def entries_of(org: str, action: str) -> list[dict[str, Any]]:
