@@ -31,7 +31,9 @@ ADMIN_ACCESS = (Access.ORG_ADMINS, Access.PLATFORM_ADMINS)
 # Admin mutations whose service writes its own entries in its transaction (accounts, the support desk).
 SELF_AUDITED = {"inviteMember", "revokeInvitation", "changeMemberRole", "removeMember", "createPasswordReset",
                 "createServiceToken", "revokeServiceToken", "createIngestionKey", "revokeIngestionKey",
-                "overrideTicket", "issueRefund", "addOrganizationNote", "deleteOrganizationNote"}  # fmt: skip
+                "overrideTicket", "issueRefund", "addOrganizationNote", "deleteOrganizationNote",
+                "createNotificationChannel", "updateNotificationChannel", "deleteNotificationChannel",
+                "rotateChannelSecret", "sendTestNotification", "retryDelivery"}  # fmt: skip
 # Not an act on the organization's settings: an experiment's assignment of one person (its exposure is the record).
 NOT_ADMIN_ACTS = {"experimentAssignment"}
 # Run last, in this order: a deletion removes what the others change; a suspension stops the rest.

@@ -315,3 +315,26 @@ async def test_a_failed_payment_spike_is_notified_once_per_window(
     assert spike["kind"] == "payment.failed_spike"
     assert spike["payload"] == {"windowStart": hour.isoformat(), "windowMinutes": 60,
                                 "failedPayments": SPIKE_THRESHOLD + 1, "threshold": SPIKE_THRESHOLD}  # fmt: skip
+
+
+async def test_an_admin_refund_asks_the_host_platform_through_its_webhook(
+    client: httpx.AsyncClient, worker: Any, tenant: Tenant, notify_settings: Settings, receiver: WebhookReceiver,
+) -> None:  # fmt: skip
+    await receiver.start()
+    await create_channel(client, tenant.org_admin_token, url=receiver.url + "/refunds", kinds=["refund.requested"])
+    sale = {"eventId": f"tx-{uuid.uuid4().hex[:12]}", "type": "ORDER_PAID", "amountMinor": 8_000, "currency": "EUR",
+            "occurredAt": (datetime.now(UTC) - timedelta(minutes=5)).isoformat(),
+            "properties": {"orderId": "ord-refund-hook", "serviceFeeMinor": 300}}  # fmt: skip
+    publish = "mutation($e: [DomainEventInput!]!) { publishDomainEvents(events: $e) { accepted } }"
+    assert (await gql_data(client, publish, {"e": [sale]}, tenant.service_token))["publishDomainEvents"]["accepted"] == 1
+    await worker.drain()
+    refund = """mutation($org: ID!, $t: String!) { issueRefund(organizationId: $org, transactionId: $t, amountMinor: 3000,
+      refundServiceFee: false, reason: "Show moved") { id amountMinor } }"""
+    issued = (await gql_data(client, refund, {"org": tenant.org_id, "t": sale["eventId"]}, tenant.admin_token))["issueRefund"]
+    [delivery] = await deliveries(client, tenant.org_admin_token)
+    assert delivery["kind"] == "refund.requested" and delivery["payload"]["refundId"] == issued["id"]
+    assert (delivery["payload"]["transactionId"], delivery["payload"]["amountMinor"], delivery["payload"]["reason"]) == (
+        sale["eventId"], 3_000, "Show moved")
+    await sender.send_due(notify_settings)
+    [received] = receiver.received
+    assert received.path == "/hooks/pulsegraph/refunds" and orjson.loads(received.body)["data"]["orderId"] == "ord-refund-hook"

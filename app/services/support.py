@@ -24,6 +24,8 @@ from app.database import connection
 from app.errors import BadInput, NotFound
 from app.services.accounts import audit
 from app.services.accounts.audit import Actor
+from app.services.notifications import enqueue_notification
+from app.services.notifications.kinds import REFUND_REQUESTED
 
 MAX_QUERY = 200
 MAX_HITS = 100
@@ -386,4 +388,11 @@ async def issue_refund(
             after={"status": "refunded", "refunded_minor": refunded + amount, "service_fee_refunded_minor": fee_refunded + fee,
                    "refund_event_id": refund_event, "admin_refund_id": str(refund_id), "currency": sale["currency"]},
         )  # fmt: skip
+        # The host platform executes the refund: its webhook channels subscribed to
+        # refund.requested get it, durably, in this transaction.
+        await enqueue_notification(conn, organization_id=org, kind=REFUND_REQUESTED, payload={
+            "refundId": str(issued.id), "transactionId": issued.sale_event_id, "refundEventId": issued.refund_event_id,
+            "orderId": issued.order_id, "amountMinor": issued.amount_minor, "serviceFeeMinor": issued.service_fee_minor,
+            "currency": issued.currency, "reason": issued.reason,
+        })  # fmt: skip
     return issued
