@@ -49,8 +49,10 @@ OWN_ACCOUNT = {"login", "refreshToken", "logout", "acceptInvitation", "resetPass
 QUERIES = root_fields("query")
 MUTATIONS = {name: field for name, field in root_fields("mutation").items() if name not in OWN_ACCOUNT}
 SUBSCRIPTIONS = root_fields("subscription")
-# who you are, your organizations, a public IP lookup, the experiment calculators (numbers the caller sends)
-NO_TENANT_VALUES = {"viewer", "me", "organizations", "checkIp", "analyzeExperiment", "sampleSize"}
+# who you are, your organizations, a public IP lookup, the experiment calculators (numbers the caller sends),
+# API performance and database pools (installation-wide figures, platform admins only)
+NO_TENANT_VALUES = {"viewer", "me", "organizations", "checkIp", "analyzeExperiment", "sampleSize", "apiPerformance",
+                    "databaseHealth"}
 REFUSALS = {"NOT_FOUND", "FORBIDDEN", "BAD_USER_INPUT"}
 DATE_LIKE = re.compile(r"^\d{4}-\d{2}-\d{2}")
 POSITIONS = {"activePeriods"}  # stickiness: 1..N in every answer, data or not
