@@ -16,10 +16,11 @@ leaves every row of the victim as it was; every subscription on a victim's id is
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import re
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -50,13 +51,10 @@ QUERIES = root_fields("query")
 MUTATIONS = {name: field for name, field in root_fields("mutation").items() if name not in OWN_ACCOUNT}
 SUBSCRIPTIONS = root_fields("subscription")
 # who you are, your organizations, a public IP lookup, the experiment calculators (numbers the caller sends),
-# the list of notification kinds
+# the list of notification kinds; API performance and database pools (installation-wide
+# figures, platform admins only)
 NO_TENANT_VALUES = {"viewer", "me", "organizations", "checkIp", "analyzeExperiment", "sampleSize", "notificationKinds",
-                    "giftFunnel", "stickiness", "webhookHealth", "organizationFraudProfile",
                     "apiPerformance", "databaseHealth"}
-# giftFunnel, stickiness, webhookHealth and organizationFraudProfile answer small counts only, which
-# platform-wide answers of earlier tests may hold too (their scope is checked by the refusals here
-# and the profile tests); apiPerformance and databaseHealth are the installation's figures.
 REFUSALS = {"NOT_FOUND", "FORBIDDEN", "BAD_USER_INPUT"}
 DATE_LIKE = re.compile(r"^\d{4}-\d{2}-\d{2}")
 POSITIONS = {"activePeriods"}  # stickiness: 1..N in every answer, data or not
@@ -143,7 +141,7 @@ class World:
     identity: set[str]  # the victim's ids and name, there before its data
     # per query: values its own answer about the victim gained from the victim's data; a value
     # some other answer showed before (a count of another test's rows) may still be one of these
-    own: dict[str, set[str]] = field(default_factory=dict)
+    own: dict[str, set[str]] = dataclasses.field(default_factory=dict)
 
     @property
     def forbidden(self) -> set[str]:
