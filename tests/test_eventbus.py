@@ -325,7 +325,18 @@ async def test_connect_to_nothing_raises_and_leaves_no_tasks(unreachable: str) -
     with pytest.raises(BusUnavailable, match="cannot connect"):
         await bus.connect()
     assert not bus.connected
-    assert pending_tasks() <= before
+    # Only the bus's own tasks count: the app other tests started keeps its background work
+    # (pool releases, timing flushes) running in this loop meanwhile.
+    assert not [task for task in pending_tasks() - before if of_the_bus(task)]
+
+
+def of_the_bus(task: asyncio.Task[Any]) -> bool:
+    """A task running code of the event bus or of its backend clients."""
+    code = getattr(task.get_coro(), "cr_code", None)
+    module = getattr(task.get_coro(), "cr_frame", None)
+    names = {getattr(code, "co_filename", ""), getattr(getattr(module, "f_code", None), "co_filename", "")}
+    names = {name for name in names if not name.endswith("asyncpg/pool.py")}  # the app's pool giving a connection back
+    return any(part in name for name in names for part in ("eventbus", "broadcaster", "redis", "asyncpg"))
 
 
 def with_client_name(url: str, name: str) -> str:
