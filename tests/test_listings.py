@@ -45,6 +45,11 @@ def generate(rng: random.Random, now: datetime) -> tuple[list[dict[str, Any]], d
         if state == "ended":
             events.append({"eventId": f"{lid}-e", "type": "LISTING_ENDED", "occurredAt": (published + timedelta(days=2)).isoformat(),
                            "properties": {"listingId": lid}})  # fmt: skip
+        # what the events say, unless the schedule says more: past its end it is over, past its start live
+        if state == "ended" or starts + timedelta(hours=3) <= now:
+            state = "ended"
+        elif state == "live" or starts <= now:
+            state = "live"
         listings[lid] = {"starts": starts, "state": state}
     orders = []
     for n in range(80):

@@ -1,9 +1,10 @@
 """Ticketed events ("listings") as their own events describe them, and the tickets orders sold.
 
 A listing is named by properties.listingId within its organization. Its title, start and end
-are those of its latest listing.published (by occurredAt, then eventId); it is live once a
-listing.started was received and no listing.ended, ended once a listing.ended was received,
-scheduled otherwise. Nothing is stored besides the events: the outbox refuses a repeated
+are those of its latest listing.published (by occurredAt, then eventId). It is ended once a
+listing.ended was received or its endsAt has passed; otherwise live once a listing.started was
+received or its startsAt has passed; scheduled before that. The events win over the schedule
+(a show that started early is live), and the schedule stands in for an event never sent. Nothing is stored besides the events: the outbox refuses a repeated
 eventId, so publishing the same event twice changes nothing.
 
 Tickets: an order.paid sale (completed or refunded, before refunds) with properties.listingId
@@ -23,6 +24,7 @@ from typing import Any
 
 import asyncpg
 
+from app.timebuckets import utcnow
 from app.vocabulary import LISTING_ENDED, LISTING_EVENT_TYPES, LISTING_PUBLISHED, LISTING_STARTED, ORDER_PAID
 
 ID_MAX_CHARS = 200
@@ -134,18 +136,20 @@ class Listing:
     status: ListingStatus
 
 
-def _status(started: bool, ended: bool) -> ListingStatus:
-    if ended:
+def _status(started: bool, ended: bool, starts_at: datetime, ends_at: datetime, now: datetime) -> ListingStatus:
+    if ended or ends_at <= now:
         return ListingStatus.ENDED
-    return ListingStatus.LIVE if started else ListingStatus.SCHEDULED
+    return ListingStatus.LIVE if started or starts_at <= now else ListingStatus.SCHEDULED
 
 
 async def listings(conn: asyncpg.Connection, organization_id: uuid.UUID | None) -> list[Listing]:
     """Every published listing of the organization (or of the platform) with its status now."""
+    now = utcnow()
     return [
-        Listing(r["organization_id"], r["listing_id"], r["title"], r["starts_at"], r["ends_at"], _status(r["started"], r["ended"]))
+        Listing(r["organization_id"], r["listing_id"], r["title"], r["starts_at"], r["ends_at"],
+                _status(r["started"], r["ended"], r["starts_at"], r["ends_at"], now))
         for r in await conn.fetch(_LISTINGS, organization_id)
-    ]
+    ]  # fmt: skip
 
 
 _TICKETS = """
