@@ -51,8 +51,9 @@ AUDIT = """query($org: ID, $action: String, $actor: String, $target: String, $fr
   auditLog(organizationId: $org, action: $action, actor: $actor, target: $target, from: $from, to: $to, before: $before,
            limit: $limit) {
     id at organizationId actor role action target details before after reason } }"""
-EXPORT = """query($org: ID, $action: String, $format: ExportFormat!) {
-  exportAuditLog(organizationId: $org, action: $action, format: $format) { filename contentType encoding content } }"""
+EXPORT = """query($org: ID, $action: String, $format: ExportFormat!, $from: DateTime, $to: DateTime) {
+  exportAuditLog(organizationId: $org, action: $action, format: $format, from: $from, to: $to) {
+    filename contentType encoding content } }"""
 
 
 def declared(name: str) -> tuple[Access | None, str | None]:
@@ -200,6 +201,11 @@ async def test_bad_filters_name_their_field(client: Any, tenant: Tenant) -> None
     now = datetime.now(UTC).isoformat()
     body = await gql(client, AUDIT, {"from": now, "to": now, "limit": 10}, token=tenant.org_admin_token)
     assert error_codes(body) == ["BAD_USER_INPUT"] and body["errors"][0]["extensions"]["field"] == "range"
+    for name in ("from", "to"):  # without an offset the instant is ambiguous
+        body = await gql(client, AUDIT, {name: "2026-01-01T00:00:00", "limit": 10}, token=tenant.org_admin_token)
+        assert error_codes(body) == ["BAD_USER_INPUT"] and body["errors"][0]["extensions"]["field"] == name
+        body = await gql(client, EXPORT, {"format": "CSV", name: "2026-01-01T00:00:00"}, token=tenant.org_admin_token)
+        assert error_codes(body) == ["BAD_USER_INPUT"] and body["errors"][0]["extensions"]["field"] == name
 
 
 async def test_another_organizations_admin_sees_none_of_its_entries(client: Any, tenant: Tenant, other_tenant: Tenant) -> None:

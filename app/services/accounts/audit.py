@@ -216,6 +216,9 @@ async def _entries(*, viewer: Viewer, filters: AuditFilter, before: int | None, 
     org = await administered_scope(viewer, filters.organization_id, refusal="the audit log needs an organization admin token")
     if filters.action is not None and filters.action not in ACTIONS:
         raise BadInput(f"action {filters.action!r} is not one of {', '.join(ACTIONS)}", field="action")
+    for name, instant in (("from", filters.since), ("to", filters.until)):
+        if instant is not None and instant.utcoffset() is None:
+            raise BadInput(f"{name} needs a UTC offset, e.g. 2026-12-01T00:00:00Z", field=name)
     if filters.since is not None and filters.until is not None and filters.since >= filters.until:
         raise BadInput("from must be before to", field="range")
     async with connection() as conn:
