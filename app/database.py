@@ -7,6 +7,7 @@ from Tortoise's own pool, so the ORM and raw SQL share one pool and one set of s
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import json
 import logging
@@ -179,6 +180,27 @@ async def connection() -> AsyncIterator[asyncpg.Connection]:
         await manager.__aexit__(None, None, None)
     except Exception as release_error:  # noqa: BLE001 - what the caller did is done; the pool reconnects
         log.warning("releasing a connection failed (%r); the pool replaces it", release_error)
+
+
+@asynccontextmanager
+async def spare_connection(wait_seconds: float) -> AsyncIterator[asyncpg.Connection | None]:
+    """A second pooled connection for someone who already holds one, or None when none frees
+    up within `wait_seconds`: waiting longer could deadlock a full pool whose holders all
+    wait for a second one, so the caller goes on with the connection it has."""
+    client = connections.get("default")
+    pool = client._pool  # the pool is up: the caller holds one of its connections
+    try:
+        conn = await pool.acquire(timeout=wait_seconds)
+    except asyncio.TimeoutError:
+        yield None
+        return
+    try:
+        yield conn
+    finally:
+        try:
+            await pool.release(conn)
+        except Exception as release_error:  # noqa: BLE001 - as in connection(): the pool replaces it
+            log.warning("releasing a connection failed (%r); the pool replaces it", release_error)
 
 
 @asynccontextmanager

@@ -153,6 +153,9 @@ class Settings:
     sse_replay_seconds: float = 300.0
     demo_on_start: bool = True
     result_cache: bool = True  # keep report answers until their data changes (app/result_cache.py)
+    # A funnel splits its persons into this many parts, each read on its own pooled connection
+    # in one shared snapshot, so its per-person window pass runs on as many cores (1: one part).
+    insight_parts: int = 2
     redis_url: str | None = None  # REDIS_URL: the result cache's shared tier (app/shared_answers.py)
     # API processes `pulsegraph serve` runs behind its one port (`--workers` overrides it).
     web_concurrency: int = 1
@@ -221,6 +224,7 @@ class Settings:
             sse_replay_seconds=_env_float("PULSEGRAPH_SSE_REPLAY_SECONDS", 300.0),
             demo_on_start=_env_bool("PULSEGRAPH_DEMO", True),
             result_cache=_env_bool("PULSEGRAPH_RESULT_CACHE", True),
+            insight_parts=max(1, _env_int("PULSEGRAPH_INSIGHT_PARTS", 2)),
             redis_url=os.environ.get("REDIS_URL") or None,
             web_concurrency=_env_int("PULSEGRAPH_WEB_CONCURRENCY", 1),
             api_timings=_env_bool("PULSEGRAPH_API_TIMINGS", True),

@@ -5,6 +5,7 @@ facts: the scenario and the expected numbers; dates moved into the accepted even
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -14,6 +15,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from app.database import connection
+from app.settings import override_settings
 from app.services.insights import persons as person_links
 from tests.support import funnel_reference as ref
 from tests.support.graphql import error_codes, gql, gql_data
@@ -417,8 +419,21 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("seed", [11, 29])
-async def test_random_funnels_match_the_reference(client, settings, seed):
+@pytest.fixture
+def insight_parts(settings):
+    """Run with a funnel split into `parts` parts (1: one statement), then as before."""
+
+    def use(parts: int) -> None:
+        override_settings(dataclasses.replace(settings, insight_parts=parts))
+
+    yield use
+    override_settings(settings)
+
+
+# the persons split into 2 parts (the default), one statement, and 3 uneven parts
+@pytest.mark.parametrize("seed, parts", [(11, 2), (29, 2), (11, 1), (29, 3)])
+async def test_random_funnels_match_the_reference(client, settings, insight_parts, seed, parts):
+    insight_parts(parts)
     tenant = await make_tenant(settings)
     base = datetime.now(UTC).replace(microsecond=0) - timedelta(days=40)
     events, links = random_events(seed, base)

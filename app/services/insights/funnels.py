@@ -52,8 +52,9 @@ from app.database import connection
 from app.errors import BadInput
 from app.services.insights import grammar
 from app.services.insights.grammar import PERSON, Sql
-from app.services.insights.query import InsightRunner, InsightScope, Periods, insight_scope, periods_of
+from app.services.insights.query import InsightRunner, InsightScope, Periods, fetch_parts, insight_scope, periods_of
 from app.services.insights.query import fetch as fetch_rows
+from app.settings import get_settings
 from app.timebuckets import Grain, RangeSpec, TimeRange, resolve_range
 
 MIN_STEPS = 2
@@ -225,11 +226,21 @@ def _us(instant: datetime) -> int:
     return delta.days * 86_400_000_000 + delta.seconds * 1_000_000 + delta.microseconds
 
 
-def core(scope: InsightScope, spec: FunnelSpec, span: TimeRange, *, aliases: bool = True) -> Core:
+def prefiltered(spec: FunnelSpec) -> bool:
+    """Whether the statement reads only the persons with a step-0 event in the range (then
+    it can also read one part of them: see `core`)."""
+    return PREFILTER and spec.order is not FunnelOrder.UNORDERED and spec.steps[0].event != grammar.ALL_EVENTS
+
+
+def core(
+    scope: InsightScope, spec: FunnelSpec, span: TimeRange, *, aliases: bool = True, part: tuple[int, int] | None = None
+) -> Core:
     """The funnel of every person as SQL: `entities(person, lvl, chain, bh)` where `lvl` is the
     furthest step, `chain` the counted attempt's events and `bh` its breakdown value's hash.
     `aliases=False` (the organization has no identify links) reads the person straight from
-    the event, without the alias join."""
+    the event, without the alias join. `part=(i, n)` (only when `prefiltered`) keeps the
+    persons whose key hashes to i of n: the parts are disjoint and together are everyone,
+    and every part's statement has the same parameters."""
     sql = Sql()
     org = sql.param(scope.organization_id, "uuid")
     n = len(spec.steps)
@@ -271,7 +282,7 @@ def core(scope: InsightScope, spec: FunnelSpec, span: TimeRange, *, aliases: boo
     # rows of the types read match a step or an exclusion unless a matcher has filters
     filtered = BASE_FILTER and any(m.filters for m in (*spec.steps, *(x.matcher for x in spec.exclusions)))
     bounds = starters = ""
-    if PREFILTER and spec.order is not FunnelOrder.UNORDERED and spec.steps[0].event != grammar.ALL_EVENTS:
+    if prefiltered(spec):
         # Only persons with a step-0 event in the range can count, and only their events
         # from their first such event to the end of their last one's window can take part
         # in an attempt: nothing else is sorted (a join through the type index).
@@ -283,6 +294,9 @@ def core(scope: InsightScope, spec: FunnelSpec, span: TimeRange, *, aliases: boo
             inner += f" LEFT JOIN persons pp ON pp.organization_id = e.organization_id AND pp.id = {person}"
         first = grammar.matcher_condition(sql, spec.steps[0]).replace(PERSON, person)
         window_interval = sql.param(timedelta(seconds=spec.window_seconds), "interval")
+        if part is not None:
+            index, count = (int(x) for x in part)
+            first += f" AND mod(hashtext({person})::bigint + 2147483648, {count}) = {index}"
         bounds = (
             f"starters AS (SELECT {person} AS person, min(e.occurred_at) AS lo, max(e.occurred_at) + {window_interval} AS hi"
             f" FROM {inner} WHERE e.organization_id = {org}"
@@ -537,6 +551,42 @@ def steps_statement(spec: FunnelSpec, c: Core) -> str:
     )
 
 
+def part_statement(spec: FunnelSpec, c: Core) -> str:
+    """`steps_statement` without a breakdown for one part of the persons, in a form parts
+    add up: per step k >= 1 the persons (nK), the sum of seconds from step k-1 (sK) and
+    the seconds themselves (dK: a median is not made of medians)."""
+    columns = ["count(*) AS n0"]
+    for k in range(1, c.steps):
+        d = f"(({c.t(k)} - {c.t(k - 1)}) / 1000000.0)"
+        columns.append(
+            f"count(*) FILTER (WHERE lvl >= {k}) AS n{k}, sum({d}) FILTER (WHERE lvl >= {k}) AS s{k},"
+            f" array_agg({d}) FILTER (WHERE lvl >= {k}) AS d{k}"
+        )
+    return f"{c.ctes} SELECT {', '.join(columns)} FROM entities"
+
+
+def merged_parts(steps: int, rows: Sequence[Any]) -> dict[int, tuple[int, float | None, float | None]]:
+    """The whole funnel's step -> (persons, average, median seconds) from its parts' rows,
+    the median interpolated as PostgreSQL's percentile_cont(0.5) does."""
+    whole: dict[int, tuple[int, float | None, float | None]] = {0: (sum(row["n0"] for row in rows), None, None)}
+    for k in range(1, steps):
+        count = sum(row[f"n{k}"] for row in rows)
+        seconds = sorted(float(x) for row in rows for x in (row[f"d{k}"] or ()))
+        total = sum(row[f"s{k}"] or 0 for row in rows)
+        whole[k] = (count, total / count if count else None, percentile_cont(seconds, 0.5))
+    return whole
+
+
+def percentile_cont(ordered: Sequence[float], fraction: float) -> float | None:
+    """PostgreSQL's percentile_cont over sorted values: linear between the two nearest."""
+    if not ordered:
+        return None
+    position = fraction * (len(ordered) - 1)
+    low = int(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (position - low) * (ordered[high] - ordered[low])
+
+
 def funnel_statement(
     organization_id: Any, spec: FunnelSpec, span: TimeRange, *, aliases: bool = True
 ) -> tuple[str, list[Any]]:
@@ -613,7 +663,14 @@ class FunnelRunner(InsightRunner[Plan, Any]):
 
     async def fetch(self, scope: InsightScope, plan: Plan) -> FunnelResult:
         spec = plan.spec
-        c = core(scope, spec, plan.span, aliases=await has_aliases(scope))
+        aliases = await has_aliases(scope)
+        parts = get_settings().insight_parts
+        if spec.breakdown is None and parts > 1 and prefiltered(spec):
+            cores = [core(scope, spec, plan.span, aliases=aliases, part=(i, parts)) for i in range(parts)]
+            answers = await fetch_parts(cores[0].sql, [part_statement(spec, c) for c in cores])
+            whole_of_parts = merged_parts(len(spec.steps), [rows[0] for rows in answers])
+            return FunnelResult(plan.span, step_results(spec, whole_of_parts), [])
+        c = core(scope, spec, plan.span, aliases=aliases)
         rows = await fetch_rows(c.sql, steps_statement(spec, c))
         if spec.breakdown is None:
             row = rows[0]

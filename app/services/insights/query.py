@@ -3,9 +3,10 @@ periods, and running its statement (a regex PostgreSQL refuses names its field).
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any, ClassVar, Generic, TypeVar
@@ -13,7 +14,7 @@ from typing import Any, ClassVar, Generic, TypeVar
 import asyncpg
 
 from app.auth import Viewer, administered_organization
-from app.database import connection
+from app.database import connection, spare_connection
 from app.errors import BadInput
 from app.runners import QueryRunner
 from app.services.insights.grammar import Sql
@@ -150,8 +151,60 @@ async def insight_connection() -> AsyncIterator[asyncpg.Connection]:
     for statements that return a few rows out of millions (the default price of a row
     passed between processes kept a funnel's sort in one process)."""
     async with connection() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
-        await conn.execute("SET LOCAL jit = off; SET LOCAL work_mem = '64MB'; SET LOCAL parallel_tuple_cost = 0.01")
+        await conn.execute(INSIGHT_SETTINGS)
         yield conn
+
+
+INSIGHT_SETTINGS = "SET LOCAL jit = off; SET LOCAL work_mem = '64MB'; SET LOCAL parallel_tuple_cost = 0.01"
+SPARE_WAIT_SECONDS = 0.05  # how long a split statement waits for a second connection before running alone
+
+
+@asynccontextmanager
+async def insight_connections(count: int) -> AsyncIterator[list[asyncpg.Connection]]:
+    """Up to `count` insight connections reading one snapshot (the first exports it, the
+    others import it, as parallel pg_dump does), so the parts of one answer see exactly the
+    events one statement would. Fewer, down to the first alone, when the pool has no spare."""
+    async with insight_connection() as leader, AsyncExitStack() as stack:
+        conns = [leader]
+        if count > 1:
+            snapshot = await leader.fetchval("SELECT pg_export_snapshot()")
+            for _ in range(count - 1):
+                conn = await stack.enter_async_context(spare_connection(SPARE_WAIT_SECONDS))
+                if conn is None:
+                    break
+                await stack.enter_async_context(conn.transaction(isolation="repeatable_read", readonly=True))
+                await conn.execute("SET TRANSACTION SNAPSHOT " + _quoted(snapshot))
+                await conn.execute(INSIGHT_SETTINGS)
+                conns.append(conn)
+        yield conns
+
+
+def _quoted(literal: str) -> str:
+    return "'" + literal.replace("'", "''") + "'"
+
+
+async def fetch_parts(sql: Sql, statements: Sequence[str]) -> list[list[asyncpg.Record]]:
+    """Run statements that share `sql`'s parameters side by side, one per connection of
+    one snapshot (in turn on fewer connections when the pool is short), answers in order.
+    If one fails, the others are cancelled (asyncpg cancels them on the server too)."""
+    async with insight_connections(len(statements)) as conns:
+        await check_regexes(conns[0], sql.regexes)
+        shares = [list(range(i, len(statements), len(conns))) for i in range(len(conns))]
+        answers: list[list[asyncpg.Record]] = [[] for _ in statements]
+
+        async def run(conn: asyncpg.Connection, indexes: list[int]) -> None:
+            for i in indexes:
+                answers[i] = await conn.fetch(statements[i], *sql.params)
+
+        tasks = [asyncio.create_task(run(conn, share)) for conn, share in zip(conns, shares, strict=True)]
+        try:
+            await asyncio.gather(*tasks)
+        except BaseException:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
+        return answers
 
 
 async def fetch(sql: Sql, statement: str) -> list[asyncpg.Record]:
