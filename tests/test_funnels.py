@@ -15,8 +15,9 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from app.database import connection
-from app.settings import override_settings
+from app.services.insights import funnels
 from app.services.insights import persons as person_links
+from app.settings import override_settings
 from tests.support import funnel_reference as ref
 from tests.support.graphql import error_codes, gql, gql_data
 from tests.support.product_events import ProductEvent, send
@@ -430,10 +431,14 @@ def insight_parts(settings):
     override_settings(settings)
 
 
-# the persons split into 2 parts (the default), one statement, and 3 uneven parts
-@pytest.mark.parametrize("seed, parts", [(11, 2), (29, 2), (11, 1), (29, 3)])
-async def test_random_funnels_match_the_reference(client, settings, insight_parts, seed, parts):
+# the persons split into 2 parts (the default), one statement, 3 uneven parts, and 2 parts
+# with more times between steps than a part hands over (asked again in one statement)
+@pytest.mark.parametrize("seed, parts, times_limit", [(11, 2, None), (29, 2, None), (11, 1, None), (29, 3, None),
+                                                      (11, 2, 3)])  # fmt: skip
+async def test_random_funnels_match_the_reference(client, settings, insight_parts, monkeypatch, seed, parts, times_limit):
     insight_parts(parts)
+    if times_limit is not None:
+        monkeypatch.setattr(funnels, "PART_TIMES_LIMIT", times_limit)
     tenant = await make_tenant(settings)
     base = datetime.now(UTC).replace(microsecond=0) - timedelta(days=40)
     events, links = random_events(seed, base)

@@ -67,6 +67,9 @@ DEFAULT_BINS = 10
 MAX_BINS = 100
 DEFAULT_PAGE = 100
 MAX_PAGE = 1000
+# A part of a split funnel hands Python its persons' times between steps (for the median) only
+# up to this many; beyond, the funnel is asked again in one statement. Bounds the memory.
+PART_TIMES_LIMIT = 100_000
 # How the statement is built (module switches so a benchmark can compare variants):
 PREFILTER = True  # read only the persons with a step-0 event in the range (a semi-join)
 BASE_FILTER = True  # drop rows of the types read that match no step's or exclusion's filters
@@ -553,25 +556,31 @@ def steps_statement(spec: FunnelSpec, c: Core) -> str:
 
 def part_statement(spec: FunnelSpec, c: Core) -> str:
     """`steps_statement` without a breakdown for one part of the persons, in a form parts
-    add up: per step k >= 1 the persons (nK), the sum of seconds from step k-1 (sK) and
-    the seconds themselves (dK: a median is not made of medians)."""
-    columns = ["count(*) AS n0"]
+    add up: per step k >= 1 the persons (nK), the sum of seconds from step k-1 (sK) and the
+    seconds themselves (dK: a median is not made of medians), unless the part has more than
+    PART_TIMES_LIMIT of them in all (`times` says how many), which Python is not handed."""
+    columns = ["count(*) AS n0", "sum(lvl) AS times"]
+    outer = ["n0", "times"]
     for k in range(1, c.steps):
         d = f"(({c.t(k)} - {c.t(k - 1)}) / 1000000.0)"
         columns.append(
             f"count(*) FILTER (WHERE lvl >= {k}) AS n{k}, sum({d}) FILTER (WHERE lvl >= {k}) AS s{k},"
-            f" array_agg({d}) FILTER (WHERE lvl >= {k}) AS d{k}"
+            f" array_agg({d}::float8) FILTER (WHERE lvl >= {k}) AS d{k}"
         )
-    return f"{c.ctes} SELECT {', '.join(columns)} FROM entities"
+        outer.append(f"n{k}, s{k}, CASE WHEN times <= {PART_TIMES_LIMIT} THEN d{k} END AS d{k}")
+    return f"{c.ctes} SELECT {', '.join(outer)} FROM (SELECT {', '.join(columns)} FROM entities) whole"
 
 
-def merged_parts(steps: int, rows: Sequence[Any]) -> dict[int, tuple[int, float | None, float | None]]:
+def merged_parts(steps: int, rows: Sequence[Any]) -> dict[int, tuple[int, float | None, float | None]] | None:
     """The whole funnel's step -> (persons, average, median seconds) from its parts' rows,
-    the median interpolated as PostgreSQL's percentile_cont(0.5) does."""
+    the median interpolated as PostgreSQL's percentile_cont(0.5) does; None when a part
+    kept its times to itself (too many)."""
+    if any((row["times"] or 0) > PART_TIMES_LIMIT for row in rows):
+        return None
     whole: dict[int, tuple[int, float | None, float | None]] = {0: (sum(row["n0"] for row in rows), None, None)}
     for k in range(1, steps):
         count = sum(row[f"n{k}"] for row in rows)
-        seconds = sorted(float(x) for row in rows for x in (row[f"d{k}"] or ()))
+        seconds = sorted(x for row in rows for x in (row[f"d{k}"] or ()))
         total = sum(row[f"s{k}"] or 0 for row in rows)
         whole[k] = (count, total / count if count else None, percentile_cont(seconds, 0.5))
     return whole
@@ -669,7 +678,9 @@ class FunnelRunner(InsightRunner[Plan, Any]):
             cores = [core(scope, spec, plan.span, aliases=aliases, part=(i, parts)) for i in range(parts)]
             answers = await fetch_parts(cores[0].sql, [part_statement(spec, c) for c in cores])
             whole_of_parts = merged_parts(len(spec.steps), [rows[0] for rows in answers])
-            return FunnelResult(plan.span, step_results(spec, whole_of_parts), [])
+            if whole_of_parts is not None:
+                return FunnelResult(plan.span, step_results(spec, whole_of_parts), [])
+            # more converters than Python is handed: the median is the database's to take
         c = core(scope, spec, plan.span, aliases=aliases)
         rows = await fetch_rows(c.sql, steps_statement(spec, c))
         if spec.breakdown is None:
