@@ -64,6 +64,14 @@ async def health(client: Any, token: str, org: str | None, start: datetime, end:
     return (await gql_data(client, HEALTH, variables, token))["scanningHealth"]
 
 
+def expected_error(scan: Scan) -> tuple[Any, ...]:
+    """A recent error as sent: an invalid code names no ticket, only what was read."""
+    assert scan.error is not None
+    if scan.error == "invalid_code":
+        return scan.event_id, "INVALID_CODE", scan.device, None, f"QR-{scan.event_id}", None, "concert-1", "unknown code"
+    return scan.event_id, scan.error.upper(), scan.device, f"T-{scan.event_id}", None, "ord-1", "concert-1", None
+
+
 def expected_devices(scans: list[Scan]) -> list[dict[str, Any]]:
     rows = []
     for device in DEVICES:
@@ -72,7 +80,8 @@ def expected_devices(scans: list[Scan]) -> list[dict[str, Any]]:
             continue
         failed = sorted((s for s in mine if s.error), key=lambda s: (s.at, s.event_id))
         rows.append({"deviceId": device, "scans": len(mine), "failures": len(failed),
-                     "lastErrorType": failed[-1].error.upper() if failed else None})  # fmt: skip
+                     "lastErrorType": failed[-1].error.upper() if failed else None,
+                     "lastErrorAt": failed[-1].at if failed else None})  # fmt: skip
     return sorted(rows, key=lambda r: (-r["failures"], -r["scans"], r["deviceId"]))
 
 
@@ -90,17 +99,15 @@ async def test_scanning_health_counts_scans_failures_and_devices_as_sent(client,
     assert abs(found["failureRate"] - len(failed) / len(scans)) < 1e-9
     assert {c["errorType"]: c["count"] for c in found["byErrorType"]} == {
         kind.upper(): sum(s.error == kind for s in scans) for kind in ERROR_TYPES}
-    assert [{k: d[k] for k in ("deviceId", "scans", "failures", "lastErrorType")} for d in found["devices"]] == expected_devices(scans)
+    devices = [{**{k: d[k] for k in ("deviceId", "scans", "failures", "lastErrorType")},
+                "lastErrorAt": datetime.fromisoformat(d["lastErrorAt"]) if d["lastErrorAt"] else None} for d in found["devices"]]
+    assert devices == expected_devices(scans)
     assert found["devices"][0]["deviceId"] == "gate-3", "the failing device comes first"
     for device in found["devices"]:
         assert abs(device["failureRate"] - device["failures"] / device["scans"]) < 1e-9
     newest = sorted(failed, key=lambda s: (s.at, s.event_id), reverse=True)[:10]
-    assert [e["eventId"] for e in found["recentErrors"]] == [s.event_id for s in newest]
-    invalid = next(e for e in found["recentErrors"] if e["errorType"] == "INVALID_CODE") if any(
-        s.error == "invalid_code" for s in newest) else None
-    if invalid is not None:
-        assert invalid["ticketId"] is None and invalid["code"].startswith("QR-") and invalid["message"] == "unknown code"
-    assert all(e["listingId"] == "concert-1" for e in found["recentErrors"])
+    assert [(e["eventId"], e["errorType"], e["deviceId"], e["ticketId"], e["code"], e["orderId"], e["listingId"], e["message"])
+            for e in found["recentErrors"]] == [expected_error(s) for s in newest]
 
 
 async def test_no_scans_is_a_zero_failure_rate(client, tenant) -> None:
