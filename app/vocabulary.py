@@ -23,6 +23,10 @@ ORDER_REFUNDED = "order.refunded"
 PAYMENT_FAILED = "payment.failed"
 ACCOUNT_CREATED = "account.created"
 TICKET_SCANNED = "ticket.scanned"
+# A scan at the door that let nobody in (app/services/system_health/scanning.py): properties.errorType
+# (invalid_code, already_used, network), deviceId, ticketId and/or code. No worker effect.
+TICKET_SCAN_FAILED = "ticket.scan_failed"
+SCAN_EVENT_TYPES = frozenset({TICKET_SCANNED, TICKET_SCAN_FAILED})
 # Money events without a fraud rule: the ledger (app/services/revenue/ledger.py) records them.
 AFFILIATE_COMMISSION = "affiliate.commission"
 PAYOUT_SETTLED = "payout.settled"
@@ -56,7 +60,7 @@ LEDGER_EVENT_TYPES = frozenset(
 INVOICE_EVENT_TYPES = frozenset({INVOICE_ISSUED, INVOICE_PAID})
 DOMAIN_EVENT_TYPES = (
     PROFILE_DOMAIN_EVENT_TYPES | FRAUD_EVENT_TYPES | LEDGER_EVENT_TYPES | INVOICE_EVENT_TYPES | MARKETPLACE_EVENT_TYPES
-    | {USER_IDENTIFIED}
+    | {USER_IDENTIFIED, TICKET_SCAN_FAILED}
 )
 # Profile revenue: each of these adds to a profile's revenue rollups.
 MONEY_EVENT_TYPES = frozenset({GIFT_PURCHASED, BOOKING_COMPLETED, SUBSCRIPTION_CHARGED})

@@ -79,6 +79,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--b9-seconds", type=float, default=30.0, help="seconds of single-event POST /track in B9")
     parser.add_argument("--b9-rate", type=int, default=200, help="POST /track requests per second in B9 (default 200)")
     parser.add_argument("--b10-orders", type=int, default=1_000_000, help="order transactions searched in B10 (default 1,000,000)")
+    parser.add_argument("--b10-scans", type=int, default=1_000_000, help="ticket scans searched in B10 (default 1,000,000)")
     parser.add_argument("--db", default=None, help="database name (default pulsegraph_bench_<events>)")
     parser.add_argument("--reuse", action="store_true", help="reuse --db if it exists (skip loading)")
     parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
@@ -96,6 +97,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         args.b9_sends = min(args.b9_sends, 5)
         args.b9_seconds = min(args.b9_seconds, 5.0)
         args.b10_orders = min(args.b10_orders, 50_000)
+        args.b10_scans = min(args.b10_scans, 50_000)
     args.only = [b.strip().upper() for b in args.only.split(",") if b.strip()]
     return args
 
@@ -227,7 +229,8 @@ async def run(args: argparse.Namespace) -> list[Result]:
         if "B10" in args.only:
             print("B10: support search ...", flush=True)
             results += await b10_support_search.run(
-                database_url, broadcast_url, work_dir, orders=args.b10_orders, repeats=max(args.repeats * 5, 60), seed=args.seed
+                database_url, broadcast_url, work_dir, orders=args.b10_orders, scans=args.b10_scans,
+                repeats=max(args.repeats * 5, 60), seed=args.seed,
             )
         if "B1" in args.only:
             print(f"B1: ingest {args.ingest_events:,} events ...", flush=True)

@@ -14,6 +14,7 @@ from schema.support import (
     AdminRefund,
     AdminRefundStatus,
     OrganizationNote,
+    ScanErrorType,
     SupportHit,
     SupportMatch,
     Ticket,
@@ -31,7 +32,7 @@ def to_hit(hit: service.SupportHit) -> SupportHit:
     return SupportHit(
         matched=SupportMatch(hit.matched), organization_id=strawberry.ID(str(hit.organization_id)),
         organization_name=hit.organization_name, transaction_id=hit.transaction_id, order_id=hit.order_id, type=hit.type, status=hit.status, amount_minor=hit.amount_minor, currency=hit.currency,
-        occurred_at=hit.occurred_at,
+        occurred_at=hit.occurred_at, ticket_id=hit.ticket_id,
     )  # fmt: skip
 
 
@@ -44,7 +45,7 @@ def to_note(note: service.OrganizationNote) -> OrganizationNote:
 
 async def support_search(
     info: Info,
-    query: Annotated[str, strawberry.argument(description="A transaction id, order id, or organization name (1..200 characters).")],
+    query: Annotated[str, strawberry.argument(description="A transaction id, order id, ticket id or scanned code, or organization name (1..200 characters).")],
     organization_id: OrgArg = None,
     limit: Annotated[int, strawberry.argument(description="At most this many per kind of match (1..100).")] = 20,
 ) -> list[SupportHit]:
@@ -55,7 +56,9 @@ async def support_search(
 def to_ticket(found: service.Ticket) -> Ticket:
     return Ticket(
         organization_id=strawberry.ID(str(found.organization_id)), ticket_id=found.ticket_id, status=TicketStatus(found.status),
-        order_id=found.order_id, scans=[TicketScan(event_id=s.event_id, at=s.at, device_id=s.device_id) for s in found.scans],
+        order_id=found.order_id, listing_id=found.listing_id, listing_title=found.listing_title,
+        scans=[TicketScan(event_id=s.event_id, at=s.at, device_id=s.device_id, code=s.code, message=s.message,
+                          error_type=ScanErrorType(s.error_type) if s.error_type else None) for s in found.scans],
         overrides=[TicketOverride(status=TicketOverrideStatus(o.status), reason=o.reason, actor=o.actor, at=o.at)
                    for o in found.overrides],
     )  # fmt: skip
@@ -132,12 +135,14 @@ class Query:
 
     support_search: list[SupportHit] = guarded(
         Access.ORG_ADMINS, support_search,
-        "Find transactions by their id or order id, and organizations by name: platform admins across"
-        " organizations (or in the one named), organization admins in theirs.",
+        "Find transactions by their id or order id, tickets by their id or a scanned code, and organizations by name:"
+        " platform admins across organizations (or in the one named), organization admins in theirs.",
     )  # fmt: skip
     ticket: Ticket = guarded(
-        Access.ORG_ADMINS, ticket, "A ticket's status (valid, used, refunded), order, scans and manual overrides."
-    )
+        Access.ORG_ADMINS, ticket,
+        "A ticket (by its id or a scanned code): status (valid, used, refunded), order, event, scans (failed ones too)"
+        " and manual overrides.",
+    )  # fmt: skip
     organization_notes: list[OrganizationNote] = guarded(
         Access.PLATFORM_ADMINS, organization_notes, "Internal notes on an organization, newest first."
     )

@@ -17,15 +17,20 @@ from strawberry.types import Info
 from app.auth import Access
 from app.errors import SlowConsumer
 from app.eventbus import SubscriberDropped
-from app.services.system_health import database, performance
+from app.services.system_health import database, performance, scanning
 from app.vocabulary import API_TIMINGS_CHANNEL
-from resolvers.common import app_state, guarded, viewer_of
+from resolvers.common import RangeArg, app_state, guarded, to_range_spec, to_resolved_range, viewer_of
+from schema.support import ScanErrorType
 from schema.system_health import (
     ApiPerformance,
     ApiTiming,
     DatabaseHealth,
     DatabasePool,
+    DeviceScanning,
     HealthWindow,
+    ScanError,
+    ScanErrorCount,
+    ScanningHealth,
     SlowestSource,
     SlowStatement,
 )
@@ -93,6 +98,34 @@ async def api_performance_updates(
             raise SlowConsumer(f"{exc}; subscribe again to continue") from exc
 
 
+def scanning_health_of(health: scanning.ScanningHealth) -> ScanningHealth:
+    return ScanningHealth(
+        organization_id=strawberry.ID(str(health.organization_id)), range=to_resolved_range(health.range), scans=health.scans,
+        failures=health.failures, failure_rate=health.failure_rate,
+        by_error_type=[ScanErrorCount(error_type=ScanErrorType(kind), count=n) for kind, n in health.by_error_type.items()],
+        devices=[DeviceScanning(
+            device_id=d.device_id, scans=d.scans, failures=d.failures, failure_rate=d.failure_rate,
+            last_error_type=ScanErrorType(d.last_error_type) if d.last_error_type in scanning.ERROR_TYPES else None,
+            last_error_at=d.last_error_at,
+        ) for d in health.devices],
+        recent_errors=[ScanError(
+            event_id=e.event_id, at=e.at, error_type=ScanErrorType(e.error_type), device_id=e.device_id, ticket_id=e.ticket_id,
+            code=e.code, order_id=e.order_id, listing_id=e.listing_id, message=e.message,
+        ) for e in health.recent_errors],
+    )  # fmt: skip
+
+
+async def scanning_health(
+    info: Info, range_: RangeArg,
+    organization_id: Annotated[strawberry.ID | None, strawberry.argument(description="The organization (platform admins must name it; org admins: theirs).")] = None,
+    recent_limit: Annotated[int, strawberry.argument(description="At most this many recent errors (1..100).")] = 20,
+) -> ScanningHealth:  # fmt: skip
+    health = await scanning.scanning_health(
+        viewer=viewer_of(info), organization_id=organization_id, time_range=to_range_spec(range_), recent_limit=recent_limit
+    )
+    return scanning_health_of(health)
+
+
 # -- the domain's fields ------------------------------------------------------------------
 
 
@@ -108,6 +141,11 @@ class Query:
     database_health: DatabaseHealth = guarded(
         Access.PLATFORM_ADMINS, database_health,
         "Every API process's database pool (size, in use, idle, waiting) and the slowest statements.",
+    )  # fmt: skip
+    scanning_health: ScanningHealth = guarded(
+        Access.ORG_ADMINS, scanning_health,
+        "Door scanning over a range: scans, failures and failure rate, failures by error type, per device, and the latest"
+        " failed scans (platform admins name the organization; org admins see their own).",
     )  # fmt: skip
 
 

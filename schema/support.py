@@ -13,9 +13,10 @@ class SupportMatch(Enum):
     TRANSACTION_ID = strawberry.enum_value("transaction_id", description="A transaction's id (the event id that recorded it).")
     ORDER_ID = strawberry.enum_value("order_id", description="The order a transaction belongs to.")
     ORGANIZATION_NAME = strawberry.enum_value("organization_name", description="An organization's name, exactly or as a prefix.")
+    TICKET = strawberry.enum_value("ticket", description="A ticket's id, or a code a scanner read, exactly (ticket.scanned and ticket.scan_failed events).")
 
 
-@strawberry.type(description="One thing a support search found: a transaction, or an organization (transaction fields null).")
+@strawberry.type(description="One thing a support search found: a transaction, an organization (transaction fields null), or a ticket (ticketId, orderId, status and occurredAt set).")
 class SupportHit:
     matched: SupportMatch = strawberry.field(description="What the query matched.")
     organization_id: strawberry.ID = strawberry.field(description="The organization.")
@@ -23,10 +24,11 @@ class SupportHit:
     transaction_id: str | None = strawberry.field(description="The transaction's id (its event id).")
     order_id: str | None = strawberry.field(description="Its order id, if any.")
     type: str | None = strawberry.field(description="booking, gift, subscription, affiliate or order.")
-    status: str | None = strawberry.field(description="pending, completed, refunded or failed.")
+    status: str | None = strawberry.field(description="A transaction: pending, completed, refunded or failed; a ticket: valid, used or refunded.")
     amount_minor: int | None = strawberry.field(description="Amount in integer minor units (negative: a refund).")
     currency: str | None = strawberry.field(description="ISO 4217 currency of the amount.")
-    occurred_at: datetime | None = strawberry.field(description="When it happened (UTC).")
+    occurred_at: datetime | None = strawberry.field(description="When it happened (UTC); a ticket: its latest scan.")
+    ticket_id: str | None = strawberry.field(description="A ticket: its id, or the code scanned when no scan named the ticket (look it up with `ticket`).")
 
 
 @strawberry.type(description="A platform admin's internal note on an organization; its members never see it.")
@@ -51,11 +53,21 @@ class TicketOverrideStatus(Enum):
     USED = strawberry.enum_value("used", description="Mark it used.")
 
 
-@strawberry.type(description="One scan of a ticket at the door.")
+@strawberry.enum(description="Why a scan at the door let nobody in.")
+class ScanErrorType(Enum):
+    INVALID_CODE = strawberry.enum_value("invalid_code", description="The code is no ticket.")
+    ALREADY_USED = strawberry.enum_value("already_used", description="The ticket was used before.")
+    NETWORK = strawberry.enum_value("network", description="The scanner could not check the ticket.")
+
+
+@strawberry.type(description="One scan of a ticket at the door: successful (errorType null) or failed.")
 class TicketScan:
-    event_id: str = strawberry.field(description="The ticket.scanned event.")
+    event_id: str = strawberry.field(description="The ticket.scanned or ticket.scan_failed event.")
     at: datetime = strawberry.field(description="When it was scanned.")
     device_id: str | None = strawberry.field(description="The scanning device, if it said.")
+    error_type: ScanErrorType | None = strawberry.field(description="Why it failed; null: it let the holder in.")
+    code: str | None = strawberry.field(description="The code the scanner read, if it said.")
+    message: str | None = strawberry.field(description="The scanner's message about a failure, if any.")
 
 
 @strawberry.type(description="A manual change of a ticket's status by support.")
@@ -70,9 +82,11 @@ class TicketOverride:
 class Ticket:
     organization_id: strawberry.ID = strawberry.field(description="The organization.")
     ticket_id: str = strawberry.field(description="The ticket's id or code.")
-    status: TicketStatus = strawberry.field(description="Its status: the latest scan or override, unless its order was refunded.")
+    status: TicketStatus = strawberry.field(description="Its status: the latest successful scan or override, unless its order was refunded.")
     order_id: str | None = strawberry.field(description="Its order, as its scans named it.")
-    scans: list[TicketScan] = strawberry.field(description="Every scan, oldest first.")
+    listing_id: str | None = strawberry.field(description="The event it is for (properties.listingId of its latest scan naming one).")
+    listing_title: str | None = strawberry.field(description="That event's title, from its latest listing.published (null if never published).")
+    scans: list[TicketScan] = strawberry.field(description="Every scan, failed ones too, oldest first.")
     overrides: list[TicketOverride] = strawberry.field(description="Every manual override, oldest first.")
 
 

@@ -7,6 +7,9 @@ from enum import Enum
 
 import strawberry
 
+from schema.common import ResolvedRange
+from schema.support import ScanErrorType
+
 
 @strawberry.enum(description="How far back API figures reach, up to now (from the whole minute).")
 class HealthWindow(Enum):
@@ -73,3 +76,44 @@ class DatabaseHealth:
     pools: list[DatabasePool] = strawberry.field(description="API processes that reported in the last minute.")
     slowest_source: SlowestSource = strawberry.field(description="Where `slowest` comes from.")
     slowest: list[SlowStatement] = strawberry.field(description="Up to 10, slowest mean first.")
+
+
+@strawberry.type(description="Failed scans of one kind over the range.")
+class ScanErrorCount:
+    error_type: ScanErrorType = strawberry.field(description="Why they failed.")
+    count: int = strawberry.field(description="How many failed so.")
+
+
+@strawberry.type(description="One scanning device over the range.")
+class DeviceScanning:
+    device_id: str | None = strawberry.field(description="properties.deviceId of its scans (null: scans that named none).")
+    scans: int = strawberry.field(description="Its scans, successful and failed.")
+    failures: int = strawberry.field(description="Of those, the failed ones (ticket.scan_failed).")
+    failure_rate: float = strawberry.field(description="failures / scans (0..1).")
+    last_error_type: ScanErrorType | None = strawberry.field(description="Why its latest failed scan in the range failed (null: none failed).")
+    last_error_at: datetime | None = strawberry.field(description="When its latest failed scan in the range happened.")
+
+
+@strawberry.type(description="One failed scan (a ticket.scan_failed event).")
+class ScanError:
+    event_id: str = strawberry.field(description="The ticket.scan_failed event.")
+    at: datetime = strawberry.field(description="When the scan failed.")
+    error_type: ScanErrorType = strawberry.field(description="Why it failed.")
+    device_id: str | None = strawberry.field(description="The scanning device.")
+    ticket_id: str | None = strawberry.field(description="The ticket, when the scan resolved one.")
+    code: str | None = strawberry.field(description="What the scanner read, if it said.")
+    order_id: str | None = strawberry.field(description="The ticket's order, if it said.")
+    listing_id: str | None = strawberry.field(description="The event scanned for (properties.listingId), if it said.")
+    message: str | None = strawberry.field(description="The scanner's message, if any.")
+
+
+@strawberry.type(description="How an organization's door scanners fared over a range, from its ticket.scanned and ticket.scan_failed events.")
+class ScanningHealth:
+    organization_id: strawberry.ID = strawberry.field(description="The organization.")
+    range: ResolvedRange = strawberry.field(description="The range covered.")
+    scans: int = strawberry.field(description="Every scan in the range: successful (ticket.scanned) and failed (ticket.scan_failed).")
+    failures: int = strawberry.field(description="Of those, the failed ones.")
+    failure_rate: float = strawberry.field(description="failures / scans (0..1; 0 without scans).")
+    by_error_type: list[ScanErrorCount] = strawberry.field(description="Failures by why they failed, every kind listed (0 when none).")
+    devices: list[DeviceScanning] = strawberry.field(description="Per scanning device: most failures first, then most scans.")
+    recent_errors: list[ScanError] = strawberry.field(description="The latest failed scans in the range, newest first (at most recentLimit).")

@@ -517,3 +517,27 @@ async def test_the_demo_has_ticketed_events_and_campaigns_with_tagged_costs(clie
     people = body["data"]["platform"]["people"]
     assert people["creators"] >= 2 and people["brands"] >= 2 and people["providers"] >= 3 and people["users"] >= 3
     assert brand["cost"] and brand["roiPercent"] and -100 < brand["roiPercent"][0]["percent"] < 1000
+
+
+SCANNING = """query($org: ID!) { scanningHealth(organizationId: $org, range: {preset: LAST_24_HOURS}) {
+  scans failures failureRate byErrorType { errorType count } devices { deviceId scans failures lastErrorType }
+  recentErrors { errorType deviceId ticketId code listingId } } }"""
+DEMO_TICKET = """query($org: ID!, $t: String!) { ticket(organizationId: $org, ticketId: $t) {
+  status listingTitle scans { errorType } } }"""
+
+
+async def test_the_demo_doors_show_scan_errors_of_each_kind_at_two_gates(client, demo) -> None:
+    """The workshop live now: its tickets scanned at two gates, the south one failing most."""
+    body = await gql(client, SCANNING, {"org": demo.organization_id}, token=demo.admin_token)
+    health = body["data"]["scanningHealth"]
+    assert health["failures"] >= 8 and 0 < health["failureRate"] < 0.5, health
+    assert all(c["count"] >= 2 for c in health["byErrorType"]), health
+    gates = {d["deviceId"]: d for d in health["devices"] if d["deviceId"] in ("gate-north", "gate-south")}
+    assert gates["gate-south"]["failures"] > gates["gate-north"]["failures"] > 0, health
+    assert health["devices"][0]["deviceId"] == "gate-south" and health["devices"][0]["lastErrorType"], health
+    assert {e["errorType"] for e in health["recentErrors"]} == {"INVALID_CODE", "ALREADY_USED", "NETWORK"}
+    assert any(e["ticketId"] is None and e["code"] for e in health["recentErrors"]), "an invalid code resolves to no ticket"
+    body = await gql(client, DEMO_TICKET, {"org": demo.organization_id, "t": "LIVE-019"}, token=demo.org_admin_token)
+    ticket = body["data"]["ticket"]
+    assert ticket["status"] == "USED" and ticket["listingTitle"] == "Open studio night", body
+    assert [s["errorType"] for s in ticket["scans"]] == [None, "ALREADY_USED"]

@@ -156,6 +156,74 @@ async def test_a_ticket_of_a_refunded_order_is_refunded_and_stays_so(client, wor
     assert error_codes(body) == ["BAD_USER_INPUT"] and body["errors"][0]["extensions"]["field"] == "status"
 
 
+FULL_TICKET = """query($org: ID!, $t: String!) { ticket(organizationId: $org, ticketId: $t) {
+  ticketId status orderId listingId listingTitle scans { eventId deviceId errorType code message } } }"""
+SEARCH_TICKETS = """query($q: String!, $org: ID) { supportSearch(query: $q, organizationId: $org) {
+  matched organizationId organizationName ticketId transactionId orderId status occurredAt } }"""
+
+
+async def publish_scans(client: Any, worker: Any, tenant: Tenant, scans: list[tuple[str, dict[str, Any]]]) -> list[str]:
+    """(type, properties) scans one millisecond apart, the last one now: their event ids."""
+    now = datetime.now(UTC)
+    events = [{"eventId": f"scan-{uuid.uuid4().hex[:12]}", "type": kind,
+               "occurredAt": (now - timedelta(milliseconds=len(scans) - 1 - i)).isoformat(), "properties": properties}
+              for i, (kind, properties) in enumerate(scans)]  # fmt: skip
+    done = (await gql_data(client, PUBLISH, {"e": events}, tenant.service_token))["publishDomainEvents"]
+    assert done["rejected"] == [], done
+    await worker.drain()
+    return [e["eventId"] for e in events]
+
+
+async def test_a_ticket_shows_its_failed_scans_and_its_event_which_leave_its_status(client, worker, tenant) -> None:
+    ticket, code, org, admin = f"TCK-{uuid.uuid4().hex[:6]}", f"QR-{uuid.uuid4().hex[:8]}", tenant.org_id, tenant.org_admin_token
+    listing = [{"eventId": f"lp-{uuid.uuid4().hex[:8]}", "type": "LISTING_PUBLISHED", "properties": {
+        "listingId": "gala-2026", "title": "Winter Gala", "startsAt": "2026-12-24T19:00:00Z", "endsAt": "2026-12-24T23:00:00Z"}}]
+    assert (await gql_data(client, PUBLISH, {"e": listing}, tenant.service_token))["publishDomainEvents"]["rejected"] == []
+    base = {"ticketId": ticket, "code": code, "orderId": "ord-g1", "listingId": "gala-2026"}
+    ids = await publish_scans(client, worker, tenant, [
+        ("TICKET_SCAN_FAILED", {**base, "deviceId": "gate-1", "errorType": "network", "message": "offline"}),
+    ])  # fmt: skip
+    found = (await gql_data(client, FULL_TICKET, {"org": org, "t": ticket}, admin))["ticket"]
+    assert found["status"] == "VALID", "a failed scan let nobody in"
+    assert (found["orderId"], found["listingId"], found["listingTitle"]) == ("ord-g1", "gala-2026", "Winter Gala")
+    ids += await publish_scans(client, worker, tenant, [
+        ("TICKET_SCANNED", {**base, "deviceId": "gate-2"}),
+        ("TICKET_SCAN_FAILED", {**base, "deviceId": "gate-1", "errorType": "already_used"}),
+    ])  # fmt: skip
+    by_code = (await gql_data(client, FULL_TICKET, {"org": org, "t": code}, admin))["ticket"]
+    assert by_code["status"] == "USED"
+    assert [(s["eventId"], s["deviceId"], s["errorType"], s["code"], s["message"]) for s in by_code["scans"]] == [
+        (ids[0], "gate-1", "NETWORK", code, "offline"), (ids[1], "gate-2", None, code, None),
+        (ids[2], "gate-1", "ALREADY_USED", code, None)]
+
+
+async def test_a_ticket_is_found_by_its_id_or_a_scanned_code(client, worker, tenant, other_tenant) -> None:
+    ticket, code = f"TCK-{uuid.uuid4().hex[:6]}", f"QR-{uuid.uuid4().hex[:8]}"
+    stray = f"QR-{uuid.uuid4().hex[:8]}"
+    await publish_scans(client, worker, tenant, [
+        ("TICKET_SCANNED", {"ticketId": ticket, "code": code, "orderId": "ord-s1", "deviceId": "gate-1"}),
+        ("TICKET_SCAN_FAILED", {"code": stray, "deviceId": "gate-2", "errorType": "invalid_code"}),
+    ])  # fmt: skip
+    await publish_scans(client, worker, other_tenant, [("TICKET_SCANNED", {"ticketId": ticket, "deviceId": "door"})])
+
+    def found(hits: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+        return sorted((h["matched"], h["organizationId"], h["ticketId"], h["orderId"], h["status"], h["transactionId"])
+                      for h in hits)  # fmt: skip
+
+    mine = (tenant.org_id, ticket, "ord-s1", "used", None)
+    by_id = (await gql_data(client, SEARCH_TICKETS, {"q": ticket}, tenant.org_admin_token))["supportSearch"]
+    assert found(by_id) == [("TICKET", *mine)]
+    by_code = (await gql_data(client, SEARCH_TICKETS, {"q": code}, tenant.org_admin_token))["supportSearch"]
+    assert found(by_code) == [("TICKET", *mine)], "a code finds the ticket its scans named"
+    unresolved = (await gql_data(client, SEARCH_TICKETS, {"q": stray}, tenant.org_admin_token))["supportSearch"]
+    assert found(unresolved) == [("TICKET", tenant.org_id, stray, None, "valid", None)]
+    everywhere = (await gql_data(client, SEARCH_TICKETS, {"q": ticket}, tenant.admin_token))["supportSearch"]
+    assert found(everywhere) == sorted([("TICKET", *mine), ("TICKET", other_tenant.org_id, ticket, None, "used", None)])
+    assert (await gql_data(client, SEARCH_TICKETS, {"q": code}, other_tenant.org_admin_token))["supportSearch"] == []
+    assert (await gql_data(client, SEARCH_TICKETS, {"q": ticket[:-1]}, tenant.org_admin_token))["supportSearch"] == [], (
+        "ids match exactly")
+
+
 REFUND = """mutation($org: ID!, $t: String!, $fee: Boolean!, $r: String!, $a: Int) {
   issueRefund(organizationId: $org, transactionId: $t, refundServiceFee: $fee, reason: $r, amountMinor: $a) {
     id transactionId refundTransactionId orderId amountMinor serviceFeeMinor currency reason issuedBy status } }"""

@@ -25,6 +25,7 @@ from app.services.demo_data import closed_shop, services_market
 from app.services.demo_data import experiments as experiments_data
 from app.services.demo_data.commerce import FRAUD_WINDOW, generate_commerce_events, generate_fraud_events
 from app.services.demo_data.costs import monthly_costs
+from app.services.demo_data.door_scans import generate_door_scans
 from app.services.demo_data.listings import generate_campaign_visits, generate_listing_events
 from app.services.demo_data.money import generate_money_events
 from app.services.demo_data.product import generate_product_events
@@ -136,6 +137,7 @@ async def _seed_events(settings: Settings, org: Any, profile_ids: list[str]) -> 
         quiet_end = timeline.end - FRAUD_WINDOW
         total += await _ingest(viewer, generate_campaign_visits(timeline=timeline, quiet_end=quiet_end), settings, geo, domain=False)
         total += await _ingest(viewer, generate_fraud_events(now=timeline.end), settings, geo)
+        total += await _ingest(viewer, generate_door_scans(now=timeline.end), settings, geo)
         await _seed_costs(org, timeline)
         total += await _seed_suspended_organization(settings, geo, timeline.end)
     finally:

@@ -3,9 +3,10 @@ lookup with manual overrides, and platform admins' internal notes on an organiza
 
 Platform admins search every organization (or the one they name); organization admins only
 their own. A query is matched exactly against a transaction's id (the event id that recorded
-it), and an order id, and against organization names exactly or as a prefix,
-without regard to case. A ticket is known from its scans (ticket.scanned events) and from
-support's overrides; its status is the latest of them, unless its order was refunded.
+it), an order id, a ticket's id or a code a scanner read, and against organization names
+exactly or as a prefix, without regard to case. A ticket is known from its scans
+(ticket.scanned and ticket.scan_failed events) and from support's overrides; its status is
+the latest successful scan or override, unless its order was refunded.
 A refund a platform admin issues is recorded in the ledger at once, as order.refunded records
 one, and kept in admin_refunds with status `requested` until the host platform executes it.
 Overrides, refunds and notes are written with their audit entry in the same transaction.
@@ -13,6 +14,7 @@ Overrides, refunds and notes are written with their audit entry in the same tran
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import uuid
 from dataclasses import dataclass
@@ -37,9 +39,13 @@ VALID, USED, REFUNDED = "valid", "used", "refunded"
 TRANSACTION_ID = "transaction_id"
 ORDER_ID = "order_id"
 ORGANIZATION_NAME = "organization_name"
+TICKET = "ticket"
 
-# One statement: each arm reads one index (event id, order id, lower(name)); the
-# organization filter is a no-op for platform admins who name none.
+# One statement: each arm reads one index (event id, order id, lower(name); a ticket's id or
+# scanned code through events_scan_ticket and events_scan_code, whose type list the ticket arm
+# repeats literally); the organization filter is a no-op for platform admins who name none.
+# The ticket arm gives one row per ticket, its id (or the code, when no scan named the ticket)
+# in the id column: `_hit` moves it to ticket_id.
 SEARCH = """
 (SELECT 'transaction_id' AS matched, t.organization_id, o.name, t.event_id, t.order_id, t.type, t.status,
         t.amount_minor, t.currency, t.occurred_at
@@ -57,6 +63,13 @@ UNION ALL
  FROM organizations o
  WHERE lower(o.name) LIKE $4 ESCAPE '\\' AND ($2::uuid IS NULL OR o.id = $2)
  ORDER BY o.name LIMIT $3)
+UNION ALL
+(SELECT 'ticket', e.organization_id, o.name, COALESCE(e.properties ->> 'ticketId', e.properties ->> 'code'),
+        max(e.properties ->> 'orderId'), NULL, NULL, NULL, NULL, max(e.occurred_at)
+ FROM events e JOIN organizations o ON o.id = e.organization_id
+ WHERE e.type IN ('ticket.scanned', 'ticket.scan_failed')
+   AND (e.properties ->> 'ticketId' = $1 OR e.properties ->> 'code' = $1) AND ($2::uuid IS NULL OR e.organization_id = $2)
+ GROUP BY e.organization_id, o.name, 4 ORDER BY max(e.occurred_at) DESC LIMIT $3)
 """
 
 
@@ -75,6 +88,14 @@ class SupportHit:
     amount_minor: int | None
     currency: str | None
     occurred_at: datetime | None
+    ticket_id: str | None = None
+
+
+def _hit(row: Any) -> SupportHit:
+    fields = tuple(row)
+    if fields[0] == TICKET:
+        return SupportHit(TICKET, *fields[1:3], None, *fields[4:], ticket_id=fields[3])
+    return SupportHit(*fields)
 
 
 def _like_prefix(text: str) -> str:
@@ -90,14 +111,23 @@ def _checked_query(query: str) -> str:
 
 
 async def support_search(*, viewer: Viewer, query: str, organization_id: Any = None, limit: int = 20) -> list[SupportHit]:
-    """Transactions first (by id, then by order; newest first), then organizations by name."""
+    """Transactions first (by id, then by order; newest first), then organizations by name,
+    then tickets by id or scanned code (latest scanned first, with their status)."""
     org = await administered_scope(viewer, organization_id, refusal="the support search needs an organization admin token")
     text = _checked_query(query)
     if not 1 <= limit <= MAX_HITS:
         raise BadInput(f"limit must be between 1 and {MAX_HITS}", field="limit")
     async with connection() as conn:
         rows = await conn.fetch(SEARCH, text, org, limit, _like_prefix(text))
-    return [SupportHit(row[0], *tuple(row)[1:]) for row in rows[:limit]]
+        return [await _with_ticket_status(conn, _hit(row)) for row in rows[:limit]]
+
+
+async def _with_ticket_status(conn: Any, hit: SupportHit) -> SupportHit:
+    """A ticket hit carries the ticket's status, as the ticket lookup gives it."""
+    if hit.matched != TICKET or hit.ticket_id is None:
+        return hit
+    found = await _read_ticket(conn, hit.organization_id, hit.ticket_id)
+    return dataclasses.replace(hit, status=found.status) if found is not None else hit
 
 
 # --------------------------------------------------------------------------- notes
@@ -183,9 +213,19 @@ async def delete_organization_note(*, viewer: Viewer, organization_id: Any, note
 
 @dataclass(frozen=True)
 class TicketScan:
+    """A scan at the door: a successful one (ticket.scanned, no error type) or a failed one
+    (ticket.scan_failed, with its error type)."""
+
     event_id: str
     at: datetime
     device_id: str | None
+    error_type: str | None = None
+    code: str | None = None
+    message: str | None = None
+
+    @property
+    def succeeded(self) -> bool:
+        return self.error_type is None
 
 
 @dataclass(frozen=True)
@@ -204,13 +244,25 @@ class Ticket:
     order_id: str | None
     scans: list[TicketScan]
     overrides: list[TicketOverride]
+    listing_id: str | None = None
+    listing_title: str | None = None
 
 
+# A ticket's scans, successful and failed, by its id or by the code scanned (events_scan_ticket
+# and events_scan_code, 0024). The type list must stay literal for those partial indexes.
 SCANS = """
-SELECT event_id, occurred_at, properties ->> 'deviceId', properties ->> 'orderId'
+SELECT event_id, occurred_at, properties ->> 'deviceId', properties ->> 'orderId',
+       CASE WHEN type = 'ticket.scan_failed' THEN properties ->> 'errorType' END, properties ->> 'code',
+       properties ->> 'message', properties ->> 'listingId'
 FROM events
-WHERE organization_id = $1 AND type = 'ticket.scanned' AND properties ->> 'ticketId' = $2
+WHERE organization_id = $1 AND type IN ('ticket.scanned', 'ticket.scan_failed')
+  AND (properties ->> 'ticketId' = $2 OR properties ->> 'code' = $2)
 ORDER BY occurred_at, event_id
+"""
+LISTING_TITLE = """
+SELECT properties ->> 'title' FROM events
+WHERE organization_id = $1 AND type = 'listing.published' AND properties ->> 'listingId' = $2
+ORDER BY occurred_at DESC, event_id DESC LIMIT 1
 """
 OVERRIDES = """
 SELECT status, reason, actor, at FROM ticket_overrides WHERE organization_id = $1 AND ticket_id = $2 ORDER BY at, id
@@ -219,13 +271,15 @@ REFUNDED_ORDER = "SELECT EXISTS (SELECT 1 FROM transactions WHERE organization_i
 
 
 def status_of(scans: list[TicketScan], overrides: list[TicketOverride], refunded: bool) -> str:
-    """Refunded wins; otherwise the latest override, unless a scan came after it."""
+    """Refunded wins; otherwise the latest override, unless a successful scan came after it.
+    A failed scan let nobody in: it changes nothing."""
     if refunded:
         return REFUNDED
-    last_scan = scans[-1].at if scans else None
+    entered = [scan for scan in scans if scan.succeeded]
+    last_scan = entered[-1].at if entered else None
     if overrides and (last_scan is None or overrides[-1].at >= last_scan):
         return overrides[-1].status
-    return USED if scans else VALID
+    return USED if entered else VALID
 
 
 async def _read_ticket(conn: Any, org: uuid.UUID, ticket_id: str) -> Ticket | None:
@@ -233,10 +287,12 @@ async def _read_ticket(conn: Any, org: uuid.UUID, ticket_id: str) -> Ticket | No
     overrides = [TicketOverride(*row) for row in await conn.fetch(OVERRIDES, org, ticket_id)]
     if not scan_rows and not overrides:
         return None
-    scans = [TicketScan(row[0], row[1], row[2]) for row in scan_rows]
+    scans = [TicketScan(row[0], row[1], row[2], row[4], row[5], row[6]) for row in scan_rows]
     order_id = next((row[3] for row in scan_rows if row[3]), None)
+    listing_id = next((row[7] for row in reversed(scan_rows) if row[7]), None)
     refunded = bool(order_id) and bool(await conn.fetchval(REFUNDED_ORDER, org, order_id))
-    return Ticket(org, ticket_id, status_of(scans, overrides, refunded), order_id, scans, overrides)
+    title = await conn.fetchval(LISTING_TITLE, org, listing_id) if listing_id else None
+    return Ticket(org, ticket_id, status_of(scans, overrides, refunded), order_id, scans, overrides, listing_id, title)
 
 
 async def _ticket_scope(viewer: Viewer, organization_id: Any, ticket_id: str) -> tuple[uuid.UUID, str]:
@@ -250,8 +306,9 @@ async def _ticket_scope(viewer: Viewer, organization_id: Any, ticket_id: str) ->
 
 
 async def ticket(*, viewer: Viewer, organization_id: Any, ticket_id: str) -> Ticket:
-    """A ticket with its status, order, scans and overrides; NOT_FOUND when it was never
-    scanned nor overridden (nothing is known of it)."""
+    """A ticket with its status, order, event (listing), scans (failed ones too) and overrides,
+    by its id or a code scanned for it; NOT_FOUND when it was never scanned nor overridden
+    (nothing is known of it)."""
     org, text = await _ticket_scope(viewer, organization_id, ticket_id)
     async with connection() as conn:
         found = await _read_ticket(conn, org, text)

@@ -141,7 +141,8 @@ def victim_experiment() -> dict[str, Any]:
 
 def marketplace(victim: Tenant, now: datetime) -> list[dict[str, Any]]:
     """A services marketplace of its own: executions of a service with a latency and an error
-    code nobody else has, a search, views and a purchase of it, a ticket scanned at a gate, and a yearly subscription by
+    code nobody else has, a search, views and a purchase of it, a ticket scanned at a gate and refused at another (already
+    used), and a yearly subscription by
     a creator's fan (MRR 7,614)."""
     tag = uuid.uuid4().hex[:8]
 
@@ -157,7 +158,10 @@ def marketplace(victim: Tenant, now: datetime) -> list[dict[str, Any]]:
               "category": "victim-crafts"}),
         event("MARKETPLACE_VIEWED", 4, userId="victim-shopper", properties=service),
         event("TICKET_SCANNED", 7, properties={"ticketId": "victim-ticket-7", "deviceId": "victim-gate-3",
-              "orderId": "victim-order-2"}),
+              "orderId": "victim-order-2", "code": "victim-code-7", "listingId": "victim-gig-1"}),
+        event("TICKET_SCAN_FAILED", 0, properties={"errorType": "already_used", "ticketId": "victim-ticket-7",
+              "code": "victim-code-7", "deviceId": "victim-gate-5", "orderId": "victim-order-2", "listingId": "victim-gig-1",
+              "message": "victim door says no"}),
         event("MARKETPLACE_CONVERTED", 5, userId="victim-shopper", amountMinor=27_413, currency="EUR",
               properties={**service, "orderId": "victim-order-3", "creatorId": "victim-creator-9", "takeRateBps": 1_713}),
         event("SUBSCRIPTION_CHARGED", 6, profileId=victim.profile_id, userId="victim-patron", amountMinor=91_373, currency="EUR",

@@ -16,6 +16,8 @@ camelCase field, reason) and the others go on. Decisions a client can notice:
   (`money_allowed`).
 - Context only enriches: its text is cut and cleaned rather than rejected; its shape is checked.
 - Events without eventId get a server-generated uuid4; domain events must carry one.
+- `ticket.scan_failed` needs properties.errorType (invalid_code, already_used, network),
+  deviceId, and ticketId or code (`system_health.scanning.check_properties`).
 - `user.identified` needs both userId and anonymousId; `properties.$set` and
   `properties.$set_once` (person properties, app/services/insights/persons.py) must be objects.
 """
@@ -39,6 +41,7 @@ from app.services.ingestion.outcome import Rejection, TrackOutcome
 from app.services.marketplace import vocabulary as marketplace
 from app.services.profile_analytics import vocabulary as profile_engagement
 from app.services.revenue.money import CURRENCY_RE
+from app.services.system_health import scanning
 from app.settings import Settings
 from app.vocabulary import (
     DOMAIN_EVENT_TYPES,
@@ -176,6 +179,7 @@ def _validate(
         or marketplace.check_properties(event_type, raw.get("properties"))
         or profile_engagement.check_properties(event_type, raw.get("properties"))
         or listings.check_properties(event_type, raw.get("properties"))
+        or scanning.check_properties(event_type, raw.get("properties"))
     )
     if problem is not None:
         raise _Invalid(*problem)
