@@ -44,7 +44,9 @@ def to_note(note: service.OrganizationNote) -> OrganizationNote:
 
 async def support_search(
     info: Info,
-    query: Annotated[str, strawberry.argument(description="A transaction id, order id, or organization name (1..200 characters).")],
+    query: Annotated[str, strawberry.argument(
+        description="A transaction id, order id, buyer email (exact, any case) or organization name (1..200 characters)."
+    )],
     organization_id: OrgArg = None,
     limit: Annotated[int, strawberry.argument(description="At most this many per kind of match (1..100).")] = 20,
 ) -> list[SupportHit]:
@@ -132,7 +134,7 @@ class Query:
 
     support_search: list[SupportHit] = guarded(
         Access.ORG_ADMINS, support_search,
-        "Find transactions by their id or order id, and organizations by name: platform admins across"
+        "Find transactions by their id, order id or buyer email, and organizations by name: platform admins across"
         " organizations (or in the one named), organization admins in theirs.",
     )  # fmt: skip
     ticket: Ticket = guarded(
