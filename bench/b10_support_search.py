@@ -2,11 +2,14 @@
 
 * supportSearch (GraphQL, one API process) over `--b10-orders` stored order transactions in
   200 organizations, as a platform admin searching every organization: a random transaction
-  id, a random order id (each order has one or two transactions) and an organization name
-  prefix, in turn; p50/p95 ms against the same statement run directly (the raw SQL lower
-  bound). The promise: p95 <= 50 ms.
+  id, a random order id (each order has one or two transactions), a random buyer's email
+  (typed in mixed case with blanks around it; each buyer paid about three transactions, in
+  any organization) and an organization name prefix, in turn; p50/p95 ms against the same
+  statement run directly (the raw SQL lower bound), overall and for the email searches alone.
+  The promise: p95 <= 50 ms.
 
-The transactions are bench setup: COPY'd into `transactions`; they stay for `--reuse`.
+The transactions are bench setup: COPY'd into `transactions` with their buyer's email hash
+(keyed as the API keys it, `EMAIL_HASH_SECRET`); they stay for `--reuse`.
 """
 
 from __future__ import annotations
@@ -23,85 +26,119 @@ import httpx
 from bench.common import Result, Stack, percentile
 
 ORGANIZATIONS = 200
+TRANSACTIONS_PER_BUYER = 3
 SEARCH = """query($q: String!) { supportSearch(query: $q) { matched organizationId transactionId orderId amountMinor } }"""
 TARGET_MS = 50.0
+KINDS = ("transaction_id", "order_id", "buyer_email", "organization_name")
 
 
 def org_id(n: int) -> uuid.UUID:
     return uuid.UUID(f"00000000-0000-4000-8000-{0xB10000 + n:012x}")
 
 
+def buyer_email(n: int) -> str:
+    return f"b10-buyer-{n}@example.org"
+
+
 async def loaded(conn: asyncpg.Connection) -> int:
-    return int(await conn.fetchval("SELECT count(*) FROM transactions WHERE event_id LIKE 'b10-%'"))
+    """Transactions loaded with their buyer's email hash (a load from before emails is redone)."""
+    return int(await conn.fetchval("SELECT count(*) FROM transactions WHERE event_id LIKE 'b10-%' AND buyer_email_hash IS NOT NULL"))
 
 
-async def load(conn: asyncpg.Connection, count: int, *, seed: int, end: datetime) -> None:
-    """Organizations named like real ones, then `count` order transactions over 365 days."""
+async def load(conn: asyncpg.Connection, count: int, *, seed: int, end: datetime, hash_email: object) -> None:
+    """Organizations named like real ones, then `count` order transactions over 365 days,
+    each with its buyer's email hash."""
     await conn.executemany(
         "INSERT INTO organizations (id, slug, name) VALUES ($1, $2, $3) ON CONFLICT (id) DO NOTHING",
         [(org_id(n), f"b10-org-{n}", f"B10 Venue {n:03d}") for n in range(ORGANIZATIONS)],
     )
     rng = random.Random(seed)
+    buyers = max(1, count // TRANSACTIONS_PER_BUYER)
     rows = []
     for n in range(count):
         order = n - (n % 2 if rng.random() < 0.3 else 0)  # some orders paid in two parts
         rows.append((org_id(order % ORGANIZATIONS), f"b10-{n}", "order", "completed", False, rng.randrange(500, 50_000),
-                     "EUR", f"b10-order-{order}", end - timedelta(seconds=rng.random() * 365 * 86400)))  # fmt: skip
+                     "EUR", f"b10-order-{order}", end - timedelta(seconds=rng.random() * 365 * 86400),
+                     hash_email(buyer_email(rng.randrange(buyers)))))  # type: ignore[operator]  # fmt: skip
     await conn.copy_records_to_table(
         "transactions", records=rows,
-        columns=["organization_id", "event_id", "type", "status", "is_refund", "amount_minor", "currency", "order_id", "occurred_at"],
+        columns=["organization_id", "event_id", "type", "status", "is_refund", "amount_minor", "currency", "order_id",
+                 "occurred_at", "buyer_email_hash"],
     )  # fmt: skip
     await conn.execute("ANALYZE transactions")
 
 
-def queries(count: int, repeats: int, seed: int) -> list[str]:
+def queries(count: int, repeats: int, seed: int) -> list[tuple[str, str]]:
+    """(kind, text) in turn over the four kinds of search."""
     rng = random.Random(seed)
-    kinds = (lambda: f"b10-{rng.randrange(count)}", lambda: f"b10-order-{rng.randrange(count)}",
-             lambda: f"b10 venue {rng.randrange(ORGANIZATIONS):03d}"[:12])  # fmt: skip
-    return [kinds[i % 3]() for i in range(repeats)]
+    buyers = max(1, count // TRANSACTIONS_PER_BUYER)
+
+    def typed_email() -> str:
+        email = buyer_email(rng.randrange(buyers))
+        return f" {email.upper() if rng.random() < 0.5 else email.capitalize()} "
+
+    makers = (lambda: f"b10-{rng.randrange(count)}", lambda: f"b10-order-{rng.randrange(count)}", typed_email,
+              lambda: f"b10 venue {rng.randrange(ORGANIZATIONS):03d}"[:12])  # fmt: skip
+    return [(KINDS[i % 4], makers[i % 4]()) for i in range(repeats)]
 
 
 async def run(database_url: str, broadcast_url: str, work_dir: Path, *, orders: int, repeats: int, seed: int) -> list[Result]:
     from app.auth import Role, issue_token
+    from app.services import buyer_emails
     from app.services.support import SEARCH as RAW
     from app.services.support import _like_prefix
     from app.settings import Settings
-    from bench.common import JWT_SECRET
+    from bench.common import EMAIL_HASH_SECRET, JWT_SECRET, migrate
 
+    settings = Settings(database_url=None, broadcast_url="memory://", data_dir=Path("/tmp"), jwt_secret=JWT_SECRET,
+                        email_hash_secret=EMAIL_HASH_SECRET)  # fmt: skip
+    await migrate(database_url, work_dir / "data")  # a reused database may predate the email hash column
     conn = await asyncpg.connect(database_url)
     stored = await loaded(conn)
     if stored < orders:
-        print(f"B10: loading {orders - stored:,} order transactions with COPY ...", flush=True)
+        print(f"B10: loading {orders:,} order transactions with their buyers' email hashes, with COPY ...", flush=True)
         await conn.execute("DELETE FROM transactions WHERE event_id LIKE 'b10-%'")
-        await load(conn, orders, seed=seed, end=datetime.now(UTC))
+        await load(conn, orders, seed=seed, end=datetime.now(UTC),
+                   hash_email=lambda email: buyer_emails.email_hash(email, settings))  # fmt: skip
         stored = orders
-    settings = Settings(database_url=None, broadcast_url="memory://", data_dir=Path("/tmp"), jwt_secret=JWT_SECRET)
     admin = issue_token(role=Role.ADMIN, organization_id=None, settings=settings)
     asked = queries(stored, repeats, seed)
-    raw: list[float] = []
-    for text in asked:
+    raw: dict[str, list[float]] = {kind: [] for kind in KINDS}
+    for kind, text in asked:
         began = time.perf_counter()
-        await conn.fetch(RAW, text, None, 20, _like_prefix(text))
-        raw.append((time.perf_counter() - began) * 1000)
-    api: list[float] = []
-    found = 0
+        await conn.fetch(RAW, text.strip(), None, 20, _like_prefix(text.strip()), buyer_emails.hash_of_query(text, settings))
+        raw[kind].append((time.perf_counter() - began) * 1000)
+    api: dict[str, list[float]] = {kind: [] for kind in KINDS}
+    found = {kind: 0 for kind in KINDS}
     with Stack(database_url, broadcast_url, work_dir / "b10") as stack:
         async with httpx.AsyncClient(base_url=stack.url, timeout=60, trust_env=False) as http:
             headers = {"authorization": f"Bearer {admin}"}
-            for text in asked[:5]:  # warm the process's pool and caches
+            for _, text in asked[:8]:  # warm the process's pool and caches
                 await http.post("/graphql", json={"query": SEARCH, "variables": {"q": text}}, headers=headers)
-            for text in asked:
+            for kind, text in asked:
                 began = time.perf_counter()
                 response = await http.post("/graphql", json={"query": SEARCH, "variables": {"q": text}}, headers=headers)
-                api.append((time.perf_counter() - began) * 1000)
+                api[kind].append((time.perf_counter() - began) * 1000)
                 body = response.json()
                 assert "errors" not in body, body
-                found += bool(body["data"]["supportSearch"])
+                found[kind] += any(hit["matched"] == kind.upper() for hit in body["data"]["supportSearch"])
     await conn.close()
-    p95, raw_p95 = percentile(api, 0.95), percentile(raw, 0.95)
-    return [Result(
-        "B10", f"supportSearch p95 over {stored:,} orders (platform admin, every organization)", p95, raw_p95, "ms",
-        "the same statement over asyncpg, p95", p95 / raw_p95 if raw_p95 else None, f"p95 <= {TARGET_MS:.0f} ms",
-        p95 <= TARGET_MS,
-        {"p50_ms": percentile(api, 0.5), "raw_p50_ms": percentile(raw, 0.5), "searches": len(asked), "with_hits": found},
-    )]  # fmt: skip
+    every, every_raw = [t for ts in api.values() for t in ts], [t for ts in raw.values() for t in ts]
+    p95, raw_p95 = percentile(every, 0.95), percentile(every_raw, 0.95)
+    email_p95, email_raw_p95 = percentile(api["buyer_email"], 0.95), percentile(raw["buyer_email"], 0.95)
+    return [
+        Result(
+            "B10", f"supportSearch p95 over {stored:,} orders (platform admin, every organization)", p95, raw_p95, "ms",
+            "the same statement over asyncpg, p95", p95 / raw_p95 if raw_p95 else None, f"p95 <= {TARGET_MS:.0f} ms",
+            p95 <= TARGET_MS,
+            {"p50_ms": percentile(every, 0.5), "raw_p50_ms": percentile(every_raw, 0.5), "searches": len(asked),
+             "with_hits": sum(found.values())},
+        ),
+        Result(
+            "B10", f"supportSearch by buyer email p95 over {stored:,} orders (platform admin)", email_p95, email_raw_p95,
+            "ms", "the same statement over asyncpg, p95", email_p95 / email_raw_p95 if email_raw_p95 else None,
+            f"p95 <= {TARGET_MS:.0f} ms", email_p95 <= TARGET_MS,
+            {"p50_ms": percentile(api["buyer_email"], 0.5), "raw_p50_ms": percentile(raw["buyer_email"], 0.5),
+             "searches": len(api["buyer_email"]), "with_hits": found["buyer_email"]},
+        ),
+    ]  # fmt: skip
