@@ -156,3 +156,16 @@ async def test_deleting_a_user_erases_the_emails_of_their_orders(client, worker,
     deleted = (await gql_data(client, DELETE, {"user": user}, tenant.org_admin_token))["deleteSubjectData"]
     assert deleted == {"events": 1, "buyerEmails": 2}, "their address, wherever the organization has it"
     assert await search(client, tenant.org_admin_token, email) == []
+
+
+REFUND = """mutation($org: ID!, $t: String!) { issueRefund(organizationId: $org, transactionId: $t, amountMinor: 300,
+  refundServiceFee: false, reason: "Seat broken") { refundTransactionId } }"""
+
+
+async def test_an_admin_refund_is_found_by_its_buyers_email(client, worker, tenant) -> None:
+    email, _ = unique_email()
+    sold = await publish(client, worker, tenant, [sale("ord-r1", 1_200, email)])
+    refund = (await gql_data(client, REFUND, {"org": tenant.org_id, "t": sold["eventIds"][0]}, tenant.admin_token))["issueRefund"]
+    found = await search(client, tenant.org_admin_token, email)
+    assert [(h["transactionId"], h["amountMinor"]) for h in found] == [(refund["refundTransactionId"], -300),
+                                                                       (sold["eventIds"][0], 1_200)]  # fmt: skip
