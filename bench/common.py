@@ -28,6 +28,7 @@ from bench.generator import PROFILE_EVENT_COLUMNS, Dataset, event_record, profil
 
 ROOT = Path(__file__).resolve().parent.parent
 JWT_SECRET = "bench-secret-" + "b" * 40
+EMAIL_HASH_SECRET = "bench-email-secret-" + "e" * 40  # B10 hashes its buyers' emails with it, as the API does
 
 
 # -- results --------------------------------------------------------------------------------
@@ -209,6 +210,7 @@ def process_env(database_url: str, broadcast_url: str, data_dir: Path, **extra: 
         "BROADCAST_URL": broadcast_url,
         "PULSEGRAPH_DATA_DIR": str(data_dir),
         "PULSEGRAPH_JWT_SECRET": JWT_SECRET,
+        "PULSEGRAPH_EMAIL_HASH_SECRET": EMAIL_HASH_SECRET,
         "PULSEGRAPH_DEMO": "0",
         "PULSEGRAPH_INGEST_RATE": "100000000",  # the bench measures throughput, not the limiter
         "PULSEGRAPH_INGEST_BURST": "100000000",

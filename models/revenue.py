@@ -36,6 +36,7 @@ class Transaction(Model):
     recorded_at = fields.DatetimeField(db_default=NOW)
     metadata = fields.JSONField(db_default={})
     creator_id = fields.TextField(null=True)  # who earns the sale (marketplaces)
+    buyer_email_hash = fields.TextField(null=True)  # keyed hash of properties.buyerEmail (migration 0025)
 
     class Meta:
         table = "transactions"

@@ -18,7 +18,9 @@ from app.errors import Forbidden, SlowConsumer
 from app.eventbus import SubscriberDropped
 from app.fanout import current_operation
 from app.live_messages import LiveMessage
+from app.services import buyer_emails
 from app.services.accounts import audit
+from app.settings import get_settings
 from app.timebuckets import Preset, RangeSpec, TimeRange
 from schema.common import ResolvedRange, TimeRangeInput
 
@@ -179,10 +181,20 @@ class AuditedAdminAct(FieldExtension):
             before = await audit.last_recorded(organization_id=organization, target=target, action=self.action)
         await audit.record(
             None, action=self.action, actor=audit.Actor.of(viewer, address_of(info)), organization_id=organization,
-            target=target, details={"arguments": plain(kwargs)}, before=before, after=_after(self.action, result),
+            target=target, details={"arguments": plain(_personal_data_hashed(kwargs))}, before=before,
+            after=_after(self.action, result),
             reason=_reason_of(kwargs),
         )  # fmt: skip
         return result
+
+
+def _personal_data_hashed(arguments: Mapping[str, Any]) -> Mapping[str, Any]:
+    """A buyer email argument is kept in the log as its keyed hash, as everywhere else."""
+    email = arguments.get("buyer_email")
+    if not isinstance(email, str):
+        return arguments
+    hashed = buyer_emails.hash_of_query(email, get_settings())
+    return {**{k: v for k, v in arguments.items() if k != "buyer_email"}, "buyer_email_hash": hashed}
 
 
 def _after(action: str, result: Any) -> Any:

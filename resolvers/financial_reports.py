@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any
 
 import strawberry
@@ -10,12 +11,15 @@ from strawberry.types import Info
 from app.auth import Access
 from app.services import financial_reports as service
 from app.services.pnl import ExportFile
-from app.timebuckets import Grain
-from resolvers.common import RangeArg, guarded, to_range_spec, to_resolved_range, viewer_of
-from resolvers.platform import PlatformOrganizationArg, as_id
+from app.timebuckets import Grain, utcnow
+from resolvers.common import RangeArg, address_of, guarded, to_range_spec, to_resolved_range, viewer_of
+from resolvers.platform import PlatformOrganizationArg, TargetOrganizationArg, as_id
 from schema.common import Granularity, Money
 from schema.financial_reports import (
+    Invoice,
     InvoiceGroup,
+    InvoiceReminder,
+    InvoiceStatus,
     MonthlySummary,
     MonthlySummaryLine,
     MonthlySummaryMonth,
@@ -156,6 +160,37 @@ async def outstanding_invoices(info: Info, organization_id: PlatformOrganization
     return OutstandingInvoices(today=today, groups=groups, invoices=invoices)
 
 
+InvoiceIdArg = Annotated[str, strawberry.argument(description="The invoice (properties.invoiceId of invoice.issued).")]
+
+
+def to_invoice(found: service.Invoice) -> Invoice:
+    return Invoice(
+        organization_id=as_id(found.organization_id), invoice_id=found.invoice_id,
+        amount=Money(amount_minor=found.amount_minor, currency=found.currency), due_date=found.due_date,
+        issued_at=found.issued_at, status=InvoiceStatus.PAID if found.paid else InvoiceStatus.OUTSTANDING,
+        paid_at=found.paid_at, paid_manually=found.paid_manually, days_overdue=found.days_overdue(utcnow().date()),
+    )  # fmt: skip
+
+
+async def mark_invoice_paid(
+    info: Info, organization_id: TargetOrganizationArg, invoice_id: InvoiceIdArg,
+    reason: Annotated[str, strawberry.argument(description="Why (1..500 characters), e.g. the bank transfer's reference.")],
+    paid_at: Annotated[datetime | None, strawberry.argument(description="When it was paid, with a UTC offset; default now.")] = None,
+) -> Invoice:  # fmt: skip
+    found = await service.mark_invoice_paid(
+        viewer=viewer_of(info), organization_id=organization_id, invoice_id=invoice_id, reason=reason, paid_at=paid_at,
+        address=address_of(info),
+    )  # fmt: skip
+    return to_invoice(found)
+
+
+async def send_invoice_reminder(info: Info, organization_id: TargetOrganizationArg, invoice_id: InvoiceIdArg) -> InvoiceReminder:
+    sent = await service.send_invoice_reminder(
+        viewer=viewer_of(info), organization_id=organization_id, invoice_id=invoice_id, address=address_of(info)
+    )
+    return InvoiceReminder(invoice=to_invoice(sent.invoice), days_overdue=sent.days_overdue, deliveries=sent.deliveries)
+
+
 # -- the domain's fields ------------------------------------------------------------------
 
 
@@ -189,3 +224,19 @@ class Query:
         Access.PLATFORM_ADMINS, outstanding_invoices,
         "Issued, unpaid invoices grouped by organization and due date, with overdue flags.",
     )
+
+
+@strawberry.type
+class Mutation:
+    """The financial reports domain's writes, merged into the root by schema.root."""
+
+    mark_invoice_paid: Invoice = guarded(
+        Access.PLATFORM_ADMINS, mark_invoice_paid,
+        "Record the payment of an issued invoice in full (e.g. a bank transfer), as an invoice.paid would, with a reason"
+        " (audited as invoice.marked_paid); an invoice already paid is refused.",
+    )  # fmt: skip
+    send_invoice_reminder: InvoiceReminder = guarded(
+        Access.PLATFORM_ADMINS, send_invoice_reminder,
+        "Remind the organization of an unpaid invoice through its channels subscribed to invoice.reminder (email, webhook),"
+        " with its amount, due date and days overdue (audited as invoice.reminder_sent); a paid invoice is refused.",
+    )  # fmt: skip

@@ -150,18 +150,27 @@ async def subject_data(
     )
 
 
+BuyerEmailArg = Annotated[
+    str | None,
+    strawberry.argument(description="The subject's email as sent in properties.buyerEmail (any case): its hash is erased."),
+]
+
+
 async def delete_subject_data(
-    info: Info, user_id: UserIdArg = None, anonymous_id: AnonymousIdArg = None, organization_id: OrganizationArg = None
-) -> SubjectDeletion:
+    info: Info, user_id: UserIdArg = None, anonymous_id: AnonymousIdArg = None, organization_id: OrganizationArg = None,
+    buyer_email: BuyerEmailArg = None,
+) -> SubjectDeletion:  # fmt: skip
     done = await service.delete_subject(
-        viewer=viewer_of(info), user_id=user_id, anonymous_id=anonymous_id, organization_id=organization_id
-    )
+        viewer=viewer_of(info), user_id=user_id, anonymous_id=anonymous_id, buyer_email=buyer_email,
+        organization_id=organization_id,
+    )  # fmt: skip
     return SubjectDeletion(
         organization_id=strawberry.ID(str(done.organization_id)),
         events=done.events,
         profile_events=done.profile_events,
         sessions=done.sessions,
         persons=done.persons,
+        buyer_emails=done.buyer_emails,
     )
 
 
@@ -193,5 +202,6 @@ class Mutation:
     delete_subject_data: SubjectDeletion = guarded(
         Access.ORG_ADMINS, delete_subject_data,
         "Delete one data subject's events, sessions, profile events and person (with its identity links and cohort "
-        "memberships); rollups stay as aggregates.", audited=audit.SUBJECT_DATA_DELETED,
+        "memberships), and erase their buyer emails' hashes from the ledger and events (by userId, anonymousId and/or "
+        "buyerEmail); rollups stay as aggregates.", audited=audit.SUBJECT_DATA_DELETED,
     )

@@ -45,7 +45,10 @@ def to_note(note: service.OrganizationNote) -> OrganizationNote:
 
 async def support_search(
     info: Info,
-    query: Annotated[str, strawberry.argument(description="A transaction id, order id, ticket id or scanned code, or organization name (1..200 characters).")],
+    query: Annotated[str, strawberry.argument(
+        description="A transaction id, order id, buyer email (exact, any case), ticket id or scanned code, or"
+        " organization name (1..200 characters)."
+    )],
     organization_id: OrgArg = None,
     limit: Annotated[int, strawberry.argument(description="At most this many per kind of match (1..100).")] = 20,
 ) -> list[SupportHit]:
@@ -135,8 +138,8 @@ class Query:
 
     support_search: list[SupportHit] = guarded(
         Access.ORG_ADMINS, support_search,
-        "Find transactions by their id or order id, tickets by their id or a scanned code, and organizations by name:"
-        " platform admins across organizations (or in the one named), organization admins in theirs.",
+        "Find transactions by their id, order id or buyer email, tickets by their id or a scanned code, and organizations"
+        " by name: platform admins across organizations (or in the one named), organization admins in theirs.",
     )  # fmt: skip
     ticket: Ticket = guarded(
         Access.ORG_ADMINS, ticket,

@@ -161,3 +161,31 @@ class ReportFile:
     content_type: str = strawberry.field(description="MIME type.")
     encoding: str = strawberry.field(description="utf-8 (content is the text) or base64 (content is the bytes, base64).")
     content: str = strawberry.field(description="The file.")
+
+
+@strawberry.enum(description="Where an invoice stands.")
+class InvoiceStatus(Enum):
+    OUTSTANDING = strawberry.enum_value("outstanding", description="Issued, not paid.")
+    PAID = strawberry.enum_value("paid", description="Paid (an invoice.paid event, or marked paid by a platform admin).")
+
+
+@strawberry.type(description="An issued invoice of an organization.")
+class Invoice:
+    organization_id: strawberry.ID = strawberry.field(description="The organization invoiced.")
+    invoice_id: str = strawberry.field(description="properties.invoiceId of invoice.issued.")
+    amount: Money = strawberry.field(description="The amount invoiced.")
+    due_date: Date = strawberry.field(description="properties.dueDate.")
+    issued_at: datetime = strawberry.field(description="When it was issued.")
+    status: InvoiceStatus = strawberry.field(description="Outstanding or paid.")
+    paid_at: datetime | None = strawberry.field(description="When it was paid (UTC); null while outstanding.")
+    paid_manually: bool = strawberry.field(description="Marked paid by a platform admin rather than by an invoice.paid event.")
+    days_overdue: int = strawberry.field(description="Days past the due date, UTC (0 when not yet due, or paid).")
+
+
+@strawberry.type(description="A reminder of an unpaid invoice, queued to the organization's channels.")
+class InvoiceReminder:
+    invoice: Invoice = strawberry.field(description="The invoice reminded.")
+    days_overdue: int = strawberry.field(description="Days past its due date when reminded (0: not yet due).")
+    deliveries: int = strawberry.field(
+        description="Deliveries queued: one per enabled channel of the organization subscribed to invoice.reminder."
+    )

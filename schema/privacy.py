@@ -102,3 +102,6 @@ class SubjectDeletion:
     profile_events: int = strawberry.field(description="Profile events deleted.")
     sessions: int = strawberry.field(description="Sessions deleted.")
     persons: int = strawberry.field(description="Person records deleted (with their identity links and cohort memberships).")
+    buyer_emails: int = strawberry.field(
+        description="Ledger rows whose buyer email hash was erased (the orders stay, no longer found by that email)."
+    )

@@ -12,6 +12,9 @@ import strawberry
 class SupportMatch(Enum):
     TRANSACTION_ID = strawberry.enum_value("transaction_id", description="A transaction's id (the event id that recorded it).")
     ORDER_ID = strawberry.enum_value("order_id", description="The order a transaction belongs to.")
+    BUYER_EMAIL = strawberry.enum_value(
+        "buyer_email", description="The buyer's email (properties.buyerEmail), exactly, in any case; only its hash is stored."
+    )
     ORGANIZATION_NAME = strawberry.enum_value("organization_name", description="An organization's name, exactly or as a prefix.")
     TICKET = strawberry.enum_value("ticket", description="A ticket's id, or a code a scanner read, exactly (ticket.scanned and ticket.scan_failed events).")
 

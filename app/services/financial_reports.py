@@ -20,7 +20,9 @@ descriptions and the README):
   time when unpaid).
 - Invoices: invoice.issued (properties.invoiceId, properties.dueDate, amount) and
   invoice.paid (properties.invoiceId) of an organization; outstanding = issued and not
-  paid; overdue = due date before today (UTC).
+  paid; overdue = due date before today (UTC). A platform admin may mark an issued invoice
+  paid (bank transfer: recorded as an invoice.paid would, audited with the reason) and send
+  the organization a reminder of an unpaid one (notification kind invoice.reminder, audited).
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ import io
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from enum import Enum
 from typing import Any
 
@@ -39,11 +41,15 @@ import asyncpg
 import orjson
 from openpyxl import Workbook
 
-from app.auth import Viewer
+from app.auth import Viewer, platform_admin_scope
 from app.consumers import Batch, Consumer
 from app.database import connection
-from app.errors import BadInput
+from app.errors import BadInput, NotFound
+from app.services.accounts import audit
+from app.services.accounts.audit import Actor
 from app.services.claimed_events import CLAIMED_EVENTS, keys_of
+from app.services.notifications import enqueue_notification
+from app.services.notifications.kinds import INVOICE_REMINDER
 from app.services.platform import UTC_ZONE, PlatformReport
 from app.services.pnl import CSV_TYPE, XLSX_TYPE, ExportFile
 from app.services.revenue.contract import TEXT_PROPERTY_MAX_CHARS
@@ -600,3 +606,131 @@ class InvoiceConsumer(Consumer):
 
     async def apply(self, conn: asyncpg.Connection, rows: list[Mapping[str, Any]], batch: Batch) -> None:
         await record_invoices(conn, rows)
+
+
+# --------------------------------------------------------------------------- invoice actions
+#
+# Platform admins settle what the host platform's events did not say: an invoice paid by bank
+# transfer is marked paid (as an invoice.paid would record it, with the admin's reason), and an
+# unpaid one is reminded to the organization through its channels subscribed to
+# invoice.reminder (email, webhook). Each writes its audit entry in its own transaction.
+
+MAX_REASON = 500
+MANUAL_PAYMENT_PREFIX = "admin:"  # paid_event_id of an invoice an admin marked paid
+
+
+@dataclass(frozen=True, slots=True)
+class Invoice:
+    organization_id: uuid.UUID
+    invoice_id: str
+    amount_minor: int
+    currency: str
+    due_date: date
+    issued_at: datetime
+    paid_at: datetime | None
+    paid_manually: bool
+
+    @property
+    def paid(self) -> bool:
+        return self.paid_at is not None
+
+    def days_overdue(self, today: date) -> int:
+        """Days past its due date (0 when not yet due or paid)."""
+        return 0 if self.paid else max(0, (today - self.due_date).days)
+
+    def state(self) -> dict[str, Any]:
+        """What the audit log keeps of it."""
+        return {"paid": self.paid, "paid_at": self.paid_at.isoformat() if self.paid_at else None,
+                "amount_minor": self.amount_minor, "currency": self.currency, "due_date": self.due_date.isoformat()}  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class InvoiceReminder:
+    invoice: Invoice
+    days_overdue: int
+    deliveries: int
+
+
+_INVOICE = """
+SELECT organization_id, invoice_id, amount_minor, currency, due_date, issued_at, paid_at,
+       COALESCE(paid_event_id LIKE 'admin:%', false) AS paid_manually
+FROM invoices WHERE organization_id = $1 AND invoice_id = $2 AND issued_event_id IS NOT NULL
+FOR UPDATE
+"""
+_MARK_PAID = """
+UPDATE invoices SET paid_at = $3, paid_event_id = $4, paid_amount_minor = amount_minor, paid_currency = currency
+WHERE organization_id = $1 AND invoice_id = $2 AND paid_event_id IS NULL
+"""
+
+
+async def _invoice_scope(viewer: Viewer, organization_id: Any, invoice_id: str) -> tuple[uuid.UUID, str]:
+    org = await platform_admin_scope(viewer, organization_id, refusal="invoice actions need a platform admin token")
+    if org is None:
+        raise BadInput("name the organization", field="organizationId")
+    text = invoice_id.strip()
+    if not 1 <= len(text) <= TEXT_PROPERTY_MAX_CHARS:
+        raise BadInput(f"invoiceId must be 1 to {TEXT_PROPERTY_MAX_CHARS} characters", field="invoiceId")
+    return org, text
+
+
+async def _locked_invoice(conn: asyncpg.Connection, org: uuid.UUID, invoice_id: str) -> Invoice:
+    """An issued invoice, locked until the caller's transaction ends; NOT_FOUND otherwise."""
+    row = await conn.fetchrow(_INVOICE, org, invoice_id)
+    if row is None:
+        raise NotFound("invoice not found (an issued invoice of this organization)", field="invoiceId")
+    return Invoice(*row)
+
+
+def _paid_at(value: datetime | None, now: datetime) -> datetime:
+    if value is None:
+        return now
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise BadInput("paidAt needs a UTC offset, e.g. 2026-05-01T12:00:00Z", field="paidAt")
+    if value > now:
+        raise BadInput("paidAt is in the future", field="paidAt")
+    return value.astimezone(UTC)
+
+
+async def mark_invoice_paid(
+    *, viewer: Viewer, organization_id: Any, invoice_id: str, reason: str, paid_at: datetime | None = None,
+    address: str | None,
+) -> Invoice:  # fmt: skip
+    """Record the payment of an issued invoice at `paid_at` (default now), in full, as an
+    invoice.paid would: it leaves the outstanding invoices, and a later invoice.paid changes
+    nothing (the first payment wins)."""
+    org, text = await _invoice_scope(viewer, organization_id, invoice_id)
+    why = reason.strip()
+    if not 1 <= len(why) <= MAX_REASON:
+        raise BadInput(f"reason must be 1 to {MAX_REASON} characters", field="reason")
+    when = _paid_at(paid_at, utcnow())
+    async with connection() as conn, conn.transaction():
+        before = await _locked_invoice(conn, org, text)
+        if before.paid:
+            raise BadInput(f"invoice {text} is already paid (at {before.paid_at:%Y-%m-%d %H:%M} UTC)", field="invoiceId")
+        await conn.execute(_MARK_PAID, org, text, when, f"{MANUAL_PAYMENT_PREFIX}{uuid.uuid4()}")
+        after = await _locked_invoice(conn, org, text)
+        await audit.record(
+            conn, action=audit.INVOICE_MARKED_PAID, actor=Actor.of(viewer, address), organization_id=org, target=text,
+            before=before.state(), after=after.state(), reason=why,
+        )  # fmt: skip
+    return after
+
+
+async def send_invoice_reminder(*, viewer: Viewer, organization_id: Any, invoice_id: str, address: str | None) -> InvoiceReminder:
+    """Remind the organization of an unpaid invoice through its channels subscribed to
+    invoice.reminder; returns how many deliveries were queued (0: no channel takes it)."""
+    org, text = await _invoice_scope(viewer, organization_id, invoice_id)
+    today = utcnow().date()
+    async with connection() as conn, conn.transaction():
+        invoice = await _locked_invoice(conn, org, text)
+        if invoice.paid:
+            raise BadInput(f"invoice {text} is already paid: there is nothing to remind", field="invoiceId")
+        overdue = invoice.days_overdue(today)
+        payload = {"invoiceId": invoice.invoice_id, "amountMinor": invoice.amount_minor, "currency": invoice.currency,
+                   "dueDate": invoice.due_date.isoformat(), "daysOverdue": overdue}  # fmt: skip
+        queued = await enqueue_notification(conn, organization_id=org, kind=INVOICE_REMINDER, payload=payload)
+        await audit.record(
+            conn, action=audit.INVOICE_REMINDER_SENT, actor=Actor.of(viewer, address), organization_id=org, target=text,
+            after={**payload, "deliveries": queued},
+        )  # fmt: skip
+    return InvoiceReminder(invoice, overdue, queued)

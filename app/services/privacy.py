@@ -35,6 +35,12 @@ Decisions a client or an operator can notice:
   anonymous ids an identify linked to it (their history is that person's in every insight).
   Deletion removes the person too: its `persons` rows, its links, its cohort memberships and
   its id in static cohort lists. Rollups stay, as above.
+- **Buyer emails** are never stored: ingestion keeps only their keyed hash
+  (app/services/buyer_emails.py), in the event's properties and the ledger row. Events go
+  with event retention; ledger rows are bookkeeping and keep the hash, so support can find an
+  order by its buyer's exact address. A data-subject deletion (by userId / anonymousId,
+  and/or `buyerEmail`) erases the hashes of the address sent and of the subject's ledger
+  rows from the organization's ledger and events: the orders stay, unfindable by email.
 """
 
 from __future__ import annotations
@@ -57,9 +63,10 @@ from app.auth import Viewer, administered_organization
 from app.database import connection, transaction
 from app.errors import BadInput, NotFound
 from app.jobs import Job
+from app.services import buyer_emails
 from app.services.enrichment import normalize_ip
 from app.services.insights import persons, rollups
-from app.settings import Settings
+from app.settings import Settings, get_settings
 from models.organizations import Organization
 
 log = logging.getLogger("pulsegraph.privacy")
@@ -498,12 +505,13 @@ class SubjectDeletion:
     profile_events: int
     sessions: int
     persons: int = 0
+    buyer_emails: int = 0  # ledger rows whose buyer email hash was erased
 
 
-def _subject_ids(user_id: str | None, anonymous_id: str | None) -> tuple[str | None, str | None]:
+def _subject_ids(user_id: str | None, anonymous_id: str | None, *, email: bool = False) -> tuple[str | None, str | None]:
     user = user_id.strip() if isinstance(user_id, str) and user_id.strip() else None
     anonymous = anonymous_id.strip() if isinstance(anonymous_id, str) and anonymous_id.strip() else None
-    if user is None and anonymous is None:
+    if user is None and anonymous is None and not email:
         raise BadInput("send a userId or an anonymousId (or both)", field="userId")
     for name, value in (("userId", user), ("anonymousId", anonymous)):
         if value is not None and len(value) > 256:
@@ -599,6 +607,44 @@ WHERE organization_id = $1 AND subject = 'actor:' || $2::text
 """
 
 
+# The subject's buyer emails: the one asked for, and the ones on their ledger rows. Every row
+# and event of the organization carrying one of them loses it (rows by the hash's index,
+# events by reading the organization's events: a rare request, not a hot path).
+_SUBJECT_EMAIL_HASHES = """
+SELECT DISTINCT buyer_email_hash FROM transactions
+WHERE organization_id = $1 AND customer_id = ANY($2::text[]) AND buyer_email_hash IS NOT NULL
+"""
+_ERASE_LEDGER_EMAILS = """
+UPDATE transactions SET buyer_email_hash = NULL, metadata = metadata - 'buyerEmailHash'
+WHERE organization_id = $1 AND buyer_email_hash = ANY($2::text[])
+"""
+_ERASE_EVENT_EMAILS = """
+UPDATE events SET properties = properties - 'buyerEmailHash'
+WHERE organization_id = $1 AND properties ->> 'buyerEmailHash' = ANY($2::text[])
+"""
+
+
+def _subject_email_hash(buyer_email: str | None) -> str | None:
+    if buyer_email is None or not buyer_email.strip():
+        return None
+    email = buyer_emails.normalized(buyer_email)
+    if email is None:
+        raise BadInput("buyerEmail must be an email address (name@example.com)", field="buyerEmail")
+    return buyer_emails.email_hash(email, get_settings())
+
+
+async def _erase_buyer_emails(conn: asyncpg.Connection, org: uuid.UUID, visitors: list[str], asked: str | None) -> int:
+    """Ledger rows whose buyer email was erased; read before the customer ids are erased."""
+    hashes = {r[0] for r in await conn.fetch(_SUBJECT_EMAIL_HASHES, org, visitors)} if visitors else set()
+    if asked is not None:
+        hashes.add(asked)
+    if not hashes:
+        return 0
+    rows = await conn.execute(_ERASE_LEDGER_EMAILS, org, sorted(hashes))
+    await conn.execute(_ERASE_EVENT_EMAILS, org, sorted(hashes))
+    return int(rows.split()[-1])
+
+
 async def _erase_subject_from_records(conn: asyncpg.Connection, org: uuid.UUID, visitors: list[str]) -> None:
     for visitor in visitors:
         token = f"erased:{secrets.token_hex(8)}"
@@ -607,17 +653,21 @@ async def _erase_subject_from_records(conn: asyncpg.Connection, org: uuid.UUID, 
 
 
 async def delete_subject(
-    *, viewer: Viewer, user_id: str | None = None, anonymous_id: str | None = None, organization_id: Any = None
+    *, viewer: Viewer, user_id: str | None = None, anonymous_id: str | None = None, buyer_email: str | None = None,
+    organization_id: Any = None,
 ) -> SubjectDeletion:
     """Delete one data subject's events, sessions, profile events, gov alerts and person (with
     its links and cohort memberships), and erase them from the ledger and fraud alerts, in one
-    transaction."""
+    transaction. Their buyer emails (`buyer_email`, and the ones on their ledger rows) are
+    erased wherever the organization has them: their orders can no longer be found by email."""
     org = await administered_organization(
         viewer, organization_id, refusal="privacy settings and data-subject requests need an organization admin token"
     )
-    user, anonymous = _subject_ids(user_id, anonymous_id)
+    asked = _subject_email_hash(buyer_email)
+    user, anonymous = _subject_ids(user_id, anonymous_id, email=asked is not None)
     async with transaction() as conn:
         visitors = await _subject_keys(conn, org, user, anonymous)
+        erased_emails = await _erase_buyer_emails(conn, org, visitors, asked)
         session_ids = [
             r["session_id"]
             for r in await conn.fetch(
@@ -661,6 +711,7 @@ async def delete_subject(
         profile_events=len(deleted_views),
         sessions=int(sessions.split()[-1]),
         persons=forgotten,
+        buyer_emails=erased_emails,
     )
     log.info("data-subject deletion in %s: %s", org, deletion)
     return deletion

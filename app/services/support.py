@@ -4,9 +4,11 @@ lookup with manual overrides, and platform admins' internal notes on an organiza
 Platform admins search every organization (or the one they name); organization admins only
 their own. A query is matched exactly against a transaction's id (the event id that recorded
 it), an order id, a ticket's id or a code a scanner read, and against organization names
-exactly or as a prefix, without regard to case. A ticket is known from its scans
-(ticket.scanned and ticket.scan_failed events) and from support's overrides; its status is
-the latest successful scan or override, unless its order was refunded.
+exactly or as a prefix, without regard to case. A query that is an email address finds the
+orders its buyer paid (`buyer_email`): it is hashed as ingestion hashed properties.buyerEmail
+(app/services/buyer_emails.py) and matched exactly, since only the hash is stored. A ticket
+is known from its scans (ticket.scanned and ticket.scan_failed events) and from support's
+overrides; its status is the latest successful scan or override, unless its order was refunded.
 A refund a platform admin issues is recorded in the ledger at once, as order.refunded records
 one, and kept in admin_refunds with status `requested` until the host platform executes it.
 Overrides, refunds and notes are written with their audit entry in the same transaction.
@@ -24,10 +26,12 @@ from typing import Any
 from app.auth import Viewer, administered_scope, platform_admin_scope
 from app.database import connection
 from app.errors import BadInput, NotFound
+from app.services import buyer_emails
 from app.services.accounts import audit
 from app.services.accounts.audit import Actor
 from app.services.notifications import enqueue_notification
 from app.services.notifications.kinds import REFUND_REQUESTED
+from app.settings import get_settings
 
 MAX_QUERY = 200
 MAX_HITS = 100
@@ -39,13 +43,15 @@ VALID, USED, REFUNDED = "valid", "used", "refunded"
 TRANSACTION_ID = "transaction_id"
 ORDER_ID = "order_id"
 ORGANIZATION_NAME = "organization_name"
+BUYER_EMAIL = "buyer_email"
 TICKET = "ticket"
 
-# One statement: each arm reads one index (event id, order id, lower(name); a ticket's id or
-# scanned code through events_scan_ticket and events_scan_code, whose type list the ticket arm
-# repeats literally); the organization filter is a no-op for platform admins who name none.
-# The ticket arm gives one row per ticket, its id (or the code, when no scan named the ticket)
-# in the id column: `_hit` moves it to ticket_id.
+# One statement: each arm reads one index (event id, order id, buyer email hash, lower(name); a
+# ticket's id or scanned code through events_scan_ticket and events_scan_code, whose type list
+# the ticket arm repeats literally); the organization filter is a no-op for platform admins who
+# name none. $5 is the query's email hash, NULL (no probe matches) when the query is not an
+# email address. The ticket arm gives one row per ticket, its id (or the code, when no scan
+# named the ticket) in the id column: `_hit` moves it to ticket_id.
 SEARCH = """
 (SELECT 'transaction_id' AS matched, t.organization_id, o.name, t.event_id, t.order_id, t.type, t.status,
         t.amount_minor, t.currency, t.occurred_at
@@ -57,6 +63,12 @@ UNION ALL
         t.amount_minor, t.currency, t.occurred_at
  FROM transactions t JOIN organizations o ON o.id = t.organization_id
  WHERE t.order_id = $1 AND ($2::uuid IS NULL OR t.organization_id = $2)
+ ORDER BY t.occurred_at DESC LIMIT $3)
+UNION ALL
+(SELECT 'buyer_email', t.organization_id, o.name, t.event_id, t.order_id, t.type, t.status,
+        t.amount_minor, t.currency, t.occurred_at
+ FROM transactions t JOIN organizations o ON o.id = t.organization_id
+ WHERE t.buyer_email_hash = $5 AND ($2::uuid IS NULL OR t.organization_id = $2)
  ORDER BY t.occurred_at DESC LIMIT $3)
 UNION ALL
 (SELECT 'organization_name', o.id, o.name, NULL, NULL, NULL, NULL, NULL, NULL, NULL
@@ -111,14 +123,15 @@ def _checked_query(query: str) -> str:
 
 
 async def support_search(*, viewer: Viewer, query: str, organization_id: Any = None, limit: int = 20) -> list[SupportHit]:
-    """Transactions first (by id, then by order; newest first), then organizations by name,
-    then tickets by id or scanned code (latest scanned first, with their status)."""
+    """Transactions first (by id, then by order, then by buyer email; newest first), then
+    organizations by name, then tickets by id or scanned code (latest scanned first, with
+    their status)."""
     org = await administered_scope(viewer, organization_id, refusal="the support search needs an organization admin token")
     text = _checked_query(query)
     if not 1 <= limit <= MAX_HITS:
         raise BadInput(f"limit must be between 1 and {MAX_HITS}", field="limit")
     async with connection() as conn:
-        rows = await conn.fetch(SEARCH, text, org, limit, _like_prefix(text))
+        rows = await conn.fetch(SEARCH, text, org, limit, _like_prefix(text), buyer_emails.hash_of_query(text, get_settings()))
         return [await _with_ticket_status(conn, _hit(row)) for row in rows[:limit]]
 
 
@@ -366,7 +379,7 @@ class AdminRefund:
 
 SALE = """
 SELECT event_id, type, status, profile_id, partner_profile_id, split_percent, customer_id, amount_minor, currency,
-       service_fee_minor, category, order_id, creator_id
+       service_fee_minor, category, order_id, creator_id, buyer_email_hash
 FROM transactions
 WHERE organization_id = $1 AND event_id = $2 AND NOT is_refund AND status IN ('completed', 'refunded')
 FOR UPDATE
@@ -378,8 +391,8 @@ FROM transactions WHERE organization_id = $1 AND refund_of = $2 AND is_refund
 REFUND_ROW = """
 INSERT INTO transactions (organization_id, event_id, type, status, is_refund, refund_of, profile_id, partner_profile_id,
                           split_percent, customer_id, amount_minor, currency, service_fee_minor, category, order_id,
-                          occurred_at, metadata, creator_id)
-VALUES ($1, $2, $3, 'refunded', true, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, now(), $14::jsonb, $15)
+                          occurred_at, metadata, creator_id, buyer_email_hash)
+VALUES ($1, $2, $3, 'refunded', true, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, now(), $14::jsonb, $15, $16)
 """
 ADMIN_REFUND = """
 INSERT INTO admin_refunds (organization_id, id, sale_event_id, refund_event_id, order_id, amount_minor, service_fee_minor,
@@ -427,7 +440,7 @@ async def issue_refund(
         await conn.execute(
             REFUND_ROW, org, refund_event, sale["type"], sale["event_id"], sale["profile_id"], sale["partner_profile_id"],
             sale["split_percent"], sale["customer_id"], -amount, sale["currency"], fee, sale["category"], sale["order_id"],
-            json.dumps(metadata), sale["creator_id"],
+            json.dumps(metadata), sale["creator_id"], sale["buyer_email_hash"],
         )  # fmt: skip
         await conn.execute(
             "UPDATE transactions SET status = 'refunded' WHERE organization_id = $1 AND event_id = $2 AND status = 'completed'",

@@ -56,6 +56,7 @@ SAMPLES: dict[str, Any] = {
     "query": "victim-order-2", "body": "tenancy note", "ticketId": "victim-ticket-7", "transactionId": "victim-order-2",
     "email": "tenancy-invitee@example.test", "password": "tenancy check password", "newPassword": "tenancy new password",
     "url": "https://93.184.215.14/tenancy-hook", "kinds": ["test"],  # a webhook channel: a public address, a known kind
+    "invoiceId": "INV-VICTIM-1", "buyerEmail": "victim-buyer@victim.example",  # the victim's invoice and buyer
 }  # fmt: skip
 TYPE_SAMPLES: dict[str, Any] = {
     "TimeRangeInput": {"preset": "LAST_30_DAYS"}, "GrowthRangeInput": {"preset": "LAST_30_DAYS"},

@@ -48,7 +48,8 @@ def _order(rng: random.Random, quiet: Timeline, at: datetime, event_id: str, ord
     fees = {"platformFeeMinor": amount * 8 // 100, "processorFeeMinor": amount * 2 // 100 + 25}
     listing = listing_for(at, quiet)
     yield {"type": "order.paid", "event_id": f"{event_id}-o", "occurred_at": at, "user_id": buyer, "amount_minor": amount,
-           "currency": "EUR", "properties": {"orderId": order_id, "quantity": quantity, "listingId": listing, **fees}}  # fmt: skip
+           "currency": "EUR", "properties": {"orderId": order_id, "quantity": quantity, "listingId": listing,
+                                             "buyerEmail": f"{buyer}@demo.example", **fees}}  # fmt: skip
     if rng.random() < REFUND_RATE:
         refunded = at + timedelta(days=rng.uniform(1, 5))
         if quiet.contains(refunded):

@@ -18,6 +18,9 @@ camelCase field, reason) and the others go on. Decisions a client can notice:
 - Events without eventId get a server-generated uuid4; domain events must carry one.
 - `ticket.scan_failed` needs properties.errorType (invalid_code, already_used, network),
   deviceId, and ticketId or code (`system_health.scanning.check_properties`).
+- `properties.buyerEmail` (any event) must be an email address; it is never stored: it is
+  trimmed, lowercased and replaced by `properties.buyerEmailHash`, its keyed hash
+  (app/services/buyer_emails.py), before the event is written. A client may not send the hash.
 - `user.identified` needs both userId and anonymousId; `properties.$set` and
   `properties.$set_once` (person properties, app/services/insights/persons.py) must be objects.
 """
@@ -35,7 +38,7 @@ from typing import Any
 
 import orjson
 
-from app.services import financial_reports, listings, revenue
+from app.services import buyer_emails, financial_reports, listings, revenue
 from app.services.experiments import contract as experiments
 from app.services.ingestion.outcome import Rejection, TrackOutcome
 from app.services.marketplace import vocabulary as marketplace
@@ -194,6 +197,10 @@ def _validate(
     session_id = _optional_id(raw.get("session_id"), "sessionId")
     engagement_ms = _engagement(raw.get("engagement_ms"))
     raw_properties = raw.get("properties")
+    if raw_properties and _is_mapping(raw_properties):
+        raw_properties, problem = buyer_emails.hashed_properties(raw_properties, limits.settings)
+        if problem is not None:
+            raise _Invalid(*problem)
     properties = _properties(raw_properties)
     person_set = person_set_once = None
     if raw_properties and ("$set" in raw_properties or "$set_once" in raw_properties):

@@ -10,6 +10,7 @@ INVITATION = "invitation"  # someone was invited to the organization
 PASSWORD_RESET = "password_reset"  # an admin made a password reset for a member
 PAYMENT_RETRY_REQUESTED = "payment.retry_requested"  # an admin asks the host platform to retry a payment
 REFUND_REQUESTED = "refund.requested"  # an admin asks the host platform to execute a refund
+INVOICE_REMINDER = "invoice.reminder"  # a platform admin reminds the organization of an unpaid invoice
 TEST = "test"  # sendTestNotification: always sent to the one channel named, whatever its kinds
 
 KINDS: dict[str, str] = {
@@ -20,5 +21,6 @@ KINDS: dict[str, str] = {
     PASSWORD_RESET: "An admin made a password reset for a member (the token is never included).",
     PAYMENT_RETRY_REQUESTED: "An admin asked the host platform to retry a failed payment.",
     REFUND_REQUESTED: "An admin asked the host platform to execute a refund.",
+    INVOICE_REMINDER: "A platform admin reminded the organization of an unpaid invoice (id, amount, due date, days overdue).",
     TEST: "A test sent with sendTestNotification.",
 }

@@ -27,6 +27,8 @@ processorFeeMinor) are kept per row for gross profit (app/services/pnl.py).
 
 The customer (donor for gifts) is the event's visitor id: u:<userId>, else a:<anonymousId>,
 else the cookie-less hash (one namespace, so a user id never collides with a device id).
+The buyer is also known by `buyer_email_hash`: the keyed hash ingestion put in place of
+properties.buyerEmail (a refund without one takes its sale's), for the support search.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ import orjson
 from app.consumers import Batch, Consumer
 from app.database import connection
 from app.live_messages import GiftPurchasedMessage, LiveMessage, RevenueCountersMessage
+from app.services.buyer_emails import BUYER_EMAIL_HASH
 from app.services.claimed_events import CLAIMED_EVENTS, keys_of
 from app.services.revenue.contract import DEFAULT_GIFT_CATEGORY, SALE_TYPE, platform_fee
 from app.services.revenue.counters import counters
@@ -79,11 +82,11 @@ ORDER BY e.organization_id, e.event_id
 LEDGER_COLUMNS = (
     "organization_id", "event_id", "type", "status", "is_refund", "refund_of", "profile_id", "partner_profile_id",
     "split_percent", "customer_id", "amount_minor", "currency", "platform_fee_minor", "service_fee_minor",
-    "processor_fee_minor", "category", "order_id", "occurred_at", "metadata", "creator_id",
+    "processor_fee_minor", "category", "order_id", "occurred_at", "metadata", "creator_id", "buyer_email_hash",
 )  # fmt: skip
 _COLUMN_TYPES = (
     "uuid", "text", "text", "text", "boolean", "text", "uuid", "uuid", "smallint", "text", "bigint", "text", "bigint",
-    "bigint", "bigint", "text", "text", "timestamptz", "jsonb", "text",
+    "bigint", "bigint", "text", "text", "timestamptz", "jsonb", "text", "text",
 )  # fmt: skip
 _INSERT = f"""
 INSERT INTO transactions ({", ".join(LEDGER_COLUMNS)})
@@ -99,7 +102,7 @@ ON CONFLICT (organization_id, event_id) DO NOTHING
 # The sale a refund refers to: its originalEventId, else the latest sale with its orderId.
 _ORIGINALS = """
 SELECT DISTINCT ON (k.i) k.i, t.event_id, t.type, t.profile_id, t.partner_profile_id, t.split_percent, t.category,
-       t.order_id, t.customer_id, t.creator_id
+       t.order_id, t.customer_id, t.creator_id, t.buyer_email_hash
 FROM unnest($1::uuid[], $2::text[], $3::text[]) WITH ORDINALITY AS k(organization_id, original, order_id, i)
 JOIN transactions t ON t.organization_id = k.organization_id AND NOT t.is_refund AND t.status <> 'failed'
  AND (t.event_id = k.original OR (k.original IS NULL AND t.order_id = k.order_id))
@@ -118,7 +121,7 @@ _LINK_EARLY_REFUNDS = """
 UPDATE transactions r SET refund_of = s.event_id, type = s.type, profile_id = s.profile_id,
        partner_profile_id = s.partner_profile_id, split_percent = s.split_percent, category = s.category,
        customer_id = COALESCE(s.customer_id, r.customer_id), order_id = COALESCE(r.order_id, s.order_id),
-       creator_id = s.creator_id
+       creator_id = s.creator_id, buyer_email_hash = COALESCE(r.buyer_email_hash, s.buyer_email_hash)
 FROM unnest($1::uuid[], $2::text[]) AS k(organization_id, event_id)
 JOIN transactions s ON s.organization_id = k.organization_id AND s.event_id = k.event_id
 WHERE r.organization_id = s.organization_id AND r.is_refund AND r.refund_of IS NULL
@@ -177,6 +180,7 @@ def _sale(event: Mapping[str, Any]) -> tuple[Any, ...]:
         event["amount_minor"], event["currency"], platform_fee(props, event["amount_minor"]),
         _fee(props, "serviceFeeMinor"), _fee(props, "processorFeeMinor"), category, _text(props, "orderId"),
         event["occurred_at"], orjson.dumps(props).decode(), _creator(props, event["profile_id"]),
+        _text(props, BUYER_EMAIL_HASH),
     )  # fmt: skip
 
 
@@ -208,6 +212,7 @@ async def _refunds(conn: asyncpg.Connection, events: list[dict[str, Any]]) -> li
             _fee(props, "processorFeeMinor"), sale["category"] if sale else _text(props, "category"),
             _text(props, "orderId") or (sale["order_id"] if sale else None), event["occurred_at"],
             orjson.dumps(props).decode(), sale["creator_id"] if sale else _creator(props, event["profile_id"]),
+            _text(props, BUYER_EMAIL_HASH) or (sale["buyer_email_hash"] if sale else None),
         ))  # fmt: skip
     return rows
 
