@@ -43,13 +43,13 @@ def to_payment(payment: service.FailedPayment) -> FailedPayment:
 
 async def failed_payments(
     info: Info, time_range: RangeArg, organization_id: OrgArg = None,
-    reason: Annotated[str | None, strawberry.argument(description="Only this reason (e.g. card_declined, or unknown).")] = None,
+    failure_reason: Annotated[str | None, strawberry.argument(description="Only payments that failed for this reason (e.g. card_declined, or unknown).")] = None,
     status: Annotated[FailedPaymentStatus | None, strawberry.argument(description="Only this admin status.")] = None,
     first: Annotated[int, strawberry.argument(description="Page size (1..100).")] = 20,
     after: Annotated[str | None, strawberry.argument(description="The endCursor of the previous page.")] = None,
 ) -> FailedPaymentPage:  # fmt: skip
     page = await service.failed_payments(
-        viewer=viewer_of(info), organization_id=organization_id, time_range=to_range_spec(time_range), reason=reason,
+        viewer=viewer_of(info), organization_id=organization_id, time_range=to_range_spec(time_range), reason=failure_reason,
         status=status.value if status is not None else None, first=first, after=after,
     )  # fmt: skip
     return FailedPaymentPage(

@@ -26,7 +26,7 @@ PUBLISH = """mutation($e: [DomainEventInput!]!) {
   publishDomainEvents(events: $e) { accepted rejected { index field reason } } }"""
 TRACK = "mutation($e: [TrackEventInput!]!) { trackEvents(events: $e) { accepted rejected { index field reason } } }"
 LIST = """query($org: ID, $range: TimeRangeInput!, $reason: String, $status: FailedPaymentStatus, $first: Int!, $after: String) {
-  failedPayments(organizationId: $org, range: $range, reason: $reason, status: $status, first: $first, after: $after) {
+  failedPayments(organizationId: $org, range: $range, failureReason: $reason, status: $status, first: $first, after: $after) {
     range { from to }
     payments { organizationId organizationName transactionId occurredAt amountMinor currency reason orderId customerId
                status note retryRequestedBy retryRequestedAt resolvedBy resolvedAt }

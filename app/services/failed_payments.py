@@ -144,7 +144,7 @@ async def failed_payments(
     name), organization admins their own."""
     org = await _scope(viewer, organization_id)
     if reason is not None and not 1 <= len(reason) <= REASON_MAX_CHARS:
-        raise BadInput(f"reason must be 1 to {REASON_MAX_CHARS} characters", field="reason")
+        raise BadInput(f"failureReason must be 1 to {REASON_MAX_CHARS} characters", field="failureReason")
     if status is not None and status not in STATUSES:
         raise BadInput(f"status must be one of {', '.join(STATUSES)}", field="status")
     if not 1 <= first <= MAX_PAGE:
