@@ -202,7 +202,13 @@ CROSS JOIN LATERAL (
 ) t
 WHERE ($1::uuid IS NULL OR o.id = $1)
 """
-FAILED_30_DAYS = f"SELECT occurred_at, reason, status FROM ({FAILED} WHERE ($1::uuid IS NULL OR o.id = $1)) f"
+# The last 30 days counted in one pass: per window (the empty grouping set), per reason, per status.
+FAILED_COUNTS = f"""
+SELECT GROUPING(f.reason) = 0 AS by_reason, GROUPING(f.status) = 0 AS by_status, f.reason, f.status,
+       count(*) FILTER (WHERE f.occurred_at >= $4), count(*) FILTER (WHERE f.occurred_at >= $5), count(*)
+FROM ({FAILED} WHERE ($1::uuid IS NULL OR o.id = $1)) f
+GROUP BY GROUPING SETS ((f.reason), (f.status), ())
+"""
 
 
 async def failed_payment_stats(*, viewer: Viewer, organization_id: Any = None) -> FailedPaymentStats:
@@ -210,23 +216,15 @@ async def failed_payment_stats(*, viewer: Viewer, organization_id: Any = None) -
     the last 30 days."""
     org = await _scope(viewer, organization_id)
     now = utcnow()
-    starts = [now - span for span in WINDOWS.values()]
+    day, week, month = (now - span for span in WINDOWS.values())
     async with connection() as conn:
-        successful = await conn.fetchrow(SUCCESSFUL, org, *starts)
-        failed = await conn.fetch(FAILED_30_DAYS, org, starts[-1], now + timedelta(days=1))
-    windows = [
-        WindowFigures(name, sum(1 for row in failed if row["occurred_at"] >= start), successful[i])
-        for i, (name, start) in enumerate(zip(WINDOWS, starts, strict=True))
-    ]
-    return FailedPaymentStats(org, windows, _counted(row["reason"] for row in failed),
-                              [(s, sum(1 for row in failed if row["status"] == s)) for s in STATUSES])  # fmt: skip
-
-
-def _counted(values: Any) -> list[tuple[str, int]]:
-    counts: dict[str, int] = {}
-    for value in values:
-        counts[value] = counts.get(value, 0) + 1
-    return sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+        successful = await conn.fetchrow(SUCCESSFUL, org, day, week, month)
+        counted = await conn.fetch(FAILED_COUNTS, org, month, now + timedelta(days=1), day, week)
+    [total] = [row for row in counted if not row["by_reason"] and not row["by_status"]]
+    windows = [WindowFigures(name, total[4 + i], successful[i]) for i, name in enumerate(WINDOWS)]
+    reasons = sorted(((r["reason"], r[6]) for r in counted if r["by_reason"]), key=lambda item: (-item[1], item[0]))
+    statuses = {r["status"]: r[6] for r in counted if r["by_status"]}
+    return FailedPaymentStats(org, windows, reasons, [(status, statuses.get(status, 0)) for status in STATUSES])
 
 
 # --------------------------------------------------------------------------- acting

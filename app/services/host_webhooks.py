@@ -91,16 +91,23 @@ class HostWebhookFailures:
 
 # One index range per organization (events_type_time), whichever organizations are read.
 FAILURES = f"""
-SELECT e.organization_id, e.event_id, e.occurred_at, e.properties ->> 'endpoint', e.properties ->> 'eventType',
-       (e.properties ->> 'statusCode')::int, e.properties ->> 'error', (e.properties ->> 'attempt')::int,
-       (e.properties ->> 'maxAttempts')::int
+SELECT e.organization_id, e.event_id, e.occurred_at, e.properties ->> 'endpoint' AS endpoint, e.properties ->> 'eventType',
+       (e.properties ->> 'statusCode')::int AS status_code, e.properties ->> 'error' AS error,
+       (e.properties ->> 'attempt')::int, (e.properties ->> 'maxAttempts')::int
 FROM organizations o
 CROSS JOIN LATERAL (
     SELECT organization_id, event_id, occurred_at, properties FROM events
     WHERE organization_id = o.id AND type = '{WEBHOOK_FAILED}' AND occurred_at >= $2 AND occurred_at < $3
 ) e
 WHERE ($1::uuid IS NULL OR o.id = $1)
-ORDER BY e.occurred_at DESC, e.organization_id DESC, e.event_id DESC
+"""
+RECENT = f"{FAILURES} ORDER BY e.occurred_at DESC, e.organization_id DESC, e.event_id DESC LIMIT $4"
+# Counted in one pass: per endpoint, per status code, per error, and in all (the empty grouping set).
+COUNTS = f"""
+SELECT GROUPING(f.endpoint) = 0, GROUPING(f.status_code) = 0, GROUPING(f.error) = 0, f.endpoint, f.status_code, f.error,
+       count(*)
+FROM ({FAILURES}) f
+GROUP BY GROUPING SETS ((f.endpoint), (f.status_code), (f.error), ())
 """
 
 
@@ -113,17 +120,18 @@ async def host_webhook_failures(
         raise BadInput(f"recent must be between 0 and {MAX_RECENT}", field="recent")
     async with connection() as conn:
         span = await resolved_range(conn, org, time_range)
-        rows = [HostWebhookFailure(*row) for row in await conn.fetch(FAILURES, org, span.start, span.end)]
+        counts = await conn.fetch(COUNTS, org, span.start, span.end)
+        newest = await conn.fetch(RECENT, org, span.start, span.end, recent)
+    total = sum(row[6] for row in counts if not (row[0] or row[1] or row[2]))
     return HostWebhookFailures(
-        organization_id=org, time_range=span, count=len(rows), by_endpoint=_counted(r.endpoint for r in rows),
-        by_status_code=_counted(r.status_code for r in rows), by_error=_counted(r.error for r in rows if r.error),
-        recent=rows[:recent],
+        organization_id=org, time_range=span, count=total,
+        by_endpoint=_ranked((row[3], row[6]) for row in counts if row[0]),
+        by_status_code=_ranked((row[4], row[6]) for row in counts if row[1]),
+        by_error=_ranked((row[5], row[6]) for row in counts if row[2] and row[5] is not None),
+        recent=[HostWebhookFailure(*row) for row in newest],
     )  # fmt: skip
 
 
-def _counted(values: Any) -> list[tuple[Any, int]]:
+def _ranked(counts: Any) -> list[tuple[Any, int]]:
     """Most frequent first, then by value (no status code last)."""
-    counts: dict[Any, int] = {}
-    for value in values:
-        counts[value] = counts.get(value, 0) + 1
-    return sorted(counts.items(), key=lambda item: (-item[1], item[0] is None, str(item[0])))
+    return sorted(counts, key=lambda item: (-item[1], item[0] is None, str(item[0])))
