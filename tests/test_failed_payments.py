@@ -303,3 +303,30 @@ async def test_host_webhook_failures_equal_a_plain_count(client, tenant, other_t
     assert {"https://theirs.test", "https://crm.example.test/hooks"} <= {e["endpoint"] for e in everyone["byEndpoint"]}
     theirs = await gql(client, HOOKS, {"org": tenant.org_id, "range": LAST_30}, token=other_tenant.org_admin_token)
     assert error_codes(theirs) == ["NOT_FOUND"]
+
+
+async def test_platform_admins_see_every_organizations_deliveries_together(client, tenant, other_tenant, host_receiver) -> None:
+    from app.database import connection
+    from app.services.notifications import enqueue_notification
+
+    receiver, _ = host_receiver
+    ids = {}
+    for owner in (tenant, other_tenant):
+        await gql_data(client, CHANNEL, {"url": receiver.url}, owner.org_admin_token)
+        assert await enqueue_notification(None, organization_id=owner.organization.id, kind="payment.retry_requested",
+                                          payload={"transactionId": f"pf-{owner.org_id}"}) == 1  # fmt: skip
+        [mine] = (await gql_data(client, DELIVERIES, {}, owner.org_admin_token))["deliveries"]["deliveries"]
+        ids[owner.org_id] = mine["id"]
+    every = """query { deliveries(everyOrganization: true, status: PENDING, first: 100) { deliveries { id organizationId } }
+      webhookHealth(everyOrganization: true) { pending dead } }"""
+    data = await gql_data(client, every, {}, tenant.admin_token)
+    seen = {d["id"]: d["organizationId"] for d in data["deliveries"]["deliveries"]}
+    assert {seen.get(ids[tenant.org_id]), seen.get(ids[other_tenant.org_id])} == {tenant.org_id, other_tenant.org_id}
+    async with connection() as conn:
+        pending, dead = await conn.fetchrow(
+            "SELECT count(*) FILTER (WHERE status = 'pending'), count(*) FILTER (WHERE status = 'dead') FROM notification_deliveries")
+    assert (data["webhookHealth"]["pending"], data["webhookHealth"]["dead"]) == (pending, dead)
+    assert set(error_codes(await gql(client, every, {}, token=tenant.org_admin_token))) == {"FORBIDDEN"}
+    both = await gql(client, "query($org: ID) { webhookHealth(organizationId: $org, everyOrganization: true) { dead } }",
+                     {"org": tenant.org_id}, token=tenant.admin_token)  # fmt: skip
+    assert error_codes(both) == ["BAD_USER_INPUT"] and both["errors"][0]["extensions"]["field"] == "everyOrganization"
