@@ -47,6 +47,7 @@ MODEL_MODULES = [
     "models.notifications",
     "models.system_health",
     "models.support",
+    "models.failed_payments",
 ]
 MIGRATION_LOCK_KEY = 7_214_001  # advisory lock id: one migrator at a time
 

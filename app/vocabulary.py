@@ -98,6 +98,11 @@ LISTING_STARTED = "listing.started"
 LISTING_ENDED = "listing.ended"
 LISTING_EVENT_TYPES = frozenset({LISTING_PUBLISHED, LISTING_STARTED, LISTING_ENDED})
 DOMAIN_EVENT_TYPES = DOMAIN_EVENT_TYPES | LISTING_EVENT_TYPES
+# The host platform's own webhooks that failed to reach their receiver (properties.endpoint,
+# optional eventType, statusCode, error, attempt, maxAttempts): published with a service token,
+# read by hostWebhookFailures (app/services/host_webhooks.py); no worker effect.
+WEBHOOK_FAILED = "webhook.failed"
+DOMAIN_EVENT_TYPES = DOMAIN_EVENT_TYPES | {WEBHOOK_FAILED}
 # Campaign conversions: money events attributed to the UTM campaign of their session.
 CAMPAIGN_CONVERSION_TYPES = MONEY_EVENT_TYPES | {ORDER_PAID}
 

@@ -83,6 +83,13 @@ async def notification_channels(info: Info, organization_id: OrgArg = None) -> l
     return [to_channel(c) for c in found]
 
 
+EveryOrganizationArg = Annotated[
+    bool,
+    strawberry.argument(description="Platform admins: every organization's deliveries and the platform channels' together "
+                        "(without organizationId)."),
+]
+
+
 async def deliveries_(
     info: Info,
     organization_id: OrgArg = None,
@@ -90,16 +97,19 @@ async def deliveries_(
     channel_id: Annotated[strawberry.ID | None, strawberry.argument(description="Only this channel's.")] = None,
     first: Annotated[int, strawberry.argument(description="At most this many (1..100).")] = 20,
     after: Annotated[str | None, strawberry.argument(description="The endCursor of the previous page.")] = None,
+    every_organization: EveryOrganizationArg = False,
 ) -> DeliveryPage:
     page = await deliveries.deliveries(
         viewer=viewer_of(info), organization_id=organization_id, status=status.value if status else None,
-        channel_id=channel_id, first=first, after=after,
+        channel_id=channel_id, first=first, after=after, every_organization=every_organization,
     )  # fmt: skip
     return DeliveryPage(deliveries=[to_delivery(d) for d in page.deliveries], end_cursor=page.end_cursor)
 
 
-async def webhook_health(info: Info, organization_id: OrgArg = None) -> WebhookHealth:
-    health = await deliveries.webhook_health(viewer=viewer_of(info), organization_id=organization_id)
+async def webhook_health(info: Info, organization_id: OrgArg = None, every_organization: EveryOrganizationArg = False) -> WebhookHealth:
+    health = await deliveries.webhook_health(
+        viewer=viewer_of(info), organization_id=organization_id, every_organization=every_organization
+    )
     return WebhookHealth(
         failed_last_24h=health.failed_last_24h, delivered_last_24h=health.delivered_last_24h, pending=health.pending,
         pending_retries=health.pending_retries, dead=health.dead, oldest_pending_at=health.oldest_pending_at,
@@ -174,11 +184,13 @@ class Query:
     )
     deliveries: DeliveryPage = guarded(
         Access.ORG_ADMINS, deliveries_,
-        "Notification deliveries with every attempt, newest first: an organization's, or the platform channels'.",
+        "Notification deliveries with every attempt, newest first: an organization's, the platform channels', or"
+        " (platform admins, everyOrganization) all of them.",
     )  # fmt: skip
     webhook_health: WebhookHealth = guarded(
         Access.ORG_ADMINS, webhook_health,
-        "Our webhooks' health: failed in 24 h, pending retries, dead: an organization's, or the platform channels'.",
+        "Our webhooks' health: failed in 24 h, pending retries, dead: an organization's, the platform channels', or"
+        " (platform admins, everyOrganization) all of them together.",
     )  # fmt: skip
 
 

@@ -48,7 +48,7 @@ class DomainEventType(Enum):
     SUBSCRIPTION_CHARGED = strawberry.enum_value("subscription.charged", description="A subscription to a profile was charged (needs amountMinor and currency).")
     ORDER_PAID = strawberry.enum_value("order.paid", description="An order was paid (needs amountMinor and currency; properties.orderId, optional properties.quantity and properties.listingId for tickets).")
     ORDER_REFUNDED = strawberry.enum_value("order.refunded", description="An order was refunded (needs amountMinor and currency; properties.orderId of the paid order).")
-    PAYMENT_FAILED = strawberry.enum_value("payment.failed", description="A payment attempt failed (amountMinor and currency optional).")
+    PAYMENT_FAILED = strawberry.enum_value("payment.failed", description="A payment attempt failed (amountMinor and currency optional; properties.reason, e.g. card_declined, up to 64 characters).")
     ACCOUNT_CREATED = strawberry.enum_value("account.created", description="A user account was created (send context.ip).")
     TICKET_SCANNED = strawberry.enum_value("ticket.scanned", description="A ticket was scanned (properties.ticketId, properties.deviceId or context.userAgent; optional orderId, code, and listingId: the ticketed event).")
     TICKET_SCAN_FAILED = strawberry.enum_value("ticket.scan_failed", description="A scan let nobody in (properties.errorType: invalid_code, already_used or network; properties.deviceId; properties.ticketId and/or code; optional orderId, listingId, message).")
@@ -68,6 +68,7 @@ class DomainEventType(Enum):
     LISTING_PUBLISHED = strawberry.enum_value("listing.published", description="A ticketed event was published or changed (properties.listingId, title, startsAt and endsAt as ISO 8601 with offset).")
     LISTING_STARTED = strawberry.enum_value("listing.started", description="A ticketed event went live (properties.listingId).")
     LISTING_ENDED = strawberry.enum_value("listing.ended", description="A ticketed event ended (properties.listingId).")
+    WEBHOOK_FAILED = strawberry.enum_value("webhook.failed", description="One of the host platform's own webhooks failed (service token; properties.endpoint, optional eventType, statusCode, error, attempt, maxAttempts).")
 
 
 @strawberry.input(description="A domain event published by a backend service; idempotent by `eventId`.")

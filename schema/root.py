@@ -17,11 +17,13 @@ from resolvers import (
     cohorts,
     costs,
     experiments,
+    failed_payments,
     financial_reports,
     fraud,
     funnels,
     gov_alerts,
     gov_detection,
+    host_webhooks,
     ingestion,
     insights,
     lifecycle,
@@ -66,6 +68,8 @@ DOMAINS: tuple[ModuleType, ...] = (
     campaigns,
     notifications,
     system_health,
+    failed_payments,
+    host_webhooks,
     support,
 )
 

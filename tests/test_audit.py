@@ -33,7 +33,8 @@ SELF_AUDITED = {"inviteMember", "revokeInvitation", "changeMemberRole", "removeM
                 "createServiceToken", "revokeServiceToken", "createIngestionKey", "revokeIngestionKey",
                 "overrideTicket", "issueRefund", "addOrganizationNote", "deleteOrganizationNote",
                 "createNotificationChannel", "updateNotificationChannel", "deleteNotificationChannel",
-                "rotateChannelSecret", "sendTestNotification", "retryDelivery", "markInvoicePaid", "sendInvoiceReminder"}  # fmt: skip
+                "rotateChannelSecret", "sendTestNotification", "retryDelivery", "markInvoicePaid", "sendInvoiceReminder",
+                "resolveFailedPayment", "requestPaymentRetry"}  # fmt: skip
 # Not an act on the organization's settings: an experiment's assignment of one person (its exposure is the record).
 NOT_ADMIN_ACTS = {"experimentAssignment"}
 # Run last, in this order: a deletion removes what the others change; a suspension stops the rest.

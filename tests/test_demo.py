@@ -541,3 +541,51 @@ async def test_the_demo_doors_show_scan_errors_of_each_kind_at_two_gates(client,
     ticket = body["data"]["ticket"]
     assert ticket["status"] == "USED" and ticket["listingTitle"] == "Open studio night", body
     assert [s["errorType"] for s in ticket["scans"]] == [None, "ALREADY_USED"]
+
+
+OPERATIONS = """
+query($org: ID!) {
+  failedPaymentStats(organizationId: $org) { windows { window failed successful failureRate } byReason { reason count }
+                                             byStatus { status count } }
+  resolved: failedPayments(organizationId: $org, range: {preset: LAST_7_DAYS}, status: RESOLVED) {
+    payments { reason note resolvedBy resolvedAt retryRequestedAt } }
+  retried: failedPayments(organizationId: $org, range: {preset: LAST_7_DAYS}, status: RETRY_REQUESTED) {
+    payments { reason note retryRequestedAt } }
+  hostWebhookFailures(organizationId: $org, range: {preset: LAST_7_DAYS}) {
+    count byEndpoint { endpoint count } byStatusCode { statusCode count } recent { endpoint statusCode error attempt } }
+  dead: deliveries(organizationId: $org, status: DEAD) { deliveries { kind attemptCount maxAttempts lastError
+    payload attempts { number statusCode error } } }
+  delivered: deliveries(organizationId: $org, status: DELIVERED) { deliveries { kind attemptCount
+    payload attempts { number statusCode error } } }
+  webhookHealth(organizationId: $org) { dead }
+}"""
+
+
+async def test_the_demo_shows_failed_payments_and_dead_and_retried_webhooks(client, demo) -> None:
+    from app.services.demo_data.operations import HOST_WEBHOOK_FAILURES
+
+    body = await gql(client, OPERATIONS, {"org": demo.organization_id}, token=demo.org_admin_token)
+    assert "errors" not in body, body
+    data = body["data"]
+    month = {w["window"]: w for w in data["failedPaymentStats"]["windows"]}["LAST_30_DAYS"]
+    assert month["failed"] > 5 and month["successful"] > month["failed"] and 0 < month["failureRate"] < 0.5, month
+    assert {"card_declined", "insufficient_funds", "expired_card", "processing_error"} <= {
+        r["reason"] for r in data["failedPaymentStats"]["byReason"]}
+    statuses = {s["status"]: s["count"] for s in data["failedPaymentStats"]["byStatus"]}
+    assert statuses["RESOLVED"] >= 1 and statuses["RETRY_REQUESTED"] >= 1 and statuses["OPEN"] > 0, statuses
+    resolved = {p["reason"]: p for p in data["resolved"]["payments"]}
+    assert resolved["processing_error"]["retryRequestedAt"] and resolved["card_declined"]["resolvedBy"] == "demo-seed"
+    assert {"expired_card", "insufficient_funds"} <= {p["reason"] for p in data["retried"]["payments"]}
+
+    hooks = data["hostWebhookFailures"]
+    within_six_days = sum(1 for *_, hours in HOST_WEBHOOK_FAILURES if hours < 24 * 6)
+    assert within_six_days <= hooks["count"] <= len(HOST_WEBHOOK_FAILURES), hooks
+    assert len(hooks["byEndpoint"]) >= 3 and None in {s["statusCode"] for s in hooks["byStatusCode"]}
+
+    [dead] = [d for d in data["dead"]["deliveries"] if d["kind"] == "payment.retry_requested"]
+    assert dead["attemptCount"] == dead["maxAttempts"] == len(dead["attempts"]) and dead["lastError"]
+    assert all(a["error"] for a in dead["attempts"]) and dead["payload"]["failureReason"] == "expired_card"
+    [retried] = [d for d in data["delivered"]["deliveries"] if d["kind"] == "payment.retry_requested"]
+    assert [a["statusCode"] for a in retried["attempts"]] == [500, None, 200] and retried["attemptCount"] == 3
+    assert retried["payload"]["failureReason"] == "processing_error"
+    assert data["webhookHealth"]["dead"] >= 1

@@ -1,8 +1,10 @@
 """The demo dataset: a marketplace with eight providers and thirteen months of history before
 the current one (visits, bookings, gifts, subscriptions, ticket orders, payouts, invoices,
 costs), two running experiments (one with a clear winner, one with a sample ratio mismatch),
-a few fraud and gov cases, a second organization that was suspended, and a services
-marketplace (service executions, searches, views, purchases, subscriptions).
+a few fraud and gov cases, failed payments admins resolved or asked the host platform to retry
+(with their webhooks: one dead, one delivered on a retry), the host platform's own failed
+webhooks, a second organization that was suspended, and a services marketplace (service
+executions, searches, views, purchases, subscriptions).
 
 It goes through the real ingestion service (enrichment, sessions, outbox), so the demo
 shows exactly what production data looks like. The generators live in
@@ -21,7 +23,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from app.auth import Role, Viewer
-from app.services.demo_data import closed_shop, services_market
+from app.services.demo_data import closed_shop, operations, services_market
 from app.services.demo_data import experiments as experiments_data
 from app.services.demo_data.commerce import FRAUD_WINDOW, generate_commerce_events, generate_fraud_events
 from app.services.demo_data.costs import monthly_costs
@@ -138,6 +140,7 @@ async def _seed_events(settings: Settings, org: Any, profile_ids: list[str]) -> 
         total += await _ingest(viewer, generate_campaign_visits(timeline=timeline, quiet_end=quiet_end), settings, geo, domain=False)
         total += await _ingest(viewer, generate_fraud_events(now=timeline.end), settings, geo)
         total += await _ingest(viewer, generate_door_scans(now=timeline.end), settings, geo)
+        total += await _seed_operations(settings, org, timeline.end, geo, viewer)
         await _seed_costs(org, timeline)
         total += await _seed_suspended_organization(settings, geo, timeline.end)
     finally:
@@ -169,6 +172,90 @@ async def _ensure_services_marketplace(settings: Settings) -> Any:
         geo.close()
     log.info("demo: seeded %d services marketplace events since %s", accepted, timeline.start.date())
     return org.id
+
+
+async def _seed_operations(settings: Settings, org: Any, now: datetime, geo: GeoLocator, viewer: Viewer) -> int:
+    """The host platform's failed webhooks, its webhook channel, and what admins did about four
+    failed payments (app/services/demo_data/operations.py). Returns the events it accepted."""
+    accepted = await _ingest(viewer, operations.generate_host_webhook_failures(now=now), settings, geo)
+    accepted += await _ingest(viewer, operations.generate_acted_failures(now=now), settings, geo)
+    channel = await _host_channel(org.id)
+    admin = Viewer(subject="demo-seed", role=Role.ORG_ADMIN, organization_id=org.id)
+    for act in operations.ACTS:
+        await _act_on_failed_payment(admin, channel, act, now)
+    return accepted
+
+
+async def _host_channel(organization_id: Any) -> Any:
+    """The host platform's webhook channel, written as createNotificationChannel would (its
+    example host is not resolved at seeding)."""
+    from app.database import transaction
+    from app.services.notifications import signing
+
+    async with transaction() as conn:
+        return await conn.fetchval(
+            """INSERT INTO notification_channels (id, organization_id, kind, name, url, secret, kinds)
+               VALUES (gen_random_uuid(), $1, 'webhook', $2, $3, $4, $5) RETURNING id""",
+            organization_id, operations.HOST_CHANNEL_NAME, operations.HOST_CHANNEL_URL, signing.new_secret(),
+            operations.HOST_CHANNEL_KINDS,
+        )  # fmt: skip
+
+
+async def _act_on_failed_payment(admin: Viewer, channel: Any, act: operations.Act, now: datetime) -> None:
+    """Resolve a failed payment or request its retry through the service, then date the act,
+    its audit entries and its webhook's attempts as they happened."""
+    from app.database import transaction
+    from app.services import failed_payments
+
+    org, event_id = admin.organization_id, operations.act_event_id(act)
+    common = {"viewer": admin, "organization_id": org, "transaction_id": event_id, "address": None}
+    if act.requested_hours_ago is not None:
+        await failed_payments.request_payment_retry(**common, reason=act.requested_note)
+    if act.resolved_hours_ago is not None:
+        await failed_payments.resolve_failed_payment(**common, reason=act.resolved_note)
+    requested = now - timedelta(hours=act.requested_hours_ago) if act.requested_hours_ago is not None else None
+    resolved = now - timedelta(hours=act.resolved_hours_ago) if act.resolved_hours_ago is not None else None
+    async with transaction() as conn:
+        await conn.execute(
+            """UPDATE failed_payment_states
+               SET at = COALESCE($3::timestamptz, $4::timestamptz), retry_requested_at = COALESCE($4::timestamptz, retry_requested_at),
+                   resolved_at = COALESCE($3::timestamptz, resolved_at)
+               WHERE organization_id = $1 AND event_id = $2""",
+            org, event_id, resolved, requested,
+        )  # fmt: skip
+        await conn.execute(
+            """UPDATE audit_log SET at = CASE action WHEN 'failed_payment.resolved' THEN $3::timestamptz ELSE $4::timestamptz END
+               WHERE organization_id = $1 AND target = $2 AND action LIKE 'failed_payment.%'""",
+            org, event_id, resolved, requested,
+        )  # fmt: skip
+        if requested is not None and act.attempts is not None:
+            await _date_delivery(conn, channel, event_id, requested, act.attempts)
+
+
+async def _date_delivery(
+    conn: Any, channel: Any, event_id: str, requested: datetime, attempts: list[operations.Attempt]
+) -> None:
+    """The retry request's webhook as its attempts went: delivered by the last one if it
+    succeeded, dead after them otherwise."""
+    delivered = attempts[-1].error is None
+    last_error = next((a.error for a in reversed(attempts) if a.error is not None), None)
+    at = [requested + timedelta(minutes=a.minutes) for a in attempts]
+    delivery = await conn.fetchval(
+        """UPDATE notification_deliveries
+           SET created_at = $3, attempts = $4::int, status = $5::text, delivered_at = $6, last_error = $7, next_attempt_at = $8,
+               max_attempts = CASE WHEN $5::text = 'dead' THEN $4::int ELSE GREATEST(max_attempts, $4::int) END,
+               payload = payload || jsonb_build_object('requestedAt', $3::timestamptz)
+           WHERE channel_id = $1 AND payload ->> 'transactionId' = $2 RETURNING id""",
+        channel, event_id, requested, len(attempts), "delivered" if delivered else "dead", at[-1] if delivered else None,
+        None if delivered else last_error, at[-1],
+    )  # fmt: skip
+    await conn.executemany(
+        """INSERT INTO notification_attempts (delivery_id, number, organization_id, attempted_at, status_code, error,
+                                              duration_ms, response_excerpt)
+           SELECT id, $2, organization_id, $3, $4, $5, $6, $7 FROM notification_deliveries WHERE id = $1""",
+        [(delivery, n, when, a.status_code, a.error, a.duration_ms, "accepted" if a.error is None else None)
+         for n, (a, when) in enumerate(zip(attempts, at, strict=True), start=1)],
+    )  # fmt: skip
 
 
 async def _seed_cohorts(org: Any) -> None:

@@ -1,7 +1,8 @@
 """A tenant whose every report shows values nobody else has: the victim of the tenancy tests.
 
 Its views, inquiries, money, fraud, gov alerts, settings, costs, an identified person, a
-cohort, a services marketplace and a notification channel with a delivery go in through the public
+cohort, a services marketplace, failed payments (one resolved, one retried), the host platform's
+failed webhooks and a notification channel with a delivery go in through the public
 API (its own ingestion key, service and admin tokens) and the real worker, with amounts,
 counts and names chosen to occur nowhere else, so any of them in another tenant's answer can
 only have come from this tenant.
@@ -68,6 +69,10 @@ CHANNEL = """mutation { createNotificationChannel(kind: WEBHOOK, name: "Victim n
 TEST_NOTIFICATIONS = (24, 23)
 TEST_NOTIFICATION = "mutation($id: ID!) {{ {} }}"
 TEST_ALIAS = "t{}: sendTestNotification(id: $id) {{ id }}"
+RESOLVE_PAYMENT = """mutation($org: ID!, $t: String!) { resolveFailedPayment(organizationId: $org, transactionId: $t,
+  reason: "Victim vault card replaced") { status } }"""
+RETRY_PAYMENT = """mutation($org: ID!, $t: String!) { requestPaymentRetry(organizationId: $org, transactionId: $t,
+  reason: "Victim asked for a second charge") { status } }"""
 LIFECYCLE = """mutation($org: ID!) {
   suspended: suspendOrganization(organizationId: $org, reason: "Victim suspended for a chargeback audit") { status }
   reinstated: reinstateOrganization(organizationId: $org, reason: "Victim audit closed") { status } }"""
@@ -93,7 +98,7 @@ def views(victim: Tenant, now: datetime) -> list[dict[str, Any]]:
 def money(victim: Tenant, partner: str, now: datetime) -> list[dict[str, Any]]:
     """A duo booking with fees and a payout, a gift, a subscription, an order partly refunded,
     an affiliate commission, an invoice overdue, the payout settling, and four failed payments
-    by one card (the default FAILED_PAYMENTS rule raises an alert)."""
+    by one card with a reason of their own (the default FAILED_PAYMENTS rule raises an alert)."""
     tag = uuid.uuid4().hex[:8]
 
     def event(kind: str, n: int, amount: int, **fields: Any) -> dict[str, Any]:
@@ -114,8 +119,18 @@ def money(victim: Tenant, partner: str, now: datetime) -> list[dict[str, Any]]:
         event("AFFILIATE_COMMISSION", 6, 3_119),
         event("INVOICE_ISSUED", 7, 12_347, properties={"invoiceId": "INV-VICTIM-1", "dueDate": (now - timedelta(days=9)).date().isoformat()}),
         event("PAYOUT_SETTLED", 8, 40_001, properties={"payoutId": "po-victim-1"}),
-        *(event("PAYMENT_FAILED", 10 + n, 2_917, userId="victim-card-tester") for n in range(4)),
+        *(event("PAYMENT_FAILED", 10 + n, 2_917, userId="victim-card-tester", properties={"reason": "victim_vault_declined"})
+          for n in range(4)),
     ]  # fmt: skip
+
+
+def host_webhooks(now: datetime) -> list[dict[str, Any]]:
+    """The host platform's webhooks to an endpoint of its own failing with a status and an error nobody else has."""
+    tag = uuid.uuid4().hex[:8]
+    failed = {"endpoint": "https://93.184.215.14/victim-ledger-sync", "eventType": "victim.invoice_synced", "statusCode": 418,
+              "error": "victim teapot refused", "attempt": 3, "maxAttempts": 7}  # fmt: skip
+    return [{"eventId": f"victim-w-{tag}-{n}", "type": "WEBHOOK_FAILED", "occurredAt": (now - timedelta(minutes=40 + n)).isoformat(),
+             "properties": failed} for n in range(3)]  # fmt: skip
 
 
 def listings(now: datetime) -> list[dict[str, Any]]:
@@ -178,11 +193,15 @@ async def seed_victim(client: httpx.AsyncClient, worker: Any, victim: Tenant) ->
     partner = await organizations.create_profile(organization=victim.organization, name=f"Victim Partner {uuid.uuid4().hex[:6]}")
     tracked = (await gql_data(client, TRACK, {"e": views(victim, now)}, victim.ingestion_key))["trackEvents"]
     assert tracked["rejected"] == [], tracked
-    published = (await gql_data(client, PUBLISH, {"e": money(victim, str(partner.id), now) + marketplace(victim, now) + listings(now)},
+    paid = money(victim, str(partner.id), now)
+    published = (await gql_data(client, PUBLISH, {"e": paid + marketplace(victim, now) + listings(now) + host_webhooks(now)},
                                 victim.service_token))
     assert published["publishDomainEvents"]["rejected"] == [], published
     await worker.drain()
     admin = victim.org_admin_token
+    failed = [e["eventId"] for e in paid if e["type"] == "PAYMENT_FAILED"]
+    await gql_data(client, RESOLVE_PAYMENT, {"org": victim.org_id, "t": failed[0]}, admin)
+    await gql_data(client, RETRY_PAYMENT, {"org": victim.org_id, "t": failed[1]}, admin)
     for mutation in SETTINGS:
         await gql_data(client, mutation, {}, admin)
     rule = (await gql_data(client, RULE, {"params": {"maxQuantity": 37, "windowMinutes": 53}}, admin))["createFraudRule"]

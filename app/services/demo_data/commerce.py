@@ -1,5 +1,5 @@
-"""Ticket sales for the providers' workshops: ordinary orders, refunds and declined cards over
-the history, and, in the last hours, one case for each default fraud rule."""
+"""Ticket sales for the providers' workshops: ordinary orders, refunds and failed payments (with
+their reasons) over the history, and, in the last hours, one case for each default fraud rule."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from app.services.demo_data.listings import listing_for
+from app.services.demo_data.operations import FAILURE_REASONS
 from app.services.demo_data.timeline import Timeline, draw_count
 
 TICKET_MINOR = 2500
@@ -36,7 +37,8 @@ def generate_commerce_events(*, timeline: Timeline, seed: int = 7) -> Iterator[d
             at = day.at(rng.uniform(7, 23))
             if quiet.contains(at):
                 yield {"type": "payment.failed", "event_id": f"{prefix}-{n}-f", "occurred_at": at,
-                       "user_id": f"ticket-buyer-{rng.randrange(100_000)}", "amount_minor": TICKET_MINOR, "currency": "EUR"}  # fmt: skip
+                       "user_id": f"ticket-buyer-{rng.randrange(100_000)}", "amount_minor": TICKET_MINOR, "currency": "EUR",
+                       "properties": {"reason": FAILURE_REASONS[n % len(FAILURE_REASONS)]}}  # fmt: skip
 
 
 def _order(rng: random.Random, quiet: Timeline, at: datetime, event_id: str, order_id: str) -> Iterator[dict[str, Any]]:
@@ -77,7 +79,8 @@ def generate_fraud_events(*, now: datetime | None = None, seed: int = 7) -> Iter
         yield event("order.paid", 100 + n, 70 + 10 * n, user_id="reseller-42", amount_minor=TICKET_MINOR * quantity,
                     currency="EUR", properties={"orderId": f"bulk-{n}", "quantity": quantity})  # fmt: skip
     for n in range(5):  # 5 declined cards in 20 minutes > 3
-        yield event("payment.failed", n, 90 + 5 * n, user_id="card-tester", amount_minor=4999, currency="EUR")
+        yield event("payment.failed", n, 90 + 5 * n, user_id="card-tester", amount_minor=4999, currency="EUR",
+                    properties={"reason": "card_declined"})
     for n in range(5):  # 5 sign-ups from one address in 10 minutes > 3
         yield event("account.created", n, 120 + 2 * n, user_id=f"signup-{n}", context={"ip": "203.0.113.66"})
     for n, gate in enumerate(("gate-north", "gate-north", "gate-south")):  # one ticket, two devices

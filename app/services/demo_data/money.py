@@ -191,7 +191,7 @@ def _showcase(profile_ids: list[str], timeline: Timeline, prefix: str, gifts: li
         yield {"type": "order.refunded", "event_id": f"{prefix}-r-0", "occurred_at": now - timedelta(minutes=5),
                "amount_minor": refunded["amount_minor"], "currency": "EUR", "properties": {"originalEventId": refunded["event_id"]}}  # fmt: skip
     yield {"type": "payment.failed", "event_id": f"{prefix}-f-0", "occurred_at": now - timedelta(minutes=9),
-           "amount_minor": 12000, "currency": "EUR", "user_id": "fan-declined"}  # fmt: skip
+           "amount_minor": 12000, "currency": "EUR", "user_id": "fan-declined", "properties": {"reason": "insufficient_funds"}}  # fmt: skip
     yield {"type": "payout.settled", "event_id": f"{prefix}-p-0", "occurred_at": now - timedelta(days=1),
            "amount_minor": 50000, "currency": "EUR", "properties": {"payoutId": "po-demo-1"}}  # fmt: skip
     for n in range(2):

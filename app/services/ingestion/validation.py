@@ -21,6 +21,8 @@ camelCase field, reason) and the others go on. Decisions a client can notice:
 - `properties.buyerEmail` (any event) must be an email address; it is never stored: it is
   trimmed, lowercased and replaced by `properties.buyerEmailHash`, its keyed hash
   (app/services/buyer_emails.py), before the event is written. A client may not send the hash.
+- payment.failed's `properties.reason` is short text when present (app/services/failed_payments.py);
+  webhook.failed needs a service token and `properties.endpoint` (app/services/host_webhooks.py).
 - `user.identified` needs both userId and anonymousId; `properties.$set` and
   `properties.$set_once` (person properties, app/services/insights/persons.py) must be objects.
 """
@@ -38,7 +40,7 @@ from typing import Any
 
 import orjson
 
-from app.services import buyer_emails, financial_reports, listings, revenue
+from app.services import buyer_emails, failed_payments, financial_reports, host_webhooks, listings, revenue
 from app.services.experiments import contract as experiments
 from app.services.ingestion.outcome import Rejection, TrackOutcome
 from app.services.marketplace import vocabulary as marketplace
@@ -52,6 +54,7 @@ from app.vocabulary import (
     MONEY_MOVING_EVENT_TYPES,
     PROFILE_EVENT_TYPES,
     USER_IDENTIFIED,
+    WEBHOOK_FAILED,
 )
 
 TYPE_MAX_CHARS = 128
@@ -175,6 +178,8 @@ def _validate(
     amount, currency = _money(event_type, raw.get("amount_minor"), raw.get("currency"), money_allowed)
     if event_type in LISTING_EVENT_TYPES and not money_allowed:
         raise _Invalid("type", f"{event_type} describes a ticketed event: publish it with a service token (publishDomainEvents)")
+    if event_type == WEBHOOK_FAILED and not money_allowed:
+        raise _Invalid("type", f"{event_type} reports the host platform's webhooks: publish it with a service token (publishDomainEvents)")
     problem = (
         revenue.check_properties(event_type, raw.get("properties"))
         or financial_reports.check_properties(event_type, raw.get("properties"))
@@ -183,6 +188,8 @@ def _validate(
         or profile_engagement.check_properties(event_type, raw.get("properties"))
         or listings.check_properties(event_type, raw.get("properties"))
         or scanning.check_properties(event_type, raw.get("properties"))
+        or failed_payments.check_properties(event_type, raw.get("properties"))
+        or host_webhooks.check_properties(event_type, raw.get("properties"))
     )
     if problem is not None:
         raise _Invalid(*problem)

@@ -12,7 +12,7 @@ from typing import Any
 import asyncpg
 import orjson
 
-from app.auth import Viewer
+from app.auth import Viewer, platform_admin_scope
 from app.database import connection, transaction
 from app.errors import BadInput, NotFound, parse_id
 from app.services.accounts.audit import DELIVERY_RETRIED as RETRIED
@@ -66,7 +66,7 @@ class DeliveryPage:
 
 PAGE = f"""
 SELECT {COLUMNS} FROM notification_deliveries d
-WHERE d.organization_id IS NOT DISTINCT FROM $1
+WHERE ($7::bool OR d.organization_id IS NOT DISTINCT FROM $1)
   AND ($2::text IS NULL OR d.status = $2)
   AND ($3::uuid IS NULL OR d.channel_id = $3)
   AND ($4::timestamptz IS NULL OR (d.created_at, d.id) < ($4, $5::uuid))
@@ -87,9 +87,10 @@ async def deliveries(
     channel_id: Any = None,
     first: int = 20,
     after: str | None = None,
+    every_organization: bool = False,
 ) -> DeliveryPage:
     """Newest first, paged by cursor."""
-    scope = await channel_scope(viewer, organization_id)
+    scope = await _scope(viewer, organization_id, every_organization)
     if status is not None and status not in STATUSES:
         raise BadInput(f"status must be one of {', '.join(STATUSES)}", field="status")
     if not 1 <= first <= MAX_PAGE:
@@ -97,7 +98,7 @@ async def deliveries(
     channel = parse_id(channel_id, "notification channel", "channelId") if channel_id is not None else None
     at, last_id = _cursor(after) if after else (None, None)
     async with connection() as conn:
-        rows = await conn.fetch(PAGE, scope, status, channel, at, last_id, first + 1)
+        rows = await conn.fetch(PAGE, scope, status, channel, at, last_id, first + 1, every_organization)
         found = await _with_attempts(conn, rows[:first])
     more = len(rows) > first
     return DeliveryPage(found, _cursor_of(found[-1]) if more and found else None)
@@ -208,20 +209,31 @@ class WebhookHealth:
 HEALTH = """
 SELECT
   (SELECT count(DISTINCT a.delivery_id) FROM notification_attempts a
-    WHERE a.organization_id IS NOT DISTINCT FROM $1 AND a.error IS NOT NULL
+    WHERE ($2::bool OR a.organization_id IS NOT DISTINCT FROM $1) AND a.error IS NOT NULL
       AND a.attempted_at > now() - interval '24 hours') AS failed_last_24h,
   count(*) FILTER (WHERE d.status = 'delivered' AND d.delivered_at > now() - interval '24 hours') AS delivered_last_24h,
   count(*) FILTER (WHERE d.status = 'pending') AS pending,
   count(*) FILTER (WHERE d.status = 'pending' AND d.attempts > 0) AS pending_retries,
   count(*) FILTER (WHERE d.status = 'dead') AS dead,
   min(d.created_at) FILTER (WHERE d.status = 'pending') AS oldest_pending_at
-FROM notification_deliveries d WHERE d.organization_id IS NOT DISTINCT FROM $1
+FROM notification_deliveries d WHERE ($2::bool OR d.organization_id IS NOT DISTINCT FROM $1)
 """
 
 
-async def webhook_health(*, viewer: Viewer, organization_id: Any = None) -> WebhookHealth:
+async def webhook_health(*, viewer: Viewer, organization_id: Any = None, every_organization: bool = False) -> WebhookHealth:
     """The figures an operator watches to know whether notifications are getting through."""
-    scope = await channel_scope(viewer, organization_id)
+    scope = await _scope(viewer, organization_id, every_organization)
     async with connection() as conn:
-        row = await conn.fetchrow(HEALTH, scope)
+        row = await conn.fetchrow(HEALTH, scope, every_organization)
     return WebhookHealth(**dict(row))
+
+
+async def _scope(viewer: Viewer, organization_id: Any, every_organization: bool) -> Any:
+    """One organization's deliveries (or the platform channels'), or, for platform admins who
+    ask, every organization's and the platform's together."""
+    if not every_organization:
+        return await channel_scope(viewer, organization_id)
+    if organization_id is not None:
+        raise BadInput("give organizationId or everyOrganization, not both", field="everyOrganization")
+    await platform_admin_scope(viewer, None, refusal="every organization's deliveries need a platform admin token")
+    return None
