@@ -10,6 +10,7 @@ import math
 import random
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -203,6 +204,45 @@ async def test_metrics_expose_the_merged_figures_and_the_pools(client: Any, metr
     assert value("pulsegraph_api_requests", window="7d") == len(durations)
     pools = {dict(labels)["process"]: v for (metric, labels), v in samples.items() if metric == "pulsegraph_db_pool_max_size"}
     assert {first.process, second.process} <= set(pools)
+
+
+PLATFORM_OPERATIONS = """query { failedPaymentStats { windows { window failed failureRate } byStatus { status count } }
+  webhookHealth(everyOrganization: true) { failedLast24h pending pendingRetries dead } }"""
+PUBLISH_FAILURES = """mutation($e: [DomainEventInput!]!) { publishDomainEvents(events: $e) { accepted } }"""
+
+
+def scraped(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text) for sample in family.samples
+    }  # fmt: skip
+
+
+async def test_metrics_show_the_platform_failed_payments_and_deliveries(client: Any, tenant: Any, metrics_token: str) -> None:
+    """The scrape says what a platform admin's failedPaymentStats and webhookHealth say, and
+    moves when payments fail."""
+    headers = {"Authorization": f"Bearer {metrics_token}"}
+    before = scraped((await client.get("/metrics", headers=headers)).text)
+    now = datetime.now(UTC)
+    failures = [{"eventId": f"metrics-pf-{uuid.uuid4().hex[:8]}-{n}", "type": "PAYMENT_FAILED", "userId": f"m-{n}",
+                 "occurredAt": (now - timedelta(hours=n)).isoformat(), "properties": {"reason": "card_declined"}}
+                for n in range(3)]  # fmt: skip
+    assert (await gql_data(client, PUBLISH_FAILURES, {"e": failures}, tenant.service_token))["publishDomainEvents"]["accepted"] == 3
+    after = scraped((await client.get("/metrics", headers=headers)).text)
+    answer = await gql_data(client, PLATFORM_OPERATIONS, {}, tenant.admin_token)
+    windows = {w["window"]: w for w in answer["failedPaymentStats"]["windows"]}
+    for window, label in (("LAST_24_HOURS", "24h"), ("LAST_7_DAYS", "7d"), ("LAST_30_DAYS", "30d")):
+        key = ("pulsegraph_failed_payments", (("window", label),))
+        assert after[key] - before[key] == 3
+        assert after[key] == windows[window]["failed"]
+        rate = windows[window]["failureRate"]
+        assert after.get(("pulsegraph_payment_failure_rate", (("window", label),))) == (rate if rate is None else pytest.approx(rate))
+    statuses = {s["status"].lower(): s["count"] for s in answer["failedPaymentStats"]["byStatus"]}
+    assert {status: after[("pulsegraph_failed_payments_by_status", (("status", status),))] for status in statuses} == statuses
+    health = answer["webhookHealth"]
+    assert after[("pulsegraph_notification_deliveries_dead", ())] == health["dead"]
+    assert after[("pulsegraph_notification_deliveries_pending_retries", ())] == health["pendingRetries"]
+    assert after[("pulsegraph_notification_deliveries_failed_24h", ())] == health["failedLast24h"]
 
 
 async def test_the_live_figures_follow_every_process_flush(app: Any, settings: Any, tenant: Any) -> None:

@@ -214,7 +214,12 @@ GROUP BY GROUPING SETS ((f.reason), (f.status), ())
 async def failed_payment_stats(*, viewer: Viewer, organization_id: Any = None) -> FailedPaymentStats:
     """Counts and failure rates over the last 24 hours, 7 and 30 days; reasons and statuses of
     the last 30 days."""
-    org = await _scope(viewer, organization_id)
+    return await stats_of(await _scope(viewer, organization_id))
+
+
+async def stats_of(org: uuid.UUID | None) -> FailedPaymentStats:
+    """`failed_payment_stats` of one organization, or of every one (None), for whoever was
+    let in: the API after its scope check, the metrics endpoint behind its token."""
     now = utcnow()
     day, week, month = (now - span for span in WINDOWS.values())
     async with connection() as conn:

@@ -222,7 +222,12 @@ FROM notification_deliveries d WHERE ($2::bool OR d.organization_id IS NOT DISTI
 
 async def webhook_health(*, viewer: Viewer, organization_id: Any = None, every_organization: bool = False) -> WebhookHealth:
     """The figures an operator watches to know whether notifications are getting through."""
-    scope = await _scope(viewer, organization_id, every_organization)
+    return await health_of(await _scope(viewer, organization_id, every_organization), every_organization)
+
+
+async def health_of(scope: Any, every_organization: bool) -> WebhookHealth:
+    """`webhook_health` of one organization (None: the platform channels), or of all of them
+    together, for whoever was let in (the API after its scope check, the metrics endpoint)."""
     async with connection() as conn:
         row = await conn.fetchrow(HEALTH, scope, every_organization)
     return WebhookHealth(**dict(row))
