@@ -350,9 +350,11 @@ async def fold_queue(conn: asyncpg.Connection) -> None:
 
     started = time.perf_counter()
     folded = await rollups.fold(conn, batch=1_000_000)
+    # what a worker does once it has folded this much (a vacuum of a clean queue costs nothing)
+    await rollups.tidy(conn, folded_since_vacuum=rollups.VACUUM_QUEUE_AFTER, folded_since_analyze=rollups.ANALYZE_AGGREGATES_AFTER)
     if folded:
         print(f"B7: folded {folded:,} queued events into the hourly aggregates in {time.perf_counter() - started:.0f} s"
-              " (a worker's job)", flush=True)  # fmt: skip
+              " (a worker's job, with its vacuum of the queue)", flush=True)  # fmt: skip
 
 
 async def run(database_url: str, broadcast_url: str, work_dir: Path, *, events: int, repeats: int, seed: int) -> list[Result]:
@@ -380,6 +382,7 @@ async def run(database_url: str, broadcast_url: str, work_dir: Path, *, events: 
     with stack, ProcessSampler(stack.pids()) as rss:
         async with httpx.AsyncClient(base_url=stack.url, timeout=120, trust_env=False) as http:
             for name, body, statement, args in cases(now):
+                print(f"B7: {name} ...", flush=True)
                 api, answer = await time_api(http, token, body, repeats)
                 raw, rows = await time_sql(conn, statement, args, repeats)
                 ours, theirs = checksum(answer, rows)

@@ -168,3 +168,30 @@ async def test_a_running_worker_folds_what_ingestion_queued(client, tenant, work
     assert counts[("page.viewed", hour_of(datetime.now(UTC) - timedelta(hours=1)), "", None)] >= 2
     assert ("search", "u:cy") in first
     assert await stored(org) == recount(await raw_events(org))
+
+
+async def test_the_worker_vacuums_the_queue_it_folded_and_refreshes_the_statistics(client, tenant, worker, monkeypatch):
+    """Folded queue rows are deleted; the worker vacuums them away once enough were folded,
+    so reads of the aggregates do not walk them, wherever autovacuum is off or behind."""
+    monkeypatch.setattr(rollups, "VACUUM_QUEUE_AFTER", 3)
+    monkeypatch.setattr(rollups, "ANALYZE_AGGREGATES_AFTER", 3)
+    async with connection() as conn:
+        await rollups.fold(conn)
+        before = await conn.fetchrow(VACUUMED)
+    await track(client, tenant, *visit(datetime.now(UTC) - timedelta(hours=2), userId="dee"))
+    assert await worker.fold_rollups() == 4
+    for _ in range(100):  # the statistics land a moment after the commands end
+        async with connection() as conn:
+            after = await conn.fetchrow(VACUUMED)
+        if after["vacuums"] > before["vacuums"] and after["analyses"] > before["analyses"]:
+            break
+        await asyncio.sleep(0.05)
+    assert after["vacuums"] > before["vacuums"], "the queue was vacuumed"
+    assert after["analyses"] > before["analyses"], "the aggregates' statistics were refreshed"
+    assert await worker.fold_rollups() == 0  # nothing folded: nothing to tidy either
+
+
+VACUUMED = """
+SELECT (SELECT vacuum_count FROM pg_stat_user_tables WHERE relname = 'event_rollup_queue') AS vacuums,
+       (SELECT analyze_count FROM pg_stat_user_tables WHERE relname = 'event_hour_counts') AS analyses
+"""

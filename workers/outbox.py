@@ -117,6 +117,8 @@ class OutboxWorker:
         self._summary_at = time.monotonic()
         self._summary_count = 0
         self._sending: asyncio.Task[int] | None = None
+        self._folded_since_vacuum = 0
+        self._folded_since_analyze = 0
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -191,7 +193,17 @@ class OutboxWorker:
         (app.services.insights.rollups): on every wake-up and poll, so the queue readers add
         to the aggregates stays a few seconds of events long."""
         async with connection() as conn:
-            return await rollups.fold(conn, batch=rollups.WAKE_UP_FOLD, batches=1)
+            folded = await rollups.fold(conn, batch=rollups.WAKE_UP_FOLD, batches=1)
+            self._folded_since_vacuum += folded
+            self._folded_since_analyze += folded
+            vacuumed, analyzed = await rollups.tidy(
+                conn, folded_since_vacuum=self._folded_since_vacuum, folded_since_analyze=self._folded_since_analyze
+            )
+        if vacuumed:
+            self._folded_since_vacuum = 0
+        if analyzed:
+            self._folded_since_analyze = 0
+        return folded
 
     async def send_notifications(self) -> int:
         """Send the notification deliveries due now (sender.send_due); returns how many were
