@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncGenerator
-from typing import Annotated
+from typing import Annotated, Any
 
 import strawberry
 from strawberry.types import Info
@@ -98,18 +98,22 @@ async def api_performance_updates(
             raise SlowConsumer(f"{exc}; subscribe again to continue") from exc
 
 
+def _id(value: Any) -> strawberry.ID | None:
+    return None if value is None else strawberry.ID(str(value))
+
+
 def scanning_health_of(health: scanning.ScanningHealth) -> ScanningHealth:
     return ScanningHealth(
-        organization_id=strawberry.ID(str(health.organization_id)), range=to_resolved_range(health.range), scans=health.scans,
+        organization_id=_id(health.organization_id), range=to_resolved_range(health.range), scans=health.scans,
         failures=health.failures, failure_rate=health.failure_rate,
         by_error_type=[ScanErrorCount(error_type=ScanErrorType(kind), count=n) for kind, n in health.by_error_type.items()],
         devices=[DeviceScanning(
-            device_id=d.device_id, scans=d.scans, failures=d.failures, failure_rate=d.failure_rate,
+            organization_id=strawberry.ID(str(d.organization_id)), device_id=d.device_id, scans=d.scans, failures=d.failures, failure_rate=d.failure_rate,
             last_error_type=ScanErrorType(d.last_error_type) if d.last_error_type in scanning.ERROR_TYPES else None,
             last_error_at=d.last_error_at,
         ) for d in health.devices],
         recent_errors=[ScanError(
-            event_id=e.event_id, at=e.at, error_type=ScanErrorType(e.error_type), device_id=e.device_id, ticket_id=e.ticket_id,
+            organization_id=strawberry.ID(str(e.organization_id)), event_id=e.event_id, at=e.at, error_type=ScanErrorType(e.error_type), device_id=e.device_id, ticket_id=e.ticket_id,
             code=e.code, order_id=e.order_id, listing_id=e.listing_id, message=e.message,
         ) for e in health.recent_errors],
     )  # fmt: skip
@@ -117,7 +121,7 @@ def scanning_health_of(health: scanning.ScanningHealth) -> ScanningHealth:
 
 async def scanning_health(
     info: Info, range_: RangeArg,
-    organization_id: Annotated[strawberry.ID | None, strawberry.argument(description="The organization (platform admins must name it; org admins: theirs).")] = None,
+    organization_id: Annotated[strawberry.ID | None, strawberry.argument(description="The organization (org admins: theirs; platform admins: the one named, else every organization).")] = None,
     recent_limit: Annotated[int, strawberry.argument(description="At most this many recent errors (1..100).")] = 20,
 ) -> ScanningHealth:  # fmt: skip
     health = await scanning.scanning_health(

@@ -86,6 +86,7 @@ class ScanErrorCount:
 
 @strawberry.type(description="One scanning device over the range.")
 class DeviceScanning:
+    organization_id: strawberry.ID = strawberry.field(description="The device's organization.")
     device_id: str | None = strawberry.field(description="properties.deviceId of its scans (null: scans that named none).")
     scans: int = strawberry.field(description="Its scans, successful and failed.")
     failures: int = strawberry.field(description="Of those, the failed ones (ticket.scan_failed).")
@@ -96,6 +97,7 @@ class DeviceScanning:
 
 @strawberry.type(description="One failed scan (a ticket.scan_failed event).")
 class ScanError:
+    organization_id: strawberry.ID = strawberry.field(description="The organization scanned for.")
     event_id: str = strawberry.field(description="The ticket.scan_failed event.")
     at: datetime = strawberry.field(description="When the scan failed.")
     error_type: ScanErrorType = strawberry.field(description="Why it failed.")
@@ -107,13 +109,13 @@ class ScanError:
     message: str | None = strawberry.field(description="The scanner's message, if any.")
 
 
-@strawberry.type(description="How an organization's door scanners fared over a range, from its ticket.scanned and ticket.scan_failed events.")
+@strawberry.type(description="How an organization's door scanners (or every organization's) fared over a range, from ticket.scanned and ticket.scan_failed events.")
 class ScanningHealth:
-    organization_id: strawberry.ID = strawberry.field(description="The organization.")
+    organization_id: strawberry.ID | None = strawberry.field(description="The organization (null: every organization, for a platform admin who named none).")
     range: ResolvedRange = strawberry.field(description="The range covered.")
     scans: int = strawberry.field(description="Every scan in the range: successful (ticket.scanned) and failed (ticket.scan_failed).")
     failures: int = strawberry.field(description="Of those, the failed ones.")
     failure_rate: float = strawberry.field(description="failures / scans (0..1; 0 without scans).")
     by_error_type: list[ScanErrorCount] = strawberry.field(description="Failures by why they failed, every kind listed (0 when none).")
-    devices: list[DeviceScanning] = strawberry.field(description="Per scanning device: most failures first, then most scans.")
+    devices: list[DeviceScanning] = strawberry.field(description="Per organization and scanning device: most failures first, then most scans.")
     recent_errors: list[ScanError] = strawberry.field(description="The latest failed scans in the range, newest first (at most recentLimit).")

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from app.auth import Viewer, administered_organization
+from app.auth import Viewer, administered_scope
 from app.database import connection
 from app.errors import BadInput, NotFound
 from app.timebuckets import RangeSpec, TimeRange, resolve_range
@@ -81,6 +81,7 @@ def check_properties(event_type: str, properties: Any) -> tuple[str, str] | None
 
 @dataclass(frozen=True, slots=True)
 class DeviceScans:
+    organization_id: uuid.UUID
     device_id: str | None
     scans: int
     failures: int
@@ -94,6 +95,7 @@ class DeviceScans:
 
 @dataclass(frozen=True, slots=True)
 class ScanError:
+    organization_id: uuid.UUID
     event_id: str
     at: datetime
     error_type: str
@@ -107,7 +109,7 @@ class ScanError:
 
 @dataclass(frozen=True, slots=True)
 class ScanningHealth:
-    organization_id: uuid.UUID
+    organization_id: uuid.UUID | None  # None: every organization
     range: TimeRange
     scans: int
     failures: int
@@ -120,55 +122,73 @@ class ScanningHealth:
         return self.failures / self.scans if self.scans else 0.0
 
 
-# Each reads the type index (organization, type, occurred_at) over the range's partitions.
+# Each reads the type index (organization, type, occurred_at) over the range's partitions, one
+# organization at a time (the lateral join): $1 names one, or NULL for every organization.
 _COUNTS = f"""
-SELECT properties ->> 'deviceId' AS device, type = '{TICKET_SCAN_FAILED}' AS failed, properties ->> 'errorType' AS error,
-       count(*) AS n
-FROM events
-WHERE organization_id = $1 AND type = ANY($2::text[]) AND occurred_at >= $3 AND occurred_at < $4
-GROUP BY 1, 2, 3
+SELECT o.id AS org, s.device, s.failed, s.error, s.n
+FROM organizations o CROSS JOIN LATERAL (
+    SELECT properties ->> 'deviceId' AS device, type = '{TICKET_SCAN_FAILED}' AS failed, properties ->> 'errorType' AS error,
+           count(*) AS n
+    FROM events
+    WHERE organization_id = o.id AND type = ANY($2::text[]) AND occurred_at >= $3 AND occurred_at < $4
+    GROUP BY 1, 2, 3
+) s
+WHERE $1::uuid IS NULL OR o.id = $1
 """
 _LAST_ERRORS = f"""
-SELECT DISTINCT ON (properties ->> 'deviceId') properties ->> 'deviceId', properties ->> 'errorType', occurred_at
-FROM events
-WHERE organization_id = $1 AND type = '{TICKET_SCAN_FAILED}' AND occurred_at >= $2 AND occurred_at < $3
-ORDER BY properties ->> 'deviceId', occurred_at DESC, event_id DESC
+SELECT o.id, s.device, s.error, s.at
+FROM organizations o CROSS JOIN LATERAL (
+    SELECT DISTINCT ON (properties ->> 'deviceId') properties ->> 'deviceId' AS device, properties ->> 'errorType' AS error,
+           occurred_at AS at
+    FROM events
+    WHERE organization_id = o.id AND type = '{TICKET_SCAN_FAILED}' AND occurred_at >= $2 AND occurred_at < $3
+    ORDER BY properties ->> 'deviceId', occurred_at DESC, event_id DESC
+) s
+WHERE $1::uuid IS NULL OR o.id = $1
 """
 _RECENT_ERRORS = f"""
-SELECT event_id, occurred_at, properties ->> 'errorType', properties ->> 'deviceId', properties ->> 'ticketId',
-       properties ->> 'code', properties ->> 'orderId', properties ->> 'listingId', properties ->> 'message'
-FROM events
-WHERE organization_id = $1 AND type = '{TICKET_SCAN_FAILED}' AND occurred_at >= $2 AND occurred_at < $3
-ORDER BY occurred_at DESC, event_id DESC
+SELECT o.id, s.*
+FROM organizations o CROSS JOIN LATERAL (
+    SELECT event_id, occurred_at, properties ->> 'errorType', properties ->> 'deviceId', properties ->> 'ticketId',
+           properties ->> 'code', properties ->> 'orderId', properties ->> 'listingId', properties ->> 'message'
+    FROM events
+    WHERE organization_id = o.id AND type = '{TICKET_SCAN_FAILED}' AND occurred_at >= $2 AND occurred_at < $3
+    ORDER BY occurred_at DESC, event_id DESC
+    LIMIT $4
+) s
+WHERE $1::uuid IS NULL OR o.id = $1
+ORDER BY s.occurred_at DESC, s.event_id DESC, o.id
 LIMIT $4
 """
 
 
-def _devices(counts: list[Any], last_errors: dict[str | None, tuple[str, datetime]]) -> list[DeviceScans]:
-    """Most failures first, then most scans, then by name."""
-    totals: dict[str | None, list[int]] = {}
+def _devices(counts: list[Any], last_errors: dict[tuple[uuid.UUID, str | None], tuple[str, datetime]]) -> list[DeviceScans]:
+    """Per organization and device; most failures first, then most scans, then by name."""
+    totals: dict[tuple[uuid.UUID, str | None], list[int]] = {}
     for row in counts:
-        cell = totals.setdefault(row["device"], [0, 0])
+        cell = totals.setdefault((row["org"], row["device"]), [0, 0])
         cell[0] += row["n"]
         cell[1] += row["n"] if row["failed"] else 0
-    devices = [DeviceScans(device, scans, failures, *last_errors.get(device, (None, None)))
-               for device, (scans, failures) in totals.items()]  # fmt: skip
-    return sorted(devices, key=lambda d: (-d.failures, -d.scans, d.device_id or ""))
+    devices = [DeviceScans(org, device, scans, failures, *last_errors.get((org, device), (None, None)))
+               for (org, device), (scans, failures) in totals.items()]  # fmt: skip
+    return sorted(devices, key=lambda d: (-d.failures, -d.scans, d.device_id or "", str(d.organization_id)))
 
 
 async def scanning_health(
     *, viewer: Viewer, organization_id: Any = None, time_range: RangeSpec, recent_limit: int = 20
 ) -> ScanningHealth:
-    org = await administered_organization(viewer, organization_id, refusal=REFUSAL)
+    """One organization's scanners (organization admins: theirs), or, for a platform admin
+    who names none, every organization's together, presets in UTC."""
+    org = await administered_scope(viewer, organization_id, refusal=REFUSAL)
     if not 1 <= recent_limit <= MAX_RECENT:
         raise BadInput(f"recentLimit must be between 1 and {MAX_RECENT}", field="recentLimit")
     async with connection() as conn:
-        timezone = await conn.fetchval("SELECT timezone FROM organizations WHERE id = $1", org)
+        timezone = "UTC" if org is None else await conn.fetchval("SELECT timezone FROM organizations WHERE id = $1", org)
         if timezone is None:
             raise NotFound("organization not found", field="organizationId")
         span = resolve_range(time_range, timezone)
         counts = await conn.fetch(_COUNTS, org, sorted(SCAN_EVENT_TYPES), span.start, span.end)
-        last = {row[0]: (row[1], row[2]) for row in await conn.fetch(_LAST_ERRORS, org, span.start, span.end)}
+        last = {(row[0], row[1]): (row[2], row[3]) for row in await conn.fetch(_LAST_ERRORS, org, span.start, span.end)}
         recent = [ScanError(*row) for row in await conn.fetch(_RECENT_ERRORS, org, span.start, span.end, recent_limit)]
     by_error = {kind: sum(r["n"] for r in counts if r["failed"] and r["error"] == kind) for kind in ERROR_TYPES}
     return ScanningHealth(
