@@ -17,6 +17,7 @@ import pytest_asyncio
 
 from app.settings import Settings, override_settings
 from tests.support.postgres import create_session_database, drop_session_database, shared_server_url
+from tests.support.receivers import SmtpReceiver, WebhookReceiver
 from tests.support.settings import TEST_JWT_SECRET
 from tests.support.tenants import Tenant, make_tenant
 
@@ -82,3 +83,21 @@ async def tenant(app: Any, settings: Settings) -> Tenant:
 @pytest_asyncio.fixture
 async def other_tenant(app: Any, settings: Settings) -> Tenant:
     return await make_tenant(settings)
+
+
+@pytest.fixture(scope="module")
+def smtp() -> Any:
+    """A real local SMTP server for the module's tests (tests.support.receivers)."""
+    server = SmtpReceiver()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest_asyncio.fixture
+async def receiver() -> AsyncIterator[WebhookReceiver]:
+    """A real local HTTP receiver of webhooks, listening, for one test."""
+    hook = WebhookReceiver()
+    await hook.start()
+    yield hook
+    await hook.stop()

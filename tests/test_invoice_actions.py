@@ -11,13 +11,12 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import orjson
-import pytest
 import pytest_asyncio
 
 from app.services.notifications import sender
 from app.settings import Settings, override_settings
 from tests.support.graphql import error_codes, gql, gql_data
-from tests.support.receivers import SmtpReceiver, WebhookReceiver
+from tests.support.receivers import SmtpReceiver
 from tests.support.settings import settings_with
 from tests.support.tenants import Tenant
 
@@ -36,14 +35,6 @@ CHANNEL = """mutation($kind: NotificationChannelKind!, $name: String!, $url: Str
     channel { id } } }"""
 
 
-@pytest.fixture(scope="module")
-def smtp() -> Any:
-    server = SmtpReceiver()
-    server.start()
-    yield server
-    server.stop()
-
-
 @pytest_asyncio.fixture(scope="module")
 async def local_settings(app: Any, settings: Settings, smtp: SmtpReceiver) -> AsyncIterator[Settings]:
     """Local receivers allowed: the app and the sender run with these."""
@@ -56,14 +47,6 @@ async def local_settings(app: Any, settings: Settings, smtp: SmtpReceiver) -> As
     yield local
     app.state.settings = settings
     override_settings(settings)
-
-
-@pytest_asyncio.fixture
-async def receiver() -> AsyncIterator[WebhookReceiver]:
-    hook = WebhookReceiver()
-    await hook.start()
-    yield hook
-    await hook.stop()
 
 
 async def issue(client: Any, worker: Any, tenant: Tenant, amount: int, due: date) -> str:

@@ -48,14 +48,6 @@ RESET = "mutation($user: ID!) { createPasswordReset(userId: $user) { token email
 
 
 @pytest_asyncio.fixture(scope="module")
-async def smtp() -> AsyncIterator[SmtpReceiver]:
-    server = SmtpReceiver()
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest_asyncio.fixture(scope="module")
 async def local(app: Any, settings: Settings, smtp: SmtpReceiver) -> AsyncIterator[Settings]:
     changed = settings_with(
         settings, notification_allow_private=True, notification_allow_http=True, notification_backoff_base_seconds=0.05,
@@ -66,14 +58,6 @@ async def local(app: Any, settings: Settings, smtp: SmtpReceiver) -> AsyncIterat
     yield changed
     app.state.settings = settings
     override_settings(settings)
-
-
-@pytest_asyncio.fixture
-async def receiver() -> AsyncIterator[WebhookReceiver]:
-    hook = WebhookReceiver()
-    await hook.start()
-    yield hook
-    await hook.stop()
 
 
 async def create(client: httpx.AsyncClient, token: str, **variables: Any) -> dict[str, Any]:

@@ -49,14 +49,6 @@ HEALTH = "query { webhookHealth { failedLast24h deliveredLast24h pending pending
 TRACK = "mutation($e: [TrackEventInput!]!) { trackEvents(events: $e) { accepted rejected { index field reason } } }"
 
 
-@pytest.fixture(scope="module")
-def smtp() -> Any:
-    server = SmtpReceiver()
-    server.start()
-    yield server
-    server.stop()
-
-
 @pytest_asyncio.fixture(scope="module")
 async def notify_settings(app: Any, settings: Settings, smtp: SmtpReceiver) -> AsyncIterator[Settings]:
     """Local receivers allowed, small waits: the app and the sender run with these."""
@@ -75,6 +67,7 @@ async def notify_settings(app: Any, settings: Settings, smtp: SmtpReceiver) -> A
 
 @pytest_asyncio.fixture
 async def receiver() -> AsyncIterator[WebhookReceiver]:
+    """Not started: each test starts it when its story has the receiver up."""
     hook = WebhookReceiver()
     yield hook
     await hook.stop()
