@@ -35,6 +35,15 @@ class BadInput(UserError):
     http_status = 400
 
 
+def trimmed_text(value: str, *, field: str, limit: int) -> str:
+    """`value` without surrounding blanks, refused naming `field` unless 1 to `limit`
+    characters remain: the check every free-text argument (a reason, an id, a note) gets."""
+    text = value.strip()
+    if not 1 <= len(text) <= limit:
+        raise BadInput(f"{field} must be 1 to {limit} characters", field=field)
+    return text
+
+
 class Unauthenticated(UserError):
     code = "UNAUTHENTICATED"
     http_status = 401

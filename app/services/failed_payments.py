@@ -35,7 +35,7 @@ import asyncpg
 
 from app.auth import Viewer, administered_scope
 from app.database import connection, transaction
-from app.errors import BadInput, NotFound
+from app.errors import BadInput, NotFound, trimmed_text
 from app.services.accounts import audit
 from app.services.accounts.audit import Actor
 from app.services.notifications import enqueue_notification
@@ -257,12 +257,8 @@ async def _checked(viewer: Viewer, organization_id: Any, transaction_id: str, re
     org = await _scope(viewer, organization_id)
     if org is None:
         raise BadInput("name the organization", field="organizationId")
-    why = reason.strip()
-    if not 1 <= len(why) <= MAX_NOTE:
-        raise BadInput(f"reason must be 1 to {MAX_NOTE} characters", field="reason")
-    wanted = transaction_id.strip()
-    if not 1 <= len(wanted) <= MAX_TRANSACTION_ID:
-        raise BadInput(f"transactionId must be 1 to {MAX_TRANSACTION_ID} characters", field="transactionId")
+    why = trimmed_text(reason, field="reason", limit=MAX_NOTE)
+    wanted = trimmed_text(transaction_id, field="transactionId", limit=MAX_TRANSACTION_ID)
     return org, wanted, why
 
 

@@ -44,7 +44,7 @@ from openpyxl import Workbook
 from app.auth import Viewer, platform_admin_scope
 from app.consumers import Batch, Consumer
 from app.database import connection
-from app.errors import BadInput, NotFound
+from app.errors import BadInput, NotFound, trimmed_text
 from app.services.accounts import audit
 from app.services.accounts.audit import Actor
 from app.services.claimed_events import CLAIMED_EVENTS, keys_of
@@ -667,10 +667,7 @@ async def _invoice_scope(viewer: Viewer, organization_id: Any, invoice_id: str) 
     org = await platform_admin_scope(viewer, organization_id, refusal="invoice actions need a platform admin token")
     if org is None:
         raise BadInput("name the organization", field="organizationId")
-    text = invoice_id.strip()
-    if not 1 <= len(text) <= TEXT_PROPERTY_MAX_CHARS:
-        raise BadInput(f"invoiceId must be 1 to {TEXT_PROPERTY_MAX_CHARS} characters", field="invoiceId")
-    return org, text
+    return org, trimmed_text(invoice_id, field="invoiceId", limit=TEXT_PROPERTY_MAX_CHARS)
 
 
 async def _locked_invoice(conn: asyncpg.Connection, org: uuid.UUID, invoice_id: str) -> Invoice:
@@ -699,9 +696,7 @@ async def mark_invoice_paid(
     invoice.paid would: it leaves the outstanding invoices, and a later invoice.paid changes
     nothing (the first payment wins)."""
     org, text = await _invoice_scope(viewer, organization_id, invoice_id)
-    why = reason.strip()
-    if not 1 <= len(why) <= MAX_REASON:
-        raise BadInput(f"reason must be 1 to {MAX_REASON} characters", field="reason")
+    why = trimmed_text(reason, field="reason", limit=MAX_REASON)
     when = _paid_at(paid_at, utcnow())
     async with connection() as conn, conn.transaction():
         before = await _locked_invoice(conn, org, text)

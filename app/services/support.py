@@ -25,7 +25,7 @@ from typing import Any
 
 from app.auth import Viewer, administered_scope, platform_admin_scope
 from app.database import connection
-from app.errors import BadInput, NotFound
+from app.errors import BadInput, NotFound, trimmed_text
 from app.services import buyer_emails
 from app.services.accounts import audit
 from app.services.accounts.audit import Actor
@@ -115,19 +115,12 @@ def _like_prefix(text: str) -> str:
     return f"{escaped}%"
 
 
-def _checked_query(query: str) -> str:
-    text = query.strip()
-    if not 1 <= len(text) <= MAX_QUERY:
-        raise BadInput(f"query must be 1 to {MAX_QUERY} characters", field="query")
-    return text
-
-
 async def support_search(*, viewer: Viewer, query: str, organization_id: Any = None, limit: int = 20) -> list[SupportHit]:
     """Transactions first (by id, then by order, then by buyer email; newest first), then
     organizations by name, then tickets by id or scanned code (latest scanned first, with
     their status)."""
     org = await administered_scope(viewer, organization_id, refusal="the support search needs an organization admin token")
-    text = _checked_query(query)
+    text = trimmed_text(query, field="query", limit=MAX_QUERY)
     if not 1 <= limit <= MAX_HITS:
         raise BadInput(f"limit must be between 1 and {MAX_HITS}", field="limit")
     async with connection() as conn:
@@ -162,13 +155,6 @@ async def _organization(viewer: Viewer, organization_id: Any) -> uuid.UUID:
     return org
 
 
-def _checked_body(body: str) -> str:
-    text = body.strip()
-    if not 1 <= len(text) <= MAX_NOTE:
-        raise BadInput(f"body must be 1 to {MAX_NOTE} characters", field="body")
-    return text
-
-
 NOTE_COLUMNS = "id, organization_id, author, body, created_at"
 
 
@@ -186,7 +172,7 @@ async def add_organization_note(
     *, viewer: Viewer, organization_id: Any, body: str, address: str | None
 ) -> OrganizationNote:
     org = await _organization(viewer, organization_id)
-    text = _checked_body(body)
+    text = trimmed_text(body, field="body", limit=MAX_NOTE)
     async with connection() as conn, conn.transaction():
         row = await conn.fetchrow(
             f"INSERT INTO organization_notes (organization_id, author, author_user_id, body) VALUES ($1, $2, $3, $4)"
@@ -312,10 +298,7 @@ async def _ticket_scope(viewer: Viewer, organization_id: Any, ticket_id: str) ->
     org = await administered_scope(viewer, organization_id, refusal="ticket lookup needs an organization admin token")
     if org is None:
         raise BadInput("name the organization", field="organizationId")
-    text = ticket_id.strip()
-    if not 1 <= len(text) <= MAX_TICKET_ID:
-        raise BadInput(f"ticketId must be 1 to {MAX_TICKET_ID} characters", field="ticketId")
-    return org, text
+    return org, trimmed_text(ticket_id, field="ticketId", limit=MAX_TICKET_ID)
 
 
 async def ticket(*, viewer: Viewer, organization_id: Any, ticket_id: str) -> Ticket:
@@ -335,9 +318,7 @@ async def override_ticket(
 ) -> Ticket:
     """Mark a ticket used or reactivate it, with the reason; a refunded ticket stays refunded."""
     org, text = await _ticket_scope(viewer, organization_id, ticket_id)
-    why = reason.strip()
-    if not 1 <= len(why) <= MAX_REASON:
-        raise BadInput(f"reason must be 1 to {MAX_REASON} characters", field="reason")
+    why = trimmed_text(reason, field="reason", limit=MAX_REASON)
     if status not in (VALID, USED):
         raise BadInput("status must be valid or used", field="status")
     async with connection() as conn, conn.transaction():
@@ -422,9 +403,7 @@ async def issue_refund(
     org = await platform_admin_scope(viewer, organization_id, refusal="refunds need a platform admin token")
     if org is None:
         raise BadInput("name the organization", field="organizationId")
-    why = reason.strip()
-    if not 1 <= len(why) <= MAX_REASON:
-        raise BadInput(f"reason must be 1 to {MAX_REASON} characters", field="reason")
+    why = trimmed_text(reason, field="reason", limit=MAX_REASON)
     async with connection() as conn, conn.transaction():
         sale = await conn.fetchrow(SALE, org, transaction_id)
         if sale is None:
