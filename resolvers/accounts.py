@@ -13,7 +13,7 @@ from app.auth import CSRF_COOKIE, SESSION_COOKIE, Access, Role
 from app.errors import BadInput, Forbidden, parse_id
 from app.services.accounts import audit, keys, members, sessions
 from app.services.accounts.audit import AuditEntry as AuditRow
-from resolvers.common import app_state, guarded, viewer_of
+from resolvers.common import app_state, guarded, optional_id, viewer_of
 from schema.accounts import (
     AccountMembership,
     AccountUser,
@@ -43,10 +43,6 @@ RoleArg = Annotated[MemberRole, strawberry.argument(description="The role.")]
 NameArg = Annotated[str, strawberry.argument(description="A name to tell it apart (1..100 characters).")]
 
 
-def _id(value: Any) -> strawberry.ID | None:
-    return strawberry.ID(str(value)) if value is not None else None
-
-
 def address_of(info: Info) -> str | None:
     client = getattr(info.context.request, "client", None)
     return client.host if client else None
@@ -66,7 +62,7 @@ def settings_of(info: Info) -> Any:
 def to_sign_in(done: sessions.SignedIn) -> SignInPayload:
     return SignInPayload(
         user=AccountUser(id=strawberry.ID(str(done.user_id)), email=done.email, name=done.name),
-        role=done.role.value, organization_id=_id(done.organization_id), profile_id=_id(done.profile_id),
+        role=done.role.value, organization_id=optional_id(done.organization_id), profile_id=optional_id(done.profile_id),
         session_id=strawberry.ID(str(done.session_id)), session_expires_at=done.session_expires_at,
         access_token=done.access_token, access_token_expires_at=done.access_token_expires_at,
         refresh_token=done.refresh_token, csrf_token=done.csrf_token,
@@ -76,7 +72,7 @@ def to_sign_in(done: sessions.SignedIn) -> SignInPayload:
 def to_member(member: members.Member) -> Member:
     return Member(
         user_id=strawberry.ID(str(member.user_id)), organization_id=strawberry.ID(str(member.organization_id)),
-        email=member.email, name=member.name, role=MemberRole(member.role.value), profile_id=_id(member.profile_id),
+        email=member.email, name=member.name, role=MemberRole(member.role.value), profile_id=optional_id(member.profile_id),
         joined_at=member.joined_at, last_sign_in_at=member.last_sign_in_at,
     )  # fmt: skip
 
@@ -84,7 +80,7 @@ def to_member(member: members.Member) -> Member:
 def to_invitation(invitation: members.Invitation) -> Invitation:
     return Invitation(
         id=strawberry.ID(str(invitation.id)), organization_id=strawberry.ID(str(invitation.organization_id)),
-        email=invitation.email, role=MemberRole(invitation.role.value), profile_id=_id(invitation.profile_id),
+        email=invitation.email, role=MemberRole(invitation.role.value), profile_id=optional_id(invitation.profile_id),
         invited_by=invitation.invited_by, created_at=invitation.created_at, expires_at=invitation.expires_at,
         status=InvitationStatus(invitation.status),
     )  # fmt: skip
@@ -93,8 +89,8 @@ def to_invitation(invitation: members.Invitation) -> Invitation:
 def to_key(key: keys.Key) -> ApiKey:
     return ApiKey(
         id=strawberry.ID(str(key.id)), organization_id=strawberry.ID(str(key.organization_id)), kind=KeyKind(key.kind),
-        name=key.name, hint=key.hint, role=key.role.value if key.role else None, profile_id=_id(key.profile_id),
-        user_id=_id(key.user_id), created_by=key.created_by, created_at=key.created_at, last_used_at=key.last_used_at,
+        name=key.name, hint=key.hint, role=key.role.value if key.role else None, profile_id=optional_id(key.profile_id),
+        user_id=optional_id(key.user_id), created_by=key.created_by, created_at=key.created_at, last_used_at=key.last_used_at,
         revoked_at=key.revoked_at,
     )  # fmt: skip
 
@@ -105,8 +101,8 @@ def to_new_key(new: keys.NewKey) -> NewApiKey:
 
 def to_audit_entry(row: AuditRow) -> AuditEntry:
     return AuditEntry(
-        id=strawberry.ID(str(row.id)), at=row.at, organization_id=_id(row.organization_id), actor=row.actor,
-        actor_user_id=_id(row.actor_user_id), address=row.address, action=row.action, target=row.target, details=row.details,
+        id=strawberry.ID(str(row.id)), at=row.at, organization_id=optional_id(row.organization_id), actor=row.actor,
+        actor_user_id=optional_id(row.actor_user_id), address=row.address, action=row.action, target=row.target, details=row.details,
         role=row.role, before=row.before, after=row.after, reason=row.reason,
     )  # fmt: skip
 
@@ -209,7 +205,7 @@ async def me(info: Info) -> Me | None:
         user=AccountUser(id=strawberry.ID(str(account.user_id)), email=account.email, name=account.name),
         memberships=[
             AccountMembership(organization_id=strawberry.ID(str(m.organization_id)), role=MemberRole(m.role.value),
-                              profile_id=_id(m.profile_id))  # fmt: skip
+                              profile_id=optional_id(m.profile_id))  # fmt: skip
             for m in account.memberships
         ],
         is_platform_admin=account.is_platform_admin,

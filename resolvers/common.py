@@ -48,6 +48,11 @@ def to_resolved_range(value: TimeRange) -> ResolvedRange:
     return ResolvedRange(from_=value.start, to=value.end, timezone=value.timezone)
 
 
+def optional_id(value: Any) -> strawberry.ID | None:
+    """An id field that may be absent (None stays None)."""
+    return strawberry.ID(str(value)) if value is not None else None
+
+
 def viewer_of(info: Info[Any, Any]) -> Viewer:
     """The authenticated viewer, or the authentication error that stopped it; a read-only
     viewer is refused here by any root field whose declared access does not admit it."""

@@ -10,7 +10,7 @@ from strawberry.types import Info
 
 from app.auth import Access
 from app.services import failed_payments as service
-from resolvers.common import RangeArg, address_of, guarded, to_range_spec, to_resolved_range, viewer_of
+from resolvers.common import RangeArg, address_of, guarded, optional_id, to_range_spec, to_resolved_range, viewer_of
 from schema.failed_payments import (
     FailedPayment,
     FailedPaymentPage,
@@ -60,7 +60,7 @@ async def failed_payments(
 async def failed_payment_stats(info: Info, organization_id: OrgArg = None) -> FailedPaymentStats:
     stats = await service.failed_payment_stats(viewer=viewer_of(info), organization_id=organization_id)
     return FailedPaymentStats(
-        organization_id=strawberry.ID(str(stats.organization_id)) if stats.organization_id else None,
+        organization_id=optional_id(stats.organization_id),
         windows=[FailedPaymentWindowFigures(window=FailedPaymentWindow(w.window), failed=w.failed, successful=w.successful,
                                             failure_rate=w.failure_rate) for w in stats.windows],
         by_reason=[FailedPaymentReasonCount(reason=reason, count=count) for reason, count in stats.by_reason],

@@ -9,7 +9,7 @@ from strawberry.types import Info
 
 from app.auth import Access
 from app.services import host_webhooks as service
-from resolvers.common import RangeArg, guarded, to_range_spec, to_resolved_range, viewer_of
+from resolvers.common import RangeArg, guarded, optional_id, to_range_spec, to_resolved_range, viewer_of
 from schema.host_webhooks import (
     HostWebhookEndpointCount,
     HostWebhookErrorCount,
@@ -40,7 +40,7 @@ async def host_webhook_failures(
         viewer=viewer_of(info), organization_id=organization_id, time_range=to_range_spec(time_range), recent=recent
     )
     return HostWebhookFailures(
-        organization_id=strawberry.ID(str(found.organization_id)) if found.organization_id else None,
+        organization_id=optional_id(found.organization_id),
         range=to_resolved_range(found.time_range), count=found.count,
         by_endpoint=[HostWebhookEndpointCount(endpoint=e, count=n) for e, n in found.by_endpoint],
         by_status_code=[HostWebhookStatusCount(status_code=s, count=n) for s, n in found.by_status_code],

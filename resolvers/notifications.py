@@ -3,7 +3,7 @@ services, map)."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 import strawberry
 from strawberry.types import Info
@@ -12,7 +12,7 @@ from app.auth import Access
 from app.services.notifications import channels, deliveries
 from app.services.notifications.kinds import KINDS
 from resolvers.accounts import address_of, settings_of
-from resolvers.common import guarded, viewer_of
+from resolvers.common import guarded, optional_id, viewer_of
 from schema.notifications import (
     DeliveryAttempt,
     DeliveryPage,
@@ -43,13 +43,9 @@ RecipientsArg = Annotated[list[str] | None, strawberry.argument(description="Ema
 NameArg = Annotated[str, strawberry.argument(description="A name to tell it apart (1..100 characters).")]
 
 
-def _id(value: Any) -> strawberry.ID | None:
-    return strawberry.ID(str(value)) if value is not None else None
-
-
 def to_channel(channel: channels.Channel) -> NotificationChannel:
     return NotificationChannel(
-        id=strawberry.ID(str(channel.id)), organization_id=_id(channel.organization_id),
+        id=strawberry.ID(str(channel.id)), organization_id=optional_id(channel.organization_id),
         kind=NotificationChannelKind(channel.kind), name=channel.name, url=channel.url, recipients=list(channel.recipients),
         kinds=list(channel.kinds), enabled=channel.enabled, created_at=channel.created_at, updated_at=channel.updated_at,
     )  # fmt: skip
@@ -61,7 +57,7 @@ def to_channel_with_secret(new: channels.NewChannel) -> NotificationChannelWithS
 
 def to_delivery(delivery: deliveries.Delivery) -> NotificationDelivery:
     return NotificationDelivery(
-        id=strawberry.ID(str(delivery.id)), organization_id=_id(delivery.organization_id),
+        id=strawberry.ID(str(delivery.id)), organization_id=optional_id(delivery.organization_id),
         channel_id=strawberry.ID(str(delivery.channel_id)), kind=delivery.kind, payload=delivery.payload,
         status=DeliveryStatus(delivery.status), attempt_count=delivery.attempts, max_attempts=delivery.max_attempts,
         next_attempt_at=delivery.next_attempt_at, last_error=delivery.last_error, created_at=delivery.created_at,

@@ -11,7 +11,7 @@ from strawberry.types import Info
 from app.auth import Access
 from app.services import privacy as service
 from app.services.accounts import audit
-from resolvers.common import guarded, viewer_of
+from resolvers.common import guarded, optional_id, viewer_of
 from schema.privacy import (
     PrivacySettings,
     SubjectData,
@@ -27,10 +27,6 @@ OrganizationArg = Annotated[
 ]
 UserIdArg = Annotated[str | None, strawberry.argument(description="The subject's userId, as sent with events.")]
 AnonymousIdArg = Annotated[str | None, strawberry.argument(description="The subject's anonymousId, as sent with events.")]
-
-
-def _id(value: Any) -> strawberry.ID | None:
-    return strawberry.ID(str(value)) if value is not None else None
 
 
 def to_settings(value: service.PrivacySettings) -> PrivacySettings:
@@ -76,7 +72,7 @@ def to_subject_event(row: dict[str, Any]) -> SubjectEvent:
         type=row["type"],
         occurred_at=row["occurred_at"],
         received_at=row["received_at"],
-        profile_id=_id(row["profile_id"]),
+        profile_id=optional_id(row["profile_id"]),
         user_id=row["user_id"],
         anonymous_id=row["anonymous_id"],
         visitor_id=row["visitor_id"],

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncGenerator
-from typing import Annotated, Any
+from typing import Annotated
 
 import strawberry
 from strawberry.types import Info
@@ -19,7 +19,7 @@ from app.errors import SlowConsumer
 from app.eventbus import SubscriberDropped
 from app.services.system_health import database, performance, scanning
 from app.vocabulary import API_TIMINGS_CHANNEL
-from resolvers.common import RangeArg, app_state, guarded, to_range_spec, to_resolved_range, viewer_of
+from resolvers.common import RangeArg, app_state, guarded, optional_id, to_range_spec, to_resolved_range, viewer_of
 from schema.support import ScanErrorType
 from schema.system_health import (
     ApiPerformance,
@@ -98,13 +98,9 @@ async def api_performance_updates(
             raise SlowConsumer(f"{exc}; subscribe again to continue") from exc
 
 
-def _id(value: Any) -> strawberry.ID | None:
-    return None if value is None else strawberry.ID(str(value))
-
-
 def scanning_health_of(health: scanning.ScanningHealth) -> ScanningHealth:
     return ScanningHealth(
-        organization_id=_id(health.organization_id), range=to_resolved_range(health.range), scans=health.scans,
+        organization_id=optional_id(health.organization_id), range=to_resolved_range(health.range), scans=health.scans,
         failures=health.failures, failure_rate=health.failure_rate,
         by_error_type=[ScanErrorCount(error_type=ScanErrorType(kind), count=n) for kind, n in health.by_error_type.items()],
         devices=[DeviceScanning(
