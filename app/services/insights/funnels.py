@@ -32,7 +32,8 @@ Definitions (the README's "Funnels" section states the same, for clients):
   aggregates (and one page of person ids).
 
 The SQL (`core`): the range's rows of the step and exclusion types, of persons with a
-step-0 event in the range, sorted once per person by (occurred_at, received_at, event_id),
+step-0 event in the range (numbered, and found by visitor id: `grammar.starters`), sorted
+once per person by (occurred_at, received_at, event_id),
 then one window layer per step whose running max of small bigint arrays carries the latest
 attempt standing on each step; a GROUP BY per person keeps the furthest record.
 `funnel_statement` gives the whole statement of `funnel` for benchmarks.
@@ -273,41 +274,29 @@ def core(
     if bd_expr is not None:
         columns.append(f"{bd_expr} AS bh")
     any_match = " OR ".join([f"m{k}" for k in range(n)] + [f"x{j}" for j in range(len(excludes))])
-    entity = ", ".join(["person"] + [f"h{i}" for i in range(len(holds))])
-    source = sql.events_from()
-    if not aliases:
-        person = "e.visitor_id"
-        source = "events e" + (
-            f" LEFT JOIN persons pp ON pp.organization_id = e.organization_id AND pp.id = {person}"
-            if sql.joins_persons else ""
-        )  # fmt: skip
-        columns = [c.replace(PERSON, person) for c in columns]
+    held = [f"h{i}" for i in range(len(holds))]
+    entity = ", ".join(["person", *held])
     # rows of the types read match a step or an exclusion unless a matcher has filters
     filtered = BASE_FILTER and any(m.filters for m in (*spec.steps, *(x.matcher for x in spec.exclusions)))
     bounds = starters = ""
     if prefiltered(spec):
         # Only persons with a step-0 event in the range can count, and only their events
         # from their first such event to the end of their last one's window can take part
-        # in an attempt: nothing else is sorted (a join through the type index).
-        person = PERSON if aliases else "e.visitor_id"
-        inner = "events e"
-        if aliases:
-            inner += " LEFT JOIN person_aliases pa ON pa.organization_id = e.organization_id AND pa.alias = e.visitor_id"
-        if sql.joins_persons:
-            inner += f" LEFT JOIN persons pp ON pp.organization_id = e.organization_id AND pp.id = {person}"
-        first = grammar.matcher_condition(sql, spec.steps[0]).replace(PERSON, person)
-        window_interval = sql.param(timedelta(seconds=spec.window_seconds), "interval")
-        if part is not None:
-            index, count = (int(x) for x in part)
-            first += f" AND mod(hashtext({person})::bigint + 2147483648, {count}) = {index}"
-        bounds = (
-            f"starters AS (SELECT {person} AS person, min(e.occurred_at) AS lo, max(e.occurred_at) + {window_interval} AS hi"
-            f" FROM {inner} WHERE e.organization_id = {org}"
-            f" AND e.visitor_id IS NOT NULL AND e.occurred_at >= {p_start}"
-            f" AND e.occurred_at < {sql.param(span.end, 'timestamptz')} AND {first} GROUP BY 1), "
-        )
-        source += f" JOIN starters st ON st.person = {person}"
-        starters = " AND e.occurred_at >= st.lo AND e.occurred_at <= st.hi"
+        # in an attempt: nothing else is sorted. Each such person has a number (`pid`) and
+        # a row per visitor id of theirs, so the events find their person by visitor id in
+        # one hash, and sort by a number rather than a text key.
+        bounds = _starters(sql, scope, spec, span, aliases=aliases, part=part)
+        person, source = "sv.person", "events e JOIN starter_visitors sv ON sv.visitor = e.visitor_id"
+        columns[0] = "sv.pid"  # the person's id is read once per person, at the end
+        starters = " AND e.occurred_at >= sv.lo AND e.occurred_at <= sv.hi"
+        entity = ", ".join(["pid", *held])
+    elif aliases:
+        person, source = PERSON, sql.events_from()
+    else:  # no identify links: the visitor is the person
+        person, source = "e.visitor_id", "events e"
+    if sql.joins_persons and person != PERSON:
+        source += f" LEFT JOIN persons pp ON pp.organization_id = e.organization_id AND pp.id = {person}"
+    columns = [c.replace(PERSON, person) for c in columns]
     base = (
         f"{bounds}base AS (SELECT * FROM (SELECT {', '.join(columns)} FROM {source}"
         f" WHERE e.organization_id = {org} AND e.visitor_id IS NOT NULL"
@@ -321,6 +310,33 @@ def core(
     else:
         body = _ordered(spec, n, w_us, start_us, end_us, entity, window, bd_expr is not None, strict)
     return Core(sql=sql, ctes=f"WITH {base}, {body}", stride=stride, steps=n)
+
+
+def _starters(
+    sql: Sql, scope: InsightScope, spec: FunnelSpec, span: TimeRange, *, aliases: bool, part: tuple[int, int] | None
+) -> str:
+    """`grammar.starters` of the persons with a step-0 event in the range (in part `part`),
+    with the span their attempts can use: from their first such event (`lo`) to the end of
+    their last one's window (`hi`)."""
+    org = sql.param(scope.organization_id, "uuid")
+    person = PERSON if aliases else "e.visitor_id"
+    inner = "events e"
+    if aliases:
+        inner += " LEFT JOIN person_aliases pa ON pa.organization_id = e.organization_id AND pa.alias = e.visitor_id"
+    if sql.joins_persons:
+        inner += f" LEFT JOIN persons pp ON pp.organization_id = e.organization_id AND pp.id = {person}"
+    first = grammar.matcher_condition(sql, spec.steps[0]).replace(PERSON, person)
+    if part is not None:
+        index, count = (int(x) for x in part)
+        first += f" AND mod(hashtext({person})::bigint + 2147483648, {count}) = {index}"
+    window = sql.param(timedelta(seconds=spec.window_seconds), "interval")
+    persons = (
+        f"SELECT {person} AS person, min(e.occurred_at) AS lo, max(e.occurred_at) + {window} AS hi"
+        f" FROM {inner} WHERE e.organization_id = {org} AND e.visitor_id IS NOT NULL"
+        f" AND e.occurred_at >= {sql.param(span.start, 'timestamptz')}"
+        f" AND e.occurred_at < {sql.param(span.end, 'timestamptz')} AND {first} GROUP BY 1"
+    )
+    return grammar.starters(sql, org, persons, ("lo", "hi"), aliases=aliases) + ", "
 
 
 def _value(sql: Sql, source: grammar.PropertySource, key: str) -> str:
@@ -353,7 +369,7 @@ def _ordered(
 
     # STRICT with held properties: an event with other values (another entity) still breaks
     # the sequence, so rows carry their number among all the person's events
-    held_strict = strict and entity != "person"
+    held_strict = strict and bool(spec.hold_constant)
     # without exclusions the arrays carry no segment: o is the prefix's length
     o = 1 if excl else 0
     pre = lambda k: f"ARRAY[{seg(k)}::bigint] || " if excl else ""
@@ -412,7 +428,8 @@ def _ordered(
         source = "base"
         if held_strict:
             seg_cols += ", lag(prn) OVER w AS pprn"
-            source = f"(SELECT base.*, row_number() OVER (PARTITION BY person ORDER BY {ORDER_BY}) AS prn FROM base) base"
+            own = entity.split(",")[0]  # pid or person
+            source = f"(SELECT base.*, row_number() OVER (PARTITION BY {own} ORDER BY {ORDER_BY}) AS prn FROM base) base"
         layers.append(f"l0 AS (SELECT base.*, row_number() OVER w AS rn{seg_cols} FROM {source} WINDOW w AS ({window}))")
     # what exclusions need besides p_k: q_k, the latest attempt standing on step k (STRICT's
     # p_k is only the previous row's)
@@ -458,8 +475,16 @@ def _ordered(
     return (
         ", ".join(layers)
         + f", best AS (SELECT {entity}, max(COALESCE({records})) AS best FROM {last} GROUP BY {entity})"
-        + ", entities AS (SELECT person, best[1]::int AS lvl, best[3:] AS chain FROM best WHERE best IS NOT NULL)"
+        + ', entities AS (SELECT person COLLATE "C" AS person, best[1]::int AS lvl, best[3:] AS chain'
+        + f" FROM {_persons_of('best', entity)} WHERE best IS NOT NULL)"
     )
+
+
+def _persons_of(relation: str, entity: str) -> str:
+    """`relation` with its `person`: its own column, or the numbered starter's (see `core`)."""
+    if entity.startswith("pid"):
+        return f"{relation} JOIN starters st ON st.pid = {relation}.pid"
+    return relation
 
 
 def _unordered(

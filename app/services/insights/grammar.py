@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
@@ -257,6 +258,10 @@ class Sql:
     # Read who did what per hour from the pre-aggregates instead of the events, each
     # visitor's history before this instant folded into their first hour (insights.rollups).
     actors_since: datetime | None = None
+    # The statement joins the events to a set it computed itself (a CTE), whose key
+    # PostgreSQL has no statistics for: it guesses 200 distinct values and picks a nested loop
+    # or a merge join over millions of rows. Such statements are planned with hash joins only.
+    hash_joins: bool = False
 
     def param(self, value: Any, cast: str) -> str:
         self.params.append(value)
@@ -289,6 +294,36 @@ class Sql:
             " UNION ALL SELECT organization_id, type, visitor_id, hour FROM event_actor_hours_live"
             f" WHERE hour >= {since}) e"
         )
+
+
+def starters(sql: Sql, org: str, persons: str, columns: Sequence[str] = (), *, aliases: bool = True) -> str:
+    """The CTEs `starters(pid, person, *columns)` and `starter_visitors(visitor, pid, person,
+    *columns)` for an insight that only counts some persons (those who did its first event):
+    `persons` selects one row per such person (`person`, then `columns`); each is numbered
+    (`pid`); and each gets a row per visitor id whose events are theirs (their own id unless
+    it is itself linked to someone else, and every id linked to them).
+
+    The statement then joins the events to `starter_visitors` by visitor id, a hash on a few
+    rows, rather than giving every event its person through the identity links first; and it
+    sorts and groups by `pid`, a number, rather than by a text key. Its planning needs hash
+    joins (`Sql.hash_joins`): grouped by visitor, the join key is known unique."""
+    sql.hash_joins = True
+    extra = "".join(f", {c}" for c in columns)
+    numbered = f"starters AS MATERIALIZED (SELECT row_number() OVER () AS pid, person{extra} FROM ({persons}) s)"
+    own = f"SELECT person AS visitor, pid, person{extra} FROM starters"
+    if aliases:
+        own += (
+            " WHERE NOT EXISTS (SELECT 1 FROM person_aliases pa"
+            f" WHERE pa.organization_id = {org} AND pa.alias = starters.person)"
+            f" UNION ALL SELECT pa.alias, st.pid, st.person{''.join(f', st.{c}' for c in columns)} FROM starters st"
+            f" JOIN person_aliases pa ON pa.organization_id = {org} AND pa.person_id = st.person"
+        )
+    # each visitor id is one person's, so min() is that person's value
+    picked = "".join(f", min({c}) AS {c}" for c in columns)
+    return (
+        f"{numbered}, starter_visitors AS (SELECT visitor, min(pid) AS pid, min(person) AS person{picked}"
+        f" FROM ({own}) v GROUP BY visitor)"
+    )
 
 
 def value_text(sql: Sql, source: PropertySource, key: str) -> str:

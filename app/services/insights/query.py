@@ -179,6 +179,18 @@ async def insight_connections(count: int) -> AsyncIterator[list[asyncpg.Connecti
         yield conns
 
 
+def statement_settings(sql: Sql, *, side_by_side: bool = False) -> str:
+    """What one statement needs besides INSIGHT_SETTINGS: hash joins only (see
+    `Sql.hash_joins`); and no parallel workers for parts read side by side, which already
+    keep the cores busy (workers would fight them for the same cores)."""
+    settings = []
+    if sql.hash_joins:
+        settings += ["SET LOCAL enable_nestloop = off", "SET LOCAL enable_mergejoin = off"]
+    if side_by_side:
+        settings.append("SET LOCAL max_parallel_workers_per_gather = 0")
+    return "; ".join(settings)
+
+
 def _quoted(literal: str) -> str:
     return "'" + literal.replace("'", "''") + "'"
 
@@ -189,6 +201,10 @@ async def fetch_parts(sql: Sql, statements: Sequence[str]) -> list[list[asyncpg.
     If one fails, the others are cancelled (asyncpg cancels them on the server too)."""
     async with insight_connections(len(statements)) as conns:
         await check_regexes(conns[0], sql.regexes)
+        settings = statement_settings(sql, side_by_side=len(conns) > 1)
+        if settings:
+            for conn in conns:
+                await conn.execute(settings)
         shares = [list(range(i, len(statements), len(conns))) for i in range(len(conns))]
         answers: list[list[asyncpg.Record]] = [[] for _ in statements]
 
@@ -211,6 +227,8 @@ async def fetch(sql: Sql, statement: str) -> list[asyncpg.Record]:
     """Run one insight statement with its parameters."""
     async with insight_connection() as conn:
         await check_regexes(conn, sql.regexes)
+        if settings := statement_settings(sql):
+            await conn.execute(settings)
         return await conn.fetch(statement, *sql.params)
 
 
