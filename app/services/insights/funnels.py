@@ -286,7 +286,7 @@ def core(
         # a row per visitor id of theirs, so the events find their person by visitor id in
         # one hash, and sort by a number rather than a text key.
         bounds = _starters(sql, scope, spec, span, aliases=aliases, part=part)
-        person, source = "sv.person", "events e JOIN starter_visitors sv ON sv.visitor = e.visitor_id"
+        person, source = "sv.person", sql.starter_events()
         columns[0] = "sv.pid"  # the person's id is read once per person, at the end
         starters = " AND e.occurred_at >= sv.lo AND e.occurred_at <= sv.hi"
         entity = ", ".join(["pid", *held])
@@ -294,7 +294,7 @@ def core(
         person, source = PERSON, sql.events_from()
     else:  # no identify links: the visitor is the person
         person, source = "e.visitor_id", "events e"
-    if sql.joins_persons and person != PERSON:
+    if sql.joins_persons and person == "e.visitor_id":
         source += f" LEFT JOIN persons pp ON pp.organization_id = e.organization_id AND pp.id = {person}"
     columns = [c.replace(PERSON, person) for c in columns]
     base = (

@@ -282,6 +282,17 @@ class Sql:
             text += f" LEFT JOIN persons pp ON pp.organization_id = e.organization_id AND pp.id = {PERSON}"
         return text
 
+    def starter_events(self) -> str:
+        """`events e` (or the actors relation) of the persons in `starter_visitors sv` (see
+        `starters`), whose person is `sv.person`; with the person's row when the statement
+        reads a person property. Call it last."""
+        text = ("events e" if self.actors_since is None else self.actors()) + (
+            " JOIN starter_visitors sv ON sv.visitor = e.visitor_id"
+        )
+        if self.joins_persons:
+            text += " LEFT JOIN persons pp ON pp.organization_id = e.organization_id AND pp.id = sv.person"
+        return text
+
     def actors(self) -> str:
         """An `e` with the columns person-period statements read (organization_id, type,
         visitor_id, occurred_at): one row per visitor, type and UTC hour from `actors_since`
