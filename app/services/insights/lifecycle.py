@@ -16,8 +16,11 @@ event: 1..N, zero-filled (N = the range's periods).
 The core statements (`LIFECYCLE`, `STICKINESS`) read the matcher's events once, grouped by
 person and period (width_bucket over the periods' starts). For lifecycle, position 0 holds
 everything before the period preceding the range (so "new" and "resurrecting" know the
-whole history), position 1 that preceding period, 2.. the range's periods; a window over
-each person's positions (lag/lead) classifies every (person, period) row.
+whole history), position 1 that preceding period, 2.. the range's periods. Each person's
+positions become one bigint, a bit per position (`LIFECYCLE`); persons with the same bits
+are counted together, and each period's four counts are bit tests on those patterns. A
+range of more periods than a bigint has bits (`MASK_POSITIONS`) is classified row by row
+instead, by a window over each person's positions (`LIFECYCLE_ROWS`: lag/lead).
 """
 
 from __future__ import annotations
@@ -66,7 +69,28 @@ class Plan:
     now: datetime
 
 
+MASK_POSITIONS = 63  # positions 0..62 fit a bigint's bits below its sign
+
 LIFECYCLE = """
+WITH masks AS (
+    SELECT bit_or(1::bigint << width_bucket(e.occurred_at, {starts})) AS m
+    FROM {events}
+    WHERE e.organization_id = {org} AND {known} AND e.occurred_at < {hi} AND {matcher}
+    GROUP BY ({person})
+),
+patterns AS (SELECT m, count(*) AS n FROM masks GROUP BY m)
+SELECT p,
+       coalesce(sum(n) FILTER (WHERE (m >> p) & 1 = 1 AND m & ((1::bigint << p) - 1) = 0), 0)::bigint AS new,
+       coalesce(sum(n) FILTER (WHERE (m >> (p - 1)) & 3 = 3), 0)::bigint AS returning,
+       coalesce(sum(n) FILTER (WHERE (m >> (p - 1)) & 3 = 2 AND m & ((1::bigint << (p - 1)) - 1) <> 0), 0)::bigint AS resurrecting,
+       coalesce(sum(n) FILTER (WHERE (m >> (p - 1)) & 3 = 1), 0)::bigint AS dormant
+FROM patterns, generate_series(2, {last_previous} + 1) AS p
+GROUP BY p
+"""
+"""Per period p (position 2..): new (bit p is the person's lowest), returning (bits p and
+p - 1), resurrecting (bit p, not p - 1, some lower one) and dormant (bit p - 1, not p)."""
+
+LIFECYCLE_ROWS = """
 WITH active AS (
     SELECT ({person}) COLLATE "C" AS person, width_bucket(e.occurred_at, {starts}) AS p
     FROM {events}
@@ -128,7 +152,8 @@ class LifecycleQuery(ActivityRunner):
         previous = shift_periods(cut.starts[0], cut.grain, -1, timezone=cut.range.timezone)
         sql = actors_or_events(self.inputs["event"], previous, [*cut.starts[: plan.observed], cut.ends[plan.observed - 1]])
         matcher = grammar.matcher_condition(sql, self.inputs["event"])  # first: it may add the persons join
-        text = LIFECYCLE.format(
+        statement = LIFECYCLE if plan.observed + 2 <= MASK_POSITIONS else LIFECYCLE_ROWS
+        text = statement.format(
             person=sql.person(), events=sql.events_from(), known=PERSON_KNOWN, matcher=matcher,
             org=sql.param(scope.organization_id, "uuid"),
             starts=sql.param([previous, *cut.starts[: plan.observed]], "timestamptz[]"),
