@@ -207,6 +207,9 @@ async def test_bad_filters_name_their_field(client: Any, tenant: Tenant) -> None
         assert error_codes(body) == ["BAD_USER_INPUT"] and body["errors"][0]["extensions"]["field"] == name
         body = await gql(client, EXPORT, {"format": "CSV", name: "2026-01-01T00:00:00"}, token=tenant.org_admin_token)
         assert error_codes(body) == ["BAD_USER_INPUT"] and body["errors"][0]["extensions"]["field"] == name
+    for name in ("actor", "target"):  # PostgreSQL text cannot hold NUL: the client's error, not a 500
+        body = await gql(client, AUDIT, {name: "a\x00b", "limit": 10}, token=tenant.org_admin_token)
+        assert error_codes(body) == ["BAD_USER_INPUT"] and body["errors"][0]["extensions"]["field"] == name
 
 
 async def test_another_organizations_admin_sees_none_of_its_entries(client: Any, tenant: Tenant, other_tenant: Tenant) -> None:

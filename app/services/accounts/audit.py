@@ -223,6 +223,9 @@ async def _entries(*, viewer: Viewer, filters: AuditFilter, before: int | None, 
     org = await administered_scope(viewer, filters.organization_id, refusal="the audit log needs an organization admin token")
     if filters.action is not None and filters.action not in ACTIONS:
         raise BadInput(f"action {filters.action!r} is not one of {', '.join(ACTIONS)}", field="action")
+    for name, text in (("actor", filters.actor), ("target", filters.target)):
+        if text is not None and "\x00" in text:  # PostgreSQL text cannot hold NUL
+            raise BadInput(f"{name} cannot contain the NUL character", field=name)
     for name, instant in (("from", filters.since), ("to", filters.until)):
         if instant is not None and instant.utcoffset() is None:
             raise BadInput(f"{name} needs a UTC offset, e.g. 2026-12-01T00:00:00Z", field=name)
