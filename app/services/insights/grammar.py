@@ -283,12 +283,10 @@ class Sql:
         return text
 
     def starter_events(self) -> str:
-        """`events e` (or the actors relation) of the persons in `starter_visitors sv` (see
-        `starters`), whose person is `sv.person`; with the person's row when the statement
-        reads a person property. Call it last."""
-        text = ("events e" if self.actors_since is None else self.actors()) + (
-            " JOIN starter_visitors sv ON sv.visitor = e.visitor_id"
-        )
+        """`events e` of the persons in `starter_visitors sv` (see `starters`), whose person
+        is `sv.person`; with the person's row when the statement reads a person property.
+        Call it last."""
+        text = "events e JOIN starter_visitors sv ON sv.visitor = e.visitor_id"
         if self.joins_persons:
             text += " LEFT JOIN persons pp ON pp.organization_id = e.organization_id AND pp.id = sv.person"
         return text
@@ -316,8 +314,9 @@ def starters(sql: Sql, org: str, persons: str, columns: Sequence[str] = (), *, a
 
     The statement then joins the events to `starter_visitors` by visitor id, a hash on a few
     rows, rather than giving every event its person through the identity links first; and it
-    sorts and groups by `pid`, a number, rather than by a text key. Its planning needs hash
-    joins (`Sql.hash_joins`): grouped by visitor, the join key is known unique."""
+    sorts and groups by `pid`, a number, rather than by a text key. It is planned with hash
+    joins only (`Sql.hash_joins`); grouped by visitor, these rows look few to the planner,
+    which hashes them rather than the events."""
     sql.hash_joins = True
     extra = "".join(f", {c}" for c in columns)
     numbered = f"starters AS MATERIALIZED (SELECT row_number() OVER () AS pid, person{extra} FROM ({persons}) s)"
@@ -330,6 +329,7 @@ def starters(sql: Sql, org: str, persons: str, columns: Sequence[str] = (), *, a
             f" JOIN person_aliases pa ON pa.organization_id = {org} AND pa.person_id = st.person"
         )
     # each visitor id is one person's, so min() is that person's value
+    # (`row_number() OVER ()` numbers once: the CTE is materialized)
     picked = "".join(f", min({c}) AS {c}" for c in columns)
     return (
         f"{numbered}, starter_visitors AS (SELECT visitor, min(pid) AS pid, min(person) AS person{picked}"
