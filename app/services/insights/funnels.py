@@ -290,12 +290,8 @@ def core(
         columns[0] = "sv.pid"  # the person's id is read once per person, at the end
         starters = " AND e.occurred_at >= sv.lo AND e.occurred_at <= sv.hi"
         entity = ", ".join(["pid", *held])
-    elif aliases:
-        person, source = PERSON, sql.events_from()
-    else:  # no identify links: the visitor is the person
-        person, source = "e.visitor_id", "events e"
-    if sql.joins_persons and person == "e.visitor_id":
-        source += f" LEFT JOIN persons pp ON pp.organization_id = e.organization_id AND pp.id = {person}"
+    else:
+        person, source = _events(sql, aliases=aliases)
     columns = [c.replace(PERSON, person) for c in columns]
     base = (
         f"{bounds}base AS (SELECT * FROM (SELECT {', '.join(columns)} FROM {source}"
@@ -312,6 +308,14 @@ def core(
     return Core(sql=sql, ctes=f"WITH {base}, {body}", stride=stride, steps=n)
 
 
+def _events(sql: Sql, *, aliases: bool) -> tuple[str, str]:
+    """The person of an event `e` and the events with the joins the statement reads: through
+    the identity links, or, when the organization has none, the visitor itself."""
+    if aliases:
+        return PERSON, sql.events_from()
+    return "e.visitor_id", "events e" + (grammar.persons_join("e.visitor_id") if sql.joins_persons else "")
+
+
 def _starters(
     sql: Sql, scope: InsightScope, spec: FunnelSpec, span: TimeRange, *, aliases: bool, part: tuple[int, int] | None
 ) -> str:
@@ -319,12 +323,7 @@ def _starters(
     with the span their attempts can use: from their first such event (`lo`) to the end of
     their last one's window (`hi`)."""
     org = sql.param(scope.organization_id, "uuid")
-    person = PERSON if aliases else "e.visitor_id"
-    inner = "events e"
-    if aliases:
-        inner += " LEFT JOIN person_aliases pa ON pa.organization_id = e.organization_id AND pa.alias = e.visitor_id"
-    if sql.joins_persons:
-        inner += f" LEFT JOIN persons pp ON pp.organization_id = e.organization_id AND pp.id = {person}"
+    person, inner = _events(sql, aliases=aliases)
     first = grammar.matcher_condition(sql, spec.steps[0]).replace(PERSON, person)
     if part is not None:
         index, count = (int(x) for x in part)

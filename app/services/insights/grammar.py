@@ -279,7 +279,7 @@ class Sql:
         if self.joins_aliases or self.joins_persons:
             text += " LEFT JOIN person_aliases pa ON pa.organization_id = e.organization_id AND pa.alias = e.visitor_id"
         if self.joins_persons:
-            text += f" LEFT JOIN persons pp ON pp.organization_id = e.organization_id AND pp.id = {PERSON}"
+            text += persons_join(PERSON)
         return text
 
     def starter_events(self) -> str:
@@ -288,7 +288,7 @@ class Sql:
         Call it last."""
         text = "events e JOIN starter_visitors sv ON sv.visitor = e.visitor_id"
         if self.joins_persons:
-            text += " LEFT JOIN persons pp ON pp.organization_id = e.organization_id AND pp.id = sv.person"
+            text += persons_join("sv.person")
         return text
 
     def actors(self) -> str:
@@ -303,6 +303,12 @@ class Sql:
             " UNION ALL SELECT organization_id, type, visitor_id, hour FROM event_actor_hours_live"
             f" WHERE hour >= {since}) e"
         )
+
+
+def persons_join(person: str) -> str:
+    """The join that gives an event `e` its person's row `pp` (person properties), the person
+    being `person`."""
+    return f" LEFT JOIN persons pp ON pp.organization_id = e.organization_id AND pp.id = {person}"
 
 
 def starters(sql: Sql, org: str, persons: str, columns: Sequence[str] = (), *, aliases: bool = True) -> str:
