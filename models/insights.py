@@ -111,6 +111,20 @@ class EventActorHour(Model):
         unique_together = (("organization_id", "type", "hour", "visitor_id"),)
 
 
+class EventActorDay(Model):
+    """A visitor did a type of event on a day of the organization's zone (`day`: the instant
+    it starts). Real key: (organization_id, type, day, visitor_id); partitioned by type."""
+
+    organization_id = fields.UUIDField()
+    type = fields.TextField()
+    day = fields.DatetimeField(primary_key=True)
+    visitor_id = fields.TextField()
+
+    class Meta:
+        table = "event_actor_days"
+        unique_together = (("organization_id", "type", "day", "visitor_id"),)
+
+
 class EventActorFirst(Model):
     """A visitor's first UTC hour with a type of event. Real key: (organization_id, type,
     visitor_id); partitioned by type."""

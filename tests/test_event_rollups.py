@@ -1,20 +1,23 @@
 """The insights' pre-aggregates stay equal to the events they summarise, whatever writes or
-deletes events: ingestion (duplicates and late events included), data-subject deletion and
-retention purges, before the worker folds the queue into them (what readers read: the
-`*_live` views) and after. Each check recounts the stored events in plain Python."""
+deletes events: ingestion (duplicates and late events included), data-subject deletion,
+retention purges, dropped months and (the local days) a change of the organization's zone;
+before the worker folds the queue into them (what readers read: the `*_live` views) and
+after. Each check recounts the stored events in plain Python."""
 
 from __future__ import annotations
 
 import asyncio
 import uuid
 from collections import Counter
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from app.database import connection
 from app.services import privacy
 from app.services.insights import rollups
 from tests.support.graphql import gql
+from tests.support.tenants import make_tenant
 from tests.test_privacy import DELETE, ago, event, set_retention, track
 
 DIMENSIONS = ("country", "device_type", "browser", "os", "referrer_domain", "utm_source", "utm_medium", "utm_campaign")
@@ -195,3 +198,101 @@ VACUUMED = """
 SELECT (SELECT vacuum_count FROM pg_stat_user_tables WHERE relname = 'event_rollup_queue') AS vacuums,
        (SELECT analyze_count FROM pg_stat_user_tables WHERE relname = 'event_hour_counts') AS analyses
 """
+
+
+# -- local days ------------------------------------------------------------------------------
+
+
+def day_of(at: datetime, timezone: str) -> datetime:
+    """The instant `at`'s local day starts in `timezone` (zoneinfo alone)."""
+    zone = ZoneInfo(timezone)
+    return datetime.combine(at.astimezone(zone).date(), time(0), tzinfo=zone).astimezone(UTC)
+
+
+async def stored_days(org: uuid.UUID, timezone: str, *, live: bool = True) -> set[tuple[str, datetime, str]]:
+    """(type, day, visitor) as readers see them (`live`: a queued event stands for its day)
+    or as folded."""
+    table = "event_actor_days_live" if live else "event_actor_days"
+    async with connection() as conn:
+        found = await conn.fetch(f"SELECT type, day, visitor_id FROM {table} WHERE organization_id = $1", org)
+    return {(r["type"], day_of(r["day"], timezone) if live else r["day"], r["visitor_id"]) for r in found}
+
+
+async def assert_days_equal_a_recount(org: uuid.UUID, timezone: str) -> set[tuple[str, datetime, str]]:
+    """The local days readers see equal a recount of the stored events, before the fold
+    and after it."""
+    expected = {(e["type"], day_of(e["occurred_at"], timezone), e["visitor_id"])
+                for e in await raw_events(org) if e["visitor_id"] is not None}  # fmt: skip
+    assert await stored_days(org, timezone) == expected
+    async with connection() as conn:
+        await rollups.fold(conn, batch=5)
+    assert await stored_days(org, timezone, live=False) == expected
+    assert await stored_days(org, timezone) == expected
+    return expected
+
+
+async def test_local_days_follow_the_events_their_deletion_and_a_change_of_zone(client, settings):
+    tenant = await make_tenant(settings, timezone="America/New_York")
+    org = uuid.UUID(tenant.org_id)
+    evening = datetime.now(UTC).astimezone(ZoneInfo("America/New_York")).replace(hour=23, minute=30) - timedelta(days=2)
+    ids = await track(client, tenant,
+        event(at=evening, userId="ada"),                          # ada's day d
+        event(at=evening + timedelta(minutes=20), userId="ada"),  # d
+        event(at=evening + timedelta(minutes=40), userId="ada"),  # d + 1: past local midnight, same UTC day
+        event("search", at=evening + timedelta(hours=3), userId="bo"),
+        event(at=evening - timedelta(days=1), anonymousId="device-c"),
+    )  # fmt: skip
+    days = await assert_days_equal_a_recount(org, "America/New_York")
+    assert {day for _, day, visitor in days if visitor == "u:ada"} == {
+        day_of(evening, "America/New_York"), day_of(evening + timedelta(hours=1), "America/New_York")
+    }, "one row per local day, not per UTC day"
+
+    # Deleting one of ada's two events of day d keeps the day; deleting the only event of
+    # d + 1 takes it.
+    async with connection() as conn:
+        await conn.execute("DELETE FROM events WHERE organization_id = $1 AND event_id = ANY($2::text[])", org, [ids[0], ids[2]])
+    days = await assert_days_equal_a_recount(org, "America/New_York")
+    assert {day for _, day, visitor in days if visitor == "u:ada"} == {day_of(evening, "America/New_York")}
+
+    # A new zone cuts other days: the organization's days are folded again in it, and so is
+    # what is stored after.
+    async with connection() as conn:
+        await conn.execute("UPDATE organizations SET timezone = 'Asia/Tokyo' WHERE id = $1", org)
+    async with connection() as conn:
+        folded = await conn.fetch("SELECT DISTINCT day FROM event_actor_days WHERE organization_id = $1", org)
+    assert {r["day"] for r in folded} == {day for _, day, _ in await assert_days_equal_a_recount(org, "Asia/Tokyo")}
+    assert all(day_of(r["day"], "Asia/Tokyo") == r["day"] for r in folded)
+    await track(client, tenant, event(at=evening + timedelta(hours=10), userId="ada"))
+    await assert_days_equal_a_recount(org, "Asia/Tokyo")
+
+
+async def test_a_dropped_month_takes_its_days_and_keeps_the_days_it_shares_with_its_neighbours(settings):
+    """A local day of New York straddles the first and last UTC instant of a month: dropping
+    the month keeps the days still holding an event of the months around it."""
+    tenant = await make_tenant(settings, timezone="America/New_York")
+    org = uuid.UUID(tenant.org_id)
+    utc = lambda *parts: datetime(*parts, tzinfo=UTC)  # noqa: E731
+    stored = [  # (visitor, UTC instant): New York is UTC-5 in winter
+        ("u:jan", utc(1999, 1, 31, 20)), ("u:jan", utc(1999, 2, 1, 3)),  # local Jan 31, in January and February
+        ("u:feb", utc(1999, 2, 10, 12)),                                 # February only
+        ("u:mar", utc(1999, 2, 28, 23)), ("u:mar", utc(1999, 3, 1, 2)),  # local Feb 28, in February and March
+    ]  # fmt: skip
+    async with connection() as conn:
+        for month in (1, 2, 3):
+            await conn.execute("SELECT pulsegraph_ensure_month_partition('events', $1)", utc(1999, month, 1))
+        await conn.executemany(
+            "INSERT INTO events (organization_id, occurred_at, event_id, type, visitor_id) VALUES ($1, $2, $3, 'visit', $4)",
+            [(org, at, f"old-{i}", visitor) for i, (visitor, at) in enumerate(stored)],
+        )
+        await rollups.fold(conn)
+        try:
+            async with conn.transaction():
+                await conn.execute("DROP TABLE events_1999_02")
+                await rollups.forget_hours(conn, utc(1999, 2, 1), utc(1999, 3, 1))
+            expected = {("visit", day_of(at, "America/New_York"), visitor)
+                        for visitor, at in stored if not utc(1999, 2, 1) <= at < utc(1999, 3, 1)}  # fmt: skip
+            assert await stored_days(org, "America/New_York", live=False) == expected
+            assert {visitor for _, _, visitor in expected} == {"u:jan", "u:mar"}
+        finally:
+            await conn.execute("DROP TABLE IF EXISTS events_1999_01, events_1999_02, events_1999_03")
+            await conn.execute("DELETE FROM event_actor_days WHERE organization_id = $1", org)

@@ -256,8 +256,10 @@ class Sql:
     joins_persons: bool = False
     regexes: list[tuple[str, str]] = field(default_factory=list)  # (pattern, field) PostgreSQL must accept
     # Read who did what per hour from the pre-aggregates instead of the events, each
-    # visitor's history before this instant folded into their first hour (insights.rollups).
+    # visitor's history before this instant folded into their first hour (insights.rollups);
+    # per day of the organization's zone instead of per hour when `actors_by_day`.
     actors_since: datetime | None = None
+    actors_by_day: bool = False
     # The statement joins the events to a set it computed itself (a CTE), whose key
     # PostgreSQL has no statistics for: it guesses 200 distinct values and picks a nested loop
     # or a merge join over millions of rows. Such statements are planned with hash joins only.
@@ -293,15 +295,15 @@ class Sql:
 
     def actors(self) -> str:
         """An `e` with the columns person-period statements read (organization_id, type,
-        visitor_id, occurred_at): one row per visitor, type and UTC hour from `actors_since`
-        on, and before it one row per visitor and type at their first hour, which is all
-        "new", "first time" and "seen before" ask of older history."""
+        visitor_id, occurred_at): one row per visitor, type and UTC hour (or local day) from
+        `actors_since` on, and before it one row per visitor and type at their first hour,
+        which is all "new", "first time" and "seen before" ask of older history."""
         since = self.param(self.actors_since, "timestamptz")
+        recent = "day FROM event_actor_days_live WHERE day" if self.actors_by_day else "hour FROM event_actor_hours_live WHERE hour"
         return (
             "(SELECT organization_id, type, visitor_id, first_hour AS occurred_at FROM event_actor_first_live"
             f" WHERE first_hour < {since}"
-            " UNION ALL SELECT organization_id, type, visitor_id, hour FROM event_actor_hours_live"
-            f" WHERE hour >= {since}) e"
+            f" UNION ALL SELECT organization_id, type, visitor_id, {recent} >= {since}) e"
         )
 
 

@@ -30,9 +30,9 @@ from datetime import datetime
 
 from app.services.insights import grammar
 from app.services.insights.activity import PERSON_KNOWN, query_periods, started
-from app.services.insights.grammar import EventMatcher, Sql
+from app.services.insights.grammar import EventMatcher
 from app.services.insights.query import InsightRunner, InsightScope, Periods, fetch, shift_periods
-from app.services.insights.rollups import on_the_hour, unfiltered
+from app.services.insights.rollups import actors_sql
 from app.timebuckets import Grain, RangeSpec, TimeRange, utcnow
 
 
@@ -124,12 +124,6 @@ SELECT n, count(*) AS persons FROM (
 """
 
 
-def actors_or_events(event: EventMatcher, since: datetime, cuts: list[datetime]) -> Sql:
-    """A statement reading the per-hour actors pre-aggregate when it holds the answer."""
-    exact = unfiltered(event) and on_the_hour([since, *cuts])
-    return Sql(actors_since=since if exact else None)
-
-
 class ActivityRunner(InsightRunner[Plan, object]):
     """Inputs: organization_id, time_range (RangeSpec), event (EventMatcher), granularity
     (Grain), now (tests)."""
@@ -150,7 +144,8 @@ class LifecycleQuery(ActivityRunner):
             return {}
         cut = plan.periods
         previous = shift_periods(cut.starts[0], cut.grain, -1, timezone=cut.range.timezone)
-        sql = actors_or_events(self.inputs["event"], previous, [*cut.starts[: plan.observed], cut.ends[plan.observed - 1]])
+        sql = actors_sql(self.inputs["event"], since=previous, cuts=[*cut.starts[: plan.observed], cut.ends[plan.observed - 1]],
+                         timezone=scope.timezone)  # fmt: skip
         matcher = grammar.matcher_condition(sql, self.inputs["event"])  # first: it may add the persons join
         statement = LIFECYCLE if plan.observed + 2 <= MASK_POSITIONS else LIFECYCLE_ROWS
         text = statement.format(
@@ -185,7 +180,8 @@ class StickinessQuery(ActivityRunner):
         if plan.observed == 0:
             return {}
         cut = plan.periods
-        sql = actors_or_events(self.inputs["event"], cut.starts[0], [*cut.starts[: plan.observed], cut.ends[plan.observed - 1]])
+        sql = actors_sql(self.inputs["event"], since=cut.starts[0], cuts=[*cut.starts[: plan.observed], cut.ends[plan.observed - 1]],
+                         timezone=scope.timezone)  # fmt: skip
         matcher = grammar.matcher_condition(sql, self.inputs["event"])  # first: it may add the persons join
         text = STICKINESS.format(
             person=sql.person(), events=sql.events_from(), known=PERSON_KNOWN, matcher=matcher,

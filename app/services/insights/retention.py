@@ -33,7 +33,7 @@ from app.services.insights import grammar
 from app.services.insights.activity import PERSON_KNOWN, query_periods, started
 from app.services.insights.grammar import Breakdown, EventMatcher, Sql
 from app.services.insights.query import InsightRunner, InsightScope, Periods, fetch, shift_periods
-from app.services.insights.rollups import on_the_hour, unfiltered
+from app.services.insights.rollups import actors_sql
 from app.timebuckets import Grain, RangeSpec, TimeRange, bucket_starts, utcnow
 
 DEFAULT_PERIODS = 8
@@ -152,8 +152,10 @@ def statement(plan: Plan, org: object, start: EventMatcher, back: EventMatcher, 
     hi = plan.starts[plan.observed] if plan.observed < len(plan.starts) else shift_periods(
         plan.starts[-1], plan.cohorts.grain, 1, timezone=plan.cohorts.range.timezone
     )
-    exact = breakdown is None and unfiltered(start, back) and on_the_hour([*observed_starts, hi, plan.cohorts.ends[-1]])
-    sql = Sql(actors_since=plan.starts[0] if exact else None)  # who returned when: the actors pre-aggregate holds it
+    sql = actors_sql(
+        start, back, since=plan.starts[0], cuts=[*observed_starts, hi, plan.cohorts.ends[-1]],
+        timezone=plan.cohorts.range.timezone, exact=breakdown is None,
+    )  # fmt: skip
     params = {
         "org": sql.param(org, "uuid"),
         "starts": sql.param(observed_starts, "timestamptz[]"),

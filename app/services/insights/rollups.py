@@ -2,12 +2,14 @@
 
 Why they exist: a month of page views at 10M stored events is more than a million rows
 spread over most of the events heap; the same answer per UTC hour is a few thousand rows of
-counts, or one row per person and active hour. Migration 0021 keeps three aggregates of
-`events`:
+counts, or one row per person and active hour. Migrations 0021 and 0026 keep four
+aggregates of `events`:
 
 - `event_hour_counts`: events per (type, UTC hour), in total and per value of each stored
   dimension in ROLLED_DIMENSIONS;
 - `event_actor_hours`: which visitor did which type in which UTC hour;
+- `event_actor_days`: which visitor did which type on which day of the organization's zone
+  (a change of zone refolds them);
 - `event_actor_first`: each visitor's first hour of each type.
 
 Ingestion only queues each stored event's rolled-up columns (a trigger on `events`); the
@@ -25,14 +27,16 @@ path taken:
   that end "now" or zones such as Asia/Kolkata (those read the events);
 - counts: the TOTAL math, without a breakdown or by one of ROLLED_DIMENSIONS;
 - actors: statements that ask only who did what in which period (unique persons, rolling
-  active persons, retention, lifecycle, stickiness) without a breakdown.
+  active persons, retention, lifecycle, stickiness) without a breakdown; per local day when
+  every cut also starts a day in the organization's zone (`actors_sql`).
 """
 
 from __future__ import annotations
 
 import itertools
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import datetime, time
+from zoneinfo import ZoneInfo
 
 import asyncpg
 
@@ -49,8 +53,33 @@ def on_the_hour(instants: Iterable[datetime]) -> bool:
                and (i.utcoffset().total_seconds() % 3600 == 0) for i in instants)  # fmt: skip
 
 
+def day_starts(instants: Iterable[datetime], timezone: str) -> bool:
+    """Every instant starts a day in `timezone` as the days pre-aggregate cut them
+    (PostgreSQL's date_trunc('day', t, zone)): a local midnight that happens once a day."""
+    zone = ZoneInfo(timezone)
+    for instant in instants:
+        local = instant.astimezone(zone)
+        if local.time() != time(0) or local.replace(fold=1 - local.fold).utcoffset() != local.utcoffset():
+            return False
+    return True
+
+
 def unfiltered(*matchers: EventMatcher) -> bool:
     return all(not m.filters for m in matchers)
+
+
+def actors_sql(*matchers: EventMatcher, since: datetime, cuts: Iterable[datetime], timezone: str, exact: bool = True) -> Sql:
+    """A statement's parameters, reading who did what (`Sql.actors`) from the pre-aggregates
+    when they hold its exact answer: per local day when every cut starts a day of the
+    organization's zone, else per UTC hour when every cut is on the hour; otherwise (filters,
+    odd cuts, or `exact` false: something only the events hold) from the events. `since` is
+    the first cut: the history before it is read from each visitor's first hour."""
+    cuts = [since, *cuts]
+    if not (exact and unfiltered(*matchers) and on_the_hour([since])):
+        return Sql()
+    if day_starts(cuts, timezone):
+        return Sql(actors_since=since, actors_by_day=True)
+    return Sql(actors_since=since) if on_the_hour(cuts) else Sql()
 
 
 def counts_breakdown(breakdown: Breakdown | None) -> bool:
@@ -104,6 +133,15 @@ WITH counts AS (DELETE FROM event_hour_counts WHERE hour >= $1 AND hour < $2),
      queued AS (DELETE FROM event_rollup_queue WHERE occurred_at >= $1 AND occurred_at < $2)
 DELETE FROM event_actor_hours WHERE hour >= $1 AND hour < $2
 """
+# A local day may straddle the dropped month's first or last UTC instant: the days that
+# touch it are dropped, and those that still hold an event are folded again from the events.
+FORGET_DAYS = "DELETE FROM event_actor_days WHERE day >= $1::timestamptz - interval '2 days' AND day < $2"
+REFOLD_DAYS = """
+INSERT INTO event_actor_days
+SELECT * FROM event_days_of(NULL, $1::timestamptz - interval '2 days', $2::timestamptz + interval '2 days')
+WHERE day >= $1::timestamptz - interval '2 days' AND day < $2
+ON CONFLICT DO NOTHING
+"""
 MOVE_FIRST_HOURS = """
 WITH remaining AS (
     SELECT f.organization_id, f.type, f.visitor_id,
@@ -124,6 +162,8 @@ async def forget_hours(conn: asyncpg.Connection, start: datetime, end: datetime)
     """The pre-aggregates of [start, end) go with a dropped month of events: dropping a
     partition fires no delete trigger. In the caller's transaction."""
     await conn.execute(FORGET_HOURS, start, end)
+    await conn.execute(FORGET_DAYS, start, end)
+    await conn.execute(REFOLD_DAYS, start, end)
     await conn.execute(MOVE_FIRST_HOURS, start, end)
 
 
@@ -149,7 +189,7 @@ async def tidy(conn: asyncpg.Connection, *, folded_since_vacuum: int, folded_sin
     if vacuumed:
         await conn.execute("VACUUM (SKIP_LOCKED, ANALYZE) event_rollup_queue")
     if analyzed:
-        await conn.execute("ANALYZE (SKIP_LOCKED) event_hour_counts, event_actor_hours, event_actor_first")
+        await conn.execute("ANALYZE (SKIP_LOCKED) event_hour_counts, event_actor_hours, event_actor_days, event_actor_first")
     return vacuumed, analyzed
 
 

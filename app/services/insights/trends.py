@@ -53,6 +53,7 @@ from app.services.insights.query import (
     previous_range,
 )
 from app.services.insights.rollups import (
+    actors_sql,
     counted,
     counted_folded,
     counts_breakdown,
@@ -205,10 +206,10 @@ class Statement:
 
 
 def scan(
-    org: uuid.UUID, series: TrendSeries, breakdown: Breakdown | None, start: datetime, end: datetime, *, actors: bool = False
+    org: uuid.UUID, series: TrendSeries, breakdown: Breakdown | None, start: datetime, end: datetime, *, sql: Sql | None = None
 ) -> Statement:
-    """The series' events over [start, end); `actors`: from the per-hour actors pre-aggregate."""
-    sql = Sql(actors_since=start if actors else None)
+    """The series' events over [start, end); `sql` says where they are read (`rollups.actors_sql`)."""
+    sql = Sql() if sql is None else sql
     where = (
         f"e.organization_id = {sql.param(org, 'uuid')} AND e.occurred_at >= {sql.param(start, 'timestamptz')}"
         f" AND e.occurred_at < {sql.param(end, 'timestamptz')} AND {matcher_condition(sql, series.matcher)}"
@@ -401,8 +402,11 @@ class TrendsRunner(InsightRunner[TrendsPlan, TrendsResult]):
         exact_hours = unfiltered(series.matcher) and on_the_hour([start, span.range.end, *span.starts, *days])
         if exact_hours and series.math is Math.TOTAL and counts_breakdown(breakdown):
             return await counted_rows(conn, scope, series, breakdown, index, compare, span, top)
-        actors = exact_hours and breakdown is None and series.math in ACTOR_MATHS
-        statement = scan(scope.organization_id, series, breakdown, start, span.range.end, actors=actors)
+        actors = actors_sql(
+            series.matcher, since=start, cuts=[span.range.end, *span.starts, *days], timezone=scope.timezone,
+            exact=breakdown is None and series.math in ACTOR_MATHS,
+        )  # fmt: skip
+        statement = scan(scope.organization_id, series, breakdown, start, span.range.end, sql=actors)
         await check_regexes(conn, statement.sql.regexes)
         has_other = False
         expr = statement.breakdown
