@@ -284,27 +284,61 @@ class Sql:
             text += persons_join(PERSON)
         return text
 
-    def starter_events(self) -> str:
-        """`events e` of the persons in `starter_visitors sv` (see `starters`), whose person
-        is `sv.person`; with the person's row when the statement reads a person property.
+    def starter_events(self, visitors: str = "starter_visitors sv") -> str:
+        """`events e` (or `actors`, from `actors_since` on) of the persons whose visitor ids
+        `visitors` lists (`sv`: visitor, person; `starters`, or `shipped` ones), the person
+        being `sv.person`; with the person's row when the statement reads a person property.
         Call it last."""
-        text = "events e JOIN starter_visitors sv ON sv.visitor = e.visitor_id"
+        source = "events e" if self.actors_since is None else self.actors(recent=True)
+        text = f"{source} JOIN {visitors} ON sv.visitor = e.visitor_id"
         if self.joins_persons:
             text += persons_join("sv.person")
         return text
 
-    def actors(self) -> str:
+    def actors(self, *, recent: bool = False) -> str:
         """An `e` with the columns person-period statements read (organization_id, type,
         visitor_id, occurred_at): one row per visitor, type and UTC hour (or local day) from
-        `actors_since` on, and before it one row per visitor and type at their first hour,
-        which is all "new", "first time" and "seen before" ask of older history."""
+        `actors_since` on, and before it (unless only the `recent` rows are read) one row per
+        visitor and type at their first hour, which is all "new", "first time" and "seen
+        before" ask of older history."""
         since = self.param(self.actors_since, "timestamptz")
-        recent = "day FROM event_actor_days_live WHERE day" if self.actors_by_day else "hour FROM event_actor_hours_live WHERE hour"
-        return (
-            "(SELECT organization_id, type, visitor_id, first_hour AS occurred_at FROM event_actor_first_live"
-            f" WHERE first_hour < {since}"
-            f" UNION ALL SELECT organization_id, type, visitor_id, {recent} >= {since}) e"
-        )
+        table, column = ("event_actor_days_live", "day") if self.actors_by_day else ("event_actor_hours_live", "hour")
+        rows = f"SELECT organization_id, type, visitor_id, {column} AS occurred_at FROM {table} WHERE {column} >= {since}"
+        if not recent:
+            rows = (
+                "SELECT organization_id, type, visitor_id, first_hour AS occurred_at FROM event_actor_first_live"
+                f" WHERE first_hour < {since} UNION ALL {rows}"
+            )
+        return f"({rows}) e"
+
+
+def shipped(relation: str, columns: Sequence[str]) -> tuple[str, str]:
+    """The CTE `shipped`: the `columns` of `relation` as arrays of one row (one pass of one
+    aggregate node: the arrays list the rows in the same order); and the FROM item `sv` that
+    unnests them back into rows.
+
+    A CTE's rows cannot be read by parallel workers: a statement joining the events to one
+    joins them in the leader process, after every worker has sent it all its events. Taken
+    as arrays, the rows are computed once by the leader, handed to each worker as parameters
+    and unnested there, so every worker joins its share of the events and sends on only the
+    rows that matched."""
+    arrays = ", ".join(f"array_agg({c}) AS a{i}" for i, c in enumerate(columns))
+    unnested = ", ".join(f"(SELECT a{i} FROM shipped)" for i in range(len(columns)))
+    return f"shipped AS (SELECT {arrays} FROM {relation})", f"unnest({unnested}) sv({', '.join(columns)})"
+
+
+def visitors_of(org: str, persons: str, columns: Sequence[str] = ()) -> str:
+    """Rows (visitor, person, *columns): every visitor id whose events are a person's of the
+    relation `persons` (person, *columns): their own id unless it is itself linked to someone
+    else, and every id linked to them. A visitor id is linked to one person at most, so each
+    comes once."""
+    extra = "".join(f", x.{c}" for c in columns)
+    return (
+        f"SELECT x.person AS visitor, x.person{extra} FROM {persons} x WHERE NOT EXISTS ("
+        f"SELECT 1 FROM person_aliases pa WHERE pa.organization_id = {org} AND pa.alias = x.person)"
+        f" UNION ALL SELECT pa.alias, x.person{extra} FROM {persons} x"
+        f" JOIN person_aliases pa ON pa.organization_id = {org} AND pa.person_id = x.person"
+    )
 
 
 def persons_join(person: str) -> str:
@@ -328,16 +362,9 @@ def starters(sql: Sql, org: str, persons: str, columns: Sequence[str] = (), *, a
     sql.hash_joins = True
     extra = "".join(f", {c}" for c in columns)
     numbered = f"starters AS MATERIALIZED (SELECT row_number() OVER () AS pid, person{extra} FROM ({persons}) s)"
-    own = f"SELECT person AS visitor, pid, person{extra} FROM starters"
-    if aliases:
-        own += (
-            " WHERE NOT EXISTS (SELECT 1 FROM person_aliases pa"
-            f" WHERE pa.organization_id = {org} AND pa.alias = starters.person)"
-            f" UNION ALL SELECT pa.alias, st.pid, st.person{''.join(f', st.{c}' for c in columns)} FROM starters st"
-            f" JOIN person_aliases pa ON pa.organization_id = {org} AND pa.person_id = st.person"
-        )
-    # each visitor id is one person's, so min() is that person's value
-    # (`row_number() OVER ()` numbers once: the CTE is materialized)
+    own = visitors_of(org, "starters", ["pid", *columns]) if aliases else f"SELECT person AS visitor, person, pid{extra} FROM starters"
+    # grouped: the planner then estimates few rows (min() is the visitor's one person's value;
+    # `row_number() OVER ()` numbers once: the CTE is materialized)
     picked = "".join(f", min({c}) AS {c}" for c in columns)
     return (
         f"{numbered}, starter_visitors AS (SELECT visitor, min(pid) AS pid, min(person) AS person{picked}"

@@ -16,10 +16,10 @@ return event) in each period after it.
   count whatever their own value. The top `limit` values by cohort entries are shown, the
   rest gathered under `$other`; a missing value is its own breakdown (null).
 
-The core statement (`STATEMENT`) reads the events once: every start and return event of the
-organization in the window, grouped by person and period (width_bucket over the periods'
-starts); then cohort entries join their person's return periods. It returns one row per
-(cohort, k[, breakdown]) with a count.
+The core statement (`STATEMENT`) finds the cohort entries from the start events, then reads
+the return events of the cohorts' persons only, by visitor id, grouped by person and period
+(width_bucket over the periods' starts); the entries join their person's return periods. It
+returns one row per (cohort, k[, breakdown]) with a count.
 """
 
 from __future__ import annotations
@@ -89,53 +89,58 @@ class Plan:
 
 
 # -- the core statement --------------------------------------------------------------------
-# marks: one row per (person, period) with a start or a return event in the window, the
-# period being width_bucket's position among the observed periods' starts (0: before the
+# Periods are width_bucket's positions among the observed periods' starts (0: before the
 # first cohort, which only FIRST_TIME reads: to know that a first start event was earlier).
-# cohort: the person's cohort entries. The final SELECT counts entries per cohort (k = 0) and
-# returns per (cohort, k): EXACT joins the person's return periods 1..periods after the
-# cohort's; ON_OR_AFTER the person's last return period (k = min(last - cohort, periods)),
-# whose counts Python sums from the right (returned in period k or later).
+# starts: one row per (person, period) with a start event. cohort / labelled: the cohort
+# entries, with the breakdown value they show. reached: each of their persons with the
+# periods their returns can count in. Those persons' visitor ids (`grammar.visitors_of`) are
+# handed to the parallel workers as arrays (`grammar.shipped`): each worker joins its share
+# of the return events to them by visitor id, so no return event of anyone outside the
+# cohorts is given a person or sent on. returns: EXACT, one row per (person, period) with a
+# return event; ON_OR_AFTER, per person the last such period. The final SELECT counts
+# entries per cohort (k = 0) and returns per (cohort, k): EXACT joins the person's return
+# periods 1..periods after the cohort's; ON_OR_AFTER the person's last return period
+# (k = min(last - cohort, periods)), whose counts Python sums from the right (returned in
+# period k or later).
 
 STATEMENT = """
-WITH marks AS (
-    SELECT ({person}) COLLATE "C" AS person,
-           width_bucket(e.occurred_at, {starts}) AS p,
-           bool_or({start}) AS started,
-           bool_or({returned} AND e.occurred_at >= {lo}) AS returned{value_column}
-    FROM {events}
-    WHERE e.organization_id = {org} AND {known} AND e.occurred_at < {hi}
-      AND ((({start_again}) AND e.occurred_at < {cohorts_end}{recurring_lo})
-           OR (({returned_again}) AND e.occurred_at >= {lo}))
-      AND {person} IN (
-          SELECT {person} FROM {starters} WHERE e.organization_id = {org} AND {known}
-          AND e.occurred_at >= {lo} AND e.occurred_at < {cohorts_end} AND {start_in_cohorts})
+WITH starts AS (
+    SELECT ({person}) COLLATE "C" AS person, width_bucket(e.occurred_at, {starts}) AS p{value_column}
+    FROM {start_events}
+    WHERE e.organization_id = {org} AND {known} AND {start} AND e.occurred_at < {cohorts_end}{recurring_lo}
     GROUP BY 1, 2
 ),
 cohort AS ({cohort}),
-labelled AS ({labelled})
-SELECT c.c, 0 AS k, {label_columns}, count(*) AS n
+labelled AS ({labelled}),
+reached AS (SELECT person, min(c) + 1 AS p_from, max(c) + {periods} AS p_to FROM labelled GROUP BY person),
+visitors AS ({visitors}),
+{shipped},
+returns AS ({returns})
+SELECT c.c, 0 AS k, c.kept, c.value, count(*) AS n
 FROM labelled c GROUP BY 1, 2, 3, 4
 UNION ALL
-{returns}
+{counted}
 """
-
-RECURRING_COHORT = "SELECT person, p AS c{value} FROM marks WHERE started AND p BETWEEN 1 AND {n}"
-FIRST_TIME_COHORT = (
-    "SELECT person, c{value} FROM (SELECT DISTINCT ON (person) person, p AS c{value} FROM marks WHERE started"
-    " ORDER BY person, p) f WHERE c BETWEEN 1 AND {n}"
-)
+RETURN_EVENTS = """
+    SELECT {picked}
+    FROM {events}
+    WHERE e.organization_id = {org} AND {known} AND {returned} AND e.occurred_at >= {lo} AND e.occurred_at < {hi}
+      AND width_bucket(e.occurred_at, {starts}) {within}{grouped}"""
 EXACT_RETURNS = """
-SELECT c.c, r.p - c.c AS k, {label_columns}, count(*) AS n
-FROM labelled c JOIN marks r ON r.person = c.person AND r.returned AND r.p > c.c AND r.p <= c.c + {periods}
+SELECT c.c, r.p - c.c AS k, c.kept, c.value, count(*) AS n
+FROM labelled c JOIN returns r ON r.person = c.person AND r.p > c.c AND r.p <= c.c + {periods}
 GROUP BY 1, 2, 3, 4
 """
 ON_OR_AFTER_RETURNS = """
-SELECT c.c, LEAST(l.last - c.c, {periods}) AS k, {label_columns}, count(*) AS n
-FROM labelled c JOIN (SELECT person, max(p) AS last FROM marks WHERE returned GROUP BY person) l
-  ON l.person = c.person AND l.last > c.c
+SELECT c.c, LEAST(r.p - c.c, {periods}) AS k, c.kept, c.value, count(*) AS n
+FROM labelled c JOIN returns r ON r.person = c.person AND r.p > c.c
 GROUP BY 1, 2, 3, 4
 """
+RECURRING_COHORT = "SELECT person, p AS c{value} FROM starts WHERE p BETWEEN 1 AND {n}"
+FIRST_TIME_COHORT = (
+    "SELECT person, c{value} FROM (SELECT DISTINCT ON (person) person, p AS c{value} FROM starts"
+    " ORDER BY person, p) f WHERE c BETWEEN 1 AND {n}"
+)
 UNLABELLED = "SELECT person, c, true AS kept, NULL::text AS value FROM cohort"
 LABELLED = """
 SELECT c.person, c.c, t.kept IS NOT NULL AS kept, CASE WHEN t.kept THEN c.value END AS value
@@ -165,27 +170,30 @@ def statement(plan: Plan, org: object, start: EventMatcher, back: EventMatcher, 
     }
     value_column = value_select = ""
     if breakdown is not None:
-        value = start_value(sql, breakdown)
         order = "e.occurred_at, e.received_at, e.event_id"
-        value_column = f",\n           (array_agg({value} ORDER BY {order}) FILTER (WHERE {grammar.matcher_condition(sql, start)}))[1] AS value"
+        value_column = f",\n           (array_agg({start_value(sql, breakdown)} ORDER BY {order}))[1] AS value"
         value_select = ", value"
-    conditions = {  # before `events_from`: a person property in a filter adds the persons join
-        "start": grammar.matcher_condition(sql, start), "returned": grammar.matcher_condition(sql, back),
-        "start_again": grammar.matcher_condition(sql, start), "returned_again": grammar.matcher_condition(sql, back),
-    }  # fmt: skip
-    # Only persons with a start event in the cohorts' periods can be in a cohort: everyone
-    # else's events are never grouped (a semi-join through the start event's rows).
-    conditions["start_in_cohorts"] = grammar.matcher_condition(sql, start)
+    # before the FROM texts: a person property in a filter adds the persons join
+    started = grammar.matcher_condition(sql, start)
+    returned = grammar.matcher_condition(sql, back).replace(grammar.PERSON, "sv.person")
+    cohort = (RECURRING_COHORT if kind is CohortKind.RECURRING else FIRST_TIME_COHORT).format(value=value_select, n=n)
+    shipped, visitors = grammar.shipped("visitors", ["visitor", "person", "p_from", "p_to"])
+    sql.hash_joins = True  # the planner cannot estimate how many rows the shipped arrays hold
+    period = f"width_bucket(e.occurred_at, {params['starts']})"
+    exact = mode is Mode.EXACT
+    returns = RETURN_EVENTS.format(
+        picked=f"DISTINCT sv.person, {period} AS p" if exact else f"sv.person, max({period}) AS p",
+        events=sql.starter_events(visitors), known=PERSON_KNOWN, returned=returned,
+        within="BETWEEN sv.p_from AND sv.p_to" if exact else ">= sv.p_from", grouped="" if exact else " GROUP BY 1",
+        **params,
+    )  # fmt: skip
     text = STATEMENT.format(
-        person=sql.person(), events=sql.events_from(), starters=sql.events_from(), known=PERSON_KNOWN, **conditions,
+        person=sql.person(), start_events=sql.events_from(), known=PERSON_KNOWN, start=started,
         recurring_lo=f" AND e.occurred_at >= {params['lo']}" if kind is CohortKind.RECURRING else "",
-        value_column=value_column,
-        cohort=(RECURRING_COHORT if kind is CohortKind.RECURRING else FIRST_TIME_COHORT).format(value=value_select, n=n),
+        value_column=value_column, cohort=cohort, periods=periods,
         labelled=LABELLED.format(limit=breakdown.limit) if breakdown is not None else UNLABELLED,
-        label_columns="c.kept, c.value",
-        returns=(EXACT_RETURNS if mode is Mode.EXACT else ON_OR_AFTER_RETURNS).format(
-            periods=periods, label_columns="c.kept, c.value"
-        ),
+        visitors=grammar.visitors_of(params["org"], "reached", ["p_from", "p_to"]), shipped=shipped, returns=returns,
+        counted=(EXACT_RETURNS if exact else ON_OR_AFTER_RETURNS).format(periods=periods),
         **params,
     )  # fmt: skip
     return sql, text
