@@ -128,5 +128,9 @@ BEGIN
 END
 $$;
 
+-- "First time" and "new" read the first hours of one type before an instant: by index, not by
+-- a scan of every type's.
+CREATE INDEX event_actor_first_by_hour ON event_actor_first (organization_id, type, first_hour) INCLUDE (visitor_id);
+
 -- The days of what is stored already (queued events too: the fold skips a day it finds).
 INSERT INTO event_actor_days SELECT * FROM event_days_of(NULL, NULL, NULL);

@@ -105,10 +105,10 @@ class Plan:
 
 STATEMENT = """
 WITH starts AS (
-    SELECT ({person}) COLLATE "C" AS person, width_bucket(e.occurred_at, {starts}) AS p{value_column}
+    SELECT ({person}) COLLATE "C" AS person, {period} AS p{value_column}
     FROM {start_events}
     WHERE e.organization_id = {org} AND {known} AND {start} AND e.occurred_at < {cohorts_end}{recurring_lo}
-    GROUP BY 1, 2
+    GROUP BY {grouped}
 ),
 cohort AS ({cohort}),
 labelled AS ({labelled}),
@@ -137,6 +137,8 @@ FROM labelled c JOIN returns r ON r.person = c.person AND r.p > c.c
 GROUP BY 1, 2, 3, 4
 """
 RECURRING_COHORT = "SELECT person, p AS c{value} FROM starts WHERE p BETWEEN 1 AND {n}"
+# FIRST_TIME without a breakdown: `starts` holds each person's first period (min)
+FIRST_PERIOD_COHORT = RECURRING_COHORT
 FIRST_TIME_COHORT = (
     "SELECT person, c{value} FROM (SELECT DISTINCT ON (person) person, p AS c{value} FROM starts"
     " ORDER BY person, p) f WHERE c BETWEEN 1 AND {n}"
@@ -176,7 +178,12 @@ def statement(plan: Plan, org: object, start: EventMatcher, back: EventMatcher, 
     # before the FROM texts: a person property in a filter adds the persons join
     started = grammar.matcher_condition(sql, start)
     returned = grammar.matcher_condition(sql, back).replace(grammar.PERSON, "sv.person")
-    cohort = (RECURRING_COHORT if kind is CohortKind.RECURRING else FIRST_TIME_COHORT).format(value=value_select, n=n)
+    first_only = kind is CohortKind.FIRST_TIME and breakdown is None
+    if kind is CohortKind.RECURRING:
+        cohort = RECURRING_COHORT
+    else:
+        cohort = FIRST_PERIOD_COHORT if first_only else FIRST_TIME_COHORT
+    cohort = cohort.format(value=value_select, n=n)
     shipped, visitors = grammar.shipped("visitors", ["visitor", "person", "p_from", "p_to"])
     sql.hash_joins = True  # the planner cannot estimate how many rows the shipped arrays hold
     period = f"width_bucket(e.occurred_at, {params['starts']})"
@@ -191,6 +198,7 @@ def statement(plan: Plan, org: object, start: EventMatcher, back: EventMatcher, 
         person=sql.person(), start_events=sql.events_from(), known=PERSON_KNOWN, start=started,
         recurring_lo=f" AND e.occurred_at >= {params['lo']}" if kind is CohortKind.RECURRING else "",
         value_column=value_column, cohort=cohort, periods=periods,
+        period=f"min({period})" if first_only else period, grouped="1" if first_only else "1, 2",
         labelled=LABELLED.format(limit=breakdown.limit) if breakdown is not None else UNLABELLED,
         visitors=grammar.visitors_of(params["org"], "reached", ["p_from", "p_to"]), shipped=shipped, returns=returns,
         counted=(EXACT_RETURNS if exact else ON_OR_AFTER_RETURNS).format(periods=periods),
