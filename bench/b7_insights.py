@@ -345,7 +345,7 @@ def local_day_starts(start: datetime, end: datetime) -> list[datetime]:
 
 
 async def fold_queue(conn: asyncpg.Connection) -> None:
-    """Fold the events COPY queued into the hourly aggregates, as a running worker does after
+    """Fold the events COPY queued into the pre-aggregates, as a running worker does after
     ingestion: the API reads tables and queue together, so timing it over a queue of millions
     would measure a state a live installation leaves within minutes."""
     from app.services.insights import rollups
@@ -355,7 +355,7 @@ async def fold_queue(conn: asyncpg.Connection) -> None:
     # what a worker does once it has folded this much (a vacuum of a clean queue costs nothing)
     await rollups.tidy(conn, folded_since_vacuum=rollups.VACUUM_QUEUE_AFTER, folded_since_analyze=rollups.ANALYZE_AGGREGATES_AFTER)
     if folded:
-        print(f"B7: folded {folded:,} queued events into the hourly aggregates in {time.perf_counter() - started:.0f} s"
+        print(f"B7: folded {folded:,} queued events into the aggregates in {time.perf_counter() - started:.0f} s"
               " (a worker's job, with its vacuum of the queue)", flush=True)  # fmt: skip
 
 
