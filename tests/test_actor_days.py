@@ -45,8 +45,8 @@ def whole_periods(s: Seeded, grain: str) -> tuple[datetime, datetime, list[int]]
 
 
 async def answers(client: Any, s: Seeded) -> dict[str, Any]:
-    """Retention (weekly, first time), lifecycle (daily), stickiness (weekly) and daily active
-    persons over whole periods: every cut a local midnight. Computed afresh: the folds and
+    """Retention (weekly: first time and exact, recurring and on or after), lifecycle (daily),
+    stickiness (weekly) and daily active persons over whole periods: every cut a local midnight. Computed afresh: the folds and
     plants below change no data version, so cached answers would be served."""
     await result_cache().announce([s.tenant.org_id])
     viewer = await viewer_from_credential(s.tenant.org_admin_token)
@@ -58,6 +58,12 @@ async def answers(client: Any, s: Seeded) -> dict[str, Any]:
         back=EventMatcher("buy"), period=Grain.WEEK, periods=6, cohort_kind=retention.CohortKind.FIRST_TIME, now=s.now,
     )  # fmt: skip
     found["retention"] = [c.counts for c in cohorts.cohorts]
+    cohorts = await retention.retention(
+        viewer=viewer, organization_id=org, time_range=RangeSpec(start=start, end=end), start=EventMatcher("visit"),
+        back=EventMatcher("visit"), period=Grain.WEEK, periods=6, cohort_kind=retention.CohortKind.RECURRING,
+        mode=retention.Mode.ON_OR_AFTER, now=s.now,
+    )  # fmt: skip
+    found["recurring"] = [c.counts for c in cohorts.cohorts]
     start, end, _ = whole_periods(s, "day")
     periods = await lifecycle.lifecycle(
         viewer=viewer, organization_id=org, time_range=RangeSpec(start=start, end=end), event=EventMatcher("visit"),
@@ -85,6 +91,10 @@ def references(s: Seeded) -> dict[str, Any]:
     expected["retention"] = retention_reference(
         events, links, timezone=ZONE, grain="week", cohorts=weeks, periods=6, now=s.now,
         start=lambda e: e.type == "visit", back=lambda e: e.type == "buy", first_time=True, on_or_after=False,
+    )[None]  # fmt: skip
+    expected["recurring"] = retention_reference(
+        events, links, timezone=ZONE, grain="week", cohorts=weeks, periods=6, now=s.now,
+        start=lambda e: e.type == "visit", back=lambda e: e.type == "visit", first_time=False, on_or_after=True,
     )[None]  # fmt: skip
     _, _, days = whole_periods(s, "day")
     counts = lifecycle_reference.lifecycle(events, links, timezone=ZONE, grain="day", periods=days, now=s.now,
@@ -142,6 +152,7 @@ async def test_day_week_and_month_insights_read_the_local_days_queued_and_folded
     assert planted["lifecycle"][4][0] == expected["lifecycle"][4][0] + 1, "a new person on the fifth day"
     assert sum(n for _, n in planted["stickiness"]) == sum(n for _, n in expected["stickiness"]) + 1
     assert sum(row[0] for row in planted["retention"]) == sum(row[0] for row in expected["retention"]) + 1
+    assert sum(row[0] for row in planted["recurring"]) == sum(row[0] for row in expected["recurring"]) + 1
     assert comparable(await answers(client, seeded)) == expected
 
 
