@@ -138,6 +138,8 @@ async def test_lifecycle_suspended_and_churned_organizations(app, settings, clie
     await publish(client, lively, [{"eventId": f"l-{uuid.uuid4()}", "type": "PROFILE_VIEWED", "profileId": lively.profile_id}])
     await publish(client, quiet, [{"eventId": f"q-{uuid.uuid4()}", "type": "PROFILE_VIEWED", "profileId": quiet.profile_id}])
     await worker.drain()
+    async with connection() as conn:  # new this week and month when counted, whenever the tenants were made
+        await conn.execute("UPDATE organizations SET created_at = now() WHERE id = $1", quiet.organization.id)
     before = (await gql_data(client, KPIS, {"org": None}, admin))["platformKpis"]["organizations"]
 
     # Nothing received from `quiet` for 100 days (it is 120 days old): churned.
