@@ -132,5 +132,7 @@ $$;
 -- a scan of every type's.
 CREATE INDEX event_actor_first_by_hour ON event_actor_first (organization_id, type, first_hour) INCLUDE (visitor_id);
 
--- The days of what is stored already (queued events too: the fold skips a day it finds).
+-- The days of what is stored already (queued events too: the fold skips a day it finds), and
+-- their statistics, which the first insights plan with.
 INSERT INTO event_actor_days SELECT * FROM event_days_of(NULL, NULL, NULL);
+ANALYZE event_actor_days, event_actor_first;
