@@ -214,7 +214,9 @@ ORDER_BY = "occurred_at, received_at, event_id"
 @dataclass
 class Core:
     """The statement text of `entities` (one row per counted person, or person and held values:
-    `person, lvl, chain, bh`) and what reading it needs to know."""
+    `person, lvl, chain`) and of `counted` (the same rows without the person, whom only the
+    persons' pages read: the numbered starters then need not be joined back) and what reading
+    them needs to know."""
 
     sql: Sql
     ctes: str
@@ -239,8 +241,9 @@ def prefiltered(spec: FunnelSpec) -> bool:
 def core(
     scope: InsightScope, spec: FunnelSpec, span: TimeRange, *, aliases: bool = True, part: tuple[int, int] | None = None
 ) -> Core:
-    """The funnel of every person as SQL: `entities(person, lvl, chain, bh)` where `lvl` is the
-    furthest step, `chain` the counted attempt's events and `bh` its breakdown value's hash.
+    """The funnel of every person as SQL: `entities(person, lvl, chain)` and `counted(lvl,
+    chain)` where `lvl` is the furthest step and `chain` the counted attempt's events (with
+    their breakdown values' hashes).
     `aliases=False` (the organization has no identify links) reads the person straight from
     the event, without the alias join. `part=(i, n)` (only when `prefiltered`) keeps the
     persons whose key hashes to i of n: the parts are disjoint and together are everyone,
@@ -474,6 +477,7 @@ def _ordered(
     return (
         ", ".join(layers)
         + f", best AS (SELECT {entity}, max(COALESCE({records})) AS best FROM {last} GROUP BY {entity})"
+        + ', counted AS (SELECT best[1]::int AS lvl, best[3:] AS chain FROM best WHERE best IS NOT NULL)'
         + ', entities AS (SELECT person COLLATE "C" AS person, best[1]::int AS lvl, best[3:] AS chain'
         + f" FROM {_persons_of('best', entity)} WHERE best IS NOT NULL)"
     )
@@ -527,6 +531,7 @@ def _unordered(
     layers.append(
         "entities AS (SELECT person, best[1]::int AS lvl, best[4:] AS chain FROM best WHERE best IS NOT NULL)"
     )
+    layers.append("counted AS (SELECT lvl, chain FROM entities)")
     return ", ".join(layers)
 
 
@@ -565,9 +570,9 @@ def steps_statement(spec: FunnelSpec, c: Core) -> str:
                 f"count(*) FILTER (WHERE lvl >= {k}) AS n{k}, avg({d}) FILTER (WHERE lvl >= {k}) AS a{k},"
                 f" percentile_cont(0.5) WITHIN GROUP (ORDER BY {d}) FILTER (WHERE lvl >= {k}) AS m{k}"
             )
-        return f"{c.ctes} SELECT {', '.join(columns)} FROM entities"
+        return f"{c.ctes} SELECT {', '.join(columns)} FROM counted"
     return (
-        f"{c.ctes}, ent AS MATERIALIZED (SELECT lvl, chain, {chosen_hash(spec, c)} AS bh FROM entities),"
+        f"{c.ctes}, ent AS MATERIALIZED (SELECT lvl, chain, {chosen_hash(spec, c)} AS bh FROM counted),"
         f" top AS MATERIALIZED (SELECT bh FROM ent GROUP BY bh ORDER BY count(*) DESC, bh NULLS FIRST LIMIT {int(limit)}),"
         f" grouped AS (SELECT ent.*, NOT EXISTS (SELECT 1 FROM top WHERE top.bh IS NOT DISTINCT FROM ent.bh) AS other"
         f" FROM ent),"
@@ -592,7 +597,7 @@ def part_statement(spec: FunnelSpec, c: Core) -> str:
             f" array_agg({d}::float8) FILTER (WHERE lvl >= {k}) AS d{k}"
         )
         outer.append(f"n{k}, s{k}, CASE WHEN times <= {PART_TIMES_LIMIT} THEN d{k} END AS d{k}")
-    return f"{c.ctes} SELECT {', '.join(outer)} FROM (SELECT {', '.join(columns)} FROM entities) whole"
+    return f"{c.ctes} SELECT {', '.join(outer)} FROM (SELECT {', '.join(columns)} FROM counted) whole"
 
 
 def merged_parts(steps: int, rows: Sequence[Any]) -> dict[int, tuple[int, float | None, float | None]] | None:
@@ -746,7 +751,7 @@ class ConversionOverTimeRunner(FunnelRunner):
         starts = c.sql.param([_us(p) - _us(plan.span.start) for p in periods.starts], "bigint[]")
         statement = (
             f"{c.ctes} SELECT width_bucket({c.t(0)}, {starts}) AS i, count(*) AS entered,"
-            f" count(*) FILTER (WHERE lvl = {c.steps - 1}) AS converted FROM entities GROUP BY 1"
+            f" count(*) FILTER (WHERE lvl = {c.steps - 1}) AS converted FROM counted GROUP BY 1"
         )
         rows = await fetch_rows(c.sql, statement)
         entered = [0] * len(periods)
@@ -782,7 +787,7 @@ class TimeToConvertRunner(FunnelRunner):
         c = core(scope, spec, plan.span, aliases=await has_aliases(scope))
         secs = f"(({c.t(b)} - {c.t(a)}) / 1000000.0)"
         statement = (
-            f"{c.ctes}, d AS MATERIALIZED (SELECT {secs} AS s FROM entities WHERE lvl >= {b}),"
+            f"{c.ctes}, d AS MATERIALIZED (SELECT {secs} AS s FROM counted WHERE lvl >= {b}),"
             f" st AS (SELECT min(s) AS lo, count(*) AS n, avg(s) AS avg,"
             f" percentile_cont(0.5) WITHIN GROUP (ORDER BY s) AS median,"
             f" GREATEST(ceil((max(s) - min(s)) / {bins}), 1) AS width FROM d)"
