@@ -159,6 +159,35 @@ async def test_posthog_multiple_incomplete_tries(client, settings):
     assert answer["steps"][1]["medianSecondsToConvert"] == 3600
 
 
+async def test_repeated_steps_count_from_the_first_after_the_latest_start(client, settings):
+    """Searches repeat between a sign-up and a booking: the attempt moves on at the first
+    search after the latest sign-up that reaches the booking, and later repeats change
+    nothing; a repeat at the same instant as a new sign-up still belongs to it."""
+    tenant = await make_tenant(settings)
+    j = Journeys()
+    # ann: two sign-ups, repeats after each; the second attempt books
+    for at, event in [(T(2026, 3, 2, 8), "sign up"), (T(2026, 3, 2, 9), "search"), (T(2026, 3, 2, 10), "search"),
+                      (T(2026, 3, 4, 8), "sign up"), (T(2026, 3, 4, 8, 30), "search"), (T(2026, 3, 4, 9), "search"),
+                      (T(2026, 3, 4, 11), "book"), (T(2026, 3, 4, 12), "book")]:  # fmt: skip
+        j.add("ann", event, at)
+    # bob: a search, then a sign-up at the same instant that arrives after it (so follows
+    # it), a search an hour later and a booking an hour after that
+    j.add("bob", "search", T(2026, 3, 3, 8), batch=0)
+    j.add("bob", "sign up", T(2026, 3, 3, 8), batch=1)
+    j.add("bob", "search", T(2026, 3, 3, 9))
+    j.add("bob", "book", T(2026, 3, 3, 10))
+    await send(client, tenant.org_admin_token, j.events)
+    q = query(tenant, T(2026, 3, 1), T(2026, 3, 8), ["sign up", "search", "book"], conversionWindowSeconds=86400)
+    answer = await run_funnel(client, tenant, q)
+    assert counts(answer) == [2, 2, 2]
+    # ann: 30 min to the first search after her second sign-up, then 2.5 h to the booking;
+    # bob: 1 h, then 1 h
+    assert_steps(answer["steps"][1:], [
+        {"averageSecondsToConvert": 2700.0, "medianSecondsToConvert": 2700.0},
+        {"averageSecondsToConvert": 6300.0, "medianSecondsToConvert": 6300.0},
+    ])  # fmt: skip
+
+
 async def test_posthog_conversion_windows(client, settings):
     """test_funnel_times_with_different_conversion_windows: 14 days -> 3, 2 (600 s); 5 minutes
     -> 3, 1 (300 s: the bound is included)."""

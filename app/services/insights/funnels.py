@@ -35,7 +35,8 @@ The SQL (`core`): the range's rows of the step and exclusion types, of persons w
 step-0 event in the range (numbered, and found by visitor id: `grammar.starters`), sorted
 once per person by (occurred_at, received_at, event_id),
 then one window layer per step whose running max of small bigint arrays carries the latest
-attempt standing on each step; a GROUP BY per person keeps the furthest record.
+attempt standing on each step (ORDERED without exclusions reads the rows after the first
+layer only where a step event can move an attempt: `_moving`); a GROUP BY per person keeps the furthest record.
 `funnel_statement` gives the whole statement of `funnel` for benchmarks.
 """
 
@@ -74,6 +75,7 @@ PART_TIMES_LIMIT = 100_000
 # How the statement is built (module switches so a benchmark can compare variants):
 PREFILTER = True  # read only the persons with a step-0 event in the range (a semi-join)
 BASE_FILTER = True  # drop rows of the types read that match no step's or exclusion's filters
+PRUNE = True  # ORDERED without exclusions: drop the repeats of a step that cannot move an attempt (`_moving`)
 
 
 class FunnelOrder(str, Enum):
@@ -408,9 +410,10 @@ def _ordered(
         # starts (1, 2, ...: ordered like the rows), so the row numbers and the latest start
         # before each row come out of one window pass.
         opens = f"m0 AND t >= {start_us} AND t < {end_us}"
+        lasts = "".join(f", max(t) FILTER (WHERE m{k}) OVER w AS lt{k}" for k in range(1, n)) if PRUNE else ""
         layers.append(
             f"l0 AS (SELECT base.*, row_number() OVER w AS rn,"
-            f" count(*) FILTER (WHERE {opens}) OVER w AS n0, max(t) FILTER (WHERE {opens}) OVER w AS t0"
+            f" count(*) FILTER (WHERE {opens}) OVER w AS n0, max(t) FILTER (WHERE {opens}) OVER w AS t0{lasts}"
             f" FROM base WINDOW w AS ({window} {before}))"
         )
         p0 = "(CASE WHEN n0 > 0 THEN ARRAY[n0, t0] END)"
@@ -422,7 +425,7 @@ def _ordered(
             cond, value = parts_generic(k)
             return (cond.replace("p0", p0), value.replace("p0", p0)) if k == 1 else (cond, value)
 
-        layers.append("l1 AS (SELECT l0.* FROM l0)")
+        layers.append(f"l1 AS (SELECT l0.* FROM l0{f' WHERE {_moving(n)}' if PRUNE else ''})")
     else:
         seg_cols = "".join(
             f", count(*) FILTER (WHERE x{j}) OVER (w ROWS UNBOUNDED PRECEDING) AS sg{j}" for j in range(len(excl))
@@ -481,6 +484,20 @@ def _ordered(
         + ', entities AS (SELECT person COLLATE "C" AS person, best[1]::int AS lvl, best[3:] AS chain'
         + f" FROM {_persons_of('best', entity)} WHERE best IS NOT NULL)"
     )
+
+
+def _moving(n: int) -> str:
+    """Which rows of an ORDERED funnel without exclusions can move an attempt: every step-0
+    event, and a step-k event (k >= 1) unless a step-k event came after the last event
+    that could have changed the attempt standing on step k-1 (a start for k = 1, a step
+    k-1 event after). Such a repeat would move the same attempt as the earlier one did,
+    later, so the running maxima and the counted attempt stay as they are without it; and
+    searches between a sign-up and a booking are mostly repeats. `lt{k}` is the time of
+    the last step-k event before the row, `t0` of the last start; equal times keep the row,
+    whose order among them the times do not tell."""
+    previous = lambda k: "t0" if k == 1 else f"lt{k - 1}"
+    repeat = lambda k: f"COALESCE(lt{k} > COALESCE({previous(k)}, -1), false)"
+    return "m0 OR " + " OR ".join(f"(m{k} AND NOT {repeat(k)})" for k in range(1, n))
 
 
 def _persons_of(relation: str, entity: str) -> str:
