@@ -75,7 +75,7 @@ PART_TIMES_LIMIT = 100_000
 # How the statement is built (module switches so a benchmark can compare variants):
 PREFILTER = True  # read only the persons with a step-0 event in the range (a semi-join)
 BASE_FILTER = True  # drop rows of the types read that match no step's or exclusion's filters
-PRUNE = True  # ORDERED without exclusions: drop the repeats of a step that cannot move an attempt (`_moving`)
+PRUNE = True  # ORDERED without exclusions: set aside the repeats of a step that cannot move an attempt
 
 
 class FunnelOrder(str, Enum):
@@ -405,12 +405,13 @@ def _ordered(
     layers = []
     before = "ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING"
     fast = not excl and not strict and not has_bd
+    prune = PRUNE and not excl and not strict  # see `_moving`
+    opens = f"m0 AND t >= {start_us} AND t < {end_us}"
+    lasts = "".join(f", max(t) FILTER (WHERE m{k}) OVER w AS lt{k}" for k in range(1, n)) if prune else ""
     if fast:
         # ORDERED without exclusions or breakdown: a start is named by its position among the
         # starts (1, 2, ...: ordered like the rows), so the row numbers and the latest start
         # before each row come out of one window pass.
-        opens = f"m0 AND t >= {start_us} AND t < {end_us}"
-        lasts = "".join(f", max(t) FILTER (WHERE m{k}) OVER w AS lt{k}" for k in range(1, n)) if PRUNE else ""
         layers.append(
             f"l0 AS (SELECT base.*, row_number() OVER w AS rn,"
             f" count(*) FILTER (WHERE {opens}) OVER w AS n0, max(t) FILTER (WHERE {opens}) OVER w AS t0{lasts}"
@@ -425,7 +426,13 @@ def _ordered(
             cond, value = parts_generic(k)
             return (cond.replace("p0", p0), value.replace("p0", p0)) if k == 1 else (cond, value)
 
-        layers.append(f"l1 AS (SELECT l0.* FROM l0{f' WHERE {_moving(n)}' if PRUNE else ''})")
+        layers.append(f"l1 AS (SELECT l0.* FROM l0{f' WHERE {_moving(n)}' if prune else ''})")
+    elif prune:  # ORDERED without exclusions, with a breakdown: the rows that can move an attempt
+        layers.append(
+            f"lr AS (SELECT base.*, row_number() OVER w AS rn, max(t) FILTER (WHERE {opens}) OVER w AS t0{lasts}"
+            f" FROM base WINDOW w AS ({window} {before}))"
+        )
+        layers.append(f"l0 AS (SELECT lr.* FROM lr WHERE {_moving(n)})")
     else:
         seg_cols = "".join(
             f", count(*) FILTER (WHERE x{j}) OVER (w ROWS UNBOUNDED PRECEDING) AS sg{j}" for j in range(len(excl))
