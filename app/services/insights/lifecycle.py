@@ -85,10 +85,14 @@ SELECT p,
        coalesce(sum(n) FILTER (WHERE (m >> (p - 1)) & 3 = 2 AND m & ((1::bigint << (p - 1)) - 1) <> 0), 0)::bigint AS resurrecting,
        coalesce(sum(n) FILTER (WHERE (m >> (p - 1)) & 3 = 1), 0)::bigint AS dormant
 FROM patterns, generate_series(2, {last_previous} + 1) AS p
+WHERE (m >> (p - 1)) & 3 <> 0
 GROUP BY p
 """
 """Per period p (position 2..): new (bit p is the person's lowest), returning (bits p and
-p - 1), resurrecting (bit p, not p - 1, some lower one) and dormant (bit p - 1, not p)."""
+p - 1), resurrecting (bit p, not p - 1, some lower one) and dormant (bit p - 1, not p).
+Each needs bit p or bit p - 1, so only those (pattern, period) pairs are summed: a person
+is active in a few of the range's periods, and the sum then reads about a third of the
+pairs. A period without any is zero-filled by the runner."""
 
 LIFECYCLE_ROWS = """
 WITH active AS (
