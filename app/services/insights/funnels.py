@@ -36,7 +36,8 @@ step-0 event in the range (numbered, and found by visitor id: `grammar.starters`
 once per person by (occurred_at, received_at, event_id),
 then one window layer per step whose running max of small bigint arrays carries the latest
 attempt standing on each step (ORDERED without exclusions reads the rows after the first
-layer only where a step event can move an attempt: `_moving`); a GROUP BY per person keeps the furthest record.
+layer only where a step event can move an attempt: `_moving`); a GROUP BY per person keeps
+the furthest record.
 `funnel_statement` gives the whole statement of `funnel` for benchmarks.
 """
 
@@ -408,15 +409,19 @@ def _ordered(
     prune = PRUNE and not excl and not strict  # see `_moving`
     opens = f"m0 AND t >= {start_us} AND t < {end_us}"
     lasts = "".join(f", max(t) FILTER (WHERE m{k}) OVER w AS lt{k}" for k in range(1, n)) if prune else ""
-    if fast:
-        # ORDERED without exclusions or breakdown: a start is named by its position among the
-        # starts (1, 2, ...: ordered like the rows), so the row numbers and the latest start
-        # before each row come out of one window pass.
+    if fast or prune:
+        # One window pass numbers the rows and finds the last start before each (and, to set
+        # repeats aside, the last event of each step: `_moving`). ORDERED without exclusions
+        # or breakdown (`fast`) also names a start by its position among the starts (1, 2,
+        # ...: ordered like the rows), which is all of step 0's running max: the steps' layers
+        # then begin at l1.
+        n0 = f" count(*) FILTER (WHERE {opens}) OVER w AS n0," if fast else ""
         layers.append(
-            f"l0 AS (SELECT base.*, row_number() OVER w AS rn,"
-            f" count(*) FILTER (WHERE {opens}) OVER w AS n0, max(t) FILTER (WHERE {opens}) OVER w AS t0{lasts}"
+            f"lr AS (SELECT base.*, row_number() OVER w AS rn,{n0} max(t) FILTER (WHERE {opens}) OVER w AS t0{lasts}"
             f" FROM base WINDOW w AS ({window} {before}))"
         )
+        layers.append(f"{'l1' if fast else 'l0'} AS (SELECT lr.* FROM lr{f' WHERE {_moving(n)}' if prune else ''})")
+    if fast:
         p0 = "(CASE WHEN n0 > 0 THEN ARRAY[n0, t0] END)"
         parts_generic = parts
 
@@ -426,14 +431,7 @@ def _ordered(
             cond, value = parts_generic(k)
             return (cond.replace("p0", p0), value.replace("p0", p0)) if k == 1 else (cond, value)
 
-        layers.append(f"l1 AS (SELECT l0.* FROM l0{f' WHERE {_moving(n)}' if prune else ''})")
-    elif prune:  # ORDERED without exclusions, with a breakdown: the rows that can move an attempt
-        layers.append(
-            f"lr AS (SELECT base.*, row_number() OVER w AS rn, max(t) FILTER (WHERE {opens}) OVER w AS t0{lasts}"
-            f" FROM base WINDOW w AS ({window} {before}))"
-        )
-        layers.append(f"l0 AS (SELECT lr.* FROM lr WHERE {_moving(n)})")
-    else:
+    elif not prune:
         seg_cols = "".join(
             f", count(*) FILTER (WHERE x{j}) OVER (w ROWS UNBOUNDED PRECEDING) AS sg{j}" for j in range(len(excl))
         )
@@ -487,9 +485,8 @@ def _ordered(
     return (
         ", ".join(layers)
         + f", best AS (SELECT {entity}, max(COALESCE({records})) AS best FROM {last} GROUP BY {entity})"
-        + ', counted AS (SELECT best[1]::int AS lvl, best[3:] AS chain FROM best WHERE best IS NOT NULL)'
-        + ', entities AS (SELECT person COLLATE "C" AS person, best[1]::int AS lvl, best[3:] AS chain'
-        + f" FROM {_persons_of('best', entity)} WHERE best IS NOT NULL)"
+        + f", counted AS (SELECT {entity}, best[1]::int AS lvl, best[3:] AS chain FROM best WHERE best IS NOT NULL)"
+        + f', entities AS (SELECT person COLLATE "C" AS person, lvl, chain FROM {_persons_of("counted", entity)})'
     )
 
 
