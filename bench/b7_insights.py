@@ -397,7 +397,7 @@ async def run(database_url: str, broadcast_url: str, work_dir: Path, *, events: 
                         raw_label="hand-written SQL for the same answer, p95 ms", ratio=ratio, target=TARGET,
                         passed=p95 <= 1000 and ratio <= 1.5 and ours == theirs,
                         extra={"same_answer": ours == theirs, "checksum": ours, "sql_checksum": theirs, "p50_ms": p50, "p95_ms": p95, "raw_p50_ms": raw_p50, "raw_p95_ms": raw_p95,
-                               "samples": len(api), "setup_s": setup},
+                               "samples": len(api), "samples_ms": [round(x) for x in api], "setup_s": setup},
                     )  # fmt: skip
                 )
     await conn.close()

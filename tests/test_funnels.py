@@ -460,14 +460,20 @@ def insight_parts(settings):
     override_settings(settings)
 
 
-# the persons split into 2 parts (the default), one statement, 3 uneven parts, and 2 parts
-# with more times between steps than a part hands over (asked again in one statement)
-@pytest.mark.parametrize("seed, parts, times_limit", [(11, 2, None), (29, 2, None), (11, 1, None), (29, 3, None),
-                                                      (11, 2, 3)])  # fmt: skip
-async def test_random_funnels_match_the_reference(client, settings, insight_parts, monkeypatch, seed, parts, times_limit):
+# the persons split into 2 parts (the default: by time or by hash, as the costs say), one
+# statement, 3 uneven parts, 2 parts with more times between steps than a part hands over
+# (asked again in one statement), and parts by time or by hash whatever the costs say
+@pytest.mark.parametrize("seed, parts, times_limit, by_time", [
+    (11, 2, None, None), (29, 2, None, None), (11, 1, None, None), (29, 3, None, None), (11, 2, 3, None),
+    (29, 2, None, True), (11, 3, None, True), (29, 2, None, False),
+])  # fmt: skip
+async def test_random_funnels_match_the_reference(
+    client, settings, insight_parts, monkeypatch, seed, parts, times_limit, by_time
+):
     insight_parts(parts)
     if times_limit is not None:
         monkeypatch.setattr(funnels, "PART_TIMES_LIMIT", times_limit)
+    monkeypatch.setattr(funnels, "TIME_SPLIT", by_time)
     tenant = await make_tenant(settings)
     base = datetime.now(UTC).replace(microsecond=0) - timedelta(days=40)
     events, links = random_events(seed, base)
@@ -526,6 +532,69 @@ async def test_random_funnels_match_the_reference(client, settings, insight_part
                         after = page["endCursor"]
                     assert got_ids == want, (label, step, dropped)
     assert checked > 20  # the seeds make funnels worth comparing
+
+
+@pytest.mark.parametrize("bounds", [(T(2026, 6, 3),), (T(2026, 6, 3), T(2026, 6, 5))])
+async def test_parts_by_time_read_each_person_whole(client, settings, insight_parts, monkeypatch, bounds):
+    """Parts by time cut the range at `bounds`: a person whose sign-ups fall in several
+    slices (directly, or once anonymous and once identified) is still walked in one part with
+    all their events; a sign-up at a bound's very instant starts the later slice; steps
+    past a slice's end, or the range's, still count inside the window."""
+    insight_parts(len(bounds) + 1)
+    monkeypatch.setattr(funnels, "time_bounds", lambda *_: bounds)
+    tenant = await make_tenant(settings)
+    j = Journeys()
+    journeys = {
+        "ann": [("sign up", T(2026, 6, 2, 10)), ("sign up", T(2026, 6, 3, 10)), ("search", T(2026, 6, 3, 11)),
+                ("book", T(2026, 6, 3, 12))],
+        "bob": [("sign up", T(2026, 6, 3)), ("search", T(2026, 6, 3, 0, 0, 1)), ("book", T(2026, 6, 3, 23, 59))],
+        "cat": [("sign up", T(2026, 6, 5, 9)), ("search", T(2026, 6, 5, 10)), ("book", T(2026, 6, 5, 10, 30))],
+        "dan": [("sign up", T(2026, 6, 2, 22)), ("search", T(2026, 6, 3, 21)), ("book", T(2026, 6, 3, 22, 30))],
+        "eve": [("sign up", T(2026, 6, 6, 23)), ("search", T(2026, 6, 7, 10)), ("book", T(2026, 6, 7, 22))],
+        "fay": [("search", T(2026, 6, 2)), ("book", T(2026, 6, 2, 1))],
+        "gus": [("sign up", T(2026, 6, 1, 12)), ("search", T(2026, 6, 2, 18)), ("sign up", T(2026, 6, 3, 12)),
+                ("sign up", T(2026, 6, 5, 12)), ("search", T(2026, 6, 5, 13)), ("sign up", T(2026, 6, 6, 12)),
+                ("search", T(2026, 6, 6, 13)), ("book", T(2026, 6, 6, 14))],
+    }  # fmt: skip
+    for person, steps in journeys.items():
+        for event, at in steps:
+            j.add(person, event, at)
+    j.add("cat-device", "sign up", T(2026, 6, 2, 20), anonymous=True)  # cat, before she signed in
+    j.add("cat-device", "search", T(2026, 6, 2, 20, 5), anonymous=True)
+    await send(client, tenant.org_admin_token, j.events)
+    async with connection() as conn:
+        assert await person_links.link(conn, organization_id=tenant.organization.id, anonymous_id="cat-device", user_id="cat")
+    names = ["sign up", "search", "book"]
+    q = query(tenant, T(2026, 6, 1), T(2026, 6, 7), names, conversionWindowSeconds=86400)
+    funnel = ref.RefFunnel(steps=[matcher(n) for n in names], start=T(2026, 6, 1), end=T(2026, 6, 7), window=86400)
+    expected = ref.steps(funnel, ref.entities(funnel, j.events, {"a:cat-device": "u:cat"}))
+    answer = await run_funnel(client, tenant, q)
+    assert_steps(answer["steps"], expected)
+    assert counts(answer) == [6, 6, 5]  # dan books after his window closed
+
+
+def test_parts_by_time_where_they_pay():
+    """The chooser of parts by time: a window short against the range cuts it where the
+    parts cost the same (a little before the middle, as the first also reads one window past
+    its slice); where the starts crowd, the cut follows them; a window as long as the range
+    leaves the parts by hash, as do one part and an empty span."""
+    start = T(2026, 6, 1)
+    span = funnels.TimeRange(start, start + timedelta(days=30), "UTC")
+    week, stored, hours = 7 * 86400, 30 * 24, (30 + 7) * 24  # a range that ends now: nothing after it yet
+
+    def even(starts_from: int = 0) -> funnels.Profile:
+        starts = [0] * starts_from + [1] * (stored - starts_from) + [0] * (hours - stored)
+        return funnels.Profile(start, starts, [10] * stored + [0] * (hours - stored))
+
+    (cut,) = funnels.time_bounds(span, week, 2, even())
+    assert start + timedelta(days=12) < cut < start + timedelta(days=15)
+    (later,) = funnels.time_bounds(span, week, 2, even(starts_from=15 * 24))
+    assert later > start + timedelta(days=20)
+    first, second = funnels.time_bounds(span, week, 3, even())
+    assert start < first < second < span.end
+    assert funnels.time_bounds(span, 30 * 86400, 2, even()) == ()
+    assert funnels.time_bounds(span, week, 1, even()) == ()
+    assert funnels.time_bounds(span, week, 2, funnels.Profile(start, [0] * hours, [0] * hours)) == ()
 
 
 async def test_breakdown_top_values_and_other(client, settings):

@@ -38,15 +38,17 @@ then one window layer per step whose running max of small bigint arrays carries 
 attempt standing on each step (ORDERED without exclusions reads the rows after the first
 layer only where a step event can move an attempt: `_moving`); a GROUP BY per person keeps
 the furthest record.
+`funnel` without a breakdown runs in parts side by side (`Part`): slices of time when the
+window is short against the range (`time_bounds`), else a hash of the person.
 `funnel_statement` gives the whole statement of `funnel` for benchmarks.
 """
 
 from __future__ import annotations
 
 import base64
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from enum import Enum
 from typing import Any, ClassVar
 
@@ -77,6 +79,13 @@ PART_TIMES_LIMIT = 100_000
 PREFILTER = True  # read only the persons with a step-0 event in the range (a semi-join)
 BASE_FILTER = True  # drop rows of the types read that match no step's or exclusion's filters
 PRUNE = True  # ORDERED without exclusions: set aside the repeats of a step that cannot move an attempt
+TIME_SPLIT: bool | None = None  # parts by time (`time_bounds`): None as the costs say; True / False forces it
+# The costs `time_bounds` weighs, in one unit: reading every step event of the span once, and
+# ordering and walking every person's rows (measured on B7: the walk costs 2.7 times the read).
+READ_COST = 1.0
+WALK_COST = 2.7
+# Parts by time are taken when their slowest is expected to cost at most this share of a part by hash.
+TIME_SPLIT_GAIN = 0.9
 
 
 class FunnelOrder(str, Enum):
@@ -209,6 +218,137 @@ class PersonsPage:
     has_next_page: bool
 
 
+# -- parts -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Part:
+    """Part `index` of `count` disjoint parts of a funnel's persons (see `core`).
+
+    With no `bounds` a person is in the part their key hashes to. With `bounds` (the
+    `count - 1` instants that cut the range into slices) a person whose starts all fall in
+    slice `index` is in it, and so is a person whose starts fall in several slices (one who
+    *straddles*) and whose key hashes to it. A part then reads the step events of its slice
+    and of one window after it, and reads further only for its straddlers."""
+
+    index: int
+    count: int
+    bounds: tuple[datetime, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Profile:
+    """How a funnel's events spread over its span, per UTC hour from `first` on (the hourly
+    counts, which lose nothing it needs here): the step-0 events (`starts`) and the events
+    of every type it reads (`events`)."""
+
+    first: datetime
+    starts: list[int]
+    events: list[int]
+
+
+async def profile(scope: InsightScope, spec: FunnelSpec, span: TimeRange) -> Profile:
+    """The span's `Profile`. Filters are not applied: the counts only balance the parts."""
+    first = span.start.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+    until = span.end + timedelta(seconds=spec.window_seconds)
+    hours = int((until - first).total_seconds() // 3600) + 1
+    sql = Sql()
+    types = sorted({m.event for m in spec.steps} | {x.matcher.event for x in spec.exclusions})
+    start = sql.param(first, "timestamptz")
+    statement = (
+        f"SELECT (date_part('epoch', hour - {start}) / 3600)::int AS i,"
+        f" sum(events) FILTER (WHERE type = {sql.param(spec.steps[0].event, 'text')}) AS starts, sum(events) AS events"
+        f" FROM event_hour_counts_live WHERE organization_id = {sql.param(scope.organization_id, 'uuid')}"
+        f" AND dimension = '' AND type = ANY({sql.param(types, 'text[]')})"
+        f" AND hour >= {start} AND hour < {sql.param(until, 'timestamptz')} GROUP BY 1"
+    )
+    starts, events = [0] * hours, [0] * hours
+    for row in await fetch_rows(sql, statement):
+        if 0 <= row["i"] < hours:
+            starts[row["i"]], events[row["i"]] = int(row["starts"] or 0), int(row["events"] or 0)
+    return Profile(first, starts, events)
+
+
+def time_bounds(span: TimeRange, window_seconds: int, count: int, spread: Profile) -> tuple[datetime, ...]:
+    """Where to cut the range so that `count` parts by time cost about the same, or () when
+    parts by hash cost less (or `TIME_SPLIT` says so).
+
+    A part by hash reads every step event of the span and walks a `count`th of the persons:
+    every part reads the same events. A part by time reads from its slice's start to one
+    window past its end and walks the persons who start in the slice (counted by their
+    starts): with a window short against the range, each reads a fraction. The costs take
+    straddlers as few; they decide only how long the parts take, never the answer."""
+    if count < 2 or TIME_SPLIT is False:
+        return ()
+    forced = _even_bounds(span, count) if TIME_SPLIT else ()
+    hour = 3600.0
+    begin = (span.start - spread.first).total_seconds() / hour
+    end = (span.end - spread.first).total_seconds() / hour
+    window = window_seconds / hour
+    starts, events = _cumulative(spread.starts), _cumulative(spread.events)
+    every_start, every_event = starts(end) - starts(begin), events(end + window) - events(begin)
+    if every_start <= 0 or every_event <= 0:
+        return forced
+
+    def cost(a: float, b: float) -> float:
+        read = (events(min(b + window, end + window)) - events(a)) / every_event
+        return READ_COST * read + WALK_COST * (starts(b) - starts(a)) / every_start
+
+    def cuts(most: float) -> list[float] | None:
+        """Cuts that keep every slice's cost within `most`, each slice as long as it may be."""
+        found: list[float] = []
+        at = begin
+        while len(found) < count - 1:
+            if cost(at, end) <= most:  # the rest fits in one slice: cut it evenly
+                step = (end - at) / (count - len(found))
+                return found + [at + step * k for k in range(1, count - len(found))]
+            low, high = at, end
+            for _ in range(40):
+                middle = (low + high) / 2
+                low, high = (middle, high) if cost(at, middle) <= most else (low, middle)
+            if low <= at:
+                return None
+            found.append(low)
+            at = low
+        return found if cost(at, end) <= most else None
+
+    low, high = 0.0, cost(begin, end)
+    best = cuts(high)
+    for _ in range(40):
+        middle = (low + high) / 2
+        found = cuts(middle)
+        if found is None:
+            low = middle
+        else:
+            best, high = found, middle
+    if best is None or (not TIME_SPLIT and high > TIME_SPLIT_GAIN * (READ_COST + WALK_COST / count)):
+        return forced
+    bounds = tuple(spread.first + timedelta(seconds=round(x * hour)) for x in best)
+    return bounds if len(set(bounds)) == count - 1 else forced
+
+
+def _cumulative(per_hour: Sequence[int]) -> Callable[[float], float]:
+    """How many of the counts lie before a position in hours (evenly inside an hour)."""
+    sums = [0]
+    for n in per_hour:
+        sums.append(sums[-1] + n)
+
+    def before(x: float) -> float:
+        if x <= 0:
+            return 0.0
+        if x >= len(per_hour):
+            return float(sums[-1])
+        i = int(x)
+        return sums[i] + (x - i) * per_hour[i]
+
+    return before
+
+
+def _even_bounds(span: TimeRange, count: int) -> tuple[datetime, ...]:
+    step = (span.end - span.start) / count
+    return tuple(span.start + step * k for k in range(1, count))
+
+
 # -- the SQL -----------------------------------------------------------------------------------
 
 ORDER_BY = "occurred_at, received_at, event_id"
@@ -242,15 +382,15 @@ def prefiltered(spec: FunnelSpec) -> bool:
 
 
 def core(
-    scope: InsightScope, spec: FunnelSpec, span: TimeRange, *, aliases: bool = True, part: tuple[int, int] | None = None
+    scope: InsightScope, spec: FunnelSpec, span: TimeRange, *, aliases: bool = True, part: Part | None = None
 ) -> Core:
     """The funnel of every person as SQL: `entities(person, lvl, chain)` and `counted(lvl,
     chain)` where `lvl` is the furthest step and `chain` the counted attempt's events (with
     their breakdown values' hashes).
     `aliases=False` (the organization has no identify links) reads the person straight from
-    the event, without the alias join. `part=(i, n)` (only when `prefiltered`) keeps the
-    persons whose key hashes to i of n: the parts are disjoint and together are everyone,
-    and every part's statement has the same parameters."""
+    the event, without the alias join. `part` (only when `prefiltered`) keeps that part's
+    persons: the parts are disjoint and together are everyone, and every part's statement
+    has the same parameters."""
     sql = Sql()
     org = sql.param(scope.organization_id, "uuid")
     n = len(spec.steps)
@@ -291,18 +431,30 @@ def core(
         # in an attempt: nothing else is sorted. Each such person has a number (`pid`) and
         # a row per visitor id of theirs, so the events find their person by visitor id in
         # one hash, and sort by a number rather than a text key.
-        bounds = _starters(sql, scope, spec, span, aliases=aliases, part=part)
+        slices = _Slices(sql, part, spec.window_seconds) if part is not None and part.bounds else None
+        bounds = _starters(sql, scope, spec, span, aliases=aliases, part=part, slices=slices)
         person, source = "sv.person", sql.starter_events()
         columns[0] = "sv.pid"  # the person's id is read once per person, at the end
         starters = " AND e.occurred_at >= sv.lo AND e.occurred_at <= sv.hi"
         entity = ", ".join(["pid", *held])
     else:
         person, source = _events(sql, aliases=aliases)
+        slices = None
     columns = [c.replace(PERSON, person) for c in columns]
-    base = (
-        f"{bounds}base AS (SELECT * FROM (SELECT {', '.join(columns)} FROM {source}"
+    select = f"SELECT {', '.join(columns)} FROM "
+    where = (
         f" WHERE e.organization_id = {org} AND e.visitor_id IS NOT NULL"
-        f" AND e.occurred_at >= {p_start} AND e.occurred_at < {p_until}{type_filter}{starters}) s"
+        f" AND e.occurred_at >= {p_start} AND e.occurred_at < {p_until}{type_filter}{starters}"
+    )
+    if slices is None:
+        rows = f"{select}{source}{where}"
+    else:  # the slice's events for everyone, the rest of the span's for its straddlers only
+        straddlers = sql.starter_events("far_visitors sv")
+        rows = " UNION ALL ".join(
+            [f"{select}{source}{where}{slices.inside}", *(f"{select}{straddlers}{where}{o}" for o in slices.outside)]
+        )
+    base = (
+        f"{bounds}base AS (SELECT * FROM ({rows}) s"
         + ("" if strict or not filtered else f" WHERE {any_match}")
         + ")"
     )
@@ -322,26 +474,60 @@ def _events(sql: Sql, *, aliases: bool) -> tuple[str, str]:
     return "e.visitor_id", "events e" + (grammar.persons_join("e.visitor_id") if sql.joins_persons else "")
 
 
+class _Slices:
+    """A part by time as SQL: which of its persons' events it reads for everyone (`inside`:
+    from its slice's start to one window past its end) and which for its straddlers only
+    (`outside`: the rest of the span, in up to two pieces). The bounds are one parameter,
+    the same in every part's statement."""
+
+    def __init__(self, sql: Sql, part: Part, window_seconds: int) -> None:
+        self.part = part
+        self.bounds = sql.param(list(part.bounds), "timestamptz[]")
+        self.window = sql.param(timedelta(seconds=window_seconds), "interval")
+        i, last = part.index, part.count - 1
+        begins = f"({self.bounds})[{i}]" if i > 0 else None  # PostgreSQL's arrays count from 1
+        ends = f"({self.bounds})[{i + 1}] + {self.window}" if i < last else None
+        self.inside = "".join(
+            [f" AND e.occurred_at >= {begins}"] * (begins is not None) + [f" AND e.occurred_at < {ends}"] * (ends is not None)
+        )
+        self.outside = [f" AND e.occurred_at < {begins}"] * (begins is not None)
+        self.outside += [f" AND e.occurred_at >= {ends}"] * (ends is not None)
+
+    def chooses(self, first: str, last: str, hashed: str) -> tuple[str, str]:
+        """(far, in part): whether a person whose starts run from `first` to `last` straddles
+        a bound, and whether they are in this part."""
+        first_slice = f"width_bucket({first}, {self.bounds})"  # 0 before the first bound
+        far = f"({first_slice} <> width_bucket({last}, {self.bounds}))"
+        return far, f"CASE WHEN {far} THEN {hashed} ELSE {first_slice} = {self.part.index} END"
+
+
 def _starters(
-    sql: Sql, scope: InsightScope, spec: FunnelSpec, span: TimeRange, *, aliases: bool, part: tuple[int, int] | None
-) -> str:
+    sql: Sql, scope: InsightScope, spec: FunnelSpec, span: TimeRange, *, aliases: bool, part: Part | None,
+    slices: _Slices | None,
+) -> str:  # fmt: skip
     """`grammar.starters` of the persons with a step-0 event in the range (in part `part`),
     with the span their attempts can use: from their first such event (`lo`) to the end of
-    their last one's window (`hi`)."""
+    their last one's window (`hi`); and, in a part by time, whether they straddle (`far`)."""
     org = sql.param(scope.organization_id, "uuid")
     person, inner = _events(sql, aliases=aliases)
     first = grammar.matcher_condition(sql, spec.steps[0]).replace(PERSON, person)
+    columns, extra, having = ("lo", "hi"), "", ""
     if part is not None:
-        index, count = (int(x) for x in part)
-        first += f" AND mod(hashtext({person})::bigint + 2147483648, {count}) = {index}"
-    window = sql.param(timedelta(seconds=spec.window_seconds), "interval")
+        hashed = f"mod(hashtext({person})::bigint + 2147483648, {part.count}) = {part.index}"
+        if slices is None:
+            first += f" AND {hashed}"
+        else:
+            far, chosen = slices.chooses("min(e.occurred_at)", "max(e.occurred_at)", hashed)
+            columns, extra, having = ("lo", "hi", "far"), f", {far}::int AS far", f" HAVING {chosen}"
+    window = slices.window if slices is not None else sql.param(timedelta(seconds=spec.window_seconds), "interval")
     persons = (
-        f"SELECT {person} AS person, min(e.occurred_at) AS lo, max(e.occurred_at) + {window} AS hi"
+        f"SELECT {person} AS person, min(e.occurred_at) AS lo, max(e.occurred_at) + {window} AS hi{extra}"
         f" FROM {inner} WHERE e.organization_id = {org} AND e.visitor_id IS NOT NULL"
         f" AND e.occurred_at >= {sql.param(span.start, 'timestamptz')}"
-        f" AND e.occurred_at < {sql.param(span.end, 'timestamptz')} AND {first} GROUP BY 1"
+        f" AND e.occurred_at < {sql.param(span.end, 'timestamptz')} AND {first} GROUP BY 1{having}"
     )
-    return grammar.starters(sql, org, persons, ("lo", "hi"), aliases=aliases) + ", "
+    subsets = {"far_visitors": "far = 1"} if slices is not None else None
+    return grammar.starters(sql, org, persons, columns, aliases=aliases, subsets=subsets) + ", "
 
 
 def _value(sql: Sql, source: grammar.PropertySource, key: str) -> str:
@@ -725,7 +911,9 @@ class FunnelRunner(InsightRunner[Plan, Any]):
         aliases = await has_aliases(scope)
         parts = get_settings().insight_parts
         if spec.breakdown is None and parts > 1 and prefiltered(spec):
-            cores = [core(scope, spec, plan.span, aliases=aliases, part=(i, parts)) for i in range(parts)]
+            spread = await profile(scope, spec, plan.span) if TIME_SPLIT is not False else None
+            bounds = time_bounds(plan.span, spec.window_seconds, parts, spread) if spread else ()
+            cores = [core(scope, spec, plan.span, aliases=aliases, part=Part(i, parts, bounds)) for i in range(parts)]
             answers = await fetch_parts(cores[0].sql, [part_statement(spec, c) for c in cores])
             whole_of_parts = merged_parts(len(spec.steps), [rows[0] for rows in answers])
             if whole_of_parts is not None:

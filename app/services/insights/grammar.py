@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
@@ -347,29 +347,39 @@ def persons_join(person: str) -> str:
     return f" LEFT JOIN persons pp ON pp.organization_id = e.organization_id AND pp.id = {person}"
 
 
-def starters(sql: Sql, org: str, persons: str, columns: Sequence[str] = (), *, aliases: bool = True) -> str:
+def starters(
+    sql: Sql, org: str, persons: str, columns: Sequence[str] = (), *, aliases: bool = True,
+    subsets: Mapping[str, str] | None = None,
+) -> str:  # fmt: skip
     """The CTEs `starters(pid, person, *columns)` and `starter_visitors(visitor, pid, person,
     *columns)` for an insight that only counts some persons (those who did its first event):
     `persons` selects one row per such person (`person`, then `columns`); each is numbered
     (`pid`); and each gets a row per visitor id whose events are theirs (their own id unless
-    it is itself linked to someone else, and every id linked to them).
+    it is itself linked to someone else, and every id linked to them). `subsets` names more
+    CTEs like `starter_visitors`, each of the starters a condition keeps.
 
     The statement then joins the events to `starter_visitors` by visitor id, a hash on a few
     rows, rather than giving every event its person through the identity links first; and it
     sorts and groups by `pid`, a number, rather than by a text key. It is planned with hash
     joins only (`Sql.hash_joins`); grouped by visitor, these rows look few to the planner,
-    which hashes them rather than the events."""
+    which hashes them rather than the events (each of these CTEs is read once, so it is
+    planned inside the statement, grouping and all)."""
     sql.hash_joins = True
     extra = "".join(f", {c}" for c in columns)
     numbered = f"starters AS MATERIALIZED (SELECT row_number() OVER () AS pid, person{extra} FROM ({persons}) s)"
-    own = visitors_of(org, "starters", ["pid", *columns]) if aliases else f"SELECT person AS visitor, person, pid{extra} FROM starters"
     # grouped: the planner then estimates few rows (min() is the visitor's one person's value;
     # `row_number() OVER ()` numbers once: the CTE is materialized)
     picked = "".join(f", min({c}) AS {c}" for c in columns)
-    return (
-        f"{numbered}, starter_visitors AS (SELECT visitor, min(pid) AS pid, min(person) AS person{picked}"
-        f" FROM ({own}) v GROUP BY visitor)"
-    )
+
+    def visitors(name: str, kept: str) -> str:
+        own = (
+            visitors_of(org, kept, ["pid", *columns]) if aliases else f"SELECT person AS visitor, person, pid{extra} FROM {kept} k"
+        )
+        return f"{name} AS (SELECT visitor, min(pid) AS pid, min(person) AS person{picked} FROM ({own}) v GROUP BY visitor)"
+
+    ctes = [numbered, visitors("starter_visitors", "starters")]
+    ctes += [visitors(name, f"(SELECT * FROM starters WHERE {kept})") for name, kept in (subsets or {}).items()]
+    return ", ".join(ctes)
 
 
 def value_text(sql: Sql, source: PropertySource, key: str) -> str:
