@@ -487,11 +487,13 @@ class _Slices:
         i, last = part.index, part.count - 1
         begins = f"({self.bounds})[{i}]" if i > 0 else None  # PostgreSQL's arrays count from 1
         ends = f"({self.bounds})[{i + 1}] + {self.window}" if i < last else None
-        self.inside = "".join(
-            [f" AND e.occurred_at >= {begins}"] * (begins is not None) + [f" AND e.occurred_at < {ends}"] * (ends is not None)
-        )
-        self.outside = [f" AND e.occurred_at < {begins}"] * (begins is not None)
-        self.outside += [f" AND e.occurred_at >= {ends}"] * (ends is not None)
+        self.inside, self.outside = "", []
+        if begins is not None:
+            self.inside += f" AND e.occurred_at >= {begins}"
+            self.outside.append(f" AND e.occurred_at < {begins}")
+        if ends is not None:
+            self.inside += f" AND e.occurred_at < {ends}"
+            self.outside.append(f" AND e.occurred_at >= {ends}")
 
     def chooses(self, first: str, last: str, hashed: str) -> tuple[str, str]:
         """(far, in part): whether a person whose starts run from `first` to `last` straddles
