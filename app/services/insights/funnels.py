@@ -356,15 +356,21 @@ ORDER_BY = "occurred_at, received_at, event_id"
 
 @dataclass
 class Core:
-    """The statement text of `entities` (one row per counted person, or person and held values:
-    `person, lvl, chain`) and of `counted` (the same rows without the person, whom only the
-    persons' pages read: the numbered starters then need not be joined back) and what reading
-    them needs to know."""
+    """The statement text of `counted` (`ctes`: one row per counted person, or person and
+    held values: `lvl, chain`) and of `entities` (`ctes` then `persons`: the same rows with
+    the person, whom only the persons' pages read; a statement that names no person need
+    not join the numbered starters back, and reads `counted` once, so PostgreSQL plans it
+    inside the statement rather than storing it) and what reading them needs to know."""
 
     sql: Sql
     ctes: str
     stride: int  # chain layout: rn at 1 + stride*k, time (µs) at 2 + stride*k, value hash at 3 + stride*k
     steps: int
+    persons: str = ""  # the CTE `entities`, after `ctes`, when `ctes` does not define it
+
+    @property
+    def with_persons(self) -> str:
+        return self.ctes + self.persons
 
     def t(self, k: int | str, chain: str = "chain") -> str:
         return f"{chain}[2 + {self.stride} * ({k})]"
@@ -384,9 +390,9 @@ def prefiltered(spec: FunnelSpec) -> bool:
 def core(
     scope: InsightScope, spec: FunnelSpec, span: TimeRange, *, aliases: bool = True, part: Part | None = None
 ) -> Core:
-    """The funnel of every person as SQL: `entities(person, lvl, chain)` and `counted(lvl,
-    chain)` where `lvl` is the furthest step and `chain` the counted attempt's events (with
-    their breakdown values' hashes).
+    """The funnel of every person as SQL: `counted(lvl, chain)` (and, after `Core.persons`,
+    `entities(person, lvl, chain)`) where `lvl` is the furthest step and `chain` the counted
+    attempt's events (with their breakdown values' hashes).
     `aliases=False` (the organization has no identify links) reads the person straight from
     the event, without the alias join. `part` (only when `prefiltered`) keeps that part's
     persons: the parts are disjoint and together are everyone, and every part's statement
@@ -463,7 +469,8 @@ def core(
         body = _unordered(spec, n, w_us, start_us, end_us, entity, window, bd_expr is not None)
     else:
         body = _ordered(spec, n, w_us, start_us, end_us, entity, window, bd_expr is not None, strict)
-    return Core(sql=sql, ctes=f"WITH {base}, {body}", stride=stride, steps=n)
+    persons = "" if spec.order is FunnelOrder.UNORDERED else _entities(entity)
+    return Core(sql=sql, ctes=f"WITH {base}, {body}", stride=stride, steps=n, persons=persons)
 
 
 def _events(sql: Sql, *, aliases: bool) -> tuple[str, str]:
@@ -674,8 +681,12 @@ def _ordered(
         ", ".join(layers)
         + f", best AS (SELECT {entity}, max(COALESCE({records})) AS best FROM {last} GROUP BY {entity})"
         + f", counted AS (SELECT {entity}, best[1]::int AS lvl, best[3:] AS chain FROM best WHERE best IS NOT NULL)"
-        + f', entities AS (SELECT person COLLATE "C" AS person, lvl, chain FROM {_persons_of("counted", entity)})'
     )
+
+
+def _entities(entity: str) -> str:
+    """`entities` over the ORDERED / STRICT layers' `counted`."""
+    return f', entities AS (SELECT person COLLATE "C" AS person, lvl, chain FROM {_persons_of("counted", entity)})'
 
 
 def _moving(n: int) -> str:
@@ -1044,7 +1055,7 @@ class PersonsRunner(FunnelRunner):
             condition += f" AND {chosen_hash(spec, c)} IS NOT DISTINCT FROM hashtextextended({c.sql.param(value, 'text')}, 0)"
         cursor = f" WHERE person > {c.sql.param(after, 'text')}" if after is not None else ""
         statement = (
-            f"{c.ctes}, ps AS MATERIALIZED (SELECT DISTINCT person FROM entities WHERE {condition})"
+            f"{c.with_persons}, ps AS MATERIALIZED (SELECT DISTINCT person FROM entities WHERE {condition})"
             f" SELECT (SELECT count(*) FROM ps) AS total,"
             f" ARRAY(SELECT person FROM ps{cursor} ORDER BY person LIMIT {first + 1}) AS ids"
         )
