@@ -238,9 +238,8 @@ class Part:
 
 @dataclass(frozen=True, slots=True)
 class Profile:
-    """How a funnel's events spread over its span, per UTC hour from `first` on (the hourly
-    counts, which lose nothing it needs here): the step-0 events (`starts`) and the events
-    of every type it reads (`events`)."""
+    """How a funnel's events spread over its span, per UTC hour from `first` on: the step-0
+    events (`starts`) and the events of every type it reads (`events`)."""
 
     first: datetime
     starts: list[int]
@@ -248,7 +247,9 @@ class Profile:
 
 
 async def profile(scope: InsightScope, spec: FunnelSpec, span: TimeRange) -> Profile:
-    """The span's `Profile`. Filters are not applied: the counts only balance the parts."""
+    """The span's `Profile` from the folded hourly counts: the counts only balance the parts,
+    so neither the filters nor the events still queued for folding (a backlog would have to
+    be read whole, as the queue is not kept by hour) are worth their cost."""
     first = span.start.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
     until = span.end + timedelta(seconds=spec.window_seconds)
     hours = int((until - first).total_seconds() // 3600) + 1
@@ -258,7 +259,7 @@ async def profile(scope: InsightScope, spec: FunnelSpec, span: TimeRange) -> Pro
     statement = (
         f"SELECT (date_part('epoch', hour - {start}) / 3600)::int AS i,"
         f" sum(events) FILTER (WHERE type = {sql.param(spec.steps[0].event, 'text')}) AS starts, sum(events) AS events"
-        f" FROM event_hour_counts_live WHERE organization_id = {sql.param(scope.organization_id, 'uuid')}"
+        f" FROM event_hour_counts WHERE organization_id = {sql.param(scope.organization_id, 'uuid')}"
         f" AND dimension = '' AND type = ANY({sql.param(types, 'text[]')})"
         f" AND hour >= {start} AND hour < {sql.param(until, 'timestamptz')} GROUP BY 1"
     )
