@@ -112,6 +112,11 @@ class FunnelSpec:
     breakdown: grammar.Breakdown | None = None
     hold_constant: tuple[grammar.PropertyKey, ...] = ()
 
+    @property
+    def types(self) -> list[str]:
+        """The event types the funnel reads: its steps' and its exclusions'."""
+        return sorted({m.event for m in self.steps} | {x.matcher.event for x in self.exclusions})
+
 
 def funnel_spec(
     *,
@@ -254,7 +259,7 @@ async def profile(scope: InsightScope, spec: FunnelSpec, span: TimeRange) -> Pro
     until = span.end + timedelta(seconds=spec.window_seconds)
     hours = int((until - first).total_seconds() // 3600) + 1
     sql = Sql()
-    types = sorted({m.event for m in spec.steps} | {x.matcher.event for x in spec.exclusions})
+    types = spec.types
     start = sql.param(first, "timestamptz")
     statement = (
         f"SELECT (date_part('epoch', hour - {start}) / 3600)::int AS i,"
@@ -410,7 +415,7 @@ def core(
     bd = spec.breakdown
     bd_expr = f"hashtextextended({_value(sql, bd.source, bd.key)}, 0)" if bd is not None else None
     stride = 3 if bd is not None else 2
-    types = sorted({m.event for m in spec.steps} | {x.matcher.event for x in spec.exclusions})
+    types = spec.types
     p_start = sql.param(span.start, "timestamptz")
     p_until = sql.param(span.end + timedelta(seconds=spec.window_seconds), "timestamptz")
     strict = spec.order is FunnelOrder.STRICT
@@ -925,8 +930,9 @@ class FunnelRunner(InsightRunner[Plan, Any]):
         aliases = await has_aliases(scope)
         parts = get_settings().insight_parts
         if spec.breakdown is None and parts > 1 and prefiltered(spec):
-            spread = await profile(scope, spec, plan.span) if TIME_SPLIT is not False else None
-            bounds = time_bounds(plan.span, spec.window_seconds, parts, spread) if spread else ()
+            bounds = () if TIME_SPLIT is False else time_bounds(
+                plan.span, spec.window_seconds, parts, await profile(scope, spec, plan.span)
+            )  # the hourly counts are not read when parts by time are switched off
             cores = [core(scope, spec, plan.span, aliases=aliases, part=Part(i, parts, bounds)) for i in range(parts)]
             answers = await fetch_parts(cores[0].sql, [part_statement(spec, c) for c in cores])
             whole_of_parts = merged_parts(len(spec.steps), [rows[0] for rows in answers])
