@@ -817,10 +817,10 @@ def part_statement(spec: FunnelSpec, c: Core) -> str:
     columns = ["count(*) AS n0", "sum(lvl) AS times"]
     outer = ["n0", "times"]
     for k in range(1, c.steps):
-        d = f"(({c.t(k)} - {c.t(k - 1)}) / 1000000.0)"
+        d = f"(({c.t(k)} - {c.t(k - 1)}) / 1e6::float8)"  # float8: no numeric arithmetic per person
         columns.append(
             f"count(*) FILTER (WHERE lvl >= {k}) AS n{k}, sum({d}) FILTER (WHERE lvl >= {k}) AS s{k},"
-            f" array_agg({d}::float8) FILTER (WHERE lvl >= {k}) AS d{k}"
+            f" array_agg({d}) FILTER (WHERE lvl >= {k}) AS d{k}"
         )
         outer.append(f"n{k}, s{k}, CASE WHEN times <= {PART_TIMES_LIMIT} THEN d{k} END AS d{k}")
     return f"{c.ctes} SELECT {', '.join(outer)} FROM (SELECT {', '.join(columns)} FROM counted) whole"
