@@ -56,12 +56,18 @@ def persons_of(events: list[ProductEvent]) -> set[str]:
     return {e.key(LINKS) for e in events}
 
 
-def did(events: list[ProductEvent], *, days: int, min_count: int, minimum_amount: int) -> set[str]:
+def did(events: list[ProductEvent], *, now: datetime, days: int, min_count: int, minimum_amount: int) -> set[str]:
+    """Who made at least `min_count` purchases over `minimum_amount` in the `days` before `now`
+    (the instant the cohort was computed: the server counts back from its own clock)."""
     counts: dict[str, int] = {}
     for e in events:
-        if e.type == "purchase" and e.occurred_at >= NOW - timedelta(days=days) and e.properties["amount"] > minimum_amount:
+        if e.type == "purchase" and now - timedelta(days=days) <= e.occurred_at < now and e.properties["amount"] > minimum_amount:
             counts[e.key(LINKS)] = counts.get(e.key(LINKS), 0) + 1
     return {p for p, n in counts.items() if n >= min_count}
+
+
+def computed_at(cohort: dict[str, Any]) -> datetime:
+    return datetime.fromisoformat(cohort["computedAt"])
 
 
 def plans(events: list[ProductEvent]) -> dict[str, Any]:
@@ -111,16 +117,16 @@ BEHAVIORAL = {"kind": "BEHAVIORAL", "event": {"event": "purchase", "filters": [{
 async def test_each_kind_matches_a_plain_computation(client, loaded):
     tenant, events = loaded
     token = tenant.org_admin_token
-    expected_did = did(events, days=7, min_count=3, minimum_amount=10)
-    assert expected_did and expected_did != persons_of(events)  # the data makes a real split
-
     made = await create(client, token, BEHAVIORAL, "buyers")
+    expected_did = did(events, now=computed_at(made), days=7, min_count=3, minimum_amount=10)
+    assert expected_did and expected_did != persons_of(events)  # the data makes a real split
     assert made["kind"] == "BEHAVIORAL" and made["memberCount"] == len(expected_did) and made["computedAt"]
     assert made["definition"]["minCount"] == 3 and made["definition"]["event"]["event"] == "purchase"
     assert await members(client, token, made["id"]) == sorted(expected_did)
 
     not_did = await create(client, token, {**BEHAVIORAL, "performed": False}, "not buyers")
-    assert await members(client, token, not_did["id"]) == sorted(persons_of(events) - expected_did)
+    not_buyers = persons_of(events) - did(events, now=computed_at(not_did), days=7, min_count=3, minimum_amount=10)
+    assert await members(client, token, not_did["id"]) == sorted(not_buyers)
 
     pro = await create(client, token, {"kind": "PERSON_PROPERTY", "filters": [{"source": "PERSON", "key": "plan", "value": "pro"}]})
     assert await members(client, token, pro["id"]) == sorted(p for p, plan in plans(events).items() if plan == "pro")
@@ -142,7 +148,7 @@ async def test_insights_filter_on_membership(client, loaded):
     """A trends-like statement through the grammar: members' purchases, and everyone else's."""
     tenant, events = loaded
     cohort = await create(client, tenant.org_admin_token, BEHAVIORAL)
-    member_set = did(events, days=7, min_count=3, minimum_amount=10)
+    member_set = did(events, now=computed_at(cohort), days=7, min_count=3, minimum_amount=10)
     for operator, expected in ((grammar.FilterOperator.IS_SET, True), (grammar.FilterOperator.IS_NOT_SET, False)):
         sql = grammar.Sql()
         condition = grammar.filter_condition(
@@ -160,16 +166,19 @@ async def test_the_scheduler_recomputes_after_new_events(client, loaded, setting
 
     tenant, events = loaded
     cohort = await create(client, tenant.org_admin_token, {**BEHAVIORAL, "minCount": 1, "days": 1})
-    before = did(events, days=1, min_count=1, minimum_amount=10)
+    before = did(events, now=computed_at(cohort), days=1, min_count=1, minimum_amount=10)
     assert await members(client, tenant.org_admin_token, cohort["id"]) == sorted(before)
-    newcomer = ProductEvent("late-buyer", "purchase", NOW, user_id="newcomer", properties={"amount": 25})
+    newcomer = ProductEvent("late-buyer", "purchase", datetime.now(UTC), user_id="newcomer", properties={"amount": 25})
     await send(client, tenant.ingestion_key, [newcomer])
     assert "u:newcomer" not in await members(client, tenant.org_admin_token, cohort["id"])  # until the next computation
     report = await run_jobs_once(settings)
     assert report.ran and report.results["cohorts"] >= 1
-    assert await members(client, tenant.org_admin_token, cohort["id"]) == sorted(before | {"u:newcomer"})
     found = (await gql_data(client, COHORT, {"id": cohort["id"]}, tenant.org_admin_token))["cohort"]
-    assert found["memberCount"] == len(before) + 1 and found["computedAt"] > cohort["computedAt"]
+    assert computed_at(found) > computed_at(cohort)
+    after = did([*events, newcomer], now=computed_at(found), days=1, min_count=1, minimum_amount=10)
+    assert "u:newcomer" in after
+    assert await members(client, tenant.org_admin_token, cohort["id"]) == sorted(after)
+    assert found["memberCount"] == len(after)
 
 
 async def test_update_and_delete(client, loaded):
@@ -179,7 +188,8 @@ async def test_update_and_delete(client, loaded):
     renamed = (await gql_data(client, UPDATE, {"id": cohort["id"], "name": "renamed"}, token))["updateCohort"]
     assert renamed["name"] == "renamed" and renamed["memberCount"] == 1
     redefined = (await gql_data(client, UPDATE, {"id": cohort["id"], "d": BEHAVIORAL}, token))["updateCohort"]
-    assert redefined["kind"] == "BEHAVIORAL" and redefined["memberCount"] == len(did(events, days=7, min_count=3, minimum_amount=10))
+    expected = did(events, now=computed_at(redefined), days=7, min_count=3, minimum_amount=10)
+    assert redefined["kind"] == "BEHAVIORAL" and redefined["memberCount"] == len(expected)
     assert (await gql_data(client, DELETE, {"id": cohort["id"]}, token))["deleteCohort"] == cohort["id"]
     assert error_codes(await gql(client, COHORT, {"id": cohort["id"]}, token=token)) == ["NOT_FOUND"]
     async with connection() as conn:
@@ -302,6 +312,7 @@ async def test_a_cohort_too_large_to_compute_at_once_is_saved_for_the_scheduler(
     assert made["memberCount"] is None
     monkeypatch.setattr(cohorts, "compute", real)
     await run_jobs_once(settings)
-    expected = sorted(did(events, days=7, min_count=3, minimum_amount=10))
     for cid in (cohort["id"], made["id"]):
+        found = (await gql_data(client, COHORT, {"id": cid}, token))["cohort"]
+        expected = sorted(did(events, now=computed_at(found), days=7, min_count=3, minimum_amount=10))
         assert await members(client, token, cid) == expected

@@ -23,6 +23,7 @@ from app.services.demo import (
     generate_money_events,
 )
 from app.services.demo_data import closed_shop
+from app.services.demo_data import listings as demo_listings
 from app.services.demo_data.timeline import Timeline
 from app.services.demo_users import USERS_FILE, VIEWER
 from tests.support.graphql import error_codes, gql
@@ -485,25 +486,34 @@ def test_the_services_marketplace_generator_is_deterministic_and_in_the_past() -
 
 
 LISTINGS_AND_CAMPAIGNS = """
-query($org: ID!) {
-  platformKpis(organizationId: $org) { listings { total liveNow upcomingNext30Days thisMonth averagePerOrganization ticketsSold
+query($org: ID!, $since: DateTime!) {
+  platformKpis(organizationId: $org) { asOf listings { total liveNow upcomingNext30Days thisMonth averagePerOrganization ticketsSold
     averageTicketPrice { amountMinor currency } } }
   platform: platformKpis { people { users creators brands providers } }
   ended: platformGrowth(organizationId: $org, range: {preset: LAST_90_DAYS}, listingStatus: ENDED) { points { ticketsSold } }
   live: platformGrowth(organizationId: $org, range: {preset: LAST_90_DAYS}, listingStatus: LIVE) { points { ticketsSold } }
   campaignPerformance(organizationId: $org, range: {preset: LAST_30_DAYS}, granularity: WEEK) {
-    rows { source medium campaign visits uniqueVisitors conversions revenue { amountMinor currency } }
+    rows { source medium campaign visits uniqueVisitors conversions revenue { amountMinor currency } } }
+  costs: campaignPerformance(organizationId: $org, range: {from: $since}, granularity: WEEK) {
     campaigns { campaign visits conversions revenue { amountMinor } cost { amountMinor } roiPercent { currency percent } } }
 }"""
 
 
 async def test_the_demo_has_ticketed_events_and_campaigns_with_tagged_costs(client, demo) -> None:
     """Two workshops a month (one live now, some ahead), their tickets, and campaign visitors
-    who buy them; the search ads are tagged with the brand campaign."""
-    body = await gql(client, LISTINGS_AND_CAMPAIGNS, {"org": demo.organization_id}, token=demo.admin_token)
+    who buy them; the search ads are tagged with the brand campaign (a cost on the 12th of each
+    month: 62 days always hold one)."""
+    since = (datetime.now(UTC) - timedelta(days=62)).isoformat()
+    body = await gql(client, LISTINGS_AND_CAMPAIGNS, {"org": demo.organization_id, "since": since}, token=demo.admin_token)
     assert body.get("errors") is None, body
     listings = body["data"]["platformKpis"]["listings"]
-    assert listings["total"] >= 26 and listings["liveNow"] == 1 and listings["upcomingNext30Days"] >= 1
+    # The open studio night, and a regular workshop while one runs (18:00 to 21:00 Berlin on the 10th and 24th).
+    as_of = datetime.fromisoformat(body["data"]["platformKpis"]["asOf"])
+    timeline = Timeline.ending(as_of, timezone="Europe/Berlin")
+    start, end = demo_listings.WORKSHOP_HOURS
+    workshops = demo_listings.workshop_dates(timeline)
+    workshops_live = sum(timeline.local(d, start) <= as_of < timeline.local(d, end) for d in workshops)
+    assert listings["total"] >= 26 and listings["liveNow"] == 1 + workshops_live and listings["upcomingNext30Days"] >= 1
     assert listings["thisMonth"] >= 2 and listings["ticketsSold"] > 1000
     assert listings["averageTicketPrice"] == [{"amountMinor": 2500, "currency": "EUR"}]
     assert sum(p["ticketsSold"] for p in body["data"]["ended"]["points"]) > 100
@@ -512,7 +522,7 @@ async def test_the_demo_has_ticketed_events_and_campaigns_with_tagged_costs(clie
     assert {"spring", "stories", "brand"} <= set(rows)
     for name in ("spring", "stories", "brand"):
         assert rows[name]["visits"] > 20 and 0 < rows[name]["conversions"] < rows[name]["visits"] and rows[name]["revenue"]
-    campaigns = {c["campaign"]: c for c in body["data"]["campaignPerformance"]["campaigns"]}
+    campaigns = {c["campaign"]: c for c in body["data"]["costs"]["campaigns"]}
     brand = campaigns["brand"]
     people = body["data"]["platform"]["people"]
     assert people["creators"] >= 2 and people["brands"] >= 2 and people["providers"] >= 3 and people["users"] >= 3

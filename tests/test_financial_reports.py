@@ -221,14 +221,18 @@ async def check_payouts(client: Any, admin: str, ledger: Ledger, now: datetime) 
 
 async def check_invoices(client: Any, admin: str, ledger: Ledger, now: datetime) -> None:
     org = ledger.tenant.org_id
+    asked = datetime.now(UTC).date()
     report = (await gql_data(client, INVOICES, {"org": org}, admin))["outstandingInvoices"]
     today = date.fromisoformat(report["today"])
-    late, soon = (today - timedelta(days=10)).isoformat(), (today + timedelta(days=20)).isoformat()
+    assert asked <= today <= datetime.now(UTC).date()
+    # Due dates count from `now` (invoice_events), days overdue from the server's today: a UTC midnight may lie between.
+    due = now.date() - timedelta(days=10)
+    late, soon, overdue = due.isoformat(), (now.date() + timedelta(days=20)).isoformat(), (today - due).days
     assert [(g["organizationId"], g["dueDate"], g["overdue"], g["currency"], g["amountMinor"], g["invoices"]) for g in report["groups"]] == [
         (org, late, True, "EUR", 2_500, 1), (org, late, True, "USD", 10_000, 1), (org, soon, False, "JPY", 7_000, 1)
     ]  # fmt: skip
     assert [(i["invoiceId"], i["dueDate"], i["overdue"], i["daysOverdue"], i["amount"]["amountMinor"]) for i in report["invoices"]] == [
-        ("INV-1", late, True, 10, 10_000), ("INV-2", late, True, 10, 2_500), ("INV-3", soon, False, 0, 7_000)
+        ("INV-1", late, True, overdue, 10_000), ("INV-2", late, True, overdue, 2_500), ("INV-3", soon, False, 0, 7_000)
     ]  # fmt: skip
     assert {i["organizationId"] for i in report["invoices"]} == {org}
 

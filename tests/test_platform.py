@@ -16,6 +16,7 @@ from tests.support.ledger import (
     Ledger,
     api_period,
     as_map,
+    day_start,
     generate,
     gmv,
     month_start,
@@ -69,15 +70,20 @@ async def test_kpis_and_growth_match_a_from_scratch_computation(app, settings, c
     now = datetime.now(UTC).replace(microsecond=0)
     ledgers = await build(app, settings, client, worker, now)
     admin = ledgers[0].tenant.admin_token
-    this_month = month_start(now)
-    last_month = previous_month(this_month)
     for ledger in ledgers:
         org = ledger.tenant.org_id
         kpis = (await gql_data(client, KPIS, {"org": org}, admin))["platformKpis"]
         assert kpis["organizationId"] == org
+        # UTC weeks and months as of the server's moment: a Monday or a 1st may have begun since `now`.
+        as_of = datetime.fromisoformat(kpis["asOf"])
+        this_month, week = month_start(as_of), day_start(as_of) - timedelta(days=as_of.weekday())
+        last_month = previous_month(this_month)
+        created = ledger.tenant.organization.created_at
+        assert now <= created <= as_of
         assert kpis["organizations"] == {
-            "total": 1, "active": 1, "suspended": 0, "churned": 0, "newThisWeek": 1, "newThisMonth": 1,
-            "newLastMonth": 0, "monthOverMonthGrowthPercent": None,
+            "total": 1, "active": 1, "suspended": 0, "churned": 0, "newThisWeek": int(created >= week),
+            "newThisMonth": int(created >= this_month), "newLastMonth": int(created < this_month),
+            "monthOverMonthGrowthPercent": None if created >= this_month else 0.0,
         }  # fmt: skip
         current = in_window(ledger, this_month, now + timedelta(hours=1))
         previous = in_window(ledger, last_month, this_month)
