@@ -621,6 +621,46 @@ async def test_breakdown_top_values_and_other(client, settings):
     assert other["averageSecondsToConvert"] == 3900 and other["medianSecondsToConvert"] == 3900
 
 
+# one statement; parts by time and by hash; parts with more values than a part hands over
+@pytest.mark.parametrize("parts, by_time, values_limit", [(1, None, None), (2, True, None), (2, False, None), (3, True, 1)])
+async def test_breakdown_ties_and_times_whether_or_not_in_parts(
+    client, settings, insight_parts, monkeypatch, parts, by_time, values_limit
+):
+    """Values tied at the limit: no value comes first (then the lower hash), however the
+    persons were split; the other group's times are its persons' times between steps."""
+    insight_parts(parts)
+    monkeypatch.setattr(funnels, "TIME_SPLIT", by_time)
+    if values_limit is not None:
+        monkeypatch.setattr(funnels, "PART_VALUES_LIMIT", values_limit)
+    tenant = await make_tenant(settings)
+    j = Journeys()
+    people = [("alpha", 3), (None, 2), ("beta", 2), ("gamma", 2)]
+    delays: dict[Any, list[int]] = {}
+    n = 0
+    for value, size in people:
+        for _ in range(size):
+            n += 1
+            at = T(2026, 11, 10, 2) + timedelta(hours=5 * n)  # over both days: both slices of a split by time
+            j.add(f"p{n}", "a", at, **({"src": value} if value else {}))
+            if n % 2:
+                j.add(f"p{n}", "b", at + timedelta(minutes=10 * n))
+                delays.setdefault("$other" if value in ("beta", "gamma") else value, []).append(600 * n)
+    await send(client, tenant.org_admin_token, j.events)
+    q = query(tenant, T(2026, 11, 10), T(2026, 11, 12), ["a", "b"], conversionWindowSeconds=86400,
+              breakdown={"key": "src", "limit": 2})  # fmt: skip
+    answer = await run_funnel(client, tenant, q)
+    groups = [(b["value"], b["isOther"], counts(b)) for b in answer["breakdowns"]]
+    assert groups == [("alpha", False, [3, 2]), (None, False, [2, 1]), ("$other", True, [4, 2])]
+    assert counts(answer) == [9, 5]
+    for b in answer["breakdowns"]:
+        seconds = sorted(delays[b["value"] if b["value"] != "$other" else "$other"])
+        middle = (seconds[(len(seconds) - 1) // 2] + seconds[len(seconds) // 2]) / 2
+        assert b["steps"][1]["averageSecondsToConvert"] == sum(seconds) / len(seconds), b["value"]
+        assert b["steps"][1]["medianSecondsToConvert"] == middle, b["value"]
+    every = sorted(x for xs in delays.values() for x in xs)
+    assert answer["steps"][1]["medianSecondsToConvert"] == every[len(every) // 2]
+
+
 @pytest.mark.parametrize(
     ("zone", "first_day"),
     [("Europe/Berlin", (2026, 10, 22)), ("America/New_York", (2026, 10, 29))],

@@ -38,8 +38,9 @@ then one window layer per step whose running max of small bigint arrays carries 
 attempt standing on each step (ORDERED without exclusions reads the rows after the first
 layer only where a step event can move an attempt: `_moving`); a GROUP BY per person keeps
 the furthest record.
-`funnel` without a breakdown runs in parts side by side (`Part`): slices of time when the
-window is short against the range (`time_bounds`), else a hash of the person.
+`funnel` runs in parts side by side (`Part`): slices of time when the window is short
+against the range (`time_bounds`), else a hash of the person; with a breakdown, the parts
+hand over every value's counts and Python picks the top N (`merged_breakdown_parts`).
 `funnel_statement` gives the whole statement of `funnel` for benchmarks.
 """
 
@@ -75,6 +76,9 @@ MAX_PAGE = 1000
 # A part of a split funnel hands Python its persons' times between steps (for the median) only
 # up to this many; beyond, the funnel is asked again in one statement. Bounds the memory.
 PART_TIMES_LIMIT = 100_000
+# Likewise a part of a split funnel with a breakdown hands over its values' rows only up to
+# this many values (the top N are chosen from every part's); beyond, one statement.
+PART_VALUES_LIMIT = 1_000
 # How the statement is built (module switches so a benchmark can compare variants):
 PREFILTER = True  # read only the persons with a step-0 event in the range (a semi-join)
 BASE_FILTER = True  # drop rows of the types read that match no step's or exclusion's filters
@@ -841,6 +845,64 @@ def merged_parts(steps: int, rows: Sequence[Any]) -> dict[int, tuple[int, float 
     return whole
 
 
+def breakdown_part_statement(spec: FunnelSpec, c: Core) -> str:
+    """`steps_statement` with a breakdown for one part of the persons, in a form parts add
+    up: per breakdown value hash (`bh`) and step k the persons (n), and for k >= 1 the sum of
+    seconds from step k-1 (s) and the seconds themselves (d). Every row says how many values
+    (`vals`) and seconds (`times`) the part has; past PART_VALUES_LIMIT values only one row
+    comes back, past PART_TIMES_LIMIT seconds no `d`: Python is not handed them."""
+    dt = f"(CASE WHEN k > 0 THEN ({c.t('k')} - {c.t('k - 1')}) / 1e6::float8 END)"
+    grouped = (
+        f"SELECT {chosen_hash(spec, c)} AS bh, k, count(*) AS n, sum({dt}) AS s, array_agg({dt}) FILTER (WHERE k > 0) AS d"
+        " FROM counted, generate_series(0, lvl) AS k GROUP BY 1, 2"
+    )
+    sized = (
+        "SELECT g.*, count(*) FILTER (WHERE k = 0) OVER () AS vals, sum(n) FILTER (WHERE k > 0) OVER () AS times,"
+        f" row_number() OVER () AS r FROM ({grouped}) g"
+    )
+    return (
+        f"{c.ctes} SELECT bh, k, n, s, CASE WHEN times <= {PART_TIMES_LIMIT} THEN d END AS d, vals, times"
+        f" FROM ({sized}) x WHERE vals <= {PART_VALUES_LIMIT} OR r = 1"
+    )
+
+
+Steps = dict[int, tuple[int, float | None, float | None]]  # step -> (persons, average, median seconds)
+
+
+def merged_breakdown_parts(
+    spec: FunnelSpec, rows: Sequence[Any]
+) -> tuple[Steps, dict[tuple[int | None, bool], Steps]] | None:
+    """The whole funnel and its groups (`(value hash, other)`: the top N values by persons at
+    step 0, ties to the lower hash and no value first, as `steps_statement` chooses them,
+    then the other values together) from every part's `breakdown_part_statement` rows; None
+    when a part kept its rows or times to itself."""
+    if any(row["vals"] > PART_VALUES_LIMIT or (row["times"] or 0) > PART_TIMES_LIMIT for row in rows):
+        return None
+    assert spec.breakdown is not None
+    found: dict[int | None, dict[int, tuple[int, float, list[float]]]] = {}
+    for row in rows:
+        n, s, d = found.setdefault(row["bh"], {}).get(row["k"], (0, 0.0, []))
+        found[row["bh"]][row["k"]] = (n + row["n"], s + (row["s"] or 0.0), d + list(row["d"] or ()))
+    starts = {h: steps[0][0] for h, steps in found.items() if 0 in steps}
+    top = sorted(starts, key=lambda h: (-starts[h], h is not None, h or 0))[: spec.breakdown.limit]
+    groups: dict[tuple[int | None, bool], list[dict[int, tuple[int, float, list[float]]]]] = {}
+    for h, steps in found.items():
+        groups.setdefault((h, False) if h in top else (None, True), []).append(steps)
+    whole = _summed_steps(list(found.values()))
+    return whole, {key: _summed_steps(members) for key, members in groups.items()}
+
+
+def _summed_steps(members: Sequence[dict[int, tuple[int, float, list[float]]]]) -> Steps:
+    """Per step: persons, average and median seconds (percentile_cont) over the members."""
+    out: Steps = {}
+    for k in sorted({k for steps in members for k in steps}):
+        count = sum(steps[k][0] for steps in members if k in steps)
+        total = sum(steps[k][1] for steps in members if k in steps)
+        seconds = sorted(x for steps in members if k in steps for x in steps[k][2])
+        out[k] = (count, total / count if k and count else None, percentile_cont(seconds, 0.5) if k else None)
+    return out
+
+
 def percentile_cont(ordered: Sequence[float], fraction: float) -> float | None:
     """PostgreSQL's percentile_cont over sorted values: linear between the two nearest."""
     if not ordered:
@@ -928,17 +990,11 @@ class FunnelRunner(InsightRunner[Plan, Any]):
     async def fetch(self, scope: InsightScope, plan: Plan) -> FunnelResult:
         spec = plan.spec
         aliases = await has_aliases(scope)
-        parts = get_settings().insight_parts
-        if spec.breakdown is None and parts > 1 and prefiltered(spec):
-            bounds = () if TIME_SPLIT is False else time_bounds(
-                plan.span, spec.window_seconds, parts, await profile(scope, spec, plan.span)
-            )  # the hourly counts are not read when parts by time are switched off
-            cores = [core(scope, spec, plan.span, aliases=aliases, part=Part(i, parts, bounds)) for i in range(parts)]
-            answers = await fetch_parts(cores[0].sql, [part_statement(spec, c) for c in cores])
-            whole_of_parts = merged_parts(len(spec.steps), [rows[0] for rows in answers])
-            if whole_of_parts is not None:
-                return FunnelResult(plan.span, step_results(spec, whole_of_parts), [])
-            # more converters than Python is handed: the median is the database's to take
+        if get_settings().insight_parts > 1 and prefiltered(spec):
+            found = await self.fetch_in_parts(scope, plan, aliases=aliases)
+            if found is not None:
+                return found
+            # more converters (or values) than Python is handed: the statement merges them
         c = core(scope, spec, plan.span, aliases=aliases)
         rows = await fetch_rows(c.sql, steps_statement(spec, c))
         if spec.breakdown is None:
@@ -949,11 +1005,35 @@ class FunnelRunner(InsightRunner[Plan, Any]):
         groups: dict[tuple[Any, bool], dict[int, Any]] = {}
         overall: dict[int, Any] = {}
         for row in rows:
-            found = (row["n"], row["avg"], row["median"])
+            found_step = (row["n"], row["avg"], row["median"])
             if row["whole"]:
-                overall[row["k"]] = found
+                overall[row["k"]] = found_step
             else:
-                groups.setdefault((row["bh"], row["other"]), {})[row["k"]] = found
+                groups.setdefault((row["bh"], row["other"]), {})[row["k"]] = found_step
+        return await self.with_breakdowns(scope, plan, overall, groups)
+
+    async def fetch_in_parts(self, scope: InsightScope, plan: Plan, *, aliases: bool) -> FunnelResult | None:
+        """The funnel from parts run side by side (see `Part`), or None when a part had more
+        to hand over than Python takes."""
+        spec, parts = plan.spec, get_settings().insight_parts
+        bounds = () if TIME_SPLIT is False else time_bounds(
+            plan.span, spec.window_seconds, parts, await profile(scope, spec, plan.span)
+        )  # the hourly counts are not read when parts by time are switched off
+        cores = [core(scope, spec, plan.span, aliases=aliases, part=Part(i, parts, bounds)) for i in range(parts)]
+        statement = part_statement if spec.breakdown is None else breakdown_part_statement
+        answers = await fetch_parts(cores[0].sql, [statement(spec, c) for c in cores])
+        if spec.breakdown is None:
+            whole = merged_parts(len(spec.steps), [rows[0] for rows in answers])
+            return None if whole is None else FunnelResult(plan.span, step_results(spec, whole), [])
+        merged = merged_breakdown_parts(spec, [row for rows in answers for row in rows])
+        return None if merged is None else await self.with_breakdowns(scope, plan, *merged)
+
+    async def with_breakdowns(
+        self, scope: InsightScope, plan: Plan, overall: dict[int, Any], groups: dict[tuple[Any, bool], dict[int, Any]]
+    ) -> FunnelResult:
+        """The result of a funnel with a breakdown: its groups (`(value hash, other)`: steps)
+        named by their values, the most persons at step 0 first, the other values last."""
+        spec = plan.spec
         names = await labels(scope, spec, plan.span, [h for h, other in groups if h is not None and not other])
         breakdowns = []
         for (h, other), by_step in groups.items():
