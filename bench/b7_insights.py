@@ -2,7 +2,8 @@
 computes) against hand-written SQL for the same answer on the same database:
 
 * trends: page views over 30 days, daily, broken down by country (top 10 + other);
-* funnel: signup -> search -> booking, ordered, over 30 days, 7-day window;
+* funnel: signup -> search -> booking, ordered, over 30 days, 7-day window; and the same
+  broken down by country (first touch, top 10 + other);
 * retention: weekly, 8 weeks, first-time cohorts of signup, returning with any page view;
 * lifecycle: daily page-view lifecycle over 30 days.
 
@@ -125,6 +126,26 @@ persons AS (
 )
 SELECT count(*) FILTER (WHERE at0), count(*) FILTER (WHERE at1), count(*) FILTER (WHERE at2) FROM persons
 """
+
+FUNNEL_BY_COUNTRY = """query($q: FunnelQueryInput!) { funnel(query: $q) {
+  steps { count } breakdowns { value isOther steps { count } } } }"""
+
+# The same funnel by the country of the counted attempt's sign-up (a person's country is theirs
+# alone in this data, so any of their sign-ups gives it): the top 10 countries by persons at
+# step 0 (ties to the lower value hash, as pulsegraph breaks them), then the others together.
+RAW_FUNNEL_BY_COUNTRY = (
+    RAW_FUNNEL.replace("e.event_id AS id, e.type", "e.event_id AS id, e.type, e.country::text AS country")
+    .replace("SELECT p, bool_or(", "SELECT p, max(country) AS country, bool_or(")
+    .split("\nSELECT count(*) FILTER")[0]
+    + """,
+g AS (
+    SELECT country, count(*) FILTER (WHERE at0) AS n0, count(*) FILTER (WHERE at1) AS n1, count(*) FILTER (WHERE at2) AS n2
+    FROM persons WHERE at0 GROUP BY 1
+),
+ranked AS (SELECT g.*, row_number() OVER (ORDER BY n0 DESC, hashtextextended(country, 0) NULLS FIRST) AS r FROM g)
+SELECT CASE WHEN r <= 10 THEN country ELSE '$other' END, sum(n0), sum(n1), sum(n2) FROM ranked GROUP BY 1
+"""
+)
 
 
 # -- data -------------------------------------------------------------------------------------
@@ -279,6 +300,12 @@ def checksum(answer: Any, rows: list[asyncpg.Record]) -> tuple[float, float]:
     if "retention" in answer:
         api = sum(c or 0 for cohort in answer["retention"]["cohorts"] for c in cohort["counts"])
         return float(api), float(sum(r[2] for r in rows))
+    if "funnel" in answer and answer["funnel"].get("breakdowns"):
+        api_groups = sorted((b["value"], *(step["count"] for step in b["steps"])) for b in answer["funnel"]["breakdowns"])
+        sql_groups = sorted((r[0], *map(int, r[1:])) for r in rows)
+        return float(sum(sum(g[1:]) for g in api_groups)), float(sum(sum(g[1:]) for g in sql_groups)) + (
+            0.5 if api_groups != sql_groups else 0.0
+        )  # the same sum, and the same groups
     if "funnel" in answer:
         return float(sum(step["count"] for step in answer["funnel"]["steps"])), float(sum(rows[0]))
     periods = answer["lifecycle"]["periods"][1:]  # the first period's previous one is not in the SQL's days
@@ -307,6 +334,7 @@ def cases(now: datetime) -> list[tuple[str, dict[str, Any], str, tuple[Any, ...]
         "organizationId": str(ORG_ID), "range": window, "order": "ORDERED", "conversionWindowSeconds": 7 * 86400,
         "steps": [{"event": "signup"}, {"event": "search"}, {"event": "booking"}],
     }  # fmt: skip
+    by_country = {**funnel, "breakdown": {"source": "DIMENSION", "key": "country", "limit": 10}}
     weeks = local_weeks(now)
     retention = {
         "organizationId": str(ORG_ID), "range": {"from": weeks[0].isoformat(), "to": weeks[8].isoformat()},
@@ -320,6 +348,8 @@ def cases(now: datetime) -> list[tuple[str, dict[str, Any], str, tuple[Any, ...]
          (ORG_ID, start, end, TIMEZONE)),
         ("funnel 3 steps ordered, 30 d, 7-day window", {"query": FUNNEL, "variables": {"q": funnel}}, RAW_FUNNEL,
          (ORG_ID, start, end, timedelta(days=7))),
+        ("funnel by country, 3 steps, 30 d, 7-day window", {"query": FUNNEL_BY_COUNTRY, "variables": {"q": by_country}},
+         RAW_FUNNEL_BY_COUNTRY, (ORG_ID, start, end, timedelta(days=7))),
         ("retention weekly, 8 weeks", {"query": RETENTION, "variables": {"q": retention}}, RAW_RETENTION,
          (ORG_ID, weeks[0], weeks[16], weeks[:-1], weeks[8])),
         ("lifecycle 30 d daily", {"query": LIFECYCLE, "variables": {"q": lifecycle}}, RAW_LIFECYCLE,

@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from app.database import connection
-from app.services.insights import funnels
+from app.services.insights import funnels, rollups
 from app.services.insights import persons as person_links
 from app.settings import override_settings
 from tests.support import funnel_reference as ref
@@ -79,12 +79,15 @@ class Journeys:
     def __init__(self) -> None:
         self.events: list[ProductEvent] = []
 
-    def add(self, person: str, event: str, at: datetime, *, batch: int = 0, anonymous: bool = False, **props: Any) -> None:
+    def add(
+        self, person: str, event: str, at: datetime, *, batch: int = 0, anonymous: bool = False,
+        context: dict[str, Any] | None = None, **props: Any,
+    ) -> None:  # fmt: skip
         self.events.append(
             ProductEvent(
                 event_id=f"ev-{len(self.events):05d}-{uuid.uuid4().hex[:6]}", type=event, occurred_at=at,
                 user_id=None if anonymous else person, anonymous_id=person if anonymous else None,
-                properties=props, batch=batch,
+                properties=props, batch=batch, context=context or {},
             )
         )  # fmt: skip
 
@@ -659,6 +662,46 @@ async def test_breakdown_ties_and_times_whether_or_not_in_parts(
         assert b["steps"][1]["medianSecondsToConvert"] == middle, b["value"]
     every = sorted(x for xs in delays.values() for x in xs)
     assert answer["steps"][1]["medianSecondsToConvert"] == every[len(every) // 2]
+
+
+async def test_breakdown_by_a_rolled_dimension_names_its_values(client, settings):
+    """A breakdown by a stored dimension the hourly counts keep (utm_source here) is named
+    from them, whether the events were folded or are still queued; the values come from the
+    events the attribution reads (first touch: the sign-ups'; last touch: the last step's),
+    and a STRICT funnel still sees every other event between the steps."""
+    tenant = await make_tenant(settings)
+    j = Journeys()
+    at = T(2026, 11, 10, 9)
+    for n, source in enumerate(["news", "news", "ads", None]):
+        j.add(f"p{n}", "a", at + timedelta(minutes=n), context={"utmSource": source} if source else None)
+        j.add(f"p{n}", "b", at + timedelta(hours=1 + n), context={"utmSource": "mail"})
+    j.add("p1", "x", at + timedelta(minutes=30))  # between p1's steps: a STRICT funnel drops them
+    await send(client, tenant.org_admin_token, j.events[:4])
+    queued = "SELECT count(*) FROM event_rollup_queue WHERE organization_id = $1"
+    async with connection() as conn:
+        await rollups.fold(conn)  # the first two persons' events folded, the others' still queued
+        assert await conn.fetchval(queued, uuid.UUID(tenant.org_id)) == 0
+    await send(client, tenant.org_admin_token, j.events[4:])
+    async with connection() as conn:
+        assert await conn.fetchval(queued, uuid.UUID(tenant.org_id)) == 5
+    start, end = T(2026, 11, 10), T(2026, 11, 11)
+
+    def by_value(answer: dict[str, Any]) -> dict[str | None, list[int]]:
+        return {b["value"]: counts(b) for b in answer["breakdowns"]}
+
+    first = query(tenant, start, end, ["a", "b"], breakdown={"source": "DIMENSION", "key": "utm_source"})
+    assert by_value(await run_funnel(client, tenant, first)) == {"news": [2, 2], "ads": [1, 1], None: [1, 1]}
+    last = query(tenant, start, end, ["a", "b"],
+                 breakdown={"source": "DIMENSION", "key": "utm_source", "attribution": "LAST_TOUCH"})  # fmt: skip
+    assert by_value(await run_funnel(client, tenant, last)) == {"mail": [4, 4]}
+    strict = {**first, "order": "STRICT"}
+    assert by_value(await run_funnel(client, tenant, strict)) == {"news": [2, 1], "ads": [1, 1], None: [1, 1]}
+    # the hourly counts alone name them
+    async with connection() as conn:
+        hashes = {v: await conn.fetchval("SELECT hashtextextended($1, 0)", v) for v in ("news", "ads", "mail")}
+    scope = funnels.InsightScope(uuid.UUID(tenant.org_id), "UTC")
+    named = await funnels._labels_from_counts(scope, "utm_source", ["a"], start, end, list(hashes.values()))
+    assert named == {hashes["news"]: "news", hashes["ads"]: "ads"}
 
 
 @pytest.mark.parametrize(

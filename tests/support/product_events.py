@@ -28,6 +28,7 @@ class ProductEvent:
     url: str | None = None
     batch: int = 0
     session_id: str | None = None  # the client's own session id (else ingestion assigns one)
+    context: dict[str, Any] = field(default_factory=dict)  # more of the SDK's context (utmSource, ...)
 
     def as_input(self) -> dict[str, Any]:
         item: dict[str, Any] = {
@@ -40,8 +41,9 @@ class ProductEvent:
             item["userId"] = self.user_id
         if self.anonymous_id is not None:
             item["anonymousId"] = self.anonymous_id
-        if self.url is not None:
-            item["context"] = {"url": self.url}
+        context = {**self.context, **({"url": self.url} if self.url is not None else {})}
+        if context:
+            item["context"] = context
         if self.session_id is not None:
             item["sessionId"] = self.session_id
         return item

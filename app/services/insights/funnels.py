@@ -56,7 +56,7 @@ from typing import Any, ClassVar
 from app.auth import Viewer
 from app.database import connection
 from app.errors import BadInput
-from app.services.insights import grammar
+from app.services.insights import grammar, rollups
 from app.services.insights.grammar import PERSON, Sql
 from app.services.insights.query import InsightRunner, InsightScope, Periods, fetch_parts, insight_scope, periods_of
 from app.services.insights.query import fetch as fetch_rows
@@ -397,6 +397,22 @@ def prefiltered(spec: FunnelSpec) -> bool:
     return PREFILTER and spec.order is not FunnelOrder.UNORDERED and spec.steps[0].event != grammar.ALL_EVENTS
 
 
+_ROW_SOURCES = (grammar.PropertySource.EVENT, grammar.PropertySource.DIMENSION)  # values an event's row holds
+
+
+def valued_types(spec: FunnelSpec) -> list[str] | None:
+    """The event types whose breakdown value can be read: those of the step the attribution
+    reads it from (ORDERED and STRICT: step 0 for FIRST_TOUCH, step n for STEP). None when
+    it may be any event's (LAST_TOUCH, UNORDERED, an attributed step of every event) or
+    there is no breakdown. Only these rows need the value, which the heap holds and the
+    index read of the other rows does not."""
+    b = spec.breakdown
+    if b is None or spec.order is FunnelOrder.UNORDERED or b.attribution is grammar.Attribution.LAST_TOUCH:
+        return None
+    event = spec.steps[0 if b.attribution is grammar.Attribution.FIRST_TOUCH else b.step or 0].event
+    return None if event == grammar.ALL_EVENTS else [event]
+
+
 def core(
     scope: InsightScope, spec: FunnelSpec, span: TimeRange, *, aliases: bool = True, part: Part | None = None
 ) -> Core:
@@ -424,7 +440,6 @@ def core(
     p_until = sql.param(span.end + timedelta(seconds=spec.window_seconds), "timestamptz")
     strict = spec.order is FunnelOrder.STRICT
     every_type = strict or grammar.ALL_EVENTS in types  # STRICT reads every event, as does a "$all" step
-    type_filter = "" if every_type else f" AND e.type = ANY({sql.param(types, 'text[]')})"
     # "C" collation: person keys and event ids sort by their bytes (cheaper, and the order
     # Python's sorted() gives)
     columns = [f'({sql.person()}) COLLATE "C" AS person']
@@ -439,7 +454,8 @@ def core(
     held = [f"h{i}" for i in range(len(holds))]
     entity = ", ".join(["person", *held])
     # rows of the types read match a step or an exclusion unless a matcher has filters
-    filtered = BASE_FILTER and any(m.filters for m in (*spec.steps, *(x.matcher for x in spec.exclusions)))
+    any_filters = any(m.filters for m in (*spec.steps, *(x.matcher for x in spec.exclusions)))
+    filtered = BASE_FILTER and any_filters
     bounds = starters = ""
     if prefiltered(spec):
         # Only persons with a step-0 event in the range can count, and only their events
@@ -460,15 +476,26 @@ def core(
     select = f"SELECT {', '.join(columns)} FROM "
     where = (
         f" WHERE e.organization_id = {org} AND e.visitor_id IS NOT NULL"
-        f" AND e.occurred_at >= {p_start} AND e.occurred_at < {p_until}{type_filter}{starters}"
+        f" AND e.occurred_at >= {p_start} AND e.occurred_at < {p_until}{starters}"
     )
-    if slices is None:
-        rows = f"{select}{source}{where}"
-    else:  # the slice's events for everyone, the rest of the span's for its straddlers only
-        straddlers = sql.starter_events("far_visitors sv")
-        rows = " UNION ALL ".join(
-            [f"{select}{source}{where}{slices.inside}", *(f"{select}{straddlers}{where}{o}" for o in slices.outside)]
-        )
+    reads = [(source, "")]
+    if slices is not None:  # the slice's events for everyone, the rest of the span's for its straddlers only
+        reads += [(sql.starter_events("far_visitors sv"), o) for o in slices.outside]
+        reads[0] = (source, slices.inside)
+    valued = valued_types(spec) if bd is not None and bd.source in _ROW_SOURCES and not holds and not any_filters else None
+    if valued is None or bd_expr is None:
+        kinds = [(select, "" if every_type else f" AND e.type = ANY({sql.param(types, 'text[]')})")]
+    else:
+        # Only the rows of the attributed step's type carry the value, read from the heap; the
+        # others are read from the index alone.
+        kinds = [(select, f" AND e.type = ANY({sql.param(valued, 'text[]')})")]
+        others = [t for t in types if t not in valued]
+        plain = select.replace(f"{bd_expr} AS bh", "NULL::bigint AS bh")
+        if every_type:
+            kinds.append((plain, f" AND e.type <> ALL({sql.param(valued, 'text[]')})"))
+        elif others:
+            kinds.append((plain, f" AND e.type = ANY({sql.param(others, 'text[]')})"))
+    rows = " UNION ALL ".join(f"{chosen}{read}{where}{kind}{extra}" for chosen, kind in kinds for read, extra in reads)
     base = (
         f"{bounds}base AS (SELECT * FROM ({rows}) s"
         + ("" if strict or not filtered else f" WHERE {any_match}")
@@ -924,24 +951,48 @@ def funnel_statement(
 
 
 async def labels(scope: InsightScope, spec: FunnelSpec, span: TimeRange, hashes: list[int]) -> dict[int, str]:
-    """The breakdown values behind their hashes (one event per value is enough)."""
+    """The breakdown values behind their hashes: from the hourly counts when they keep the
+    breakdown's dimension (a few rows per hour), else (and for any hash they miss) from the
+    first event that carries each value, among the rows that can hold it (`valued_types`)."""
     if not hashes or spec.breakdown is None:
         return {}
+    types = valued_types(spec) or spec.types  # a value is read from a step's event, whatever the order
+    every_type = grammar.ALL_EVENTS in types
+    until = span.end + timedelta(seconds=spec.window_seconds)
+    names: dict[int, str] = {}
+    if rollups.counts_breakdown(spec.breakdown) and not every_type:
+        names = await _labels_from_counts(scope, spec.breakdown.key, types, span.start, until, hashes)
+    missing = [h for h in hashes if h not in names]
+    if not missing:
+        return names
     sql = Sql()
     value = _value(sql, spec.breakdown.source, spec.breakdown.key)
-    types = sorted({m.event for m in spec.steps})
     statement = (
         f"SELECT DISTINCT ON (h) h, v FROM (SELECT hashtextextended({value}, 0) AS h, {value} AS v"
         f" FROM {sql.events_from()} WHERE e.organization_id = {sql.param(scope.organization_id, 'uuid')}"
         f" AND e.visitor_id IS NOT NULL"
         f" AND e.occurred_at >= {sql.param(span.start, 'timestamptz')}"
-        f" AND e.occurred_at < {sql.param(span.end + timedelta(seconds=spec.window_seconds), 'timestamptz')}"
-        + (
-            ""
-            if spec.order is FunnelOrder.STRICT or grammar.ALL_EVENTS in types
-            else f" AND e.type = ANY({sql.param(types, 'text[]')})"
-        )
-        + f") s WHERE h = ANY({sql.param(hashes, 'bigint[]')})"
+        f" AND e.occurred_at < {sql.param(until, 'timestamptz')}"
+        + ("" if every_type else f" AND e.type = ANY({sql.param(types, 'text[]')})")
+        + f") s WHERE h = ANY({sql.param(missing, 'bigint[]')})"
+    )
+    names.update({row["h"]: row["v"] for row in await fetch_rows(sql, statement)})
+    return names
+
+
+async def _labels_from_counts(
+    scope: InsightScope, key: str, types: list[str], start: datetime, until: datetime, hashes: list[int]
+) -> dict[int, str]:
+    """`labels` from the hourly counts of a rolled dimension (the hours that overlap the span:
+    a value seen just outside it names the same hash)."""
+    sql = Sql()
+    statement = (
+        f"SELECT h, v FROM (SELECT DISTINCT c.value AS v FROM event_hour_counts_live c"
+        f" WHERE c.organization_id = {sql.param(scope.organization_id, 'uuid')} AND c.dimension = {sql.param(key, 'text')}"
+        f" AND c.type = ANY({sql.param(types, 'text[]')}) AND c.value IS NOT NULL"
+        f" AND c.hour >= {sql.param(start.astimezone(UTC).replace(minute=0, second=0, microsecond=0), 'timestamptz')}"
+        f" AND c.hour < {sql.param(until, 'timestamptz')}) s, hashtextextended(v, 0) AS h"
+        f" WHERE h = ANY({sql.param(hashes, 'bigint[]')})"
     )
     return {row["h"]: row["v"] for row in await fetch_rows(sql, statement)}
 
