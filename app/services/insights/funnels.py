@@ -840,65 +840,61 @@ def steps_statement(spec: FunnelSpec, c: Core) -> str:
     )
 
 
-def part_statement(spec: FunnelSpec, c: Core) -> str:
-    """`steps_statement` without a breakdown for one part of the persons, in a form parts
-    add up: per step k >= 1 the persons (nK), the sum of seconds from step k-1 (sK) and the
-    seconds themselves (dK: a median is not made of medians), unless the part has more than
-    PART_TIMES_LIMIT of them in all (`times` says how many), which Python is not handed."""
+def _part_columns(c: Core) -> list[str]:
+    """What a part hands over of its persons, in a form parts add up: the persons (n0) and
+    the times between steps they have (`times`); per step k >= 1 the persons (nK), the sum of
+    seconds from step k-1 (sK) and the seconds themselves (dK: a median is not made of
+    medians)."""
     columns = ["count(*) AS n0", "sum(lvl) AS times"]
-    outer = ["n0", "times"]
     for k in range(1, c.steps):
         d = f"(({c.t(k)} - {c.t(k - 1)}) / 1e6::float8)"  # float8: no numeric arithmetic per person
         columns.append(
             f"count(*) FILTER (WHERE lvl >= {k}) AS n{k}, sum({d}) FILTER (WHERE lvl >= {k}) AS s{k},"
             f" array_agg({d}) FILTER (WHERE lvl >= {k}) AS d{k}"
         )
-        outer.append(f"n{k}, s{k}, CASE WHEN times <= {PART_TIMES_LIMIT} THEN d{k} END AS d{k}")
-    return f"{c.ctes} SELECT {', '.join(outer)} FROM (SELECT {', '.join(columns)} FROM counted) whole"
+    return columns
 
 
-def merged_parts(steps: int, rows: Sequence[Any]) -> dict[int, tuple[int, float | None, float | None]] | None:
-    """The whole funnel's step -> (persons, average, median seconds) from its parts' rows,
-    the median interpolated as PostgreSQL's percentile_cont(0.5) does; None when a part
-    kept its times to itself (too many)."""
-    if any((row["times"] or 0) > PART_TIMES_LIMIT for row in rows):
-        return None
-    whole: dict[int, tuple[int, float | None, float | None]] = {0: (sum(row["n0"] for row in rows), None, None)}
-    for k in range(1, steps):
-        count = sum(row[f"n{k}"] for row in rows)
-        seconds = sorted(x for row in rows for x in (row[f"d{k}"] or ()))
-        total = sum(row[f"s{k}"] or 0 for row in rows)
-        whole[k] = (count, total / count if count else None, percentile_cont(seconds, 0.5))
-    return whole
+def _kept(c: Core, every_time: str) -> str:
+    """The part's columns, the seconds (dK) left out past PART_TIMES_LIMIT in all."""
+    steps = [f"n{k}, s{k}, CASE WHEN {every_time} <= {PART_TIMES_LIMIT} THEN d{k} END AS d{k}" for k in range(1, c.steps)]
+    return ", ".join(["n0", *steps])
+
+
+def part_statement(spec: FunnelSpec, c: Core) -> str:
+    """`steps_statement` without a breakdown for one part of the persons (`_part_columns`):
+    one row."""
+    return f"{c.ctes} SELECT {_kept(c, 'times')}, times FROM (SELECT {', '.join(_part_columns(c))} FROM counted) whole"
 
 
 def breakdown_part_statement(spec: FunnelSpec, c: Core) -> str:
-    """`steps_statement` with a breakdown for one part of the persons, in a form parts add
-    up: per breakdown value hash (`bh`) and step k the persons (n), and for k >= 1 the sum of
-    seconds from step k-1 (s) and the seconds themselves (d). Every row says how many values
-    (`vals`) and seconds (`times`) the part has; past PART_VALUES_LIMIT values only one row
-    comes back, past PART_TIMES_LIMIT seconds no `d`: Python is not handed them."""
-    dt = f"(CASE WHEN k > 0 THEN ({c.t('k')} - {c.t('k - 1')}) / 1e6::float8 END)"
-    grouped = (
-        f"SELECT {chosen_hash(spec, c)} AS bh, k, count(*) AS n, sum({dt}) AS s, array_agg({dt}) FILTER (WHERE k > 0) AS d"
-        " FROM counted, generate_series(0, lvl) AS k GROUP BY 1, 2"
-    )
+    """`steps_statement` with a breakdown for one part of the persons: a row per breakdown
+    value hash (`bh`, `_part_columns`), each saying how many values (`vals`) and times in all
+    (`times`) the part has; past PART_VALUES_LIMIT values only one row comes back."""
+    per_value = f"SELECT {chosen_hash(spec, c)} AS bh, {', '.join(_part_columns(c))} FROM counted GROUP BY 1"
     sized = (
-        "SELECT g.*, count(*) FILTER (WHERE k = 0) OVER () AS vals, sum(n) FILTER (WHERE k > 0) OVER () AS times,"
-        f" row_number() OVER () AS r FROM ({grouped}) g"
+        "SELECT g.*, count(*) OVER () AS vals, sum(g.times) OVER () AS every_time, row_number() OVER () AS r"
+        f" FROM ({per_value}) g"
     )
     return (
-        f"{c.ctes} SELECT bh, k, n, s, CASE WHEN times <= {PART_TIMES_LIMIT} THEN d END AS d, vals, times"
-        f" FROM ({sized}) x WHERE vals <= {PART_VALUES_LIMIT} OR r = 1"
+        f"{c.ctes} SELECT bh, {_kept(c, 'every_time')}, vals, every_time AS times FROM ({sized}) x"
+        f" WHERE vals <= {PART_VALUES_LIMIT} OR r = 1"
     )
 
 
 Steps = dict[int, tuple[int, float | None, float | None]]  # step -> (persons, average, median seconds)
 
 
-def merged_breakdown_parts(
-    spec: FunnelSpec, rows: Sequence[Any]
-) -> tuple[Steps, dict[tuple[int | None, bool], Steps]] | None:
+def merged_parts(steps: int, rows: Sequence[Any]) -> Steps | None:
+    """The whole funnel's steps from its parts' `part_statement` rows, the median
+    interpolated as PostgreSQL's percentile_cont(0.5) does; None when a part kept its times
+    to itself (too many)."""
+    if any((row["times"] or 0) > PART_TIMES_LIMIT for row in rows):
+        return None
+    return _summed(steps, rows)
+
+
+def merged_breakdown_parts(spec: FunnelSpec, rows: Sequence[Any]) -> tuple[Steps, dict[tuple[int | None, bool], Steps]] | None:
     """The whole funnel and its groups (`(value hash, other)`: the top N values by persons at
     step 0, ties to the lower hash and no value first, as `steps_statement` chooses them,
     then the other values together) from every part's `breakdown_part_statement` rows; None
@@ -906,27 +902,26 @@ def merged_breakdown_parts(
     if any(row["vals"] > PART_VALUES_LIMIT or (row["times"] or 0) > PART_TIMES_LIMIT for row in rows):
         return None
     assert spec.breakdown is not None
-    found: dict[int | None, dict[int, tuple[int, float, list[float]]]] = {}
+    n = len(spec.steps)
+    by_value: dict[int | None, list[Any]] = {}
     for row in rows:
-        n, s, d = found.setdefault(row["bh"], {}).get(row["k"], (0, 0.0, []))
-        found[row["bh"]][row["k"]] = (n + row["n"], s + (row["s"] or 0.0), d + list(row["d"] or ()))
-    starts = {h: steps[0][0] for h, steps in found.items() if 0 in steps}
+        by_value.setdefault(row["bh"], []).append(row)
+    starts = {h: sum(row["n0"] for row in found) for h, found in by_value.items()}
     top = sorted(starts, key=lambda h: (-starts[h], h is not None, h or 0))[: spec.breakdown.limit]
-    groups: dict[tuple[int | None, bool], list[dict[int, tuple[int, float, list[float]]]]] = {}
-    for h, steps in found.items():
-        groups.setdefault((h, False) if h in top else (None, True), []).append(steps)
-    whole = _summed_steps(list(found.values()))
-    return whole, {key: _summed_steps(members) for key, members in groups.items()}
+    groups: dict[tuple[int | None, bool], list[Any]] = {}
+    for h, found in by_value.items():
+        groups.setdefault((h, False) if h in top else (None, True), []).extend(found)
+    return _summed(n, rows), {key: _summed(n, found) for key, found in groups.items()}
 
 
-def _summed_steps(members: Sequence[dict[int, tuple[int, float, list[float]]]]) -> Steps:
-    """Per step: persons, average and median seconds (percentile_cont) over the members."""
-    out: Steps = {}
-    for k in sorted({k for steps in members for k in steps}):
-        count = sum(steps[k][0] for steps in members if k in steps)
-        total = sum(steps[k][1] for steps in members if k in steps)
-        seconds = sorted(x for steps in members if k in steps for x in steps[k][2])
-        out[k] = (count, total / count if k and count else None, percentile_cont(seconds, 0.5) if k else None)
+def _summed(steps: int, rows: Sequence[Any]) -> Steps:
+    """Per step: the rows' persons, and the average and median seconds from the step before."""
+    out: Steps = {0: (sum(row["n0"] for row in rows), None, None)}
+    for k in range(1, steps):
+        count = sum(row[f"n{k}"] for row in rows)
+        seconds = sorted(x for row in rows for x in (row[f"d{k}"] or ()))
+        total = sum(row[f"s{k}"] or 0 for row in rows)
+        out[k] = (count, total / count if count else None, percentile_cont(seconds, 0.5))
     return out
 
 
