@@ -708,9 +708,13 @@ async def test_breakdown_by_a_rolled_dimension_names_its_values(client, settings
     ("zone", "first_day"),
     [("Europe/Berlin", (2026, 10, 22)), ("America/New_York", (2026, 10, 29))],
 )
-async def test_conversion_over_time_and_time_to_convert_across_a_dst_change(client, settings, zone, first_day):
+@pytest.mark.parametrize("parts", [1, 2])  # one statement; parts side by side, added up in Python
+async def test_conversion_over_time_and_time_to_convert_across_a_dst_change(
+    client, settings, insight_parts, zone, first_day, parts
+):
     """Periods are local days (and hours) across the change of clocks; each person counts in
     the period of their counted attempt's start; the histogram bins the counted attempts."""
+    insight_parts(parts)
     tenant = await make_tenant(settings, timezone=zone)
     tz = ZoneInfo(zone)
     start = datetime(*first_day, tzinfo=tz)

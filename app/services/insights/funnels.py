@@ -41,6 +41,7 @@ the furthest record.
 `funnel` runs in parts side by side (`Part`): slices of time when the window is short
 against the range (`time_bounds`), else a hash of the person; with a breakdown, the parts
 hand over every value's counts and Python picks the top N (`merged_breakdown_parts`).
+Conversion over time and the time to convert run in the same parts (`FunnelRunner.in_parts`).
 `funnel_statement` gives the whole statement of `funnel` for benchmarks.
 """
 
@@ -1015,6 +1016,25 @@ def step_results(spec: FunnelSpec, rows: dict[int, Any]) -> list[StepResult]:
     return out
 
 
+def histogram(a: int, b: int, bins: int, us: Sequence[int]) -> Histogram:
+    """The time-to-convert histogram of µs between steps, binned as the one statement bins
+    seconds (whole-second bins from the least, at least 1 s wide; the greatest in the last),
+    in integers so that a bound falls in the same bin."""
+    if not us:
+        return Histogram(a, b, [], 0.0, [], 0, None, None)
+    ordered = sorted(us)
+    lo, hi = ordered[0], ordered[-1]
+    width = max(-(-(hi - lo) // (bins * 1_000_000)), 1)  # whole seconds, rounded up
+    counts = [0] * bins
+    for x in ordered:
+        counts[min((x - lo) // (width * 1_000_000), bins - 1)] += 1
+    seconds = [x / 1e6 for x in ordered]
+    return Histogram(
+        a, b, [lo / 1e6 + width * i for i in range(bins)], float(width), counts, len(ordered),
+        sum(ordered) / len(ordered) / 1e6, percentile_cont(seconds, 0.5),
+    )  # fmt: skip
+
+
 # -- runners -----------------------------------------------------------------------------------
 
 
@@ -1036,11 +1056,10 @@ class FunnelRunner(InsightRunner[Plan, Any]):
     async def fetch(self, scope: InsightScope, plan: Plan) -> FunnelResult:
         spec = plan.spec
         aliases = await has_aliases(scope)
-        if get_settings().insight_parts > 1 and prefiltered(spec):
-            found = await self.fetch_in_parts(scope, plan, aliases=aliases)
-            if found is not None:
-                return found
-            # more converters (or values) than Python is handed: the statement merges them
+        found = await self.fetch_in_parts(scope, plan, aliases=aliases)
+        if found is not None:
+            return found
+        # not split, or more converters (or values) than Python is handed: one statement
         c = core(scope, spec, plan.span, aliases=aliases)
         rows = await fetch_rows(c.sql, steps_statement(spec, c))
         if spec.breakdown is None:
@@ -1058,16 +1077,29 @@ class FunnelRunner(InsightRunner[Plan, Any]):
                 groups.setdefault((row["bh"], row["other"]), {})[row["k"]] = found_step
         return await self.with_breakdowns(scope, plan, overall, groups)
 
-    async def fetch_in_parts(self, scope: InsightScope, plan: Plan, *, aliases: bool) -> FunnelResult | None:
-        """The funnel from parts run side by side (see `Part`), or None when a part had more
-        to hand over than Python takes."""
+    async def in_parts(
+        self, scope: InsightScope, plan: Plan, statement: Callable[[Core], str], *, aliases: bool
+    ) -> list[list[Any]] | None:
+        """Every part's rows of `statement` (of the part's `core`), the parts run side by side
+        (see `Part`); None when the funnel is not split (one part configured, or a funnel
+        that is not `prefiltered`)."""
         spec, parts = plan.spec, get_settings().insight_parts
+        if parts < 2 or not prefiltered(spec):
+            return None
         bounds = () if TIME_SPLIT is False else time_bounds(
             plan.span, spec.window_seconds, parts, await profile(scope, spec, plan.span)
         )  # the hourly counts are not read when parts by time are switched off
         cores = [core(scope, spec, plan.span, aliases=aliases, part=Part(i, parts, bounds)) for i in range(parts)]
+        return await fetch_parts(cores[0].sql, [statement(c) for c in cores])
+
+    async def fetch_in_parts(self, scope: InsightScope, plan: Plan, *, aliases: bool) -> FunnelResult | None:
+        """The funnel from its parts, or None when it is not split or a part had more to hand
+        over than Python takes."""
+        spec = plan.spec
         statement = part_statement if spec.breakdown is None else breakdown_part_statement
-        answers = await fetch_parts(cores[0].sql, [statement(spec, c) for c in cores])
+        answers = await self.in_parts(scope, plan, lambda c: statement(spec, c), aliases=aliases)
+        if answers is None:
+            return None
         if spec.breakdown is None:
             whole = merged_parts(len(spec.steps), [rows[0] for rows in answers])
             return None if whole is None else FunnelResult(plan.span, step_results(spec, whole), [])
@@ -1099,16 +1131,21 @@ class ConversionOverTimeRunner(FunnelRunner):
         return Plan(span, self.inputs["spec"], {"periods": periods_of(span, self.inputs["grain"])})
 
     async def fetch(self, scope: InsightScope, plan: Plan) -> ConversionSeries:  # type: ignore[override]
-        spec = plan.spec
         periods: Periods = plan.extra["periods"]
-        c = core(scope, spec, plan.span, aliases=await has_aliases(scope))
-        # the chain's times count µs from the range start
-        starts = c.sql.param([_us(p) - _us(plan.span.start) for p in periods.starts], "bigint[]")
-        statement = (
-            f"{c.ctes} SELECT width_bucket({c.t(0)}, {starts}) AS i, count(*) AS entered,"
-            f" count(*) FILTER (WHERE lvl = {c.steps - 1}) AS converted FROM counted GROUP BY 1"
-        )
-        rows = await fetch_rows(c.sql, statement)
+        first = [_us(p) - _us(plan.span.start) for p in periods.starts]  # the chain's times count µs from the range start
+
+        def statement(c: Core) -> str:
+            return (
+                f"{c.ctes} SELECT width_bucket({c.t(0)}, {c.sql.param(first, 'bigint[]')}) AS i, count(*) AS entered,"
+                f" count(*) FILTER (WHERE lvl = {c.steps - 1}) AS converted FROM counted GROUP BY 1"
+            )
+
+        aliases = await has_aliases(scope)
+        answers = await self.in_parts(scope, plan, statement, aliases=aliases)
+        if answers is None:
+            c = core(scope, plan.spec, plan.span, aliases=aliases)
+            answers = [await fetch_rows(c.sql, statement(c))]
+        rows = [row for part in answers for row in part]  # the parts' persons are disjoint: their counts add
         entered = [0] * len(periods)
         converted = [0] * len(periods)
         for row in rows:
@@ -1139,7 +1176,19 @@ class TimeToConvertRunner(FunnelRunner):
         bins = DEFAULT_BINS if bins is None else bins
         if not 1 <= bins <= MAX_BINS:
             raise BadInput(f"1 to {MAX_BINS} bins", field="bins")
-        c = core(scope, spec, plan.span, aliases=await has_aliases(scope))
+        aliases = await has_aliases(scope)
+
+        def times(c: Core) -> str:
+            """A part's µs from step a to step b, unless it has more than PART_TIMES_LIMIT."""
+            return (
+                f"{c.ctes} SELECT n, CASE WHEN n <= {PART_TIMES_LIMIT} THEN us END AS us FROM (SELECT count(*) AS n,"
+                f" array_agg({c.t(b)} - {c.t(a)}) AS us FROM counted WHERE lvl >= {b}) x"
+            )
+
+        answers = await self.in_parts(scope, plan, times, aliases=aliases)
+        if answers is not None and all(rows[0]["n"] <= PART_TIMES_LIMIT for rows in answers):
+            return histogram(a, b, bins, [us for rows in answers for us in rows[0]["us"] or ()])
+        c = core(scope, spec, plan.span, aliases=aliases)
         secs = f"(({c.t(b)} - {c.t(a)}) / 1000000.0)"
         statement = (
             f"{c.ctes}, d AS MATERIALIZED (SELECT {secs} AS s FROM counted WHERE lvl >= {b}),"
