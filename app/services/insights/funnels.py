@@ -41,7 +41,8 @@ the furthest record.
 `funnel` runs in parts side by side (`Part`): slices of time when the window is short
 against the range (`time_bounds`), else a hash of the person; with a breakdown, the parts
 hand over every value's counts and Python picks the top N (`merged_breakdown_parts`).
-Conversion over time and the time to convert run in the same parts (`FunnelRunner.in_parts`).
+Conversion over time, the time to convert and the persons' pages run in the same parts
+(`FunnelRunner.in_parts`).
 `funnel_statement` gives the whole statement of `funnel` for benchmarks.
 """
 
@@ -1230,21 +1231,31 @@ class PersonsRunner(FunnelRunner):
         if not 1 <= first <= MAX_PAGE:
             raise BadInput(f"first is 1 to {MAX_PAGE}", field="first")
         after = decode_cursor(self.inputs.get("after"))
-        c = core(scope, spec, plan.span, aliases=await has_aliases(scope))
-        condition = f"lvl = {step - 1}" if dropped else f"lvl >= {step}"
         value = self.inputs.get("breakdown_value")
-        if value is not None and spec.breakdown is not None:
-            condition += f" AND {chosen_hash(spec, c)} IS NOT DISTINCT FROM hashtextextended({c.sql.param(value, 'text')}, 0)"
-        cursor = f" WHERE person > {c.sql.param(after, 'text')}" if after is not None else ""
-        statement = (
-            f"{c.with_persons}, ps AS MATERIALIZED (SELECT DISTINCT person FROM entities WHERE {condition})"
-            f" SELECT (SELECT count(*) FROM ps) AS total,"
-            f" ARRAY(SELECT person FROM ps{cursor} ORDER BY person LIMIT {first + 1}) AS ids"
-        )
-        row = (await fetch_rows(c.sql, statement))[0]
-        ids = list(row["ids"][:first])
-        more = len(row["ids"]) > first
-        return PersonsPage(ids, row["total"], encode_cursor(ids[-1]) if ids else None, more)
+
+        def page(c: Core) -> str:
+            """How many persons the step has, and the next `first` + 1 of them by id."""
+            condition = f"lvl = {step - 1}" if dropped else f"lvl >= {step}"
+            if value is not None and spec.breakdown is not None:
+                condition += f" AND {chosen_hash(spec, c)} IS NOT DISTINCT FROM hashtextextended({c.sql.param(value, 'text')}, 0)"
+            cursor = f" WHERE person > {c.sql.param(after, 'text')}" if after is not None else ""
+            return (
+                f"{c.with_persons}, ps AS MATERIALIZED (SELECT DISTINCT person FROM entities WHERE {condition})"
+                f" SELECT (SELECT count(*) FROM ps) AS total,"
+                f" ARRAY(SELECT person FROM ps{cursor} ORDER BY person LIMIT {first + 1}) AS ids"
+            )
+
+        aliases = await has_aliases(scope)
+        answers = await self.in_parts(scope, plan, page, aliases=aliases)
+        if answers is None:
+            c = core(scope, spec, plan.span, aliases=aliases)
+            answers = [await fetch_rows(c.sql, page(c))]
+        # a person is in one part: the page is the first of every part's pages together (ids
+        # in "C" order, which is Python's)
+        found = sorted(person for rows in answers for person in rows[0]["ids"])
+        ids = found[:first]
+        total = sum(rows[0]["total"] for rows in answers)
+        return PersonsPage(ids, total, encode_cursor(ids[-1]) if ids else None, len(found) > first)
 
 
 CURSOR_PREFIX = "funnel-person:"
