@@ -80,7 +80,7 @@ MAX_PAGE = 1000
 PART_TIMES_LIMIT = 100_000
 # Likewise a part of a split funnel with a breakdown hands over its values' rows only up to
 # this many values (the top N are chosen from every part's); beyond, one statement.
-PART_VALUES_LIMIT = 1_000
+PART_VALUES_LIMIT = 10_000
 # How the statement is built (module switches so a benchmark can compare variants):
 PREFILTER = True  # read only the persons with a step-0 event in the range (a semi-join)
 BASE_FILTER = True  # drop rows of the types read that match no step's or exclusion's filters
