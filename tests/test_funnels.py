@@ -537,6 +537,43 @@ async def test_random_funnels_match_the_reference(
     assert checked > 20  # the seeds make funnels worth comparing
 
 
+# steps without filters: only the attributed step's rows read the value (the others come from
+# the index alone); in parts by time and by hash, and in one statement
+@pytest.mark.parametrize("seed, parts, by_time", [(13, 2, True), (13, 2, False), (31, 3, None), (31, 1, None)])
+async def test_random_breakdowns_of_unfiltered_steps_match_the_reference(
+    client, settings, insight_parts, monkeypatch, seed, parts, by_time
+):
+    insight_parts(parts)
+    monkeypatch.setattr(funnels, "TIME_SPLIT", by_time)
+    tenant = await make_tenant(settings)
+    base = datetime.now(UTC).replace(microsecond=0) - timedelta(days=40)
+    events, links = random_events(seed, base)
+    await send(client, tenant.org_admin_token, events)
+    async with connection() as conn:
+        for alias, person in links.items():
+            assert await person_links.link(
+                conn, organization_id=tenant.organization.id, anonymous_id=alias[2:], user_id=person[2:]
+            )
+    start, end = base + timedelta(days=1), base + timedelta(days=4)
+    for order in ("ordered", "strict"):
+        for attribution, step in (("FIRST_TOUCH", None), ("STEP", 1), ("STEP", 2), ("LAST_TOUCH", None)):
+            label = (order, attribution, step)
+            funnel = ref.RefFunnel(
+                steps=[matcher("a"), matcher("b"), matcher("c")], start=start, end=end, order=order, window=86400,
+                breakdown=ref.RefBreakdown(lambda e: e.properties.get("src"), attribution.lower(), step, 100),
+            )  # fmt: skip
+            q = query(tenant, start, end, ["a", "b", "c"], order=order.upper(), conversionWindowSeconds=86400,
+                      breakdown={"key": "src", "attribution": attribution, "step": step, "limit": 100})  # fmt: skip
+            found = ref.entities(funnel, events, links)
+            answer = await run_funnel(client, tenant, q)
+            assert_steps(answer["steps"], ref.steps(funnel, found), label)
+            expected = ref.breakdowns(funnel, found)
+            got = {b["value"]: b["steps"] for b in answer["breakdowns"]}
+            assert set(got) == set(expected), label
+            for value, steps in expected.items():
+                assert_steps(got[value], steps, (label, value))
+
+
 @pytest.mark.parametrize("bounds", [(T(2026, 6, 3),), (T(2026, 6, 3), T(2026, 6, 5))])
 async def test_parts_by_time_read_each_person_whole(client, settings, insight_parts, monkeypatch, bounds):
     """Parts by time cut the range at `bounds`: a person whose sign-ups fall in several
