@@ -450,8 +450,6 @@ def core(
     columns.append(f"(date_part('epoch', e.occurred_at - {p_start}) * 1000000)::bigint AS t")
     columns += [f"COALESCE({m}, false) AS m{k}" for k, m in enumerate(matches)]
     columns += [f"COALESCE({x}, false) AS x{j}" for j, x in enumerate(excludes)]
-    if bd_expr is not None:
-        columns.append(f"{bd_expr} AS bh")
     any_match = " OR ".join([f"m{k}" for k in range(n)] + [f"x{j}" for j in range(len(excludes))])
     held = [f"h{i}" for i in range(len(holds))]
     entity = ", ".join(["person", *held])
@@ -475,28 +473,31 @@ def core(
         person, source = _events(sql, aliases=aliases)
         slices = None
     columns = [c.replace(PERSON, person) for c in columns]
-    select = f"SELECT {', '.join(columns)} FROM "
+
+    def select(bh: str | None) -> str:
+        """The rows' columns, with `bh` as the breakdown value's hash when there is a breakdown."""
+        return f"SELECT {', '.join(columns if bh is None else [*columns, f'{bh} AS bh'.replace(PERSON, person)])} FROM "
+
     where = (
         f" WHERE e.organization_id = {org} AND e.visitor_id IS NOT NULL"
         f" AND e.occurred_at >= {p_start} AND e.occurred_at < {p_until}{starters}"
     )
-    reads = [(source, "")]
+    reads = [(source, slices.inside if slices is not None else "")]
     if slices is not None:  # the slice's events for everyone, the rest of the span's for its straddlers only
         reads += [(sql.starter_events("far_visitors sv"), o) for o in slices.outside]
-        reads[0] = (source, slices.inside)
     valued = valued_types(spec) if bd is not None and bd.source in _ROW_SOURCES and not holds and not any_filters else None
-    if valued is None or bd_expr is None:
-        kinds = [(select, "" if every_type else f" AND e.type = ANY({sql.param(types, 'text[]')})")]
+    if valued is None:
+        kinds = [(select(bd_expr), "" if every_type else f" AND e.type = ANY({sql.param(types, 'text[]')})")]
     else:
         # Only the rows of the attributed step's type carry the value, read from the heap; the
         # others are read from the index alone.
-        kinds = [(select, f" AND e.type = ANY({sql.param(valued, 'text[]')})")]
+        p_valued = sql.param(valued, "text[]")
+        kinds = [(select(bd_expr), f" AND e.type = ANY({p_valued})")]
         others = [t for t in types if t not in valued]
-        plain = select.replace(f"{bd_expr} AS bh", "NULL::bigint AS bh")
         if every_type:
-            kinds.append((plain, f" AND e.type <> ALL({sql.param(valued, 'text[]')})"))
+            kinds.append((select("NULL::bigint"), f" AND e.type <> ALL({p_valued})"))
         elif others:
-            kinds.append((plain, f" AND e.type = ANY({sql.param(others, 'text[]')})"))
+            kinds.append((select("NULL::bigint"), f" AND e.type = ANY({sql.param(others, 'text[]')})"))
     rows = " UNION ALL ".join(f"{chosen}{read}{where}{kind}{extra}" for chosen, kind in kinds for read, extra in reads)
     base = (
         f"{bounds}base AS (SELECT * FROM ({rows}) s"
@@ -1093,6 +1094,17 @@ class FunnelRunner(InsightRunner[Plan, Any]):
         cores = [core(scope, spec, plan.span, aliases=aliases, part=Part(i, parts, bounds)) for i in range(parts)]
         return await fetch_parts(cores[0].sql, [statement(c) for c in cores])
 
+    async def every_part(
+        self, scope: InsightScope, plan: Plan, statement: Callable[[Core], str], *, aliases: bool
+    ) -> list[list[Any]]:
+        """`in_parts`, or, when the funnel is not split, the rows of one statement over every
+        person as its only part: for answers whose parts simply add up."""
+        answers = await self.in_parts(scope, plan, statement, aliases=aliases)
+        if answers is None:
+            c = core(scope, plan.spec, plan.span, aliases=aliases)
+            answers = [await fetch_rows(c.sql, statement(c))]
+        return answers
+
     async def fetch_in_parts(self, scope: InsightScope, plan: Plan, *, aliases: bool) -> FunnelResult | None:
         """The funnel from its parts, or None when it is not split or a part had more to hand
         over than Python takes."""
@@ -1141,11 +1153,7 @@ class ConversionOverTimeRunner(FunnelRunner):
                 f" count(*) FILTER (WHERE lvl = {c.steps - 1}) AS converted FROM counted GROUP BY 1"
             )
 
-        aliases = await has_aliases(scope)
-        answers = await self.in_parts(scope, plan, statement, aliases=aliases)
-        if answers is None:
-            c = core(scope, plan.spec, plan.span, aliases=aliases)
-            answers = [await fetch_rows(c.sql, statement(c))]
+        answers = await self.every_part(scope, plan, statement, aliases=await has_aliases(scope))
         rows = [row for part in answers for row in part]  # the parts' persons are disjoint: their counts add
         entered = [0] * len(periods)
         converted = [0] * len(periods)
@@ -1245,11 +1253,7 @@ class PersonsRunner(FunnelRunner):
                 f" ARRAY(SELECT person FROM ps{cursor} ORDER BY person LIMIT {first + 1}) AS ids"
             )
 
-        aliases = await has_aliases(scope)
-        answers = await self.in_parts(scope, plan, page, aliases=aliases)
-        if answers is None:
-            c = core(scope, spec, plan.span, aliases=aliases)
-            answers = [await fetch_rows(c.sql, page(c))]
+        answers = await self.every_part(scope, plan, page, aliases=await has_aliases(scope))
         # a person is in one part: the page is the first of every part's pages together (ids
         # in "C" order, which is Python's)
         found = sorted(person for rows in answers for person in rows[0]["ids"])
